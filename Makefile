@@ -1,0 +1,33 @@
+# Every target is one line; the venv is built on first use and whenever pyproject.toml changes.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint typecheck unit integration bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV) && $(BIN)/pip install -q --upgrade pip && $(BIN)/pip install -q -e ".[dev]" && touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/matchday run
+
+test: $(BIN)/.installed
+	$(BIN)/ruff check . && $(BIN)/mypy && $(BIN)/python -m pytest
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
+
+unit: $(BIN)/.installed
+	$(BIN)/python -m pytest tests/unit
+
+integration: $(BIN)/.installed
+	$(BIN)/python -m pytest tests/integration
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench.inventory
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache .hypothesis

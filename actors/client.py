@@ -1,0 +1,85 @@
+"""Connect an :class:`InventoryClient` to the shard actors, and start those actors."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import ray
+
+from actors.inventory import InventoryShard, shard_name
+from actors.publisher import PUBLISHER_NAME, EventPublisher
+from matchday.inventory.client import InventoryClient
+from matchday.inventory.commands import Mutation, Outcome
+from matchday.inventory.routing import Router
+from matchday.settings import Settings
+
+# Thousands of callers wait on a shard at once; each is a coroutine, not a thread.
+SHARD_MAX_CONCURRENCY = 10_000
+
+
+def start_inventory(settings: Settings) -> dict[int, Any]:
+    """Create (or find) every shard actor and the event publisher; wait until they answer."""
+    payload = settings.model_dump(mode="json")
+    shard_cls = ray.remote(InventoryShard)
+    handles = {}
+    router = Router(settings.shards, settings.dedicated_shards)
+    for sid in router.all_shards:
+        handles[sid] = shard_cls.options(  # type: ignore[attr-defined]
+            name=shard_name(sid),
+            namespace=settings.namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            max_restarts=-1,
+            max_task_retries=-1,
+            max_concurrency=SHARD_MAX_CONCURRENCY,
+            num_cpus=0,
+        ).remote(sid, payload)
+    publisher = (
+        ray.remote(EventPublisher)
+        .options(  # type: ignore[attr-defined]
+            name=PUBLISHER_NAME,
+            namespace=settings.namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            max_restarts=-1,
+            max_task_retries=-1,
+            num_cpus=0,
+        )
+        .remote(payload)
+    )
+    ray.get([h.ready.remote() for h in handles.values()] + [publisher.start.remote()])
+    return handles
+
+
+def shard_handles(settings: Settings) -> dict[int, Any]:
+    router = Router(settings.shards, settings.dedicated_shards)
+    return {
+        sid: ray.get_actor(shard_name(sid), namespace=settings.namespace)
+        for sid in router.all_shards
+    }
+
+
+def connect_client(settings: Settings, handles: dict[int, Any] | None = None) -> InventoryClient:
+    """A client for this process (a Serve replica, the CLI, a test, the benchmark)."""
+    handles = handles or shard_handles(settings)
+
+    async def send(shard_id: int, batch: list[Mutation]) -> list[Outcome]:
+        result: list[Outcome] = await handles[shard_id].apply.remote(batch)
+        return result
+
+    return InventoryClient(
+        send,
+        Router(settings.shards, settings.dedicated_shards),
+        max_batch=settings.max_batch,
+        in_flight=settings.client_in_flight,
+        policy=settings.policy(),
+    )
+
+
+def stop_inventory(settings: Settings) -> None:
+    for name in [
+        shard_name(s) for s in Router(settings.shards, settings.dedicated_shards).all_shards
+    ] + [PUBLISHER_NAME]:
+        with contextlib.suppress(ValueError):
+            ray.kill(ray.get_actor(name, namespace=settings.namespace), no_restart=True)

@@ -1,0 +1,110 @@
+"""InventoryShard: a thin async Ray actor around :class:`matchday.inventory.shard.ShardCore`.
+
+Ray restarts a dead shard (``max_restarts=-1``) and re-sends calls that were in flight
+(``max_task_retries=-1``); both are safe because a shard recovers its state from PostgreSQL
+and answers a repeated request id with its first answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+from matchday.batching import Coalescer
+from matchday.inventory.commands import Mutation, Outcome
+from matchday.inventory.routing import Router
+from matchday.inventory.shard import ShardCore
+from matchday.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def shard_name(shard_id: int) -> str:
+    return f"inventory-shard-{shard_id}"
+
+
+class InventoryShard:
+    def __init__(self, shard_id: int, settings: dict[str, Any]) -> None:
+        self.shard_id = shard_id
+        self.settings = Settings(**settings)
+        self._core: ShardCore | None = None
+        self._committer: Coalescer[Mutation, Outcome] | None = None
+        self._start_lock = asyncio.Lock()
+        self._pool: Any = None
+        self._timers: asyncio.Task[None] | None = None
+
+    async def _ready(self) -> tuple[ShardCore, Coalescer[Mutation, Outcome]]:
+        # Async start on first call: __init__ cannot await, and a shard that cannot reach
+        # PostgreSQL yet should still come up and answer 503s until it can.
+        if self._core is None or self._committer is None:
+            async with self._start_lock:
+                if self._core is None:
+                    await self._start()
+        assert self._core is not None and self._committer is not None
+        return self._core, self._committer
+
+    async def _start(self) -> None:
+        from matchday.storage.db import make_pool
+        from matchday.storage.inventory_repo import InventoryRepository
+
+        s = self.settings
+        self._pool = make_pool(
+            s.database_url, min_size=1, max_size=2, name=shard_name(self.shard_id)
+        )
+        await self._pool.open(wait=False)
+        core = ShardCore(
+            self.shard_id,
+            Router(s.shards, s.dedicated_shards),
+            InventoryRepository(self._pool),
+            policy=s.policy(),
+            cache_size=s.shard_cache_size,
+            dedupe_window_s=s.dedupe_window_s,
+        )
+        try:
+            await core.start()
+        except Exception as exc:  # recovered on the next batch instead
+            log.warning("shard %s could not recover at start: %r", self.shard_id, exc)
+        self._committer = Coalescer(core.apply, max_batch=s.max_batch, max_in_flight=1)
+        self._core = core
+        self._timers = asyncio.get_running_loop().create_task(
+            core.run_timers(self._committer.submit_many)
+        )
+
+    async def apply(self, mutations: list[Mutation]) -> list[Outcome]:
+        core, committer = await self._ready()
+        outcomes = await committer.submit_many(mutations)
+        if core.fenced:
+            # A newer incarnation owns this shard: die so nothing here is ever mistaken
+            # for the live shard. Ray only restarts it if it still counts as the live one.
+            asyncio.get_running_loop().call_later(0.1, os._exit, 1)
+        return outcomes
+
+    async def stock(self, sku: str) -> Outcome:
+        core, _ = await self._ready()
+        return core.stock(sku)
+
+    async def evict(self, skus: list[str]) -> list[str]:
+        core, _ = await self._ready()
+        return await core.evict(skus)
+
+    async def adopt(self, skus: list[str]) -> list[str]:
+        core, _ = await self._ready()
+        return await core.adopt(skus)
+
+    async def stats(self) -> dict[str, Any]:
+        core, committer = await self._ready()
+        return {
+            **core.stats(),
+            "pid": os.getpid(),
+            "batches": committer.batches,
+            "mutations": committer.items,
+        }
+
+    async def ready(self) -> bool:
+        core, _ = await self._ready()
+        return core.healthy
+
+    def pid(self) -> int:
+        return os.getpid()

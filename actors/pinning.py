@@ -1,0 +1,61 @@
+"""Pin a hot SKU to a dedicated shard, or unpin it, while traffic flows.
+
+Order matters only for speed, not safety: the pin row is written first (so any shard that
+loads the SKU afterwards routes it correctly), the old owner forgets it, the new owner
+claims it (fencing the old owner's row). A client with stale routing is redirected by
+WrongShard. See docs/adr/0001-inventory-engine.md.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from matchday.domain.errors import InvalidInput, UnknownSku
+from matchday.inventory.commands import check_sku
+from matchday.inventory.routing import Router
+from matchday.storage.inventory_repo import InventoryRepository
+
+
+async def pin_sku(
+    repo: InventoryRepository,
+    router: Router,
+    handles: dict[int, Any],
+    sku: str,
+    shard: int | None = None,
+) -> int:
+    check_sku(sku)
+    if shard is None:
+        if not router.dedicated:
+            raise InvalidInput(
+                "shard", "no dedicated shards are configured (MATCHDAY_DEDICATED_SHARDS)"
+            )
+        load = Counter((await repo.pins()).values())
+        shard = min(router.dedicated, key=lambda s: (load[s], s))
+    if shard not in router.all_shards:
+        raise InvalidInput("shard", f"must be one of {router.all_shards}")
+    return await _move(repo, router, handles, sku, shard, pin=shard)
+
+
+async def unpin_sku(
+    repo: InventoryRepository, router: Router, handles: dict[int, Any], sku: str
+) -> int:
+    check_sku(sku)
+    return await _move(repo, router, handles, sku, router.ring.owner(sku), pin=None)
+
+
+async def _move(
+    repo: InventoryRepository,
+    router: Router,
+    handles: dict[int, Any],
+    sku: str,
+    to: int,
+    pin: int | None,
+) -> int:
+    old = await repo.set_pin(sku, pin)
+    if old is None:
+        raise UnknownSku(sku)
+    if old != to and old in handles:
+        await handles[old].evict.remote([sku])
+    await handles[to].adopt.remote([sku])
+    return to

@@ -1,0 +1,1 @@
+"""Launchers and operations: the local stack, cluster configs, the ``matchday`` CLI."""

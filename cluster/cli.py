@@ -1,0 +1,302 @@
+"""``matchday``: run the stack, and operate a running one.
+
+    matchday run                      start everything on embedded defaults, Ctrl-C stops it
+    matchday status                   where the running stack is, and each shard's health
+    matchday stock SKU [SKU ...]      durable counters from PostgreSQL
+    matchday restock SKU QTY          add received units
+    matchday set-stock SKU UNITS      supplier sync: UNITS physically present and unsold
+    matchday limits SKU [--per-customer N] [--low-stock N] [--low-stock-cap N]
+    matchday reserve SKU QTY [--customer C] [--cart C] [--ttl S]
+    matchday release SKU RESERVATION
+    matchday pin SKU [--shard N] | unpin SKU | pins
+    matchday migrate                  apply SQL migrations to MATCHDAY_DATABASE_URL
+
+Commands other than ``run`` find the running stack through ``<data_dir>/stack.json``, or
+through MATCHDAY_DATABASE_URL / MATCHDAY_RAY_ADDRESS when those are set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict
+from typing import Any
+
+from matchday.domain.errors import MatchdayError
+from matchday.settings import Settings
+
+
+def _request_id(args: argparse.Namespace) -> str:
+    return str(args.request_id or f"cli-{uuid.uuid4().hex}")
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from cluster.local import LocalStack, load_state
+
+    state = load_state(settings)
+    if state and _alive(state["pid"]):
+        print(f"a stack is already running (pid {state['pid']}); `matchday status` shows it")
+        return 1
+    if args.fresh:
+        import shutil
+
+        shutil.rmtree(settings.data_dir, ignore_errors=True)
+    stack = LocalStack.start(settings, dashboard=not args.no_dashboard, seed=not args.no_seed)
+    print("\nmatchday is running:")
+    for line in stack.describe():
+        print("  " + line)
+    print("\nTry:  matchday stock JERSEY-FINAL-LTD-M    matchday reserve JERSEY-FINAL-LTD-M 1")
+    print("Stop: Ctrl-C", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    print("stopping ...", flush=True)
+    stack.stop()
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _resolve(settings: Settings) -> Settings:
+    from cluster.local import load_state
+
+    state = load_state(settings) or {}
+    update = {}
+    for key in ("database_url", "redis_url", "ray_address"):
+        if not getattr(settings, key) and state.get(key):
+            update[key] = state[key]
+    # The running shards decide the routing, whatever this shell's environment says.
+    for key in ("shards", "dedicated_shards"):
+        if key in state:
+            update[key] = state[key]
+    if not (settings.database_url or update.get("database_url")):
+        raise SystemExit("no running stack found: start one with `matchday run` (or `make run`)")
+    return settings.model_copy(update=update)
+
+
+def _with_ray(settings: Settings, work: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
+    import logging
+
+    import ray
+
+    from actors.client import connect_client, shard_handles
+
+    if not settings.ray_address:
+        raise SystemExit("no running Ray cluster found: start one with `matchday run`")
+    ray.init(
+        address=settings.ray_address,
+        namespace=settings.namespace,
+        logging_level=logging.ERROR,
+        log_to_driver=False,
+    )
+    try:
+        handles = shard_handles(settings)
+        return asyncio.run(work((connect_client(settings, handles), handles)))
+    finally:
+        ray.shutdown()
+
+
+def _print(obj: Any) -> None:
+    print(
+        json.dumps(
+            asdict(obj) if hasattr(obj, "__dataclass_fields__") else obj, indent=2, default=str
+        )
+    )
+
+
+def cmd_engine(args: argparse.Namespace, settings: Settings) -> int:
+    settings = _resolve(settings)
+    rid = _request_id(args)
+
+    async def work(ctx: Any) -> Any:
+        client, _ = ctx
+        if args.cmd == "restock":
+            return await client.restock(rid, args.sku, args.qty)
+        if args.cmd == "set-stock":
+            return await client.set_on_hand(rid, args.sku, args.units)
+        if args.cmd == "limits":
+            return await client.adjust_limits(
+                rid, args.sku, args.per_customer, args.low_stock, args.low_stock_cap
+            )
+        if args.cmd == "reserve":
+            return await client.reserve(
+                rid,
+                args.sku,
+                args.qty,
+                args.cart,
+                args.customer,
+                args.ttl or settings.default_ttl_s,
+            )
+        return await client.release(rid, args.sku, args.reservation)
+
+    _print(_with_ray(settings, work))
+    return 0
+
+
+def cmd_pin(args: argparse.Namespace, settings: Settings) -> int:
+    from actors.pinning import pin_sku, unpin_sku
+    from matchday.inventory.routing import Router
+    from matchday.storage.db import make_pool
+    from matchday.storage.inventory_repo import InventoryRepository
+
+    settings = _resolve(settings)
+
+    async def work(ctx: Any) -> Any:
+        _, handles = ctx
+        pool = make_pool(settings.database_url)
+        await pool.open()
+        try:
+            repo = InventoryRepository(pool)
+            router = Router(settings.shards, settings.dedicated_shards)
+            if args.cmd == "pin":
+                return {
+                    "sku": args.sku,
+                    "shard": await pin_sku(repo, router, handles, args.sku, args.shard),
+                }
+            return {"sku": args.sku, "shard": await unpin_sku(repo, router, handles, args.sku)}
+        finally:
+            await pool.close()
+
+    _print(_with_ray(settings, work))
+    return 0
+
+
+def cmd_read(args: argparse.Namespace, settings: Settings) -> int:
+    from matchday.storage.db import make_pool
+    from matchday.storage.inventory_repo import InventoryRepository
+
+    settings = _resolve(settings)
+
+    async def work() -> Any:
+        pool = make_pool(settings.database_url)
+        await pool.open()
+        try:
+            repo = InventoryRepository(pool)
+            if args.cmd == "pins":
+                return await repo.pins()
+            rows = await repo.stock_rows(args.skus)
+            missing = [s for s in args.skus if s not in rows]
+            out = {
+                s: {**asdict(r), "available": r.on_hand - r.reserved - r.sold}
+                for s, r in rows.items()
+            }
+            return {**out, **({"unknown": missing} if missing else {})}
+        finally:
+            await pool.close()
+
+    _print(asyncio.run(work()))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from cluster.local import load_state
+
+    state = load_state(settings)
+    if not state or not _alive(state["pid"]):
+        print("no running stack (start one with `matchday run`)")
+        return 1
+    print(json.dumps(state, indent=2))
+    settings = _resolve(settings)
+
+    async def work(ctx: Any) -> Any:
+        _, handles = ctx
+        return [await h.stats.remote() for h in handles.values()]
+
+    _print(_with_ray(settings, work))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from matchday.storage.db import migrate
+
+    settings = _resolve(settings)
+    applied = migrate(settings.database_url)
+    print("applied: " + (", ".join(applied) if applied else "nothing, schema is current"))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="matchday", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="start the local stack on embedded defaults")
+    run.add_argument("--fresh", action="store_true", help="wipe the data directory first")
+    run.add_argument("--no-seed", action="store_true", help="do not seed the demo catalogue")
+    run.add_argument("--no-dashboard", action="store_true", help="start Ray without its dashboard")
+    run.set_defaults(fn=cmd_run)
+    sub.add_parser("status", help="the running stack and its shards").set_defaults(fn=cmd_status)
+    sub.add_parser("migrate", help="apply SQL migrations").set_defaults(fn=cmd_migrate)
+    stock = sub.add_parser("stock", help="durable counters of SKUs")
+    stock.add_argument("skus", nargs="+")
+    stock.set_defaults(fn=cmd_read)
+    sub.add_parser("pins", help="pinned SKUs").set_defaults(fn=cmd_read)
+
+    def engine(name: str, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("sku")
+        sp.add_argument("--request-id", help="idempotency key (default: a new one)")
+        sp.set_defaults(fn=cmd_engine)
+        return sp
+
+    engine("restock", "add received units").add_argument("qty", type=int)
+    engine("set-stock", "supplier sync: units present and unsold").add_argument("units", type=int)
+    lim = engine("limits", "per-customer limit and low-stock threshold/cap (omit to remove)")
+    lim.add_argument("--per-customer", type=int)
+    lim.add_argument("--low-stock", type=int)
+    lim.add_argument("--low-stock-cap", type=int)
+    res = engine("reserve", "hold units for a cart")
+    res.add_argument("qty", type=int)
+    res.add_argument("--customer", default="cli-customer")
+    res.add_argument("--cart", default="cli-cart")
+    res.add_argument("--ttl", type=float)
+    engine("release", "release a reservation").add_argument("reservation")
+    pin = sub.add_parser("pin", help="serve a hot SKU from a dedicated shard")
+    pin.add_argument("sku")
+    pin.add_argument("--shard", type=int)
+    pin.set_defaults(fn=cmd_pin)
+    unpin = sub.add_parser("unpin", help="return a SKU to the hash ring")
+    unpin.add_argument("sku")
+    unpin.set_defaults(fn=cmd_pin)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    import os
+
+    if not os.environ.get("MATCHDAY_RAY_ADDRESS"):
+        from cluster.local import keep_ray_on_loopback
+
+        keep_ray_on_loopback()
+    # A second process joining the stack's Ray must present the token `matchday run` made.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    try:
+        settings = Settings()
+    except Exception as exc:
+        print(f"invalid settings: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.fn(args, settings))
+    except MatchdayError as exc:
+        print(json.dumps(exc.to_dict()), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The local stack: embedded PostgreSQL and Redis (or the operator's), Ray, the engine.
+
+``matchday run`` uses this; so do the integration tests and the benchmark, so that what a
+newcomer runs is what is tested. A small JSON file in the data directory tells later CLI
+invocations where the running stack is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from matchday.demo import demo_stock
+from matchday.embedded import start_servers
+from matchday.inventory.routing import Router
+from matchday.settings import Settings
+from matchday.storage.db import make_pool, migrate
+from matchday.storage.inventory_repo import InventoryRepository
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "stack.json"
+
+
+def keep_ray_on_loopback() -> None:
+    """Make a single-machine Ray listen on 127.0.0.1 only. Call before ``import ray``.
+
+    On Linux Ray binds its GCS, raylet and workers on every interface and advertises the
+    machine's address (it assumes a cluster). This switch is the one Ray itself uses on
+    laptops (macOS, Windows): the node address becomes 127.0.0.1 and so does every
+    listener. A multi-node cluster (``MATCHDAY_RAY_ADDRESS`` set) must not use it. ADR 0004.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+@dataclass
+class LocalStack:
+    settings: Settings
+    servers: list[Any] = field(default_factory=list)
+    handles: dict[int, Any] = field(default_factory=dict)
+    dashboard_url: str | None = None
+    owns_ray: bool = False
+
+    @classmethod
+    def start(
+        cls, settings: Settings, *, dashboard: bool = True, seed: bool = True, say: Any = print
+    ) -> LocalStack:
+        import ray
+
+        from actors.client import start_inventory
+
+        data_dir = settings.data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        say("starting PostgreSQL and Redis ...")
+        db_url, redis_url, servers = start_servers(
+            settings.database_url, settings.redis_url, data_dir
+        )
+        settings = settings.model_copy(update={"database_url": db_url, "redis_url": redis_url})
+        stack = cls(settings, servers)
+        try:
+            say("applying migrations ...")
+            migrate(db_url)
+            if seed:
+                n = asyncio.run(seed_demo(settings))
+                say(f"seeded {n} new demo SKUs")
+            say("starting Ray ...")
+            if not ray.is_initialized():
+                ctx = ray.init(
+                    address=settings.ray_address or None,
+                    namespace=settings.namespace,
+                    include_dashboard=dashboard,
+                    dashboard_host=settings.dashboard_host,
+                    configure_logging=True,
+                    logging_level=logging.WARNING,
+                    log_to_driver=False,
+                )
+                stack.owns_ray = not settings.ray_address
+                stack.dashboard_url = getattr(ctx, "dashboard_url", None) or None
+            say(f"starting {settings.shards}+{settings.dedicated_shards} inventory shards ...")
+            stack.handles = start_inventory(settings)
+        except BaseException:
+            stack.stop()
+            raise
+        stack.write_state()
+        return stack
+
+    def write_state(self) -> None:
+        import ray
+
+        state = {
+            "pid": os.getpid(),
+            "database_url": self.settings.database_url,
+            "redis_url": self.settings.redis_url,
+            "ray_address": ray.get_runtime_context().gcs_address,
+            "namespace": self.settings.namespace,
+            "shards": self.settings.shards,
+            "dedicated_shards": self.settings.dedicated_shards,
+            "dashboard_url": self.dashboard_url,
+        }
+        path = self.settings.data_dir / STATE_FILE
+        path.write_text(json.dumps(state, indent=2))
+
+    def describe(self) -> list[str]:
+        s = self.settings
+        embedded = {type(x).__name__ for x in self.servers}
+        return [
+            f"PostgreSQL  {s.database_url}"
+            + ("  (embedded)" if "EmbeddedPostgres" in embedded else ""),
+            f"Redis       {s.redis_url}" + ("  (embedded)" if "EmbeddedRedis" in embedded else ""),
+            f"Ray         namespace {s.namespace!r}, dashboard "
+            + (f"http://{self.dashboard_url}" if self.dashboard_url else "off"),
+            f"Shards      {s.shards} on the ring + {s.dedicated_shards} dedicated for pinned SKUs",
+            f"Events      Redis Stream {s.stream_name!r}, availability hash {s.availability_key!r}",
+            f"Data        {s.data_dir.resolve()}",
+        ]
+
+    def stop(self) -> None:
+        try:
+            import ray
+
+            if ray.is_initialized():
+                from actors.client import stop_inventory
+
+                stop_inventory(self.settings)
+                if self.owns_ray:
+                    ray.shutdown()
+        finally:
+            for server in reversed(self.servers):
+                try:
+                    server.stop()
+                except Exception as exc:
+                    log.warning("could not stop %s: %r", type(server).__name__, exc)
+            (self.settings.data_dir / STATE_FILE).unlink(missing_ok=True)
+
+
+async def seed_demo(settings: Settings) -> int:
+    pool = make_pool(settings.database_url)
+    await pool.open()
+    try:
+        return await InventoryRepository(pool).create_skus(
+            demo_stock(), Router(settings.shards, settings.dedicated_shards)
+        )
+    finally:
+        await pool.close()
+
+
+def load_state(settings: Settings) -> dict[str, Any] | None:
+    path = settings.data_dir / STATE_FILE
+    if not path.exists():
+        return None
+    state: dict[str, Any] = json.loads(path.read_text())
+    return state

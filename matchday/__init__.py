@@ -1,0 +1,1 @@
+"""matchday: the shop itself. Nothing in this package imports Ray."""

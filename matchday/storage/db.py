@@ -1,0 +1,70 @@
+"""Connections and schema migrations.
+
+Migrations are plain numbered ``.sql`` files in ``migrations/``, applied in order, each in
+its own transaction, under an advisory lock so that several processes starting at once
+(shards, Serve replicas, the CLI) apply each file exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger(__name__)
+
+# Any constant; it only has to be the same in every process that migrates this database.
+_MIGRATION_LOCK = 0x6D61746368  # "match"
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(name, sql) of every migration, in order."""
+    folder = resources.files("matchday.storage") / "migrations"
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
+    return [(name, (folder / name).read_text()) for name in names]
+
+
+def migrate(url: str) -> list[str]:
+    """Apply the migrations this database lacks; return their names."""
+    applied: list[str] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
+            for name, sql in migration_files():
+                if name in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(sql.encode())
+                    conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (name,))
+                log.info("applied migration %s", name)
+                applied.append(name)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+    return applied
+
+
+def make_pool(
+    url: str, *, min_size: int = 1, max_size: int = 4, name: str = "matchday"
+) -> AsyncConnectionPool:
+    """An async pool, not yet opened: call ``await pool.open()`` inside the event loop.
+
+    ``check`` makes the pool test a connection before lending it, so a PostgreSQL restart
+    costs one failed batch at most instead of a stream of errors on dead connections.
+    """
+    return AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        name=name,
+        open=False,
+        check=AsyncConnectionPool.check_connection,
+        timeout=10.0,
+        reconnect_timeout=3600.0,
+    )
