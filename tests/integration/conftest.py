@@ -1,0 +1,107 @@
+"""Real PostgreSQL, Redis and Ray for integration tests.
+
+Each test run gets fresh embedded servers in a temporary data directory, removed at the end
+even when tests fail; MATCHDAY_DATABASE_URL / MATCHDAY_REDIS_URL point the run at real
+servers instead. Tests isolate themselves by random SKU and request ids, not by teardown.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cluster.local import keep_ray_on_loopback
+from matchday.embedded import EmbeddedPostgres, EmbeddedRedis, remove_tree, start_servers
+from matchday.settings import Settings
+from matchday.storage.db import make_pool, migrate
+from matchday.storage.inventory_repo import InventoryRepository
+
+keep_ray_on_loopback()  # before anything imports ray
+
+
+def uid(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="matchday-test-"))
+    yield path
+    remove_tree(path)
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path) -> Iterator[Settings]:
+    db_url, redis_url, started = start_servers(
+        os.environ.get("MATCHDAY_DATABASE_URL", ""),
+        os.environ.get("MATCHDAY_REDIS_URL", ""),
+        data_dir,
+    )
+    try:
+        migrate(db_url)
+        yield Settings(
+            database_url=db_url,
+            redis_url=redis_url,
+            data_dir=data_dir,
+            namespace=uid("matchday-test"),
+            stream_name=uid("stream"),
+            availability_key=uid("availability"),
+        )
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+
+@pytest.fixture
+async def repo(settings: Settings) -> AsyncIterator[InventoryRepository]:
+    pool = make_pool(settings.database_url, max_size=8)
+    await pool.open()
+    try:
+        yield InventoryRepository(pool)
+    finally:
+        await pool.close()
+
+
+@pytest.fixture(scope="session")
+def ray_session(settings: Settings) -> Iterator[Any]:
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private, loopback-only test cluster
+    ray.init(
+        num_cpus=2,
+        namespace=settings.namespace,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+    )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture
+def own_postgres(data_dir: Path) -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL of this test's own, for tests that stop and start it."""
+    pg = EmbeddedPostgres(data_dir / uid("pg")).start()
+    try:
+        migrate(pg.url)
+        yield pg
+    finally:
+        pg.stop("immediate")
+
+
+@pytest.fixture
+def own_redis(data_dir: Path) -> Iterator[EmbeddedRedis]:
+    rd = EmbeddedRedis(data_dir / uid("redis")).start()
+    try:
+        yield rd
+    finally:
+        rd.stop()

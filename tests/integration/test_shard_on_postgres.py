@@ -1,0 +1,187 @@
+"""ShardCore against real PostgreSQL: group commit, fencing, recovery, expiry, outages."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+
+from matchday.domain.errors import OutOfStock, StaleEpoch, Unavailable, WrongShard
+from matchday.inventory.commands import Commit, Release, Reserve, Restock
+from matchday.inventory.records import SkuRow
+from matchday.inventory.routing import Router
+from matchday.inventory.shard import ShardCore
+from matchday.settings import Settings
+from matchday.storage.db import make_pool, migrate
+from matchday.storage.inventory_repo import InventoryRepository
+from tests.integration.conftest import uid
+
+pytestmark = pytest.mark.integration
+
+ROUTER = Router(1, 1)  # shard 0 on the ring, shard 1 dedicated
+
+
+async def make_sku(repo: InventoryRepository, on_hand: int, **limits: int) -> str:
+    sku = uid("SKU")
+    await repo.create_skus([SkuRow(sku, on_hand, 0, 0, **limits)], ROUTER)
+    return sku
+
+
+def reserve(sku: str, qty: int = 1, ttl: float = 60.0, customer: str | None = None) -> Reserve:
+    return Reserve(uid("rq"), sku, qty, uid("cart"), customer or uid("cust"), ttl)
+
+
+def test_migrations_are_applied_once(settings: Settings) -> None:
+    assert migrate(settings.database_url) == []
+
+
+async def test_a_batch_is_one_transaction_with_journal_reservations_and_outbox(
+    repo: InventoryRepository,
+) -> None:
+    sku = await make_sku(repo, 5)
+    core = ShardCore(0, ROUTER, repo)
+    await core.start()
+    outs = await core.apply([reserve(sku) for _ in range(7)])
+    assert [o.error is None for o in outs] == [True] * 5 + [False] * 2
+    assert all(isinstance(o.error, OutOfStock) for o in outs[5:])
+    row = (await repo.stock_rows([sku]))[sku]
+    assert (row.on_hand, row.reserved, row.sold) == (5, 5, 0)
+    async with repo.pool.connection() as conn:
+        journal = await (await conn.execute(
+            "SELECT count(*) FROM inventory_journal WHERE sku = %s", (sku,))).fetchone()
+        held = await (await conn.execute(
+            "SELECT count(*) FROM reservations WHERE sku = %s AND status = 'held'", (sku,))).fetchone()
+        outbox = await (await conn.execute(
+            "SELECT count(*), max(reserved) FROM inventory_outbox WHERE sku = %s", (sku,))).fetchone()
+    assert journal == (5,)  # refusals change nothing and are not journaled
+    assert held == (5,)
+    assert outbox == (1, 5)  # one outbox row per touched SKU per batch
+
+
+async def test_a_retried_request_gets_its_first_answer_after_a_restart(
+    repo: InventoryRepository,
+) -> None:
+    sku = await make_sku(repo, 3)
+    first = ShardCore(0, ROUTER, repo)
+    await first.start()
+    m = reserve(sku)
+    answer = (await first.apply([m]))[0].unwrap()
+    restarted = ShardCore(0, ROUTER, repo)
+    await restarted.start()
+    again = (await restarted.apply([m]))[0].unwrap()
+    assert again == answer
+    assert (await repo.stock_rows([sku]))[sku].reserved == 1
+
+
+async def test_a_zombie_shard_with_a_stale_epoch_cannot_write(repo: InventoryRepository) -> None:
+    sku = await make_sku(repo, 10)
+    zombie = ShardCore(0, ROUTER, repo)
+    await zombie.start()
+    await zombie.apply([reserve(sku)])
+    successor = ShardCore(0, ROUTER, repo)
+    await successor.start()
+    assert successor.epoch > zombie.epoch
+    outs = await zombie.apply([reserve(sku), Restock(uid("rq"), sku, 100)])
+    assert all(isinstance(o.error, StaleEpoch) for o in outs)
+    assert zombie.fenced
+    row = (await repo.stock_rows([sku]))[sku]
+    assert (row.on_hand, row.reserved) == (10, 1)
+    # The live shard carries on from what was durable.
+    assert (await successor.apply([reserve(sku)]))[0].error is None
+    assert (await repo.stock_rows([sku]))[sku].reserved == 2
+
+
+async def test_a_sku_claimed_by_another_shard_fences_the_old_owner(repo: InventoryRepository) -> None:
+    sku = await make_sku(repo, 10)
+    old = ShardCore(0, ROUTER, repo)
+    await old.start()
+    await old.apply([reserve(sku)])
+    await repo.set_pin(sku, 1)
+    new = ShardCore(1, ROUTER, repo)
+    await new.start()
+    assert await new.adopt([sku]) == [sku]
+    outs = await old.apply([reserve(sku)])
+    assert isinstance(outs[0].error, Unavailable)  # its write was refused, memory dropped
+    outs = await old.apply([reserve(sku)])
+    assert isinstance(outs[0].error, WrongShard) and outs[0].error.owner == 1
+    assert (await new.apply([reserve(sku)]))[0].error is None
+    assert (await repo.stock_rows([sku]))[sku].reserved == 2
+
+
+async def test_reservations_that_expired_while_the_shard_was_down_are_released_at_once(
+    repo: InventoryRepository,
+) -> None:
+    sku = await make_sku(repo, 4)
+    crashed = ShardCore(0, ROUTER, repo)
+    await crashed.start()
+    outs = await crashed.apply([reserve(sku, qty=2, ttl=1.0), reserve(sku, qty=1, ttl=600)])
+    assert all(o.error is None for o in outs)
+    del crashed  # no shutdown: as if the process died
+    await asyncio.sleep(1.2)
+    core = ShardCore(0, ROUTER, repo)
+    await core.start()
+    due = core.due_expiries(core.clock.now())
+    assert [e.reservation_id for e in due] == [outs[0].unwrap().reservation_id]  # type: ignore[union-attr]
+    await core.apply(list(due))
+    row = (await repo.stock_rows([sku]))[sku]
+    assert (row.reserved, row.on_hand - row.reserved - row.sold) == (1, 3)
+
+
+async def test_expiry_timers_release_stock_without_a_sweep(repo: InventoryRepository) -> None:
+    sku = await make_sku(repo, 2)
+    core = ShardCore(0, ROUTER, repo)
+    await core.start()
+    timers = asyncio.create_task(core.run_timers(core.apply))
+    try:
+        outs = await core.apply([reserve(sku, ttl=1.0), reserve(sku, ttl=1.0)])
+        rid = outs[0].unwrap().reservation_id  # type: ignore[union-attr]
+        assert (await repo.stock_rows([sku]))[sku].reserved == 2
+        for _ in range(40):
+            await asyncio.sleep(0.1)
+            if (await repo.stock_rows([sku]))[sku].reserved == 0:
+                break
+        assert (await repo.stock_rows([sku]))[sku].reserved == 0
+        async with repo.pool.connection() as conn:
+            status = await (await conn.execute(
+                "SELECT status FROM reservations WHERE reservation_id = %s", (rid,))).fetchone()
+        assert status == ("expired",)
+        late = await core.apply([Commit(uid("rq"), sku, rid, "order-1")])
+        assert late[0].error is not None  # an expired hold can never be sold
+    finally:
+        timers.cancel()
+
+
+async def test_a_postgres_outage_answers_unavailable_and_the_shard_recovers_by_itself(
+    own_postgres: object,
+) -> None:
+    pg = own_postgres
+    pool = make_pool(pg.url, max_size=2)  # type: ignore[attr-defined]
+    await pool.open()
+    repo = InventoryRepository(pool)
+    try:
+        sku = await make_sku(repo, 10)
+        core = ShardCore(0, ROUTER, repo)
+        await core.start()
+        acked = (await core.apply([reserve(sku)]))[0].unwrap()
+        await asyncio.to_thread(pg.stop, "immediate")  # type: ignore[attr-defined]
+        down = await core.apply([reserve(sku), Release(uid("rq"), sku, acked.reservation_id)])  # type: ignore[union-attr]
+        assert all(isinstance(o.error, Unavailable) for o in down)
+        await asyncio.to_thread(pg.start)  # type: ignore[attr-defined]
+        for _ in range(50):
+            outs = await core.apply([reserve(sku)])
+            if outs[0].error is None:
+                break
+            await asyncio.sleep(0.2)
+        assert outs[0].error is None
+        row = (await repo.stock_rows([sku]))[sku]
+        assert row.reserved == 2  # the acked hold survived; nothing from the outage did
+    finally:
+        await pool.close()
+
+
+async def test_counters_can_never_go_negative_in_the_database(repo: InventoryRepository) -> None:
+    sku = await make_sku(repo, 1)
+    async with repo.pool.connection() as conn:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            await conn.execute("UPDATE inventory SET sold = 2 WHERE sku = %s", (sku,))
