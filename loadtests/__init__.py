@@ -1,0 +1,1 @@
+"""Locust scenarios, match-day surge shapes and the post-run audit (issue 5)."""
