@@ -41,7 +41,9 @@ class FakeShardRepository:
         self.skus[sku] = SkuRow(sku, on_hand, 0, 0, **limits)
         self.owner[sku] = owner
 
-    async def claim_epoch(self, shard_id: int) -> int:
+    async def claim_epoch(self, shard_id: int, expected: int | None = None) -> int:
+        if expected is not None and self.epochs.get(shard_id) != expected:
+            raise StaleEpoch(shard_id, expected, self.epochs.get(shard_id, -1))
         self.epochs[shard_id] = self.epochs.get(shard_id, 0) + 1
         return self.epochs[shard_id]
 
@@ -50,14 +52,22 @@ class FakeShardRepository:
         return ShardState(
             skus=[self.skus[s] for s in skus],
             reservations=[
-                copy.copy(r) for r in self.reservations.values() if r.sku in wanted and r.status == "held"
+                copy.copy(r)
+                for r in self.reservations.values()
+                if r.sku in wanted and r.status == "held"
             ],
-            customer_units=[(s, c, u) for (s, c), u in self.customer_units.items() if s in wanted and u],
+            customer_units=[
+                (s, c, u) for (s, c), u in self.customer_units.items() if s in wanted and u
+            ],
         )
 
     async def load_shard(self, shard_id: int, epoch: int) -> ShardState:
         return self._state(
-            [s for s, o in self.owner.items() if o == shard_id and self.pins.get(s, shard_id) == shard_id]
+            [
+                s
+                for s, o in self.owner.items()
+                if o == shard_id and self.pins.get(s, shard_id) == shard_id
+            ]
         )
 
     async def peek_skus(self, skus: list[str]) -> dict[str, int | None]:

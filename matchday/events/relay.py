@@ -68,7 +68,7 @@ class OutboxRelay:
 
     async def _publish(self, rows: list[tuple[Any, ...]]) -> None:
         pipe = self.redis.pipeline(transaction=False)
-        availability: dict[str | bytes, int] = {}
+        availability: dict[Any, Any] = {}  # redis-py types keys invariantly
         for outbox_id, sku, events, on_hand, reserved, sold, at in rows:
             available = on_hand - reserved - sold
             availability[sku] = available

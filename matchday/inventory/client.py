@@ -88,7 +88,11 @@ class InventoryClient:
         while True:
             outcome = await self._coalescers[self.router.owner(m.sku)].submit(m)
             err = outcome.error
-            if isinstance(err, WrongShard) and redirects < MAX_REDIRECTS:
+            if (
+                isinstance(err, WrongShard)
+                and redirects < MAX_REDIRECTS
+                and err.owner in self._coalescers
+            ):
                 redirects += 1
                 self.router.pins[m.sku] = err.owner
                 continue

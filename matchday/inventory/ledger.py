@@ -172,14 +172,14 @@ class SkuLedger:
 
     def release(self, m: Release, now: float) -> tuple[ReservationView, list[Event]]:
         r = self._held_or_raise(m.reservation_id)
-        return self._close(r, "released"), [self._event("released", r)]
+        return self._close_with_events(r, "released")
 
     def expire(self, m: Expire, now: float) -> tuple[ReservationView, list[Event]] | None:
         """Expire if due; ``None`` when the reservation is gone or was extended meanwhile."""
         r = self.held.get(m.reservation_id)
         if r is None or r.expires_at > now:
             return None
-        return self._close(r, "expired"), [self._event("expired", r)]
+        return self._close_with_events(r, "expired")
 
     def commit(self, m: Commit, now: float) -> tuple[ReservationView, list[Event]]:
         r = self._held_or_raise(m.reservation_id)
@@ -207,8 +207,11 @@ class SkuLedger:
         return r.view(), [self._event("extended", r)]
 
     def restock(self, m: Restock, now: float) -> tuple[StockView, list[Event]]:
+        available = self.available
         self.on_hand += m.qty
-        return self.stock(), [self._stock_event("restocked", qty=m.qty)]
+        events = [self._stock_event("restocked", qty=m.qty)]
+        self._threshold_events(available, events)
+        return self.stock(), events
 
     def set_on_hand(self, m: SetOnHand, now: float) -> tuple[StockView, list[Event]]:
         """Make ``units`` the unsold stock, revoking the newest holds that no longer fit.
@@ -217,18 +220,19 @@ class SkuLedger:
         carts hold, the most recent reservations are revoked (ADR 0003).
         """
         available = self.available
-        events: list[Event] = []
-        revoked: list[str] = []
+        revoked: list[Reservation] = []
         for r in reversed(list(self.held.values())):
             if self.reserved <= m.units:
                 break
             self._close(r, "revoked")
-            revoked.append(r.reservation_id)
-            events.append(self._event("revoked", r))
+            revoked.append(r)
         self.on_hand = self.sold + m.units
+        # Events are built once the count is set, so each carries the availability that
+        # actually results, never an intermediate figure.
+        events = [self._event("revoked", r) for r in revoked]
         events.append(self._stock_event("stock_set", units=m.units))
         self._threshold_events(available, events)
-        return self.stock(tuple(revoked)), events
+        return self.stock(tuple(r.reservation_id for r in revoked)), events
 
     def adjust_limits(self, m: AdjustLimits, now: float) -> tuple[StockView, list[Event]]:
         if m.low_stock_order_cap is not None and m.low_stock_threshold is None:
@@ -266,6 +270,15 @@ class SkuLedger:
         r.status = status
         self._remember_closed(r)
         return r.view()
+
+    def _close_with_events(
+        self, r: Reservation, status: str
+    ) -> tuple[ReservationView, list[Event]]:
+        available = self.available
+        view = self._close(r, status)
+        events = [self._event(status, r)]
+        self._threshold_events(available, events)
+        return view, events
 
     def _remember_closed(self, r: Reservation) -> None:
         self._dirty_reservations[r.reservation_id] = r

@@ -61,8 +61,13 @@ class BatchWrite:
 
 
 class ShardRepository(Protocol):
-    async def claim_epoch(self, shard_id: int) -> int:
-        """Bump and return the shard's epoch; every older epoch is fenced off from now on."""
+    async def claim_epoch(self, shard_id: int, expected: int | None = None) -> int:
+        """Bump and return the shard's epoch; every older epoch is fenced off from now on.
+
+        With ``expected``, bump only if the stored epoch is still that one, else raise
+        StaleEpoch: an instance recovering from a failed write must not take the shard back
+        from a successor that started meanwhile.
+        """
         ...
 
     async def load_shard(self, shard_id: int, epoch: int) -> ShardState:

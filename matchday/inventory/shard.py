@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 # as "the first answer", so a retry after the cause is gone can succeed.
 _TRANSIENT = (WrongShard, UnknownSku, Unavailable, StaleEpoch)
 
+# How often an unhealthy shard with no traffic retries recovery.
+RECOVERY_RETRY_S = 0.5
+
 
 def new_reservation_id() -> str:
     return "r-" + uuid.uuid4().hex
@@ -106,7 +109,15 @@ class ShardCore:
         self.ledgers = {}
         self._heap = []
         self._cache.clear()
-        self.epoch = await self.repo.claim_epoch(self.shard_id)
+        # The first start claims the shard outright (Ray restarted us: any older incarnation
+        # is dead or a zombie). A later recovery only continues our own epoch.
+        try:
+            self.epoch = await self.repo.claim_epoch(
+                self.shard_id, self.epoch if self.recoveries else None
+            )
+        except StaleEpoch:
+            self.fenced = True
+            raise
         state = await self.repo.load_shard(self.shard_id, self.epoch)
         self._install(state)
         self._dedupe_until = self.clock.now() + self.dedupe_window_s
@@ -193,11 +204,14 @@ class ShardCore:
         batch = BatchWrite(self.shard_id, self.epoch)
         events: dict[str, list[Event]] = defaultdict(list)
         armed: list[tuple[float, str, str]] = []
+        # Answers given in this batch: a duplicate within it must find its twin even when
+        # the batch is larger than the cache and evicted it.
+        answered: dict[str, Outcome] = {}
         for i in todo:
             m = mutations[i]
-            cached = self._cache.get(m.request_id)  # a duplicate within this batch
-            if cached is not None:
-                outcomes[i] = cached[1]
+            twin = answered.get(m.request_id)
+            if twin is not None:
+                outcomes[i] = twin
                 continue
             if m.sku in misrouted:
                 outcomes[i] = Outcome(error=misrouted[m.sku])
@@ -206,14 +220,16 @@ class ShardCore:
             try:
                 applied = self._dispatch(ledger, m, now)
             except MatchdayError as exc:
-                outcomes[i] = self._remember(m.request_id, Outcome(error=exc), now)
+                outcomes[i] = answered[m.request_id] = self._remember(
+                    m.request_id, Outcome(error=exc), now
+                )
                 continue
             if applied is None:  # an expiry that no longer applies
                 outcomes[i] = Outcome(value=ledger.stock())
                 continue
             value, evs = applied
             outcome = self._remember(m.request_id, Outcome(value=value), now)
-            outcomes[i] = outcome
+            outcomes[i] = answered[m.request_id] = outcome
             batch.journal.append(
                 JournalRow(
                     m.request_id,
@@ -348,15 +364,30 @@ class ShardCore:
             if due:
                 try:
                     await submit(list(due))
-                except Exception as exc:  # storage down: recovery re-arms every held deadline
+                except Exception as exc:
                     log.warning("shard %s expiry batch failed: %r", self.shard_id, exc)
             self.wake.clear()
+            if not self.healthy and not self.fenced:
+                # A failed write popped deadlines that nobody re-arms until the shard
+                # recovers; on an idle shard no request would trigger that, so do it here.
+                await self._recover_quietly()
             deadline = self.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self.clock.now())
-            if timeout == 0.0 and not self.healthy:
-                timeout = 0.5  # storage is down; do not spin while it recovers
+            if not self.healthy and not self.fenced:
+                timeout = RECOVERY_RETRY_S  # storage still down: try again soon, do not spin
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout)
+
+    async def _recover_quietly(self) -> None:
+        async with self._lock:
+            if self.healthy or self.fenced:
+                return
+            try:
+                await self._recover()
+            except StaleEpoch:
+                log.error("shard %s was superseded; it stays fenced", self.shard_id)
+            except Exception as exc:
+                log.warning("shard %s cannot recover yet: %r", self.shard_id, exc)
 
     # -- ownership changes ----------------------------------------------------------------
 

@@ -48,16 +48,24 @@ class InventoryRepository:
 
     # -- shard lifecycle -------------------------------------------------------------------
 
-    async def claim_epoch(self, shard_id: int) -> int:
+    async def claim_epoch(self, shard_id: int, expected: int | None = None) -> int:
         async with self._conn() as conn:
-            cur = await conn.execute(
-                "INSERT INTO shard_epochs (shard_id, epoch) VALUES (%s, 1)"
-                " ON CONFLICT (shard_id) DO UPDATE"
-                " SET epoch = shard_epochs.epoch + 1, claimed_at = now() RETURNING epoch",
-                (shard_id,),
-            )
+            if expected is None:
+                cur = await conn.execute(
+                    "INSERT INTO shard_epochs (shard_id, epoch) VALUES (%s, 1)"
+                    " ON CONFLICT (shard_id) DO UPDATE"
+                    " SET epoch = shard_epochs.epoch + 1, claimed_at = now() RETURNING epoch",
+                    (shard_id,),
+                )
+            else:
+                cur = await conn.execute(
+                    "UPDATE shard_epochs SET epoch = epoch + 1, claimed_at = now()"
+                    " WHERE shard_id = %s AND epoch = %s RETURNING epoch",
+                    (shard_id, expected),
+                )
             row = await cur.fetchone()
-            assert row is not None
+            if row is None:
+                raise StaleEpoch(shard_id, expected or 0, -1)
             return int(row[0])
 
     async def load_shard(self, shard_id: int, epoch: int) -> ShardState:

@@ -35,7 +35,9 @@ def engine(settings: Settings, ray_session: Any) -> Iterator[tuple[Settings, dic
 
 async def new_sku(repo: InventoryRepository, s: Settings, on_hand: int, **limits: int) -> str:
     sku = uid("HOT")
-    await repo.create_skus([SkuRow(sku, on_hand, 0, 0, **limits)], Router(s.shards, s.dedicated_shards))
+    await repo.create_skus(
+        [SkuRow(sku, on_hand, 0, 0, **limits)], Router(s.shards, s.dedicated_shards)
+    )
     return sku
 
 
@@ -107,7 +109,9 @@ async def test_killing_a_shard_mid_surge_loses_no_acknowledged_sale_and_sells_no
         while not surge.done() and len(ledger["sold"]) < stock * fraction:
             await asyncio.sleep(0.005)
         if not surge.done():
-            ray_session.kill(owner, no_restart=False)  # Ray restarts it; it recovers from PostgreSQL
+            ray_session.kill(
+                owner, no_restart=False
+            )  # Ray restarts it; it recovers from PostgreSQL
             killed += 1
     await asyncio.wait_for(surge, 120)
     assert killed == 2
@@ -118,12 +122,15 @@ async def test_killing_a_shard_mid_surge_loses_no_acknowledged_sale_and_sells_no
     assert row.reserved == 0 and row.on_hand == stock
     committed = await db_scalar(
         repo,
-        "SELECT count(DISTINCT reservation_id) FROM reservations WHERE sku = %s AND status = 'committed'",
+        "SELECT count(DISTINCT reservation_id) FROM reservations"
+        " WHERE sku = %s AND status = 'committed'",
         sku,
     )
     assert committed == stock
     for rid, order in ledger["sold"].items():
-        got = await db_scalar(repo, "SELECT order_id FROM reservations WHERE reservation_id = %s", rid)
+        got = await db_scalar(
+            repo, "SELECT order_id FROM reservations WHERE reservation_id = %s", rid
+        )
         assert got == order
     # Retrying any acknowledged request, even across the restarts, returns its first answer.
     sample = random.sample(sorted(ledger["reserved"]), 50)

@@ -48,12 +48,19 @@ async def test_a_batch_is_one_transaction_with_journal_reservations_and_outbox(
     row = (await repo.stock_rows([sku]))[sku]
     assert (row.on_hand, row.reserved, row.sold) == (5, 5, 0)
     async with repo.pool.connection() as conn:
-        journal = await (await conn.execute(
-            "SELECT count(*) FROM inventory_journal WHERE sku = %s", (sku,))).fetchone()
-        held = await (await conn.execute(
-            "SELECT count(*) FROM reservations WHERE sku = %s AND status = 'held'", (sku,))).fetchone()
-        outbox = await (await conn.execute(
-            "SELECT count(*), max(reserved) FROM inventory_outbox WHERE sku = %s", (sku,))).fetchone()
+        journal = await (
+            await conn.execute("SELECT count(*) FROM inventory_journal WHERE sku = %s", (sku,))
+        ).fetchone()
+        held = await (
+            await conn.execute(
+                "SELECT count(*) FROM reservations WHERE sku = %s AND status = 'held'", (sku,)
+            )
+        ).fetchone()
+        outbox = await (
+            await conn.execute(
+                "SELECT count(*), max(reserved) FROM inventory_outbox WHERE sku = %s", (sku,)
+            )
+        ).fetchone()
     assert journal == (5,)  # refusals change nothing and are not journaled
     assert held == (5,)
     assert outbox == (1, 5)  # one outbox row per touched SKU per batch
@@ -92,7 +99,9 @@ async def test_a_zombie_shard_with_a_stale_epoch_cannot_write(repo: InventoryRep
     assert (await repo.stock_rows([sku]))[sku].reserved == 2
 
 
-async def test_a_sku_claimed_by_another_shard_fences_the_old_owner(repo: InventoryRepository) -> None:
+async def test_a_sku_claimed_by_another_shard_fences_the_old_owner(
+    repo: InventoryRepository,
+) -> None:
     sku = await make_sku(repo, 10)
     old = ShardCore(0, ROUTER, repo)
     await old.start()
@@ -143,8 +152,11 @@ async def test_expiry_timers_release_stock_without_a_sweep(repo: InventoryReposi
                 break
         assert (await repo.stock_rows([sku]))[sku].reserved == 0
         async with repo.pool.connection() as conn:
-            status = await (await conn.execute(
-                "SELECT status FROM reservations WHERE reservation_id = %s", (rid,))).fetchone()
+            status = await (
+                await conn.execute(
+                    "SELECT status FROM reservations WHERE reservation_id = %s", (rid,)
+                )
+            ).fetchone()
         assert status == ("expired",)
         late = await core.apply([Commit(uid("rq"), sku, rid, "order-1")])
         assert late[0].error is not None  # an expired hold can never be sold

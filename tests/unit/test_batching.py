@@ -1,0 +1,272 @@
+"""Coalescer: concurrent callers share flushes; failures and cancellations stay contained."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from matchday.batching import Coalescer
+
+# A coalescer bug shows up as a waiter that never wakes: fail fast instead of hanging.
+pytestmark = pytest.mark.timeout(10)
+
+
+class Boom(Exception):
+    pass
+
+
+class GatedFlush:
+    """A flush that records its batches and waits for the test to open a gate per flush."""
+
+    def __init__(self, fail_on: set[str] | None = None) -> None:
+        self.batches: list[list[str]] = []
+        self.gates: list[asyncio.Event] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.fail_on = fail_on or set()
+
+    async def __call__(self, items: list[str]) -> Sequence[str]:
+        self.batches.append(list(items))
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await gate.wait()
+        finally:
+            self.in_flight -= 1
+        if self.fail_on & set(items):
+            raise Boom(f"flush of {items} failed")
+        return [f"done:{i}" for i in items]
+
+    async def open(self, index: int) -> None:
+        await wait_for(lambda: len(self.gates) > index)
+        self.gates[index].set()
+
+    async def open_until_done(self, *awaitables: asyncio.Future[object]) -> None:
+        """Open every gate, including those of flushes started meanwhile, until all are done."""
+        for _ in range(10_000):
+            if all(a.done() for a in awaitables):
+                return
+            for g in self.gates:
+                g.set()
+            await asyncio.sleep(0)
+        raise AssertionError("the waiters never finished")
+
+
+async def wait_for(condition, ticks: int = 1000) -> None:
+    for _ in range(ticks):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never became true")
+
+
+def spawn(c: Coalescer[str, str], items: list[str]) -> list[asyncio.Task[str]]:
+    return [asyncio.ensure_future(c.submit(i)) for i in items]
+
+
+async def test_a_lone_submit_is_flushed_at_once_as_a_batch_of_one() -> None:
+    async def flush(items: list[int]) -> list[int]:
+        return [i * 10 for i in items]
+
+    c: Coalescer[int, int] = Coalescer(flush)
+
+    assert await c.submit(4) == 40
+    assert (c.batches, c.items, c.pending) == (1, 1, 0)
+
+
+async def test_submits_arriving_while_a_flush_is_in_flight_share_the_next_flush() -> None:
+    flush = GatedFlush()
+    c: Coalescer[str, str] = Coalescer(flush)
+    first = spawn(c, ["a"])
+    await wait_for(lambda: flush.batches == [["a"]])
+
+    rest = spawn(c, [f"x{i}" for i in range(50)])
+    await wait_for(lambda: c.pending == 50)
+    assert len(flush.batches) == 1, "nothing else goes out while one flush is in flight"
+
+    await flush.open(0)
+    await flush.open(1)
+    results = await asyncio.gather(*first, *rest)
+
+    assert flush.batches == [["a"], [f"x{i}" for i in range(50)]]
+    assert results == ["done:a", *[f"done:x{i}" for i in range(50)]]
+    assert (c.batches, c.items) == (2, 51)
+
+
+async def test_each_waiter_gets_the_result_for_its_own_item_in_order() -> None:
+    async def flush(items: list[int]) -> list[str]:
+        await asyncio.sleep(0)
+        return [f"r{i}" for i in items]
+
+    c: Coalescer[int, str] = Coalescer(flush)
+
+    results = await asyncio.gather(*(c.submit(i) for i in range(200)))
+
+    assert results == [f"r{i}" for i in range(200)]
+    assert c.batches < 10, "200 concurrent submits coalesce into a handful of flushes"
+    assert c.items == 200
+
+
+async def test_no_batch_is_larger_than_max_batch() -> None:
+    flush = GatedFlush()
+    c: Coalescer[str, str] = Coalescer(flush, max_batch=10)
+    items = [f"i{n}" for n in range(25)]
+
+    task = asyncio.ensure_future(c.submit_many(items))
+    await wait_for(lambda: len(flush.batches) == 1)
+    assert c.pending == 15
+    await flush.open_until_done(task)
+    results = task.result()
+
+    assert [len(b) for b in flush.batches] == [10, 10, 5]
+    assert [i for b in flush.batches for i in b] == items
+    assert results == [f"done:{i}" for i in items]
+
+
+async def test_at_most_max_in_flight_flushes_run_at_once() -> None:
+    flush = GatedFlush()
+    c: Coalescer[str, str] = Coalescer(flush, max_batch=2, max_in_flight=3)
+
+    items = [f"i{n}" for n in range(20)]
+    task = asyncio.ensure_future(c.submit_many(items))
+    await wait_for(lambda: len(flush.batches) == 3)
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+    assert flush.in_flight == 3
+    assert len(flush.batches) == 3
+    assert c.pending == 14
+    await flush.open_until_done(task)
+    assert task.result() == [f"done:{i}" for i in items]
+    assert flush.max_in_flight == 3
+    assert [len(b) for b in flush.batches] == [2] * 10
+
+
+async def test_a_failed_flush_fails_every_waiter_of_that_batch_and_no_other() -> None:
+    flush = GatedFlush(fail_on={"b"})
+    c: Coalescer[str, str] = Coalescer(flush)
+    first = spawn(c, ["a"])
+    await wait_for(lambda: len(flush.batches) == 1)
+    doomed = spawn(c, ["b", "c"])
+    await wait_for(lambda: c.pending == 2)
+    await flush.open(0)
+    await wait_for(lambda: len(flush.batches) == 2)
+    later = spawn(c, ["d", "e"])
+    await wait_for(lambda: c.pending == 2)
+
+    await flush.open(1)
+    await flush.open(2)
+    outcomes = await asyncio.gather(*first, *doomed, *later, return_exceptions=True)
+
+    assert flush.batches == [["a"], ["b", "c"], ["d", "e"]]
+    assert outcomes[0] == "done:a"
+    assert isinstance(outcomes[1], Boom)
+    assert outcomes[2] is outcomes[1], "both waiters of the batch hear the same failure"
+    assert outcomes[3:] == ["done:d", "done:e"]
+    assert (c.batches, c.items) == (2, 3), "a failed batch is not counted as flushed"
+
+
+async def test_a_flush_answering_the_wrong_number_of_results_fails_its_whole_batch() -> None:
+    async def flush(items: list[str]) -> list[str]:
+        return items[:-1]
+
+    c: Coalescer[str, str] = Coalescer(flush)
+
+    with pytest.raises(RuntimeError, match="1 results for 2 items"):
+        await c.submit_many(["a", "b"])
+    assert await c.submit_many([]) == []
+
+
+async def test_the_coalescer_keeps_working_after_a_failed_flush() -> None:
+    calls = 0
+
+    async def flush(items: list[str]) -> list[str]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise Boom("first flush fails")
+        return [i.upper() for i in items]
+
+    c: Coalescer[str, str] = Coalescer(flush)
+
+    with pytest.raises(Boom):
+        await c.submit("a")
+    assert await c.submit("b") == "B"
+
+
+async def test_a_cancelled_waiter_in_a_queued_batch_does_not_break_the_others() -> None:
+    flush = GatedFlush()
+    c: Coalescer[str, str] = Coalescer(flush)
+    first = spawn(c, ["a"])
+    await wait_for(lambda: len(flush.batches) == 1)
+    b, gone, d = spawn(c, ["b", "gone", "d"])
+    await wait_for(lambda: c.pending == 3)
+
+    gone.cancel()
+    await asyncio.sleep(0)
+    await flush.open(0)
+    await flush.open(1)
+
+    assert await first[0] == "done:a"
+    assert await b == "done:b"
+    assert await d == "done:d"
+    assert gone.cancelled()
+    assert flush.batches == [["a"], ["b", "gone", "d"]]
+    assert (c.batches, c.items, c.pending) == (2, 4, 0)
+
+
+async def test_a_cancelled_waiter_in_a_flush_already_in_flight_does_not_break_the_others() -> None:
+    flush = GatedFlush()
+    c: Coalescer[str, str] = Coalescer(flush)
+    first = spawn(c, ["a"])
+    await wait_for(lambda: len(flush.batches) == 1)
+    b, gone, d = spawn(c, ["b", "gone", "d"])
+    await flush.open(0)
+    await wait_for(lambda: len(flush.batches) == 2)
+
+    gone.cancel()
+    await asyncio.sleep(0)
+    await flush.open(1)
+
+    assert await asyncio.gather(first[0], b, d) == ["done:a", "done:b", "done:d"]
+    assert gone.cancelled()
+    follow_up = asyncio.ensure_future(c.submit("e"))
+    await flush.open(2)
+    assert await follow_up == "done:e"
+    assert c.pending == 0
+
+
+async def test_a_cancelled_waiter_in_a_failing_batch_does_not_hide_the_failure_from_others() -> (
+    None
+):
+    flush = GatedFlush(fail_on={"b"})
+    c: Coalescer[str, str] = Coalescer(flush)
+    first = spawn(c, ["a"])
+    await wait_for(lambda: len(flush.batches) == 1)
+    b, gone = spawn(c, ["b", "gone"])
+    await flush.open(0)
+    await wait_for(lambda: len(flush.batches) == 2)
+
+    gone.cancel()
+    await asyncio.sleep(0)
+    await flush.open(1)
+
+    assert await first[0] == "done:a"
+    with pytest.raises(Boom):
+        await b
+    assert gone.cancelled()
+
+
+@pytest.mark.parametrize(("max_batch", "max_in_flight"), [(0, 1), (1, 0), (-1, -1)])
+def test_a_coalescer_needs_a_positive_batch_size_and_flight_count(
+    max_batch: int, max_in_flight: int
+) -> None:
+    async def flush(items: list[int]) -> list[int]:
+        return items
+
+    with pytest.raises(ValueError, match="must be positive"):
+        Coalescer(flush, max_batch=max_batch, max_in_flight=max_in_flight)

@@ -1,0 +1,347 @@
+"""validate(), Outcome records, and the picklability of every typed error."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import pickle
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from matchday.domain import errors
+from matchday.domain.errors import InvalidInput, MatchdayError
+from matchday.inventory.commands import (
+    AdjustLimits,
+    Commit,
+    Expire,
+    Extend,
+    Mutation,
+    Outcome,
+    Policy,
+    Release,
+    ReservationView,
+    Reserve,
+    Restock,
+    SetOnHand,
+    StockView,
+    outcome_from_record,
+    outcome_to_record,
+    validate,
+)
+
+YEAR_S = 365 * 24 * 3600.0
+
+VALID: dict[str, Mutation] = {
+    "reserve": Reserve("req-1", "JERSEY-M", 2, "cart-1", "cust-1", 600.0),
+    "release": Release("req-2", "JERSEY-M", "res-1"),
+    "commit": Commit("req-3", "JERSEY-M", "res-1", "order-1"),
+    "extend": Extend("req-4", "JERSEY-M", "res-1", 900.0),
+    "restock": Restock("req-5", "JERSEY-M", 50),
+    "set_on_hand": SetOnHand("req-6", "JERSEY-M", 0),
+    "adjust_limits": AdjustLimits("req-7", "JERSEY-M", 2, 10, 1),
+    "expire": Expire("req-8", "JERSEY-M", "res-1"),
+}
+
+# Values a caller might send for a quantity that must be refused.
+BAD_QTY = [0, -1, -(10**6), 1.5, 2.0, True, False, 10**12, "3", None]
+BAD_IDS = [
+    "",
+    "-starts-with-dash",
+    ".starts-with-dot",
+    "has space",
+    "slash/inside",
+    "new\nline",
+    "trailing\n",
+    "ünïcode",
+    "x" * 129,
+    123,
+    None,
+    b"bytes-id",
+]
+BAD_SKUS = ["", "_lead", "colon:inside", "x" * 65, "tab\tinside", 42, None]
+BAD_TTLS = [math.nan, 0, 0.0, -5.0, 0.5, YEAR_S, 3 * YEAR_S, math.inf, -math.inf, True, "600", None]
+
+
+def refused_field(m: Mutation, policy: Policy | None = None) -> str:
+    with pytest.raises(InvalidInput) as info:
+        if policy is None:
+            validate(m)
+        else:
+            validate(m, policy)
+    assert info.value.field in str(info.value)
+    return info.value.field
+
+
+# -- validate: accepted ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(VALID))
+def test_a_well_formed_mutation_of_every_kind_passes_validation(kind: str) -> None:
+    assert validate(VALID[kind]) is None
+
+
+def test_the_longest_allowed_ids_and_skus_and_the_bounds_of_every_range_are_accepted() -> None:
+    policy = Policy()
+    validate(Reserve("r" * 128, "S" * 64, 1, "c" * 128, "u" * 128, policy.min_ttl_s))
+    validate(
+        Reserve(
+            "a:b_c.d-e", "A.b_C-9", policy.max_qty_per_request, "cart", "cust", policy.max_ttl_s
+        )
+    )
+    validate(Restock("req", "SKU", policy.max_restock))
+    validate(SetOnHand("req", "SKU", policy.max_on_hand))
+    validate(AdjustLimits("req", "SKU", 1, 0, 1))
+    validate(AdjustLimits("req", "SKU", None, None, None))
+    validate(Extend("req", "SKU", "res", 3600))  # an int ttl is a number of seconds too
+
+
+# -- validate: quantities --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("qty", BAD_QTY, ids=repr)
+def test_a_reservation_of_a_non_positive_fractional_boolean_or_huge_quantity_is_refused(
+    qty: Any,
+) -> None:
+    assert refused_field(replace(VALID["reserve"], qty=qty)) == "qty"
+
+
+@pytest.mark.parametrize("qty", BAD_QTY, ids=repr)
+def test_a_restock_of_a_non_positive_fractional_boolean_or_huge_quantity_is_refused(
+    qty: Any,
+) -> None:
+    assert refused_field(replace(VALID["restock"], qty=qty)) == "qty"
+
+
+@pytest.mark.parametrize("units", [-1, 0.5, True, 10**10, "5", None], ids=repr)
+def test_setting_on_hand_to_a_negative_fractional_boolean_or_huge_count_is_refused(
+    units: Any,
+) -> None:
+    assert refused_field(replace(VALID["set_on_hand"], units=units)) == "units"
+
+
+def test_quantity_bounds_come_from_the_policy() -> None:
+    policy = Policy(max_qty_per_request=4, max_restock=10, max_on_hand=100)
+
+    validate(replace(VALID["reserve"], qty=4), policy)
+    assert refused_field(replace(VALID["reserve"], qty=5), policy) == "qty"
+    assert refused_field(replace(VALID["restock"], qty=11), policy) == "qty"
+    assert refused_field(replace(VALID["set_on_hand"], units=101), policy) == "units"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("per_customer_limit", 0),
+        ("per_customer_limit", -1),
+        ("per_customer_limit", True),
+        ("per_customer_limit", 1.5),
+        ("per_customer_limit", 10**7),
+        ("low_stock_threshold", -1),
+        ("low_stock_threshold", 2.5),
+        ("low_stock_threshold", False),
+        ("low_stock_order_cap", 0),
+        ("low_stock_order_cap", True),
+        ("low_stock_order_cap", "2"),
+    ],
+)
+def test_a_limit_that_is_not_a_sensible_whole_number_is_refused_by_name(
+    field: str, value: Any
+) -> None:
+    assert refused_field(replace(VALID["adjust_limits"], **{field: value})) == field
+
+
+# -- validate: ids and SKUs ------------------------------------------------------------------
+
+ID_FIELDS = [
+    ("reserve", "request_id"),
+    ("reserve", "cart_id"),
+    ("reserve", "customer_id"),
+    ("release", "reservation_id"),
+    ("commit", "reservation_id"),
+    ("commit", "order_id"),
+    ("extend", "reservation_id"),
+    ("expire", "reservation_id"),
+    ("restock", "request_id"),
+    ("set_on_hand", "request_id"),
+    ("adjust_limits", "request_id"),
+]
+
+
+@pytest.mark.parametrize(("kind", "field"), ID_FIELDS)
+@pytest.mark.parametrize("bad", BAD_IDS, ids=lambda v: repr(v)[:20])
+def test_a_malformed_or_over_long_id_is_refused_naming_the_field(
+    kind: str, field: str, bad: Any
+) -> None:
+    assert refused_field(replace(VALID[kind], **{field: bad})) == field
+
+
+@pytest.mark.parametrize("kind", sorted(VALID))
+@pytest.mark.parametrize("bad", BAD_SKUS, ids=lambda v: repr(v)[:20])
+def test_a_malformed_or_over_long_sku_is_refused_for_every_kind(kind: str, bad: Any) -> None:
+    assert refused_field(replace(VALID[kind], sku=bad)) == "sku"
+
+
+# -- validate: TTLs --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["reserve", "extend"])
+@pytest.mark.parametrize("ttl", BAD_TTLS, ids=repr)
+def test_a_nan_zero_negative_too_short_or_years_long_ttl_is_refused(kind: str, ttl: Any) -> None:
+    assert refused_field(replace(VALID[kind], ttl_s=ttl)) == "ttl_s"
+
+
+def test_ttl_bounds_come_from_the_policy() -> None:
+    policy = Policy(min_ttl_s=10.0, max_ttl_s=60.0)
+
+    validate(replace(VALID["extend"], ttl_s=60.0), policy)
+    assert refused_field(replace(VALID["extend"], ttl_s=9.99), policy) == "ttl_s"
+    assert refused_field(replace(VALID["reserve"], ttl_s=60.01), policy) == "ttl_s"
+
+
+def test_the_first_malformed_field_is_the_one_named() -> None:
+    m = Reserve("bad id", "bad sku", 0, "", "", math.nan)
+
+    assert refused_field(m) == "request_id"
+    assert refused_field(replace(m, request_id="ok")) == "sku"
+    assert refused_field(replace(m, request_id="ok", sku="SKU")) == "qty"
+
+
+def test_an_object_that_is_not_a_known_mutation_is_refused() -> None:
+    class Forged:
+        request_id = "req"
+        sku = "SKU"
+
+    assert refused_field(Forged()) == "kind"  # type: ignore[arg-type]
+
+
+# -- outcome records -------------------------------------------------------------------------
+
+
+def through_json(record: dict[str, Any]) -> dict[str, Any]:
+    """The journal stores records as JSON: a round trip must survive that too."""
+    return json.loads(json.dumps(record))
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        ReservationView("res-1", "JERSEY-M", 2, "cart-1", "cust-1", 1_800_000_600.25, "held"),
+        ReservationView(
+            "res-2", "JERSEY-M", 1, "cart-1", "cust-1", 1_800_000_600.0, "committed", "ord-9"
+        ),
+    ],
+    ids=["held", "committed"],
+)
+def test_a_reservation_outcome_survives_the_round_trip_through_its_record(
+    view: ReservationView,
+) -> None:
+    record = outcome_to_record(Outcome(value=view))
+
+    assert set(record) == {"reservation"}
+    assert outcome_from_record(through_json(record)) == Outcome(value=view)
+    assert outcome_from_record(record) == Outcome(value=view)
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        StockView("JERSEY-M", 10, 2, 3, 5),
+        StockView("JERSEY-M", 10, 2, 3, 5, 4, 3, 1, ("res-3", "res-2")),
+        StockView("JERSEY-M", 0, 0, 0, 0, revoked=("only",)),
+    ],
+    ids=["plain", "limits-and-revoked", "one-revoked"],
+)
+def test_a_stock_outcome_including_its_revoked_ids_survives_the_round_trip(view: StockView) -> None:
+    record = outcome_to_record(Outcome(value=view))
+
+    assert set(record) == {"stock"}
+    assert record["stock"]["revoked"] == list(view.revoked)
+    back = outcome_from_record(through_json(record))
+    assert back == Outcome(value=view)
+    assert isinstance(back.value, StockView)
+    assert isinstance(back.value.revoked, tuple)
+
+
+def test_a_stock_record_without_revoked_ids_reads_back_with_none_revoked() -> None:
+    record = outcome_to_record(Outcome(value=StockView("S", 1, 0, 0, 1)))
+    del record["stock"]["revoked"]
+
+    assert outcome_from_record(record).value == StockView("S", 1, 0, 0, 1)
+
+
+# One instance of every error class the module defines (the base class included).
+SAMPLE_ERRORS: dict[type[MatchdayError], MatchdayError] = {
+    errors.MatchdayError: errors.MatchdayError("something went wrong"),
+    errors.InvalidInput: errors.InvalidInput("qty", "must be a whole number"),
+    errors.UnknownSku: errors.UnknownSku("JERSEY-M"),
+    errors.OutOfStock: errors.OutOfStock("JERSEY-M", 3, 1),
+    errors.LimitExceeded: errors.LimitExceeded("JERSEY-M", 2, 3, 1, "per-customer"),
+    errors.UnknownReservation: errors.UnknownReservation("res-1"),
+    errors.ReservationExpired: errors.ReservationExpired("res-1"),
+    errors.ReservationClosed: errors.ReservationClosed("res-1", "committed"),
+    errors.InvariantViolation: errors.InvariantViolation("JERSEY-M", "cap needs a threshold"),
+    errors.WrongShard: errors.WrongShard("JERSEY-M", 3),
+    errors.StaleEpoch: errors.StaleEpoch(1, 4, 5),
+    errors.Unavailable: errors.Unavailable("database down"),
+}
+CLIENT_ERRORS = [e for cls, e in SAMPLE_ERRORS.items() if cls is not errors.MatchdayError]
+
+
+def test_the_samples_cover_every_error_class_the_module_defines() -> None:
+    defined = {
+        obj
+        for _, obj in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(obj, MatchdayError) and obj.__module__ == errors.__name__
+    }
+
+    assert defined == set(SAMPLE_ERRORS)
+    assert all(type(SAMPLE_ERRORS[cls]) is cls for cls in defined)
+
+
+@pytest.mark.parametrize("error", CLIENT_ERRORS, ids=lambda e: type(e).__name__)
+def test_an_error_outcome_survives_the_round_trip_through_its_record(error: MatchdayError) -> None:
+    record = outcome_to_record(Outcome(error=error))
+
+    assert record["error"] == error.code
+    back = outcome_from_record(through_json(record))
+    assert back.value is None
+    assert type(back.error) is type(error)
+    assert back.error.args == error.args
+    assert str(back.error) == str(error)
+    assert back.error.to_dict() == error.to_dict()
+    with pytest.raises(type(error)):
+        back.unwrap()
+
+
+@pytest.mark.parametrize("error", list(SAMPLE_ERRORS.values()), ids=lambda e: type(e).__name__)
+def test_every_error_pickles_to_an_equal_instance_of_the_same_class(error: MatchdayError) -> None:
+    back = pickle.loads(pickle.dumps(error))
+
+    assert type(back) is type(error)
+    assert back.args == error.args
+    assert back.__dict__ == error.__dict__
+    assert str(back) == str(error)
+    assert (back.code, back.http_status, back.retryable) == (
+        error.code,
+        error.http_status,
+        error.retryable,
+    )
+
+
+def test_error_codes_are_unique_so_a_record_names_exactly_one_class() -> None:
+    codes = [type(e).code for e in CLIENT_ERRORS]
+
+    assert len(codes) == len(set(codes))
+
+
+def test_an_outcome_with_a_value_unwraps_to_it_and_one_with_an_error_raises_it() -> None:
+    view = StockView("S", 1, 0, 0, 1)
+    err = errors.OutOfStock("S", 2, 1)
+
+    assert Outcome(value=view).unwrap() is view
+    with pytest.raises(errors.OutOfStock) as info:
+        Outcome(error=err).unwrap()
+    assert info.value is err
