@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     shards: int = Field(default=2, ge=1, le=256)
     dedicated_shards: int = Field(default=1, ge=0, le=64)
     shard_cache_size: int = Field(default=200_000, ge=1_000)
-    dedupe_window_s: float = Field(default=24 * 3600.0, ge=60.0)
+    # After a restart, or once the cache evicted a young answer, cache misses are looked up
+    # in the journal for this long: longer than any client keeps retrying one request.
+    dedupe_window_s: float = Field(default=600.0, ge=10.0)
     # A client keeps up to this many calls in flight per shard: the next batch is already
     # queued at the shard while the previous one commits.
     client_in_flight: int = Field(default=2, ge=1, le=16)

@@ -61,7 +61,7 @@ class OutboxRelay:
                 return 0
             await self._publish(rows)
             await conn.execute(
-                "DELETE FROM inventory_outbox WHERE id = ANY(%s)", ([r[0] for r in rows],)
+                "DELETE FROM inventory_outbox WHERE id = ANY(%s::bigint[])", ([r[0] for r in rows],)
             )
         self.published += len(rows)
         return len(rows)

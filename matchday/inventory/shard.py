@@ -15,7 +15,6 @@ import logging
 import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import asdict
 from typing import Any
 
 from matchday.domain.clock import Clock, SystemClock
@@ -40,6 +39,7 @@ from matchday.inventory.commands import (
     Reserve,
     Restock,
     SetOnHand,
+    fields_of,
     outcome_from_record,
     outcome_to_record,
     validate,
@@ -72,7 +72,7 @@ class ShardCore:
         clock: Clock | None = None,
         policy: Policy = DEFAULT_POLICY,
         cache_size: int = 200_000,
-        dedupe_window_s: float = 24 * 3600.0,
+        dedupe_window_s: float = 600.0,
         new_id: Callable[[], str] = new_reservation_id,
     ) -> None:
         self.shard_id = shard_id
@@ -235,7 +235,7 @@ class ShardCore:
                     m.request_id,
                     m.sku,
                     m.kind,
-                    _mutation_record(m),
+                    fields_of(m),
                     outcome_to_record(outcome),
                     now,
                 )
@@ -424,7 +424,3 @@ class ShardCore:
             "cached_requests": len(self._cache),
             "recoveries": self.recoveries,
         }
-
-
-def _mutation_record(m: Mutation) -> dict[str, Any]:
-    return asdict(m)

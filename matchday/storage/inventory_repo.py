@@ -77,7 +77,7 @@ class InventoryRepository:
         async with self._conn() as conn:
             cur = await conn.execute(
                 "SELECT i.sku, p.shard_id FROM inventory i LEFT JOIN sku_pins p USING (sku)"
-                " WHERE i.sku = ANY(%s)",
+                " WHERE i.sku = ANY(%s::text[])",
                 (skus,),
             )
             return {sku: pin for sku, pin in await cur.fetchall()}
@@ -86,66 +86,59 @@ class InventoryRepository:
         async with self._conn() as conn, conn.transaction():
             await self._check_epoch(conn, shard_id, epoch)
             await conn.execute(
-                "UPDATE inventory SET shard_id = %s WHERE sku = ANY(%s) AND shard_id <> %s",
+                "UPDATE inventory SET shard_id = %s WHERE sku = ANY(%s::text[]) AND shard_id <> %s",
                 (shard_id, skus, shard_id),
             )
-            return await self._load(conn, "i.sku = ANY(%(skus)s)", {"skus": skus})
+            return await self._load(conn, "i.sku = ANY(%(skus)s::text[])", {"skus": skus})
 
     async def lookup_results(self, request_ids: list[str]) -> dict[str, dict[str, Any]]:
         async with self._conn() as conn:
             cur = await conn.execute(
-                "SELECT request_id, result FROM inventory_journal WHERE request_id = ANY(%s)",
+                "SELECT request_id, result FROM inventory_journal"
+                " WHERE request_id = ANY(%s::text[])",
                 (request_ids,),
             )
             return {rid: result for rid, result in await cur.fetchall()}
 
     async def write_batch(self, batch: BatchWrite) -> None:
+        # Pipeline mode: every statement goes out at once and the batch costs two round
+        # trips (statements, COMMIT) instead of eight; the checks run on the results
+        # before COMMIT, so a failed check still rolls everything back.
         async with self._conn() as conn, conn.transaction():
-            await self._check_epoch(conn, batch.shard_id, batch.epoch)
-            await self._write_counters(conn, batch)
-            await self._write_reservations(conn, batch.reservations)
-            if batch.customer_units:
-                skus, customers, units = zip(*batch.customer_units, strict=True)
-                await conn.execute(
-                    "INSERT INTO customer_units (sku, customer_id, units)"
-                    " SELECT * FROM unnest(%s::text[], %s::text[], %s::int[])"
-                    " ON CONFLICT (sku, customer_id) DO UPDATE SET units = excluded.units",
-                    (list(skus), list(customers), list(units)),
+            async with conn.pipeline() as pipeline:
+                epoch = await conn.execute(
+                    "SELECT epoch FROM shard_epochs WHERE shard_id = %s FOR SHARE",
+                    (batch.shard_id,),
                 )
-            j = batch.journal
-            # ON CONFLICT: a request id reused after the dedupe window is a new request; the
-            # journal keeps the first answer rather than failing the whole batch.
-            await conn.execute(
-                "INSERT INTO inventory_journal"
-                " (request_id, shard_id, epoch, sku, kind, mutation, result, at)"
-                " SELECT v.rid, %s, %s, v.sku, v.kind, v.mutation, v.result, to_timestamp(v.at)"
-                " FROM unnest(%s::text[], %s::text[], %s::text[], %s::jsonb[], %s::jsonb[],"
-                " %s::float8[]) AS v(rid, sku, kind, mutation, result, at)"
-                " ON CONFLICT (request_id) DO NOTHING",
-                (
-                    batch.shard_id,
-                    batch.epoch,
-                    [r.request_id for r in j],
-                    [r.sku for r in j],
-                    [r.kind for r in j],
-                    [Jsonb(r.mutation) for r in j],
-                    [Jsonb(r.result) for r in j],
-                    [r.at for r in j],
-                ),
-            )
-            counters = {c.sku: c for c in batch.counters}
-            await conn.execute(
-                "INSERT INTO inventory_outbox (sku, events, on_hand, reserved, sold)"
-                " SELECT * FROM unnest(%s::text[], %s::jsonb[], %s::bigint[], %s::bigint[],"
-                " %s::bigint[])",
-                (
-                    [sku for sku, _ in batch.outbox],
-                    [Jsonb(events) for _, events in batch.outbox],
-                    [counters[sku].on_hand for sku, _ in batch.outbox],
-                    [counters[sku].reserved for sku, _ in batch.outbox],
-                    [counters[sku].sold for sku, _ in batch.outbox],
-                ),
-            )
+                counters = await conn.execute(*_counters_statement(batch))
+                if batch.reservations:
+                    await conn.execute(*_reservations_statement(batch.reservations))
+                if batch.customer_units:
+                    skus, customers, units = zip(*batch.customer_units, strict=True)
+                    await conn.execute(
+                        "INSERT INTO customer_units (sku, customer_id, units)"
+                        " SELECT * FROM unnest(%b::text[], %b::text[], %b::int[])"
+                        " ON CONFLICT (sku, customer_id) DO UPDATE SET units = excluded.units",
+                        (list(skus), list(customers), list(units)),
+                    )
+                journal = await conn.execute(*_journal_statement(batch))
+                await conn.execute(*_outbox_statement(batch))
+                await pipeline.sync()
+            row = await epoch.fetchone()
+            current = -1 if row is None else int(row[0])
+            # FOR SHARE: a new owner's epoch bump waits for this batch to commit, and every
+            # batch after the bump sees the new epoch. A zombie can never write after a claim.
+            if current != batch.epoch:
+                raise StaleEpoch(batch.shard_id, batch.epoch, current)
+            if counters.rowcount != len(batch.counters):
+                # Another shard claimed one of these SKUs (a pin moved it): this shard's
+                # copy is stale. Roll back; the shard reloads what it still owns.
+                raise Unavailable("a SKU moved to another shard; retry")
+            if journal.rowcount != len(batch.journal):
+                # A request id already journaled: the shard applied a retry as new (it came
+                # after the lookup window). Roll back; the shard reloads, which re-opens the
+                # window, and the client's retry then finds the first answer.
+                raise Unavailable("a request id was already journaled; retry")
 
     # -- operators and seeding --------------------------------------------------------------
 
@@ -199,7 +192,7 @@ class InventoryRepository:
     async def stock_rows(self, skus: list[str]) -> dict[str, SkuRow]:
         async with self._conn() as conn:
             cur = await conn.execute(
-                f"SELECT {_SKU_COLUMNS} FROM inventory WHERE sku = ANY(%s)", (skus,)
+                f"SELECT {_SKU_COLUMNS} FROM inventory WHERE sku = ANY(%s::text[])", (skus,)
             )
             return {row[0]: _sku_row(row) for row in await cur.fetchall()}
 
@@ -219,64 +212,6 @@ class InventoryRepository:
         current = -1 if row is None else int(row[0])
         if current != epoch:
             raise StaleEpoch(shard_id, epoch, current)
-
-    @staticmethod
-    async def _write_counters(conn: psycopg.AsyncConnection[Any], batch: BatchWrite) -> None:
-        c = batch.counters
-        cur = await conn.execute(
-            "UPDATE inventory AS i SET on_hand = v.on_hand, reserved = v.reserved, sold = v.sold,"
-            " per_customer_limit = v.pcl, low_stock_threshold = v.lst,"
-            " low_stock_order_cap = v.cap, updated_at = now()"
-            " FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::int[],"
-            " %s::int[], %s::int[]) AS v(sku, on_hand, reserved, sold, pcl, lst, cap)"
-            " WHERE i.sku = v.sku AND i.shard_id = %s",
-            (
-                [r.sku for r in c],
-                [r.on_hand for r in c],
-                [r.reserved for r in c],
-                [r.sold for r in c],
-                [r.per_customer_limit for r in c],
-                [r.low_stock_threshold for r in c],
-                [r.low_stock_order_cap for r in c],
-                batch.shard_id,
-            ),
-        )
-        if cur.rowcount != len(c):
-            # Another shard claimed one of these SKUs (a pin moved it): this shard's copy is
-            # stale. The transaction rolls back and the shard reloads what it still owns.
-            raise Unavailable("a SKU moved to another shard; retry")
-
-    @staticmethod
-    async def _write_reservations(
-        conn: psycopg.AsyncConnection[Any], reservations: list[Reservation]
-    ) -> None:
-        if not reservations:
-            return
-        rs = reservations
-        await conn.execute(
-            "INSERT INTO reservations (reservation_id, sku, qty, cart_id, customer_id, status,"
-            " order_id, created_at, expires_at, closed_at)"
-            " SELECT v.id, v.sku, v.qty, v.cart, v.customer, v.status, v.order_id,"
-            " to_timestamp(v.created), to_timestamp(v.expires),"
-            " CASE WHEN v.status = 'held' THEN NULL ELSE now() END"
-            " FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[],"
-            " %s::text[], %s::float8[], %s::float8[])"
-            " AS v(id, sku, qty, cart, customer, status, order_id, created, expires)"
-            " ON CONFLICT (reservation_id) DO UPDATE SET status = excluded.status,"
-            " order_id = excluded.order_id, expires_at = excluded.expires_at,"
-            " closed_at = excluded.closed_at",
-            (
-                [r.reservation_id for r in rs],
-                [r.sku for r in rs],
-                [r.qty for r in rs],
-                [r.cart_id for r in rs],
-                [r.customer_id for r in rs],
-                [r.status for r in rs],
-                [r.order_id for r in rs],
-                [r.created_at for r in rs],
-                [r.expires_at for r in rs],
-            ),
-        )
 
     @staticmethod
     async def _load(
@@ -299,6 +234,96 @@ class InventoryRepository:
         )
         state.customer_units = [(s, c, u) for s, c, u in await cur.fetchall()]
         return state
+
+
+Statement = tuple[str, tuple[Any, ...]]
+
+
+def _counters_statement(batch: BatchWrite) -> Statement:
+    c = batch.counters
+    return (
+        "UPDATE inventory AS i SET on_hand = v.on_hand, reserved = v.reserved, sold = v.sold,"
+        " per_customer_limit = v.pcl, low_stock_threshold = v.lst,"
+        " low_stock_order_cap = v.cap, updated_at = now()"
+        " FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::bigint[], %b::int[],"
+        " %b::int[], %b::int[]) AS v(sku, on_hand, reserved, sold, pcl, lst, cap)"
+        " WHERE i.sku = v.sku AND i.shard_id = %s",
+        (
+            [r.sku for r in c],
+            [r.on_hand for r in c],
+            [r.reserved for r in c],
+            [r.sold for r in c],
+            [r.per_customer_limit for r in c],
+            [r.low_stock_threshold for r in c],
+            [r.low_stock_order_cap for r in c],
+            batch.shard_id,
+        ),
+    )
+
+
+def _reservations_statement(rs: list[Reservation]) -> Statement:
+    return (
+        "INSERT INTO reservations (reservation_id, sku, qty, cart_id, customer_id, status,"
+        " order_id, created_at, expires_at, closed_at)"
+        " SELECT v.id, v.sku, v.qty, v.cart, v.customer, v.status, v.order_id,"
+        " to_timestamp(v.created), to_timestamp(v.expires),"
+        " CASE WHEN v.status = 'held' THEN NULL ELSE now() END"
+        " FROM unnest(%b::text[], %b::text[], %b::int[], %b::text[], %b::text[], %b::text[],"
+        " %b::text[], %b::float8[], %b::float8[])"
+        " AS v(id, sku, qty, cart, customer, status, order_id, created, expires)"
+        " ON CONFLICT (reservation_id) DO UPDATE SET status = excluded.status,"
+        " order_id = excluded.order_id, expires_at = excluded.expires_at,"
+        " closed_at = excluded.closed_at",
+        (
+            [r.reservation_id for r in rs],
+            [r.sku for r in rs],
+            [r.qty for r in rs],
+            [r.cart_id for r in rs],
+            [r.customer_id for r in rs],
+            [r.status for r in rs],
+            [r.order_id for r in rs],
+            [r.created_at for r in rs],
+            [r.expires_at for r in rs],
+        ),
+    )
+
+
+def _journal_statement(batch: BatchWrite) -> Statement:
+    j = batch.journal
+    return (
+        "INSERT INTO inventory_journal"
+        " (request_id, shard_id, epoch, sku, kind, mutation, result, at)"
+        " SELECT v.rid, %s, %s, v.sku, v.kind, v.mutation, v.result, to_timestamp(v.at)"
+        " FROM unnest(%b::text[], %b::text[], %b::text[], %b::jsonb[], %b::jsonb[],"
+        " %b::float8[]) AS v(rid, sku, kind, mutation, result, at)"
+        " ON CONFLICT (request_id) DO NOTHING",
+        (
+            batch.shard_id,
+            batch.epoch,
+            [r.request_id for r in j],
+            [r.sku for r in j],
+            [r.kind for r in j],
+            [Jsonb(r.mutation) for r in j],
+            [Jsonb(r.result) for r in j],
+            [r.at for r in j],
+        ),
+    )
+
+
+def _outbox_statement(batch: BatchWrite) -> Statement:
+    counters = {c.sku: c for c in batch.counters}
+    return (
+        "INSERT INTO inventory_outbox (sku, events, on_hand, reserved, sold)"
+        " SELECT * FROM unnest(%b::text[], %b::jsonb[], %b::bigint[], %b::bigint[],"
+        " %b::bigint[])",
+        (
+            [sku for sku, _ in batch.outbox],
+            [Jsonb(events) for _, events in batch.outbox],
+            [counters[sku].on_hand for sku, _ in batch.outbox],
+            [counters[sku].reserved for sku, _ in batch.outbox],
+            [counters[sku].sold for sku, _ in batch.outbox],
+        ),
+    )
 
 
 class _Connection:

@@ -197,3 +197,23 @@ async def test_counters_can_never_go_negative_in_the_database(repo: InventoryRep
     async with repo.pool.connection() as conn:
         with pytest.raises(psycopg.errors.CheckViolation):
             await conn.execute("UPDATE inventory SET sold = 2 WHERE sku = %s", (sku,))
+
+
+async def test_a_retry_arriving_after_the_lookup_window_still_gets_its_first_answer(
+    repo: InventoryRepository,
+) -> None:
+    sku = await make_sku(repo, 5)
+    first = ShardCore(0, ROUTER, repo)
+    await first.start()
+    m = reserve(sku)
+    answer = (await first.apply([m]))[0].unwrap()
+    late = ShardCore(0, ROUTER, repo, dedupe_window_s=10)
+    await late.start()
+    late._dedupe_until = 0.0  # as if the window had passed: misses are not looked up
+    refused = (await late.apply([m, reserve(sku)]))
+    # The journal's unique request id refuses the batch instead of reserving twice ...
+    assert all(isinstance(o.error, Unavailable) for o in refused)
+    assert (await repo.stock_rows([sku]))[sku].reserved == 1
+    # ... and the shard reloads with the window open, so the retry finds the first answer.
+    assert (await late.apply([m]))[0].unwrap() == answer
+    assert (await repo.stock_rows([sku]))[sku].reserved == 1
