@@ -210,7 +210,7 @@ async def test_a_retry_arriving_after_the_lookup_window_still_gets_its_first_ans
     late = ShardCore(0, ROUTER, repo, dedupe_window_s=10)
     await late.start()
     late._dedupe_until = 0.0  # as if the window had passed: misses are not looked up
-    refused = (await late.apply([m, reserve(sku)]))
+    refused = await late.apply([m, reserve(sku)])
     # The journal's unique request id refuses the batch instead of reserving twice ...
     assert all(isinstance(o.error, Unavailable) for o in refused)
     assert (await repo.stock_rows([sku]))[sku].reserved == 1
