@@ -82,6 +82,9 @@ class EmbeddedPostgres:
             assert entry is not None
             self._user = PG_SYSTEM_USER
             ensure_prefix_permissions(self.data_dir)
+            # The bundled binaries may sit under a private directory (a clone in mkdtemp):
+            # the server's user must be able to traverse to them too.
+            ensure_prefix_permissions(self.bin)
             ensure_folder_permissions(
                 self.bin.parent, stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
             )
