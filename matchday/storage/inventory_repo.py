@@ -106,10 +106,7 @@ class InventoryRepository:
         # before COMMIT, so a failed check still rolls everything back.
         async with self._conn() as conn, conn.transaction():
             async with conn.pipeline() as pipeline:
-                epoch = await conn.execute(
-                    "SELECT epoch FROM shard_epochs WHERE shard_id = %s FOR SHARE",
-                    (batch.shard_id,),
-                )
+                epoch = await conn.execute(_EPOCH_SQL, (batch.shard_id,))
                 counters = await conn.execute(*_counters_statement(batch))
                 if batch.reservations:
                     await conn.execute(*_reservations_statement(batch.reservations))
@@ -124,12 +121,7 @@ class InventoryRepository:
                 journal = await conn.execute(*_journal_statement(batch))
                 await conn.execute(*_outbox_statement(batch))
                 await pipeline.sync()
-            row = await epoch.fetchone()
-            current = -1 if row is None else int(row[0])
-            # FOR SHARE: a new owner's epoch bump waits for this batch to commit, and every
-            # batch after the bump sees the new epoch. A zombie can never write after a claim.
-            if current != batch.epoch:
-                raise StaleEpoch(batch.shard_id, batch.epoch, current)
+            _verify_epoch(await epoch.fetchone(), batch.shard_id, batch.epoch)
             if counters.rowcount != len(batch.counters):
                 # Another shard claimed one of these SKUs (a pin moved it): this shard's
                 # copy is stale. Roll back; the shard reloads what it still owns.
@@ -203,15 +195,8 @@ class InventoryRepository:
 
     @staticmethod
     async def _check_epoch(conn: psycopg.AsyncConnection[Any], shard_id: int, epoch: int) -> None:
-        # FOR SHARE: a new owner's epoch bump waits for this batch to commit, and every
-        # batch after the bump sees the new epoch. A zombie can never write after a claim.
-        cur = await conn.execute(
-            "SELECT epoch FROM shard_epochs WHERE shard_id = %s FOR SHARE", (shard_id,)
-        )
-        row = await cur.fetchone()
-        current = -1 if row is None else int(row[0])
-        if current != epoch:
-            raise StaleEpoch(shard_id, epoch, current)
+        cur = await conn.execute(_EPOCH_SQL, (shard_id,))
+        _verify_epoch(await cur.fetchone(), shard_id, epoch)
 
     @staticmethod
     async def _load(
@@ -237,6 +222,16 @@ class InventoryRepository:
 
 
 Statement = tuple[str, tuple[Any, ...]]
+
+# FOR SHARE: a new owner's epoch bump waits for an in-flight batch to commit, and every batch
+# after the bump sees the new epoch. A zombie can never write after a claim.
+_EPOCH_SQL = "SELECT epoch FROM shard_epochs WHERE shard_id = %s FOR SHARE"
+
+
+def _verify_epoch(row: tuple[Any, ...] | None, shard_id: int, epoch: int) -> None:
+    current = -1 if row is None else int(row[0])
+    if current != epoch:
+        raise StaleEpoch(shard_id, epoch, current)
 
 
 def _counters_statement(batch: BatchWrite) -> Statement:
