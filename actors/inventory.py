@@ -50,8 +50,10 @@ class InventoryShard:
         from matchday.storage.inventory_repo import InventoryRepository
 
         s = self.settings
+        # No check on borrow: it costs a round trip per batch. After a PostgreSQL restart a
+        # dead connection fails one batch, the pool discards it, and the shard recovers.
         self._pool = make_pool(
-            s.database_url, min_size=1, max_size=2, name=shard_name(self.shard_id)
+            s.database_url, min_size=1, max_size=2, name=shard_name(self.shard_id), check=False
         )
         await self._pool.open(wait=False)
         core = ShardCore(

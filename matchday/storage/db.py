@@ -51,7 +51,7 @@ def migrate(url: str) -> list[str]:
 
 
 def make_pool(
-    url: str, *, min_size: int = 1, max_size: int = 4, name: str = "matchday"
+    url: str, *, min_size: int = 1, max_size: int = 4, name: str = "matchday", check: bool = True
 ) -> AsyncConnectionPool:
     """An async pool, not yet opened: call ``await pool.open()`` inside the event loop.
 
@@ -64,7 +64,7 @@ def make_pool(
         max_size=max_size,
         name=name,
         open=False,
-        check=AsyncConnectionPool.check_connection,
+        check=AsyncConnectionPool.check_connection if check else None,
         timeout=10.0,
         reconnect_timeout=3600.0,
     )

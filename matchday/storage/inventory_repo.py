@@ -104,23 +104,22 @@ class InventoryRepository:
         # Pipeline mode: every statement goes out at once and the batch costs two round
         # trips (statements, COMMIT) instead of eight; the checks run on the results
         # before COMMIT, so a failed check still rolls everything back.
-        async with self._conn() as conn, conn.transaction():
-            async with conn.pipeline() as pipeline:
-                epoch = await conn.execute(_EPOCH_SQL, (batch.shard_id,))
-                counters = await conn.execute(*_counters_statement(batch))
-                if batch.reservations:
-                    await conn.execute(*_reservations_statement(batch.reservations))
-                if batch.customer_units:
-                    skus, customers, units = zip(*batch.customer_units, strict=True)
-                    await conn.execute(
-                        "INSERT INTO customer_units (sku, customer_id, units)"
-                        " SELECT * FROM unnest(%b::text[], %b::text[], %b::int[])"
-                        " ON CONFLICT (sku, customer_id) DO UPDATE SET units = excluded.units",
-                        (list(skus), list(customers), list(units)),
-                    )
-                journal = await conn.execute(*_journal_statement(batch))
-                await conn.execute(*_outbox_statement(batch))
-                await pipeline.sync()
+        async with self._conn() as conn, conn.pipeline() as pipeline, conn.transaction():
+            epoch = await conn.execute(_EPOCH_SQL, (batch.shard_id,))
+            counters = await conn.execute(*_counters_statement(batch))
+            if batch.reservations:
+                await conn.execute(*_reservations_statement(batch.reservations))
+            if batch.customer_units:
+                skus, customers, units = zip(*batch.customer_units, strict=True)
+                await conn.execute(
+                    "INSERT INTO customer_units (sku, customer_id, units)"
+                    " SELECT * FROM unnest(%b::text[], %b::text[], %b::int[])"
+                    " ON CONFLICT (sku, customer_id) DO UPDATE SET units = excluded.units",
+                    (list(skus), list(customers), list(units)),
+                )
+            journal = await conn.execute(*_journal_statement(batch))
+            await conn.execute(*_outbox_statement(batch))
+            await pipeline.sync()
             _verify_epoch(await epoch.fetchone(), batch.shard_id, batch.epoch)
             if counters.rowcount != len(batch.counters):
                 # Another shard claimed one of these SKUs (a pin moved it): this shard's
