@@ -188,6 +188,91 @@ class Unavailable(MatchdayError):
         return self.reason
 
 
+class NotFound(MatchdayError):
+    """A product, cart, order, poll or other resource that does not exist (or is not yours)."""
+
+    code = "not_found"
+    http_status = 404
+
+    def __init__(self, kind: str, ident: str) -> None:
+        super().__init__(kind, ident)
+        self.kind = kind
+        self.ident = ident
+
+    def __str__(self) -> str:
+        return f"no such {self.kind}: {self.ident}"
+
+
+class Conflict(MatchdayError):
+    """The request contradicts the resource's current state (e.g. paying a closed cart)."""
+
+    code = "conflict"
+    http_status = 409
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class Unauthorized(MatchdayError):
+    """Missing or wrong credentials (API key, second factor)."""
+
+    code = "unauthorized"
+    http_status = 401
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class Forbidden(MatchdayError):
+    code = "forbidden"
+    http_status = 403
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class RateLimited(MatchdayError):
+    """Too many requests from one client; ``retry_after_s`` goes into Retry-After."""
+
+    code = "rate_limited"
+    http_status = 429
+    retryable = True
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(retry_after_s)
+        self.retry_after_s = retry_after_s
+
+    def __str__(self) -> str:
+        return f"too many requests; retry after {self.retry_after_s:.0f} s"
+
+
+class Overloaded(MatchdayError):
+    """Load shedding: the service is at capacity. Nothing was changed."""
+
+    code = "overloaded"
+    http_status = 503
+    retryable = True
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(retry_after_s)
+        self.retry_after_s = retry_after_s
+
+    def __str__(self) -> str:
+        return f"the shop is busy; retry after {self.retry_after_s:.0f} s"
+
+
 _BY_CODE: dict[str, type[MatchdayError]] = {
     cls.code: cls
     for cls in (
@@ -202,6 +287,12 @@ _BY_CODE: dict[str, type[MatchdayError]] = {
         WrongShard,
         StaleEpoch,
         Unavailable,
+        NotFound,
+        Conflict,
+        Unauthorized,
+        Forbidden,
+        RateLimited,
+        Overloaded,
     )
 }
 
