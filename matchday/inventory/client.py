@@ -25,6 +25,7 @@ from matchday.inventory.commands import (
     Release,
     ReservationView,
     Reserve,
+    Resize,
     Restock,
     SetOnHand,
     StockView,
@@ -129,6 +130,13 @@ class InventoryClient:
         self, request_id: str, sku: str, reservation_id: str, ttl_s: float
     ) -> ReservationView:
         value = await self._value(Extend(request_id, sku, reservation_id, ttl_s))
+        assert isinstance(value, ReservationView)
+        return value
+
+    async def resize(
+        self, request_id: str, sku: str, reservation_id: str, qty: int
+    ) -> ReservationView:
+        value = await self._value(Resize(request_id, sku, reservation_id, qty))
         assert isinstance(value, ReservationView)
         return value
 

@@ -74,6 +74,22 @@ class Extend:
 
 
 @dataclass(frozen=True, slots=True)
+class Resize:
+    """Change a held reservation's quantity in place: a cart line's new quantity.
+
+    One mutation instead of release-then-reserve, so a shrinking line never loses its units
+    to another fan in between and a growing one is checked against the same limits as a
+    reserve (per customer, low-stock per order, availability of the extra units only).
+    """
+
+    kind: ClassVar[str] = "resize"
+    request_id: str
+    sku: str
+    reservation_id: str
+    qty: int
+
+
+@dataclass(frozen=True, slots=True)
 class Restock:
     kind: ClassVar[str] = "restock"
     request_id: str
@@ -113,7 +129,9 @@ class Expire:
     reservation_id: str
 
 
-Mutation = Reserve | Release | Commit | Extend | Restock | SetOnHand | AdjustLimits | Expire
+Mutation = (
+    Reserve | Release | Commit | Extend | Resize | Restock | SetOnHand | AdjustLimits | Expire
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +249,9 @@ def validate(m: Mutation, policy: Policy = DEFAULT_POLICY) -> None:
     elif isinstance(m, Extend):
         _check_id("reservation_id", m.reservation_id)
         _check_ttl(m.ttl_s, policy)
+    elif isinstance(m, Resize):
+        _check_id("reservation_id", m.reservation_id)
+        _check_int("qty", m.qty, 1, policy.max_qty_per_request)
     elif isinstance(m, Restock):
         _check_int("qty", m.qty, 1, policy.max_restock)
     elif isinstance(m, SetOnHand):

@@ -30,6 +30,7 @@ from matchday.inventory.commands import (
     Release,
     ReservationView,
     Reserve,
+    Resize,
     Restock,
     SetOnHand,
     StockView,
@@ -146,19 +147,7 @@ class SkuLedger:
         self, m: Reserve, reservation_id: str, now: float
     ) -> tuple[ReservationView, list[Event]]:
         available = self.available
-        if (
-            self.low_stock_order_cap is not None
-            and self.low_stock_threshold is not None
-            and available <= self.low_stock_threshold
-            and m.qty > self.low_stock_order_cap
-        ):
-            raise LimitExceeded(self.sku, self.low_stock_order_cap, m.qty, 0, "low-stock per-order")
-        if self.per_customer_limit is not None:
-            held = self.customer_units.get(m.customer_id, 0)
-            if held + m.qty > self.per_customer_limit:
-                raise LimitExceeded(self.sku, self.per_customer_limit, m.qty, held, "per-customer")
-        if m.qty > available:
-            raise OutOfStock(self.sku, m.qty, max(available, 0))
+        self._check_limits(m.qty, m.qty, m.customer_id, available)
         r = Reservation(
             reservation_id, self.sku, m.qty, m.cart_id, m.customer_id, now + m.ttl_s, now
         )
@@ -205,6 +194,22 @@ class SkuLedger:
         r.expires_at = now + m.ttl_s
         self._dirty_reservations[r.reservation_id] = r
         return r.view(), [self._event("extended", r)]
+
+    def resize(self, m: Resize, now: float) -> tuple[ReservationView, list[Event]]:
+        r = self._held_or_raise(m.reservation_id)
+        if r.expires_at <= now:
+            raise ReservationExpired(r.reservation_id)
+        delta = m.qty - r.qty
+        available = self.available
+        if delta > 0:
+            self._check_limits(m.qty, delta, r.customer_id, available)
+        r.qty = m.qty
+        self.reserved += delta
+        self._add_customer_units(r.customer_id, delta)
+        self._dirty_reservations[r.reservation_id] = r
+        events = [self._event("resized", r)]
+        self._threshold_events(available, events)
+        return r.view(), events
 
     def restock(self, m: Restock, now: float) -> tuple[StockView, list[Event]]:
         available = self.available
@@ -253,6 +258,24 @@ class SkuLedger:
         return reservations, customers
 
     # -- internals ------------------------------------------------------------------------
+
+    def _check_limits(self, order_qty: int, extra: int, customer_id: str, available: int) -> None:
+        """Refuse ``extra`` more units for a line of ``order_qty`` units, or say nothing."""
+        if (
+            self.low_stock_order_cap is not None
+            and self.low_stock_threshold is not None
+            and available <= self.low_stock_threshold
+            and order_qty > self.low_stock_order_cap
+        ):
+            raise LimitExceeded(
+                self.sku, self.low_stock_order_cap, order_qty, 0, "low-stock per-order"
+            )
+        if self.per_customer_limit is not None:
+            held = self.customer_units.get(customer_id, 0)
+            if held + extra > self.per_customer_limit:
+                raise LimitExceeded(self.sku, self.per_customer_limit, extra, held, "per-customer")
+        if extra > available:
+            raise OutOfStock(self.sku, extra, max(available, 0))
 
     def _held_or_raise(self, reservation_id: str) -> Reservation:
         r = self.held.get(reservation_id)

@@ -37,6 +37,7 @@ from matchday.inventory.commands import (
     Policy,
     Release,
     Reserve,
+    Resize,
     Restock,
     SetOnHand,
     fields_of,
@@ -263,6 +264,8 @@ class ShardCore:
             return ledger.commit(m, now)
         if isinstance(m, Extend):
             return ledger.extend(m, now)
+        if isinstance(m, Resize):
+            return ledger.resize(m, now)
         if isinstance(m, Restock):
             return ledger.restock(m, now)
         if isinstance(m, SetOnHand):

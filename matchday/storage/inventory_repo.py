@@ -265,7 +265,7 @@ def _reservations_statement(rs: list[Reservation]) -> Statement:
         " FROM unnest(%b::text[], %b::text[], %b::int[], %b::text[], %b::text[], %b::text[],"
         " %b::text[], %b::float8[], %b::float8[])"
         " AS v(id, sku, qty, cart, customer, status, order_id, created, expires)"
-        " ON CONFLICT (reservation_id) DO UPDATE SET status = excluded.status,"
+        " ON CONFLICT (reservation_id) DO UPDATE SET qty = excluded.qty, status = excluded.status,"
         " order_id = excluded.order_id, expires_at = excluded.expires_at,"
         " closed_at = excluded.closed_at",
         (

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from matchday.domain.errors import OutOfStock, StaleEpoch, Unavailable, WrongShard
-from matchday.inventory.commands import Commit, Release, Reserve, Restock
+from matchday.inventory.commands import Commit, Release, Reserve, Resize, Restock
 from matchday.inventory.records import SkuRow
 from matchday.inventory.routing import Router
 from matchday.inventory.shard import ShardCore
@@ -218,3 +218,29 @@ async def test_a_retry_arriving_after_the_lookup_window_still_gets_its_first_ans
     # ... and the shard reloads with the window open, so the retry finds the first answer.
     assert (await late.apply([m]))[0].unwrap() == answer
     assert (await repo.stock_rows([sku]))[sku].reserved == 1
+
+
+async def test_a_resized_line_is_durable_and_a_restarted_shard_holds_the_new_quantity(
+    repo: InventoryRepository,
+) -> None:
+    sku = await make_sku(repo, 6, per_customer_limit=4)
+    core = ShardCore(0, ROUTER, repo)
+    await core.start()
+    m = reserve(sku, 1, customer="fan-1")
+    rid = (await core.apply([m]))[0].unwrap().reservation_id  # type: ignore[union-attr]
+    grown = (await core.apply([Resize(uid("rq"), sku, rid, 4)]))[0].unwrap()
+    assert grown.qty == 4  # type: ignore[union-attr]
+    async with repo.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT qty FROM reservations WHERE reservation_id = %s", (rid,))
+        ).fetchone()
+    assert row == (4,)
+    restarted = ShardCore(0, ROUTER, repo)
+    await restarted.start()
+    # The limit of 4 is reached after the restart too: the customer total was persisted.
+    over = (await restarted.apply([reserve(sku, 1, customer="fan-1")]))[0]
+    assert over.error is not None and over.error.code == "limit_exceeded"
+    shrunk = (await restarted.apply([Resize(uid("rq"), sku, rid, 2)]))[0].unwrap()
+    assert shrunk.qty == 2  # type: ignore[union-attr]
+    stock = (await repo.stock_rows([sku]))[sku]
+    assert (stock.on_hand, stock.reserved, stock.sold) == (6, 2, 0)

@@ -24,6 +24,7 @@ from matchday.inventory.commands import (
     Release,
     ReservationView,
     Reserve,
+    Resize,
     Restock,
     SetOnHand,
     StockView,
@@ -39,6 +40,7 @@ VALID: dict[str, Mutation] = {
     "release": Release("req-2", "JERSEY-M", "res-1"),
     "commit": Commit("req-3", "JERSEY-M", "res-1", "order-1"),
     "extend": Extend("req-4", "JERSEY-M", "res-1", 900.0),
+    "resize": Resize("req-9", "JERSEY-M", "res-1", 3),
     "restock": Restock("req-5", "JERSEY-M", 50),
     "set_on_hand": SetOnHand("req-6", "JERSEY-M", 0),
     "adjust_limits": AdjustLimits("req-7", "JERSEY-M", 2, 10, 1),
@@ -286,6 +288,12 @@ SAMPLE_ERRORS: dict[type[MatchdayError], MatchdayError] = {
     errors.WrongShard: errors.WrongShard("JERSEY-M", 3),
     errors.StaleEpoch: errors.StaleEpoch(1, 4, 5),
     errors.Unavailable: errors.Unavailable("database down"),
+    errors.NotFound: errors.NotFound("cart", "cart-1"),
+    errors.Conflict: errors.Conflict("the cart is checked out"),
+    errors.Unauthorized: errors.Unauthorized("missing API key"),
+    errors.Forbidden: errors.Forbidden("locked out"),
+    errors.RateLimited: errors.RateLimited(2.0),
+    errors.Overloaded: errors.Overloaded(1.0),
 }
 CLIENT_ERRORS = [e for cls, e in SAMPLE_ERRORS.items() if cls is not errors.MatchdayError]
 

@@ -24,6 +24,7 @@ from matchday.inventory.commands import (
     Extend,
     Release,
     Reserve,
+    Resize,
     Restock,
     SetOnHand,
 )
@@ -197,6 +198,47 @@ class LedgerMachine(RuleBasedStateMachine):
         assert view.expires_at == self.now + ttl
         self.holds[rid].expires_at = self.now + ttl
         assert self.dirty_ids() == ({rid}, {})
+
+    @rule(data=st.data(), qty=st.integers(1, 6))
+    def resize(self, data: st.DataObject, qty: int) -> None:
+        rid = self.any_id(data)
+        expected = self.expected_lookup_error(rid)
+        if expected is None and self.holds[rid].expires_at <= self.now:
+            expected = ReservationExpired(rid)
+        if expected is None:
+            h = self.holds[rid]
+            delta = qty - h.qty
+            held = self.units.get(h.customer, 0)
+            if delta <= 0:
+                pass
+            elif (
+                self.cap is not None
+                and self.threshold is not None
+                and self.available <= self.threshold
+                and qty > self.cap
+            ):
+                expected = LimitExceeded(SKU, self.cap, qty, 0, "low-stock per-order")
+            elif self.per_customer_limit is not None and held + delta > self.per_customer_limit:
+                expected = LimitExceeded(SKU, self.per_customer_limit, delta, held, "per-customer")
+            elif delta > self.available:
+                expected = OutOfStock(SKU, delta, self.available)
+        try:
+            view, events = self.ledger.resize(Resize("req-rsz", SKU, rid, qty), self.now)
+        except MatchdayError as exc:
+            assert expected is not None, f"unexpected refusal {exc!r}"
+            self.assert_error(exc, expected)
+            return
+        assert expected is None, f"should have been refused with {expected!r}"
+        h = self.holds[rid]
+        delta = qty - h.qty
+        assert (view.qty, view.status, view.expires_at) == (qty, "held", h.expires_at)
+        assert events[0]["type"] == "resized"
+        h.qty = qty
+        self.reserved += delta
+        self.units[h.customer] += delta
+        if delta > 0:
+            self.bound[h.customer] = self.per_customer_limit
+        assert self.dirty_ids() == ({rid}, {h.customer: self.units[h.customer]})
 
     @rule(seconds=st.sampled_from([0.5, 1.0, 7.0, 40.0]))
     def advance_time_without_timers_firing(self, seconds: float) -> None:
