@@ -20,7 +20,7 @@ SHARD_MAX_CONCURRENCY = 10_000
 
 def start_inventory(settings: Settings) -> dict[int, Any]:
     """Create (or find) every shard actor and the event publisher; wait until they answer."""
-    payload = settings.model_dump(mode="json")
+    payload = settings.payload()
     shard_cls = ray.remote(InventoryShard)
     handles = {}
     router = Router(settings.shards, settings.dedicated_shards)

@@ -7,11 +7,14 @@ to the process that starts things (STYLE.md, "no import-time side effects").
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from matchday.inventory.commands import Policy
+
+_PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "x" * 32}
 
 
 class Settings(BaseSettings):
@@ -48,11 +51,39 @@ class Settings(BaseSettings):
     stream_maxlen: int = Field(default=1_000_000, ge=1_000)
     availability_key: str = "matchday:availability"
 
+    # HTTP. Empty secret_key: the run command generates one per data directory (0600 file).
+    secret_key: SecretStr = SecretStr("")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    # A checkout extends its holds by this much, so none can expire while the card is charged.
+    payment_hold_s: float = Field(default=600.0, ge=30.0)
+    # Per client (shopper token, else address): a token bucket in Redis.
+    rate_limit_per_s: float = Field(default=20.0, gt=0)
+    rate_limit_burst: int = Field(default=40, ge=1)
+    max_body_bytes: int = Field(default=65_536, ge=1_024)
+    catalog_cache_ttl_s: float = Field(default=300.0, ge=1.0)
+    idempotency_ttl_s: float = Field(default=86_400.0, ge=60.0)
+
+    @field_validator("secret_key")
+    @classmethod
+    def _no_placeholder_secret(cls, v: SecretStr) -> SecretStr:
+        value = v.get_secret_value()
+        if value and (len(value) < 32 or value.lower() in _PLACEHOLDERS):
+            raise ValueError("secret_key must be at least 32 random characters, not a placeholder")
+        return v
+
     @model_validator(mode="after")
     def _ttl_bounds(self) -> Settings:
         if not self.min_ttl_s <= self.default_ttl_s <= self.max_ttl_s:
             raise ValueError("default_ttl_s must lie between min_ttl_s and max_ttl_s")
         return self
+
+    def payload(self) -> dict[str, Any]:
+        """Everything, secrets included, as JSON types: how settings reach Ray actors and
+        Serve replicas (``model_dump`` masks secrets, which would hand them a blank key)."""
+        data = self.model_dump(mode="json")
+        data["secret_key"] = self.secret_key.get_secret_value()
+        return data
 
     def policy(self) -> Policy:
         return Policy(

@@ -1,0 +1,106 @@
+"""Carts: a cart's lines are its reservations in the inventory engine.
+
+Adding an item reserves stock with an expiry; changing a quantity resizes the hold in place;
+removing releases it. An abandoned cart needs no sweeper: its holds expire on the engine's
+own timers. Every call is idempotent by the client's idempotency key, which becomes the
+engine request id, so a retried add never holds twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from matchday.domain.errors import Conflict, InvalidInput, NotFound
+from matchday.inventory.commands import ID_RE, ReservationView, check_sku
+from matchday.shop.models import Cart, CartLine
+from matchday.shop.ports import Prices, Stock
+from matchday.storage.shop_repo import ShopRepository
+
+MAX_KEY = 64
+
+
+def check_key(key: object, field: str = "Idempotency-Key") -> str:
+    if not isinstance(key, str) or len(key) > MAX_KEY or not ID_RE.fullmatch(key):
+        raise InvalidInput(field, f"must be 1-{MAX_KEY} characters of letters, digits, . _ : -")
+    return key
+
+
+def derived_id(prefix: str, *parts: str) -> str:
+    """A stable id from the caller's identity and idempotency key: a retry names the same thing."""
+    digest = hashlib.blake2b("\0".join(parts).encode(), digest_size=12).hexdigest()
+    return f"{prefix}_{digest}"
+
+
+class CartService:
+    def __init__(
+        self, repo: ShopRepository, stock: Stock, prices: Prices, *, hold_ttl_s: float
+    ) -> None:
+        self.repo = repo
+        self.stock = stock
+        self.prices = prices
+        self.hold_ttl_s = hold_ttl_s
+
+    async def create(self, customer_id: str, key: str) -> Cart:
+        cart = await self.repo.create_cart(
+            derived_id("c", customer_id, check_key(key)), customer_id
+        )
+        if cart.customer_id != customer_id:  # a 96-bit collision: refuse rather than share
+            raise Conflict("cart id collision; retry with another Idempotency-Key")
+        return cart
+
+    async def view(self, customer_id: str, cart_id: str) -> Cart:
+        cart = await self.repo.cart(cart_id)
+        if cart is None or cart.customer_id != customer_id:
+            raise NotFound("cart", cart_id)  # someone else's cart does not exist for you
+        return cart
+
+    async def add(
+        self, customer_id: str, cart_id: str, sku: str, qty: int, key: str
+    ) -> ReservationView:
+        check_sku(sku)
+        await self._open_cart(customer_id, cart_id)
+        if sku not in await self.prices.price_of([sku]):
+            raise NotFound("product", sku)
+        return await self.stock.reserve(
+            f"add:{cart_id}:{check_key(key)}", sku, qty, cart_id, customer_id, self.hold_ttl_s
+        )
+
+    async def set_quantity(
+        self, customer_id: str, cart_id: str, sku: str, qty: int, key: str
+    ) -> Cart:
+        check_key(key)
+        if qty == 0:
+            return await self.remove(customer_id, cart_id, sku, key)
+        lines = await self._held_lines(customer_id, cart_id, sku)
+        first, rest = lines[0], lines[1:]
+        # Extra lines go first: they count against the customer's limit while the first grows.
+        for line in rest:
+            await self.stock.release(f"rel:{cart_id}:{key}:{line.reservation_id}", sku,
+                                     line.reservation_id)  # fmt: skip
+        if first.qty != qty:
+            await self.stock.resize(f"rsz:{cart_id}:{key}", sku, first.reservation_id, qty)
+        return await self.view(customer_id, cart_id)
+
+    async def remove(self, customer_id: str, cart_id: str, sku: str, key: str) -> Cart:
+        check_key(key)
+        for line in await self._held_lines(customer_id, cart_id, sku):
+            await self.stock.release(f"rel:{cart_id}:{key}:{line.reservation_id}", sku,
+                                     line.reservation_id)  # fmt: skip
+        return await self.view(customer_id, cart_id)
+
+    async def _open_cart(self, customer_id: str, cart_id: str) -> Cart:
+        cart = await self.repo.cart_header(cart_id)
+        if cart is None or cart.customer_id != customer_id:
+            raise NotFound("cart", cart_id)
+        if cart.status != "open":
+            raise Conflict(f"cart {cart_id} is {cart.status.replace('_', ' ')}")
+        return cart
+
+    async def _held_lines(self, customer_id: str, cart_id: str, sku: str) -> list[CartLine]:
+        check_sku(sku)
+        await self._open_cart(customer_id, cart_id)
+        cart = await self.view(customer_id, cart_id)
+        lines = [line for line in cart.held if line.sku == sku]
+        if not lines:
+            raise NotFound("cart line", sku)
+        return lines

@@ -1,0 +1,241 @@
+"""Checkout: a cart's holds become an order, paid, then committed; or released.
+
+The order of steps is what keeps both promises, never oversell and never double-charge:
+
+1. The order is written first (pending), under an id derived from the customer's
+   idempotency key, so a retried checkout finds the same order and resumes it.
+2. The holds are extended to cover the payment, so they cannot expire mid-charge.
+3. The gateway is asked to charge under the key ``<order>:<attempt>``; nothing (no
+   transaction, no lock) is held meanwhile.
+4. Success commits every hold (reserved becomes sold) and marks the order paid. A decline
+   releases the holds. No answer (outage, timeout) leaves the order ``payment_pending`` with
+   its holds in place: it is settled later by asking again under the same key, never guessed.
+
+Every step is idempotent by a request id derived from the order, so running :meth:`resume`
+twice, or in two processes, moves the order once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import psycopg
+
+from matchday.domain.errors import (
+    Conflict,
+    MatchdayError,
+    NotFound,
+    ReservationClosed,
+    Unavailable,
+)
+from matchday.payments.gateway import ChargeRequest, PaymentGateway, check_token
+from matchday.shop import models as st
+from matchday.shop.carts import check_key, derived_id
+from matchday.shop.models import Order, OrderLine
+from matchday.shop.ports import OrderEvents, Prices, Stock
+from matchday.storage.shop_repo import ShopRepository
+
+log = logging.getLogger(__name__)
+
+
+class CheckoutService:
+    def __init__(
+        self,
+        repo: ShopRepository,
+        stock: Stock,
+        prices: Prices,
+        gateway: PaymentGateway,
+        events: OrderEvents,
+        *,
+        payment_hold_s: float,
+    ) -> None:
+        self.repo = repo
+        self.stock = stock
+        self.prices = prices
+        self.gateway = gateway
+        self.events = events
+        self.payment_hold_s = payment_hold_s
+
+    async def checkout(self, customer_id: str, cart_id: str, payment_token: str, key: str) -> Order:
+        check_token(payment_token)
+        order_id = derived_id("o", customer_id, check_key(key))
+        existing = await self.repo.order(order_id)
+        if existing is not None:
+            return await self.resume(existing)
+        order = await self._new_order(order_id, customer_id, cart_id, payment_token)
+        try:
+            created, fresh = await self.repo.create_order(order, key)
+        except psycopg.errors.UniqueViolation:
+            raise Conflict(f"cart {cart_id} is already being checked out") from None
+        if fresh:
+            await self._publish(created, {})
+        return await self.resume(created)
+
+    async def order(self, customer_id: str, order_id: str) -> Order:
+        order = await self.repo.order(order_id)
+        if order is None or order.customer_id != customer_id:
+            raise NotFound("order", order_id)
+        return order
+
+    async def resume(self, order: Order) -> Order:
+        """Drive an unsettled order as far as it can go now; settled ones come back as they are."""
+        if order.status not in st.UNSETTLED:
+            return order
+        if not await self._extend_holds(order):
+            return await self._reload(order)
+        req = ChargeRequest(
+            order.order_id, max(order.attempts, 1), order.total_cents, order.currency,
+            order.payment_token, order.customer_id,
+        )  # fmt: skip
+        if order.attempts == 0:
+            await self.repo.bump_attempt(order.order_id)
+        try:
+            result = await self.gateway.charge(req)
+        except MatchdayError as exc:
+            if not exc.retryable:
+                raise
+            await self._move(order, st.AMBIGUOUS, {"reason": exc.message})
+            return await self._reload(order)
+        if result.status == "declined":
+            await self._release_all(order)
+            await self._move(
+                order, st.FAILED, {"code": result.code},
+                gateway=result.gateway, payment_ref=result.payment_ref,
+                failure_code=result.code, failure_message=result.message,
+            )  # fmt: skip
+            return await self._reload(order)
+        if result.status == "requires_action":
+            await self._move(
+                order, st.REQUIRES_ACTION, {"code": result.code},
+                gateway=result.gateway, payment_ref=result.payment_ref,
+                failure_code=result.code, failure_message=result.message,
+            )  # fmt: skip
+            return await self._reload(order)
+        return await self._fulfil(order, result.gateway, result.payment_ref)
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    async def _new_order(
+        self, order_id: str, customer_id: str, cart_id: str, payment_token: str
+    ) -> Order:
+        cart = await self.repo.cart(cart_id)
+        if cart is None or cart.customer_id != customer_id:
+            raise NotFound("cart", cart_id)
+        if cart.status != "open":
+            raise Conflict(f"cart {cart_id} is already checked out")
+        now = time.time()
+        held = [line for line in cart.held if line.expires_at > now]
+        if not held:
+            raise Conflict("the cart holds nothing: add items again (holds expire)")
+        prices = await self.prices.price_of(sorted({line.sku for line in held}))
+        missing = sorted({line.sku for line in held} - set(prices))
+        if missing:
+            raise Conflict(f"no longer sold: {', '.join(missing)}; remove them to check out")
+        currencies = {prices[line.sku][1] for line in held}
+        if len(currencies) != 1:
+            raise Conflict("the cart mixes currencies")
+        lines = tuple(
+            OrderLine(
+                line.reservation_id, line.sku, line.qty, prices[line.sku][0],
+                _title(prices[line.sku]),
+            )
+            for line in held
+        )  # fmt: skip
+        return Order(
+            order_id, cart_id, customer_id, st.PENDING,
+            sum(ln.qty * ln.unit_price_cents for ln in lines), currencies.pop(), payment_token,
+            0, None, None, None, None, now, now, lines,
+        )  # fmt: skip
+
+    async def _extend_holds(self, order: Order) -> bool:
+        """Cover the payment with the holds; fail the order if any of them is already gone."""
+        if order.status != st.PENDING:
+            return True  # an ambiguous charge may have succeeded: keep the holds as they are
+        for line in order.lines:
+            try:
+                await self.stock.extend(
+                    f"ext:{order.order_id}:{line.reservation_id}", line.sku,
+                    line.reservation_id, self.payment_hold_s,
+                )  # fmt: skip
+            except MatchdayError as exc:
+                if exc.retryable:
+                    raise
+                await self._release_all(order)
+                await self._move(
+                    order, st.FAILED, {"code": exc.code, "sku": line.sku},
+                    failure_code="hold_lost", failure_message=f"{line.sku}: {exc.message}",
+                )  # fmt: skip
+                return False
+        return True
+
+    async def _fulfil(self, order: Order, gateway: str, payment_ref: str) -> Order:
+        for line in order.lines:
+            try:
+                await self.stock.commit(
+                    f"com:{order.order_id}:{line.reservation_id}", line.sku,
+                    line.reservation_id, order.order_id,
+                )  # fmt: skip
+            except MatchdayError as exc:
+                if exc.retryable:  # paid but not yet committed: settled by a later resume
+                    await self._move(
+                        order, st.AMBIGUOUS, {"reason": exc.message},
+                        gateway=gateway, payment_ref=payment_ref,
+                    )  # fmt: skip
+                    return await self._reload(order)
+                # Committed by an earlier run of this order whose answer outlived the engine's
+                # lookup window: only this order can commit this cart's holds.
+                if isinstance(exc, ReservationClosed) and exc.status == "committed":
+                    continue
+                await self._refund_unfulfillable(order, gateway, payment_ref, line.sku, exc)
+                return await self._reload(order)
+        await self._move(order, st.PAID, {}, gateway=gateway, payment_ref=payment_ref)
+        await self.repo.set_cart_status(order.cart_id, "checked_out", order.order_id)
+        return await self._reload(order)
+
+    async def _refund_unfulfillable(
+        self, order: Order, gateway: str, payment_ref: str, sku: str, exc: MatchdayError
+    ) -> None:
+        """Charged, but a hold was lost: give the money back rather than sell without stock."""
+        log.error("order %s paid but %s could not be committed: %s", order.order_id, sku, exc)
+        await self._release_all(order)
+        await self.gateway.refund(payment_ref, order.total_cents, f"refund:{order.order_id}")
+        await self._move(
+            order, st.CANCELLED, {"code": "fulfilment_failed", "sku": sku},
+            gateway=gateway, payment_ref=payment_ref,
+            failure_code="fulfilment_failed", failure_message=f"{sku}: {exc.message}; refunded",
+        )  # fmt: skip
+
+    async def _release_all(self, order: Order) -> None:
+        for line in order.lines:
+            try:
+                await self.stock.release(
+                    f"rel:{order.order_id}:{line.reservation_id}", line.sku, line.reservation_id
+                )
+            except MatchdayError as exc:
+                if exc.retryable:
+                    raise
+                # Already expired or released: the units are back either way.
+
+    async def _move(self, order: Order, status: str, detail: dict[str, Any], **fields: Any) -> None:
+        moved = await self.repo.update_order(
+            order.order_id, status, from_statuses=st.UNSETTLED | {st.REQUIRES_ACTION},
+            detail=detail, **fields,
+        )  # fmt: skip
+        if moved:
+            await self.events.publish(order.order_id, status, detail)
+
+    async def _publish(self, order: Order, detail: dict[str, Any]) -> None:
+        await self.events.publish(order.order_id, order.status, detail)
+
+    async def _reload(self, order: Order) -> Order:
+        fresh = await self.repo.order(order.order_id)
+        if fresh is None:
+            raise Unavailable(f"order {order.order_id} vanished")
+        return fresh
+
+
+def _title(info: tuple[int, str, str, str | None, str | None]) -> str:
+    _, _, name, size, colour = info
+    return " / ".join(part for part in (name, colour, size) if part)

@@ -1,0 +1,119 @@
+"""What carts and orders look like to a client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Order statuses. Terminal ones never change again, except paid -> refunded.
+PENDING = "pending_payment"  # created, payment not yet asked for
+AMBIGUOUS = "payment_pending"  # the gateway did not answer: resolved later, never guessed
+REQUIRES_ACTION = "requires_action"
+PAID = "paid"
+FAILED = "payment_failed"
+CANCELLED = "cancelled"
+REFUNDED = "refunded"
+UNSETTLED = frozenset({PENDING, AMBIGUOUS})
+TERMINAL = frozenset({PAID, FAILED, CANCELLED, REFUNDED})
+
+
+@dataclass(frozen=True, slots=True)
+class CartLine:
+    reservation_id: str
+    sku: str
+    qty: int
+    status: str  # held, expired (its timer may not have run yet), released, revoked, ...
+    expires_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reservation_id": self.reservation_id,
+            "sku": self.sku,
+            "qty": self.qty,
+            "status": self.status,
+            "expires_at": self.expires_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Cart:
+    cart_id: str
+    customer_id: str
+    status: str
+    created_at: float
+    order_id: str | None
+    lines: tuple[CartLine, ...] = field(default=())
+
+    @property
+    def held(self) -> list[CartLine]:
+        return [line for line in self.lines if line.status == "held"]
+
+    def to_dict(self, now: float) -> dict[str, Any]:
+        held = self.held
+        return {
+            "cart_id": self.cart_id,
+            "customer_id": self.customer_id,
+            "status": self.status,
+            "order_id": self.order_id,
+            "lines": [
+                {**line.to_dict(), "expires_in_s": max(0.0, round(line.expires_at - now, 1))}
+                for line in self.lines
+            ],
+            "units": sum(line.qty for line in held),
+            "expires_at": min((line.expires_at for line in held), default=None),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    reservation_id: str
+    sku: str
+    qty: int
+    unit_price_cents: int
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    order_id: str
+    cart_id: str
+    customer_id: str
+    status: str
+    total_cents: int
+    currency: str
+    payment_token: str
+    attempts: int
+    gateway: str | None
+    payment_ref: str | None
+    failure_code: str | None
+    failure_message: str | None
+    created_at: float
+    updated_at: float
+    lines: tuple[OrderLine, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "order_id": self.order_id,
+            "cart_id": self.cart_id,
+            "status": self.status,
+            "total_cents": self.total_cents,
+            "currency": self.currency,
+            "gateway": self.gateway,
+            "payment_ref": self.payment_ref,
+            "failure": (
+                {"code": self.failure_code, "message": self.failure_message}
+                if self.failure_code
+                else None
+            ),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "lines": [
+                {
+                    "sku": line.sku,
+                    "qty": line.qty,
+                    "unit_price_cents": line.unit_price_cents,
+                    "title": line.title,
+                }
+                for line in self.lines
+            ],
+        }
