@@ -1,0 +1,1 @@
+"""The product catalogue: models, the cached read service, the demo catalogue."""
