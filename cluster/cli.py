@@ -28,6 +28,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from typing import Any
 
+from cluster.admin_cli import register as register_admin
 from matchday.domain.errors import MatchdayError
 from matchday.settings import Settings
 
@@ -273,6 +274,7 @@ def parser() -> argparse.ArgumentParser:
     unpin = sub.add_parser("unpin", help="return a SKU to the hash ring")
     unpin.add_argument("sku")
     unpin.set_defaults(fn=cmd_pin)
+    register_admin(sub)
     return p
 
 

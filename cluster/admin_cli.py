@@ -1,0 +1,129 @@
+"""``matchday admin``: API keys for the admin API, and its audit log. PostgreSQL only, no Ray.
+
+    matchday admin create-key --name NAME   a new key and its TOTP secret, shown once
+    matchday admin list-keys                every key (never a secret)
+    matchday admin revoke KEY_ID            revoke a key for good
+    matchday admin audit [--limit N] [--action A]   the newest audit entries
+
+Keys are made here, on a machine that reaches the database, never over the admin API: a
+stolen key cannot mint another one. Creating and revoking keys are audited with no key id
+and the operator's login as the client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any, TypeVar
+
+from matchday.admin.records import AdminIdentity
+from matchday.settings import Settings
+
+T = TypeVar("T")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``admin`` and its subcommands to ``matchday``'s parser."""
+    admin = subparsers.add_parser("admin", help="admin API keys and the audit log")
+    sub = admin.add_subparsers(dest="admin_cmd", required=True)
+    create = sub.add_parser("create-key", help="a new API key with its TOTP second factor")
+    create.add_argument("--name", required=True, help="who or what the key is for")
+    create.set_defaults(fn=cmd_create_key)
+    sub.add_parser("list-keys", help="every key, without secrets").set_defaults(fn=cmd_list_keys)
+    revoke = sub.add_parser("revoke", help="revoke a key for good")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(fn=cmd_revoke)
+    audit = sub.add_parser("audit", help="the newest audit log entries")
+    audit.add_argument("--limit", type=int, default=50)
+    audit.add_argument("--action", help="only entries of this action")
+    audit.set_defaults(fn=cmd_audit)
+
+
+def _operator() -> AdminIdentity:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name in some containers; the audit entry still matters
+        user = "unknown"
+    return AdminIdentity(None, "cli", client=f"cli:{user}@{socket.gethostname()}")
+
+
+def _with_admin(settings: Settings, work: Callable[[Any, Any], Awaitable[T]]) -> T:
+    """Run ``work(auth, audit)`` against the stack's database."""
+    from cluster.cli import _resolve
+    from matchday.admin.audit import AuditLog
+    from matchday.admin.auth import AdminAuth
+    from matchday.storage.admin_repo import AdminRepository
+    from matchday.storage.db import make_pool
+
+    settings = _resolve(settings)
+
+    async def run() -> T:
+        pool = make_pool(settings.database_url, max_size=2, name="matchday-admin-cli")
+        await pool.open()
+        try:
+            repo = AdminRepository(pool)
+            return await work(AdminAuth(repo), AuditLog(repo))
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())
+
+
+def cmd_create_key(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(auth: Any, audit: Any) -> tuple[str, str, str]:
+        api_key, totp_secret, uri = await auth.create_key(args.name)
+        key_id = api_key.split("_")[1]
+        await audit.record(_operator(), "key.create", key_id, {"name": args.name})
+        return api_key, totp_secret, uri
+
+    api_key, totp_secret, uri = _with_admin(settings, work)
+    print(f"API key:          {api_key}")
+    print(f"TOTP secret:      {totp_secret}")
+    print(f"provisioning URI: {uri}")
+    print(
+        "\nStore these now, in a password manager: they are shown this once and cannot be"
+        "\nrecovered (only a hash of the API key is kept). Add the TOTP secret or the URI to an"
+        "\nauthenticator app; every admin request needs the key and a current 6-digit code."
+    )
+    return 0
+
+
+def cmd_list_keys(args: argparse.Namespace, settings: Settings) -> int:
+    from cluster.cli import _print
+
+    async def work(auth: Any, audit: Any) -> list[dict[str, Any]]:
+        return [asdict(k) for k in await auth.list_keys()]
+
+    _print(_with_admin(settings, work))
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from cluster.cli import _print
+    from matchday.domain.errors import MatchdayError
+
+    async def work(auth: Any, audit: Any) -> dict[str, Any]:
+        try:
+            info = await auth.revoke(args.key_id)
+        except MatchdayError as exc:
+            await audit.record(_operator(), "key.revoke", args.key_id, outcome=exc.code)
+            raise
+        await audit.record(_operator(), "key.revoke", args.key_id)
+        return asdict(info)
+
+    _print(_with_admin(settings, work))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from cluster.cli import _print
+
+    async def work(auth: Any, audit: Any) -> list[dict[str, Any]]:
+        return [asdict(e) for e in await audit.recent(args.limit, args.action)]
+
+    _print(_with_admin(settings, work))
+    return 0
