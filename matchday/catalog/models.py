@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal, NamedTuple, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -256,11 +256,6 @@ class BestSellerRecord(BaseModel):
     units_sold: int
 
 
-class PriceInfo(NamedTuple):
-    """What checkout needs to price one SKU."""
-
-    price_cents: int
-    currency: str
-    name: str
-    size: str | None
-    colour: str | None
+# What checkout needs to price one SKU: (price_cents, currency, product name, size, colour).
+# A plain tuple, the same type as matchday.shop.ports.PriceInfo (dict values are invariant).
+PriceInfo = tuple[int, str, str, str | None, str | None]
