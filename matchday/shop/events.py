@@ -44,6 +44,14 @@ class RedisOrderEvents:
         except (RedisError, OSError) as exc:
             log.warning("order %s: status %s not pushed: %s", order_id, status, exc)
 
+    async def last_id(self, order_id: str) -> str:
+        """The newest event's stream id, or "0": where a follower starts listening."""
+        newest: Any = await self.redis.xrevrange(self.key(order_id), count=1)
+        if not newest:
+            return "0"
+        eid = newest[0][0]
+        return str(eid.decode() if isinstance(eid, bytes) else eid)
+
     async def wait(self, order_id: str, last_id: str, block_ms: int) -> list[tuple[str, str]]:
         """(stream id, status) of the events after ``last_id``; [] when none came in time."""
         answer: Any = await self.redis.xread(

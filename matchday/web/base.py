@@ -1,0 +1,132 @@
+"""What every matchday HTTP app shares: errors, body limits, health, readiness, rate limits."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from matchday.shop.carts import check_key
+from matchday.web import errors
+from matchday.web.errors import ERROR_SCHEMA, error_response
+from matchday.web.idempotency import IdempotencyStore, fingerprint
+from matchday.web.schemas import ErrorBody, Health
+
+Ready = Callable[[], Awaitable[dict[str, str]]]
+
+# Documented on every route: what a client must be ready for besides success.
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorBody, "description": "Invalid input"},
+    429: {"model": ErrorBody, "description": "Rate limited; see Retry-After"},
+    503: {"model": ErrorBody, "description": "Busy or a dependency is down; retry"},
+}
+
+
+class BodyLimit:
+    """Refuse bodies over ``limit`` bytes with 413 before a handler buffers them."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
+                await self._refuse(scope, receive, send)
+                return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(413, "payload_too_large", f"body over {self.limit} bytes")
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def make_app(title: str, description: str, *, ready: Ready, max_body_bytes: int) -> FastAPI:
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1.0.0",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+        responses=COMMON_RESPONSES,
+    )
+    errors.install(app)
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+
+    @app.get("/healthz", response_model=Health, tags=["health"])
+    async def healthz() -> Health:
+        """Liveness: the process answers."""
+        return Health(status="ok")
+
+    @app.get("/readyz", response_model=Health, tags=["health"])
+    async def readyz() -> Any:
+        """Readiness: PostgreSQL and Redis (and the engine, where used) answer."""
+        checks = await ready()
+        ok = all(v == "ok" for v in checks.values())
+        body = Health(status="ok" if ok else "unavailable", checks=checks).model_dump()
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    _declare_error_schema(app)
+    return app
+
+
+def _declare_error_schema(app: FastAPI) -> None:
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = original()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+async def idempotent(
+    request: Request,
+    store: IdempotencyStore,
+    scope: str,
+    body: Any,
+    produce: Callable[[str], Awaitable[tuple[int, Any]]],
+) -> JSONResponse:
+    """Run ``produce(key)`` once per Idempotency-Key; without one, a fresh key each time."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        key = uuid.uuid4().hex
+        status, payload = await produce(key)
+        return JSONResponse(payload, status_code=status)
+    check_key(key)
+    fp = fingerprint(request.method, request.url.path, body)
+    status, payload, replayed = await store.run(scope, key, fp, lambda: produce(key))
+    if isinstance(payload, dict) and "__error__" in payload:
+        code, message = payload["__error__"]
+        response = error_response(status, code, message)
+    else:
+        response = JSONResponse(payload, status_code=status)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response

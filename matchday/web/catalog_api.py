@@ -1,0 +1,78 @@
+"""The catalogue over HTTP (mounted at /api/catalog): read-only, cached, never touches actors.
+
+Product pages take availability from the Redis copy the inventory engine publishes, so a
+surge of browsers costs Redis reads, not shard calls.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Path, Query, Request
+
+from matchday.catalog.models import BestSeller, CategoryOut, ListQuery, ProductOut, ProductPage
+from matchday.web.base import make_app
+from matchday.web.context import ShopContext
+from matchday.web.schemas import ErrorBody
+
+Slug = Annotated[str, Path(min_length=1, max_length=80, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+Skus = Annotated[
+    list[
+        Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    ],
+    Query(max_length=100),
+]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No such product"}
+}
+
+
+def build(ctx: ShopContext) -> FastAPI:
+    catalog = ctx.catalog
+    app = make_app(
+        "matchday catalogue",
+        "Products with sizes and colours, prices, live availability and best-sellers.",
+        ready=ctx.ready,
+        max_body_bytes=ctx.settings.max_body_bytes,
+    )
+
+    async def limited(request: Request) -> None:
+        await ctx.limiter.check(f"ip:{request.client.host if request.client else '-'}")
+
+    @app.get(
+        "/products", response_model=ProductPage, dependencies=[Depends(limited)],
+        tags=["catalogue"],
+    )  # fmt: skip
+    async def list_products(query: Annotated[ListQuery, Query()]) -> ProductPage:
+        """Filter by category, team, tag, size, colour, price range, words, and in-stock."""
+        return await catalog.list_products(query)
+
+    @app.get(
+        "/products/{slug}", response_model=ProductOut, responses=NOT_FOUND,
+        dependencies=[Depends(limited)], tags=["catalogue"],
+    )  # fmt: skip
+    async def product(slug: Slug) -> ProductOut:
+        return await catalog.get_product(slug)
+
+    @app.get(
+        "/best-sellers", response_model=list[BestSeller], dependencies=[Depends(limited)],
+        tags=["catalogue"],
+    )  # fmt: skip
+    async def best_sellers(
+        limit: Annotated[int, Query(ge=1, le=50)] = 10,
+    ) -> list[BestSeller]:
+        return await catalog.best_sellers(limit)
+
+    @app.get(
+        "/categories", response_model=list[CategoryOut], dependencies=[Depends(limited)],
+        tags=["catalogue"],
+    )  # fmt: skip
+    async def categories() -> list[CategoryOut]:
+        return await catalog.categories()
+
+    @app.get("/availability", dependencies=[Depends(limited)], tags=["catalogue"])
+    async def availability(sku: Skus) -> dict[str, int]:
+        """Units available now per SKU (unknown SKUs are left out)."""
+        return await catalog._availability(list(sku))
+
+    return app

@@ -1,0 +1,105 @@
+"""The services one HTTP process uses, opened once per process (a Serve replica, a test)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+
+from matchday.catalog.service import CatalogService
+from matchday.payments.gateway import PaymentGateway
+from matchday.settings import Settings
+from matchday.shop.carts import CartService
+from matchday.shop.checkout import CheckoutService
+from matchday.shop.events import RedisOrderEvents
+from matchday.shop.ports import Stock
+from matchday.storage.db import make_pool
+from matchday.storage.shop_repo import ShopRepository
+from matchday.web.idempotency import IdempotencyStore
+from matchday.web.identity import Identity
+from matchday.web.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ShopContext:
+    settings: Settings
+    pool: AsyncConnectionPool
+    redis: Redis
+    identity: Identity
+    limiter: RateLimiter
+    idempotency: IdempotencyStore
+    catalog: CatalogService
+    repo: ShopRepository
+    events: RedisOrderEvents
+    stock: Stock | None = None
+    carts: CartService | None = None
+    checkout: CheckoutService | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        *,
+        stock: Stock | None = None,
+        gateway: PaymentGateway | None = None,
+        pool_size: int = 10,
+    ) -> ShopContext:
+        pool = make_pool(settings.database_url, max_size=pool_size, name="matchday-web")
+        await pool.open(wait=False)
+        # Short timeouts: a Redis that stops answering must cost a request milliseconds,
+        # not the default of waiting forever.
+        redis = Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        repo = ShopRepository(pool)
+        catalog = CatalogService(
+            pool,
+            redis,
+            availability_key=settings.availability_key,
+            cache_ttl_s=settings.catalog_cache_ttl_s,
+        )
+        events = RedisOrderEvents(redis)
+        ctx = cls(
+            settings=settings,
+            pool=pool,
+            redis=redis,
+            identity=Identity(settings.secret_key.get_secret_value()),
+            limiter=RateLimiter(
+                redis, per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
+            ),
+            idempotency=IdempotencyStore(redis, ttl_s=settings.idempotency_ttl_s),
+            catalog=catalog,
+            repo=repo,
+            events=events,
+            stock=stock,
+        )
+        if stock is not None:
+            ctx.carts = CartService(repo, stock, catalog, hold_ttl_s=settings.default_ttl_s)
+            if gateway is not None:
+                ctx.checkout = CheckoutService(
+                    repo, stock, catalog, gateway, events, payment_hold_s=settings.payment_hold_s
+                )
+        return ctx
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.pool.close()
+
+    async def ready(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            async with self.pool.connection(timeout=2.0) as conn:
+                await conn.execute("SELECT 1")
+            checks["postgres"] = "ok"
+        except Exception as exc:  # readiness reports any failure, it never raises
+            checks["postgres"] = f"down: {type(exc).__name__}"
+        try:
+            await self.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"down: {type(exc).__name__}"
+        return checks

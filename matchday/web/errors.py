@@ -1,0 +1,94 @@
+"""Every error a client sees is JSON with a stable code: mapped here, in one place."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from matchday.domain.errors import MatchdayError, Overloaded, RateLimited, Unavailable
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    411: "length_required",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    429: "rate_limited",
+}
+
+# The schema of every error body, declared in each app's OpenAPI document.
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["code", "message"],
+    "properties": {
+        "code": {"type": "string"},
+        "message": {"type": "string"},
+        "retryable": {"type": "boolean"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
+def error_response(
+    status: int, code: str, message: str, *, retryable: bool = False, **extra: Any
+) -> JSONResponse:
+    headers = {}
+    retry_after = extra.pop("retry_after_s", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    body = {"code": code, "message": message, "retryable": retryable, **extra}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def matchday_error_response(exc: MatchdayError) -> JSONResponse:
+    extra: dict[str, Any] = {}
+    if isinstance(exc, RateLimited | Overloaded):
+        extra["retry_after_s"] = exc.retry_after_s
+    elif isinstance(exc, Unavailable):
+        extra["retry_after_s"] = 1
+    return error_response(exc.http_status, exc.code, exc.message, retryable=exc.retryable, **extra)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(MatchdayError)
+    async def _shop_error(request: Request, exc: MatchdayError) -> JSONResponse:
+        return matchday_error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(first["loc"][1:] or first["loc"]) or "request"
+        return error_response(422, "invalid_input", f"{where}: {first['msg']}", errors=errors)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        response = error_response(exc.status_code, code, str(exc.detail))
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, never an input problem. Answer 500 honestly (tests treat any 5xx other than
+        # a retryable 503 as a failure) and keep the traceback for the operator.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal", "internal error; it has been logged")

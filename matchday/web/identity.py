@@ -1,0 +1,43 @@
+"""Shopper identity: a signed, stateless token naming a customer id.
+
+``POST /session`` hands out ``<customer_id>.<mac>``; every shopper call carries it as a bearer
+token. Checking it is one HMAC, no database or Redis read on the hot path. A token only says
+"this is customer X": per-customer purchase limits then bind whoever holds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from matchday.domain.errors import Unauthorized
+
+
+class Identity:
+    def __init__(self, secret_key: str) -> None:
+        if len(secret_key) < 32:
+            raise ValueError("secret_key must be at least 32 characters")
+        self._key = secret_key.encode()
+
+    def _mac(self, customer_id: str) -> str:
+        return hmac.new(self._key, customer_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def new_customer(self) -> tuple[str, str]:
+        customer_id = f"u_{secrets.token_hex(10)}"
+        return customer_id, self.token(customer_id)
+
+    def token(self, customer_id: str) -> str:
+        return f"{customer_id}.{self._mac(customer_id)}"
+
+    def customer(self, authorization: str | None) -> str:
+        """The customer id a ``Bearer`` header proves, or :class:`Unauthorized`."""
+        if not authorization:
+            raise Unauthorized("missing shopper token: POST /api/shop/session for one")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or token.count(".") != 1:
+            raise Unauthorized("Authorization must be 'Bearer <shopper token>'")
+        customer_id, mac = token.split(".")
+        if not customer_id or not hmac.compare_digest(mac, self._mac(customer_id)):
+            raise Unauthorized("invalid shopper token")
+        return customer_id

@@ -1,0 +1,143 @@
+"""Checkout and orders over HTTP (mounted at /api/orders).
+
+``POST /`` turns a cart into an order and pays for it; the answer is the order in whatever
+status the payment reached (paid, payment_failed with the reason, requires_action, or
+payment_pending when the gateway did not answer). ``GET /{id}/events`` streams its status
+changes as server-sent events: history first, from PostgreSQL, then live.
+"""
+
+# No "from __future__ import annotations": FastAPI must resolve the dependency aliases
+# defined inside build(), which string annotations would hide from it.
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from redis.exceptions import RedisError
+
+from matchday.shop.models import TERMINAL
+from matchday.web.base import idempotent, make_app
+from matchday.web.context import ShopContext
+from matchday.web.schemas import CheckoutIn, ErrorBody, OrderList, OrderOut
+
+log = logging.getLogger(__name__)
+
+OrderId = Annotated[str, Path(min_length=3, max_length=64, pattern=r"^o_[0-9a-f]+$")]
+
+ORDER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing or invalid shopper token"},
+    404: {"model": ErrorBody, "description": "No such cart or order"},
+    409: {"model": ErrorBody, "description": "Cart empty, closed, or already checking out"},
+}
+
+# A stream ends after this long (the client reconnects with Last-Event-ID), so replicas never
+# collect connections that outlived their shoppers.
+STREAM_MAX_S = 300.0
+KEEPALIVE_S = 15.0
+
+
+def build(ctx: ShopContext) -> FastAPI:
+    assert ctx.checkout is not None, "the orders API needs the engine and a payment gateway"
+    checkout = ctx.checkout
+    app = make_app(
+        "matchday orders",
+        "Checkout (cart to paid order), order status, history, and live status events.",
+        ready=ctx.ready,
+        max_body_bytes=ctx.settings.max_body_bytes,
+    )
+
+    async def shopper(authorization: Annotated[str | None, Header()] = None) -> str:
+        customer = ctx.identity.customer(authorization)
+        await ctx.limiter.check(f"c:{customer}")
+        return customer
+
+    Shopper = Annotated[str, Depends(shopper)]
+
+    @app.post(
+        "/", status_code=201, response_model=OrderOut, responses=ORDER_RESPONSES,
+        tags=["checkout"],
+    )  # fmt: skip
+    async def place_order(request: Request, body: CheckoutIn, customer: Shopper) -> JSONResponse:
+        """Check the cart out and pay. Retrying with the same Idempotency-Key resumes the same
+        order and can never charge twice."""
+
+        async def produce(key: str) -> tuple[int, Any]:
+            order = await checkout.checkout(customer, body.cart_id, body.payment_token, key)
+            return 201, order.to_dict()
+
+        return await idempotent(
+            request, ctx.idempotency, f"order:{customer}", body.model_dump(), produce
+        )
+
+    @app.get("/", response_model=OrderList, responses=ORDER_RESPONSES, tags=["orders"])
+    async def history(
+        customer: Shopper,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        before: Annotated[float | None, Query(ge=0, le=1e11)] = None,
+    ) -> dict[str, Any]:
+        """Your orders, newest first; pass ``next_before`` back as ``before`` for more."""
+        orders = await ctx.repo.orders_of(customer, limit, before)
+        more = len(orders) == limit
+        return {
+            "orders": [o.to_dict() for o in orders],
+            "next_before": orders[-1].created_at if more else None,
+        }
+
+    @app.get("/{order_id}", response_model=OrderOut, responses=ORDER_RESPONSES, tags=["orders"])
+    async def get_order(order_id: OrderId, customer: Shopper) -> dict[str, Any]:
+        return (await checkout.order(customer, order_id)).to_dict()
+
+    @app.get(
+        "/{order_id}/events",
+        responses={**ORDER_RESPONSES, 200: {"content": {"text/event-stream": {}}}},
+        response_class=StreamingResponse,
+        tags=["orders"],
+    )
+    async def order_events(
+        order_id: OrderId,
+        customer: Shopper,
+        last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+    ) -> StreamingResponse:
+        """Server-sent events, one per status the order reaches; ends at a final status."""
+        await checkout.order(customer, order_id)  # 404 before the stream starts
+        after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+        return StreamingResponse(
+            _follow(ctx, order_id, after),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return app
+
+
+async def _follow(ctx: ShopContext, order_id: str, after: int) -> AsyncIterator[str]:
+    """PostgreSQL says what happened; the Redis stream only says when to look again."""
+    deadline = time.monotonic() + STREAM_MAX_S
+    try:  # taken before PostgreSQL is read, so no event can fall between the two
+        redis_id = await ctx.events.last_id(order_id)
+    except (RedisError, OSError):
+        redis_id = "$"
+    while True:
+        for event in await ctx.repo.order_events(order_id, after):
+            after = event["seq"]
+            yield f"id: {after}\nevent: status\ndata: {json.dumps(event, default=str)}\n\n"
+            if event["status"] in TERMINAL:
+                return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        wait_ms = int(min(KEEPALIVE_S, left) * 1000)
+        try:
+            woke = await ctx.events.wait(order_id, redis_id, wait_ms)
+            if woke:
+                redis_id = woke[-1][0]
+            else:
+                yield ": keep-alive\n\n"
+        except (RedisError, OSError) as exc:
+            log.warning("order stream %s polling PostgreSQL, Redis: %s", order_id, exc)
+            await asyncio.sleep(1.0)

@@ -1,0 +1,126 @@
+"""The shop's HTTP apps in-process over real PostgreSQL, Redis and the engine's shard core.
+
+No Ray: the inventory client sends its batches straight to in-process ShardCores, so these
+tests exercise everything but the actor hop (tests/e2e covers that, over real HTTP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from matchday.catalog.models import CategoryIn, ProductIn, VariantIn
+from matchday.inventory.client import InventoryClient
+from matchday.inventory.commands import Mutation, Outcome
+from matchday.inventory.routing import Router
+from matchday.inventory.shard import ShardCore
+from matchday.payments.gateway import TestGateway
+from matchday.settings import Settings
+from matchday.storage.inventory_repo import InventoryRepository
+from matchday.web import catalog_api, orders_api, shop_api
+from matchday.web.context import ShopContext
+from tests.integration.conftest import uid
+
+ROUTER = Router(1, 0)
+
+
+@dataclass
+class Stack:
+    ctx: ShopContext
+    shop: httpx.AsyncClient
+    orders: httpx.AsyncClient
+    catalog: httpx.AsyncClient
+    gateway: TestGateway
+    inventory: InventoryRepository
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def session(self) -> dict[str, str]:
+        r = await self.shop.post("/session")
+        assert r.status_code == 201, r.text
+        return {"Authorization": f"Bearer {r.json()['token']}"}
+
+    async def cart(self, auth: dict[str, str]) -> str:
+        r = await self.shop.post("/carts", headers=auth)
+        assert r.status_code == 201, r.text
+        return str(r.json()["cart_id"])
+
+    async def product(
+        self, stock: int = 10, *, limit: int | None = None, price: int = 8999, sizes: int = 1
+    ) -> list[str]:
+        """A fresh product with ``sizes`` variants of ``stock`` units each; its SKUs."""
+        slug = uid("kit").lower()
+        skus = [f"{slug.upper()}-{n}" for n in range(sizes)]
+        await self.ctx.catalog.create_product(
+            ProductIn(
+                slug=slug,
+                name=f"Kit {slug}",
+                category="jerseys",
+                price_cents=price,
+                image_url=f"/static/img/{slug}.svg",
+                per_customer_limit=limit,
+                variants=[
+                    VariantIn(sku=sku, size=str(40 + n), initial_stock=stock)
+                    for n, sku in enumerate(skus)
+                ],
+            ),
+            ROUTER,
+        )
+        return skus
+
+    async def stock(self, sku: str) -> tuple[int, int, int]:
+        row = (await self.inventory.stock_rows([sku]))[sku]
+        return row.on_hand, row.reserved, row.sold
+
+
+def stack_settings(settings: Settings, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        **settings.payload(),
+        "secret_key": secrets.token_hex(24),
+        "rate_limit_per_s": 10_000.0,
+        "rate_limit_burst": 10_000,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@contextlib.asynccontextmanager
+async def open_stack(settings: Settings, **overrides: Any) -> AsyncIterator[Stack]:
+    s = stack_settings(settings, **overrides)
+    ctx0 = await ShopContext.open(s)  # the pool the shard core and fixtures share
+    repo = InventoryRepository(ctx0.pool)
+    core = ShardCore(0, ROUTER, repo, policy=s.policy())
+    await core.start()
+
+    async def send(shard_id: int, batch: list[Mutation]) -> list[Outcome]:
+        return await core.apply(batch)
+
+    stock = InventoryClient(send, ROUTER, policy=s.policy())
+    gateway = TestGateway()
+    ctx = await ShopContext.open(s, stock=stock, gateway=gateway)
+    await ctx.catalog.put_category(CategoryIn(slug="jerseys", name="Jerseys"))
+    timers = asyncio.create_task(core.run_timers(core.apply))
+
+    def client(app: Any, prefix: str) -> httpx.AsyncClient:
+        # Serve mounts each app under its route prefix as the ASGI root_path: so do we.
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, root_path=prefix),
+            base_url=f"http://shop.test{prefix}",
+        )
+
+    shop = client(shop_api.build(ctx), "/api/shop")
+    orders = client(orders_api.build(ctx), "/api/orders")
+    catalog = client(catalog_api.build(ctx), "/api/catalog")
+    try:
+        yield Stack(ctx, shop, orders, catalog, gateway, repo, [timers])
+    finally:
+        timers.cancel()
+        for c in (shop, orders, catalog):
+            await c.aclose()
+        await ctx.close()
+        await ctx0.close()
