@@ -239,6 +239,14 @@ class CatalogService:
                 self.ttl_ms / 1000,
             )
 
+    async def availability(self, skus: Sequence[str]) -> dict[str, int]:
+        """Units available now per SKU, from the engine's Redis copy (PostgreSQL for the
+        ones it lacks); unknown or malformed SKUs are left out."""
+        wanted = sorted({s for s in skus if isinstance(s, str) and _SKU_RE.fullmatch(s)})
+        if len(wanted) > MAX_PRICE_LOOKUP:
+            raise InvalidInput("skus", f"at most {MAX_PRICE_LOOKUP} per call")
+        return await self._availability(wanted)
+
     async def _availability(self, skus: list[str]) -> dict[str, int]:
         if not skus:
             return {}

@@ -73,6 +73,6 @@ def build(ctx: ShopContext) -> FastAPI:
     @app.get("/availability", dependencies=[Depends(limited)], tags=["catalogue"])
     async def availability(sku: Skus) -> dict[str, int]:
         """Units available now per SKU (unknown SKUs are left out)."""
-        return await catalog._availability(list(sku))
+        return await catalog.availability(sku)
 
     return app
