@@ -1,5 +1,7 @@
-"""Ray Serve deployments (storefront API, checkout, payments, admin, webhooks).
+"""Ray Serve deployments: one app module per HTTP surface, composed through handles.
 
-One app module per deployment, composed through handles; each talks to inventory through
-``actors.client.connect_client``. Issue 3 builds them; nothing here is served yet.
+Each ingress deployment is a thin wrapper: it opens a :class:`matchday.web.context.ShopContext`
+in its (async) constructor and serves the FastAPI app that ``matchday/web`` builds from it.
+``serve_config.yaml`` at the top level deploys them all (``serve deploy serve_config.yaml``);
+``matchday run`` deploys the same file.
 """

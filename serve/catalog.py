@@ -1,0 +1,31 @@
+"""The catalogue deployment, at /api/catalog."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from matchday.web import catalog_api
+from serve import presets
+from serve.common import AppArgs, open_context, settings_of
+
+
+@serve.deployment(name="Catalog", **presets.CATALOG)
+@serve.ingress()
+class CatalogAPI:
+    async def __init__(self, settings: dict[str, Any]) -> None:
+        self.ctx = await open_context(settings_of(settings), with_stock=False)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return catalog_api.build(self.ctx)
+
+    async def __del__(self) -> None:
+        await self.ctx.close()
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """The app builder serve_config.yaml names; ``args`` is that app's ``args:``."""
+    settings = AppArgs.model_validate(args).settings
+    return CatalogAPI.bind(settings)  # type: ignore[attr-defined]

@@ -1,0 +1,34 @@
+"""Checkout and orders, at /api/orders; pays through the Payments deployment's handle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from matchday.web import orders_api
+from serve import presets
+from serve.common import AppArgs, open_context, settings_of
+from serve.payments import HandleGateway, Payments
+
+
+@serve.deployment(name="Orders", **presets.ORDERS)
+@serve.ingress()
+class OrdersAPI:
+    async def __init__(self, settings: dict[str, Any], payments: Any) -> None:
+        self.ctx = await open_context(
+            settings_of(settings), with_stock=True, gateway=HandleGateway(payments)
+        )
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return orders_api.build(self.ctx)
+
+    async def __del__(self) -> None:
+        await self.ctx.close()
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """The app builder serve_config.yaml names; ``args`` is that app's ``args:``."""
+    settings = AppArgs.model_validate(args).settings
+    return OrdersAPI.bind(settings, Payments.bind())  # type: ignore[attr-defined]
