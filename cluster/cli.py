@@ -48,11 +48,16 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         import shutil
 
         shutil.rmtree(settings.data_dir, ignore_errors=True)
-    stack = LocalStack.start(settings, dashboard=not args.no_dashboard, seed=not args.no_seed)
+    stack = LocalStack.start(
+        settings, dashboard=not args.no_dashboard, seed=not args.no_seed, serve=not args.no_http
+    )
     print("\nmatchday is running:")
     for line in stack.describe():
         print("  " + line)
     print("\nTry:  matchday stock JERSEY-FINAL-LTD-M    matchday reserve JERSEY-FINAL-LTD-M 1")
+    if stack.serving:
+        base = f"http://{stack.settings.http_host}:{stack.settings.http_port}"
+        print(f"      curl -s {base}/api/catalog/products/jersey-final-ltd")
     print("Stop: Ctrl-C", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -240,6 +245,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--fresh", action="store_true", help="wipe the data directory first")
     run.add_argument("--no-seed", action="store_true", help="do not seed the demo catalogue")
     run.add_argument("--no-dashboard", action="store_true", help="start Ray without its dashboard")
+    run.add_argument("--no-http", action="store_true", help="the engine only, no Serve apps")
     run.set_defaults(fn=cmd_run)
     sub.add_parser("status", help="the running stack and its shards").set_defaults(fn=cmd_status)
     sub.add_parser("migrate", help="apply SQL migrations").set_defaults(fn=cmd_migrate)

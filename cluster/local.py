@@ -11,9 +11,14 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import SecretStr
+
+from cluster.serving import INGRESS_ENV, deploy, load_config, shutdown
+from matchday.catalog.demo import seed_catalog
 from matchday.demo import demo_stock
 from matchday.embedded import start_servers
 from matchday.inventory.routing import Router
@@ -44,10 +49,17 @@ class LocalStack:
     handles: dict[int, Any] = field(default_factory=dict)
     dashboard_url: str | None = None
     owns_ray: bool = False
+    serving: bool = False
 
     @classmethod
     def start(
-        cls, settings: Settings, *, dashboard: bool = True, seed: bool = True, say: Any = print
+        cls,
+        settings: Settings,
+        *,
+        dashboard: bool = True,
+        seed: bool = True,
+        serve: bool = True,
+        say: Any = print,
     ) -> LocalStack:
         import ray
 
@@ -66,7 +78,19 @@ class LocalStack:
             migrate(db_url)
             if seed:
                 n = asyncio.run(seed_demo(settings))
-                say(f"seeded {n} new demo SKUs")
+                say(f"seeded {n} new demo SKUs and their catalogue")
+            settings = settings.model_copy(update={"secret_key": SecretStr(secret_key(settings))})
+            stack.settings = settings
+            # Serve replicas read settings from the environment they inherit from Ray, which
+            # inherits this process's: set before Ray starts, never written into a config.
+            os.environ.update(
+                {
+                    "MATCHDAY_DATABASE_URL": db_url,
+                    "MATCHDAY_REDIS_URL": redis_url,
+                    "MATCHDAY_SECRET_KEY": settings.secret_key.get_secret_value(),
+                    **INGRESS_ENV[settings.ingress],
+                }
+            )
             say("starting Ray ...")
             if not ray.is_initialized():
                 ctx = ray.init(
@@ -82,6 +106,10 @@ class LocalStack:
                 stack.dashboard_url = getattr(ctx, "dashboard_url", None) or None
             say(f"starting {settings.shards}+{settings.dedicated_shards} inventory shards ...")
             stack.handles = start_inventory(settings)
+            if serve:
+                say(f"starting the HTTP apps ({settings.ingress} ingress) ...")
+                deploy(load_config(host=settings.http_host, port=settings.http_port), say=say)
+                stack.serving = True
         except BaseException:
             stack.stop()
             raise
@@ -116,7 +144,14 @@ class LocalStack:
             f"Shards      {s.shards} on the ring + {s.dedicated_shards} dedicated for pinned SKUs",
             f"Events      Redis Stream {s.stream_name!r}, availability hash {s.availability_key!r}",
             f"Data        {s.data_dir.resolve()}",
-        ]
+        ] + (
+            [
+                f"HTTP        http://{s.http_host}:{s.http_port}/api/catalog/products"
+                f"  ({s.ingress} ingress; OpenAPI at /api/<app>/docs)",
+            ]
+            if self.serving
+            else []
+        )
 
     def stop(self) -> None:
         try:
@@ -125,6 +160,8 @@ class LocalStack:
             if ray.is_initialized():
                 from actors.client import stop_inventory
 
+                if self.serving:
+                    shutdown()
                 stop_inventory(self.settings)
                 if self.owns_ray:
                     ray.shutdown()
@@ -141,11 +178,26 @@ async def seed_demo(settings: Settings) -> int:
     pool = make_pool(settings.database_url)
     await pool.open()
     try:
-        return await InventoryRepository(pool).create_skus(
+        n = await InventoryRepository(pool).create_skus(
             demo_stock(), Router(settings.shards, settings.dedicated_shards)
         )
+        await seed_catalog(pool)
+        return n
     finally:
         await pool.close()
+
+
+def secret_key(settings: Settings) -> str:
+    """The configured key, else one generated once per data directory (a 0600 file)."""
+    configured = settings.secret_key.get_secret_value()
+    if configured:
+        return configured
+    path = settings.data_dir / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 def load_state(settings: Settings) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ to the process that starts things (STYLE.md, "no import-time side effects").
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     # HTTP. Empty secret_key: the run command generates one per data directory (0600 file).
     secret_key: SecretStr = SecretStr("")
     http_host: str = "127.0.0.1"
+    # The Serve ingress: "haproxy" (fast, ADR 0006) or Ray's default Python proxy.
+    ingress: Literal["haproxy", "python"] = "python"
     http_port: int = Field(default=8000, ge=1, le=65535)
     # A checkout extends its holds by this much, so none can expire while the card is charged.
     payment_hold_s: float = Field(default=600.0, ge=30.0)
