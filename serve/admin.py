@@ -1,0 +1,56 @@
+"""The admin API, at /api/admin: API key + TOTP, every action audited."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from actors.client import shard_handles
+from actors.pinning import pin_sku, unpin_sku
+from matchday.inventory.routing import Router
+from matchday.storage.inventory_repo import InventoryRepository
+from matchday.web import admin_api
+from serve import presets
+from serve.common import AppArgs, open_context, settings_of
+
+
+class RayPinning:
+    """Pins through the shard actors (actors/pinning.py): the admin API's Pinning."""
+
+    def __init__(self, repo: InventoryRepository, router: Router, handles: dict[int, Any]) -> None:
+        self.repo = repo
+        self.router = router
+        self.handles = handles
+
+    async def pin(self, sku: str) -> int:
+        return await pin_sku(self.repo, self.router, self.handles, sku)
+
+    async def unpin(self, sku: str) -> None:
+        await unpin_sku(self.repo, self.router, self.handles, sku)
+
+    async def pins(self) -> dict[str, int]:
+        return await self.repo.pins()
+
+
+@serve.deployment(name="Admin", **presets.ADMIN)
+@serve.ingress()
+class AdminAPI:
+    async def __init__(self, settings: dict[str, Any]) -> None:
+        s = settings_of(settings)
+        self.ctx = await open_context(s, with_stock=True)
+        self.router = Router(s.shards, s.dedicated_shards)
+        self.pins = RayPinning(InventoryRepository(self.ctx.pool), self.router, shard_handles(s))
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return admin_api.build(self.ctx, pins=self.pins, router=self.router)
+
+    async def __del__(self) -> None:
+        await self.ctx.close()
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """The app builder serve_config.yaml names; ``args`` is that app's ``args:``."""
+    settings = AppArgs.model_validate(args).settings
+    return AdminAPI.bind(settings)  # type: ignore[attr-defined]
