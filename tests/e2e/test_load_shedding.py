@@ -58,3 +58,29 @@ async def test_a_surge_past_the_queue_bound_is_shed_with_503_and_retry_after(
         assert (await stock_of(served, sku)) == (1000, codes.count(201), 0)
     finally:
         deploy(config, say=lambda _: None)
+
+
+async def test_a_client_over_its_rate_limit_over_http_gets_429_with_retry_after(
+    served: Served,
+) -> None:
+    port = int(served.base.rsplit(":", 1)[1])
+    config = load_config(settings=served.settings.payload(), port=port)
+    limited = copy.deepcopy(next(a for a in config["applications"] if a["name"] == "shop"))
+    limited["name"] = "shop-limited"
+    limited["route_prefix"] = "/api/shop-limited"
+    limited["args"]["settings"] = {
+        **limited["args"]["settings"],
+        "rate_limit_per_s": 0.5,
+        "rate_limit_burst": 3,
+    }
+    deploy({**config, "applications": [*config["applications"], limited]}, say=lambda _: None)
+    try:
+        async with served.client("/api/shop-limited") as shop:
+            auth = {"Authorization": f"Bearer {(await shop.post('/session')).json()['token']}"}
+            codes = [(await shop.post("/carts", headers=auth)).status_code for _ in range(5)]
+            assert codes[:3] == [201, 201, 201] and codes[-1] == 429, codes
+            r = await shop.post("/carts", headers=auth)
+            assert r.status_code == 429 and r.json()["code"] == "rate_limited"
+            assert int(r.headers["Retry-After"]) >= 1
+    finally:
+        deploy(config, say=lambda _: None)
