@@ -134,3 +134,33 @@ async def test_malformed_requests_over_http_are_4xx_json(served: Served) -> None
         assert (await catalog.get("/products", params={"limit": 1000})).status_code == 422
         assert (await catalog.get("/products/NOT A SLUG")).status_code in (404, 422)
         assert (await shop.get("/openapi.json")).json()["info"]["title"] == "matchday shop"
+
+
+async def test_a_hold_expires_by_itself_over_http_and_the_cart_says_so(served: Served) -> None:
+    import copy
+
+    from cluster.serving import deploy, load_config
+
+    port = int(served.base.rsplit(":", 1)[1])
+    config = load_config(settings=served.settings.payload(), port=port)
+    short = copy.deepcopy(next(a for a in config["applications"] if a["name"] == "shop"))
+    short["name"], short["route_prefix"] = "shop-short", "/api/shop-short"
+    short["args"]["settings"] = {**short["args"]["settings"], "default_ttl_s": 1.0}
+    deploy({**config, "applications": [*config["applications"], short]}, say=lambda _: None)
+    try:
+        _, sku = await new_product(served, stock=3)
+        async with served.client("/api/shop-short") as shop:
+            auth = {"Authorization": f"Bearer {(await shop.post('/session')).json()['token']}"}
+            cart = (await shop.post("/carts", headers=auth)).json()["cart_id"]
+            r = await shop.post(f"/carts/{cart}/items", json={"sku": sku, "qty": 2}, headers=auth)
+            assert r.status_code == 201 and r.json()["expires_in_s"] <= 1.0
+            assert (await stock_of(served, sku)) == (3, 2, 0)
+            for _ in range(50):  # the shard's own timer releases it: no request needed
+                await asyncio.sleep(0.1)
+                if await stock_of(served, sku) == (3, 0, 0):
+                    break
+            assert (await stock_of(served, sku)) == (3, 0, 0)
+            view = (await shop.get(f"/carts/{cart}", headers=auth)).json()
+            assert [ln["status"] for ln in view["lines"]] == ["expired"]
+    finally:
+        deploy(config, say=lambda _: None)
