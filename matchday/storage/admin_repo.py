@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -21,7 +20,7 @@ from matchday.admin.records import (
     KeyRecord,
     RowResult,
 )
-from matchday.domain.errors import Unavailable
+from matchday.storage.db import StorageConnection
 
 
 def _epoch(column: str) -> str:
@@ -285,28 +284,5 @@ class AdminRepository:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _conn(self) -> _Connection:
-        return _Connection(self.pool)
-
-
-class _Connection:
-    """Borrow a pooled connection; a lost database surfaces as :class:`Unavailable`."""
-
-    def __init__(self, pool: AsyncConnectionPool) -> None:
-        self._cm = pool.connection()
-
-    async def __aenter__(self) -> psycopg.AsyncConnection[Any]:
-        try:
-            return await self._cm.__aenter__()
-        except Exception as exc:
-            raise Unavailable(f"admin storage unavailable: {type(exc).__name__}") from exc
-
-    async def __aexit__(self, *exc_info: Any) -> bool | None:
-        _et, ev, _ = exc_info
-        try:
-            await self._cm.__aexit__(*exc_info)
-        except psycopg.Error as exc:
-            raise Unavailable(f"admin storage unavailable: {type(exc).__name__}") from exc
-        if isinstance(ev, psycopg.OperationalError | psycopg.InterfaceError):
-            raise Unavailable(f"admin storage unavailable: {type(ev).__name__}") from ev
-        return None
+    def _conn(self) -> StorageConnection:
+        return StorageConnection(self.pool, "admin")

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors, sql
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
 from matchday.catalog.models import (
     CategoryIn,
@@ -26,8 +26,9 @@ from matchday.catalog.models import (
     ProductRecord,
     VariantRecord,
 )
-from matchday.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
+from matchday.domain.errors import Conflict, InvalidInput, NotFound
 from matchday.inventory.routing import Router
+from matchday.storage.db import StorageConnection
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -272,11 +273,8 @@ class CatalogRepository:
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[Conn]:
         """A pooled connection; a storage outage surfaces as :class:`Unavailable`."""
-        try:
-            async with self.pool.connection() as conn:
-                yield conn
-        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
-            raise Unavailable(f"catalogue storage unavailable: {type(exc).__name__}") from exc
+        async with StorageConnection(self.pool, "catalogue") as conn:
+            yield conn
 
 
 async def _insert_product(conn: Conn, p: ProductIn, *, on_conflict: bool = False) -> int:

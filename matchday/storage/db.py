@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 from importlib import resources
+from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
+
+from matchday.domain.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -68,3 +71,34 @@ def make_pool(
         timeout=10.0,
         reconnect_timeout=3600.0,
     )
+
+
+class StorageConnection:
+    """Borrow a pooled connection; a storage outage surfaces as :class:`Unavailable`.
+
+    Every repository borrows through this, so a PostgreSQL restart reaches clients as a
+    retryable 503 with a reason, never as an unhandled driver error.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool, what: str) -> None:
+        self._cm = pool.connection()
+        self._what = what
+
+    def _down(self, exc: BaseException) -> Unavailable:
+        return Unavailable(f"{self._what} storage unavailable: {type(exc).__name__}")
+
+    async def __aenter__(self) -> psycopg.AsyncConnection[Any]:
+        try:
+            return await self._cm.__aenter__()
+        except Exception as exc:
+            raise self._down(exc) from exc
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        _et, ev, _ = exc_info
+        try:
+            await self._cm.__aexit__(*exc_info)
+        except psycopg.Error as exc:
+            raise self._down(exc) from exc
+        if isinstance(ev, psycopg.OperationalError | psycopg.InterfaceError):
+            raise self._down(ev) from ev
+        return None

@@ -18,6 +18,7 @@ from matchday.domain.errors import StaleEpoch, Unavailable
 from matchday.inventory.ledger import Reservation
 from matchday.inventory.records import BatchWrite, ShardState, SkuRow
 from matchday.inventory.routing import Router
+from matchday.storage.db import StorageConnection
 
 _SKU_COLUMNS = (
     "sku, on_hand, reserved, sold, per_customer_limit, low_stock_threshold, low_stock_order_cap"
@@ -190,7 +191,7 @@ class InventoryRepository:
     # -- internals -------------------------------------------------------------------------
 
     def _conn(self) -> Any:
-        return _Connection(self.pool)
+        return StorageConnection(self.pool, "inventory")
 
     @staticmethod
     async def _check_epoch(conn: psycopg.AsyncConnection[Any], shard_id: int, epoch: int) -> None:
@@ -318,26 +319,3 @@ def _outbox_statement(batch: BatchWrite) -> Statement:
             [counters[sku].sold for sku, _ in batch.outbox],
         ),
     )
-
-
-class _Connection:
-    """Borrow a pooled connection; storage failures surface as :class:`Unavailable`."""
-
-    def __init__(self, pool: AsyncConnectionPool) -> None:
-        self._cm = pool.connection()
-
-    async def __aenter__(self) -> psycopg.AsyncConnection[Any]:
-        try:
-            return await self._cm.__aenter__()
-        except Exception as exc:
-            raise Unavailable(f"inventory storage unavailable: {type(exc).__name__}") from exc
-
-    async def __aexit__(self, *exc_info: Any) -> bool | None:
-        _et, ev, _ = exc_info
-        try:
-            await self._cm.__aexit__(*exc_info)
-        except psycopg.Error as exc:
-            raise Unavailable(f"inventory storage unavailable: {type(exc).__name__}") from exc
-        if isinstance(ev, psycopg.OperationalError | psycopg.InterfaceError):
-            raise Unavailable(f"inventory storage unavailable: {type(ev).__name__}") from ev
-        return None

@@ -8,6 +8,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from matchday.shop.models import Cart, CartLine, Order, OrderLine
+from matchday.storage.db import StorageConnection
 
 # Lines whose hold ended this recently are still shown, so a shopper sees "expired" rather
 # than a line silently vanishing from the cart.
@@ -47,7 +48,7 @@ class ShopRepository:
     # -- carts ---------------------------------------------------------------------------------
 
     async def create_cart(self, cart_id: str, customer_id: str) -> Cart:
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "shop") as conn:
             row = await (
                 await conn.execute(
                     "INSERT INTO carts (cart_id, customer_id) VALUES (%s, %s)"
@@ -60,7 +61,7 @@ class ShopRepository:
         return Cart(cart_id, row[0], row[1], float(row[2]), row[3])
 
     async def cart_header(self, cart_id: str) -> Cart | None:
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "shop") as conn:
             row = await (
                 await conn.execute(
                     "SELECT customer_id, status, extract(epoch FROM created_at), order_id"
@@ -74,7 +75,7 @@ class ShopRepository:
         header = await self.cart_header(cart_id)
         if header is None:
             return None
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "shop") as conn:
             rows = await (
                 await conn.execute(
                     "SELECT reservation_id, sku, qty, status, extract(epoch FROM expires_at)"
@@ -95,7 +96,7 @@ class ShopRepository:
         )
 
     async def set_cart_status(self, cart_id: str, status: str, order_id: str | None) -> None:
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "shop") as conn:
             await conn.execute(
                 "UPDATE carts SET status = %s, order_id = %s, updated_at = now()"
                 " WHERE cart_id = %s",
@@ -110,7 +111,7 @@ class ShopRepository:
         Returns (order, created). A second active checkout of the same cart raises
         ``psycopg.errors.UniqueViolation`` on ``orders_one_active_per_cart``.
         """
-        async with self.pool.connection() as conn, conn.transaction():
+        async with StorageConnection(self.pool, "shop") as conn, conn.transaction():
             row = await (
                 await conn.execute(
                     "INSERT INTO orders (order_id, cart_id, customer_id, idempotency_key,"
@@ -152,7 +153,7 @@ class ShopRepository:
         return created, True
 
     async def order(self, order_id: str) -> Order | None:
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "shop") as conn:
             row = await (
                 await conn.execute(
                     f"SELECT {_ORDER_COLUMNS} FROM orders WHERE order_id = %s", (order_id,)
@@ -163,7 +164,7 @@ class ShopRepository:
             return _order(row, await self._lines(conn, order_id))
 
     async def orders_of(self, customer_id: str, limit: int, before: float | None) -> list[Order]:
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "shop") as conn:
             rows = await (
                 await conn.execute(
                     f"SELECT {_ORDER_COLUMNS} FROM orders WHERE customer_id = %s"
@@ -191,7 +192,7 @@ class ShopRepository:
         allowed = {"gateway", "payment_ref", "failure_code", "failure_message", "attempts"}
         assert set(fields) <= allowed, fields
         sets = "".join(f", {name} = %s" for name in fields)
-        async with self.pool.connection() as conn, conn.transaction():
+        async with StorageConnection(self.pool, "shop") as conn, conn.transaction():
             cur = await conn.execute(
                 f"UPDATE orders SET status = %s, updated_at = now(){sets}"
                 " WHERE order_id = %s AND status = ANY(%s)",
@@ -206,7 +207,7 @@ class ShopRepository:
         return True
 
     async def bump_attempt(self, order_id: str) -> int:
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "shop") as conn:
             row = await (
                 await conn.execute(
                     "UPDATE orders SET attempts = attempts + 1, updated_at = now()"
@@ -218,7 +219,7 @@ class ShopRepository:
         return int(row[0])
 
     async def order_events(self, order_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "shop") as conn:
             rows = await (
                 await conn.execute(
                     "SELECT seq, status, detail, extract(epoch FROM at) FROM order_events"
