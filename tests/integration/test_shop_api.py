@@ -207,3 +207,29 @@ async def test_a_client_over_its_rate_limit_gets_429_with_retry_after(settings: 
         assert int(r.headers["Retry-After"]) >= 1
         other = await stack.session()  # another client has its own bucket
         assert (await stack.shop.get(f"/carts/{cart}", headers=other)).status_code == 404
+
+
+async def test_a_postgres_outage_is_a_503_with_a_reason_and_the_shop_recovers_by_itself(
+    settings: Settings, own_postgres
+) -> None:
+    overrides = {"database_url": own_postgres.url}
+    async with open_stack(settings, **overrides) as stack:
+        (sku,) = await stack.product(stock=5)
+        auth = await stack.session()
+        cart = await stack.cart(auth)
+        own_postgres.stop("immediate")
+        try:
+            r = await stack.shop.post(f"/carts/{cart}/items", json={"sku": sku}, headers=auth)
+            assert r.status_code == 503, r.text
+            assert r.json()["code"] == "unavailable" and r.json()["retryable"] is True
+            assert int(r.headers["Retry-After"]) >= 1
+            assert (await stack.shop.get("/readyz")).status_code == 503
+        finally:
+            own_postgres.start()
+        for _ in range(50):
+            r = await stack.shop.post(f"/carts/{cart}/items", json={"sku": sku}, headers=auth)
+            if r.status_code == 201:
+                break
+            await asyncio.sleep(0.2)
+        assert r.status_code == 201, r.text
+        assert await stack.stock(sku) == (5, 1, 0)
