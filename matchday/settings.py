@@ -54,8 +54,9 @@ class Settings(BaseSettings):
     # HTTP. Empty secret_key: the run command generates one per data directory (0600 file).
     secret_key: SecretStr = SecretStr("")
     http_host: str = "127.0.0.1"
-    # The Serve ingress: "haproxy" (fast, ADR 0006) or Ray's default Python proxy.
-    ingress: Literal["haproxy", "python"] = "python"
+    # The Serve ingress: "haproxy" (~2.8x Ray's default Python proxy on add-to-cart over
+    # HTTP, bench/http.py; every listener on 127.0.0.1, ADR 0006) or "python".
+    ingress: Literal["haproxy", "python"] = "haproxy"
     http_port: int = Field(default=8000, ge=1, le=65535)
     # A checkout extends its holds by this much, so none can expire while the card is charged.
     payment_hold_s: float = Field(default=600.0, ge=30.0)
@@ -66,6 +67,35 @@ class Settings(BaseSettings):
     catalog_cache_ttl_s: float = Field(default=300.0, ge=1.0)
     idempotency_ttl_s: float = Field(default=86_400.0, ge=60.0)
 
+    # Payments (ADR 0008). No gateway named: Stripe when a key is configured, else the
+    # deterministic test gateway (so `make run` works offline).
+    payment_gateway: Literal["test", "stripe"] | None = None
+    stripe_api_key: SecretStr = SecretStr("")
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_webhook_secret: SecretStr = SecretStr("")
+    # A second Stripe account: the router fails over to it when the primary is down.
+    stripe_backup_api_key: SecretStr = SecretStr("")
+    stripe_backup_api_base: str = "https://api.stripe.com"
+    stripe_backup_webhook_secret: SecretStr = SecretStr("")
+    # Card, wallets (they ride on "card"), buy-now-pay-later ("klarna", "affirm", ...).
+    stripe_payment_method_types: list[str] = Field(default_factory=lambda: ["card"])
+    stripe_capture_method: Literal["manual", "automatic"] = "manual"
+    stripe_timeout_s: float = Field(default=10.0, gt=0, le=80.0)
+    payment_region: str = "local"
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_reset_s: float = Field(default=30.0, gt=0)
+    # The worker: an order is looked at again this long after its charge began (a live
+    # checkout finishes well within it), then with exponential backoff and jitter.
+    payment_settle_grace_s: float = Field(default=60.0, ge=0)
+    payment_retry_base_s: float = Field(default=2.0, gt=0)
+    payment_retry_max_s: float = Field(default=300.0, gt=0)
+    payment_worker_poll_s: float = Field(default=1.0, gt=0)
+    # Velocity rules: more checkouts than this within the window holds the order for review.
+    fraud_window_s: float = Field(default=3600.0, gt=0)
+    fraud_max_per_customer: int = Field(default=10, ge=1)
+    fraud_max_per_card: int = Field(default=10, ge=1)
+    fraud_max_per_ip: int = Field(default=50, ge=1)
+
     @field_validator("secret_key")
     @classmethod
     def _no_placeholder_secret(cls, v: SecretStr) -> SecretStr:
@@ -74,17 +104,36 @@ class Settings(BaseSettings):
             raise ValueError("secret_key must be at least 32 random characters, not a placeholder")
         return v
 
+    @field_validator("stripe_api_key", "stripe_backup_api_key")
+    @classmethod
+    def _real_stripe_key(cls, v: SecretStr) -> SecretStr:
+        value = v.get_secret_value()
+        if value and (not value.startswith(("sk_", "rk_")) or value.lower() in _PLACEHOLDERS):
+            raise ValueError("a Stripe key starts with sk_ or rk_")
+        return v
+
+    @property
+    def gateway_kind(self) -> Literal["test", "stripe"]:
+        if self.payment_gateway is not None:
+            return self.payment_gateway
+        return "stripe" if self.stripe_api_key.get_secret_value() else "test"
+
     @model_validator(mode="after")
     def _ttl_bounds(self) -> Settings:
         if not self.min_ttl_s <= self.default_ttl_s <= self.max_ttl_s:
             raise ValueError("default_ttl_s must lie between min_ttl_s and max_ttl_s")
+        if self.payment_gateway == "stripe" and not self.stripe_api_key.get_secret_value():
+            raise ValueError("payment_gateway=stripe needs stripe_api_key")
         return self
 
     def payload(self) -> dict[str, Any]:
         """Everything, secrets included, as JSON types: how settings reach Ray actors and
         Serve replicas (``model_dump`` masks secrets, which would hand them a blank key)."""
         data = self.model_dump(mode="json")
-        data["secret_key"] = self.secret_key.get_secret_value()
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                data[name] = value.get_secret_value()
         return data
 
     def policy(self) -> Policy:

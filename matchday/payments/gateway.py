@@ -8,7 +8,8 @@ unknown (outage, timeout): the order then stays pending until it is resolved, ne
 released or committed on a guess.
 
 :class:`TestGateway` is the deterministic gateway of the run command and the tests, keyed by
-the payment-method token the way Stripe's test tokens are; the payments issue adds Stripe.
+the payment-method token the way Stripe's test tokens are; Stripe is in
+:mod:`matchday.payments.stripe_gateway`, several gateways behind :mod:`matchday.payments.router`.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class ChargeResult:
     payment_ref: str
     code: str = ""
     message: str = ""
+    risk_level: str | None = None  # the gateway's own fraud verdict (Stripe: outcome.risk_level)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,12 @@ class PaymentGateway(Protocol):
     async def refund(
         self, payment_ref: str, amount_cents: int, idempotency_key: str
     ) -> RefundResult: ...
+
+
+class Fingerprints(Protocol):
+    """A gateway that can name the card behind a token (velocity rules per card)."""
+
+    async def fingerprint(self, payment_token: str) -> str | None: ...
 
 
 class TestGateway:
@@ -109,6 +117,9 @@ class TestGateway:
             self.captured[ref] = req.amount_cents
         self.charges[req.idempotency_key] = result
         return result
+
+    async def fingerprint(self, payment_token: str) -> str | None:
+        return f"fp_{payment_token}"
 
     async def refund(
         self, payment_ref: str, amount_cents: int, idempotency_key: str

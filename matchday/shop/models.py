@@ -13,8 +13,28 @@ PAID = "paid"
 FAILED = "payment_failed"
 CANCELLED = "cancelled"
 REFUNDED = "refunded"
+REVIEW = "review"  # held by the velocity rules before any charge, until an operator decides
 UNSETTLED = frozenset({PENDING, AMBIGUOUS})
 TERMINAL = frozenset({PAID, FAILED, CANCELLED, REFUNDED})
+
+# What a customer is told at each status (pushed with the status on the order's stream).
+CUSTOMER_MESSAGES = {
+    PENDING: "We are taking your payment.",
+    AMBIGUOUS: (
+        "The payment provider has not answered yet: we are checking and will confirm here. "
+        "Do not pay again; if it fails you can try again or pay another way."
+    ),
+    REQUIRES_ACTION: "Your bank asks you to confirm this payment.",
+    REVIEW: "Your order is being reviewed; we will confirm it shortly.",
+    PAID: "Paid, thank you.",
+    FAILED: "The payment was declined: try another card or another way to pay.",
+    CANCELLED: "The order was cancelled; any payment taken has been refunded.",
+    REFUNDED: "Your payment has been refunded.",
+}
+
+
+def customer_message(status: str) -> str:
+    return CUSTOMER_MESSAGES.get(status, "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,46 @@
+"""Velocity rules: too many checkouts per customer, card or address hold an order for review.
+
+Signals are recorded for every checkout that reaches the payment step (customer, the card's
+fingerprint as the gateway names it, never the number, and the client address); an order
+over any limit within the window is held (status ``review``) before any charge, and the
+hold is written to the suspicious-activity log the reports read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from matchday.storage.payments_repo import PaymentsRepository
+
+
+@dataclass(frozen=True, slots=True)
+class VelocityLimits:
+    window_s: float = 3600.0
+    per_customer: int = 10
+    per_card: int = 10
+    per_ip: int = 50
+
+
+class FraudRules:
+    def __init__(self, repo: PaymentsRepository, limits: VelocityLimits) -> None:
+        self.repo = repo
+        self.limits = limits
+
+    async def assess(
+        self, order_id: str, customer_id: str, fingerprint: str | None, client_ip: str | None
+    ) -> list[str]:
+        """Record this checkout's signals; the rules it breaks (empty: let it through)."""
+        await self.repo.add_signal(order_id, customer_id, fingerprint, client_ip)
+        seen = await self.repo.velocity(self.limits.window_s, customer_id, fingerprint, client_ip)
+        reasons = []
+        if seen["customer"] > self.limits.per_customer:
+            reasons.append(f"customer_velocity:{seen['customer']}")
+        if fingerprint and seen["fingerprint"] > self.limits.per_card:
+            reasons.append(f"card_velocity:{seen['fingerprint']}")
+        if client_ip and seen["ip"] > self.limits.per_ip:
+            reasons.append(f"ip_velocity:{seen['ip']}")
+        if reasons:
+            await self.repo.suspicious(
+                "velocity_hold", order_id, customer_id, {"reasons": reasons, "ip": client_ip}
+            )
+        return reasons

@@ -1,0 +1,123 @@
+"""The payments worker: settles every order a checkout left unsettled, and voids strays.
+
+A plain class (``actors/payments_worker.py`` hosts it on Ray). Each round it
+
+1. queues unsettled orders that have no queue row (a crash before the row was written);
+2. claims due rows (``FOR UPDATE SKIP LOCKED``, leased, so several workers never take the
+   same order) and drives each order with :meth:`CheckoutService.resume`, which asks the
+   gateway again under the same key ``<order>:<attempt>``. The gateway looks the attempt up
+   first (its recorded intent, else a search by key) and creates nothing when it finds one:
+   an ambiguous outcome is resolved before any retry. An order still unsettled is scheduled
+   again with exponential backoff and jitter;
+3. sweeps attempts whose outcome we never learned, of orders that have since settled: any
+   authorisation there that is not the order's capture is cancelled (ADR 0008).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from matchday.domain.errors import MatchdayError
+from matchday.payments.gateway import PaymentGateway
+from matchday.shop import models as st
+from matchday.shop.checkout import CheckoutService
+from matchday.storage.payments_repo import PaymentsRepository
+from matchday.storage.shop_repo import ShopRepository
+
+log = logging.getLogger(__name__)
+
+
+class PaymentsWorker:
+    def __init__(
+        self,
+        repo: ShopRepository,
+        payments: PaymentsRepository,
+        checkout: CheckoutService,
+        gateways: Mapping[str, PaymentGateway],
+        *,
+        base_s: float = 2.0,
+        max_s: float = 300.0,
+        lease_s: float = 120.0,
+        stale_s: float = 120.0,
+        stray_after_s: float = 60.0,
+        batch: int = 20,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.repo = repo
+        self.payments = payments
+        self.checkout = checkout
+        self.gateways = gateways
+        self.base_s = base_s
+        self.max_s = max_s
+        self.lease_s = lease_s
+        self.stale_s = stale_s
+        self.stray_after_s = stray_after_s
+        self.batch = batch
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
+        self.counters: Counter[str] = Counter()
+
+    def backoff(self, tries: int) -> float:
+        """Exponential, capped, with "equal jitter": half fixed, half random, so orders that
+        failed together do not all come back together."""
+        delay = min(self.max_s, self.base_s * 2.0 ** max(0, tries - 1))
+        return delay / 2 + self.rng.uniform(0, delay / 2)
+
+    async def run_once(self, *, at: float | None = None) -> dict[str, int]:
+        """One round; ``at`` (epoch seconds) pretends it is later, for tests."""
+        found = await self.payments.enqueue_stale(self.stale_s)
+        self.counters["requeued"] += found
+        for order_id, tries in await self.payments.claim_due(self.batch, self.lease_s, at=at):
+            await self._settle(order_id, tries)
+        await self.sweep()
+        return dict(self.counters)
+
+    async def run(self, stop: asyncio.Event, poll_s: float = 1.0) -> None:
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception:  # a round that fails (PostgreSQL down) is retried next poll
+                log.exception("payments worker round failed")
+                self.counters["round_failed"] += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll_s)
+
+    async def sweep(self) -> int:
+        voided = 0
+        for attempt in await self.payments.open_attempts(self.stray_after_s):
+            gateway: Any = self.gateways.get(attempt.gateway)
+            release = getattr(gateway, "release_stray", None)
+            if release is None:
+                continue
+            try:
+                voided += int(await release(attempt))
+            except MatchdayError as exc:
+                log.info("stray attempt %s/%s: %s", attempt.order_id, attempt.gateway, exc)
+        self.counters["voided"] += voided
+        return voided
+
+    async def _settle(self, order_id: str, tries: int) -> None:
+        order = await self.repo.order(order_id)
+        if order is None or order.status not in st.UNSETTLED:
+            await self.payments.done(order_id)
+            return
+        error: str | None = None
+        try:
+            order = await self.checkout.resume(order)
+        except MatchdayError as exc:
+            error = f"{exc.code}: {exc.message}"
+        except Exception as exc:  # a bug must not stop the queue; the order is retried
+            log.exception("payments worker: order %s", order_id)
+            error = type(exc).__name__
+        if error is None and order.status not in st.UNSETTLED:
+            self.counters["settled"] += 1
+            self.counters[f"settled_{order.status}"] += 1
+            await self.payments.done(order_id)
+            return
+        self.counters["retried"] += 1
+        await self.payments.schedule(order_id, self.backoff(tries), error or order.status)

@@ -1,0 +1,346 @@
+"""All SQL of payments: attempts, captures, the retry queue, webhooks, fraud signals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    order_id: str
+    attempt: int
+    gateway: str
+    intent_id: str | None
+    status: str
+    error: str | None
+    risk_level: str | None
+    fingerprint: str | None
+
+
+_ATTEMPT = "order_id, attempt, gateway, intent_id, status, error, risk_level, fingerprint"
+
+
+class PaymentsRepository:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    # -- attempts ------------------------------------------------------------------------------
+
+    async def attempt(self, order_id: str, attempt: int, gateway: str) -> Attempt | None:
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    f"SELECT {_ATTEMPT} FROM payment_attempts"
+                    " WHERE order_id = %s AND attempt = %s AND gateway = %s",
+                    (order_id, attempt, gateway),
+                )
+            ).fetchone()
+        return None if row is None else Attempt(*row)
+
+    async def attempts_of(self, order_id: str) -> list[Attempt]:
+        async with self.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    f"SELECT {_ATTEMPT} FROM payment_attempts WHERE order_id = %s"
+                    " ORDER BY attempt, started_at",
+                    (order_id,),
+                )
+            ).fetchall()
+        return [Attempt(*r) for r in rows]
+
+    async def by_intent(self, intent_id: str) -> Attempt | None:
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    f"SELECT {_ATTEMPT} FROM payment_attempts WHERE intent_id = %s LIMIT 1",
+                    (intent_id,),
+                )
+            ).fetchone()
+        return None if row is None else Attempt(*row)
+
+    async def record(
+        self,
+        order_id: str,
+        attempt: int,
+        gateway: str,
+        status: str,
+        *,
+        intent_id: str | None = None,
+        error: str | None = None,
+        risk_level: str | None = None,
+        fingerprint: str | None = None,
+    ) -> None:
+        """Upsert the attempt's latest state (an intent id, once known, is never lost) and
+        append it to the attempt log."""
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO payment_attempts (order_id, attempt, gateway, intent_id, status,"
+                " error, risk_level, fingerprint) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (order_id, attempt, gateway) DO UPDATE SET"
+                " intent_id = COALESCE(EXCLUDED.intent_id, payment_attempts.intent_id),"
+                " status = EXCLUDED.status, error = EXCLUDED.error,"
+                " risk_level = COALESCE(EXCLUDED.risk_level, payment_attempts.risk_level),"
+                " fingerprint = COALESCE(EXCLUDED.fingerprint, payment_attempts.fingerprint),"
+                " updated_at = now()",
+                (order_id, attempt, gateway, intent_id, status, error, risk_level, fingerprint),
+            )
+            await conn.execute(
+                "INSERT INTO payment_attempt_log (order_id, attempt, gateway, intent_id, status,"
+                " error) VALUES (%s, %s, %s, %s, %s, %s)",
+                (order_id, attempt, gateway, intent_id, status, error),
+            )
+
+    async def open_attempts(self, older_than_s: float, limit: int = 100) -> list[Attempt]:
+        """Attempts whose outcome we never learned, of orders that have since settled."""
+        async with self.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    f"SELECT {', '.join('a.' + c for c in _ATTEMPT.split(', '))}"
+                    " FROM payment_attempts a JOIN orders o USING (order_id)"
+                    " WHERE a.status IN ('started', 'requires_capture', 'unknown')"
+                    " AND a.updated_at < now() - %s * interval '1 s'"
+                    " AND o.status NOT IN ('pending_payment', 'payment_pending')"
+                    " ORDER BY a.updated_at LIMIT %s",
+                    (older_than_s, limit),
+                )
+            ).fetchall()
+        return [Attempt(*r) for r in rows]
+
+    # -- the one capture per order -------------------------------------------------------------
+
+    async def claim_capture(self, order_id: str, gateway: str, intent_id: str) -> tuple[str, str]:
+        """(gateway, intent) that may be captured for ``order_id``: this one if no other was
+        claimed first. Two processes racing for different intents: exactly one wins."""
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO payment_captures (order_id, gateway, intent_id) VALUES (%s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                (order_id, gateway, intent_id),
+            )
+            row = await (
+                await conn.execute(
+                    "SELECT gateway, intent_id FROM payment_captures WHERE order_id = %s",
+                    (order_id,),
+                )
+            ).fetchone()
+        assert row is not None
+        return str(row[0]), str(row[1])
+
+    async def captured(self, order_id: str) -> tuple[str, str] | None:
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT gateway, intent_id FROM payment_captures WHERE order_id = %s",
+                    (order_id,),
+                )
+            ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    # -- the retry queue -----------------------------------------------------------------------
+
+    async def schedule(
+        self,
+        order_id: str,
+        after_s: float,
+        error: str | None = None,
+        *,
+        only_if_absent: bool = False,
+    ) -> None:
+        on_conflict = (
+            "DO NOTHING"
+            if only_if_absent
+            else "DO UPDATE SET next_at = EXCLUDED.next_at,"
+            " last_error = COALESCE(EXCLUDED.last_error, payment_queue.last_error)"
+        )
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO payment_queue (order_id, next_at, last_error)"
+                " VALUES (%s, now() + %s * interval '1 s', %s)"
+                f" ON CONFLICT (order_id) {on_conflict}",
+                (order_id, after_s, error),
+            )
+
+    async def done(self, order_id: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("DELETE FROM payment_queue WHERE order_id = %s", (order_id,))
+
+    async def claim_due(
+        self, limit: int, lease_s: float, *, at: float | None = None
+    ) -> list[tuple[str, int]]:
+        """(order, tries) of due rows; each is leased (next_at pushed out) in the same
+        transaction, so concurrent workers never take the same order."""
+        async with self.pool.connection() as conn, conn.transaction():
+            rows = await (
+                await conn.execute(
+                    "SELECT order_id, tries FROM payment_queue"
+                    " WHERE next_at <= COALESCE(to_timestamp(%s::float8), now())"
+                    " ORDER BY next_at LIMIT %s FOR UPDATE SKIP LOCKED",
+                    (at, limit),
+                )
+            ).fetchall()
+            if rows:
+                await conn.execute(
+                    "UPDATE payment_queue SET tries = tries + 1,"
+                    " next_at = now() + %s * interval '1 s' WHERE order_id = ANY(%s)",
+                    (lease_s, [r[0] for r in rows]),
+                )
+        return [(str(r[0]), int(r[1]) + 1) for r in rows]
+
+    async def enqueue_stale(self, older_than_s: float, limit: int = 500) -> int:
+        """Unsettled orders missing from the queue (a crash before their row was written)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO payment_queue (order_id, next_at)"
+                " SELECT order_id, now() FROM orders"
+                " WHERE status IN ('pending_payment', 'payment_pending')"
+                " AND updated_at < now() - %s * interval '1 s'"
+                " ORDER BY updated_at LIMIT %s ON CONFLICT DO NOTHING",
+                (older_than_s, limit),
+            )
+            return cur.rowcount
+
+    async def queued(self, order_id: str) -> tuple[int, float] | None:
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT tries, extract(epoch FROM next_at) FROM payment_queue"
+                    " WHERE order_id = %s",
+                    (order_id,),
+                )
+            ).fetchone()
+        return None if row is None else (int(row[0]), float(row[1]))
+
+    # -- webhooks, fraud, disputes -------------------------------------------------------------
+
+    async def first_delivery(
+        self, event_id: str, account: str, type_: str, object_id: str | None
+    ) -> bool:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO webhook_events (event_id, account, type, object_id)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (event_id, account, type_, object_id),
+            )
+            return cur.rowcount == 1
+
+    async def forget_delivery(self, event_id: str) -> None:
+        """Handling failed: let the gateway's redelivery be handled again."""
+        async with self.pool.connection() as conn:
+            await conn.execute("DELETE FROM webhook_events WHERE event_id = %s", (event_id,))
+
+    async def add_signal(
+        self, order_id: str, customer_id: str, fingerprint: str | None, client_ip: str | None
+    ) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO checkout_signals (order_id, customer_id, fingerprint, client_ip)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (order_id, customer_id, fingerprint, client_ip),
+            )
+
+    async def velocity(
+        self, window_s: float, customer_id: str, fingerprint: str | None, client_ip: str | None
+    ) -> dict[str, int]:
+        """Checkouts in the last ``window_s`` per customer, card fingerprint and address."""
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT count(*) FILTER (WHERE customer_id = %s),"
+                    " count(*) FILTER (WHERE fingerprint = %s),"
+                    " count(*) FILTER (WHERE client_ip = %s)"
+                    " FROM checkout_signals WHERE at > now() - %s * interval '1 s'"
+                    " AND (customer_id = %s OR fingerprint = %s OR client_ip = %s)",
+                    (customer_id, fingerprint, client_ip, window_s, customer_id, fingerprint,
+                     client_ip),
+                )
+            ).fetchone()  # fmt: skip
+        assert row is not None
+        return {"customer": int(row[0]), "fingerprint": int(row[1]), "ip": int(row[2])}
+
+    async def suspicious(
+        self, kind: str, order_id: str | None, customer_id: str | None, detail: dict[str, Any]
+    ) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO suspicious_activity (kind, order_id, customer_id, detail)"
+                " VALUES (%s, %s, %s, %s)",
+                (kind, order_id, customer_id, Jsonb(detail)),
+            )
+
+    async def suspicious_of(self, order_id: str) -> list[tuple[str, dict[str, Any]]]:
+        async with self.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT kind, detail FROM suspicious_activity WHERE order_id = %s ORDER BY seq",
+                    (order_id,),
+                )
+            ).fetchall()
+        return [(str(r[0]), dict(r[1])) for r in rows]
+
+    async def dispute(
+        self,
+        dispute_id: str,
+        account: str,
+        *,
+        charge_id: str | None,
+        intent_id: str | None,
+        order_id: str | None,
+        amount_cents: int | None,
+        reason: str | None,
+        status: str | None,
+    ) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO disputes (dispute_id, account, charge_id, intent_id, order_id,"
+                " amount_cents, reason, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (dispute_id) DO UPDATE SET status = EXCLUDED.status",
+                (dispute_id, account, charge_id, intent_id, order_id, amount_cents, reason,
+                 status),
+            )  # fmt: skip
+
+    # -- refunds -------------------------------------------------------------------------------
+
+    async def refund_row(self, key: str) -> tuple[str, str, str | None, int, str] | None:
+        """(gateway, intent, refund id, amount, status) of the refund under ``key``."""
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT gateway, intent_id, refund_id, amount_cents, status"
+                    " FROM payment_refunds WHERE idempotency_key = %s",
+                    (key,),
+                )
+            ).fetchone()
+        return None if row is None else (row[0], row[1], row[2], int(row[3]), row[4])
+
+    async def record_refund(
+        self,
+        key: str,
+        gateway: str,
+        intent_id: str,
+        amount_cents: int,
+        status: str,
+        refund_id: str | None = None,
+    ) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO payment_refunds (idempotency_key, gateway, intent_id, refund_id,"
+                " amount_cents, status) VALUES (%s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (idempotency_key) DO UPDATE SET status = EXCLUDED.status,"
+                " refund_id = COALESCE(EXCLUDED.refund_id, payment_refunds.refund_id)",
+                (key, gateway, intent_id, refund_id, amount_cents, status),
+            )
+
+    async def refunded_cents(self, intent_id: str) -> int:
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT COALESCE(sum(amount_cents), 0) FROM payment_refunds"
+                    " WHERE intent_id = %s AND status IN ('succeeded', 'pending')",
+                    (intent_id,),
+                )
+            ).fetchone()
+        return int(row[0]) if row else 0
