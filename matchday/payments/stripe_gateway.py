@@ -107,7 +107,7 @@ class StripeGateway:
             return RefundResult(self.name, row[2], row[3])
         if row is not None:  # started, never heard back: was it made?
             for refund in await self._refunds_of(payment_ref):
-                if (refund.metadata or {}).get(KEY_FIELD) == idempotency_key:
+                if _meta(refund).get(KEY_FIELD) == idempotency_key:
                     await self.attempts.record_refund(
                         idempotency_key, self.name, payment_ref, amount_cents, "succeeded",
                         refund.id,
@@ -161,7 +161,7 @@ class StripeGateway:
             if after:
                 params["starting_after"] = after
             page = await self._call(self.client.v1.payment_intents.list, params=params)
-            out += [pi for pi in page.data if (pi.metadata or {}).get(KEY_FIELD) == key]
+            out += [pi for pi in page.data if _meta(pi).get(KEY_FIELD) == key]
             if not page.has_more or not page.data:
                 break
             after = page.data[-1].id
@@ -305,6 +305,11 @@ class StripeGateway:
             if (exc.http_status or 0) >= 500:
                 raise Unavailable(f"{self.name}: HTTP {exc.http_status}") from None
             raise
+
+
+def _meta(obj: Any) -> dict[str, Any]:
+    meta = obj.to_dict().get("metadata")
+    return meta if isinstance(meta, dict) else {}
 
 
 def _charge_of(intent: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from matchday.shop.models import TERMINAL
 from matchday.web.base import idempotent, make_app
 from matchday.web.context import ShopContext
+from matchday.web.pan_guard import PanGuard
 from matchday.web.schemas import CheckoutIn, ErrorBody, OrderList, OrderOut
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def build(ctx: ShopContext) -> FastAPI:
         ready=ctx.ready,
         max_body_bytes=ctx.settings.max_body_bytes,
     )
+    app.add_middleware(PanGuard, limit=ctx.settings.max_body_bytes)  # card numbers never get in
 
     async def shopper(authorization: Annotated[str | None, Header()] = None) -> str:
         customer = ctx.identity.customer(authorization)
@@ -67,7 +69,8 @@ def build(ctx: ShopContext) -> FastAPI:
         order and can never charge twice."""
 
         async def produce(key: str) -> tuple[int, Any]:
-            order = await checkout.checkout(customer, body.cart_id, body.payment_token, key)
+            ip = request.client.host if request.client else None
+            order = await checkout.checkout(customer, body.cart_id, body.payment_token, key, ip)
             return 201, order.to_dict()
 
         return await idempotent(

@@ -1,0 +1,77 @@
+"""Admin routes for payments: refunds and review decisions (included by the admin app).
+
+``include(app, gate, ctx)`` adds, behind the admin session and audit of every other admin
+change (``gate``), idempotent by ``Idempotency-Key``:
+
+- ``POST /orders/{order_id}/refund`` ``{"amount_cents": n | null}``: gives back part or all
+  of a paid order (all that is left when null) through the gateway that took the payment;
+  a full refund moves the order to ``refunded``; the customer's status stream says so.
+- ``POST /orders/{order_id}/review`` ``{"decision": "approve" | "reject"}``: an order held
+  by the velocity rules is paid now, or cancelled and its holds released.
+"""
+
+# No "from __future__ import annotations": FastAPI resolves the route's annotations.
+
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from matchday.domain.errors import Unavailable
+from matchday.shop.checkout import CheckoutService
+from matchday.web.admin_session import AdminCall, AdminGate
+from matchday.web.context import ShopContext
+from matchday.web.schemas import ErrorBody
+
+OrderPath = Annotated[str, Path(min_length=3, max_length=64, pattern=r"^o_[0-9a-f]+$")]
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No valid admin session"},
+    404: {"model": ErrorBody, "description": "No such order"},
+    409: {"model": ErrorBody, "description": "The order is not in a state that allows it"},
+}
+
+
+class RefundIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount_cents: int | None = Field(default=None, ge=1, le=10**9)
+
+
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["approve", "reject"]
+
+
+def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
+    def checkout() -> CheckoutService:
+        found = ctx.checkout or ctx.extras.get("checkout")
+        if not isinstance(found, CheckoutService):
+            raise Unavailable("payments are not configured in this admin process")
+        return found
+
+    Refunder = Annotated[AdminCall, Depends(gate.require("order.refund"))]
+    Reviewer = Annotated[AdminCall, Depends(gate.require("order.review"))]
+
+    @app.post("/orders/{order_id}/refund", responses=RESPONSES, tags=["orders"])
+    async def refund(
+        request: Request, order_id: OrderPath, body: RefundIn, call: Refunder
+    ) -> JSONResponse:
+        """Refund a paid order, in part or in full. The same Idempotency-Key refunds once."""
+
+        async def produce(rid: str) -> tuple[int, Any]:
+            order = await checkout().refund(order_id, body.amount_cents, rid[:64])
+            return 200, order.to_dict()
+
+        return await gate.run(request, call, body.model_dump(), produce)
+
+    @app.post("/orders/{order_id}/review", responses=RESPONSES, tags=["orders"])
+    async def review(
+        request: Request, order_id: OrderPath, body: ReviewIn, call: Reviewer
+    ) -> JSONResponse:
+        """Approve (pay now) or reject (cancel, release the stock) an order held for review."""
+
+        async def produce(rid: str) -> tuple[int, Any]:
+            order = await checkout().decide_review(order_id, body.decision == "approve")
+            return 200, order.to_dict()
+
+        return await gate.run(request, call, body.model_dump(), produce)
