@@ -2,24 +2,133 @@
 
 ``serve deploy`` goes through the dashboard's REST API; the run command and the tests talk to
 the Serve controller directly with the same schema, so they work with the dashboard off.
+
+Binds (ADR 0006). A single-machine stack keeps every listener on 127.0.0.1: Ray itself via
+``cluster.local.keep_ray_on_loopback`` (ADR 0004), the ingress via ``http_options.host``, and
+two listeners Ray 2.60 hard-codes to all interfaces via :func:`keep_serve_on_loopback`, a
+worker setup hook: each Serve replica's inter-deployment gRPC server (``[::]:0`` in
+``replica.py``, both ingress modes) and HAProxy's stats (``*:8404``) and Prometheus
+(``:9101``) frontends (``haproxy_templates.py``). The hook changes them only on a node whose
+Ray address is 127.0.0.1, so a multi-node cluster keeps Ray's defaults.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.abc
+import importlib.machinery
+import logging
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
 
+log = logging.getLogger(__name__)
+
 SERVE_CONFIG = Path(__file__).resolve().parent.parent / "serve_config.yaml"
+LOOPBACK = "127.0.0.1"
+# Ray runs the function this names in every worker process it starts, before the worker
+# hosts anything: the variable behind ``ray.init(runtime_env={"worker_process_setup_hook":
+# ...})`` (ray/_private/runtime_env/setup_hook.py). Set in the environment Ray starts from
+# (INGRESS_ENV) it reaches Serve's own actors (the HAProxy manager); set in an app's
+# runtime_env (load_config) it reaches that app's replicas, also on a cluster started
+# elsewhere (the test suite's).
+SETUP_HOOK_ENV = "__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR"
+SETUP_HOOK = "cluster.serving.keep_serve_on_loopback"
+LOOPBACK_ENV = {SETUP_HOOK_ENV: SETUP_HOOK}
 INGRESS_ENV = {
-    # HAProxy ingress: measured ~13x the default Python proxy on 2 cores (ADR 0006).
-    "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
-    "python": {},
+    # HAProxy ingress: ~3x the Python proxy on add-to-cart over HTTP, 2 cores (ADR 0006,
+    # bench/http.py); ~13x on a no-op deployment (DESIGN.md).
+    "haproxy": {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        **LOOPBACK_ENV,
+    },
+    "python": {**LOOPBACK_ENV},
 }
+
+# What Ray 2.60 writes, and what a loopback-only node writes instead.
+_REPLICA_GRPC_ADDRESS = "[::]:0"
+_HAPROXY_BINDS = {
+    "bind :{{ config.metrics_port }}": "bind 127.0.0.1:{{ config.metrics_port }}",
+    "bind *:{{ config.stats_port }}": "bind 127.0.0.1:{{ config.stats_port }}",
+}
+
+
+def _on_loopback_node() -> bool:
+    import ray
+
+    try:
+        return bool(ray.util.get_node_ip_address() == LOOPBACK)  # type: ignore[no-untyped-call]
+    except Exception:  # not connected yet: decide at the first call instead
+        return False
+
+
+def _patch_replica(module: ModuleType) -> None:
+    original = getattr(module, "add_port_to_grpc_server")  # noqa: B009 - private to Ray
+
+    def add_port(server: Any, address: str) -> int:
+        if address == _REPLICA_GRPC_ADDRESS and _on_loopback_node():
+            address = f"{LOOPBACK}:0"  # the controller reaches it at the node IP, 127.0.0.1
+        return int(original(server, address))
+
+    setattr(module, "add_port_to_grpc_server", add_port)  # noqa: B010
+
+
+def _patch_haproxy(module: ModuleType) -> None:
+    template: str = getattr(module, "HAPROXY_CONFIG_TEMPLATE")  # noqa: B009
+    missing = [old for old in _HAPROXY_BINDS if old not in template]
+    if missing:
+        log.warning("HAProxy template changed, cannot keep %s on loopback", missing)
+    if not _on_loopback_node():
+        return
+    for old, new in _HAPROXY_BINDS.items():
+        template = template.replace(old, new)
+    setattr(module, "HAPROXY_CONFIG_TEMPLATE", template)  # noqa: B010
+
+
+_PATCHES: dict[str, Callable[[ModuleType], None]] = {
+    "ray.serve._private.replica": _patch_replica,
+    "ray.serve._private.haproxy": _patch_haproxy,
+}
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Applies a patch right after its module is imported, so workers that never import
+    Serve (the inventory shards) pay nothing."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        patch = _PATCHES.get(fullname)
+        if patch is None:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        loader = spec.loader
+        exec_module = loader.exec_module
+
+        def exec_and_patch(module: ModuleType) -> None:
+            exec_module(module)
+            patch(module)
+
+        loader.exec_module = exec_and_patch  # type: ignore[method-assign]
+        return spec
+
+
+def keep_serve_on_loopback() -> None:
+    """Worker setup hook: bind Serve's hard-coded all-interface listeners to 127.0.0.1 on a
+    loopback-only node. Safe to call more than once."""
+    for name, patch in _PATCHES.items():
+        if name in sys.modules:
+            patch(sys.modules[name])
+    if not any(isinstance(f, _PatchOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _PatchOnImport())
 
 
 def load_config(
@@ -39,11 +148,16 @@ def load_config(
         config.setdefault("http_options", {})["port"] = port
     if apps is not None:
         config["applications"] = [a for a in config["applications"] if a["name"] in apps]
+    loopback = config.get("http_options", {}).get("host", LOOPBACK) in (LOOPBACK, "localhost")
     for app in config["applications"]:
         args = app.setdefault("args", {}) or {}
         app["args"] = args
         if settings:
             args["settings"] = {**args.get("settings", {}), **settings}
+        if loopback:  # a single machine: its replicas run the loopback hook (module doc)
+            runtime_env = app.setdefault("runtime_env", {}) or {}
+            runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **LOOPBACK_ENV}
+            app["runtime_env"] = runtime_env
     return config
 
 
@@ -54,7 +168,7 @@ def deploy(config: dict[str, Any], *, say: Callable[[str], None] = print) -> Non
 
     http = config.get("http_options", {})
     serve.start(
-        http_options={"host": http.get("host", "127.0.0.1"), "port": http.get("port", 8000)},
+        http_options={"host": http.get("host", LOOPBACK), "port": http.get("port", 8000)},
         proxy_location=config.get("proxy_location", "HeadOnly"),
     )
     schema = ServeDeploySchema(**config)

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     # HTTP. Empty secret_key: the run command generates one per data directory (0600 file).
     secret_key: SecretStr = SecretStr("")
     http_host: str = "127.0.0.1"
-    # The Serve ingress: "haproxy" (~2.8x Ray's default Python proxy on add-to-cart over
+    # The Serve ingress: "haproxy" (~3x Ray's default Python proxy on add-to-cart over
     # HTTP, bench/http.py; every listener on 127.0.0.1, ADR 0006) or "python".
     ingress: Literal["haproxy", "python"] = "haproxy"
     http_port: int = Field(default=8000, ge=1, le=65535)

@@ -1,0 +1,106 @@
+# ruff: noqa: F811 - pytest fixtures are imported, then named as parameters
+"""A single-machine stack listens on loopback only, in both ingress modes (ADR 0006).
+
+Every process of the stack is looked at: this test process (the Ray driver), what it started
+(GCS, raylet, Ray's workers and Serve's actors under the raylet, HAProxy under its manager),
+or, for the HAProxy mode, the ``matchday run`` process and its tree. Processes of other
+stacks on the same machine are not ours and are ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.e2e.conftest import Served, free_port, served  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.e2e
+
+LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+
+
+def listeners(root: psutil.Process) -> list[tuple[str, str, int]]:
+    """(process name, address, port) of every TCP listener of root and its descendants."""
+    found = []
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            name = proc.name()
+            for conn in proc.net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN:
+                    found.append((name, conn.laddr.ip, conn.laddr.port))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def public(found: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    return [entry for entry in found if entry[1] not in LOOPBACK]
+
+
+def test_the_python_proxy_stack_listens_on_loopback_only(served: Served) -> None:
+    found = listeners(psutil.Process(os.getpid()))
+    names = {name for name, _, _ in found}
+    assert any(n.startswith("ray::ServeReplica") for n in names), names
+    assert any(n.startswith("ray::ProxyActor") for n in names), names
+    assert public(found) == []
+
+
+def test_the_haproxy_stack_of_the_run_command_listens_on_loopback_only() -> None:
+    scratch = Path(tempfile.mkdtemp(prefix="matchday-binds-"))
+    data_dir = scratch / "data"  # run --fresh empties it: the log lives beside it
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MATCHDAY_", "RAY_"))}
+    env.update(
+        MATCHDAY_DATA_DIR=str(data_dir),
+        MATCHDAY_INGRESS="haproxy",
+        MATCHDAY_HTTP_PORT=str(free_port()),
+        # Other stacks on this machine may hold HAProxy's default 8404 and 9101.
+        RAY_SERVE_HAPROXY_STATS_PORT=str(free_port()),
+        RAY_SERVE_HAPROXY_METRICS_PORT=str(free_port()),
+        RAY_AUTH_MODE="disabled",
+    )
+    log = scratch / "run.log"
+    with log.open("w") as out:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "cluster.cli", "run", "--fresh", "--no-dashboard"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 240
+        while "Stop: Ctrl-C" not in log.read_text():
+            assert run.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(1)
+        port = int(env["MATCHDAY_HTTP_PORT"])
+        while not any(
+            n == "haproxy" and p == port for n, _, p in listeners(psutil.Process(run.pid))
+        ):
+            assert time.monotonic() < deadline, "HAProxy never listened on the HTTP port"
+            time.sleep(1)  # the manager (re)starts HAProxy once routes arrive
+        time.sleep(2)  # and the replicas their servers
+        found = listeners(psutil.Process(run.pid))
+        names = {name for name, _, _ in found}
+        assert any(n.startswith("ray::ServeReplica") for n in names), names
+        assert {
+            int(env["RAY_SERVE_HAPROXY_STATS_PORT"]),
+            int(env["RAY_SERVE_HAPROXY_METRICS_PORT"]),
+        } <= {port for name, _, port in found if name == "haproxy"}
+        assert public(found) == []
+    finally:
+        run.send_signal(signal.SIGINT)
+        try:
+            run.wait(60)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            run.wait()
+        shutil.rmtree(scratch, ignore_errors=True)
