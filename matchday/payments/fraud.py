@@ -1,13 +1,14 @@
 """Velocity rules: too many checkouts per customer, card or address hold an order for review.
 
-Signals are recorded for every checkout that reaches the payment step (customer, the card's
-fingerprint as the gateway names it, never the number, and the client address); an order
-over any limit within the window is held (status ``review``) before any charge, and the
-hold is written to the suspicious-activity log the reports read.
+Signals are recorded for every checkout that reaches the payment step: customer, the card's
+fingerprint as the gateway names it (never the number) and the client address (unless it is
+loopback, i.e. a local proxy's). An order over any limit within the window is held (status
+``review``) before any charge, and the hold goes to the suspicious-activity log.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from matchday.storage.payments_repo import PaymentsRepository
@@ -30,6 +31,7 @@ class FraudRules:
         self, order_id: str, customer_id: str, fingerprint: str | None, client_ip: str | None
     ) -> list[str]:
         """Record this checkout's signals; the rules it breaks (empty: let it through)."""
+        client_ip = _routable(client_ip)
         await self.repo.add_signal(order_id, customer_id, fingerprint, client_ip)
         seen = await self.repo.velocity(self.limits.window_s, customer_id, fingerprint, client_ip)
         reasons = []
@@ -44,3 +46,14 @@ class FraudRules:
                 "velocity_hold", order_id, customer_id, {"reasons": reasons, "ip": client_ip}
             )
         return reasons
+
+
+def _routable(ip: str | None) -> str | None:
+    """The address, unless it says nothing about the client: behind a local proxy (HAProxy,
+    the Python proxy) every request comes from loopback, and one shared address must not
+    hold every shopper's order."""
+    try:
+        addr = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return None
+    return None if addr.is_loopback or addr.is_unspecified else str(addr)

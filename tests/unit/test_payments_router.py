@@ -173,3 +173,16 @@ async def test_a_refund_goes_to_the_gateway_that_took_the_payment() -> None:
     assert backup.refunds == ["pi_b_1"] and primary.refunds == []
     with pytest.raises(Unavailable):
         await router.refund("pi_unknown", 100, "k")
+
+
+def test_worker_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
+    import random
+
+    from matchday.payments.worker import PaymentsWorker
+
+    w = PaymentsWorker(None, None, None, {}, base_s=2, max_s=60, rng=random.Random(7))  # type: ignore[arg-type]
+    delays = [w.backoff(n) for n in range(1, 10)]
+    for n, d in enumerate(delays, start=1):
+        full = min(60, 2 * 2 ** (n - 1))
+        assert full / 2 <= d <= full
+    assert max(delays) <= 60 and len({round(d, 6) for d in delays}) == len(delays)
