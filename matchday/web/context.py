@@ -50,7 +50,11 @@ class ShopContext:
         gateway: PaymentGateway | None = None,
         pool_size: int = 10,
     ) -> ShopContext:
-        pool = make_pool(settings.database_url, max_size=pool_size, name="matchday-web")
+        # No check per borrow: it cost a round trip per query on the hot path, and a dead
+        # connection already surfaces as a 503 (StorageConnection) and leaves the pool.
+        pool = make_pool(
+            settings.database_url, max_size=pool_size, name="matchday-web", check=False
+        )
         await pool.open(wait=False)
         # Short timeouts: a Redis that stops answering must cost a request milliseconds,
         # not the default of waiting forever.
