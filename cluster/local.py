@@ -60,6 +60,7 @@ class LocalStack:
         seed: bool = True,
         serve: bool = True,
         say: Any = print,
+        payments_worker: bool | None = None,  # default: with the HTTP apps
     ) -> LocalStack:
         import ray
 
@@ -110,6 +111,10 @@ class LocalStack:
                 say(f"starting the HTTP apps ({settings.ingress} ingress) ...")
                 deploy(load_config(host=settings.http_host, port=settings.http_port), say=say)
                 stack.serving = True
+            if payments_worker or (payments_worker is None and serve):  # ADR 0008
+                from actors.payments_worker import start_payments_worker
+
+                start_payments_worker(settings)
         except BaseException:
             stack.stop()
             raise

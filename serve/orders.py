@@ -7,19 +7,39 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
+from matchday.payments.fraud import FraudRules, VelocityLimits
+from matchday.settings import Settings
+from matchday.storage.payments_repo import PaymentsRepository
 from matchday.web import orders_api
+from matchday.web.context import ShopContext
 from serve import presets
 from serve.common import AppArgs, open_context, settings_of
 from serve.payments import HandleGateway, Payments
+
+
+def configure_payments(ctx: ShopContext, settings: Settings) -> None:
+    """Checkout's payment settings: the worker's grace period and the velocity rules."""
+    if ctx.checkout is None:
+        return
+    ctx.checkout.settle_grace_s = settings.payment_settle_grace_s
+    ctx.checkout.fraud = FraudRules(
+        PaymentsRepository(ctx.pool),
+        VelocityLimits(
+            window_s=settings.fraud_window_s,
+            per_customer=settings.fraud_max_per_customer,
+            per_card=settings.fraud_max_per_card,
+            per_ip=settings.fraud_max_per_ip,
+        ),
+    )
 
 
 @serve.deployment(name="Orders", **presets.ORDERS)
 @serve.ingress()
 class OrdersAPI:
     async def __init__(self, settings: dict[str, Any], payments: Any) -> None:
-        self.ctx = await open_context(
-            settings_of(settings), with_stock=True, gateway=HandleGateway(payments)
-        )
+        s = settings_of(settings)
+        self.ctx = await open_context(s, with_stock=True, gateway=HandleGateway(payments))
+        configure_payments(self.ctx, s)
 
     def __serve_build_asgi_app__(self) -> Any:
         return orders_api.build(self.ctx)
@@ -31,4 +51,4 @@ class OrdersAPI:
 def build_app(args: dict[str, Any]) -> Application:
     """The app builder serve_config.yaml names; ``args`` is that app's ``args:``."""
     settings = AppArgs.model_validate(args).settings
-    return OrdersAPI.bind(settings, Payments.bind())  # type: ignore[attr-defined]
+    return OrdersAPI.bind(settings, Payments.bind(settings))  # type: ignore[attr-defined]

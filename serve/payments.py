@@ -1,5 +1,10 @@
 """The payment gateway as a deployment, called by checkout through a handle.
 
+Which gateway comes from settings (ADR 0008): the deterministic test gateway (the default
+when no Stripe key is configured, so `make run` works offline; it keeps its idempotency
+memory in its one replica), or the router over the configured Stripe accounts, whose state
+lives in PostgreSQL and at Stripe, so any number of replicas may run it.
+
 Errors cross the handle as records, not exceptions, so checkout sees the same typed error
 (``Unavailable``: outcome unknown) it would see in-process, not a wrapped RayTaskError.
 """
@@ -11,14 +16,24 @@ from typing import Any
 from ray import serve
 
 from matchday.domain.errors import MatchdayError, error_from_record, error_to_record
-from matchday.payments.gateway import ChargeRequest, ChargeResult, RefundResult, TestGateway
+from matchday.payments.factory import build_gateway
+from matchday.payments.gateway import ChargeRequest, ChargeResult, RefundResult
+from matchday.storage.db import make_pool
+from matchday.storage.payments_repo import PaymentsRepository
 from serve import presets
+from serve.common import settings_of
+
+DEPLOYMENT = "Payments"
+APP = "orders"  # the application that deploys it (serve_config.yaml)
 
 
-@serve.deployment(name="Payments", **presets.PAYMENTS)
+@serve.deployment(name=DEPLOYMENT, **presets.PAYMENTS)
 class Payments:
-    def __init__(self) -> None:
-        self.gateway = TestGateway()
+    async def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        s = settings_of(settings or {})
+        self.pool = make_pool(s.database_url, max_size=4, name="matchday-payments")
+        await self.pool.open(wait=False)
+        self.gateway: Any = build_gateway(s, PaymentsRepository(self.pool))
 
     async def charge(self, req: ChargeRequest) -> tuple[str, Any]:
         try:
@@ -32,6 +47,21 @@ class Payments:
         except MatchdayError as exc:
             return "error", error_to_record(exc)
 
+    async def fingerprint(self, payment_token: str) -> str | None:
+        ask = getattr(self.gateway, "fingerprint", None)
+        try:
+            return None if ask is None else await ask(payment_token)
+        except MatchdayError:
+            return None
+
+    async def stats(self) -> dict[str, Any]:
+        """Per gateway and region: successes, declines, outages, failovers; breaker states."""
+        stats = getattr(self.gateway, "stats", None)
+        return {"gateway": self.gateway.name, **(stats() if stats else {})}
+
+    async def __del__(self) -> None:
+        await self.pool.close()
+
 
 class HandleGateway:
     """A :class:`PaymentGateway` that forwards to the Payments deployment."""
@@ -40,6 +70,11 @@ class HandleGateway:
 
     def __init__(self, handle: Any) -> None:
         self.handle = handle
+
+    @classmethod
+    def deployed(cls) -> HandleGateway:
+        """The Payments deployment of the running orders app (for other apps and actors)."""
+        return cls(serve.get_deployment_handle(DEPLOYMENT, app_name=APP))
 
     async def charge(self, req: ChargeRequest) -> ChargeResult:
         kind, value = await self.handle.charge.remote(req)
@@ -56,3 +91,7 @@ class HandleGateway:
             raise error_from_record(value)
         assert isinstance(value, RefundResult)
         return value
+
+    async def fingerprint(self, payment_token: str) -> str | None:
+        value = await self.handle.fingerprint.remote(payment_token)
+        return None if value is None else str(value)

@@ -1,0 +1,111 @@
+"""PaymentsWorkerActor: hosts :class:`matchday.payments.worker.PaymentsWorker` on Ray.
+
+Detached and restartable: the worker loop starts in ``__init__`` (on its own event loop, in
+a thread), so a restarted actor resumes draining the queue without anyone calling it. Its
+state is all in PostgreSQL, so a restart loses nothing; two of them would not step on each
+other either (rows are claimed with ``FOR UPDATE SKIP LOCKED``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+import ray
+
+from matchday.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WORKER_NAME = "payments-worker"
+
+
+class PaymentsWorkerActor:
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = Settings(**settings)
+        self._worker: Any = None
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._main, name="payments-worker", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        from actors.client import connect_client
+        from matchday.payments.factory import build_gateway
+        from matchday.payments.router import PaymentRouter
+        from matchday.payments.worker import PaymentsWorker
+        from matchday.storage.db import make_pool
+        from matchday.storage.payments_repo import PaymentsRepository
+        from matchday.web.context import ShopContext
+
+        s = self.settings
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        pool = make_pool(s.database_url, max_size=2, name="payments-worker-gw")
+        await pool.open(wait=False)
+        if s.gateway_kind == "stripe":
+            gateway: Any = build_gateway(s, PaymentsRepository(pool))
+        else:  # the test gateway's memory lives in the Payments deployment
+            from serve.payments import HandleGateway
+
+            try:
+                gateway = HandleGateway.deployed()
+            except Exception as exc:  # Serve not running: nothing can have been charged
+                log.warning("payments worker idle: no Payments deployment (%s)", exc)
+                await pool.close()
+                return
+        ctx = await ShopContext.open(s, stock=connect_client(s), gateway=gateway, pool_size=4)
+        assert ctx.checkout is not None
+        ctx.checkout.settle_grace_s = s.payment_settle_grace_s
+        gateways = gateway.gateways if isinstance(gateway, PaymentRouter) else {}
+        self._worker = PaymentsWorker(
+            ctx.repo, PaymentsRepository(ctx.pool), ctx.checkout, gateways,
+            base_s=s.payment_retry_base_s, max_s=s.payment_retry_max_s,
+            stale_s=max(s.payment_settle_grace_s, 2 * s.stripe_timeout_s),
+        )  # fmt: skip
+        try:
+            await self._worker.run(self._stop, poll_s=s.payment_worker_poll_s)
+        finally:
+            await ctx.close()
+            await pool.close()
+
+    def stats(self) -> dict[str, int]:
+        return dict(self._worker.counters) if self._worker is not None else {}
+
+    def stop(self) -> bool:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        return True
+
+
+def start_payments_worker(settings: Settings) -> Any:
+    """Create (or find) the detached worker actor; returns its handle."""
+    handle = (
+        ray.remote(PaymentsWorkerActor)
+        .options(  # type: ignore[attr-defined]
+            name=WORKER_NAME,
+            namespace=settings.namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            max_restarts=-1,
+            max_task_retries=-1,
+            num_cpus=0,
+        )
+        .remote(settings.payload())
+    )
+    ray.get(handle.stats.remote())
+    return handle
+
+
+def stop_payments_worker(settings: Settings) -> None:
+    try:
+        handle = ray.get_actor(WORKER_NAME, namespace=settings.namespace)
+    except ValueError:
+        return
+    ray.get(handle.stop.remote())
+    ray.kill(handle)

@@ -1,0 +1,121 @@
+"""Payments on the Serve stack over real HTTP: the orders, webhooks and Payments deployments
+paying through two localstripe accounts, and the payments worker actor settling an order
+whose charge got no answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Served
+from tests.e2e.test_serve_http import new_product, stock_of
+from tests.integration.test_payments_support import LocalStripe, stripe_settings, two_accounts
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stripe_served(served: Served) -> Iterator[tuple[Served, LocalStripe, LocalStripe]]:
+    """The same Serve stack redeployed to pay through localstripe; put back afterwards."""
+    from actors.payments_worker import start_payments_worker, stop_payments_worker
+    from cluster.serving import deploy, load_config
+
+    port = int(served.base.rsplit(":", 1)[1])
+    with two_accounts() as (primary, backup):
+        extra = stripe_settings(
+            served.settings, primary, backup,
+            stripe_timeout_s=1.0, payment_settle_grace_s=1.0, payment_retry_base_s=0.5,
+            payment_retry_max_s=2.0, payment_worker_poll_s=0.3,
+        )  # fmt: skip
+        s = type(served.settings)(**{**served.settings.payload(), **extra})
+        deploy(load_config(settings=s.payload(), port=port), say=lambda _: None)
+        start_payments_worker(s)
+        try:
+            yield Served(s, served.base), primary, backup
+        finally:
+            stop_payments_worker(s)
+            deploy(load_config(settings=served.settings.payload(), port=port), say=lambda _: None)
+
+
+async def checkout(served: Served, sku: str, token: str, key: str) -> dict[str, Any]:
+    async with served.client("/api/shop") as shop, served.client("/api/orders") as orders:
+        token_body = (await shop.post("/session")).json()
+        auth = {"Authorization": f"Bearer {token_body['token']}"}
+        cart = (await shop.post("/carts", headers=auth)).json()["cart_id"]
+        r = await shop.post(f"/carts/{cart}/items", json={"sku": sku, "qty": 1}, headers=auth)
+        assert r.status_code == 201, r.text
+        r = await orders.post(
+            "/", json={"cart_id": cart, "payment_token": token},
+            headers={**auth, "Idempotency-Key": key},
+        )  # fmt: skip
+        assert r.status_code in (201, 422), r.text
+        body: dict[str, Any] = r.json()
+        body["_auth"] = auth
+        return body
+
+
+async def test_checkout_over_http_pays_through_stripe_and_a_decline_releases_the_stock(
+    stripe_served: tuple[Served, LocalStripe, LocalStripe],
+) -> None:
+    served, primary, _ = stripe_served
+    _, sku = await new_product(served, stock=3)
+    paid = await checkout(served, sku, "pm_card_visa", "e2e-pay")
+    assert (paid["status"], paid["gateway"]) == ("paid", "stripe-primary"), paid
+    assert primary.by_order()[paid["order_id"]] == {"succeeded": 1}
+    declined = await checkout(served, sku, "pm_card_chargeCustomerFail", "e2e-decline")
+    assert declined["status"] == "payment_failed"
+    assert await stock_of(served, sku) == (3, 0, 1)
+    refused = await checkout(served, sku, "4242 4242 4242 4242", "e2e-pan")
+    assert refused["code"] == "card_data_refused"
+
+
+async def test_an_unanswered_charge_is_settled_by_the_worker_actor_and_streamed(
+    stripe_served: tuple[Served, LocalStripe, LocalStripe],
+) -> None:
+    served, primary, backup = stripe_served
+    _, sku = await new_product(served, stock=2)
+    primary.pause()
+    backup.pause()
+    try:
+        order = await checkout(served, sku, "pm_card_visa", "e2e-lost")
+    finally:
+        primary.resume()
+        backup.resume()
+    assert order["status"] == "payment_pending", order
+    deadline = time.monotonic() + 60
+    async with served.client("/api/orders") as orders:
+        while time.monotonic() < deadline:
+            now = (await orders.get(f"/{order['order_id']}", headers=order["_auth"])).json()
+            if now["status"] != "payment_pending":
+                break
+            await asyncio.sleep(0.5)
+        assert now["status"] == "paid", now
+        async with orders.stream(
+            "GET", f"/{order['order_id']}/events", headers=order["_auth"]
+        ) as r:
+            body = (await r.aread()).decode()
+    events = [json.loads(x[6:]) for x in body.splitlines() if x.startswith("data: ")]
+    assert [e["status"] for e in events][-2:] == ["payment_pending", "paid"]
+    assert "do not pay again" in events[-2]["detail"]["message"].lower()
+    seen = {**primary.by_order(), **backup.by_order()}
+    succeeded = sum(
+        c["succeeded"] for server in (primary, backup)
+        for o, c in server.by_order().items() if o == order["order_id"]
+    )  # fmt: skip
+    assert succeeded == 1, seen
+    assert await stock_of(served, sku) == (2, 0, 1)
+
+
+async def test_webhooks_app_is_deployed_and_verifies_signatures(
+    stripe_served: tuple[Served, LocalStripe, LocalStripe],
+) -> None:
+    served, _, _ = stripe_served
+    async with served.client("/api/webhooks") as hooks:
+        r = await hooks.post("/stripe/primary", content=b"{}", headers={"Stripe-Signature": "t=1"})
+        assert r.status_code == 400
+        assert (await hooks.get("/healthz")).status_code == 200
