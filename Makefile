@@ -29,5 +29,8 @@ integration: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.inventory
 
+loadtest: $(BIN)/.installed
+	rm -rf loadtests/out/acks && MATCHDAY_LT_TIME_SCALE=$${MATCHDAY_LT_TIME_SCALE:-0.1} $(BIN)/locust -f loadtests/matchday.py --headless --host http://127.0.0.1:$${MATCHDAY_HTTP_PORT:-8000} --csv loadtests/out/matchday --html loadtests/out/matchday.html --only-summary && $(BIN)/python -m loadtests.audit
+
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache .hypothesis

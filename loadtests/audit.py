@@ -72,7 +72,7 @@ def summary(findings: list[checks.Finding], shown: int = SHOWN) -> str:
         counted = f"{f.checked:,} {f.unit}"
         if f.violations:
             counted += f", {len(f.violations)} violation(s)"
-        lines.append(f"  {status}  {f.title:<55} {counted}")
+        lines.append(f"  {status}  {f.title:<60} {counted}")
         lines.extend(f"          - {v}" for v in f.violations[:shown])
         if len(f.violations) > shown:
             lines.append(f"          ... and {len(f.violations) - shown} more")

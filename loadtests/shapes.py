@@ -10,7 +10,7 @@ MATCHDAY_LT_SHAPE=off ignores the table and holds ``-u`` users at ``-r`` per sec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from locust import LoadTestShape
 
@@ -90,7 +90,10 @@ class StagesShape(LoadTestShape):
     def tick(self) -> tuple[int, float] | None:
         if self.cfg.shape_off:
             assert self.runner is not None
-            opts = self.runner.environment.parsed_options
+            opts: Any = self.runner.environment.parsed_options  # set in every CLI run
+            # Locust ignores --run-time when a shape is present: honour it here.
+            if opts.run_time and self.get_run_time() >= opts.run_time:
+                return None
             return int(opts.num_users or 1), float(opts.spawn_rate or 1)
         return users_at(self.stages, self.get_run_time(), self.cfg.peak_users, self.cfg.time_scale)
 

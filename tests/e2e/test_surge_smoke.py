@@ -1,7 +1,7 @@
 """A short match-day surge with Locust against the Serve stack, then the post-run audit.
 
 Locust runs as a subprocess (gevent monkey-patches everything it imports; pytest, asyncio
-and Ray must not share a process with it), loopback only, bounded by its shape, ``-t`` and a
+and Ray must not share a process with it), loopback only, bounded by its stage table and a
 timeout. The audit is scoped to this test's SKUs: the session's database is shared.
 """
 
@@ -33,7 +33,7 @@ from tests.integration.conftest import uid
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-SURGE_S = 16  # the compressed match day below; -t and the timeout bound it further
+SURGE_S = 16  # the compressed match day below; the subprocess timeout bounds it too
 
 
 @dataclass
@@ -92,7 +92,7 @@ def run_locust(served: Served, out: Path, surge: Surge) -> int:
     }
     cmd = [
         sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "matchday.py"),
-        "--headless", "--host", served.base, "-t", f"{SURGE_S + 8}s",
+        "--headless", "--host", served.base,
         "--csv", str(out / "surge"), "--only-summary", "--loglevel", "WARNING",
     ]  # fmt: skip
     done = subprocess.run(
