@@ -164,9 +164,11 @@ class LocalStack:
 
             if ray.is_initialized():
                 from actors.client import stop_inventory
+                from actors.payments_worker import stop_payments_worker
 
                 if self.serving:
                     shutdown()
+                stop_payments_worker(self.settings)  # detached: it outlives us otherwise
                 stop_inventory(self.settings)
                 if self.owns_ray:
                     ray.shutdown()

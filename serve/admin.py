@@ -14,6 +14,7 @@ from matchday.storage.inventory_repo import InventoryRepository
 from matchday.web import admin_api
 from serve import presets
 from serve.common import AppArgs, open_context, settings_of
+from serve.payments import HandleGateway
 
 
 class RayPinning:
@@ -39,7 +40,8 @@ class RayPinning:
 class AdminAPI:
     async def __init__(self, settings: dict[str, Any]) -> None:
         s = settings_of(settings)
-        self.ctx = await open_context(s, with_stock=True)
+        # Refunds go through the Payments deployment of the orders app (admin_refunds.py).
+        self.ctx = await open_context(s, with_stock=True, gateway=HandleGateway.deployed())
         self.router = Router(s.shards, s.dedicated_shards)
         self.pins = RayPinning(InventoryRepository(self.ctx.pool), self.router, shard_handles(s))
 

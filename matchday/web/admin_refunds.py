@@ -24,7 +24,7 @@ from matchday.web.admin_session import AdminCall, AdminGate
 from matchday.web.context import ShopContext
 from matchday.web.schemas import ErrorBody
 
-OrderPath = Annotated[str, Path(min_length=3, max_length=64, pattern=r"^o_[0-9a-f]+$")]
+OrderPath = Annotated[str, Path(min_length=3, max_length=64, pattern=r"^o_[a-z2-7]+$")]
 RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No valid admin session"},
     404: {"model": ErrorBody, "description": "No such order"},

@@ -28,7 +28,7 @@ from matchday.web.schemas import CheckoutIn, ErrorBody, OrderList, OrderOut
 
 log = logging.getLogger(__name__)
 
-OrderId = Annotated[str, Path(min_length=3, max_length=64, pattern=r"^o_[0-9a-f]+$")]
+OrderId = Annotated[str, Path(min_length=3, max_length=64, pattern=r"^o_[a-z2-7]+$")]
 
 ORDER_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or invalid shopper token"},

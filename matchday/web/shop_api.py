@@ -18,7 +18,7 @@ from matchday.web.base import idempotent, make_app
 from matchday.web.context import ShopContext
 from matchday.web.schemas import AddItem, CartOut, ErrorBody, LineOut, SessionOut, SetQuantity
 
-CartId = Annotated[str, Path(min_length=3, max_length=64, pattern=r"^c_[0-9a-f]+$")]
+CartId = Annotated[str, Path(min_length=3, max_length=64, pattern=r"^c_[a-z2-7]+$")]
 SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
 SHOPPER_RESPONSES: dict[int | str, dict[str, Any]] = {

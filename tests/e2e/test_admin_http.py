@@ -56,3 +56,29 @@ async def test_an_operator_needs_both_factors_then_restocks_over_http(served: Se
         # attempt without a session.
         assert [e["outcome"] for e in mine] == ["ok", "ok", "unauthorized"], mine
         assert mine[0]["params"].get("replayed") is True
+
+
+async def test_an_operator_refunds_a_paid_order_over_http_once(served: Served) -> None:
+    _, sku = await new_product(served, stock=2)
+    async with served.client("/api/shop") as shop, served.client("/api/orders") as orders:
+        auth = {"Authorization": f"Bearer {(await shop.post('/session')).json()['token']}"}
+        cart = (await shop.post("/carts", headers=auth)).json()["cart_id"]
+        await shop.post(f"/carts/{cart}/items", json={"sku": sku}, headers=auth)
+        order = (
+            await orders.post("/", json={"cart_id": cart, "payment_token": "pm_card_visa"},
+                              headers=auth)
+        ).json()  # fmt: skip
+        assert order["status"] == "paid"
+    api_key, secret = await admin_key(served)
+    async with served.client("/api/admin") as admin:
+        code = pyotp.TOTP(secret).now()
+        login = await admin.post("/login", json={"api_key": api_key, "totp_code": code})
+        session = {"Authorization": f"Bearer {login.json()['session_token']}"}
+        path = f"/orders/{order['order_id']}/refund"
+        r = await admin.post(path, json={}, headers={**session, "Idempotency-Key": "rf-1"})
+        assert r.status_code == 200, r.text
+        again = await admin.post(path, json={}, headers={**session, "Idempotency-Key": "rf-1"})
+        assert again.status_code == 200 and again.json() == r.json()
+    async with served.client("/api/orders") as orders:
+        got = (await orders.get(f"/{order['order_id']}", headers=auth)).json()
+        assert got["status"] == "refunded"

@@ -193,7 +193,7 @@ async def test_a_follower_sees_a_pending_order_settle_live(stack: Stack) -> None
 
 async def test_order_ids_that_are_malformed_or_not_yours_are_4xx(stack: Stack) -> None:
     auth = await stack.session()
-    assert (await stack.orders.get("/o_00aa", headers=auth)).status_code == 404
+    assert (await stack.orders.get("/o_aaaa", headers=auth)).status_code == 404
     assert (await stack.orders.get("/bad id", headers=auth)).status_code in (404, 422)
     assert (await stack.orders.get("/?limit=0", headers=auth)).status_code == 422
     r = await stack.orders.post("/", json={"cart_id": "c_1", "extra": 1}, headers=auth)

@@ -150,7 +150,7 @@ async def test_unknown_products_carts_and_lines_are_404s(stack: Stack) -> None:
     cart = await stack.cart(auth)
     r = await stack.shop.post(f"/carts/{cart}/items", json={"sku": "NO-SUCH-SKU"}, headers=auth)
     assert r.status_code == 404 and r.json()["code"] == "not_found"
-    assert (await stack.shop.get("/carts/c_00ff", headers=auth)).status_code == 404
+    assert (await stack.shop.get("/carts/c_aaaa", headers=auth)).status_code == 404
     r = await stack.shop.put(f"/carts/{cart}/items/NO-SUCH", json={"qty": 1}, headers=auth)
     assert r.status_code == 404
     assert (await stack.shop.get("/carts/not-a-cart", headers=auth)).status_code == 422
