@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from cluster.serving import INGRESS_ENV, deploy, load_config, shutdown
+from cluster.serving import INGRESS_ENV, deploy, haproxy_files, load_config, shutdown
 from matchday.catalog.demo import seed_catalog
 from matchday.demo import demo_stock
 from matchday.embedded import start_servers
@@ -92,6 +92,9 @@ class LocalStack:
                     **INGRESS_ENV[settings.ingress],
                 }
             )
+            if settings.ingress == "haproxy":
+                for name, value in haproxy_files(settings.data_dir).items():
+                    os.environ.setdefault(name, value)
             say("starting Ray ...")
             if not ray.is_initialized():
                 ctx = ray.init(

@@ -51,6 +51,25 @@ INGRESS_ENV = {
     "python": {**LOOPBACK_ENV},
 }
 
+
+def haproxy_files(data_dir: Path) -> dict[str, str]:
+    """HAProxy's config, admin socket and state files in this stack's own 0700 directory.
+
+    Ray's defaults are shared paths under /tmp/haproxy-serve with a world-writable admin
+    socket: two stacks on one machine (a run and the test suite, say) would fight over
+    them, and any local user could drive the ingress.
+    """
+    folder = data_dir.resolve() / "haproxy"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    return {
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(folder / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(folder / "admin.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(folder),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(folder / "server-state"),
+    }
+
+
 # What Ray 2.60 writes, and what a loopback-only node writes instead.
 _REPLICA_GRPC_ADDRESS = "[::]:0"
 _HAPROXY_BINDS = {

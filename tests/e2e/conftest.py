@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures are imported, then named as parameters
 """End-to-end: the Serve apps deployed from serve_config.yaml on Ray, reached over HTTP."""
 
 from __future__ import annotations
@@ -11,12 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-
-from tests.integration.conftest import (  # noqa: F401 - fixtures shared with integration
-    data_dir,
-    ray_session,
-    settings,
-)
 
 
 def free_port() -> int:

@@ -12,8 +12,8 @@ from matchday.inventory.routing import Router
 from matchday.storage.db import make_pool
 from matchday.storage.inventory_repo import InventoryRepository
 from matchday.web.context import ShopContext
+from tests.conftest import uid
 from tests.e2e.conftest import Served
-from tests.integration.conftest import uid
 
 pytestmark = pytest.mark.e2e
 

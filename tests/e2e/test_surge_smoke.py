@@ -27,8 +27,8 @@ from matchday.inventory.routing import Router
 from matchday.storage.admin_repo import AdminRepository
 from matchday.storage.db import make_pool
 from matchday.web.context import ShopContext
+from tests.conftest import uid
 from tests.e2e.conftest import Served
-from tests.integration.conftest import uid
 
 pytestmark = pytest.mark.e2e
 

@@ -25,7 +25,7 @@ from matchday.settings import Settings
 from matchday.storage.inventory_repo import InventoryRepository
 from matchday.web import catalog_api, orders_api, shop_api
 from matchday.web.context import ShopContext
-from tests.integration.conftest import uid
+from tests.conftest import uid
 
 ROUTER = Router(1, 0)
 

@@ -39,8 +39,8 @@ from matchday.settings import Settings
 from matchday.storage.admin_repo import AdminRepository
 from matchday.storage.db import make_pool
 from matchday.storage.inventory_repo import InventoryRepository
+from tests.conftest import uid
 from tests.fakes import ManualClock
-from tests.integration.conftest import uid
 
 pytestmark = pytest.mark.integration
 

@@ -27,8 +27,8 @@ from matchday.storage.admin_repo import AdminRepository
 from matchday.storage.inventory_repo import InventoryRepository
 from matchday.web import admin_api
 from matchday.web.admin_session import AdminSessions
+from tests.conftest import uid
 from tests.fakes import ManualClock
-from tests.integration.conftest import uid
 from tests.integration.shop_stack import ROUTER, Stack, open_stack
 
 pytestmark = pytest.mark.integration

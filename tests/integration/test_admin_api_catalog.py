@@ -11,7 +11,7 @@ import pytest
 
 from matchday.domain.errors import NotFound
 from matchday.settings import Settings
-from tests.integration.conftest import uid
+from tests.conftest import uid
 from tests.integration.test_admin_api import Admin, open_admin
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from matchday.settings import Settings
-from tests.integration.conftest import uid
+from tests.conftest import uid
 from tests.integration.test_admin_api import Admin, open_admin
 
 pytestmark = pytest.mark.integration

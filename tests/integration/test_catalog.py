@@ -26,7 +26,7 @@ from matchday.inventory.routing import Router
 from matchday.settings import Settings
 from matchday.storage.db import make_pool
 from matchday.storage.inventory_repo import InventoryRepository
-from tests.integration.conftest import uid
+from tests.conftest import uid
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from matchday.inventory.records import SkuRow
 from matchday.inventory.routing import Router
 from matchday.settings import Settings
 from matchday.storage.inventory_repo import InventoryRepository
-from tests.integration.conftest import uid
+from tests.conftest import uid
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from matchday.inventory.shard import ShardCore
 from matchday.settings import Settings
 from matchday.storage.db import make_pool, migrate
 from matchday.storage.inventory_repo import InventoryRepository
-from tests.integration.conftest import uid
+from tests.conftest import uid
 
 pytestmark = pytest.mark.integration
 
