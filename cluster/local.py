@@ -12,12 +12,20 @@ import json
 import logging
 import os
 import secrets
+import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import SecretStr
 
-from cluster.serving import INGRESS_ENV, deploy, haproxy_files, load_config, shutdown
+from cluster.serving import (
+    INGRESS_ENV,
+    deploy,
+    haproxy_files,
+    haproxy_folder,
+    load_config,
+    shutdown,
+)
 from matchday.catalog.demo import seed_catalog
 from matchday.demo import demo_stock
 from matchday.embedded import start_servers
@@ -182,6 +190,7 @@ class LocalStack:
                 except Exception as exc:
                     log.warning("could not stop %s: %r", type(server).__name__, exc)
             (self.settings.data_dir / STATE_FILE).unlink(missing_ok=True)
+            shutil.rmtree(haproxy_folder(self.settings.data_dir), ignore_errors=True)
 
 
 async def seed_demo(settings: Settings) -> int:

@@ -15,10 +15,13 @@ Ray address is 127.0.0.1, so a multi-node cluster keeps Ray's defaults.
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.abc
 import importlib.machinery
 import logging
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -52,15 +55,24 @@ INGRESS_ENV = {
 }
 
 
+def haproxy_folder(data_dir: Path) -> Path:
+    tag = hashlib.blake2b(str(data_dir.resolve()).encode(), digest_size=4).hexdigest()
+    return Path(tempfile.gettempdir()) / f"mdh-{tag}"
+
+
 def haproxy_files(data_dir: Path) -> dict[str, str]:
     """HAProxy's config, admin socket and state files in this stack's own 0700 directory.
 
     Ray's defaults are shared paths under /tmp/haproxy-serve with a world-writable admin
     socket: two stacks on one machine (a run and the test suite, say) would fight over
-    them, and any local user could drive the ingress.
+    them, and any local user could drive the ingress. The directory is short and under
+    /tmp, not in the data directory: Ray nests a 56-character folder in it and a Unix
+    socket's path must stay under HAProxy's 97 bytes.
     """
-    folder = data_dir.resolve() / "haproxy"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder = haproxy_folder(data_dir)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    if folder.stat().st_uid != os.getuid():
+        raise RuntimeError(f"{folder} belongs to another user: refusing to use it")
     folder.chmod(0o700)
     return {
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(folder / "haproxy.cfg"),
