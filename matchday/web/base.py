@@ -14,6 +14,7 @@ from matchday.shop.carts import check_key
 from matchday.web import errors
 from matchday.web.errors import ERROR_SCHEMA, error_response
 from matchday.web.idempotency import IdempotencyStore, fingerprint
+from matchday.web.pan_guard import PanGuard
 from matchday.web.schemas import ErrorBody, Health
 
 Ready = Callable[[], Awaitable[dict[str, str]]]
@@ -77,6 +78,9 @@ def make_app(title: str, description: str, *, ready: Ready, max_body_bytes: int)
     )
     errors.install(app)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+    # Outermost: a card number in any request to any app is refused before anything (a
+    # handler, a log line, the idempotency store) sees it (ADR 0008).
+    app.add_middleware(PanGuard, limit=max_body_bytes)
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     async def healthz() -> Health:

@@ -22,7 +22,6 @@ from matchday.payments.events import StripeEvents
 from matchday.web.base import make_app
 from matchday.web.context import ShopContext
 from matchday.web.errors import error_response
-from matchday.web.pan_guard import PanGuard
 from matchday.web.schemas import ErrorBody
 
 log = logging.getLogger(__name__)
@@ -46,7 +45,6 @@ def build(ctx: ShopContext, *, secrets: Mapping[str, str], events: StripeEvents 
         ready=ctx.ready,
         max_body_bytes=ctx.settings.max_body_bytes,
     )
-    app.add_middleware(PanGuard, limit=ctx.settings.max_body_bytes)
     configured = {name: secret for name, secret in secrets.items() if secret}
 
     @app.post(

@@ -233,3 +233,22 @@ async def test_a_postgres_outage_is_a_503_with_a_reason_and_the_shop_recovers_by
             await asyncio.sleep(0.2)
         assert r.status_code == 201, r.text
         assert await stack.stock(sku) == (5, 1, 0)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"sku": "4242424242424242", "qty": 1},
+        {"sku": "X", "qty": 1, "note": "4000 0566 5566 5556"},
+    ],
+)
+async def test_a_card_number_sent_to_the_cart_api_is_refused_and_never_stored(
+    stack: Stack, body: dict[str, object]
+) -> None:
+    (sku,) = await stack.product(stock=2)
+    auth = await stack.session()
+    cart = await stack.cart(auth)
+    r = await stack.shop.post(f"/carts/{cart}/items", json=body, headers=auth)
+    assert r.status_code == 422 and r.json()["code"] == "card_data_refused"
+    assert "4242" not in r.text and "5556" not in r.text
+    assert await stack.stock(sku) == (2, 0, 0)
