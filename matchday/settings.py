@@ -7,14 +7,38 @@ to the process that starts things (STYLE.md, "no import-time side effects").
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from matchday.inventory.commands import Policy
 
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "x" * 32}
+
+
+def _as_secret(v: Any) -> SecretStr:
+    return v if isinstance(v, SecretStr) else SecretStr(str(v))
+
+
+def _strong_backup_key(v: SecretStr) -> SecretStr:
+    # 32+ characters covers a base64-encoded 32-byte key (44 characters) as well.
+    value = v.get_secret_value()
+    if value and (len(value) < 32 or value.lower() in _PLACEHOLDERS):
+        raise ValueError("backup_key must be at least 32 random characters (or base64 of 32 bytes)")
+    return v
+
+
+# Wrapped in SecretStr *before* it is checked, so a refusal never echoes the key: pydantic
+# puts the raw input in its error text, and the CLI prints that text.
+_BackupKey = Annotated[SecretStr, AfterValidator(_strong_backup_key), BeforeValidator(_as_secret)]
 
 
 class Settings(BaseSettings):
@@ -95,6 +119,9 @@ class Settings(BaseSettings):
     fraud_max_per_customer: int = Field(default=10, ge=1)
     fraud_max_per_card: int = Field(default=10, ge=1)
     fraud_max_per_ip: int = Field(default=50, ge=1)
+
+    # Encrypts `matchday backup` files (ADR 0010). Empty: backups refuse to run.
+    backup_key: _BackupKey = SecretStr("")
 
     @field_validator("secret_key")
     @classmethod
