@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Any
 
+from actors.metrics import metered_batches
 from matchday.batching import Coalescer
 from matchday.inventory.commands import Mutation, Outcome
 from matchday.inventory.routing import Router
@@ -68,7 +69,7 @@ class InventoryShard:
             await core.start()
         except Exception as exc:  # recovered on the next batch instead
             log.warning("shard %s could not recover at start: %r", self.shard_id, exc)
-        self._committer = Coalescer(core.apply, max_batch=s.max_batch, max_in_flight=1)
+        self._committer = Coalescer(metered_batches(core), max_batch=s.max_batch, max_in_flight=1)
         self._core = core
         self._timers = asyncio.get_running_loop().create_task(
             core.run_timers(self._committer.submit_many)

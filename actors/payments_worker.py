@@ -15,6 +15,7 @@ from typing import Any
 
 import ray
 
+from actors.metrics import payment_queue_sampler, sample_every
 from matchday.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,11 @@ class PaymentsWorkerActor:
             base_s=s.payment_retry_base_s, max_s=s.payment_retry_max_s,
             stale_s=max(s.payment_settle_grace_s, 2 * s.stripe_timeout_s),
         )  # fmt: skip
+        sampler = sample_every(payment_queue_sampler(self._worker.payments))
         try:
             await self._worker.run(self._stop, poll_s=s.payment_worker_poll_s)
         finally:
+            sampler.cancel()
             await ctx.close()
             await pool.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from actors.metrics import outbox_sampler, sample_every
 from matchday.settings import Settings
 
 PUBLISHER_NAME = "event-publisher"
@@ -35,6 +36,7 @@ class EventPublisher:
             maxlen=s.stream_maxlen,
         )
         self._task = asyncio.get_running_loop().create_task(self._relay.run())
+        self._sampler = sample_every(outbox_sampler(self._relay))
         return True
 
     async def stats(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from actors.metrics import safe_metrics
 from matchday.payments.gateway import PaymentGateway
 from matchday.settings import Settings
 from matchday.web.context import ShopContext
@@ -35,4 +36,6 @@ async def open_context(
         from actors.client import connect_client
 
         stock = connect_client(settings)
-    return await ShopContext.open(settings, stock=stock, gateway=gateway)
+    ctx = await ShopContext.open(settings, stock=stock, gateway=gateway)
+    ctx.metrics = ctx.catalog.metrics = safe_metrics()
+    return ctx

@@ -15,6 +15,7 @@ from typing import Any
 
 from ray import serve
 
+from actors.metrics import GatewayCounters, counted, sample_every
 from matchday.domain.errors import MatchdayError, error_from_record, error_to_record
 from matchday.payments.factory import build_gateway
 from matchday.payments.gateway import ChargeRequest, ChargeResult, RefundResult
@@ -33,7 +34,8 @@ class Payments:
         s = settings_of(settings or {})
         self.pool = make_pool(s.database_url, max_size=4, name="matchday-payments")
         await self.pool.open(wait=False)
-        self.gateway: Any = build_gateway(s, PaymentsRepository(self.pool))
+        self.gateway: Any = counted(build_gateway(s, PaymentsRepository(self.pool)))
+        self._sampler = sample_every(GatewayCounters(self.gateway).sample)
 
     async def charge(self, req: ChargeRequest) -> tuple[str, Any]:
         try:

@@ -48,6 +48,7 @@ from matchday.catalog.models import (
 )
 from matchday.domain.errors import InvalidInput, NotFound
 from matchday.inventory.routing import Router
+from matchday.metrics import CATALOG_CACHE, NOOP, Metrics
 from matchday.storage.catalog_repo import CatalogRepository
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class CatalogService:
         self._redis_down_until = 0.0
         self._missed_invalidation = False
         self.redis_failures = 0
+        self.metrics: Metrics = NOOP  # the Serve replica sets Ray's (actors/metrics.py)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -196,10 +198,12 @@ class CatalogService:
         if key is not None:
             raw = await self._redis(self.redis.get(key))
             if raw is not None:
+                self.metrics.inc(CATALOG_CACHE, tags={"result": "hit"})
                 try:
                     return model.model_validate_json(raw)
                 except ValueError:
                     log.warning("unreadable catalogue cache entry %s; reloading", key)
+        self.metrics.inc(CATALOG_CACHE, tags={"result": "miss"})
         value = await load()
         if key is not None:
             await self._redis(self.redis.set(key, value.model_dump_json(), px=ttl_ms))

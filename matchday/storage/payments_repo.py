@@ -203,6 +203,11 @@ class PaymentsRepository:
             )
             return cur.rowcount
 
+    async def queue_depth(self) -> int:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute("SELECT count(*) FROM payment_queue")).fetchone()
+        return int(row[0]) if row else 0
+
     async def queued(self, order_id: str) -> tuple[int, float] | None:
         async with self.pool.connection() as conn:
             row = await (

@@ -10,6 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from matchday.catalog.service import CatalogService
+from matchday.metrics import NOOP, Metrics
 from matchday.payments.gateway import PaymentGateway
 from matchday.settings import Settings
 from matchday.shop.carts import CartService
@@ -40,6 +41,7 @@ class ShopContext:
     carts: CartService | None = None
     checkout: CheckoutService | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    metrics: Metrics = NOOP  # the Serve wrappers inject Ray's recorder (serve/common.py)
 
     @classmethod
     async def open(

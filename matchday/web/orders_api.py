@@ -20,6 +20,7 @@ from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from redis.exceptions import RedisError
 
+from matchday.metrics import CHECKOUT_LATENCY
 from matchday.shop.models import TERMINAL
 from matchday.web.base import idempotent, make_app
 from matchday.web.context import ShopContext
@@ -68,7 +69,10 @@ def build(ctx: ShopContext) -> FastAPI:
 
         async def produce(key: str) -> tuple[int, Any]:
             ip = request.client.host if request.client else None
+            started = time.perf_counter()
             order = await checkout.checkout(customer, body.cart_id, body.payment_token, key, ip)
+            took = time.perf_counter() - started
+            ctx.metrics.observe(CHECKOUT_LATENCY, took, {"status": order.status})
             return 201, order.to_dict()
 
         return await idempotent(

@@ -1,0 +1,289 @@
+"""The business metrics, declared once, recorded without importing Ray.
+
+``SPECS`` is the single list of what matchday measures: name, kind, description, tag keys
+(and buckets for histograms). Core code records through the small :class:`Metrics`
+protocol; the default is :data:`NOOP`, so unit tests and the CLI pay nothing. On Ray,
+``actors/metrics.py`` implements the protocol with ``ray.util.metrics``, which Ray exports on
+each node's Prometheus endpoint as ``ray_<name>`` (counters as ``ray_<name>_total``,
+histograms as ``_bucket``/``_sum``/``_count``). The dashboard, the alert rules and their
+test all read the exported names from :func:`exported_names`, so a renamed metric fails a
+test instead of silently emptying a Grafana panel.
+
+Tag values must come from small sets (a shard id, an error code, a gateway): Prometheus
+keeps one series per combination. The only per-SKU series is the pinned-stock gauge, and
+only operators pin SKUs (a handful at a time).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from matchday.inventory.commands import Mutation, Outcome
+
+Kind = Literal["counter", "gauge", "histogram"]
+
+# Ray prefixes every application metric with this namespace when it exports it.
+RAY_PREFIX = "ray_"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    name: str
+    kind: Kind
+    description: str
+    tag_keys: tuple[str, ...] = ()
+    boundaries: tuple[float, ...] = ()
+
+    def exported(self) -> tuple[str, ...]:
+        """The series names Prometheus sees for this metric on Ray's endpoint."""
+        base = RAY_PREFIX + self.name
+        if self.kind == "counter":
+            return (base + "_total",)
+        if self.kind == "histogram":
+            return (base + "_bucket", base + "_sum", base + "_count")
+        return (base,)
+
+
+RESERVATIONS = "matchday_reservations"
+OVERSELL_REFUSED = "matchday_oversell_refused"
+SELLOUTS = "matchday_sellouts"
+EXPIRIES = "matchday_expiries"
+MUTATIONS = "matchday_mutations"
+PINNED_AVAILABLE = "matchday_pinned_available"
+SHARD_STARTS = "matchday_shard_starts"
+CHECKOUT_LATENCY = "matchday_checkout_latency_seconds"
+PAYMENTS = "matchday_payments"
+FAILOVERS = "matchday_payment_failovers"
+PAYMENT_QUEUE = "matchday_payment_queue_depth"
+OUTBOX_BACKLOG = "matchday_outbox_backlog"
+CATALOG_CACHE = "matchday_catalog_cache"
+
+# Checkout waits on a gateway: a card payment is 0.3-3 s at Stripe, so the buckets reach
+# 10 s (the Stripe timeout) and are fine below 0.1 s, where the test gateway answers.
+CHECKOUT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+SPECS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        RESERVATIONS,
+        "counter",
+        "Reserve requests a shard answered, by outcome (ok, refused) and error code.",
+        ("shard", "outcome", "code"),
+    ),
+    MetricSpec(
+        OVERSELL_REFUSED,
+        "counter",
+        "Mutations refused because they asked for more units than were available.",
+        ("shard",),
+    ),
+    MetricSpec(SELLOUTS, "counter", "SKUs whose available units reached zero.", ("shard",)),
+    MetricSpec(EXPIRIES, "counter", "Reservations released by their expiry timer.", ("shard",)),
+    MetricSpec(
+        MUTATIONS,
+        "counter",
+        "Every mutation a shard answered, by kind and code (ok or the error code).",
+        ("shard", "kind", "code"),
+    ),
+    MetricSpec(
+        PINNED_AVAILABLE,
+        "gauge",
+        "Available units of each SKU pinned to a dedicated shard.",
+        ("shard", "sku"),
+    ),
+    MetricSpec(
+        SHARD_STARTS,
+        "counter",
+        "Inventory shard process starts; more than one series per shard means a restart.",
+        ("shard",),
+    ),
+    MetricSpec(
+        CHECKOUT_LATENCY,
+        "histogram",
+        "Time to answer a checkout (cart to order, payment included), by resulting status.",
+        ("status",),
+        CHECKOUT_BUCKETS,
+    ),
+    MetricSpec(
+        PAYMENTS,
+        "counter",
+        "Charge attempts per gateway and region, by outcome (succeeded, declined, "
+        "requires_action, unavailable, skipped).",
+        ("gateway", "region", "outcome"),
+    ),
+    MetricSpec(
+        FAILOVERS,
+        "counter",
+        "Charges moved from this gateway to the next because it was unavailable.",
+        ("gateway",),
+    ),
+    MetricSpec(PAYMENT_QUEUE, "gauge", "Orders waiting in the payment retry queue."),
+    MetricSpec(OUTBOX_BACKLOG, "gauge", "Stock events committed but not yet published."),
+    MetricSpec(
+        CATALOG_CACHE,
+        "counter",
+        "Catalogue reads answered from the Redis cache (hit) or from PostgreSQL (miss).",
+        ("result",),
+    ),
+)
+
+SPEC_BY_NAME: dict[str, MetricSpec] = {s.name: s for s in SPECS}
+
+
+def exported_names() -> set[str]:
+    return {name for spec in SPECS for name in spec.exported()}
+
+
+class Metrics(Protocol):
+    def inc(self, name: str, value: float = 1.0, tags: Mapping[str, str] | None = None) -> None:
+        """Add ``value`` (> 0) to a counter."""
+
+    def set(self, name: str, value: float, tags: Mapping[str, str] | None = None) -> None:
+        """Set a gauge."""
+
+    def observe(self, name: str, value: float, tags: Mapping[str, str] | None = None) -> None:
+        """Record one observation in a histogram."""
+
+
+class NoopMetrics:
+    """The default recorder: records nothing, costs a method call."""
+
+    def inc(self, name: str, value: float = 1.0, tags: Mapping[str, str] | None = None) -> None:
+        return None
+
+    def set(self, name: str, value: float, tags: Mapping[str, str] | None = None) -> None:
+        return None
+
+    def observe(self, name: str, value: float, tags: Mapping[str, str] | None = None) -> None:
+        return None
+
+
+NOOP: Metrics = NoopMetrics()
+
+TagKey = tuple[tuple[str, str], ...]
+
+
+def check(name: str, kind: Kind, tags: Mapping[str, str] | None) -> MetricSpec:
+    """The spec of ``name``; raise if it is unknown, of another kind, or its tags differ.
+
+    Ray raises on missing tag keys only when the metric is recorded, deep in a shard; this
+    check lets a unit test catch the same mistake.
+    """
+    spec = SPEC_BY_NAME.get(name)
+    if spec is None:
+        raise KeyError(f"unknown metric {name!r}")
+    if spec.kind != kind:
+        raise TypeError(f"{name} is a {spec.kind}, not a {kind}")
+    if set(tags or {}) != set(spec.tag_keys):
+        raise ValueError(f"{name} takes tags {spec.tag_keys}, got {sorted(tags or {})}")
+    return spec
+
+
+class MemoryMetrics:
+    """Keeps what is recorded, checked against ``SPECS``: for tests and ``matchday status``."""
+
+    def __init__(self) -> None:
+        self.counters: dict[tuple[str, TagKey], float] = {}
+        self.gauges: dict[tuple[str, TagKey], float] = {}
+        self.observations: dict[tuple[str, TagKey], list[float]] = {}
+
+    def inc(self, name: str, value: float = 1.0, tags: Mapping[str, str] | None = None) -> None:
+        check(name, "counter", tags)
+        if value <= 0:
+            raise ValueError("a counter only goes up")
+        key = (name, _key(tags))
+        self.counters[key] = self.counters.get(key, 0.0) + value
+
+    def set(self, name: str, value: float, tags: Mapping[str, str] | None = None) -> None:
+        check(name, "gauge", tags)
+        self.gauges[(name, _key(tags))] = value
+
+    def observe(self, name: str, value: float, tags: Mapping[str, str] | None = None) -> None:
+        check(name, "histogram", tags)
+        self.observations.setdefault((name, _key(tags)), []).append(value)
+
+    def count(self, name: str, **tags: str) -> float:
+        """The sum of ``name`` over every series whose tags include ``tags``."""
+        want = set(tags.items())
+        return sum(v for (n, k), v in self.counters.items() if n == name and want <= set(k))
+
+
+def _key(tags: Mapping[str, str] | None) -> TagKey:
+    return tuple(sorted((tags or {}).items()))
+
+
+class DeltaExporter:
+    """Turns cumulative in-memory counters (a router's ``counters``) into counter increments.
+
+    Components that already count for their own ``stats()`` keep doing so; a sampler hands
+    their totals here now and then, and only what grew since the last sample is recorded.
+    A total that went down (the component was rebuilt) starts over from zero.
+    """
+
+    def __init__(self, metrics: Metrics, name: str) -> None:
+        self.metrics = metrics
+        self.name = name
+        self._last: dict[TagKey, float] = {}
+
+    def export(self, totals: Iterable[tuple[Mapping[str, str], float]]) -> None:
+        for tags, total in totals:
+            key = _key(tags)
+            last = self._last.get(key, 0.0)
+            grown = total - last if total >= last else total
+            self._last[key] = total
+            if grown > 0:
+                self.metrics.inc(self.name, grown, tags)
+
+
+# Mutation kinds that can lower a SKU's available units.
+_TAKING_KINDS = frozenset({"reserve", "resize", "set_on_hand"})
+
+
+def record_batch(
+    metrics: Metrics,
+    shard_id: int,
+    mutations: Sequence[Mutation],
+    outcomes: Sequence[Outcome],
+    before: Mapping[str, int],
+    after: Mapping[str, int],
+) -> None:
+    """Record one inventory batch: what it asked, what it answered, what sold out.
+
+    ``before``/``after`` are the available units of the batch's SKUs around it (a SKU absent
+    from ``before`` was loaded by the batch). Counts are summed per tag set first: a batch
+    can carry hundreds of mutations and one record call each would cost more than the batch.
+    """
+    shard = str(shard_id)
+    by_kind: Counter[tuple[str, str]] = Counter()
+    reserves: Counter[tuple[str, str]] = Counter()
+    refused = expired = 0
+    took: set[str] = set()  # SKUs whose available units this batch lowered
+    for m, o in zip(mutations, outcomes, strict=True):
+        code = "ok" if o.error is None else o.error.code
+        by_kind[(m.kind, code)] += 1
+        if code == "ok" and m.kind in _TAKING_KINDS:
+            took.add(m.sku)
+        if m.kind == "reserve":
+            reserves[("ok" if o.error is None else "refused", code)] += 1
+        if code == "out_of_stock":
+            refused += 1
+        # An expiry that no longer applied answers the SKU's stock, not the reservation.
+        if m.kind == "expire" and o.error is None and hasattr(o.value, "reservation_id"):
+            expired += 1
+    for (kind, code), n in by_kind.items():
+        metrics.inc(MUTATIONS, n, {"shard": shard, "kind": kind, "code": code})
+    for (outcome, code), n in reserves.items():
+        metrics.inc(RESERVATIONS, n, {"shard": shard, "outcome": outcome, "code": code})
+    if refused:
+        metrics.inc(OVERSELL_REFUSED, refused, {"shard": shard})
+    if expired:
+        metrics.inc(EXPIRIES, expired, {"shard": shard})
+    # Sold out here only if this batch took units (a refused reserve on an empty SKU is not
+    # a sell-out, nor is a batch whose write failed); a SKU loaded by it has no "before".
+    sold_out = sum(
+        1 for sku, now in after.items() if now == 0 and sku in took and before.get(sku, 1) > 0
+    )
+    if sold_out:
+        metrics.inc(SELLOUTS, sold_out, {"shard": shard})
