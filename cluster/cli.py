@@ -29,6 +29,7 @@ from dataclasses import asdict
 from typing import Any
 
 from cluster.admin_cli import register as register_admin
+from cluster.backup_cli import register as register_backup
 from matchday.domain.errors import MatchdayError
 from matchday.settings import Settings
 
@@ -281,6 +282,7 @@ def parser() -> argparse.ArgumentParser:
     unpin.add_argument("sku")
     unpin.set_defaults(fn=cmd_pin)
     register_admin(sub)
+    register_backup(sub)
     return p
 
 
