@@ -42,7 +42,11 @@ _BackupKey = Annotated[SecretStr, AfterValidator(_strong_backup_key), BeforeVali
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MATCHDAY_", extra="ignore")
+    # hide_input_in_errors: a refused secret (too short, a placeholder) must not be echoed
+    # back in the validation error the CLI prints.
+    model_config = SettingsConfigDict(
+        env_prefix="MATCHDAY_", extra="ignore", hide_input_in_errors=True
+    )
 
     # Empty means "start an embedded server" (the default on a laptop and in CI).
     database_url: str = ""

@@ -93,7 +93,8 @@ def run_locust(served: Served, out: Path, surge: Surge) -> int:
     cmd = [
         sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "matchday.py"),
         "--headless", "--host", served.base,
-        "--csv", str(out / "surge"), "--only-summary", "--loglevel", "WARNING",
+        "--csv", str(out / "surge"), "--html", str(out / "surge.html"),
+        "--only-summary", "--loglevel", "WARNING",
     ]  # fmt: skip
     done = subprocess.run(
         cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=SURGE_S + 60
@@ -114,6 +115,7 @@ async def test_a_short_match_day_surge_leaves_nothing_for_the_audit_to_find(
     prefix, hot = surge.prefix, surge.hot
     run_locust(served, tmp_path, surge)
 
+    assert "<html" in (tmp_path / "surge.html").read_text()[:2000].lower()  # the HTML report
     stats = aggregated(tmp_path)
     requests, failures = int(stats["Request Count"]), int(stats["Failure Count"])
     assert requests > 50, stats
