@@ -15,7 +15,7 @@ from typing import Any
 
 import ray
 
-from actors.metrics import payment_queue_sampler, sample_every
+from actors.metrics import GatewayCounters, payment_queue_sampler, sample_every
 from matchday.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -70,10 +70,15 @@ class PaymentsWorkerActor:
             stale_s=max(s.payment_settle_grace_s, 2 * s.stripe_timeout_s),
         )  # fmt: skip
         sampler = sample_every(payment_queue_sampler(self._worker.payments))
+        # The worker's retries charge through its own router: its counts are exported too
+        # (a HandleGateway's charges are counted by the Payments deployment itself).
+        charges = sample_every(GatewayCounters(gateway).sample) if gateways else None
         try:
             await self._worker.run(self._stop, poll_s=s.payment_worker_poll_s)
         finally:
             sampler.cancel()
+            if charges is not None:
+                charges.cancel()
             await ctx.close()
             await pool.close()
 
