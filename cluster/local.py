@@ -120,7 +120,13 @@ class LocalStack:
             stack.handles = start_inventory(settings)
             if serve:
                 say(f"starting the HTTP apps ({settings.ingress} ingress) ...")
-                deploy(load_config(host=settings.http_host, port=settings.http_port), say=say)
+                config = load_config(
+                    host=settings.http_host,
+                    port=settings.http_port,
+                    tls_certfile=settings.tls_certfile or None,
+                    tls_keyfile=settings.tls_keyfile or None,
+                )
+                deploy(config, say=say)
                 stack.serving = True
             if payments_worker or (payments_worker is None and serve):  # ADR 0008
                 from actors.payments_worker import start_payments_worker
@@ -162,7 +168,8 @@ class LocalStack:
             f"Data        {s.data_dir.resolve()}",
         ] + (
             [
-                f"HTTP        http://{s.http_host}:{s.http_port}/api/catalog/products"
+                f"HTTP        {'https' if s.tls_certfile else 'http'}://{s.http_host}:"
+                f"{s.http_port}/api/catalog/products"
                 f"  ({s.ingress} ingress; OpenAPI at /api/<app>/docs)",
             ]
             if self.serving

@@ -23,7 +23,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -169,14 +169,26 @@ def load_config(
     host: str | None = None,
     port: int | None = None,
     apps: list[str] | None = None,
+    tls_certfile: str | None = None,
+    tls_keyfile: str | None = None,
 ) -> dict[str, Any]:
-    """serve_config.yaml, with settings overrides put into every app's args."""
+    """serve_config.yaml, with settings overrides put into every app's args.
+
+    ``tls_certfile``/``tls_keyfile`` (PEM paths, both or neither) become Serve's
+    ``http_options.ssl_certfile``/``ssl_keyfile``: the ingress then speaks HTTPS only.
+    """
     config: dict[str, Any] = yaml.safe_load(path.read_text())
     config = copy.deepcopy(config)
     if host is not None:
         config.setdefault("http_options", {})["host"] = host
     if port is not None:
         config.setdefault("http_options", {})["port"] = port
+    if bool(tls_certfile) != bool(tls_keyfile):
+        raise ValueError("TLS needs both a certificate file and a key file")
+    if tls_certfile and tls_keyfile:
+        http_options = config.setdefault("http_options", {})
+        http_options["ssl_certfile"] = str(tls_certfile)
+        http_options["ssl_keyfile"] = str(tls_keyfile)
     if apps is not None:
         config["applications"] = [a for a in config["applications"] if a["name"] in apps]
     loopback = config.get("http_options", {}).get("host", LOOPBACK) in (LOOPBACK, "localhost")
@@ -192,14 +204,40 @@ def load_config(
     return config
 
 
+# Serve's HTTPOptions fields that take effect only at serve.start (ray/serve/config.py).
+_SSL_OPTIONS = ("ssl_certfile", "ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs")
+
+
+def refuse_tls_with_haproxy(config: dict[str, Any], env: Mapping[str, str] | None = None) -> None:
+    """Serve 2.60 terminates TLS only in its Python proxy (uvicorn, ``http_util.py``).
+
+    In HAProxy mode the frontend template has no ``ssl`` bind, so the ingress would answer
+    plain HTTP, while each replica's direct-ingress uvicorn would get the certificate and
+    speak TLS to an HAProxy that talks plain HTTP to it. Refuse instead of half-working:
+    with HAProxy, TLS ends at a front proxy (ADR 0012).
+    """
+    environ = os.environ if env is None else env
+    http = config.get("http_options", {})
+    if environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" and http.get("ssl_certfile"):
+        raise ValueError(
+            "TLS on the Serve ingress needs the Python proxy (MATCHDAY_INGRESS=python); "
+            "with HAProxy terminate TLS in a front proxy (docs/adr/0012-cluster-and-tls.md)"
+        )
+
+
 def deploy(config: dict[str, Any], *, say: Callable[[str], None] = print) -> None:
     from ray import serve
     from ray.serve.context import _get_global_client
     from ray.serve.schema import ServeDeploySchema
 
+    refuse_tls_with_haproxy(config)
     http = config.get("http_options", {})
     serve.start(
-        http_options={"host": http.get("host", LOOPBACK), "port": http.get("port", 8000)},
+        http_options={
+            "host": http.get("host", LOOPBACK),
+            "port": http.get("port", 8000),
+            **{k: http[k] for k in _SSL_OPTIONS if http.get(k)},
+        },
         proxy_location=config.get("proxy_location", "HeadOnly"),
     )
     schema = ServeDeploySchema(**config)

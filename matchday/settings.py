@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     # HTTP, bench/http.py; every listener on 127.0.0.1, ADR 0006) or "python".
     ingress: Literal["haproxy", "python"] = "haproxy"
     http_port: int = Field(default=8000, ge=1, le=65535)
+    # HTTPS on the Serve ingress itself (PEM files, both or neither; ADR 0012). Serve 2.60
+    # terminates TLS only in its Python proxy (uvicorn); with the HAProxy ingress, TLS ends
+    # at a front proxy or the platform's load balancer instead, and the run command refuses
+    # these two rather than serve plain HTTP behind a certificate that is never used.
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
     # A checkout extends its holds by this much, so none can expire while the card is charged.
     payment_hold_s: float = Field(default=600.0, ge=30.0)
     # Per client (shopper token, else address): a token bucket in Redis.

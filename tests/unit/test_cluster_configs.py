@@ -1,0 +1,163 @@
+"""The cluster configs parse and pass the validators their tools run (ADR 0012).
+
+ray_cluster.yaml: Ray's own ``prepare_config`` + ``validate_config`` (what ``ray up`` runs,
+against ``ray-schema.json``). The production Serve config and the RayService's embedded
+``serveConfigV2``: Serve's ``ServeDeploySchema`` (what ``serve deploy`` and the dashboard's
+REST API accept). No test here starts a cloud or a Kubernetes cluster.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCHER = ROOT / "ray_cluster.yaml"
+LAPTOP = ROOT / "serve_config.yaml"
+PRODUCTION = ROOT / "cluster" / "serve_config.production.yaml"
+RAYSERVICE = ROOT / "cluster" / "kuberay" / "rayservice.yaml"
+
+# What a secret looks like if one were pasted into a config: Stripe keys, webhook secrets,
+# URLs with a password, long hex or base64 runs.
+SECRET_SHAPES = re.compile(
+    r"(sk|rk)_(live|test)_\w+|whsec_\w+|://[^/\s:@]+:[^/\s@]+@|[0-9a-f]{32,}|[A-Za-z0-9+/]{40,}={0,2}"
+)
+
+
+def load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def rayservice_docs() -> list[dict[str, Any]]:
+    return list(yaml.safe_load_all(RAYSERVICE.read_text()))
+
+
+def rayservice() -> dict[str, Any]:
+    (service,) = [d for d in rayservice_docs() if d["kind"] == "RayService"]
+    return service
+
+
+def apps(config: dict[str, Any]) -> dict[str, tuple[str, str, list[str]]]:
+    return {
+        a["name"]: (a["route_prefix"], a["import_path"], [d["name"] for d in a["deployments"]])
+        for a in config["applications"]
+    }
+
+
+def test_the_launcher_config_passes_the_validation_ray_up_runs() -> None:
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = load(LAUNCHER)
+    validate_config(prepare_config(config))  # raises on any unknown or mistyped field
+    assert config["provider"]["type"] == "aws"
+    worker = config["available_node_types"]["worker"]
+    assert 1 <= worker["min_workers"] < worker["max_workers"] <= config["max_workers"]
+    assert config["idle_timeout_minutes"] > 0
+
+
+def test_the_launcher_keeps_the_dashboard_on_loopback_and_the_gcs_fault_tolerant() -> None:
+    config = load(LAUNCHER)
+    head = " ".join(config["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head
+    assert "RAY_external_storage_namespace=" in head
+    assert '--redis-password="$RAY_REDIS_PASSWORD"' in head  # from the env file, not inline
+    assert "serve deploy cluster/serve_config.production.yaml" in head
+    for commands in (head, " ".join(config["worker_start_ray_commands"])):
+        assert "RAY_SERVE_ENABLE_HA_PROXY=1" in commands  # every node, ADR 0006
+
+
+def test_the_production_serve_config_is_what_serve_deploy_accepts() -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    schema = ServeDeploySchema(**load(PRODUCTION))
+    assert schema.proxy_location.value == "EveryNode"
+
+
+def test_production_serves_the_laptops_apps_with_wider_autoscaling_bounds() -> None:
+    laptop, production = load(LAPTOP), load(PRODUCTION)
+    assert apps(production) == apps(laptop)
+    bounds = {
+        (a["name"], d["name"]): d.get("autoscaling_config")
+        for a in laptop["applications"]
+        for d in a["deployments"]
+    }
+    for app in production["applications"]:
+        for deployment in app["deployments"]:
+            small = bounds[(app["name"], deployment["name"])]
+            big = deployment.get("autoscaling_config")
+            if small and big:
+                assert big["min_replicas"] >= small["min_replicas"]
+                assert big["max_replicas"] >= small["max_replicas"]
+            assert app["args"] == {}  # settings come from the environment, never args
+
+
+def test_the_rayservice_embeds_the_production_serve_config() -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    embedded = yaml.safe_load(rayservice()["spec"]["serveConfigV2"])
+    ServeDeploySchema(**embedded)
+    assert embedded == load(PRODUCTION)
+
+
+def test_the_rayservice_has_what_kuberay_needs() -> None:
+    service = rayservice()
+    assert service["apiVersion"] == "ray.io/v1"
+    cluster = service["spec"]["rayClusterConfig"]
+    assert cluster["rayVersion"] == "2.60.0"
+    head = cluster["headGroupSpec"]
+    (worker,) = cluster["workerGroupSpecs"]
+    assert 1 <= worker["minReplicas"] <= worker["replicas"] <= worker["maxReplicas"]
+    assert cluster["enableInTreeAutoscaling"] is True
+    ft = cluster["gcsFaultToleranceOptions"]
+    assert ft["redisAddress"]
+    assert ft["redisPassword"]["valueFrom"]["secretKeyRef"]["name"] == "matchday-gcs-redis"
+    assert cluster["authOptions"] == {"mode": "token", "secretName": "matchday-ray-auth"}
+    for group in (head, worker):
+        (container,) = group["template"]["spec"]["containers"]
+        assert {"secretRef": {"name": "matchday-env"}} in container["envFrom"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+        assert group["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == "matchday"
+
+
+def test_the_ingress_service_and_policies_keep_replicas_and_dashboard_private() -> None:
+    docs = rayservice_docs()
+    (svc,) = [d for d in docs if d["kind"] == "Service"]
+    assert svc["spec"]["type"] == "ClusterIP"
+    assert [p["port"] for p in svc["spec"]["ports"]] == [8000]
+    (ingress,) = [d for d in docs if d["kind"] == "Ingress"]
+    assert ingress["spec"]["tls"][0]["secretName"]
+    policies = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
+    deny = policies["matchday-default-deny"]
+    assert deny["policyTypes"] == ["Ingress"] and "ingress" not in deny
+    exposed: dict[int, list[dict[str, Any]]] = {}
+    for spec in policies.values():
+        for rule in spec.get("ingress", []):
+            for port in rule.get("ports", []):
+                exposed.setdefault(port["port"], []).extend(rule["from"])
+    # From outside matchday's pods: the shop from the ingress controller, the dashboard from
+    # the operator, metrics from Prometheus; nothing else.
+    assert set(exposed) == {8000, 8265, 8080, 9101}
+    (dashboard_from,) = exposed[8265]
+    assert dashboard_from["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "kuberay-operator"
+    }
+    internal = policies["matchday-ray-internal"]["ingress"]
+    assert internal == [
+        {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "matchday"}}}]}
+    ]
+
+
+@pytest.mark.parametrize("path", [LAUNCHER, PRODUCTION, RAYSERVICE], ids=lambda p: p.name)
+def test_no_secret_value_is_written_in_a_cluster_config(path: Path) -> None:
+    text = path.read_text()
+    assert not SECRET_SHAPES.search(text), SECRET_SHAPES.search(text)
+    for name in ("SECRET_KEY", "STRIPE_API_KEY", "DATABASE_URL", "REDIS_URL", "BACKUP_KEY"):
+        assert not re.search(rf"MATCHDAY_{name}\s*[=:]\s*\S", text), name
+    if path == RAYSERVICE:
+        for doc in rayservice_docs():
+            assert doc["kind"] != "Secret"  # created out of band (docs/ops/deploy.md)
