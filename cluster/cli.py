@@ -59,7 +59,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         print("  " + line)
     print("\nTry:  matchday stock JERSEY-FINAL-LTD-M    matchday reserve JERSEY-FINAL-LTD-M 1")
     if stack.serving:
-        base = f"http://{stack.settings.http_host}:{stack.settings.http_port}"
+        scheme = "https" if stack.settings.tls_certfile else "http"
+        base = f"{scheme}://{stack.settings.http_host}:{stack.settings.http_port}"
         print(f"      curl -s {base}/api/catalog/products/jersey-final-ltd")
     print("Stop: Ctrl-C", flush=True)
     stop = threading.Event()
