@@ -18,8 +18,14 @@ from matchday.settings import Settings
 SHARD_MAX_CONCURRENCY = 10_000
 
 
-def start_inventory(settings: Settings) -> dict[int, Any]:
-    """Create (or find) every shard actor and the event publisher; wait until they answer."""
+def start_inventory(
+    settings: Settings, *, shard_options: dict[str, Any] | None = None
+) -> dict[int, Any]:
+    """Create (or find) every shard actor and the event publisher; wait until they answer.
+
+    ``shard_options`` adds Ray actor options to the shards, e.g. ``resources`` that pin them
+    to the nodes which provide those resources (where Ray also restarts them).
+    """
     payload = settings.payload()
     shard_cls = ray.remote(InventoryShard)
     handles = {}
@@ -34,6 +40,7 @@ def start_inventory(settings: Settings) -> dict[int, Any]:
             max_task_retries=-1,
             max_concurrency=SHARD_MAX_CONCURRENCY,
             num_cpus=0,
+            **(shard_options or {}),
         ).remote(sid, payload)
     publisher = (
         ray.remote(EventPublisher)
