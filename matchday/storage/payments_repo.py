@@ -8,6 +8,8 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from matchday.storage.db import StorageConnection
+
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
@@ -31,7 +33,7 @@ class PaymentsRepository:
     # -- attempts ------------------------------------------------------------------------------
 
     async def attempt(self, order_id: str, attempt: int, gateway: str) -> Attempt | None:
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "payments") as conn:
             row = await (
                 await conn.execute(
                     f"SELECT {_ATTEMPT} FROM payment_attempts"
@@ -42,7 +44,7 @@ class PaymentsRepository:
         return None if row is None else Attempt(*row)
 
     async def attempts_of(self, order_id: str) -> list[Attempt]:
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "payments") as conn:
             rows = await (
                 await conn.execute(
                     f"SELECT {_ATTEMPT} FROM payment_attempts WHERE order_id = %s"
@@ -53,7 +55,7 @@ class PaymentsRepository:
         return [Attempt(*r) for r in rows]
 
     async def by_intent(self, intent_id: str) -> Attempt | None:
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "payments") as conn:
             row = await (
                 await conn.execute(
                     f"SELECT {_ATTEMPT} FROM payment_attempts WHERE intent_id = %s LIMIT 1",
@@ -76,7 +78,7 @@ class PaymentsRepository:
     ) -> None:
         """Upsert the attempt's latest state (an intent id, once known, is never lost) and
         append it to the attempt log."""
-        async with self.pool.connection() as conn, conn.transaction():
+        async with StorageConnection(self.pool, "payments") as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO payment_attempts (order_id, attempt, gateway, intent_id, status,"
                 " error, risk_level, fingerprint) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
@@ -96,7 +98,7 @@ class PaymentsRepository:
 
     async def open_attempts(self, older_than_s: float, limit: int = 100) -> list[Attempt]:
         """Attempts whose outcome we never learned, of orders that have since settled."""
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "payments") as conn:
             rows = await (
                 await conn.execute(
                     f"SELECT {', '.join('a.' + c for c in _ATTEMPT.split(', '))}"
@@ -115,7 +117,7 @@ class PaymentsRepository:
     async def claim_capture(self, order_id: str, gateway: str, intent_id: str) -> tuple[str, str]:
         """(gateway, intent) that may be captured for ``order_id``: this one if no other was
         claimed first. Two processes racing for different intents: exactly one wins."""
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "payments") as conn:
             await conn.execute(
                 "INSERT INTO payment_captures (order_id, gateway, intent_id) VALUES (%s, %s, %s)"
                 " ON CONFLICT DO NOTHING",
@@ -131,7 +133,7 @@ class PaymentsRepository:
         return str(row[0]), str(row[1])
 
     async def captured(self, order_id: str) -> tuple[str, str] | None:
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "payments") as conn:
             row = await (
                 await conn.execute(
                     "SELECT gateway, intent_id FROM payment_captures WHERE order_id = %s",
@@ -156,7 +158,7 @@ class PaymentsRepository:
             else "DO UPDATE SET next_at = EXCLUDED.next_at,"
             " last_error = COALESCE(EXCLUDED.last_error, payment_queue.last_error)"
         )
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "payments") as conn:
             await conn.execute(
                 "INSERT INTO payment_queue (order_id, next_at, last_error)"
                 " VALUES (%s, now() + %s * interval '1 s', %s)"
@@ -165,7 +167,7 @@ class PaymentsRepository:
             )
 
     async def done(self, order_id: str) -> None:
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "payments") as conn:
             await conn.execute("DELETE FROM payment_queue WHERE order_id = %s", (order_id,))
 
     async def claim_due(
@@ -173,7 +175,7 @@ class PaymentsRepository:
     ) -> list[tuple[str, int]]:
         """(order, tries) of due rows; each is leased (next_at pushed out) in the same
         transaction, so concurrent workers never take the same order."""
-        async with self.pool.connection() as conn, conn.transaction():
+        async with StorageConnection(self.pool, "payments") as conn, conn.transaction():
             rows = await (
                 await conn.execute(
                     "SELECT order_id, tries FROM payment_queue"
@@ -192,7 +194,7 @@ class PaymentsRepository:
 
     async def enqueue_stale(self, older_than_s: float, limit: int = 500) -> int:
         """Unsettled orders missing from the queue (a crash before their row was written)."""
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "payments") as conn:
             cur = await conn.execute(
                 "INSERT INTO payment_queue (order_id, next_at)"
                 " SELECT order_id, now() FROM orders"
@@ -204,12 +206,12 @@ class PaymentsRepository:
             return cur.rowcount
 
     async def queue_depth(self) -> int:
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "payments") as conn:
             row = await (await conn.execute("SELECT count(*) FROM payment_queue")).fetchone()
         return int(row[0]) if row else 0
 
     async def queued(self, order_id: str) -> tuple[int, float] | None:
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "payments") as conn:
             row = await (
                 await conn.execute(
                     "SELECT tries, extract(epoch FROM next_at) FROM payment_queue"
@@ -224,7 +226,7 @@ class PaymentsRepository:
     async def first_delivery(
         self, event_id: str, account: str, type_: str, object_id: str | None
     ) -> bool:
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "payments") as conn:
             cur = await conn.execute(
                 "INSERT INTO webhook_events (event_id, account, type, object_id)"
                 " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
@@ -234,13 +236,13 @@ class PaymentsRepository:
 
     async def forget_delivery(self, event_id: str) -> None:
         """Handling failed: let the gateway's redelivery be handled again."""
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "payments") as conn:
             await conn.execute("DELETE FROM webhook_events WHERE event_id = %s", (event_id,))
 
     async def add_signal(
         self, order_id: str, customer_id: str, fingerprint: str | None, client_ip: str | None
     ) -> None:
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "payments") as conn:
             await conn.execute(
                 "INSERT INTO checkout_signals (order_id, customer_id, fingerprint, client_ip)"
                 " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
@@ -251,7 +253,7 @@ class PaymentsRepository:
         self, window_s: float, customer_id: str, fingerprint: str | None, client_ip: str | None
     ) -> dict[str, int]:
         """Checkouts in the last ``window_s`` per customer, card fingerprint and address."""
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "payments") as conn:
             row = await (
                 await conn.execute(
                     "SELECT count(*) FILTER (WHERE customer_id = %s),"
@@ -269,7 +271,7 @@ class PaymentsRepository:
     async def suspicious(
         self, kind: str, order_id: str | None, customer_id: str | None, detail: dict[str, Any]
     ) -> None:
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "payments") as conn:
             await conn.execute(
                 "INSERT INTO suspicious_activity (kind, order_id, customer_id, detail)"
                 " VALUES (%s, %s, %s, %s)",
@@ -277,7 +279,7 @@ class PaymentsRepository:
             )
 
     async def suspicious_of(self, order_id: str) -> list[tuple[str, dict[str, Any]]]:
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "payments") as conn:
             rows = await (
                 await conn.execute(
                     "SELECT kind, detail FROM suspicious_activity WHERE order_id = %s ORDER BY seq",
@@ -298,7 +300,7 @@ class PaymentsRepository:
         reason: str | None,
         status: str | None,
     ) -> None:
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "payments") as conn:
             await conn.execute(
                 "INSERT INTO disputes (dispute_id, account, charge_id, intent_id, order_id,"
                 " amount_cents, reason, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
@@ -311,7 +313,7 @@ class PaymentsRepository:
 
     async def refund_row(self, key: str) -> tuple[str, str, str | None, int, str] | None:
         """(gateway, intent, refund id, amount, status) of the refund under ``key``."""
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "payments") as conn:
             row = await (
                 await conn.execute(
                     "SELECT gateway, intent_id, refund_id, amount_cents, status"
@@ -330,7 +332,7 @@ class PaymentsRepository:
         status: str,
         refund_id: str | None = None,
     ) -> None:
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "payments") as conn:
             await conn.execute(
                 "INSERT INTO payment_refunds (idempotency_key, gateway, intent_id, refund_id,"
                 " amount_cents, status) VALUES (%s, %s, %s, %s, %s, %s)"
@@ -340,7 +342,7 @@ class PaymentsRepository:
             )
 
     async def refunded_cents(self, intent_id: str) -> int:
-        async with self.pool.connection() as conn:
+        async with StorageConnection(self.pool, "payments") as conn:
             row = await (
                 await conn.execute(
                     "SELECT COALESCE(sum(amount_cents), 0) FROM payment_refunds"
