@@ -32,6 +32,7 @@ from typing import Any
 
 from cluster.admin_cli import register as register_admin
 from cluster.backup_cli import register as register_backup
+from cluster.reports_cli import register as register_reports
 from matchday.domain.errors import MatchdayError
 from matchday.settings import Settings
 
@@ -286,6 +287,7 @@ def parser() -> argparse.ArgumentParser:
     unpin.set_defaults(fn=cmd_pin)
     register_admin(sub)
     register_backup(sub)
+    register_reports(sub)
     return p
 
 

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
 
     # Empty means "start an embedded server" (the default on a laptop and in CI).
     database_url: str = ""
+    # A read replica for reports (issue 6); empty: reports read the primary.
+    reports_database_url: str = ""
     redis_url: str = ""
     data_dir: Path = Path(".data")
 
