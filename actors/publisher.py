@@ -37,6 +37,13 @@ class EventPublisher:
         )
         self._task = asyncio.get_running_loop().create_task(self._relay.run())
         self._sampler = sample_every(outbox_sampler(self._relay))
+        # Issue 6: the reports' materialized views, refreshed every 5 minutes on this pool.
+        from matchday.reports.schedule import refresh_every
+        from matchday.storage.reports_repo import ReportsRepository
+
+        self._reports = asyncio.get_running_loop().create_task(
+            refresh_every(ReportsRepository(pool), 300.0)
+        )
         return True
 
     async def stats(self) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from cluster.cli import main as cli_main
 from matchday.catalog.models import CategoryIn, ProductIn, VariantIn
-from matchday.embedded import EmbeddedPostgres
+from matchday.embedded import EmbeddedPostgres, EmbeddedRedis
 from matchday.inventory.commands import Commit, ReservationView, Reserve
 from matchday.inventory.routing import Router
 from matchday.inventory.shard import ShardCore
@@ -408,4 +408,37 @@ async def test_reports_are_read_from_a_streaming_replica(
             with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
                 await reports.reader.refresh()
     finally:
+        await pool.close()
+
+
+async def test_the_event_publisher_refreshes_the_reports(
+    own_postgres: EmbeddedPostgres, own_redis: EmbeddedRedis, settings: Settings
+) -> None:
+    from actors.publisher import EventPublisher
+
+    pool = make_pool(own_postgres.url, max_size=2, name="reports-publisher-test")
+    await pool.open()
+    r = Repos(
+        pool,
+        ReportsRepository(pool),
+        CatalogRepository(pool),
+        InventoryRepository(pool),
+        ShopRepository(pool),
+        PaymentsRepository(pool),
+    )
+    s = settings.model_copy(update={"database_url": own_postgres.url, "redis_url": own_redis.url})
+    publisher = EventPublisher(s.model_dump(mode="json"))
+    try:
+        _, (sku,) = await make_product(r, [10])
+        await sell(r, sku, 3, ago_s=60)
+        await publisher.start()  # its first refresh runs at once
+        deadline = time.monotonic() + 30
+        while not [v for v in await r.reports.sku_velocity() if v.sku == sku]:
+            assert time.monotonic() < deadline, "the publisher never refreshed the reports"
+            await asyncio.sleep(0.1)
+    finally:
+        for task in (publisher._task, publisher._reports, publisher._sampler):
+            if task is not None:
+                task.cancel()
+        await publisher._relay.pool.close()
         await pool.close()
