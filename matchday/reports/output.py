@@ -14,7 +14,7 @@ from typing import Any
 from matchday.reports.registry import Chart
 
 
-def _cell(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
     return "" if value is None else value
@@ -34,7 +34,7 @@ def write_csv(rows: Sequence[Any], path: Path, columns: Sequence[str] | None = N
         writer = csv.writer(f)
         writer.writerow(list(columns or []))
         for row in rows:
-            writer.writerow([_cell(v) for v in asdict(row).values()])
+            writer.writerow([csv_cell(v) for v in asdict(row).values()])
     return len(rows)
 
 

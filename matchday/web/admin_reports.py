@@ -1,0 +1,83 @@
+"""Merchandisers' reports over the admin API: ``GET /reports/{name}`` as JSON or CSV.
+
+Read from the materialized views (refreshed on a schedule by the event publisher), through
+the read replica when ``MATCHDAY_REPORTS_DATABASE_URL`` names one, so a report never loads
+the primary that takes the orders.
+"""
+
+# No "from __future__ import annotations": FastAPI must resolve the dependency alias below.
+
+import csv
+import io
+from dataclasses import asdict
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Path, Query
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, Response
+from psycopg_pool import AsyncConnectionPool
+
+from matchday.domain.errors import NotFound
+from matchday.reports.output import csv_cell
+from matchday.reports.registry import REPORTS
+from matchday.storage.db import make_pool
+from matchday.storage.reports_repo import ReportsRepository
+from matchday.web.admin_session import AdminCall, AdminGate
+from matchday.web.context import ShopContext
+from matchday.web.schemas import ErrorBody
+
+ReportName = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[a-z][a-z-]*$")]
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No admin session"},
+    404: {"model": ErrorBody, "description": "No such report"},
+    200: {"content": {"text/csv": {}}},
+}
+
+
+def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
+    Reader = Annotated[AdminCall, Depends(gate.require(None))]
+    replica: dict[str, AsyncConnectionPool] = {}
+
+    async def repository() -> ReportsRepository:
+        url = ctx.settings.reports_database_url
+        if not url:
+            return ReportsRepository(ctx.pool)
+        if "pool" not in replica:  # opened on first use: most admin calls never need it
+            pool = make_pool(url, max_size=2, name="admin-reports", check=False)
+            await pool.open(wait=False)
+            replica["pool"] = pool
+        return ReportsRepository(replica["pool"])
+
+    @app.get("/reports", tags=["reports"])
+    async def list_reports(call: Reader) -> dict[str, str]:
+        """The reports there are, with what each shows."""
+        return {name: r.description for name, r in REPORTS.items()}
+
+    @app.get("/reports/{name}", responses=RESPONSES, tags=["reports"])
+    async def report(
+        name: ReportName,
+        call: Reader,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        format: Annotated[Literal["json", "csv"], Query()] = "json",
+    ) -> Response:
+        """One report's rows, as of its views' last refresh (``refreshed_at``)."""
+        found = REPORTS.get(name)
+        if found is None:
+            raise NotFound("report", name)
+        rows = await found.fetch(await repository(), limit)
+        if format == "json":
+            return JSONResponse({"report": name, "rows": jsonable_encoder(
+                [asdict(r) for r in rows]
+            )})  # fmt: skip
+        out = io.StringIO()
+        writer = csv.writer(out)
+        if rows:
+            first = asdict(rows[0])
+            writer.writerow(list(first))
+            for row in rows:
+                writer.writerow([csv_cell(v) for v in asdict(row).values()])
+        return Response(
+            out.getvalue(),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
