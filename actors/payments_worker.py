@@ -50,7 +50,7 @@ class PaymentsWorkerActor:
         pool = make_pool(s.database_url, max_size=2, name="payments-worker-gw")
         await pool.open(wait=False)
         if s.gateway_kind == "stripe":
-            gateway: Any = build_gateway(s, PaymentsRepository(pool))
+            gateway: Any = build_gateway(s, PaymentsRepository(pool, s.payment_region))
         else:  # the test gateway's memory lives in the Payments deployment
             from serve.payments import HandleGateway
 

@@ -12,6 +12,7 @@
     matchday migrate                  apply SQL migrations to MATCHDAY_DATABASE_URL
     matchday admin create-key --name N | list-keys | revoke KEY_ID | audit [--limit N]
     matchday backup [--out PATH] | restore PATH [--force] | drill   (MATCHDAY_BACKUP_KEY)
+    matchday report NAME [--csv PATH] [--png PATH] [--refresh]     merchandisers' reports
 
 Commands other than ``run`` find the running stack through ``<data_dir>/stack.json``, or
 through MATCHDAY_DATABASE_URL / MATCHDAY_RAY_ADDRESS when those are set.

@@ -34,7 +34,9 @@ class Payments:
         s = settings_of(settings or {})
         self.pool = make_pool(s.database_url, max_size=4, name="matchday-payments")
         await self.pool.open(wait=False)
-        self.gateway: Any = counted(build_gateway(s, PaymentsRepository(self.pool)))
+        self.gateway: Any = counted(
+            build_gateway(s, PaymentsRepository(self.pool, s.payment_region))
+        )
         self._sampler = sample_every(GatewayCounters(self.gateway).sample)
 
     async def charge(self, req: ChargeRequest) -> tuple[str, Any]:

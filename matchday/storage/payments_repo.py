@@ -27,8 +27,10 @@ _ATTEMPT = "order_id, attempt, gateway, intent_id, status, error, risk_level, fi
 
 
 class PaymentsRepository:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, region: str = "local") -> None:
         self.pool = pool
+        # Written on every attempt, so the payments report splits success by region too.
+        self.region = region
 
     # -- attempts ------------------------------------------------------------------------------
 
@@ -81,15 +83,19 @@ class PaymentsRepository:
         async with StorageConnection(self.pool, "payments") as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO payment_attempts (order_id, attempt, gateway, intent_id, status,"
-                " error, risk_level, fingerprint) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " error, risk_level, fingerprint, region)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (order_id, attempt, gateway) DO UPDATE SET"
                 " intent_id = COALESCE(EXCLUDED.intent_id, payment_attempts.intent_id),"
                 " status = EXCLUDED.status, error = EXCLUDED.error,"
                 " risk_level = COALESCE(EXCLUDED.risk_level, payment_attempts.risk_level),"
                 " fingerprint = COALESCE(EXCLUDED.fingerprint, payment_attempts.fingerprint),"
                 " updated_at = now()",
-                (order_id, attempt, gateway, intent_id, status, error, risk_level, fingerprint),
-            )
+                (
+                    order_id, attempt, gateway, intent_id, status, error, risk_level,
+                    fingerprint, self.region,
+                ),
+            )  # fmt: skip
             await conn.execute(
                 "INSERT INTO payment_attempt_log (order_id, attempt, gateway, intent_id, status,"
                 " error) VALUES (%s, %s, %s, %s, %s, %s)",

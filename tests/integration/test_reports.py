@@ -217,13 +217,16 @@ async def test_payment_success_is_per_gateway_and_region(repos: Repos) -> None:
                 (gateway, "started"), (other, "declined")]  # fmt: skip
     for gw, status in outcomes:
         await repos.payments.record(await make_order(repos), 1, gw, status)
+    eu = PaymentsRepository(repos.payments.pool, region="eu-west")
+    await eu.record(await make_order(repos), 1, gateway, "succeeded")
     await repos.reports.refresh()
 
     rows = {(p.gateway, p.region): p for p in await repos.reports.payment_success(1_000_000)}
-    mine = rows[(gateway, "unknown")]  # the payments writer does not record a region yet
+    mine = rows[(gateway, "local")]  # the repository's default region
     assert (mine.attempts, mine.succeeded, mine.declined, mine.pending) == (4, 2, 1, 1)
     assert mine.success_rate == pytest.approx(2 / 3, abs=1e-4)
-    assert (rows[(other, "unknown")].attempts, rows[(other, "unknown")].success_rate) == (1, 0.0)
+    assert (rows[(other, "local")].attempts, rows[(other, "local")].success_rate) == (1, 0.0)
+    assert (rows[(gateway, "eu-west")].attempts, rows[(gateway, "eu-west")].succeeded) == (1, 1)
 
 
 async def test_chargebacks_and_suspicious_activity_are_counted(repos: Repos) -> None:
