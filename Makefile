@@ -12,7 +12,7 @@ run: $(BIN)/.installed
 	$(BIN)/matchday run
 
 test: $(BIN)/.installed
-	$(BIN)/ruff check . && $(BIN)/mypy && $(BIN)/python -m pytest
+	scripts/ensure-chromium && $(BIN)/ruff check . && $(BIN)/mypy && $(BIN)/python -m pytest
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
