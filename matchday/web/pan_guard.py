@@ -22,6 +22,8 @@ from matchday.web.errors import error_response
 # one long run (never a PAN), not several candidate windows.
 _CANDIDATE = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+# JSON may spell any character as \\uXXXX: "\\u0034\\u0032..." is a card number to the app.
+_JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 MESSAGE = "card numbers are never accepted: pay with a payment-method token (pm_...)"
 
 
@@ -43,6 +45,17 @@ def contains_pan(text: str) -> bool:
         digits = re.sub(r"[ -]", "", match.group())
         if 13 <= len(digits) <= 19 and luhn_ok(digits):
             return True
+    return False
+
+
+def _carries_pan(body: str) -> bool:
+    """The body as sent, URL-decoded (forms) and with JSON escapes decoded."""
+    if contains_pan(body):
+        return True
+    if "%" in body and contains_pan(unquote_plus(body)):
+        return True
+    if "\\u" in body:
+        return contains_pan(_JSON_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), body))
     return False
 
 
@@ -77,7 +90,7 @@ class PanGuard:
         if size <= self.limit:
             body = b"".join(m.get("body", b"") for m in messages)
             text = body.decode("utf-8", errors="replace")
-            if contains_pan(text) or ("%" in text and contains_pan(unquote_plus(text))):
+            if _carries_pan(text):
                 await self._refuse(scope, receive, send)
                 return
         replay = list(messages)
