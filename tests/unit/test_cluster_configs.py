@@ -161,3 +161,78 @@ def test_no_secret_value_is_written_in_a_cluster_config(path: Path) -> None:
     if path == RAYSERVICE:
         for doc in rayservice_docs():
             assert doc["kind"] != "Secret"  # created out of band (docs/ops/deploy.md)
+
+
+# KubeRay's RayService CRD schema (v1), as the API server enforces it; source, version and
+# license in tests/data/kuberay/README.md. There is no kubectl or API server here.
+RAYSERVICE_SCHEMA = ROOT / "tests" / "data" / "kuberay" / "rayservices.v1.schema.json"
+
+
+def strict(node: Any) -> Any:
+    """The CRD schema as `kubectl apply` enforces it, in JSON Schema terms.
+
+    kubectl's default field validation is Strict: a field the schema does not name is an
+    error unless the node preserves unknown fields. JSON Schema allows unknown properties by
+    default, so every object that lists its properties gets ``additionalProperties: false``.
+    CEL rules (x-kubernetes-validations) are not evaluated; the one in this CRD checks
+    managedBy, which the manifest does not set.
+    """
+    if isinstance(node, list):
+        return [strict(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: strict(v) for k, v in node.items()}
+    if "properties" in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+        out.setdefault("additionalProperties", False)
+    return out
+
+
+def rayservice_errors(service: dict[str, Any]) -> list[str]:
+    import json
+
+    from jsonschema import Draft7Validator
+
+    validator = Draft7Validator(strict(json.loads(RAYSERVICE_SCHEMA.read_text())))
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(service)
+    ]
+
+
+def test_the_rayservice_passes_kuberays_crd_schema() -> None:
+    assert rayservice_errors(rayservice()) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "complaint"),
+    [
+        # A misspelt field, the kind the API server refuses under strict field validation.
+        (("spec", "rayClusterConfig", "gcsFaultToleranceOption"), {}, "Additional properties"),
+        (("spec", "rayClusterConfig", "authOptions", "mode"), "tokens", "is not one of"),
+        (("spec", "rayClusterConfig", "workerGroupSpecs", 0, "maxReplicas"), "10", "not of type"),
+        (
+            ("spec", "rayClusterConfig", "headGroupSpec", "template", "spec", "containers"),
+            None,
+            "None is not of type",
+        ),
+    ],
+    ids=["unknown-field", "bad-enum", "string-for-int", "null-containers"],
+)
+def test_the_crd_schema_refuses_a_broken_rayservice(
+    path: tuple[Any, ...], value: Any, complaint: str
+) -> None:
+    service = rayservice()
+    node: Any = service
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    errors = rayservice_errors(service)
+    assert errors and any(complaint in e for e in errors), errors
+
+
+def test_the_crd_schema_needs_what_kuberay_requires() -> None:
+    service = rayservice()
+    del service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0][
+        "name"
+    ]
+    assert any("'name' is a required property" in e for e in rayservice_errors(service))
