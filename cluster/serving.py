@@ -9,7 +9,8 @@ two listeners Ray 2.60 hard-codes to all interfaces via :func:`keep_serve_on_loo
 worker setup hook: each Serve replica's inter-deployment gRPC server (``[::]:0`` in
 ``replica.py``, both ingress modes) and HAProxy's stats (``*:8404``) and Prometheus
 (``:9101``) frontends (``haproxy_templates.py``). The hook changes them only on a node whose
-Ray address is 127.0.0.1, so a multi-node cluster keeps Ray's defaults.
+Ray address is 127.0.0.1, so a multi-node cluster keeps Ray's defaults. On every node the
+hook also adds ``option forwardfor`` to HAProxy, so replicas see each shopper's address.
 """
 
 from __future__ import annotations
@@ -110,11 +111,22 @@ def _patch_replica(module: ModuleType) -> None:
     setattr(module, "add_port_to_grpc_server", add_port)  # noqa: B010
 
 
+# Without it every replica sees HAProxy's address as the client: per-IP rate limits and the
+# fraud rules' per-IP velocity would lump all shoppers together, and a client could name any
+# address in its own X-Forwarded-For (uvicorn trusts loopback peers). HAProxy appends the
+# real peer; uvicorn takes the rightmost untrusted entry (FORWARDED_ALLOW_IPS).
+_HAPROXY_DEFAULTS = "    option httplog\n"
+_FORWARDFOR = "    option forwardfor\n"
+
+
 def _patch_haproxy(module: ModuleType) -> None:
     template: str = getattr(module, "HAPROXY_CONFIG_TEMPLATE")  # noqa: B009
-    missing = [old for old in _HAPROXY_BINDS if old not in template]
+    missing = [old for old in (*_HAPROXY_BINDS, _HAPROXY_DEFAULTS) if old not in template]
     if missing:
-        log.warning("HAProxy template changed, cannot keep %s on loopback", missing)
+        log.warning("HAProxy template changed, cannot apply %s", missing)
+    if _FORWARDFOR not in template:
+        template = template.replace(_HAPROXY_DEFAULTS, _HAPROXY_DEFAULTS + _FORWARDFOR, 1)
+        setattr(module, "HAPROXY_CONFIG_TEMPLATE", template)  # noqa: B010
     if not _on_loopback_node():
         return
     for old, new in _HAPROXY_BINDS.items():

@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -66,6 +67,9 @@ def test_the_haproxy_stack_of_the_run_command_listens_on_loopback_only() -> None
         RAY_SERVE_HAPROXY_STATS_PORT=str(free_port()),
         RAY_SERVE_HAPROXY_METRICS_PORT=str(free_port()),
         RAY_AUTH_MODE="disabled",
+        # Small buckets, so that whose bucket a request drew from shows (client_addresses).
+        MATCHDAY_RATE_LIMIT_PER_S="0.01",
+        MATCHDAY_RATE_LIMIT_BURST="2",
     )
     log = scratch / "run.log"
     with log.open("w") as out:
@@ -96,6 +100,7 @@ def test_the_haproxy_stack_of_the_run_command_listens_on_loopback_only() -> None
             int(env["RAY_SERVE_HAPROXY_METRICS_PORT"]),
         } <= {port for name, _, port in found if name == "haproxy"}
         assert public(found) == []
+        client_addresses(port)
     finally:
         run.send_signal(signal.SIGINT)
         try:
@@ -104,3 +109,23 @@ def test_the_haproxy_stack_of_the_run_command_listens_on_loopback_only() -> None
             run.kill()
             run.wait()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def client_addresses(port: int) -> None:
+    """Behind HAProxy each shopper keeps its own address (per-IP limits and fraud velocity),
+    and a client cannot pick one with its own X-Forwarded-For. Loopback is 127.0.0.0/8, so
+    127.0.0.2 and .3 are two distinct clients that uvicorn does not trust as proxies."""
+
+    def post(source: str, spoof: str) -> int:
+        transport = httpx.HTTPTransport(local_address=source)
+        with httpx.Client(transport=transport, timeout=30.0) as client:
+            r = client.post(
+                f"http://127.0.0.1:{port}/api/shop/session",
+                headers={"X-Forwarded-For": spoof},
+            )
+        return r.status_code
+
+    # The anonymous bucket (burst 2) is keyed by client address: 127.0.0.2 spends its own,
+    # whatever addresses it claims to forward for.
+    assert [post("127.0.0.2", f"203.0.113.{n}") for n in range(3)] == [201, 201, 429]
+    assert post("127.0.0.3", "203.0.113.0") == 201  # another shopper is not throttled
