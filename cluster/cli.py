@@ -13,6 +13,7 @@
     matchday admin create-key --name N | list-keys | revoke KEY_ID | audit [--limit N]
     matchday backup [--out PATH] | restore PATH [--force] | drill   (MATCHDAY_BACKUP_KEY)
     matchday report NAME [--csv PATH] [--png PATH] [--refresh]     merchandisers' reports
+    matchday storefront build --out DIR     the storefront's hashed, compressed files (CDN)
 
 Commands other than ``run`` find the running stack through ``<data_dir>/stack.json``, or
 through MATCHDAY_DATABASE_URL / MATCHDAY_RAY_ADDRESS when those are set.
@@ -36,6 +37,7 @@ from cluster.backup_cli import register as register_backup
 from cluster.reports_cli import register as register_reports
 from matchday.domain.errors import MatchdayError
 from matchday.settings import Settings
+from matchday.storefront.cli import register as register_storefront
 
 
 def _request_id(args: argparse.Namespace) -> str:
@@ -64,6 +66,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         scheme = "https" if stack.settings.tls_certfile else "http"
         base = f"{scheme}://{stack.settings.http_host}:{stack.settings.http_port}"
         print(f"      curl -s {base}/api/catalog/products/jersey-final-ltd")
+        print(f"Shop: {base}/   (the storefront; open it in a browser)")
     print("Stop: Ctrl-C", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -289,6 +292,7 @@ def parser() -> argparse.ArgumentParser:
     register_admin(sub)
     register_backup(sub)
     register_reports(sub)
+    register_storefront(sub)
     return p
 
 

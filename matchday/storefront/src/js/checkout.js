@@ -1,0 +1,90 @@
+// Checkout: pick a test payment method, optionally a poll's offer code, and place the order.
+// One Idempotency-Key per click, kept across the automatic retries, so a retry after a 503 or
+// a dropped connection resumes the same order and can never charge twice.
+
+import { h, mount, money, ready } from "./dom.js";
+import { cart, cartId, forgetCart, newKey, request, skuInfo } from "./api.js";
+import { mountPolls, OFFER_KEY } from "./polls.js";
+
+const METHODS = [
+  ["pm_card_visa", "Visa ending 4242 (approved)"],
+  ["pm_card_chargeDeclined", "Card that is declined"],
+  ["pm_card_authenticationRequired", "Card that asks for 3-D Secure"],
+];
+
+export function render(root, _params, { navigate }) {
+  let alive = true;
+  let stopPolls = () => {};
+  mount(root, h("h1", {}, "Checkout"), h("div", { class: "sk-line" }));
+  ready(false);
+
+  cart().then((data) => {
+    if (!alive) return;
+    const lines = data ? data.lines.filter((l) => l.status === "held") : [];
+    if (!lines.length) {
+      mount(root, h("h1", {}, "Checkout"), h("p", { class: "empty", "data-testid": "cart-empty" },
+        "Your cart is empty. ", h("a", { href: "/" }, "Browse the shop")));
+      ready(true);
+      return;
+    }
+    show(lines);
+  }, (err) => {
+    if (!alive) return;
+    mount(root, h("h1", {}, "Checkout"), h("p", { class: "message error", "data-testid": "message" },
+      err.message, " ", h("button", { type: "button", onclick: () => navigate("/checkout") }, "Try again")));
+    ready(true);
+  });
+
+  function show(lines) {
+    const method = h("select", { "data-testid": "payment-token", "aria-label": "Payment method" },
+      METHODS.map(([value, label]) => h("option", { value }, label)));
+    const offer = h("input", { "data-testid": "offer-code", "aria-label": "Offer code",
+      placeholder: "Offer code (optional)", maxlength: 64, value: localStorage.getItem(OFFER_KEY) || "" });
+    const message = h("p", { class: "message", "data-testid": "message", role: "alert" });
+    const place = h("button", { type: "button", class: "primary", "data-testid": "place-order" }, "Place order");
+    let total = 0;
+    let currency = "EUR";
+    const summary = lines.map((line) => {
+      const info = skuInfo(line.sku) || {};
+      if (info.price_cents !== undefined) {
+        total += info.price_cents * line.qty;
+        currency = info.currency || currency;
+      }
+      return h("li", {}, `${line.qty} × ${info.name || line.sku}${info.size ? ` · ${info.size}` : ""}`);
+    });
+
+    place.addEventListener("click", async () => {
+      place.disabled = true;
+      message.className = "message";
+      message.textContent = "Placing your order…";
+      const body = { cart_id: cartId(), payment_token: method.value };
+      const code = offer.value.trim();
+      if (code) body.offer_code = code;
+      try {
+        const order = await request("/api/orders/", {
+          method: "POST", auth: true, body, key: newKey(), retries: 6,
+        });
+        forgetCart();
+        if (code) localStorage.removeItem(OFFER_KEY);
+        navigate(`/orders/${order.order_id}`);
+      } catch (err) {
+        message.className = "message error";
+        message.textContent = err.code === "offer_invalid" ? `That offer code cannot be used: ${err.message}` : err.message;
+        place.disabled = false;
+      }
+    });
+
+    mount(root, h("h1", {}, "Checkout"),
+      h("ul", { class: "summary" }, summary),
+      h("p", { class: "total" }, "Total ", total ? money(total, currency) : "—"),
+      h("div", { class: "pay" }, h("label", {}, "Pay with ", method), offer, place),
+      message, h("div", { class: "polls" }));
+    stopPolls = mountPolls(root.querySelector(".polls"), "checkout");
+    ready(true);
+  }
+
+  return () => {
+    alive = false;
+    stopPolls();
+  };
+}

@@ -1,0 +1,82 @@
+// The storefront's service worker. The build fills in VERSION (the bundle's hash) and the
+// precache list (the shell and every content-hashed asset), so each deploy gets its own
+// caches and the old ones are deleted when the new worker takes over.
+//
+// Strategies: the shell and hashed assets from the precache (instant repeat loads, offline);
+// stale-while-revalidate for the catalogue's GETs and product images (browse offline); the
+// network only for carts, orders, polls, availability and every non-GET (never a stale cart
+// or a replayed payment).
+
+const VERSION = "__VERSION__";
+const PRECACHE = __PRECACHE__;
+const STATIC = `md-static-${VERSION}`;
+const RUNTIME = `md-runtime-${VERSION}`;
+const APP_PATHS = /^\/($|p\/|cart$|checkout$|orders\/)/;
+const BROWSE = /^\/(api\/catalog\/(products(\/[a-z0-9-]+)?|categories)|static\/img\/[a-z0-9-]+\.svg)$/;
+
+self.addEventListener("install", (event) => {
+  event.waitUntil(caches.open(STATIC).then((cache) => cache.addAll(PRECACHE)).then(() => self.skipWaiting()));
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil((async () => {
+    for (const name of await caches.keys()) {
+      if (name.startsWith("md-") && name !== STATIC && name !== RUNTIME) await caches.delete(name);
+    }
+    await self.clients.claim();
+  })());
+});
+
+self.addEventListener("fetch", (event) => {
+  const request = event.request;
+  if (request.method !== "GET") return;
+  const url = new URL(request.url);
+  if (url.origin !== self.location.origin) return;
+  if (request.mode === "navigate" && APP_PATHS.test(url.pathname)) {
+    event.respondWith(shell(request));
+  } else if (url.pathname.startsWith("/assets/")) {
+    event.respondWith(precached(request));
+  } else if (BROWSE.test(url.pathname)) {
+    event.respondWith(staleWhileRevalidate(event));
+  }
+});
+
+async function shell(request) {
+  const cached = await caches.match("/", { cacheName: STATIC });
+  return cached || fetch(request);
+}
+
+async function precached(request) {
+  const cached = await caches.match(request, { cacheName: STATIC });
+  if (cached) return cached;
+  const response = await fetch(request);
+  if (response.ok) (await caches.open(STATIC)).put(request, response.clone());
+  return response;
+}
+
+async function staleWhileRevalidate(event) {
+  const cache = await caches.open(RUNTIME);
+  const cached = await cache.match(event.request);
+  const network = fetch(event.request).then((response) => {
+    if (response.ok) cache.put(event.request, response.clone());
+    return response;
+  });
+  if (cached) {
+    event.waitUntil(network.catch(() => tellOffline(event.clientId)));
+    return cached;
+  }
+  try {
+    return await network;
+  } catch {
+    await tellOffline(event.clientId);
+    const body = { code: "offline", message: "You are offline and this page is not saved on this device yet.", retryable: true };
+    return new Response(JSON.stringify(body), {
+      status: 503, headers: { "Content-Type": "application/json", "X-Offline": "1" },
+    });
+  }
+}
+
+async function tellOffline(clientId) {
+  const client = clientId && await self.clients.get(clientId);
+  if (client) client.postMessage({ type: "offline" });
+}
