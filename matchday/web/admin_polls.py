@@ -1,0 +1,58 @@
+"""Admin routes for polls (included by the admin app): create, list, close; every change
+audited and idempotent by ``Idempotency-Key`` through the admin gate.
+
+- ``POST /polls`` a poll (``PollIn``): 201 with the poll; the same key creates it once.
+- ``GET /polls`` the newest polls, open and closed, with their results.
+- ``POST /polls/{poll_id}/close`` closes it: votes are refused from then on and live
+  results streams end.
+"""
+
+# No "from __future__ import annotations": FastAPI resolves the route's annotations.
+
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.responses import JSONResponse
+
+from matchday.polls.models import POLL_ID_RE, PollIn
+from matchday.web.admin_session import AdminCall, AdminGate
+from matchday.web.context import ShopContext
+from matchday.web.polls_api import service_of
+from matchday.web.schemas import ErrorBody
+
+PollPath = Annotated[str, Path(min_length=6, max_length=42, pattern=POLL_ID_RE.pattern)]
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No valid admin session"},
+    404: {"model": ErrorBody, "description": "No such poll"},
+}
+
+
+def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
+    Reader = Annotated[AdminCall, Depends(gate.require(None))]
+    Creator = Annotated[AdminCall, Depends(gate.require("poll.create"))]
+    Closer = Annotated[AdminCall, Depends(gate.require("poll.close"))]
+
+    @app.post("/polls", status_code=201, responses=RESPONSES, tags=["polls"])
+    async def create_poll(request: Request, body: PollIn, call: Creator) -> JSONResponse:
+        """Create a poll (with an optional offer for its voters)."""
+
+        async def produce(rid: str) -> tuple[int, Any]:
+            return 201, await service_of(ctx).create(body, rid, call.who.key_id)
+
+        return await gate.run(request, call, body.model_dump(), produce, target=body.placement)
+
+    @app.get("/polls", responses=RESPONSES, tags=["polls"])
+    async def list_polls(
+        call: Reader, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    ) -> dict[str, Any]:
+        """The newest polls, open and closed, with their results."""
+        return {"polls": await service_of(ctx).recent(limit)}
+
+    @app.post("/polls/{poll_id}/close", responses=RESPONSES, tags=["polls"])
+    async def close_poll(request: Request, poll_id: PollPath, call: Closer) -> JSONResponse:
+        """Close a poll now. Closing a closed poll answers the same."""
+
+        async def produce(rid: str) -> tuple[int, Any]:
+            return 200, await service_of(ctx).close(poll_id)
+
+        return await gate.run(request, call, {}, produce)
