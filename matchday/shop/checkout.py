@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import psycopg
 
@@ -38,6 +39,7 @@ from matchday.domain.errors import (
 )
 from matchday.payments.fraud import FraudRules
 from matchday.payments.gateway import ChargeRequest, PaymentGateway, check_token
+from matchday.polls.models import OfferInvalid
 from matchday.shop import models as st
 from matchday.shop.carts import check_key, derived_id
 from matchday.shop.models import Order, OrderLine
@@ -46,6 +48,15 @@ from matchday.storage.payments_repo import PaymentsRepository
 from matchday.storage.shop_repo import ShopRepository
 
 log = logging.getLogger(__name__)
+
+
+class Offers(Protocol):
+    """Prices a poll's offer code (matchday.polls.offers.OfferBook); refuses a bad one with
+    ``offer_invalid``. Its single use is claimed with the order (ShopRepository)."""
+
+    async def discount(
+        self, customer_id: str, code: str, lines: Sequence[OrderLine], now: float
+    ) -> int: ...
 
 
 class CheckoutService:
@@ -61,6 +72,7 @@ class CheckoutService:
         payments: PaymentsRepository | None = None,
         fraud: FraudRules | None = None,
         settle_grace_s: float = 60.0,
+        offers: Offers | None = None,
     ) -> None:
         self.repo = repo
         self.stock = stock
@@ -71,6 +83,7 @@ class CheckoutService:
         self.payments = payments if payments is not None else PaymentsRepository(repo.pool)
         self.fraud = fraud
         self.settle_grace_s = settle_grace_s
+        self.offers = offers
 
     async def checkout(
         self,
@@ -79,13 +92,14 @@ class CheckoutService:
         payment_token: str,
         key: str,
         client_ip: str | None = None,
+        offer_code: str | None = None,
     ) -> Order:
         check_token(payment_token)
         order_id = derived_id("o", customer_id, check_key(key))
         existing = await self.repo.order(order_id)
         if existing is not None:
             return await self.resume(existing)
-        order = await self._new_order(order_id, customer_id, cart_id, payment_token)
+        order = await self._new_order(order_id, customer_id, cart_id, payment_token, offer_code)
         try:
             created, fresh = await self.repo.create_order(order, key)
         except psycopg.errors.UniqueViolation:
@@ -113,7 +127,7 @@ class CheckoutService:
         if not await self._extend_holds(order):
             return await self._reload(order)
         req = ChargeRequest(
-            order.order_id, max(order.attempts, 1), order.total_cents, order.currency,
+            order.order_id, max(order.attempts, 1), order.charged_cents, order.currency,
             order.payment_token, order.customer_id,
         )  # fmt: skip
         if order.attempts == 0:
@@ -183,7 +197,7 @@ class CheckoutService:
             raise NotFound("order", order_id)
         if order.status != st.PAID or not order.payment_ref:
             raise Conflict(f"order {order_id} is {order.status}: only paid orders are refunded")
-        left = order.total_cents - await self.payments.refunded_cents(order.payment_ref)
+        left = order.charged_cents - await self.payments.refunded_cents(order.payment_ref)
         amount = left if amount_cents is None else amount_cents
         if amount <= 0 or amount > left:
             raise InvalidInput("amount_cents", f"between 1 and {left} (what is left to refund)")
@@ -193,7 +207,7 @@ class CheckoutService:
             refund_key, result.gateway, order.payment_ref, result.amount_cents, "succeeded",
             result.refund_ref,
         )  # fmt: skip
-        full = await self.payments.refunded_cents(order.payment_ref) >= order.total_cents
+        full = await self.payments.refunded_cents(order.payment_ref) >= order.charged_cents
         status = st.REFUNDED if full else st.PAID
         detail = _told(status, {"refunded_cents": result.amount_cents, "refund": result.refund_ref})
         if await self.repo.update_order(
@@ -228,8 +242,9 @@ class CheckoutService:
     # -- steps ---------------------------------------------------------------------------------
 
     async def _new_order(
-        self, order_id: str, customer_id: str, cart_id: str, payment_token: str
-    ) -> Order:
+        self, order_id: str, customer_id: str, cart_id: str, payment_token: str,
+        offer_code: str | None = None,
+    ) -> Order:  # fmt: skip
         cart = await self.repo.cart(cart_id)
         if cart is None or cart.customer_id != customer_id:
             raise NotFound("cart", cart_id)
@@ -253,10 +268,15 @@ class CheckoutService:
             )
             for line in held
         )  # fmt: skip
+        discount = 0
+        if offer_code:
+            if self.offers is None:
+                raise OfferInvalid("offers are not enabled here")
+            discount = await self.offers.discount(customer_id, offer_code, lines, now)
         return Order(
             order_id, cart_id, customer_id, st.PENDING,
             sum(ln.qty * ln.unit_price_cents for ln in lines), currencies.pop(), payment_token,
-            0, None, None, None, None, now, now, lines,
+            0, None, None, None, None, now, now, lines, discount, offer_code or None,
         )  # fmt: skip
 
     async def _extend_holds(self, order: Order) -> bool:
@@ -311,7 +331,7 @@ class CheckoutService:
         """Charged, but a hold was lost: give the money back rather than sell without stock."""
         log.error("order %s paid but %s could not be committed: %s", order.order_id, sku, exc)
         await self._release_all(order)
-        await self.gateway.refund(payment_ref, order.total_cents, f"refund:{order.order_id}")
+        await self.gateway.refund(payment_ref, order.charged_cents, f"refund:{order.order_id}")
         await self._move(
             order, st.CANCELLED, {"code": "fulfilment_failed", "sku": sku},
             gateway=gateway, payment_ref=payment_ref,

@@ -110,6 +110,13 @@ class Order:
     created_at: float
     updated_at: float
     lines: tuple[OrderLine, ...] = field(default=())
+    discount_cents: int = 0  # what a poll's offer took off (issue 7)
+    offer_code: str | None = None
+
+    @property
+    def charged_cents(self) -> int:
+        """What the customer pays (and can be refunded): the lines less the discount."""
+        return self.total_cents - self.discount_cents
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +124,8 @@ class Order:
             "cart_id": self.cart_id,
             "status": self.status,
             "total_cents": self.total_cents,
+            "discount_cents": self.discount_cents,
+            "offer_code": self.offer_code,
             "currency": self.currency,
             "gateway": self.gateway,
             "payment_ref": self.payment_ref,

@@ -7,8 +7,10 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from matchday.shop.models import Cart, CartLine, Order, OrderLine
+from matchday.polls.models import OfferInvalid
+from matchday.shop.models import CANCELLED, FAILED, Cart, CartLine, Order, OrderLine
 from matchday.storage.db import StorageConnection
+from matchday.storage.polls_repo import claim_offer, release_offer
 
 # Lines whose hold ended this recently are still shown, so a shopper sees "expired" rather
 # than a line silently vanishing from the cart.
@@ -17,7 +19,8 @@ RECENTLY_CLOSED_S = 1800
 _ORDER_COLUMNS = (
     "order_id, cart_id, customer_id, status, total_cents, currency, payment_token, attempts,"
     " gateway, payment_ref, failure_code, failure_message,"
-    " extract(epoch FROM created_at), extract(epoch FROM updated_at)"
+    " extract(epoch FROM created_at), extract(epoch FROM updated_at),"
+    " discount_cents, offer_code"
 )
 
 
@@ -38,6 +41,8 @@ def _order(row: tuple[Any, ...], lines: list[OrderLine]) -> Order:
         created_at=float(row[12]),
         updated_at=float(row[13]),
         lines=tuple(lines),
+        discount_cents=int(row[14]),
+        offer_code=row[15],
     )
 
 
@@ -115,8 +120,8 @@ class ShopRepository:
             row = await (
                 await conn.execute(
                     "INSERT INTO orders (order_id, cart_id, customer_id, idempotency_key,"
-                    " status, total_cents, currency, payment_token)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                    " status, total_cents, currency, payment_token, discount_cents, offer_code)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING order_id",
                     (
                         order.order_id,
@@ -127,6 +132,8 @@ class ShopRepository:
                         order.total_cents,
                         order.currency,
                         order.payment_token,
+                        order.discount_cents,
+                        order.offer_code,
                     ),
                 )
             ).fetchone()
@@ -134,6 +141,11 @@ class ShopRepository:
                 existing = await self._order_by_key(conn, order.customer_id, idempotency_key)
                 assert existing is not None
                 return existing, False
+            # The offer's one use, taken with the order or not at all (issue 7).
+            if order.offer_code and not await claim_offer(
+                conn, order.offer_code, order.customer_id, order.order_id
+            ):
+                raise OfferInvalid("this code was already used")
             cur = conn.cursor()
             await cur.executemany(
                 "INSERT INTO order_lines (order_id, reservation_id, sku, qty, unit_price_cents,"
@@ -200,6 +212,8 @@ class ShopRepository:
             )
             if cur.rowcount != 1:
                 return False
+            if status in (FAILED, CANCELLED):  # a failed order gives its offer back
+                await release_offer(conn, order_id)
             await conn.execute(
                 "INSERT INTO order_events (order_id, status, detail) VALUES (%s, %s, %s)",
                 (order_id, status, Jsonb(detail or {})),

@@ -12,12 +12,14 @@ from redis.asyncio import Redis
 from matchday.catalog.service import CatalogService
 from matchday.metrics import NOOP, Metrics
 from matchday.payments.gateway import PaymentGateway
+from matchday.polls.offers import OfferBook, OfferCodes
 from matchday.settings import Settings
 from matchday.shop.carts import CartService
 from matchday.shop.checkout import CheckoutService
 from matchday.shop.events import RedisOrderEvents
 from matchday.shop.ports import Stock
 from matchday.storage.db import make_pool
+from matchday.storage.polls_repo import PollsRepository
 from matchday.storage.shop_repo import ShopRepository
 from matchday.web.idempotency import IdempotencyStore
 from matchday.web.identity import Identity
@@ -87,8 +89,11 @@ class ShopContext:
             ctx.carts = CartService(repo, stock, catalog, hold_ttl_s=settings.default_ttl_s)
             if gateway is not None:
                 ctx.checkout = CheckoutService(
-                    repo, stock, catalog, gateway, events, payment_hold_s=settings.payment_hold_s
-                )
+                    repo, stock, catalog, gateway, events, payment_hold_s=settings.payment_hold_s,
+                    offers=OfferBook(
+                        PollsRepository(pool), OfferCodes(settings.secret_key.get_secret_value())
+                    ),
+                )  # fmt: skip
         return ctx
 
     async def close(self) -> None:

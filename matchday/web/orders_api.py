@@ -70,7 +70,9 @@ def build(ctx: ShopContext) -> FastAPI:
         async def produce(key: str) -> tuple[int, Any]:
             ip = request.client.host if request.client else None
             started = time.perf_counter()
-            order = await checkout.checkout(customer, body.cart_id, body.payment_token, key, ip)
+            order = await checkout.checkout(
+                customer, body.cart_id, body.payment_token, key, ip, offer_code=body.offer_code
+            )
             took = time.perf_counter() - started
             ctx.metrics.observe(CHECKOUT_LATENCY, took, {"status": order.status})
             return 201, order.to_dict()

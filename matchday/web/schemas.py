@@ -31,6 +31,10 @@ class CheckoutIn(_In):
     payment_token: Token = Field(
         description="A payment-method token (pm_... or tok_...); never card data"
     )
+    offer_code: str | None = Field(
+        default=None, max_length=80, pattern=r"^[a-z0-9_-]*$",
+        description="A personal offer code earned by voting in a poll (empty: none)",
+    )  # fmt: skip
 
 
 class ErrorBody(BaseModel):
@@ -80,6 +84,8 @@ class OrderOut(BaseModel):
     cart_id: str
     status: str
     total_cents: int
+    discount_cents: int = 0
+    offer_code: str | None = None
     currency: str
     gateway: str | None
     payment_ref: str | None
