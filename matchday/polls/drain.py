@@ -67,7 +67,7 @@ class VoteDrain:
                 raise
         self._grouped = True
 
-    async def drain_once(self, block_ms: int = 500) -> int:
+    async def drain_once(self, block_ms: int = 500, *, again: bool = True) -> int:
         """Store one batch; the number of entries handled (0 if none came within block_ms)."""
         await self._ensure_group()
         try:
@@ -81,10 +81,12 @@ class VoteDrain:
                 )
                 entries = found[0][1] if found else []
         except ResponseError as exc:
-            if "NOGROUP" in str(exc):  # Redis lost the stream (and its group): start again
-                self._grouped = False
-                return 0
-            raise
+            if "NOGROUP" not in str(exc) or not again:
+                raise
+            # Redis lost the stream and its group; votes since then are in a new stream,
+            # which a group made at "0" reads from its start.
+            self._grouped = False
+            return await self.drain_once(block_ms, again=False)
         if not entries:
             return 0
         rows = [row for _, fields in entries if (row := parse_entry(fields)) is not None]
