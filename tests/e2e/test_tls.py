@@ -3,7 +3,8 @@
 Serve's HTTP options are fixed at ``serve.start``, and the suite's shared Serve (the
 ``served`` fixture) is plain HTTP, so this test runs its own stack: ``matchday run`` in a
 subprocess with ``MATCHDAY_TLS_CERTFILE``/``MATCHDAY_TLS_KEYFILE`` and the Python proxy
-(Serve 2.60 terminates TLS only there), in a scratch data directory.
+(Serve 2.60 terminates TLS only there), in a scratch data directory. The HAProxy ingress
+gets TLS from a front proxy (cluster/tls), tested below on a `matchday run` of its own.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import ipaddress
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -29,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from cluster.serving import load_config, refuse_tls_with_haproxy
+from cluster.tls.front import FrontConfig, FrontProxy, TlsFrontError, write
 from tests.e2e.conftest import free_port
 
 pytestmark = pytest.mark.e2e
@@ -154,3 +157,145 @@ def test_a_certificate_without_its_key_is_refused(tmp_path: Path) -> None:
     cert, _ = self_signed(tmp_path)
     with pytest.raises(ValueError, match="both"):
         load_config(tls_certfile=str(cert))
+
+
+# -- TLS in front of the HAProxy ingress (cluster/tls) --------------------------------------
+# Serve 2.60 cannot terminate TLS in HAProxy mode, so a second HAProxy (the binary of Ray's
+# HAProxy mode) terminates it in front of a `matchday run` on the HAProxy ingress.
+
+
+class FrontStack:
+    def __init__(self, port: int, redirect: int, cert: Path, log: Path) -> None:
+        self.port = port
+        self.redirect = redirect
+        self.cert = cert
+        self.log = log
+
+    def trusting(self) -> httpx.Client:
+        return httpx.Client(verify=ssl.create_default_context(cafile=str(self.cert)))
+
+
+@pytest.fixture(scope="module")
+def haproxy_front() -> Iterator[FrontStack]:
+    scratch = Path(tempfile.mkdtemp(prefix="matchday-tls-front-"))
+    cert, key = self_signed(scratch)
+    ingress = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MATCHDAY_", "RAY_"))}
+    env.update(
+        MATCHDAY_DATA_DIR=str(scratch / "data"),
+        MATCHDAY_INGRESS="haproxy",
+        MATCHDAY_HTTP_PORT=str(ingress),
+        # Other stacks on this machine may hold HAProxy's default 8404 and 9101.
+        RAY_SERVE_HAPROXY_STATS_PORT=str(free_port()),
+        RAY_SERVE_HAPROXY_METRICS_PORT=str(free_port()),
+        RAY_AUTH_MODE="disabled",
+    )
+    log = scratch / "run.log"
+    with log.open("w") as out:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "cluster.cli", "run", "--fresh", "--no-dashboard", "--no-seed"],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    front: FrontProxy | None = None
+    try:
+        deadline = time.monotonic() + 240
+        while "Stop: Ctrl-C" not in log.read_text():
+            assert run.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(1)
+        port, redirect = free_port(), free_port()
+        config = FrontConfig(
+            cert,
+            key,
+            listen=f"127.0.0.1:{port}",
+            upstream=f"127.0.0.1:{ingress}",
+            redirect=f"127.0.0.1:{redirect}",
+        )
+        front = FrontProxy(config, scratch / "front").start()
+        yield FrontStack(port, redirect, cert, log)
+    finally:
+        if front is not None:
+            front.stop()
+        run.send_signal(signal.SIGINT)
+        try:
+            run.wait(60)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            run.wait()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_the_front_proxy_serves_the_haproxy_ingress_over_https(haproxy_front: FrontStack) -> None:
+    base = f"https://127.0.0.1:{haproxy_front.port}/api"
+    with haproxy_front.trusting() as client:
+        health = client.get(f"{base}/catalog/readyz")
+        session = client.post(f"{base}/shop/session")  # a POST, through to a replica
+        missing = client.get(f"{base}/catalog/products/no-such-product")
+    assert health.status_code == 200, haproxy_front.log.read_text()[-2000:]
+    assert health.json()["status"] == "ok"
+    context = ssl.create_default_context(cafile=str(haproxy_front.cert))
+    with (
+        socket.create_connection(("127.0.0.1", haproxy_front.port), 5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        assert tls.version() == "TLSv1.3"  # what a current client gets
+    assert health.headers["strict-transport-security"] == "max-age=31536000"
+    assert session.status_code == 201 and session.json()["token"]
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+
+
+def test_the_front_proxy_refuses_a_client_that_does_not_trust_it(
+    haproxy_front: FrontStack,
+) -> None:
+    with httpx.Client() as client, pytest.raises(httpx.ConnectError):  # system CAs only
+        client.get(f"https://127.0.0.1:{haproxy_front.port}/api/catalog/healthz")
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated")
+def test_the_front_proxy_refuses_tls_below_1_2(haproxy_front: FrontStack) -> None:
+    context = ssl.create_default_context(cafile=str(haproxy_front.cert))
+    context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    context.maximum_version = ssl.TLSVersion.TLSv1_1
+    context.set_ciphers("ALL:@SECLEVEL=0")  # let this client offer TLS 1.1 at all
+    # The server's protocol-version alert: this client did offer TLS 1.1.
+    with (
+        httpx.Client(verify=context) as client,
+        pytest.raises(httpx.ConnectError, match="PROTOCOL_VERSION"),
+    ):
+        client.get(f"https://127.0.0.1:{haproxy_front.port}/api/catalog/healthz")
+
+
+def test_plain_http_is_not_served_but_redirected_to_https(haproxy_front: FrontStack) -> None:
+    with httpx.Client() as client:
+        with pytest.raises(httpx.TransportError):  # plain HTTP on the TLS port
+            client.get(f"http://127.0.0.1:{haproxy_front.port}/api/catalog/healthz")
+        moved = client.get(f"http://127.0.0.1:{haproxy_front.redirect}/api/catalog/healthz")
+    assert moved.status_code == 301
+    assert moved.headers["location"].startswith("https://127.0.0.1")
+    assert moved.headers["location"].endswith("/api/catalog/healthz")
+
+
+def test_the_front_proxy_refuses_a_key_that_is_not_the_certificates(tmp_path: Path) -> None:
+    cert, _ = self_signed(tmp_path)
+    (tmp_path / "other").mkdir()
+    _, other_key = self_signed(tmp_path / "other")
+    with pytest.raises(TlsFrontError, match="inconsistencies between private key and cert"):
+        write(FrontConfig(cert, other_key, listen=f"127.0.0.1:{free_port()}"), tmp_path / "f")
+
+
+def test_the_front_proxy_bundle_is_private(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    cfg = write(FrontConfig(cert, key, listen=f"127.0.0.1:{free_port()}"), tmp_path / "front")
+    assert (cfg.parent.stat().st_mode & 0o777) == 0o700
+    assert ((cfg.parent / "tls.pem").stat().st_mode & 0o777) == 0o600
+    assert key.read_bytes() in (cfg.parent / "tls.pem").read_bytes()
+
+
+@pytest.mark.parametrize("address", ["8443", "127.0.0.1:", "127.0.0.1:99999", "a b:443"])
+def test_the_front_proxy_refuses_a_malformed_address(tmp_path: Path, address: str) -> None:
+    cert, key = self_signed(tmp_path)
+    with pytest.raises(ValueError, match=r"HOST:PORT|whitespace"):
+        FrontConfig(cert, key, listen=address)

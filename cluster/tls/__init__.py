@@ -1,0 +1,1 @@
+"""TLS in front of the HAProxy ingress: a second HAProxy that terminates TLS (ADR 0012)."""

@@ -1,0 +1,3 @@
+from cluster.tls.front import main
+
+raise SystemExit(main())
