@@ -78,6 +78,12 @@ REPORTS: dict[str, Report] = {
             lambda repo, limit: repo.suspicious(limit),
             Chart("Suspicious activity per kind", "kind", "events"),
         ),
+        Report(
+            "poll-demand",
+            "votes per poll option beside the sales velocity of its SKU and product",
+            lambda repo, limit: repo.poll_demand(limit),
+            Chart("Poll votes per option", "label", "votes"),
+        ),
     )
 }
 

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from psycopg_pool import AsyncConnectionPool
 
+from matchday.polls.report import PollDemand
 from matchday.reports.records import (
     Chargebacks,
     DeadStock,
@@ -36,6 +37,7 @@ VIEWS = (
     "report_payment_success",
     "report_chargebacks",
     "report_suspicious_activity",
+    "report_poll_demand",  # 007: reads the two velocity views above
 )
 
 
@@ -112,3 +114,9 @@ class ReportsRepository:
         async with StorageConnection(self.pool, "reports") as conn:
             row = await (await conn.execute("SELECT pg_is_in_recovery()")).fetchone()
         return bool(row and row[0])
+
+    async def poll_demand(self, limit: int = 1000) -> list[PollDemand]:
+        """Votes per poll option beside its SKU's and product's sales velocity (issue 7)."""
+        return await self._rows(
+            PollDemand, "report_poll_demand", "poll_id, votes DESC, option_id", limit
+        )
