@@ -13,6 +13,10 @@ const STATIC = `md-static-${VERSION}`;
 const RUNTIME = `md-runtime-${VERSION}`;
 const APP_PATHS = /^\/($|p\/|cart$|checkout$|orders\/)/;
 const BROWSE = /^\/(api\/catalog\/(products(\/[a-z0-9-]+)?|categories)|static\/img\/[a-z0-9-]+\.svg)$/;
+// What the catalogue's first screen asks for (catalog.js: PAGE = 24, no filters): fetched into
+// the runtime cache at activation, because the very first visit's requests were made before
+// this worker controlled the page.
+const HOME = ["/api/catalog/products?limit=24&offset=0", "/api/catalog/categories"];
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(STATIC).then((cache) => cache.addAll(PRECACHE)).then(() => self.skipWaiting()));
@@ -24,8 +28,32 @@ self.addEventListener("activate", (event) => {
       if (name.startsWith("md-") && name !== STATIC && name !== RUNTIME) await caches.delete(name);
     }
     await self.clients.claim();
+    await warm(HOME, true).catch(() => {});
   })());
 });
+
+// A page that loaded before this worker controlled it sends what it fetched, to keep offline.
+self.addEventListener("message", (event) => {
+  if (event.data && event.data.type === "keep" && Array.isArray(event.data.urls)) {
+    event.waitUntil(warm(event.data.urls.slice(0, 100), false).catch(() => {}));
+  }
+});
+
+async function warm(urls, withImages) {
+  const cache = await caches.open(RUNTIME);
+  for (const href of urls) {
+    const url = new URL(href, self.location.origin);
+    if (url.origin !== self.location.origin || !BROWSE.test(url.pathname)) continue;
+    if (await cache.match(url.href)) continue;
+    const response = await fetch(url.href);
+    if (!response.ok) continue;
+    await cache.put(url.href, response.clone());
+    if (withImages && url.pathname === "/api/catalog/products") {
+      const page = await response.json();
+      await warm(page.items.map((item) => item.image_url), false);
+    }
+  }
+}
 
 self.addEventListener("fetch", (event) => {
   const request = event.request;

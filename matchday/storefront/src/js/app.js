@@ -21,6 +21,7 @@ const main = document.getElementById("main");
 const offline = document.querySelector("[data-testid=offline]");
 const busy = document.querySelector("[data-testid=busy]");
 const count = document.querySelector("[data-testid=cart-count]");
+const KEEP = /\/(api\/catalog|static\/img)\//; // what the service worker may keep offline
 let leave = () => {};
 
 export function navigate(path, { replace = false } = {}) {
@@ -103,6 +104,12 @@ if ("serviceWorker" in navigator) {
   });
   window.addEventListener("load", () => {
     navigator.serviceWorker.register("/sw.js").catch(() => {});
+    // The worker saw none of this page's requests if it was not in control yet: tell it.
+    navigator.serviceWorker.ready.then((registration) => {
+      const urls = performance.getEntriesByType("resource").map((entry) => entry.name)
+        .filter((url) => KEEP.test(url));
+      if (registration.active) registration.active.postMessage({ type: "keep", urls });
+    });
   });
 }
 
