@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -81,19 +82,14 @@ class TlsStack:
         self.log = log
 
 
-@pytest.fixture(scope="module")
-def tls_stack() -> Iterator[TlsStack]:
-    scratch = Path(tempfile.mkdtemp(prefix="matchday-tls-"))
-    cert, key = self_signed(scratch)
-    port = free_port()
+@contextmanager
+def matchday_run(scratch: Path, **settings: str) -> Iterator[Path]:
+    """`matchday run` in a subprocess with these settings, until it is up; its log."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MATCHDAY_", "RAY_"))}
     env.update(
         MATCHDAY_DATA_DIR=str(scratch / "data"),  # run --fresh empties it: files live beside
-        MATCHDAY_INGRESS="python",
-        MATCHDAY_HTTP_PORT=str(port),
-        MATCHDAY_TLS_CERTFILE=str(cert),
-        MATCHDAY_TLS_KEYFILE=str(key),
         RAY_AUTH_MODE="disabled",  # a private, loopback-only cluster (ADR 0004)
+        **settings,
     )
     log = scratch / "run.log"
     with log.open("w") as out:
@@ -110,7 +106,7 @@ def tls_stack() -> Iterator[TlsStack]:
             assert run.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(1)
-        yield TlsStack(port, cert, log)
+        yield log
     finally:
         run.send_signal(signal.SIGINT)
         try:
@@ -118,6 +114,23 @@ def tls_stack() -> Iterator[TlsStack]:
         except subprocess.TimeoutExpired:
             run.kill()
             run.wait()
+
+
+@pytest.fixture(scope="module")
+def tls_stack() -> Iterator[TlsStack]:
+    scratch = Path(tempfile.mkdtemp(prefix="matchday-tls-"))
+    cert, key = self_signed(scratch)
+    port = free_port()
+    try:
+        with matchday_run(
+            scratch,
+            MATCHDAY_INGRESS="python",
+            MATCHDAY_HTTP_PORT=str(port),
+            MATCHDAY_TLS_CERTFILE=str(cert),
+            MATCHDAY_TLS_KEYFILE=str(key),
+        ) as log:
+            yield TlsStack(port, cert, log)
+    finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -179,52 +192,29 @@ class FrontStack:
 def haproxy_front() -> Iterator[FrontStack]:
     scratch = Path(tempfile.mkdtemp(prefix="matchday-tls-front-"))
     cert, key = self_signed(scratch)
-    ingress = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MATCHDAY_", "RAY_"))}
-    env.update(
-        MATCHDAY_DATA_DIR=str(scratch / "data"),
-        MATCHDAY_INGRESS="haproxy",
-        MATCHDAY_HTTP_PORT=str(ingress),
-        # Other stacks on this machine may hold HAProxy's default 8404 and 9101.
-        RAY_SERVE_HAPROXY_STATS_PORT=str(free_port()),
-        RAY_SERVE_HAPROXY_METRICS_PORT=str(free_port()),
-        RAY_AUTH_MODE="disabled",
-    )
-    log = scratch / "run.log"
-    with log.open("w") as out:
-        run = subprocess.Popen(
-            [sys.executable, "-m", "cluster.cli", "run", "--fresh", "--no-dashboard", "--no-seed"],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    front: FrontProxy | None = None
+    ingress, port, redirect = free_port(), free_port(), free_port()
     try:
-        deadline = time.monotonic() + 240
-        while "Stop: Ctrl-C" not in log.read_text():
-            assert run.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(1)
-        port, redirect = free_port(), free_port()
-        config = FrontConfig(
-            cert,
-            key,
-            listen=f"127.0.0.1:{port}",
-            upstream=f"127.0.0.1:{ingress}",
-            redirect=f"127.0.0.1:{redirect}",
-        )
-        front = FrontProxy(config, scratch / "front").start()
-        yield FrontStack(port, redirect, cert, log)
+        with matchday_run(
+            scratch,
+            MATCHDAY_INGRESS="haproxy",
+            MATCHDAY_HTTP_PORT=str(ingress),
+            # Other stacks on this machine may hold HAProxy's default 8404 and 9101.
+            RAY_SERVE_HAPROXY_STATS_PORT=str(free_port()),
+            RAY_SERVE_HAPROXY_METRICS_PORT=str(free_port()),
+        ) as log:
+            config = FrontConfig(
+                cert,
+                key,
+                listen=f"127.0.0.1:{port}",
+                upstream=f"127.0.0.1:{ingress}",
+                redirect=f"127.0.0.1:{redirect}",
+            )
+            front = FrontProxy(config, scratch / "front").start()
+            try:
+                yield FrontStack(port, redirect, cert, log)
+            finally:
+                front.stop()
     finally:
-        if front is not None:
-            front.stop()
-        run.send_signal(signal.SIGINT)
-        try:
-            run.wait(60)
-        except subprocess.TimeoutExpired:
-            run.kill()
-            run.wait()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
