@@ -94,7 +94,7 @@ class StripeEvents:
         order = await self.repo.order(order_id) if order_id else None
         if order is None or order.status != st.PAID or order.payment_ref != intent_id:
             return "unchanged"
-        if int(obj.get("amount_refunded") or 0) < order.total_cents:
+        if int(obj.get("amount_refunded") or 0) < order.charged_cents:
             return "partial"
         detail = {"refunded_cents": int(obj.get("amount_refunded") or 0), "source": "gateway"}
         moved = await self.repo.update_order(

@@ -207,3 +207,23 @@ async def test_disputes_are_logged_and_a_full_refund_at_the_gateway_marks_the_or
     assert r.json()["outcome"] == "order_refunded"
     final = await ps.stack.ctx.repo.order(order["order_id"])
     assert final is not None and final.status == st.REFUNDED
+
+
+async def test_a_full_refund_of_a_discounted_order_marks_it_refunded(
+    ps: PayStack, hooks: httpx.AsyncClient
+) -> None:
+    """Full means all that was charged (total - an offer's discount), not the lines' sum."""
+    (sku,) = await ps.stack.product(stock=3, price=2500)
+    auth, cart = await filled_cart(ps.stack, sku)
+    order = (await pay(ps.stack, auth, cart, "pm_card_visa")).json()
+    async with ps.payments.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE orders SET discount_cents = 500 WHERE order_id = %s", (order["order_id"],)
+        )
+    charge = {"id": "ch_2", "object": "charge", "payment_intent": order["payment_ref"]}
+    r = await send(hooks, "evt_rf_part", "charge.refunded", {**charge, "amount_refunded": 1999})
+    assert r.json()["outcome"] == "partial"
+    r = await send(hooks, "evt_rf_full", "charge.refunded", {**charge, "amount_refunded": 2000})
+    assert r.json()["outcome"] == "order_refunded"
+    final = await ps.stack.ctx.repo.order(order["order_id"])
+    assert final is not None and final.status == st.REFUNDED
