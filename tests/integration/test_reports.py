@@ -311,9 +311,25 @@ async def test_chargebacks_and_suspicious_activity_are_counted(repos: Repos) -> 
     assert (signal.events, signal.customers, signal.orders) == (3, 2, 3)
 
 
+async def open_poll_on(repos: Repos, sku: str) -> None:
+    """An open poll with one option on ``sku``: poll-demand lists it, voted on or not."""
+    poll_id = "p_" + uid("").lower().translate(str.maketrans("0189", "abcd")).strip("_-")
+    async with repos.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO polls (poll_id, question, placement) VALUES (%s, 'Which?', 'checkout')",
+            (poll_id,),
+        )
+        await conn.execute(
+            "INSERT INTO poll_options (poll_id, option_id, position, label, sku)"
+            " VALUES (%s, 'o1', 1, 'This one', %s)",
+            (poll_id, sku),
+        )
+
+
 async def test_every_report_writes_a_csv_and_a_png(repos: Repos, tmp_path: Path) -> None:
     _, (sku,) = await make_product(repos, [50])
     await sell(repos, sku, 7, ago_s=HOUR)
+    await open_poll_on(repos, sku)
     await repos.reports.refresh()
     for name, report in REPORTS.items():
         rows = await run_report(repos.reports, name, limit=30)
