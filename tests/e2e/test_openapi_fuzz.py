@@ -34,7 +34,7 @@ CHECKS = [
     response_schema_conformance,
     negative_data_rejection,
 ]
-APPS = ["/api/catalog", "/api/shop", "/api/orders", "/api/admin", "/api/webhooks"]
+APPS = ["/api/catalog", "/api/shop", "/api/orders", "/api/admin", "/api/webhooks", "/api/polls"]
 # Enough examples per operation to find a 5xx in a few seconds each; the suite's budget
 # is minutes, not hours.
 EXAMPLES = 25
