@@ -29,7 +29,8 @@ export function render(root, { orderId }) {
     const statusEl = h("strong", { "data-testid": "order-status" }, order.status);
     const say = h("p", { class: "say", "aria-live": "polite" }, SAY[order.status] || "");
     const discount = order.discount_cents
-      ? h("p", {}, `Discount ${money(order.discount_cents, order.currency)}` +
+      ? h("p", {}, `Subtotal ${money(order.total_cents, order.currency)}, discount ` +
+        `${money(order.discount_cents, order.currency)}` +
         (order.offer_code ? ` (${order.offer_code})` : ""))
       : null;
     mount(root, h("h1", {}, "Your order"),
@@ -37,8 +38,9 @@ export function render(root, { orderId }) {
       h("ul", { class: "summary" }, order.lines.map((l) =>
         h("li", {}, `${l.qty} × ${l.title} · ${money(l.unit_price_cents * l.qty, order.currency)}`))),
       discount,
+      // total_cents is the lines' sum; what is charged is that less a poll offer's discount.
       h("p", { class: "total" }, "Total ", h("span", { "data-testid": "order-total" },
-        money(order.total_cents, order.currency))),
+        money(order.total_cents - (order.discount_cents || 0), order.currency))),
       h("a", { href: "/" }, "Continue shopping"));
     ready(true);
     if (TERMINAL.has(status)) return;
