@@ -11,17 +11,11 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import shutil
-import signal
 import socket
 import ssl
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -34,10 +28,10 @@ from cryptography.x509.oid import NameOID
 from cluster.serving import load_config, refuse_tls_with_haproxy
 from cluster.tls.front import FrontConfig, FrontProxy, TlsFrontError, write
 from tests.e2e.conftest import free_port
+from tests.e2e.run_stack import matchday_run
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
@@ -82,40 +76,6 @@ class TlsStack:
         self.log = log
 
 
-@contextmanager
-def matchday_run(scratch: Path, **settings: str) -> Iterator[Path]:
-    """`matchday run` in a subprocess with these settings, until it is up; its log."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MATCHDAY_", "RAY_"))}
-    env.update(
-        MATCHDAY_DATA_DIR=str(scratch / "data"),  # run --fresh empties it: files live beside
-        RAY_AUTH_MODE="disabled",  # a private, loopback-only cluster (ADR 0004)
-        **settings,
-    )
-    log = scratch / "run.log"
-    with log.open("w") as out:
-        run = subprocess.Popen(
-            [sys.executable, "-m", "cluster.cli", "run", "--fresh", "--no-dashboard", "--no-seed"],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        deadline = time.monotonic() + 240
-        while "Stop: Ctrl-C" not in log.read_text():
-            assert run.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(1)
-        yield log
-    finally:
-        run.send_signal(signal.SIGINT)
-        try:
-            run.wait(60)
-        except subprocess.TimeoutExpired:
-            run.kill()
-            run.wait()
-
-
 @pytest.fixture(scope="module")
 def tls_stack() -> Iterator[TlsStack]:
     scratch = Path(tempfile.mkdtemp(prefix="matchday-tls-"))
@@ -124,11 +84,12 @@ def tls_stack() -> Iterator[TlsStack]:
     try:
         with matchday_run(
             scratch,
+            "--no-seed",
             MATCHDAY_INGRESS="python",
             MATCHDAY_HTTP_PORT=str(port),
             MATCHDAY_TLS_CERTFILE=str(cert),
             MATCHDAY_TLS_KEYFILE=str(key),
-        ) as log:
+        ) as (log, _):
             yield TlsStack(port, cert, log)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -196,12 +157,13 @@ def haproxy_front() -> Iterator[FrontStack]:
     try:
         with matchday_run(
             scratch,
+            "--no-seed",
             MATCHDAY_INGRESS="haproxy",
             MATCHDAY_HTTP_PORT=str(ingress),
             # Other stacks on this machine may hold HAProxy's default 8404 and 9101.
             RAY_SERVE_HAPROXY_STATS_PORT=str(free_port()),
             RAY_SERVE_HAPROXY_METRICS_PORT=str(free_port()),
-        ) as log:
+        ) as (log, _):
             config = FrontConfig(
                 cert,
                 key,
