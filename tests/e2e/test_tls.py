@@ -33,7 +33,6 @@ from tests.e2e.run_stack import matchday_run
 pytestmark = pytest.mark.e2e
 
 
-
 def self_signed(folder: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 and localhost, valid for a day; (cert, key) PEM files."""
     key = ec.generate_private_key(ec.SECP256R1())
