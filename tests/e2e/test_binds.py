@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +20,7 @@ import psutil
 import pytest
 
 from tests.e2e.conftest import Served, free_port, served  # noqa: F401 - fixture
+from tests.e2e.run_stack import matchday_run
 
 pytestmark = pytest.mark.e2e
 
@@ -57,57 +55,33 @@ def test_the_python_proxy_stack_listens_on_loopback_only(served: Served) -> None
 
 def test_the_haproxy_stack_of_the_run_command_listens_on_loopback_only() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="matchday-binds-"))
-    data_dir = scratch / "data"  # run --fresh empties it: the log lives beside it
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MATCHDAY_", "RAY_"))}
-    env.update(
-        MATCHDAY_DATA_DIR=str(data_dir),
-        MATCHDAY_INGRESS="haproxy",
-        MATCHDAY_HTTP_PORT=str(free_port()),
-        # Other stacks on this machine may hold HAProxy's default 8404 and 9101.
-        RAY_SERVE_HAPROXY_STATS_PORT=str(free_port()),
-        RAY_SERVE_HAPROXY_METRICS_PORT=str(free_port()),
-        RAY_AUTH_MODE="disabled",
-        # Small buckets, so that whose bucket a request drew from shows (client_addresses).
-        MATCHDAY_RATE_LIMIT_PER_S="0.01",
-        MATCHDAY_RATE_LIMIT_BURST="2",
-    )
-    log = scratch / "run.log"
-    with log.open("w") as out:
-        run = subprocess.Popen(
-            [sys.executable, "-m", "cluster.cli", "run", "--fresh", "--no-dashboard"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    port = free_port()
     try:
-        deadline = time.monotonic() + 240
-        while "Stop: Ctrl-C" not in log.read_text():
-            assert run.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(1)
-        port = int(env["MATCHDAY_HTTP_PORT"])
-        while not any(
-            n == "haproxy" and p == port for n, _, p in listeners(psutil.Process(run.pid))
-        ):
-            assert time.monotonic() < deadline, "HAProxy never listened on the HTTP port"
-            time.sleep(1)  # the manager (re)starts HAProxy once routes arrive
-        time.sleep(2)  # and the replicas their servers
-        found = listeners(psutil.Process(run.pid))
-        names = {name for name, _, _ in found}
-        assert any(n.startswith("ray::ServeReplica") for n in names), names
-        assert {
-            int(env["RAY_SERVE_HAPROXY_STATS_PORT"]),
-            int(env["RAY_SERVE_HAPROXY_METRICS_PORT"]),
-        } <= {port for name, _, port in found if name == "haproxy"}
-        assert public(found) == []
-        client_addresses(port)
+        with matchday_run(
+            scratch,
+            MATCHDAY_INGRESS="haproxy",
+            MATCHDAY_HTTP_PORT=str(port),
+            # Other stacks on this machine may hold HAProxy's default 8404 and 9101.
+            RAY_SERVE_HAPROXY_STATS_PORT=str(stats_port := free_port()),
+            RAY_SERVE_HAPROXY_METRICS_PORT=str(metrics_port := free_port()),
+            # Small buckets, so that whose bucket a request drew from shows (client_addresses).
+            MATCHDAY_RATE_LIMIT_PER_S="0.01",
+            MATCHDAY_RATE_LIMIT_BURST="2",
+        ) as (_, pid):
+            deadline = time.monotonic() + 240
+            while not any(
+                n == "haproxy" and p == port for n, _, p in listeners(psutil.Process(pid))
+            ):
+                assert time.monotonic() < deadline, "HAProxy never listened on the HTTP port"
+                time.sleep(1)  # the manager (re)starts HAProxy once routes arrive
+            time.sleep(2)  # and the replicas their servers
+            found = listeners(psutil.Process(pid))
+            names = {name for name, _, _ in found}
+            assert any(n.startswith("ray::ServeReplica") for n in names), names
+            assert {stats_port, metrics_port} <= {p for name, _, p in found if name == "haproxy"}
+            assert public(found) == []
+            client_addresses(port)
     finally:
-        run.send_signal(signal.SIGINT)
-        try:
-            run.wait(60)
-        except subprocess.TimeoutExpired:
-            run.kill()
-            run.wait()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
