@@ -9,6 +9,9 @@ loopback URLs we open.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +45,40 @@ def launch(playwright: Any, **kwargs: Any) -> Any:
     return playwright.chromium.launch(
         executable_path=str(CHROMIUM), headless=True, args=ARGS, **kwargs
     )
+
+
+@dataclass(frozen=True)
+class Target:
+    """A storefront to open: its base URL and, when known, the stack's database."""
+
+    base: str
+    database_url: str = ""
+
+
+@contextmanager
+def demo_stack(say: Any = print) -> Iterator[Target]:
+    """``matchday run`` (a subprocess, as ``bench.http`` starts it) on fresh embedded
+    PostgreSQL and Redis seeded with the demo catalogue."""
+    import asyncio
+    import tempfile
+
+    from bench.http_stack import Stack
+    from cluster.local import seed_demo
+    from matchday.embedded import remove_tree, start_servers
+    from matchday.settings import Settings
+    from matchday.storage.db import migrate
+
+    work = Path(tempfile.mkdtemp(prefix="matchday-browser-"))
+    say("starting PostgreSQL and Redis ...")
+    db_url, redis_url, servers = start_servers("", "", work / "servers")
+    try:
+        migrate(db_url)
+        settings = Settings(database_url=db_url, redis_url=redis_url, data_dir=work)
+        say(f"seeded {asyncio.run(seed_demo(settings))} demo SKUs; starting `matchday run` ...")
+        with Stack(settings.ingress, db_url, redis_url, work) as stack:
+            say(f"stack up at {stack.base}")
+            yield Target(stack.base, db_url)
+    finally:
+        for server in reversed(servers):
+            server.stop()
+        remove_tree(work)
