@@ -54,8 +54,10 @@ def _operator() -> AdminIdentity:
 def _with_admin(settings: Settings, work: Callable[[Any, Any], Awaitable[T]]) -> T:
     """Run ``work(auth, audit)`` against the stack's database."""
     from cluster.cli import _resolve
+    from cluster.local import secret_key
     from matchday.admin.audit import AuditLog
     from matchday.admin.auth import AdminAuth
+    from matchday.admin.sealing import TotpSeal
     from matchday.storage.admin_repo import AdminRepository
     from matchday.storage.db import make_pool
 
@@ -66,7 +68,10 @@ def _with_admin(settings: Settings, work: Callable[[Any, Any], Awaitable[T]]) ->
         await pool.open()
         try:
             repo = AdminRepository(pool)
-            return await work(AdminAuth(repo), AuditLog(repo))
+            # The same key `matchday run` gives the admin API: the configured one, else the
+            # data directory's generated one.
+            seal = TotpSeal(secret_key(settings))
+            return await work(AdminAuth(repo, seal=seal), AuditLog(repo))
         finally:
             await pool.close()
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pyotp
 
 from matchday.admin.records import AdminIdentity, KeyInfo, KeyRecord
+from matchday.admin.sealing import SealError, TotpSeal
 from matchday.domain.clock import Clock, SystemClock
 from matchday.domain.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from matchday.storage.admin_repo import AdminRepository
@@ -55,21 +56,26 @@ class AdminAuth:
         repo: AdminRepository,
         clock: Clock | None = None,
         policy: AuthPolicy | None = None,
+        seal: TotpSeal | None = None,
     ) -> None:
         self.repo = repo
         self.clock = clock or SystemClock()
         self.policy = policy or AuthPolicy()
+        # None: secrets are written in the clear (tests' throwaway keys); every process of a
+        # running shop passes one (the admin API, the CLI), and both forms are read.
+        self.seal = seal
 
     async def create_key(self, name: str) -> tuple[str, str, str]:
-        """(api_key, totp_secret, provisioning_uri): shown once, never stored in the clear
-        (the TOTP secret is, it has to be: ADR 0005)."""
+        """(api_key, totp_secret, provisioning_uri): shown once. The key's secret is stored
+        hashed, the TOTP secret sealed (matchday.admin.sealing; ADR 0005)."""
         if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             raise InvalidInput("name", "must be 1-64 letters, digits, spaces or '._@-'")
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         totp_secret = pyotp.random_base32()
+        stored = self.seal.seal(key_id, totp_secret) if self.seal else totp_secret
         await self.repo.insert_key(
-            key_id, name, hash_secret(key_id, secret), totp_secret, self.clock.now()
+            key_id, name, hash_secret(key_id, secret), stored, self.clock.now()
         )
         uri = self._totp(totp_secret).provisioning_uri(
             name=f"{name} ({key_id})", issuer_name=ISSUER
@@ -133,7 +139,7 @@ class AdminAuth:
         """The newest step within the window whose code is ``code`` (pyotp's ``verify``
         answers only yes or no, and replay protection needs to know which step matched).
         A step not newer than the last accepted one is still returned: that is a replay."""
-        totp = self._totp(key.totp_secret)
+        totp = self._totp(self._secret_of(key))
         current = int(now // self.policy.step_s)
         reach = self.policy.valid_window
         newest_first = range(current + reach, current - reach - 1, -1)
@@ -142,6 +148,19 @@ class AdminAuth:
         if fresh:
             return fresh[0]
         return matched[0] if matched else None
+
+    def _secret_of(self, key: KeyRecord) -> str:
+        if self.seal is None:
+            return key.totp_secret
+        try:
+            return self.seal.open(key.key_id, key.totp_secret)
+        except SealError:
+            # Not the admin's fault and not fixable by retrying: say what an operator can do.
+            log.error("admin key %s: TOTP secret does not open (secret key changed?)", key.key_id)
+            raise Unauthorized(
+                "this key's second factor cannot be read with the current secret key:"
+                " create a new admin key"
+            ) from None
 
     def _refuse(self, key_id: str | None, client: str, reason: str) -> Unauthorized:
         log.warning("admin key %s refused from %r: %s", key_id or "-", client, reason)

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from matchday.admin.audit import MAX_RECENT, AuditLog
 from matchday.admin.auth import AdminAuth
 from matchday.admin.records import AuditEntry
+from matchday.admin.sealing import TotpSeal
 from matchday.admin.stock_import import ImportLimits, ImportRejected, ImportReport, StockImporter
 from matchday.catalog.models import CategoryIn, ProductIn, ProductOut, ProductPatch
 from matchday.domain.errors import MatchdayError, UnknownSku
@@ -150,7 +151,7 @@ def build(ctx: ShopContext, *, pins: Pinning, router: Router) -> FastAPI:
         raise TypeError("the admin API needs the inventory engine (ctx.stock)")
     admin_repo = AdminRepository(ctx.pool)
     inventory = InventoryRepository(ctx.pool)
-    auth = AdminAuth(admin_repo)
+    auth = AdminAuth(admin_repo, seal=TotpSeal(ctx.settings.secret_key.get_secret_value()))
     audit = AuditLog(admin_repo)
     sessions = AdminSessions(ctx.settings.secret_key.get_secret_value(), admin_repo)
     importer = StockImporter(admin_repo, stock, ctx.settings.policy())

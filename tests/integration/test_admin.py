@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
@@ -17,6 +18,7 @@ from cluster.cli import main as cli_main
 from matchday.admin.audit import REDACTED, AuditLog
 from matchday.admin.auth import AdminAuth, AuthPolicy
 from matchday.admin.records import AdminIdentity
+from matchday.admin.sealing import TotpSeal
 from matchday.admin.stock_import import (
     ImportRejected,
     StockImporter,
@@ -94,6 +96,36 @@ async def test_the_database_keeps_a_hash_of_the_key_never_the_key(
     assert secret.encode() not in stored.secret_hash
     listed = [k for k in await auth.list_keys() if k.key_id == key_id]
     assert len(listed) == 1 and not hasattr(listed[0], "secret_hash")
+
+
+async def test_the_totp_secret_is_sealed_at_rest_and_only_the_shop_key_opens_it(
+    admin_repo: AdminRepository, clock: ManualClock
+) -> None:
+    shop_key = secrets.token_hex(32)
+    auth = AdminAuth(admin_repo, clock, seal=TotpSeal(shop_key))
+    api_key, totp_secret, _ = await auth.create_key(uid("ops"))
+    key_id = api_key.split("_")[1]
+    stored = await admin_repo.get_key(key_id)
+    assert stored is not None and stored.totp_secret.startswith("v1:")
+    assert totp_secret not in stored.totp_secret
+    who = await auth.authenticate(api_key, code_at(totp_secret, clock.now()))
+    assert who.key_id == key_id
+    # Another shop key (a leaked dump read elsewhere, a rotated key): no code works, and the
+    # refusal says what to do.
+    other = AdminAuth(admin_repo, clock, seal=TotpSeal(secrets.token_hex(32)))
+    clock.advance(60)
+    with pytest.raises(Unauthorized, match="create a new admin key"):
+        await other.authenticate(api_key, code_at(totp_secret, clock.now()))
+
+
+async def test_a_secret_stored_before_sealing_still_authenticates(
+    admin_repo: AdminRepository, clock: ManualClock
+) -> None:
+    clear = AdminAuth(admin_repo, clock)  # written in the clear, as before sealing existed
+    api_key, totp_secret, _ = await clear.create_key(uid("ops"))
+    sealed = AdminAuth(admin_repo, clock, seal=TotpSeal(secrets.token_hex(32)))
+    who = await sealed.authenticate(api_key, code_at(totp_secret, clock.now()))
+    assert who.key_id == api_key.split("_")[1]
 
 
 @pytest.mark.parametrize(
@@ -444,6 +476,9 @@ async def test_the_admin_cli_creates_lists_revokes_keys_and_shows_the_audit(
     monkeypatch.setenv("MATCHDAY_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # main() sets a default; keep ours
     monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    shop_key = secrets.token_hex(32)
+    monkeypatch.setenv("MATCHDAY_SECRET_KEY", shop_key)
+    sealed = AdminAuth(admin_repo, seal=TotpSeal(shop_key))  # what the admin API holds
 
     async def cli(*argv: str) -> tuple[int, str, str]:
         # In a thread: the CLI runs its own event loop, as it does from a shell.
@@ -458,9 +493,9 @@ async def test_the_admin_cli_creates_lists_revokes_keys_and_shows_the_audit(
     totp_secret = re.search(r"TOTP secret:\s+([A-Z2-7]+)", out)
     assert api_key and totp_secret and "otpauth://totp/" in out and "shown this once" in out
     key_id = api_key.group(1).split("_")[1]
-    who = await AdminAuth(admin_repo).authenticate(
-        api_key.group(1), pyotp.TOTP(totp_secret.group(1)).now()
-    )
+    stored = await admin_repo.get_key(key_id)
+    assert stored is not None and totp_secret.group(1) not in stored.totp_secret  # sealed
+    who = await sealed.authenticate(api_key.group(1), pyotp.TOTP(totp_secret.group(1)).now())
     assert who.key_id == key_id
 
     code, out, _ = await cli("list-keys")
@@ -470,9 +505,7 @@ async def test_the_admin_cli_creates_lists_revokes_keys_and_shows_the_audit(
     code, out, _ = await cli("revoke", key_id)
     assert code == 0 and '"revoked_at": null' not in out
     with pytest.raises(Unauthorized):
-        await AdminAuth(admin_repo).authenticate(
-            api_key.group(1), pyotp.TOTP(totp_secret.group(1)).now()
-        )
+        await sealed.authenticate(api_key.group(1), pyotp.TOTP(totp_secret.group(1)).now())
 
     code, out, _ = await cli("audit", "--limit", "1000")
     assert code == 0
