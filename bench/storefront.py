@@ -18,6 +18,8 @@ Figures per visit (median over the runs, and every run in the JSON):
 ``transferred_bytes``  bytes on the wire, encoded (compressed) bodies and headers: Chromium's
     ``Network.loadingFinished.encodedDataLength`` for the page's requests (CDP), plus the
     requests the service worker itself made (Playwright's request sizes).
+    ``page_bytes`` and ``sw_bytes`` split it: on the cold visit ``sw_bytes`` is the worker's
+    install (the precache of the shell and every hashed asset, fetched once more).
 ``requests``, ``from_sw``, ``from_cache``  requests the page made, and how many of them the
     service worker or the HTTP cache answered.
 ``ready_ms``  navigation start to ``<body data-ready="1">`` (the page rendered its data).
@@ -35,11 +37,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cluster.browser import demo_stack, launch, missing_reason
+from cluster.browser import demo_stack, launch, missing_reason, settled
 
 DEFAULT_SLUG = "jersey-final-ltd"  # the demo catalogue's headline product
 RESULTS = Path(__file__).resolve().parent / "results"
-FIELDS = ("transferred_bytes", "requests", "from_sw", "from_cache", "ready_ms", "load_ms")
+FIELDS = (
+    "transferred_bytes", "page_bytes", "sw_bytes", "requests", "from_sw", "from_cache",
+    "ready_ms", "load_ms",
+)  # fmt: skip
 
 # Runs before the page's own scripts: the moment <body data-ready="1"> first appears.
 READY_PROBE = """
@@ -114,8 +119,7 @@ async def visit(context: Any, url: str, *, settle_sw: bool = False) -> dict[str,
     context.on("requestfinished", traffic.on_sw_request)
     try:
         await page.goto(url, wait_until="load")
-        await page.wait_for_selector('body[data-ready="1"]', state="attached")
-        await page.wait_for_load_state("networkidle")  # late requests (availability, polls)
+        await settled(page, quiet_s=1.0)  # late requests (availability, polls) counted too
         if settle_sw:  # the first visit also pays for the worker's install (its precache)
             await page.evaluate(SW_READY)
             await asyncio.sleep(0.3)  # let the last precache responses be reported
@@ -130,6 +134,8 @@ async def visit(context: Any, url: str, *, settle_sw: bool = False) -> dict[str,
         await page.close()
     return {
         "transferred_bytes": total,
+        "page_bytes": traffic.page_bytes,
+        "sw_bytes": traffic.sw_bytes,
         "requests": traffic.requests,
         "from_sw": traffic.from_sw,
         "from_cache": traffic.from_cache,
@@ -178,12 +184,13 @@ async def measure(
 
 def table(report: dict[str, Any]) -> str:
     rows = [
-        "| visit | transferred | requests (SW / cache) | data ready | load |",
+        "| visit | transferred (page + worker) | requests (SW / cache) | data ready | load |",
         "|---|---|---|---|---|",
     ]
     for name, m in report["median"].items():
         rows.append(
-            f"| {name} | {m['transferred_bytes'] / 1024:.1f} KiB | {m['requests']:.0f} "
+            f"| {name} | {m['transferred_bytes'] / 1024:.1f} KiB ({m['page_bytes'] / 1024:.1f}"
+            f" + {m['sw_bytes'] / 1024:.1f}) | {m['requests']:.0f} "
             f"({m['from_sw']:.0f} / {m['from_cache']:.0f}) | {m['ready_ms']:.0f} ms "
             f"| {m['load_ms']:.0f} ms |"
         )

@@ -82,3 +82,25 @@ def demo_stack(say: Any = print) -> Iterator[Target]:
         for server in reversed(servers):
             server.stop()
         remove_tree(work)
+
+
+# Resolves when every image in the viewport has loaded (or failed): lazy ones below the fold
+# are not waited for. Passed to evaluate(), never as a string predicate: the storefront's CSP
+# forbids the eval that wait_for_function's string form needs.
+IMAGES_SETTLED = """() => Promise.all([...document.images]
+  .filter((img) => img.getBoundingClientRect().top < innerHeight)
+  .map((img) => img.complete ? null : new Promise((done) => {
+    img.addEventListener("load", done); img.addEventListener("error", done); })))"""
+
+
+async def settled(page: Any, quiet_s: float = 0.3) -> None:
+    """The page rendered its data (``<body data-ready="1">``) and its visible images.
+
+    Not Playwright's "networkidle": a product page keeps an event stream open (polls) and
+    polls availability every few seconds, so the network is never idle there.
+    """
+    import asyncio
+
+    await page.wait_for_selector('body[data-ready="1"]', state="attached")
+    await page.evaluate(IMAGES_SETTLED)
+    await asyncio.sleep(quiet_s)

@@ -14,6 +14,7 @@
     matchday backup [--out PATH] | restore PATH [--force] | drill   (MATCHDAY_BACKUP_KEY)
     matchday report NAME [--csv PATH] [--png PATH] [--refresh]     merchandisers' reports
     matchday storefront build --out DIR     the storefront's hashed, compressed files (CDN)
+    matchday screenshots [--out DIR] [--url URL | --start]       the storefront as PNGs
 
 Commands other than ``run`` find the running stack through ``<data_dir>/stack.json``, or
 through MATCHDAY_DATABASE_URL / MATCHDAY_RAY_ADDRESS when those are set.
@@ -35,6 +36,7 @@ from typing import Any
 from cluster.admin_cli import register as register_admin
 from cluster.backup_cli import register as register_backup
 from cluster.reports_cli import register as register_reports
+from cluster.screenshots import register as register_screenshots
 from matchday.domain.errors import MatchdayError
 from matchday.settings import Settings
 from matchday.storefront.cli import register as register_storefront
@@ -293,6 +295,7 @@ def parser() -> argparse.ArgumentParser:
     register_backup(sub)
     register_reports(sub)
     register_storefront(sub)
+    register_screenshots(sub)
     return p
 
 
