@@ -103,12 +103,13 @@ class Traffic:
 
     async def total(self) -> int:
         sizes = await asyncio.gather(*self.sw_pending, return_exceptions=True)
+        # A negative body size is Chromium's mark of an answer from the HTTP cache: nothing
+        # crossed the wire. Received bytes only (headers + encoded body), as CDP counts them.
         self.sw_bytes = sum(
-            max(0, s["responseBodySize"]) + max(0, s["responseHeadersSize"])
-            + max(0, s["requestHeadersSize"])
+            s["responseBodySize"] + max(0, s["responseHeadersSize"])
             for s in sizes
-            if isinstance(s, dict)
-        )  # fmt: skip
+            if isinstance(s, dict) and s["responseBodySize"] >= 0
+        )
         return self.page_bytes + self.sw_bytes
 
 
