@@ -118,7 +118,59 @@ _REGEX_AFTER_ARROW = re.compile(r"=>\s*/(?![/*])")
 def minify_js(source: str) -> str:
     if _REGEX_AFTER_ARROW.search(source):
         raise BuildError("a regex literal right after => would be mangled by rjsmin: hoist it")
+    nested = nested_template_line(source)
+    if nested is not None:
+        raise BuildError(
+            f"line {nested}: a template literal inside another's ${{...}} loses whitespace "
+            "in rjsmin: build the inner text with + or a variable"
+        )
     return str(rjsmin.jsmin(source)).strip() + "\n"
+
+
+def nested_template_line(source: str) -> int | None:
+    """The line of the first template literal opened inside another template's ``${...}``.
+
+    rjsmin knows no template literals: it reads an inner backtick as the end of the outer
+    string, and the text after it as code, whose spaces it drops (" · XS" became "· XS").
+    Strings and comments are skipped; a backtick inside a regex literal is not expected.
+    """
+    frames: list[int] = []  # one per open ${...}: its depth of plain braces
+    in_template = 0  # templates open, innermost last (each below frames' expressions)
+    i, n = 0, len(source)
+    while i < n:
+        c = source[i]
+        if in_template > len(frames):  # inside a template's text
+            if c == "\\":
+                i += 2
+                continue
+            if c == "`":
+                in_template -= 1
+            elif source.startswith("${", i):
+                frames.append(0)
+                i += 1
+        elif source.startswith("//", i):
+            i = source.find("\n", i)
+            i = n if i < 0 else i
+        elif source.startswith("/*", i):
+            end = source.find("*/", i + 2)
+            i = n if end < 0 else end + 1
+        elif c in "'\"":
+            i += 1
+            while i < n and source[i] != c and source[i] != "\n":
+                i += 2 if source[i] == "\\" else 1
+        elif c == "`":
+            if frames:
+                return source.count("\n", 0, i) + 1
+            in_template += 1
+        elif c == "{" and frames:
+            frames[-1] += 1
+        elif c == "}" and frames:
+            if frames[-1] == 0:
+                frames.pop()  # back in the template's text
+            else:
+                frames[-1] -= 1
+        i += 1
+    return None
 
 
 def minify_css(source: str) -> str:

@@ -238,3 +238,26 @@ def test_every_minified_module_still_parses(bundle: sf.Bundle, tmp_path: Path) -
     worker.write_bytes(bundle.assets["/sw.js"].body)
     done = subprocess.run(["node", "--check", str(worker)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("source", "line"),
+    [
+        ("const a = `x ${b ? ` · ${c}` : ''}`;\n", 1),
+        ("const a = 1;\nconst t = `${f({k: `in`})}`;\n", 2),
+        ("const a = `plain ${b} and ${c}`;\n", None),
+        ("const a = '`'; // a ` in a comment\nconst t = `${x}`; /* ` */\n", None),
+        ("const a = `${ {k: 1}.k }` + `next`;\n", None),
+        ("const a = `\\` escaped ${b}`;\n", None),
+    ],
+)
+def test_nested_template_literals_are_found_and_plain_ones_pass(
+    source: str, line: int | None
+) -> None:
+    assert sf.nested_template_line(source) == line
+
+
+def test_a_nested_template_literal_is_refused_before_rjsmin_drops_its_spaces() -> None:
+    with pytest.raises(sf.BuildError, match="line 1"):
+        sf.minify_js("const a = `x${b ? ` · ${c}` : ''}`;\n")
+    assert "' · '" in sf.minify_js("const s = ' · ' + c;\nconst a = `x${s}`;\n")

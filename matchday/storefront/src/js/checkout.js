@@ -50,7 +50,8 @@ export function render(root, _params, { navigate }) {
         total += info.price_cents * line.qty;
         currency = info.currency || currency;
       }
-      return h("li", {}, `${line.qty} × ${info.name || line.sku}${info.size ? ` · ${info.size}` : ""}`);
+      const size = info.size ? " · " + info.size : "";
+      return h("li", {}, `${line.qty} × ${info.name || line.sku}${size}`);
     });
 
     place.addEventListener("click", async () => {
