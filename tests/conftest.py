@@ -73,7 +73,10 @@ async def repo(settings: Settings) -> AsyncIterator[InventoryRepository]:
 def ray_session(settings: Settings) -> Iterator[Any]:
     import ray
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private, loopback-only test cluster
+    # A private, loopback-only test cluster. Forced, not defaulted: an in-process call of the
+    # CLI's main() (which defaults it to "token" for joining a running stack) must not leave
+    # the session's GCS expecting a token its driver never sends.
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     ray.init(
         num_cpus=2,
         namespace=settings.namespace,

@@ -164,9 +164,13 @@ def test_write_lays_out_the_files_a_cdn_serves(bundle: sf.Bundle, tmp_path: Path
 
 
 def test_the_build_command_writes_the_bundle(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from cluster.cli import main
+
+    # main() defaults Ray's settings for joining a stack; keep them out of this process.
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
     assert main(["storefront", "build", "--out", str(tmp_path / "cdn")]) == 0
     report = json.loads(capsys.readouterr().out)
