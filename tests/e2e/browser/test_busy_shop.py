@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
-from tests.e2e.browser.conftest import goto, shop_product
+from tests.e2e.browser.conftest import admin_headers, goto, shop_product
 from tests.e2e.browser.test_storefront import size, until
 from tests.e2e.conftest import Served
 from tests.e2e.test_serve_http import stock_of
@@ -75,3 +75,30 @@ async def test_a_slow_product_answer_shows_a_skeleton_then_the_product(
     release.set()
     await expect(page.get_by_test_id("product-title")).to_contain_text(slug[-12:])
     await expect(page.locator(".product.skeleton")).to_have_count(0)
+
+
+async def test_many_open_polls_at_checkout_never_hold_up_placing_the_order(
+    page: Any, served: Served
+) -> None:
+    """Each poll shown streams its results over a connection of its own; a browser has six
+    per host. Seven open checkout polls once left the order's POST queued in Chromium."""
+    auth = await admin_headers(served)
+    async with served.client("/api/admin") as admin:
+        for n in range(7):
+            body = {"question": f"Crowd poll {n}?", "placement": "checkout",
+                    "options": [{"label": "Yes"}, {"label": "No"}]}  # fmt: skip
+            r = await admin.post("/polls", json=body, headers=auth)
+            assert r.status_code == 201, r.text
+    slug, skus = await shop_product(served, {"M": 3})
+    await goto(page, f"/p/{slug}")
+    await size(page, skus["M"]).click()
+    async with page.expect_response(
+        lambda r: r.request.method == "POST" and ITEMS.search(r.url) and r.status == 201
+    ):
+        await page.get_by_test_id("add-to-cart").click()
+    await goto(page, "/checkout")
+    await expect(page.get_by_test_id("poll")).to_have_count(2)  # the newest two
+    await expect(page.get_by_test_id("poll").first).to_contain_text("Crowd poll 6?")
+    await page.get_by_test_id("place-order").click()
+    await expect(page).to_have_url(re.compile(r"/orders/[^/]+$"))
+    await expect(page.get_by_test_id("order-status")).to_have_text(re.compile(r"paid", re.I))

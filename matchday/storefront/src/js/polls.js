@@ -7,13 +7,17 @@ import { request } from "./api.js";
 import { follow } from "./sse.js";
 
 export const OFFER_KEY = "md.offer";
+// Each poll shown holds a results stream open, and a browser keeps at most six connections
+// to one host over HTTP/1.1: with a stream per poll, enough open polls would leave the
+// checkout's POST queued in the browser for ever. The newest two are shown.
+const MAX_POLLS = 2;
 
 export function mountPolls(container, placement) {
   let stopped = false;
   const stops = [];
   request(`/api/polls?placement=${encodeURIComponent(placement)}`, { retries: 1 }).then((data) => {
     if (stopped || !data || !Array.isArray(data.polls)) return;
-    for (const poll of data.polls) container.append(widget(poll, stops));
+    for (const poll of data.polls.slice(0, MAX_POLLS)) container.append(widget(poll, stops));
   }, () => {});
   return () => {
     stopped = true;
