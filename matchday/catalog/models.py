@@ -33,7 +33,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_BUT_TAB_LF = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-def _name(value: str) -> str:
+def one_line_text(value: str) -> str:
+    """Stripped, not blank, no control characters (PostgreSQL refuses NUL in text, too)."""
     value = value.strip()
     if not value:
         raise ValueError("must not be blank")
@@ -58,7 +59,7 @@ Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", min_length=3, max_length=
 PriceCents = Annotated[int, Field(ge=0, le=MAX_PRICE_CENTS, strict=True)]
 # Filters arrive as query-string text, so they may not be strict.
 PriceFilter = Annotated[int, Field(ge=0, le=MAX_PRICE_CENTS)]
-Name = Annotated[str, Field(min_length=1, max_length=120), AfterValidator(_name)]
+Name = Annotated[str, Field(min_length=1, max_length=120), AfterValidator(one_line_text)]
 Description = Annotated[str, Field(max_length=4000), AfterValidator(_description)]
 # A path on this site ("/static/img/x.svg", never "//host") or an https URL (a CDN).
 ImageUrl = Annotated[

@@ -6,8 +6,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from matchday.catalog.models import one_line_text
 from matchday.domain.errors import MatchdayError
 from matchday.inventory.commands import SKU_RE
 
@@ -68,7 +69,7 @@ class _In(BaseModel):
 
 
 class OptionIn(_In):
-    label: str = Field(min_length=1, max_length=80)
+    label: Annotated[str, Field(min_length=1, max_length=80), AfterValidator(one_line_text)]
     sku: Sku | None = None
 
 
@@ -80,7 +81,7 @@ class OfferIn(_In):
 
 
 class PollIn(_In):
-    question: str = Field(min_length=1, max_length=200)
+    question: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(one_line_text)]
     placement: Placement
     options: list[OptionIn] = Field(min_length=2, max_length=MAX_OPTIONS)
     closes_at: float | None = Field(default=None, gt=0, lt=1e11)
