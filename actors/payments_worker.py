@@ -1,9 +1,11 @@
 """PaymentsWorkerActor: hosts :class:`matchday.payments.worker.PaymentsWorker` on Ray.
 
 Detached and restartable: the worker loop starts in ``__init__`` (on its own event loop, in
-a thread), so a restarted actor resumes draining the queue without anyone calling it. Its
-state is all in PostgreSQL, so a restart loses nothing; two of them would not step on each
-other either (rows are claimed with ``FOR UPDATE SKIP LOCKED``).
+a thread), so a restarted actor resumes draining the queue without anyone calling it. A
+setup that fails (PostgreSQL restarting, Serve not deployed yet) is tried again with
+backoff rather than leaving a live actor idle. Its state is all in PostgreSQL, so a restart
+loses nothing; two of them would not step on each other either (rows are claimed with
+``FOR UPDATE SKIP LOCKED``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class PaymentsWorkerActor:
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = Settings(**settings)
         self._worker: Any = None
+        self.restarts = 0
+        self._running = False
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._main, name="payments-worker", daemon=True)
@@ -36,34 +40,47 @@ class PaymentsWorkerActor:
         asyncio.run(self._run())
 
     async def _run(self) -> None:
+        from matchday.payments.worker import supervise
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self.restarts = await supervise(self._serve, self._stop)
+
+    async def _serve(self) -> None:
         from actors.client import connect_client
         from matchday.payments.factory import build_gateway
         from matchday.payments.router import PaymentRouter
-        from matchday.payments.worker import PaymentsWorker
         from matchday.storage.db import make_pool
         from matchday.storage.payments_repo import PaymentsRepository
         from matchday.web.context import ShopContext
 
         s = self.settings
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+        assert self._stop is not None
         pool = make_pool(s.database_url, max_size=2, name="payments-worker-gw")
         await pool.open(wait=False)
-        if s.gateway_kind == "stripe":
-            gateway: Any = build_gateway(s, PaymentsRepository(pool, s.payment_region))
-        else:  # the test gateway's memory lives in the Payments deployment
-            from serve.payments import HandleGateway
+        try:
+            if s.gateway_kind == "stripe":
+                gateway: Any = build_gateway(s, PaymentsRepository(pool, s.payment_region))
+            else:  # the test gateway's memory lives in the Payments deployment
+                from serve.payments import HandleGateway
 
+                gateway = HandleGateway.deployed()  # raises until Serve has deployed it
+            ctx = await ShopContext.open(s, stock=connect_client(s), gateway=gateway, pool_size=4)
             try:
-                gateway = HandleGateway.deployed()
-            except Exception as exc:  # Serve not running: nothing can have been charged
-                log.warning("payments worker idle: no Payments deployment (%s)", exc)
-                await pool.close()
-                return
-        ctx = await ShopContext.open(s, stock=connect_client(s), gateway=gateway, pool_size=4)
-        assert ctx.checkout is not None
+                await self._work(ctx, gateway, isinstance(gateway, PaymentRouter))
+            finally:
+                await ctx.close()
+        finally:
+            await pool.close()
+
+    async def _work(self, ctx: Any, gateway: Any, routed: bool) -> None:
+        from matchday.payments.worker import PaymentsWorker
+        from matchday.storage.payments_repo import PaymentsRepository
+
+        s = self.settings
+        assert ctx.checkout is not None and self._stop is not None
         ctx.checkout.settle_grace_s = s.payment_settle_grace_s
-        gateways = gateway.gateways if isinstance(gateway, PaymentRouter) else {}
+        gateways = gateway.gateways if routed else {}
         self._worker = PaymentsWorker(
             ctx.repo, PaymentsRepository(ctx.pool), ctx.checkout, gateways,
             base_s=s.payment_retry_base_s, max_s=s.payment_retry_max_s,
@@ -73,17 +90,19 @@ class PaymentsWorkerActor:
         # The worker's retries charge through its own router: its counts are exported too
         # (a HandleGateway's charges are counted by the Payments deployment itself).
         charges = sample_every(GatewayCounters(gateway).sample) if gateways else None
+        self._running = True
         try:
             await self._worker.run(self._stop, poll_s=s.payment_worker_poll_s)
         finally:
+            self._running = False
             sampler.cancel()
             if charges is not None:
                 charges.cancel()
-            await ctx.close()
-            await pool.close()
 
     def stats(self) -> dict[str, int]:
-        return dict(self._worker.counters) if self._worker is not None else {}
+        """The worker's counters; ``running`` is 0 while its setup is still being retried."""
+        counters = dict(self._worker.counters) if self._worker is not None else {}
+        return {**counters, "running": int(self._running)}
 
     def stop(self) -> bool:
         if self._loop is not None and self._stop is not None:

@@ -186,3 +186,39 @@ def test_worker_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
         full = min(60, 2 * 2 ** (n - 1))
         assert full / 2 <= d <= full
     assert max(delays) <= 60 and len({round(d, 6) for d in delays}) == len(delays)
+
+
+async def test_a_worker_whose_setup_fails_is_started_again_until_it_runs() -> None:
+    import asyncio
+
+    from matchday.payments.worker import supervise
+
+    stop = asyncio.Event()
+    starts: list[float] = []
+
+    async def body() -> None:
+        starts.append(asyncio.get_running_loop().time())
+        if len(starts) < 3:
+            raise ConnectionError("PostgreSQL is restarting")
+
+    assert await supervise(body, stop, first_s=0.01, max_s=0.04) == 2
+    assert len(starts) == 3
+    assert starts[2] - starts[1] >= starts[1] - starts[0] >= 0.01  # backing off
+
+
+async def test_a_supervised_worker_that_keeps_failing_stops_when_told() -> None:
+    import asyncio
+
+    from matchday.payments.worker import supervise
+
+    stop = asyncio.Event()
+    calls = 0
+
+    async def body() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            stop.set()
+        raise RuntimeError("no Payments deployment yet")
+
+    assert await asyncio.wait_for(supervise(body, stop, first_s=0.01, max_s=0.01), 5) == 3
