@@ -88,7 +88,32 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        if client_left(exc):
+            # The client hung up (a closed tab ending a live stream): nobody reads the answer
+            # and nothing is wrong, so it must not look like a bug in the logs.
+            log.debug("client left %s %s: %s", request.method, request.url.path, exc)
+            return error_response(499, "client_closed_request", "the client went away")
         # A bug, never an input problem. Answer 500 honestly (tests treat any 5xx other than
         # a retryable 503 as a failure) and keep the traceback for the operator.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal", "internal error; it has been logged")
+
+
+# Raised into a handler that is still waiting when its client disconnects: Starlette's own,
+# and Ray Serve's cancellation of the request's task (matched by name: no Ray in this package).
+_CLIENT_LEFT = frozenset({"ClientDisconnect", "TaskCancelledError", "RequestCancelledError"})
+
+
+def client_left(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) says the client went away, not that we failed."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if type(seen).__name__ in _CLIENT_LEFT:
+            return True
+        if isinstance(seen, BaseExceptionGroup) and seen.exceptions:
+            seen = seen.exceptions[0]
+        else:
+            seen = seen.__cause__ or seen.__context__
+    return False

@@ -1,0 +1,57 @@
+"""The last-resort error handler: a bug is a logged 500, a client that hung up is not a bug."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from starlette.requests import ClientDisconnect
+
+from matchday.web import errors
+
+
+class TaskCancelledError(Exception):
+    """Stands in for ray.exceptions.TaskCancelledError (matched by name, no Ray here)."""
+
+
+def app_raising(exc: Exception) -> TestClient:
+    app = FastAPI()
+    errors.install(app)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise exc
+
+    return TestClient(app, raise_server_exceptions=False)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [ClientDisconnect(), TaskCancelledError("receive cancelled")],
+    ids=["starlette", "ray-serve"],
+)
+def test_a_client_that_left_is_not_logged_as_a_bug(
+    exc: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger=errors.__name__):
+        r = app_raising(exc).get("/boom")
+    assert r.status_code == 499 and r.json()["code"] == "client_closed_request"
+    assert not [x for x in caplog.records if x.levelno >= logging.WARNING]
+
+
+def test_a_disconnect_wrapped_in_a_group_or_a_cause_is_still_a_client_that_left() -> None:
+    try:
+        raise RuntimeError("stream ended") from TaskCancelledError()
+    except RuntimeError as exc:
+        assert errors.client_left(exc)
+    assert errors.client_left(ExceptionGroup("tasks", [ClientDisconnect()]))
+    assert not errors.client_left(ValueError("a bug"))
+
+
+def test_a_bug_is_a_logged_500(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger=errors.__name__):
+        r = app_raising(KeyError("oops")).get("/boom")
+    assert r.status_code == 500 and r.json()["code"] == "internal"
+    assert any("unhandled error on GET /boom" in x.getMessage() for x in caplog.records)
