@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     # A read replica for reports (issue 6); empty: reports read the primary.
     reports_database_url: str = ""
     redis_url: str = ""
+    # Redis connections per HTTP process (a Serve replica). redis-py's own default is 100 and it
+    # refuses the 101st at once, below a replica's max_ongoing_requests (serve/presets.py) plus
+    # its long-lived event streams. With every connection busy, a request waits up to
+    # redis_pool_timeout_s for one to be free before it fails (as a retryable 503).
+    redis_max_connections: int = Field(default=512, ge=1)
+    redis_pool_timeout_s: float = Field(default=1.0, gt=0)
     data_dir: Path = Path(".data")
 
     ray_address: str = ""

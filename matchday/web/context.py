@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from matchday.catalog.service import CatalogService
 from matchday.metrics import NOOP, Metrics
@@ -61,8 +61,21 @@ class ShopContext:
         )
         await pool.open(wait=False)
         # Short timeouts: a Redis that stops answering must cost a request milliseconds,
-        # not the default of waiting forever.
-        redis = Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        # not the default of waiting forever. A blocking pool: redis-py's default one refuses
+        # the 101st concurrent command at once (MaxConnectionsError), fewer than a replica has
+        # in flight; with this one a burst waits briefly for a free connection, and only then
+        # fails with redis's ConnectionError, which every caller treats as Redis being away
+        # (fail open, fall back to PostgreSQL, or a retryable 503). from_pool: the client
+        # owns the pool, so close() closes it too.
+        redis = Redis.from_pool(
+            BlockingConnectionPool.from_url(
+                settings.redis_url,
+                max_connections=settings.redis_max_connections,
+                timeout=settings.redis_pool_timeout_s,
+                socket_timeout=1.0,
+                socket_connect_timeout=1.0,
+            )
+        )
         repo = ShopRepository(pool)
         catalog = CatalogService(
             pool,
