@@ -135,7 +135,15 @@ class InventoryRepository:
     # -- operators and seeding --------------------------------------------------------------
 
     async def create_skus(self, rows: Iterable[SkuRow], router: Router) -> int:
-        """Insert SKUs that do not exist yet, each recorded with the shard the router picks."""
+        """Insert SKUs that do not exist yet, each recorded with the shard the router picks.
+
+        The row's initial_stock (on_hand - sold) and created_at are filled in by the
+        database (009_initial_stock.sql), as for the catalogue's create_product: the turnover
+        report starts each SKU's level history there. They are not journaled, because
+        inventory_journal holds the shards' fenced mutations, looked up by request id when
+        a shard answers retries; and the shards never read these columns, so recovery is
+        unchanged.
+        """
         rows = list(rows)
         async with self._conn() as conn:
             cur = await conn.execute(

@@ -1,4 +1,5 @@
-"""All SQL of the reports: refreshing and reading the materialized views of 006_reports.sql.
+"""All SQL of the reports: refreshing and reading the materialized views of 006_reports.sql
+(turnover's is rebuilt in 008_turnover.sql and 009_initial_stock.sql).
 
 The repository reads from whichever pool it is given: the read replica's when one is
 configured (``matchday.reports.reader``), else the primary's. ``refresh`` must run on the

@@ -25,7 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 from cluster.cli import main as cli_main
 from matchday.catalog.models import CategoryIn, ProductIn, VariantIn
 from matchday.embedded import EmbeddedPostgres, EmbeddedRedis
-from matchday.inventory.commands import Commit, ReservationView, Reserve, Restock, SetOnHand
+from matchday.inventory.commands import Commit, ReservationView, Reserve
 from matchday.inventory.routing import Router
 from matchday.inventory.shard import ShardCore
 from matchday.reports.output import write_csv, write_png
@@ -130,15 +130,6 @@ async def sell(r: Repos, sku: str, qty: int, ago_s: float) -> None:
     await backdate(r, commit_id, ago_s)
 
 
-async def change_stock(r: Repos, mutation: Restock | SetOnHand, ago_s: float) -> None:
-    """A restock or a count through the shard, dated ``ago_s`` back in the journal."""
-    core = ShardCore(0, ROUTER, r.inventory)
-    await core.start()
-    (done,) = await core.apply([mutation])
-    done.unwrap()
-    await backdate(r, mutation.request_id, ago_s)
-
-
 async def backdate(r: Repos, request_id: str, ago_s: float) -> None:
     """Date a journaled mutation back: the journal is the stock history turnover reads."""
     async with r.pool.connection() as conn:
@@ -210,18 +201,12 @@ async def test_trending_compares_the_last_24_hours_with_the_24_before(repos: Rep
     assert order.index(new) < order.index(rising) < order.index(falling)
 
 
-async def test_turnover_and_dead_stock_come_from_sales_and_units_on_hand(repos: Repos) -> None:
+async def test_dead_stock_is_units_on_hand_with_no_sale_in_30_days(repos: Repos) -> None:
+    # Turnover's tests are in test_reports_turnover.py.
     _, (fast, never, stale) = await make_product(repos, [100, 10, 10])
     await sell(repos, fast, 4, ago_s=DAY)
     await sell(repos, stale, 2, ago_s=40 * DAY)
     await repos.reports.refresh()
-
-    turnover = {t.sku: t for t in await repos.reports.turnover(1_000_000)}
-    # 4 sold a day ago: 100 on hand for 29 days, 96 for the last one.
-    assert (turnover[fast].units_sold_30d, turnover[fast].units_on_hand) == (4, 96)
-    assert turnover[fast].average_on_hand == pytest.approx((100 * 29 + 96) / 30, abs=1e-3)
-    assert turnover[fast].turnover == pytest.approx(4 / ((100 * 29 + 96) / 30), abs=1e-4)
-    assert (turnover[stale].units_sold_30d, turnover[stale].turnover) == (0, 0.0)
 
     dead = {d.sku: d for d in await repos.reports.dead_stock(1_000_000)}
     assert fast not in dead
@@ -231,42 +216,6 @@ async def test_turnover_and_dead_stock_come_from_sales_and_units_on_hand(repos: 
         None,
     )
     assert (dead[stale].units_on_hand, dead[stale].days_since_sale) == (8, 40)
-
-
-async def test_turnover_averages_the_stock_history_with_restocks_and_counts(
-    repos: Repos,
-) -> None:
-    _, (restocked, counted, first_count) = await make_product(repos, [12, 50, 50])
-    # Each SKU's history in time order, through the shard, then dated back in the journal.
-    await sell(repos, restocked, 2, ago_s=40 * DAY)  # before the window: 10 when it opens
-    await sell(repos, restocked, 4, ago_s=20 * DAY)  # 6
-    await change_stock(repos, Restock(uid("rq"), restocked, 30), ago_s=15 * DAY)  # 36
-    await sell(repos, restocked, 6, ago_s=10 * DAY)  # 30
-
-    await change_stock(repos, Restock(uid("rq"), counted, 10), ago_s=35 * DAY)  # 60
-    await sell(repos, counted, 5, ago_s=25 * DAY)  # 55
-    await change_stock(repos, SetOnHand(uid("rq"), counted, 40), ago_s=12 * DAY)  # lost 15
-    await sell(repos, counted, 3, ago_s=5 * DAY)  # 37
-
-    # No restock before the count: the 50 it was created with is recorded nowhere, so the
-    # level before the count is taken as the count plus what sold before it (008_turnover.sql).
-    await sell(repos, first_count, 5, ago_s=25 * DAY)  # 45, read as 20
-    await change_stock(repos, SetOnHand(uid("rq"), first_count, 20), ago_s=12 * DAY)  # 20
-    await sell(repos, first_count, 3, ago_s=5 * DAY)  # 17
-    await repos.reports.refresh()
-
-    rows = {t.sku: t for t in await repos.reports.turnover(1_000_000)}
-    # Days at each level over the 30: 10x10, 6x5, 36x5, 30x10 = 610 unit-days.
-    assert (rows[restocked].units_sold_30d, rows[restocked].units_on_hand) == (10, 30)
-    assert rows[restocked].average_on_hand == pytest.approx(610 / 30, abs=1e-3)
-    assert rows[restocked].turnover == pytest.approx(10 / (610 / 30), abs=1e-4)
-    # 60x5, 55x13, 40x7, 37x5 = 1480 unit-days.
-    assert (rows[counted].units_sold_30d, rows[counted].units_on_hand) == (8, 37)
-    assert rows[counted].average_on_hand == pytest.approx(1480 / 30, abs=1e-3)
-    assert rows[counted].turnover == pytest.approx(8 / (1480 / 30), abs=1e-4)
-    # 25x5 (truly 50x5), 20x13, 20x7, 17x5 = 610 unit-days.
-    assert (rows[first_count].units_sold_30d, rows[first_count].units_on_hand) == (8, 17)
-    assert rows[first_count].average_on_hand == pytest.approx(610 / 30, abs=1e-3)
 
 
 async def test_payment_success_is_per_gateway_and_region(repos: Repos) -> None:
