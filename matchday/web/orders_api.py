@@ -40,6 +40,8 @@ ORDER_RESPONSES: dict[int | str, dict[str, Any]] = {
 # collect connections that outlived their shoppers.
 STREAM_MAX_S = 300.0
 KEEPALIVE_S = 15.0
+# One XREAD BLOCK; under the Redis client's socket timeout (ShopContext: 1 s).
+BLOCK_S = 0.8
 
 
 def build(ctx: ShopContext) -> FastAPI:
@@ -123,28 +125,40 @@ def build(ctx: ShopContext) -> FastAPI:
 
 
 async def _follow(ctx: ShopContext, order_id: str, after: int) -> AsyncIterator[str]:
-    """PostgreSQL says what happened; the Redis stream only says when to look again."""
+    """PostgreSQL says what happened; the Redis stream only says when to look again.
+
+    Each wait blocks for less than the Redis client's 1 s socket timeout: a longer XREAD
+    BLOCK is cut off by that timeout as an error, and every open stream then logged a warning
+    and polled PostgreSQL every two seconds. Without a signal, PostgreSQL is still read once
+    per keep-alive, so a signal lost with Redis delays an update by at most that long."""
     deadline = time.monotonic() + STREAM_MAX_S
     try:  # taken before PostgreSQL is read, so no event can fall between the two
         redis_id = await ctx.events.last_id(order_id)
     except (RedisError, OSError):
         redis_id = "$"
+    look = True
+    quiet_since = time.monotonic()
     while True:
-        for event in await ctx.repo.order_events(order_id, after):
-            after = event["seq"]
-            yield f"id: {after}\nevent: status\ndata: {json.dumps(event, default=str)}\n\n"
-            if event["status"] in TERMINAL:
-                return
-        left = deadline - time.monotonic()
+        if look:
+            for event in await ctx.repo.order_events(order_id, after):
+                after = event["seq"]
+                yield f"id: {after}\nevent: status\ndata: {json.dumps(event, default=str)}\n\n"
+                quiet_since = time.monotonic()
+                if event["status"] in TERMINAL:
+                    return
+            look = False
+        now = time.monotonic()
+        left = deadline - now
         if left <= 0:
             return
-        wait_ms = int(min(KEEPALIVE_S, left) * 1000)
+        if now - quiet_since >= KEEPALIVE_S:
+            yield ": keep-alive\n\n"
+            quiet_since, look = now, True
         try:
-            woke = await ctx.events.wait(order_id, redis_id, wait_ms)
+            woke = await ctx.events.wait(order_id, redis_id, int(min(BLOCK_S, left) * 1000))
             if woke:
-                redis_id = woke[-1][0]
-            else:
-                yield ": keep-alive\n\n"
+                redis_id, look = woke[-1][0], True
         except (RedisError, OSError) as exc:
             log.warning("order stream %s polling PostgreSQL, Redis: %s", order_id, exc)
+            look = True
             await asyncio.sleep(1.0)

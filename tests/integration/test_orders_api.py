@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 from dataclasses import replace
 
 import pytest
@@ -189,6 +191,36 @@ async def test_a_follower_sees_a_pending_order_settle_live(stack: Stack) -> None
     await asyncio.wait_for(task, 3)
     assert seen == ["pending_payment", "payment_pending", "paid"]
     assert await stack.stock(sku) == (2, 0, 1)
+
+
+async def test_a_quiet_follower_waits_on_redis_without_errors_and_still_hears_at_once(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Silence longer than the Redis client's 1 s socket timeout: the waits must stay under
+    it (a 15 s XREAD BLOCK was cut off as an error, logged, and PostgreSQL polled instead)."""
+    (sku,) = await stack.product(stock=2)
+    auth, cart = await filled_cart(stack, sku)
+    order = (await pay(stack, auth, cart, "pm_card_unavailable")).json()
+    seen: list[tuple[float, str]] = []
+
+    async def follow() -> None:
+        async for chunk in orders_api._follow(stack.ctx, order["order_id"], 0):
+            if chunk.startswith("id: "):
+                status = json.loads(chunk.split("data: ", 1)[1])["status"]
+                seen.append((time.monotonic(), status))
+
+    with caplog.at_level(logging.WARNING, logger=orders_api.__name__):
+        task = asyncio.create_task(follow())
+        await asyncio.sleep(2.5)
+        assert [s for _, s in seen] == ["pending_payment", "payment_pending"]
+        stored = await stack.ctx.repo.order(order["order_id"])
+        assert stored is not None and stack.ctx.checkout is not None
+        stack.gateway.charges.clear()
+        settled_at = time.monotonic()
+        await stack.ctx.checkout.resume(replace(stored, payment_token="pm_card_visa"))
+        await asyncio.wait_for(task, 3)
+    assert seen[-1][1] == "paid" and seen[-1][0] - settled_at < 1.0
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 async def test_order_ids_that_are_malformed_or_not_yours_are_4xx(stack: Stack) -> None:
