@@ -110,6 +110,26 @@ class CheckoutService:
                 return await self._reload(created)
         return await self.resume(created)
 
+    async def quote(
+        self, customer_id: str, cart_id: str, offer_code: str | None = None
+    ) -> dict[str, Any]:
+        """What placing an order for this cart would charge now, the offer's discount
+        included, under the same rules as :meth:`checkout`; claims and creates nothing."""
+        order = await self._new_order("quote", customer_id, cart_id, "", offer_code)
+        return {
+            "cart_id": cart_id,
+            "currency": order.currency,
+            "total_cents": order.total_cents,
+            "discount_cents": order.discount_cents,
+            "charged_cents": order.charged_cents,
+            "offer_code": order.offer_code,
+            "lines": [
+                {"sku": ln.sku, "qty": ln.qty, "unit_price_cents": ln.unit_price_cents,
+                 "title": ln.title}
+                for ln in order.lines
+            ],
+        }  # fmt: skip
+
     async def order(self, customer_id: str, order_id: str) -> Order:
         order = await self.repo.order(order_id)
         if order is None or order.customer_id != customer_id:

@@ -24,7 +24,7 @@ from matchday.metrics import CHECKOUT_LATENCY
 from matchday.shop.models import TERMINAL
 from matchday.web.base import idempotent, make_app
 from matchday.web.context import ShopContext
-from matchday.web.schemas import CheckoutIn, ErrorBody, OrderList, OrderOut
+from matchday.web.schemas import CheckoutIn, ErrorBody, OrderList, OrderOut, QuoteIn, QuoteOut
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,19 @@ def build(ctx: ShopContext) -> FastAPI:
         return await idempotent(
             request, ctx.idempotency, f"order:{customer}", body.model_dump(), produce
         )
+
+    @app.post(
+        "/quote", response_model=QuoteOut,
+        responses={
+            **ORDER_RESPONSES,
+            409: {"model": ErrorBody, "description": "Cart empty or closed; offer code refused"},
+        },
+        tags=["checkout"],
+    )  # fmt: skip
+    async def quote(body: QuoteIn, customer: Shopper) -> dict[str, Any]:
+        """What placing the order would charge now, a poll offer's discount included: the
+        checkout page shows it before the shopper pays. Creates and claims nothing."""
+        return await checkout.quote(customer, body.cart_id, body.offer_code or None)
 
     @app.get("/", response_model=OrderList, responses=ORDER_RESPONSES, tags=["orders"])
     async def history(

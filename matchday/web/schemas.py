@@ -26,15 +26,26 @@ class SetQuantity(_In):
     qty: int = Field(ge=0, le=100, description="0 removes the line")
 
 
+OfferCode = Annotated[
+    str | None,
+    Field(
+        default=None, max_length=80, pattern=r"^[a-z0-9_-]*$",
+        description="A personal offer code earned by voting in a poll (empty: none)",
+    ),
+]  # fmt: skip
+
+
 class CheckoutIn(_In):
     cart_id: Id
     payment_token: Token = Field(
         description="A payment-method token (pm_... or tok_...); never card data"
     )
-    offer_code: str | None = Field(
-        default=None, max_length=80, pattern=r"^[a-z0-9_-]*$",
-        description="A personal offer code earned by voting in a poll (empty: none)",
-    )  # fmt: skip
+    offer_code: OfferCode = None
+
+
+class QuoteIn(_In):
+    cart_id: Id
+    offer_code: OfferCode = None
 
 
 class ErrorBody(BaseModel):
@@ -92,6 +103,18 @@ class OrderOut(BaseModel):
     failure: FailureOut | None
     created_at: float
     updated_at: float
+    lines: list[OrderLineOut]
+
+
+class QuoteOut(BaseModel):
+    """What placing the order would charge now; holds can still expire before it is placed."""
+
+    cart_id: str
+    currency: str
+    total_cents: int
+    discount_cents: int
+    charged_cents: int
+    offer_code: str | None
     lines: list[OrderLineOut]
 
 

@@ -161,3 +161,61 @@ async def test_a_declined_payment_gives_the_code_back(polls: Polls) -> None:
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "paid" and r.json()["discount_cents"] == 5000
     assert stack.gateway.captured[f"pi_test_{r.json()['order_id']}_1"] == 5000
+
+
+async def test_a_quote_shows_the_discount_the_order_then_charges_and_claims_nothing(
+    polls: Polls,
+) -> None:
+    stack = polls.admin.stack
+    (kit,) = await stack.product(stock=10, limit=2, price=8999)
+    (other,) = await stack.product(stock=10, price=2500)
+    pid = await offer_poll(polls, kit, percent=20)
+    fan, offer = await voted(polls, pid)
+    cart = await fill(polls, fan, (kit, 2), (other, 1))
+
+    async def quote(code: str | None, auth: dict[str, str] = fan) -> Any:
+        return await stack.orders.post(
+            "/quote", json={"cart_id": cart, "offer_code": code}, headers=auth
+        )
+
+    plain = await quote(None)
+    assert plain.status_code == 200, plain.text
+    assert plain.json()["discount_cents"] == 0
+    assert plain.json()["charged_cents"] == plain.json()["total_cents"] == 2 * 8999 + 2500
+    assert sorted((ln["sku"], ln["qty"]) for ln in plain.json()["lines"]) == sorted(
+        [(kit, 2), (other, 1)]
+    )
+    r = await quote(offer["code"])
+    assert r.status_code == 200, r.text
+    quoted = r.json()
+    assert (
+        quoted["discount_cents"] == 2 * 8999 * 20 // 100 and quoted["offer_code"] == offer["code"]
+    )
+    # Quoting twice claims nothing: the order still redeems the code, for the amount quoted.
+    assert (await quote(offer["code"])).json() == quoted
+    order = (await pay(polls, fan, cart, offer["code"])).json()
+    assert (order["status"], order["discount_cents"]) == ("paid", quoted["discount_cents"])
+    assert stack.gateway.captured[f"pi_test_{order['order_id']}_1"] == quoted["charged_cents"]
+
+
+async def test_a_quote_refuses_what_checkout_would_refuse(polls: Polls) -> None:
+    stack = polls.admin.stack
+    (kit,) = await stack.product(stock=10, price=5000)
+    pid = await offer_poll(polls, kit)
+    fan, offer = await voted(polls, pid)
+    stranger = await polls.shopper()
+    cart = await fill(polls, fan, (kit, 1))
+
+    async def quote(body: dict[str, Any], auth: dict[str, str] = fan) -> Any:
+        return await stack.orders.post("/quote", json=body, headers=auth)
+
+    r = await quote({"cart_id": cart, "offer_code": "not-a-code"})
+    assert r.status_code == 409 and r.json()["code"] == "offer_invalid", r.text
+    r = await quote({"cart_id": cart, "offer_code": "Not A Code!"})
+    assert r.status_code == 422, r.text
+    r = await quote({"cart_id": cart}, stranger)  # someone else's cart
+    assert r.status_code == 404, r.text
+    assert (await stack.orders.post("/quote", json={"cart_id": cart})).status_code == 401
+    await pay(polls, fan, cart, offer["code"])
+    r = await quote({"cart_id": cart, "offer_code": offer["code"]})
+    assert r.status_code == 409, r.text  # checked out (and the code used)

@@ -84,7 +84,18 @@ async def test_a_shopper_votes_sees_results_live_and_uses_the_offer(
     await page.locator(f'[data-testid="size-option"][data-sku="{skus["M"]}"]').click()
     await click_add(page, expect_status=201)
     await goto(page, "/checkout")
+    # The page asks the server what the order would charge: a refused code says why, the
+    # voter's code shows its discount and what is left to pay, before anything is placed.
+    message = page.get_by_test_id("message")
+    discount = page.get_by_test_id("checkout-discount")
+    await page.get_by_test_id("offer-code").fill("not-a-code")
+    await expect(message).to_contain_text("cannot be used")
+    await expect(discount).to_be_hidden()
     await page.get_by_test_id("offer-code").fill(code)
+    await expect(discount).to_be_visible()
+    await expect(discount).to_contain_text(code)
+    await expect(discount).to_contain_text(re.compile(r"to pay\D*(44.99|45.00)"))
+    await expect(message).to_have_text("")
     await page.get_by_test_id("payment-token").select_option("pm_card_visa")
     await page.get_by_test_id("place-order").click()
     await expect(page).to_have_url(re.compile(r"/orders/[^/]+$"))
@@ -92,3 +103,41 @@ async def test_a_shopper_votes_sees_results_live_and_uses_the_offer(
     await expect(page.get_by_test_id("order-status")).to_have_text(re.compile(r"paid", re.I))
     # 49.99 less 10 %, whichever way the half cent is rounded.
     await expect(page.get_by_test_id("order-total")).to_contain_text(re.compile(r"44.99|45.00"))
+
+
+async def test_a_vote_at_checkout_fills_in_its_offer_and_the_discount_shows_before_paying(
+    page: Any, served: Served
+) -> None:
+    slug, skus = await shop_product(served, {"S": 5})
+    auth = await admin_headers(served)
+    body = {
+        "question": "Will you wear it at the final?",
+        "placement": "checkout",
+        "options": [{"label": "Yes", "sku": skus["S"]}, {"label": "No"}],
+        "offer": {"percent_off": 20, "product_slug": slug, "valid_s": 600},
+    }
+    async with served.client("/api/admin") as admin:
+        r = await admin.post("/polls", json=body, headers={**auth, "Idempotency-Key": slug})
+        assert r.status_code == 201, r.text
+        poll = r.json()
+        try:
+            await goto(page, f"/p/{slug}")
+            await page.locator(f'[data-testid="size-option"][data-sku="{skus["S"]}"]').click()
+            await click_add(page, expect_status=201)
+            await goto(page, "/checkout")
+            offer = page.get_by_test_id("offer-code")
+            await expect(offer).to_have_value("")
+            widget = page.locator(f'[data-testid="poll"][data-poll-id="{poll["poll_id"]}"]')
+            await widget.get_by_role("button", name="Yes").click()
+            await expect(widget.get_by_test_id("poll-offer")).to_be_visible()
+            await expect(offer).not_to_have_value("")
+            discount = page.get_by_test_id("checkout-discount")
+            await expect(discount).to_contain_text(await offer.input_value())
+            # 49.99 less 20 %, whichever way the cent is rounded.
+            await expect(discount).to_contain_text(re.compile(r"to pay\D*(39.99|40.00)"))
+        finally:
+            r = await admin.post(
+                f"/polls/{poll['poll_id']}/close",
+                headers={**auth, "Idempotency-Key": f"close-{slug}"},
+            )
+            assert r.status_code == 200, r.text

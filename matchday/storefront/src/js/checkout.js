@@ -15,6 +15,8 @@ const METHODS = [
 export function render(root, _params, { navigate }) {
   let alive = true;
   let stopPolls = () => {};
+  let quoteTimer = 0;
+  let takeOffer = null;
   mount(root, h("h1", {}, "Checkout"), h("div", { class: "sk-line" }));
   ready(false);
 
@@ -54,6 +56,46 @@ export function render(root, _params, { navigate }) {
       return h("li", {}, `${line.qty} × ${info.name || line.sku}${size}`);
     });
 
+    // The server's quote is what the order will charge: the offer's discount included, on
+    // the offer's product only and within its per-customer limit (rules kept in one place).
+    const totalEl = h("p", { class: "total", "data-testid": "checkout-total" },
+      "Total ", total ? money(total, currency) : "—");
+    const discount = h("p", { class: "discount", "data-testid": "checkout-discount", hidden: true });
+    let quoteSeq = 0;
+    async function requote() {
+      const seq = ++quoteSeq;
+      const code = offer.value.trim();
+      const body = { cart_id: cartId() };
+      if (code) body.offer_code = code;
+      try {
+        const q = await request("/api/orders/quote", { method: "POST", auth: true, body, retries: 2 });
+        if (!alive || seq !== quoteSeq) return;
+        totalEl.replaceChildren("Total ", money(q.total_cents, q.currency));
+        discount.hidden = !q.discount_cents;
+        discount.textContent = q.discount_cents
+          ? `Offer ${q.offer_code}: −${money(q.discount_cents, q.currency)} · to pay ${money(q.charged_cents, q.currency)}`
+          : "";
+        if (code) message.textContent = "";
+      } catch (err) {
+        if (!alive || seq !== quoteSeq) return;
+        discount.hidden = true;
+        if (code && (err.code === "offer_invalid" || err.status === 422)) {
+          message.className = "message error";
+          message.textContent = `That offer code cannot be used: ${err.message}`;
+        }
+      }
+    }
+    offer.addEventListener("input", () => {
+      clearTimeout(quoteTimer);
+      quoteTimer = setTimeout(requote, 350);
+    });
+    takeOffer = (event) => {
+      if (offer.value.trim()) return; // never replace what the shopper typed
+      offer.value = event.detail;
+      requote();
+    };
+    window.addEventListener("md:offer", takeOffer);
+
     place.addEventListener("click", async () => {
       place.disabled = true;
       message.className = "message";
@@ -77,15 +119,18 @@ export function render(root, _params, { navigate }) {
 
     mount(root, h("h1", {}, "Checkout"),
       h("ul", { class: "summary" }, summary),
-      h("p", { class: "total" }, "Total ", total ? money(total, currency) : "—"),
+      totalEl, discount,
       h("div", { class: "pay" }, h("label", {}, "Pay with ", method), offer, place),
       message, h("div", { class: "polls" }));
     stopPolls = mountPolls(root.querySelector(".polls"), "checkout");
     ready(true);
+    requote();
   }
 
   return () => {
     alive = false;
     stopPolls();
+    clearTimeout(quoteTimer);
+    if (takeOffer) window.removeEventListener("md:offer", takeOffer);
   };
 }

@@ -56,7 +56,11 @@ function widget(poll, stops) {
       offer.hidden = false;
       offer.textContent = `Thanks for voting! Your code ${o.code}: ${o.percent_off}% off` +
         ` until ${new Date(o.expires_at * 1000).toLocaleString()}.`;
-      localStorage.setItem(OFFER_KEY, o.code);
+      if (localStorage.getItem(OFFER_KEY) !== o.code) {
+        localStorage.setItem(OFFER_KEY, o.code);
+        // The checkout page, if open, takes the new code at once (and quotes it).
+        window.dispatchEvent(new CustomEvent("md:offer", { detail: o.code }));
+      }
     }
   }
 
