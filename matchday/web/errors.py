@@ -9,6 +9,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
 from matchday.domain.errors import MatchdayError, Overloaded, RateLimited, Unavailable
@@ -93,6 +95,11 @@ def install(app: FastAPI) -> None:
             # and nothing is wrong, so it must not look like a bug in the logs.
             log.debug("client left %s %s: %s", request.method, request.url.path, exc)
             return error_response(499, "client_closed_request", "the client went away")
+        if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+            # Redis callers catch these and degrade; one that forgot must still tell the
+            # shopper to retry (503), not report a bug. A Redis *reply* error stays a 500.
+            log.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+            return matchday_error_response(Unavailable("the shop's cache is not answering"))
         # A bug, never an input problem. Answer 500 honestly (tests treat any 5xx other than
         # a retryable 503 as a failure) and keep the traceback for the operator.
         log.exception("unhandled error on %s %s", request.method, request.url.path)

@@ -7,6 +7,9 @@ import logging
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError as RedisResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.requests import ClientDisconnect
 
 from matchday.web import errors
@@ -55,3 +58,20 @@ def test_a_bug_is_a_logged_500(caplog: pytest.LogCaptureFixture) -> None:
         r = app_raising(KeyError("oops")).get("/boom")
     assert r.status_code == 500 and r.json()["code"] == "internal"
     assert any("unhandled error on GET /boom" in x.getMessage() for x in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [RedisConnectionError("No connection available."), RedisTimeoutError("Timeout reading")],
+    ids=["pool-exhausted", "timeout"],
+)
+def test_redis_that_stops_answering_is_a_retryable_503_not_a_bug(exc: Exception) -> None:
+    r = app_raising(exc).get("/boom")
+    assert r.status_code == 503, r.text
+    assert r.json()["code"] == "unavailable" and r.json()["retryable"] is True
+    assert r.headers["Retry-After"] == "1"
+
+
+def test_a_redis_reply_error_is_still_a_bug() -> None:
+    r = app_raising(RedisResponseError("WRONGTYPE Operation against a key")).get("/boom")
+    assert r.status_code == 500
