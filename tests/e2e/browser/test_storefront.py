@@ -163,6 +163,45 @@ async def test_a_declined_card_says_so_plainly_and_sells_nothing(page: Any, serv
     await expect(page.get_by_role("main")).to_contain_text(re.compile(r"declined", re.I))
     await until(lambda: stock_of(served, skus["L"]), (2, 0, 0))  # nothing sold, hold released
 
+    # One click holds the same items again and goes back to checkout; another card pays.
+    await page.get_by_test_id("retry-order").click()
+    await expect(page).to_have_url(re.compile(r"/checkout$"))
+    await ready(page)
+    await expect(page.get_by_test_id("checkout-total")).to_contain_text(re.compile(r"\d"))
+    assert await stock_of(served, skus["L"]) == (2, 1, 0)
+    await page.get_by_test_id("payment-token").select_option("pm_card_visa")
+    await page.get_by_test_id("place-order").click()
+    await expect(page).to_have_url(re.compile(r"/orders/[^/]+$"))
+    await ready(page)
+    await expect(page.get_by_test_id("order-status")).to_have_text(re.compile(r"paid", re.I))
+    await expect(page.get_by_test_id("retry-order")).to_be_hidden()
+    assert await stock_of(served, skus["L"]) == (2, 0, 1)
+
+
+async def test_retrying_a_declined_order_says_which_items_are_gone(
+    page: Any, served: Served
+) -> None:
+    slug, skus = await shop_product(served, {"L": 1})
+    await add_to_cart(page, slug, skus["L"])
+    await goto(page, "/checkout")
+    await page.get_by_test_id("payment-token").select_option("pm_card_chargeDeclined")
+    await page.get_by_test_id("place-order").click()
+    await expect(page).to_have_url(re.compile(r"/orders/[^/]+$"))
+    await ready(page)
+    await expect(page.get_by_test_id("order-status")).to_have_text(re.compile(r"fail", re.I))
+    await until(lambda: stock_of(served, skus["L"]), (1, 0, 0))
+    # Meanwhile another fan takes the last one.
+    async with served.client("/api/shop") as shop:
+        auth = {"Authorization": f"Bearer {(await shop.post('/session')).json()['token']}"}
+        cart = (await shop.post("/carts", headers=auth)).json()["cart_id"]
+        r = await shop.post(f"/carts/{cart}/items", json={"sku": skus["L"], "qty": 1}, headers=auth)
+        assert r.status_code == 201, r.text
+    await page.get_by_test_id("retry-order").click()
+    await expect(page.get_by_test_id("retry-message")).to_contain_text(
+        re.compile(r"sold out", re.I)
+    )
+    await expect(page).to_have_url(re.compile(r"/orders/[^/]+$"))
+
 
 async def test_a_sold_out_size_is_plain_and_cannot_be_added(page: Any, served: Served) -> None:
     slug, skus = await shop_product(served, {"S": 1, "M": 3})

@@ -1,7 +1,7 @@
 // An order's status, live: history first, then each change, from the order's event stream.
 
 import { h, mount, money, ready } from "./dom.js";
-import { request } from "./api.js";
+import { addItem, describeError, request } from "./api.js";
 import { follow } from "./sse.js";
 
 const TERMINAL = new Set(["paid", "payment_failed", "cancelled", "refunded"]);
@@ -11,12 +11,12 @@ const SAY = {
   requires_action: "Your bank asks you to confirm this payment.",
   review: "Your order is being reviewed; we will confirm it shortly.",
   paid: "Paid, thank you.",
-  payment_failed: "The payment was declined: add the items again and try another card.",
+  payment_failed: "The payment was declined: nothing was charged. Hold the items again and try another card.",
   cancelled: "The order was cancelled; any payment taken has been refunded.",
   refunded: "Your payment has been refunded.",
 };
 
-export function render(root, { orderId }) {
+export function render(root, { orderId }, { navigate } = {}) {
   let alive = true;
   let stop = () => {};
   let status = null;
@@ -28,6 +28,33 @@ export function render(root, { orderId }) {
     status = order.status;
     const statusEl = h("strong", { "data-testid": "order-status" }, order.status);
     const say = h("p", { class: "say", "aria-live": "polite" }, SAY[order.status] || "");
+    // A declined card released the order's holds: put the same lines back in a cart (what is
+    // still there to hold) and go back to checkout, rather than making the fan start over.
+    const retryMessage = h("p", { class: "message error", "data-testid": "retry-message", role: "alert" });
+    const retry = h("button", { type: "button", class: "primary", "data-testid": "retry-order" },
+      "Hold these items again and pay another way");
+    retry.addEventListener("click", async () => {
+      retry.disabled = true;
+      retryMessage.textContent = "";
+      const refused = [];
+      let held = 0;
+      for (const line of order.lines) {
+        try {
+          await addItem(line.sku, line.qty);
+          held += 1;
+        } catch (err) {
+          refused.push(`${line.title}: ${describeError(err)}`);
+        }
+      }
+      if (!alive) return;
+      if (held && !refused.length && navigate) {
+        navigate("/checkout");
+        return;
+      }
+      retryMessage.textContent = refused.join(" · ") +
+        (held ? " The rest is held in your cart." : "");
+      retry.disabled = held > 0;
+    });
     const discount = order.discount_cents
       ? h("p", {}, `Subtotal ${money(order.total_cents, order.currency)}, discount ` +
         `${money(order.discount_cents, order.currency)}` +
@@ -41,7 +68,9 @@ export function render(root, { orderId }) {
       // total_cents is the lines' sum; what is charged is that less a poll offer's discount.
       h("p", { class: "total" }, "Total ", h("span", { "data-testid": "order-total" },
         money(order.total_cents - (order.discount_cents || 0), order.currency))),
+      retry, retryMessage,
       h("a", { href: "/" }, "Continue shopping"));
+    retry.hidden = status !== "payment_failed";
     ready(true);
     if (TERMINAL.has(status)) return;
     stop = follow(`/api/orders/${orderId}/events`, {
@@ -55,6 +84,7 @@ export function render(root, { orderId }) {
         }
         statusEl.textContent = status;
         say.textContent = SAY[status] || "";
+        retry.hidden = status !== "payment_failed";
       },
       isDone: () => !alive || TERMINAL.has(status),
     });
