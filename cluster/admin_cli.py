@@ -4,6 +4,7 @@
     matchday admin list-keys                every key (never a secret)
     matchday admin revoke KEY_ID            revoke a key for good
     matchday admin audit [--limit N] [--action A]   the newest audit entries
+    matchday admin reseal --old-key-file F  re-seal TOTP secrets after rotating the secret key
 
 Keys are made here, on a machine that reaches the database, never over the admin API: a
 stolen key cannot mint another one. Creating and revoking keys are audited with no key id
@@ -41,6 +42,16 @@ def register(subparsers: Any) -> None:
     audit.add_argument("--limit", type=int, default=50)
     audit.add_argument("--action", help="only entries of this action")
     audit.set_defaults(fn=cmd_audit)
+    reseal = sub.add_parser(
+        "reseal",
+        help="after rotating MATCHDAY_SECRET_KEY: re-seal every TOTP secret under the new key",
+    )
+    reseal.add_argument(
+        "--old-key-file",
+        help="a file holding the previous secret key (or set MATCHDAY_OLD_SECRET_KEY); never"
+        " on the command line, where it would show in the process list and shell history",
+    )
+    reseal.set_defaults(fn=cmd_reseal)
 
 
 def _operator() -> AdminIdentity:
@@ -132,3 +143,48 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
     _print(_with_admin(settings, work))
     return 0
+
+
+def cmd_reseal(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+    import sys
+    from pathlib import Path
+
+    from matchday.admin.rotation import reseal_all
+    from matchday.admin.sealing import TotpSeal
+
+    old_key = (
+        Path(args.old_key_file).read_text().strip()
+        if args.old_key_file
+        else os.environ.get("MATCHDAY_OLD_SECRET_KEY", "").strip()
+    )
+    if len(old_key) < 32:
+        print(
+            "matchday admin reseal: give the previous secret key (at least 32 characters) in"
+            " --old-key-file or MATCHDAY_OLD_SECRET_KEY",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def work(auth: Any, audit: Any) -> Any:
+        report = await reseal_all(
+            auth.repo, TotpSeal(old_key), auth.seal,
+            lambda key_id, outcome: print(f"key {key_id}: {outcome}", flush=True),
+        )  # fmt: skip
+        counts = {name: len(getattr(report, name)) for name in vars(report)}
+        await audit.record(
+            _operator(), "key.reseal", "*", counts, outcome="ok" if report.ok else "incomplete"
+        )
+        return report, counts
+
+    report, counts = _with_admin(settings, work)
+    print(", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items()))
+    if report.unreadable:
+        print(
+            "neither key opens: " + ", ".join(report.unreadable) + " (another secret key, or"
+            " an edited row: revoke these keys and create new ones)",
+            file=sys.stderr,
+        )
+    if report.raced:
+        print("changed while re-sealing, run again: " + ", ".join(report.raced), file=sys.stderr)
+    return 0 if report.ok else 1

@@ -76,6 +76,21 @@ class AdminRepository:
             )
             return [KeyInfo(*row) for row in await cur.fetchall()]
 
+    async def totp_rows(self) -> list[tuple[str, str]]:
+        """(key id, stored TOTP secret) of every key, for re-sealing under a new key."""
+        async with self._conn() as conn:
+            cur = await conn.execute("SELECT key_id, totp_secret FROM admin_keys ORDER BY key_id")
+            return [(str(k), str(t)) for k, t in await cur.fetchall()]
+
+    async def replace_totp(self, key_id: str, expected: str, stored: str) -> bool:
+        """Replace a key's stored TOTP secret if it still holds ``expected``."""
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "UPDATE admin_keys SET totp_secret = %s WHERE key_id = %s AND totp_secret = %s",
+                (stored, key_id, expected),
+            )
+            return cur.rowcount == 1
+
     async def revoke_key(self, key_id: str, at: float) -> KeyInfo | None:
         """Revoke once; revoking again keeps the first revocation time."""
         async with self._conn() as conn:

@@ -38,3 +38,19 @@ def test_a_value_written_in_the_clear_is_read_as_it_is() -> None:
 def test_a_short_shop_key_is_refused() -> None:
     with pytest.raises(ValueError, match="32"):
         TotpSeal("short")
+
+
+def test_resealing_moves_a_secret_to_the_new_key_once_and_refuses_what_neither_opens() -> None:
+    from matchday.admin.rotation import resealed
+
+    old, new, other = (TotpSeal(secrets.token_hex(32)) for _ in range(3))
+    under_old = old.seal("k1", "JBSWY3DPEHPK3PXP")
+    moved = resealed("k1", under_old, old, new)
+    assert moved is not None and new.open("k1", moved) == "JBSWY3DPEHPK3PXP"
+    assert resealed("k1", moved, old, new) is None  # already under the new key
+    clear = resealed("k1", "JBSWY3DPEHPK3PXP", old, new)
+    assert clear is not None and new.open("k1", clear) == "JBSWY3DPEHPK3PXP"
+    with pytest.raises(SealError):
+        resealed("k1", other.seal("k1", "JBSWY3DPEHPK3PXP"), old, new)
+    with pytest.raises(SealError):  # bound to its key id: a row copied onto another key
+        resealed("k2", under_old, old, new)
