@@ -1,0 +1,43 @@
+"""The inventory benchmark's fixed settings: the targets its figures are judged against (10x
+the row lock, half of Redis Lua, recovery under 2 s), the stock and sizes of its phases, the
+engine tables it analyzes, where results go, and ``Config``, one run's resolved options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+TARGET_VS_ROW_LOCK = 10.0
+TARGET_VS_REDIS = 0.5
+TARGET_RECOVERY_S = 2.0
+
+HOT_STOCK = 10**12  # never sells out
+SKU_STOCK = 1_000_000
+TTL_S = 3600.0  # no reservation expires while the benchmark runs
+SCALE_SKUS = 10_000
+SCALE_SHARDS = (1, 2, 4)
+
+ENGINE_TABLES = (
+    "inventory",
+    "sku_pins",
+    "reservations",
+    "customer_units",
+    "inventory_journal",
+    "inventory_outbox",
+    "shard_epochs",
+)
+
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+
+
+@dataclass(frozen=True)
+class Config:
+    seconds: float
+    warmup: float
+    concurrency: list[int]
+    clients: int
+    quick: bool
+    memory_skus: int
+    held_reservations: int
+    recovery_attempts: int
+    analyze: bool = True

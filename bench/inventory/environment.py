@@ -1,0 +1,146 @@
+"""Phase 0 of the inventory benchmark: ``Environment.describe`` records the machine, the
+PostgreSQL and Redis settings, the git commit and the engine settings measured, with the
+helpers that read the data directory's filesystem, the CPU model, the git state and the
+embedded PostgreSQL's postmaster pid."""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import shutil
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+
+from bench.inventory.harness import BenchBase
+
+
+class Environment(BenchBase):
+    # -- 0. environment --------------------------------------------------------------------
+
+    async def describe(self) -> None:
+        import ray
+        import redis.asyncio as aioredis
+
+        s = self.base
+        pg_settings = {}
+        for name in (
+            "server_version",
+            "fsync",
+            "synchronous_commit",
+            "wal_sync_method",
+            "shared_buffers",
+            "max_connections",
+        ):
+            pg_settings[name] = await self.sql(f"SHOW {name}")
+        r = aioredis.Redis.from_url(s.redis_url)
+        try:
+            info = await r.info()
+            appendfsync = (await r.config_get("appendfsync")).get("appendfsync")
+        finally:
+            await r.aclose()
+        data_dir = s.data_dir.resolve()
+        fs = _filesystem(data_dir)
+        cpu_model = _cpu_model()
+        meta: dict[str, Any] = {
+            "run_id": self.run_id,
+            "started": datetime.now().isoformat(timespec="seconds"),
+            "argv": sys.argv,
+            "config": {
+                "seconds": self.cfg.seconds,
+                "warmup_s": self.cfg.warmup,
+                "concurrency": self.cfg.concurrency,
+                "clients": self.cfg.clients,
+                "quick": self.cfg.quick,
+                "memory_skus": self.cfg.memory_skus,
+                "held_reservations": self.cfg.held_reservations,
+                "analyze": self.cfg.analyze,
+            },
+            "machine": {
+                "cpus": psutil.cpu_count(),
+                "cpu_model": cpu_model,
+                "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "ray": ray.__version__,
+                "psycopg": psycopg.__version__,
+                "data_dir": str(data_dir),
+                "data_dir_filesystem": fs,
+            },
+            "postgres": {**pg_settings, "embedded": not self.external["postgres"]},
+            "redis": {
+                "version": info.get("redis_version"),
+                "appendonly": info.get("aof_enabled"),
+                "appendfsync": appendfsync,
+                "embedded": not self.external["redis"],
+            },
+            "git": _git_state(),
+            "engine_settings": {
+                "max_batch": s.max_batch,
+                "client_in_flight": s.client_in_flight,
+                "shard_cache_size": s.shard_cache_size,
+            },
+        }
+        self.results["meta"] = meta
+        self.say(
+            f"machine: {meta['machine']['cpus']} CPUs ({cpu_model}), Python "
+            f"{meta['machine']['python']}, Ray {ray.__version__}; PostgreSQL "
+            f"{pg_settings['server_version']} (fsync={pg_settings['fsync']}, "
+            f"synchronous_commit={pg_settings['synchronous_commit']}), Redis "
+            f"{info.get('redis_version')} (appendfsync={appendfsync}); data on {fs}"
+        )
+        git = meta["git"]
+        if git:
+            changed = ", ".join(x[3:] for x in git["changed"]) or "none"
+            self.say(f"engine code: commit {git['commit'][:12]}; uncommitted changes: {changed}")
+
+
+def _filesystem(path: Path) -> str:
+    best = ""
+    fstype = "unknown"
+    for part in psutil.disk_partitions(all=True):
+        mp = part.mountpoint
+        if (str(path) == mp or str(path).startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
+            best, fstype = mp, part.fstype
+    return f"{fstype} ({best or '?'})"
+
+
+def _postmaster_pid(servers: list[Any]) -> int | None:
+    for server in servers:
+        pid_file = getattr(server, "pgdata", None)
+        if pid_file is not None:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                return int((pid_file / "postmaster.pid").read_text().splitlines()[0])
+    return None
+
+
+def _git_state() -> dict[str, Any]:
+    """The commit measured, and the engine files that differ from it (measured as they are)."""
+    git = shutil.which("git")
+    repo = Path(__file__).resolve().parent.parent.parent
+    if git is None:
+        return {}
+    try:
+
+        def run(*args: str) -> str:
+            return subprocess.run(  # noqa: S603 - git with fixed arguments
+                [git, "-C", str(repo), *args], capture_output=True, text=True, timeout=10
+            ).stdout.rstrip("\n")
+
+        changed = run("status", "--porcelain", "--", "matchday", "actors", "cluster")
+        return {"commit": run("rev-parse", "HEAD"), "changed": changed.splitlines()}
+    except (OSError, subprocess.SubprocessError):
+        return {}
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
