@@ -73,7 +73,7 @@ export function render(root, _params, { navigate }) {
         totalEl.replaceChildren("Total ", money(q.total_cents, q.currency));
         discount.hidden = !q.discount_cents;
         discount.textContent = q.discount_cents
-          ? `Offer ${q.offer_code}: −${money(q.discount_cents, q.currency)} · to pay ${money(q.charged_cents, q.currency)}`
+          ? `Poll offer: −${money(q.discount_cents, q.currency)} · to pay ${money(q.charged_cents, q.currency)}`
           : "";
         if (code) message.textContent = "";
       } catch (err) {
