@@ -148,17 +148,22 @@ async def test_checkout_with_a_test_card_shows_the_order_paid_live(
     assert await stock_of(served, skus["L"]) == (2, 0, 1)
 
 
-async def test_a_declined_card_says_so_plainly_and_sells_nothing(page: Any, served: Served) -> None:
-    slug, skus = await shop_product(served, {"L": 2})
-    await add_to_cart(page, slug, skus["L"])
+async def pay_declined(page: Any, slug: str, sku: str) -> None:
+    """Put ``sku`` in the cart and check out with a card the bank declines."""
+    await add_to_cart(page, slug, sku)
     await goto(page, "/checkout")
     await page.get_by_test_id("payment-token").select_option("pm_card_chargeDeclined")
     await page.get_by_test_id("place-order").click()
+    await expect(page).to_have_url(re.compile(r"/orders/[^/]+$"))
+    await ready(page)
+
+
+async def test_a_declined_card_says_so_plainly_and_sells_nothing(page: Any, served: Served) -> None:
+    slug, skus = await shop_product(served, {"L": 2})
+    await pay_declined(page, slug, skus["L"])
 
     # The order exists, failed, and the page says why in words (the payment method's label on
     # the checkout page also says "declined": only the order page counts).
-    await expect(page).to_have_url(re.compile(r"/orders/[^/]+$"))
-    await ready(page)
     await expect(page.get_by_test_id("order-status")).to_have_text(re.compile(r"fail|declin", re.I))
     await expect(page.get_by_role("main")).to_contain_text(re.compile(r"declined", re.I))
     await until(lambda: stock_of(served, skus["L"]), (2, 0, 0))  # nothing sold, hold released
@@ -182,12 +187,7 @@ async def test_retrying_a_declined_order_says_which_items_are_gone(
     page: Any, served: Served
 ) -> None:
     slug, skus = await shop_product(served, {"L": 1})
-    await add_to_cart(page, slug, skus["L"])
-    await goto(page, "/checkout")
-    await page.get_by_test_id("payment-token").select_option("pm_card_chargeDeclined")
-    await page.get_by_test_id("place-order").click()
-    await expect(page).to_have_url(re.compile(r"/orders/[^/]+$"))
-    await ready(page)
+    await pay_declined(page, slug, skus["L"])
     await expect(page.get_by_test_id("order-status")).to_have_text(re.compile(r"fail", re.I))
     await until(lambda: stock_of(served, skus["L"]), (1, 0, 0))
     # Meanwhile another fan takes the last one.
