@@ -47,6 +47,7 @@ class VoteDrain:
         consumer: str | None = None,
         batch: int = 500,
         claim_idle_ms: int = 30_000,
+        linger_s: float = 0.25,
     ) -> None:
         self.redis = redis
         self.repo = repo
@@ -54,6 +55,11 @@ class VoteDrain:
         self.consumer = consumer or f"c-{uuid.uuid4().hex[:12]}"
         self.batch = batch
         self.claim_idle_ms = claim_idle_ms
+        # After a partial batch, wait this long before reading again: a steady stream of votes
+        # is then stored about rate x linger_s per transaction instead of one transaction per
+        # vote (measured by bench/polls.py: 1.0 vote per commit at 300 votes/s without it).
+        # The votes are already counted in Redis; only their PostgreSQL copy waits.
+        self.linger_s = linger_s
         self.stored = 0
         self._grouped = False
 
@@ -103,12 +109,16 @@ class VoteDrain:
         stop = stop or asyncio.Event()
         while not stop.is_set():
             try:
-                await self.drain_once()
+                handled = await self.drain_once()
             except (Unavailable, RedisError, OSError) as exc:
                 log.warning("vote drain paused: %s", exc)
+                pause = 1.0
             except Exception:  # a bug must not end the drain silently: log it, go on
                 log.exception("vote drain failed; retrying")
+                pause = 1.0
             else:
-                continue
+                if not 0 < handled < self.batch or self.linger_s <= 0:
+                    continue  # idle (it blocked already), or a full batch: more may wait
+                pause = self.linger_s
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=1.0)
+                await asyncio.wait_for(stop.wait(), timeout=pause)

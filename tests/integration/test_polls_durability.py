@@ -4,6 +4,7 @@ when a dead consumer's entries are delivered again. Each test has its own Redis.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -91,3 +92,36 @@ async def test_entries_of_a_dead_consumer_are_claimed_and_stored_once(polls: Pol
     assert await repo.tally(pid) == {"o1": 1, "o2": 3}
     assert await heir.drain_once(block_ms=10) == 0
     assert await ctx.redis.xlen(stream) == 0  # acknowledged entries are deleted
+
+
+async def test_a_steady_trickle_of_votes_is_stored_in_batches_not_a_transaction_each(
+    polls: Polls,
+) -> None:
+    """Without the linger, XREADGROUP returns at the first entry and every vote became its own
+    PostgreSQL transaction (bench/polls.py: 1.0 vote per commit at 300 votes/s)."""
+    pid = (await polls.create())["poll_id"]
+    ctx = polls.admin.stack.ctx
+    repo = PollsRepository(ctx.pool)
+    drain = VoteDrain(ctx.redis, repo, polls.service.tally.stream, linger_s=0.5)
+    stop = asyncio.Event()
+    task = asyncio.create_task(drain.run(stop))
+    try:
+        fans = [await polls.shopper() for _ in range(21)]
+        for fan in fans:  # a trickle, as votes arrive from a live page
+            assert (await polls.vote(pid, "o1", fan)).status_code == 201
+            await asyncio.sleep(0.03)
+        async with asyncio.timeout(10):
+            while drain.stored < 21:
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+    assert await repo.tally(pid) == {"o1": 21}
+    async with ctx.pool.connection() as conn:
+        # now() is the transaction's start: one stored_at per INSERT transaction.
+        row = await (
+            await conn.execute(
+                "SELECT count(DISTINCT stored_at) FROM poll_votes WHERE poll_id = %s", (pid,)
+            )
+        ).fetchone()
+    assert row is not None and row[0] <= 6, f"{row[0]} transactions for 21 votes"
