@@ -35,6 +35,17 @@ def check_token(token: object) -> str:
     return token
 
 
+class GatewayTimeout(Unavailable):
+    """No answer within the stated bound: an outage that opens the gateway's breaker at once.
+
+    Its code is ``unavailable``, so across a Serve handle it arrives as :class:`Unavailable`;
+    only the router, in the gateway's own process, needs the difference."""
+
+    @classmethod
+    def after(cls, gateway: str, seconds: float) -> GatewayTimeout:
+        return cls(f"{gateway}: no answer within {seconds:g} s")
+
+
 @dataclass(frozen=True, slots=True)
 class ChargeRequest:
     order_id: str
