@@ -15,6 +15,8 @@ CANCELLED = "cancelled"
 REFUNDED = "refunded"
 REVIEW = "review"  # held by the velocity rules before any charge, until an operator decides
 UNSETTLED = frozenset({PENDING, AMBIGUOUS})
+# An order whose payment may still go through: its cart's lines stay as the order took them.
+IN_FLIGHT = frozenset({PENDING, AMBIGUOUS, REQUIRES_ACTION, REVIEW})
 TERMINAL = frozenset({PAID, FAILED, CANCELLED, REFUNDED})
 
 # What a customer is told at each status (pushed with the status on the order's stream).
