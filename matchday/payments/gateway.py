@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from matchday.domain.errors import InvalidInput, Unavailable
+from matchday.domain.errors import Conflict, InvalidInput, Unavailable
 
 ChargeStatus = Literal["succeeded", "declined", "requires_action"]
 
@@ -44,6 +44,16 @@ class GatewayTimeout(Unavailable):
     @classmethod
     def after(cls, gateway: str, seconds: float) -> GatewayTimeout:
         return cls(f"{gateway}: no answer within {seconds:g} s")
+
+
+class OrderClosed(Conflict):
+    """The order ended without a payment (its deadline passed, its holds were lost): what
+    the gateway found for it was voided, never captured. Not an outage: no failover.
+    Across a Serve handle it arrives as :class:`Conflict` (its code)."""
+
+    @classmethod
+    def voided(cls, order_id: str) -> OrderClosed:
+        return cls(f"order {order_id} ended before this payment, which was voided")
 
 
 @dataclass(frozen=True, slots=True)

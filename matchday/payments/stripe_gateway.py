@@ -39,6 +39,7 @@ from matchday.payments.gateway import (
     ChargeRequest,
     ChargeResult,
     GatewayTimeout,
+    OrderClosed,
     RefundResult,
     check_token,
 )
@@ -208,29 +209,36 @@ class StripeGateway:
             if keep is not None and keep == (self.name, pi.id):
                 await self._note(attempt.order_id, attempt.attempt, pi)
                 continue
-            if pi.status in ("requires_capture", "requires_confirmation", "requires_action",
-                             "requires_payment_method"):  # fmt: skip
-                await self._call(self.client.v1.payment_intents.cancel, pi.id)
-                voided += 1
-                if pi.status == "requires_capture":  # money was held on the card: say so
-                    await self.attempts.suspicious(
-                        "late_authorisation_cancelled", attempt.order_id, None,
-                        {"gateway": self.name, "intent": pi.id, "amount": int(pi.amount),
-                         "kept": keep[1] if keep else None},
-                    )  # fmt: skip
-            elif pi.status == "succeeded":  # captured elsewhere already: give it back
-                await self.refund(pi.id, int(pi.amount), f"stray:{pi.id}")
-                await self.attempts.suspicious(
-                    "duplicate_charge_refunded", attempt.order_id, None,
-                    {"gateway": self.name, "intent": pi.id, "kept": keep[1] if keep else None},
-                )  # fmt: skip
-                voided += 1
-            await self.attempts.record(
-                attempt.order_id, attempt.attempt, self.name, "voided", intent_id=pi.id
-            )
+            voided += await self._void(attempt.order_id, attempt.attempt, pi, keep)
         if not intents:
             await self.attempts.record(attempt.order_id, attempt.attempt, self.name, "not_found")
         return voided
+
+    async def _void(
+        self, order_id: str, attempt: int, pi: Any, keep: tuple[str, str] | None
+    ) -> int:
+        """Cancel (or refund) ``pi``, an intent that is not its order's capture; 1 if it
+        held or took money. Money held or taken this way is logged as suspicious: an
+        authorisation that came late (a timed-out call, a failover, a payment deadline), a
+        capture beside the order's own, a charge for an order that ended without one."""
+        kind = None
+        if pi.status in ("requires_capture", "requires_confirmation", "requires_action",
+                         "requires_payment_method"):  # fmt: skip
+            await self._call(self.client.v1.payment_intents.cancel, pi.id)
+            if pi.status == "requires_capture":  # money was held on the card
+                kind = "late_authorisation_cancelled"
+        elif pi.status == "succeeded":  # captured: give it back
+            await self.refund(pi.id, int(pi.amount), f"stray:{pi.id}")
+            kind = "duplicate_charge_refunded" if keep else "late_charge_refunded"
+        await self.attempts.record(order_id, attempt, self.name, "voided", intent_id=pi.id)
+        if kind is None:
+            return int(pi.status != "canceled")
+        await self.attempts.suspicious(
+            kind, order_id, None,
+            {"gateway": self.name, "intent": pi.id, "amount": int(pi.amount),
+             "kept": keep[1] if keep else None},
+        )  # fmt: skip
+        return 1
 
     # -- steps ---------------------------------------------------------------------------------
 
@@ -257,7 +265,11 @@ class StripeGateway:
             await self._note(order_id, attempt, intent)
             status = intent.status
         if status in ("requires_capture", "succeeded"):
-            gateway, winner = await self.attempts.claim_capture(order_id, self.name, intent.id)
+            claim = await self.attempts.claim_capture(order_id, self.name, intent.id)
+            if claim is None:  # the order ended without a payment (its deadline passed)
+                await self._void(order_id, attempt, intent, None)
+                raise OrderClosed.voided(order_id)
+            gateway, winner = claim
             if (gateway, winner) != (self.name, intent.id):
                 # Another intent holds this order's capture: this one is a duplicate.
                 await self.attempts.suspicious(

@@ -27,7 +27,7 @@ _ORDER_COLUMNS = (
     "order_id, cart_id, customer_id, status, total_cents, currency, payment_token, attempts,"
     " gateway, payment_ref, failure_code, failure_message,"
     " extract(epoch FROM created_at), extract(epoch FROM updated_at),"
-    " discount_cents, offer_code"
+    " discount_cents, offer_code, extract(epoch FROM pay_by)"
 )
 
 
@@ -50,6 +50,7 @@ def _order(row: tuple[Any, ...], lines: list[OrderLine]) -> Order:
         lines=tuple(lines),
         discount_cents=int(row[14]),
         offer_code=row[15],
+        pay_by=None if row[16] is None else float(row[16]),
     )
 
 
@@ -253,18 +254,24 @@ class ShopRepository:
         from_statuses: frozenset[str],
         detail: dict[str, Any] | None = None,
         reopen_cart: bool = False,
+        unless_captured: bool = False,
         **fields: Any,
     ) -> bool:
         """Move an order to ``status`` if it is in one of ``from_statuses``; record the event.
 
         The guard makes every transition idempotent and race-free: of two processes settling
-        the same order, exactly one moves it. A failed or cancelled order (or one refunded
-        before it sold, ``reopen_cart``) gives its cart back, open.
+        the same order, exactly one moves it. ``unless_captured`` also refuses when a payment
+        of the order was claimed for capture: the claim (PaymentsRepository.claim_capture)
+        locks the same row, so an order failed this way can never be captured later. A
+        failed or cancelled order (or one refunded before it sold, ``reopen_cart``) gives
+        its offer and its cart back.
         """
         allowed = {"gateway", "payment_ref", "failure_code", "failure_message", "attempts"}
         assert set(fields) <= allowed, fields
         sets = "".join(f", {name} = %s" for name in fields)
         async with StorageConnection(self.pool, "shop") as conn, conn.transaction():
+            if unless_captured and not await self._uncaptured(conn, order_id):
+                return False
             cur = await conn.execute(
                 f"UPDATE orders SET status = %s, updated_at = now(){sets}"
                 " WHERE order_id = %s AND status = ANY(%s)",
@@ -273,8 +280,7 @@ class ShopRepository:
             if cur.rowcount != 1:
                 return False
             if status in (FAILED, CANCELLED) or reopen_cart:
-                # An order that sold nothing gives its offer and its cart back: the shopper
-                # may hold the items again and pay another way.
+                # The shopper may hold the items again and pay another way.
                 await release_offer(conn, order_id)
                 await conn.execute(
                     "UPDATE carts c SET status = 'open', order_id = NULL, updated_at = now()"
@@ -288,17 +294,39 @@ class ShopRepository:
             )
         return True
 
-    async def bump_attempt(self, order_id: str) -> int:
+    @staticmethod
+    async def _uncaptured(conn: Any, order_id: str) -> bool:
+        """Lock the order's row, then: no capture claimed for it (read after the lock)."""
+        await conn.execute(
+            "SELECT 1 FROM orders WHERE order_id = %s FOR NO KEY UPDATE", (order_id,)
+        )
+        row = await (
+            await conn.execute("SELECT 1 FROM payment_captures WHERE order_id = %s", (order_id,))
+        ).fetchone()
+        return row is None
+
+    async def bump_attempt(self, order_id: str, pay_within_s: float) -> int:
+        """Count a charge attempt; the first one starts the order's payment deadline."""
         async with StorageConnection(self.pool, "shop") as conn:
             row = await (
                 await conn.execute(
-                    "UPDATE orders SET attempts = attempts + 1, updated_at = now()"
+                    "UPDATE orders SET attempts = attempts + 1, updated_at = now(),"
+                    " pay_by = COALESCE(pay_by, now() + %s * interval '1 s')"
                     " WHERE order_id = %s RETURNING attempts",
-                    (order_id,),
+                    (pay_within_s, order_id),
                 )
             ).fetchone()
         assert row is not None
         return int(row[0])
+
+    async def replace_line(self, order_id: str, old: str, new: str) -> None:
+        """The order's line held by ``old`` is now held by ``new`` (held again, ADR 0008)."""
+        async with StorageConnection(self.pool, "shop") as conn:
+            await conn.execute(
+                "UPDATE order_lines SET reservation_id = %s"
+                " WHERE order_id = %s AND reservation_id = %s",
+                (new, order_id, old),
+            )
 
     async def order_events(self, order_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
         async with StorageConnection(self.pool, "shop") as conn:

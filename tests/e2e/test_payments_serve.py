@@ -149,3 +149,63 @@ async def test_webhooks_app_is_deployed_and_verifies_signatures(
         r = await hooks.post("/stripe/primary", content=b"{}", headers={"Stripe-Signature": "t=1"})
         assert r.status_code == 400
         assert (await hooks.get("/healthz")).status_code == 200
+
+
+def sql(served: Served, statement: str, *args: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(served.settings.database_url, autocommit=True) as conn:
+        cur = conn.execute(statement, args)
+        return cur.fetchall() if cur.description else []
+
+
+async def test_an_order_unanswered_past_its_deadline_fails_and_late_authorisations_are_voided(
+    stripe_served: tuple[Served, LocalStripe, LocalStripe],
+) -> None:
+    """Issue 13, item 7, on the Serve stack with the worker actor: both accounts hang, the
+    order stays payment_pending until its deadline, then fails as payment_timeout (shown by
+    the order API); when the accounts wake, their late authorisations are cancelled and
+    logged as suspicious, and nothing is ever captured."""
+    served, primary, backup = stripe_served
+    _, sku = await new_product(served, stock=2)
+    primary.pause()
+    backup.pause()
+    try:
+        order = await checkout(served, sku, "pm_card_visa", "e2e-deadline")
+        assert order["status"] == "payment_pending", order
+        oid = order["order_id"]
+        # Time passes: the deadline is now, and the worker's next look is due.
+        sql(served, "UPDATE orders SET pay_by = now() - interval '1 s' WHERE order_id = %s", oid)
+        sql(served, "UPDATE payment_queue SET next_at = now() WHERE order_id = %s", oid)
+        async with served.client("/api/orders") as orders:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                now = (await orders.get(f"/{oid}", headers=order["_auth"])).json()
+                if now["status"] != "payment_pending":
+                    break
+                await asyncio.sleep(0.5)
+    finally:
+        primary.resume()
+        backup.resume()
+    assert now["status"] == "payment_failed", why_unsettled(served, oid)
+    assert now["failure"]["code"] == "payment_timeout" and "Nothing was charged" in str(now)
+    assert await stock_of(served, sku) == (2, 0, 0)
+    # The accounts wake and authorise what they had queued; the worker's sweep (attempts
+    # older than its stray_after_s: made older here rather than waited for) voids them.
+    await asyncio.sleep(1.0)
+    sql(
+        served, "UPDATE payment_attempts SET updated_at = now() - interval '1 h'"
+        " WHERE order_id = %s", oid,
+    )  # fmt: skip
+    deadline = time.monotonic() + 90
+    seen: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        seen = dict(primary.by_order().get(oid, {})) | {
+            f"backup_{k}": v for k, v in backup.by_order().get(oid, {}).items()
+        }
+        if seen and all(k.endswith("canceled") for k in seen):
+            break
+        await asyncio.sleep(0.5)
+    assert seen and all(k.endswith("canceled") for k in seen), (seen, why_unsettled(served, oid))
+    kinds = sql(served, "SELECT kind FROM suspicious_activity WHERE order_id = %s", oid)
+    assert {k for (k,) in kinds} == {"late_authorisation_cancelled"}
+    assert len(kinds) == sum(seen.values())  # one row per authorisation voided
+    assert sql(served, "SELECT 1 FROM payment_captures WHERE order_id = %s", oid) == []
