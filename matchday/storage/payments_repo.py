@@ -141,14 +141,15 @@ class PaymentsRepository:
                     (order_id,),
                 )
             ).fetchone()
-            claimed = await self._claimed(conn, order_id)
-            if claimed is not None or row is None or row[0] not in CAPTURABLE:
-                return claimed
-            await conn.execute(
-                "INSERT INTO payment_captures (order_id, gateway, intent_id) VALUES (%s, %s, %s)",
-                (order_id, gateway, intent_id),
-            )
-        return gateway, intent_id
+            if row is not None and row[0] in CAPTURABLE:
+                cur = await conn.execute(
+                    "INSERT INTO payment_captures (order_id, gateway, intent_id)"
+                    " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                    (order_id, gateway, intent_id),
+                )
+                if cur.rowcount == 1:
+                    return gateway, intent_id
+            return await self._claimed(conn, order_id)  # read after the lock: up to date
 
     @staticmethod
     async def _claimed(conn: Any, order_id: str) -> tuple[str, str] | None:
