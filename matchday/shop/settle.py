@@ -117,7 +117,8 @@ class OrderPayments:
             await self.holds.release(order)
             await self._move(order, st.FAILED, {"code": result.code}, **fields)
             await self.payments.done(order.order_id)
-        else:  # requires_action: the bank's answer arrives by webhook; the worker checks by
+        else:  # requires_action: the bank's answer comes by webhook; the worker looks at the
+            # order again at its deadline, and ends it there if it is still waiting.
             if order.status != st.REQUIRES_ACTION:
                 await self._move(order, st.REQUIRES_ACTION, {"code": result.code}, **fields)
             left = self.deadline(await self._reload(order)) - self.clock.now()
