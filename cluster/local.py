@@ -19,10 +19,10 @@ from typing import Any
 from pydantic import SecretStr
 
 from cluster.serving import (
-    INGRESS_ENV,
     deploy,
     haproxy_files,
     haproxy_folder,
+    ingress_env,
     load_config,
     shutdown,
 )
@@ -97,7 +97,7 @@ class LocalStack:
                     "MATCHDAY_DATABASE_URL": db_url,
                     "MATCHDAY_REDIS_URL": redis_url,
                     "MATCHDAY_SECRET_KEY": settings.secret_key.get_secret_value(),
-                    **INGRESS_ENV[settings.ingress],
+                    **ingress_env(settings.ingress),
                 }
             )
             if settings.ingress == "haproxy":
@@ -150,6 +150,8 @@ class LocalStack:
             "shards": self.settings.shards,
             "dedicated_shards": self.settings.dedicated_shards,
             "dashboard_url": self.dashboard_url,
+            "http_port": self.settings.http_port,
+            "ingress": self.settings.ingress,
         }
         path = self.settings.data_dir / STATE_FILE
         path.write_text(json.dumps(state, indent=2))
