@@ -74,6 +74,31 @@ def wait_up(run: subprocess.Popen[bytes], log: Path, *, after: int = 0) -> None:
         time.sleep(1)
 
 
+# Ray gives its node 30 s to register (ray/_private/node.py, not configurable); with load
+# averages of 30-50 from parallel test runs on 2 cores it sometimes does not. Only this
+# failure is retried: the run then exits, and its Ray processes die with it.
+RAY_SLOW_START = "The current node timed out during startup"
+
+
+def start_until_up(
+    scratch: Path, *flags: str, after: int = 0, tries: int = 3, **kwargs: Any
+) -> subprocess.Popen[bytes]:
+    """start_run, then wait_up; again if Ray's node was too slow to start."""
+    log = scratch / "run.log"
+    for attempt in range(tries):
+        run = start_run(scratch, *flags, **kwargs)
+        try:
+            wait_up(run, log, after=after)
+            return run
+        except AssertionError:
+            text = log.read_text()
+            if attempt + 1 == tries or RAY_SLOW_START not in text or run.poll() is None:
+                stop_run(run)
+                raise
+            log.write_text(text.replace(RAY_SLOW_START, "(retried) Ray node start timed out"))
+    raise AssertionError("unreachable")
+
+
 def stop_run(run: subprocess.Popen[bytes]) -> None:
     if run.poll() is not None:
         return
@@ -88,9 +113,8 @@ def stop_run(run: subprocess.Popen[bytes]) -> None:
 @contextmanager
 def matchday_run(scratch: Path, *flags: str, **settings: str) -> Iterator[tuple[Path, int]]:
     """Run it with these settings until it is up; (its log, its pid). Stopped on exit."""
-    run = start_run(scratch, *flags, **settings)
+    run = start_until_up(scratch, *flags, **settings)
     try:
-        wait_up(run, scratch / "run.log")
         yield scratch / "run.log", run.pid
     finally:
         stop_run(run)
