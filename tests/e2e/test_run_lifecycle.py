@@ -22,7 +22,7 @@ import httpx
 import psutil
 import pytest
 
-from cluster.processes import leftovers
+from cluster.processes import ProcessBook, leftovers
 from cluster.serving import haproxy_folder
 from tests.e2e.run_stack import ROOT, run_env, stack_settings, start_until_up, stop_run
 
@@ -101,9 +101,23 @@ def test_a_killed_runs_leftovers_are_ended_by_the_next_start_on_the_same_ports()
     first = start_until_up(scratch, new_session=True, **settings)
     try:
         listening(first.pid, stats)  # HAProxy starts once Serve's routes reach its manager
-        first.kill()  # SIGKILL: an OOM kill, or a hard stop after a slow one
+        # SIGKILL, as a hard stop after a slow one, or the OOM killer, does. Ray's node
+        # processes die with the run (PR_SET_PDEATHSIG); HAProxy survives unless its
+        # manager or the raylet gets to clean up its process group, which a SIGKILL of
+        # both, first, rules out: the state, every time.
+        raylet = next(
+            e.pid for e in ProcessBook(scratch / "data").entries() if e.role == "ray raylet"
+        )
+        manager = next(
+            p.ppid()
+            for p in psutil.Process(first.pid).children(recursive=True)
+            if p.name() == "haproxy"
+        )
+        for pid in (raylet, manager):
+            os.kill(pid, signal.SIGKILL)
+        first.kill()
         first.wait()
-        time.sleep(3)  # Ray's own processes die with it (PR_SET_PDEATHSIG); the rest do not
+        time.sleep(3)
         left = ours(scratch)
         assert {"haproxy", "postgres", "redis"} <= set(left.values()), left
         assert not port_free(stats)  # what made the next start fail
