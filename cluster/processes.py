@@ -3,8 +3,9 @@
 A run killed with SIGKILL (the OOM killer, a hard stop after a slow one) cleans nothing up.
 Ray's node processes die with it (Ray starts them with PR_SET_PDEATHSIG); Redis and
 PostgreSQL (a daemon) outlive it, and so does HAProxy (a child of a Ray worker) unless the
-raylet or its worker got to end it first, and they keep their ports and sockets. The next start of the same data directory finds them here and ends them; a stop
-that ran out of time ends them too.
+raylet or its worker got to end it first, and they keep their ports and sockets. The next
+start of the same data directory finds them here and ends them; a stop that ran out of
+time ends them too.
 
 Only this data directory's processes are ever considered: those recorded in
 ``processes.json`` whose pid *and* start time still match, the postmaster named in its
