@@ -67,8 +67,14 @@ class MemoryAndRecovery(BenchBase):
                 await self.repo.create_skus([SkuRow(x, 1_000, 0, 0) for x in chunk], router)
             created_s = time.perf_counter() - t
             t = time.perf_counter()
-            for chunk in chunks(names, 10_000):
-                await h.adopt.remote(chunk)
+            adopted = 0
+            async with bounded(
+                self.say, "memory", f"the shard to adopt {n:,} SKUs", 180,
+                lambda: f"{adopted:,} adopted", every_s=10,
+            ):  # fmt: skip
+                for chunk in chunks(names, 10_000):
+                    await h.adopt.remote(chunk)
+                    adopted += len(chunk)
             adopt_s = time.perf_counter() - t
             await self.analyze()
             await asyncio.sleep(0.5)
@@ -150,7 +156,8 @@ class MemoryAndRecovery(BenchBase):
             for attempt in range(cfg.recovery_attempts):
                 core = ShardCore(0, Router(1), InventoryRepository(pool))
                 t = time.perf_counter()
-                await core.start()
+                async with bounded(self.say, "recovery in-process", "ShardCore.start()", 120):
+                    await core.start()
                 dt = time.perf_counter() - t
                 times.append(dt)
                 st = core.stats()
