@@ -167,8 +167,9 @@ def table(headers: list[str], rows: list[list[str]], indent: str = "  ") -> str:
 def cost_table(
     per_system: Mapping[str, Mapping[str, Any]], idle: Mapping[str, Mapping[str, Spread]]
 ) -> str:
-    """Rows: roles; per system its net and gross CPU us per op (median [min-max] over runs),
-    then per ``idle`` column the idle burn in cores. Roles near 0 everywhere are left out."""
+    """Rows: roles; per system its net CPU us per op (median [min-max] over runs) and gross
+    (median), then per ``idle`` column the idle burn in cores (median). Roles near 0 everywhere
+    are left out."""
     nets = {s: v[NET] for s, v in per_system.items()}
     grosses = {s: v[GROSS] for s, v in per_system.items()}
     found = {r for v in [*nets.values(), *grosses.values(), *idle.values()] for r in v}
@@ -185,9 +186,10 @@ def cost_table(
         ):
             continue
         row = [r]
-        for s in per_system:
-            for got in (nets[s].get(r), grosses[s].get(r)):
-                row.append(got.fmt() if got is not None else "-")
-        row += [x.fmt(3) if x is not None else "-" for x in idles]
+        for s in per_system:  # the net figure with its spread over runs; gross and idle bare
+            net, gross = nets[s].get(r), grosses[s].get(r)
+            row.append(net.fmt() if net is not None else "-")
+            row.append(f"{gross.median:,.1f}" if gross is not None else "-")
+        row += [f"{x.median:.3f}" if x is not None else "-" for x in idles]
         rows.append(row)
     return table(headers, rows)

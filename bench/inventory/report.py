@@ -215,7 +215,8 @@ def hot_report(results: Mapping[str, Any]) -> list[str]:
         e, redis = per.get("engine"), per.get("Redis Lua")
         if e is None or e["ratio"] is None:
             continue
-        vs_redis = f"{e['rate'].median / redis['rate'].median:.2f}x" if redis else "-"
+        ok = redis is not None and redis["rate"].median > 0
+        vs_redis = f"{e['rate'].median / redis['rate'].median:.2f}x" if ok else "-"
         out.append(
             f"  c={c}: engine/row-lock {e['ratio'].fmt(2, 'x')}, engine/Redis-Lua {vs_redis}"
         )
