@@ -197,3 +197,44 @@ def test_budget_check_reads_files_and_fails_past_the_limit(tmp_path: Path) -> No
                                                                  "reserves_per_s"))}))  # fmt: skip
     assert check([run], 1.5, budget) == 1  # 30 us against 10
     assert check([run], 3.5, budget) == 0
+
+
+def inventory_phase(rate: float, shards_us: float, engine: bool) -> dict[str, Any]:
+    p = {**phase(rate, 50, shards_us * 2), "max_ms": 60.0, "errors_in_window": {}}
+    p[NET] = {**p[NET], "shards": shards_us}
+    if engine:
+        p["durability"] = {
+            "acknowledged": 10,
+            "postgres_reserved": 10,
+            "held_reservation_rows": 10,
+            "journal_rows": 10,
+            "ok": True,
+        }
+        p["batching"] = {"mutations_per_actor_call": 20.0, "mutations_per_transaction": 20.0}
+    else:
+        p["check"] = {"ok": True}
+    return p  # fmt: skip
+
+
+def test_the_inventory_report_gives_medians_over_rounds_and_the_target_lines() -> None:
+    from bench.inventory.report import finish, report
+
+    rounds = [
+        {"64": {"engine": inventory_phase(rate, us, True),
+                "row_lock": inventory_phase(100, 0, False),
+                "redis_lua": inventory_phase(1000, 0, False)}}
+        for rate, us in ((300, 40.0), (500, 60.0), (400, 50.0))
+    ]  # fmt: skip
+    results: dict[str, Any] = {
+        "hot_sku": {"runs": rounds, "idle": [{"cores": {"shards": 0.02}}] * 3}
+    }
+    finish(results)
+    assert results["summary"]["64"]["engine"]["ratio"] == {
+        "median": 4.0, "min": 3.0, "max": 5.0, "runs": 3,
+    }  # fmt: skip
+    assert results["summary"]["64"]["engine"][NET]["shards"]["median"] == 50.0
+    text = report(results)
+    assert "c=64: engine/row-lock 4.00x [3.00-5.00], engine/Redis-Lua 0.40x" in text
+    assert "50.0 [40.0-60.0]" in text  # the shards' net CPU per reserve over the rounds
+    assert "pass   hot SKU durable, c=64: engine / row lock: 4.00x [3.00-5.00]" in text
+    assert "-      hot SKU durable, c=256: engine / row lock: not measured" in text
