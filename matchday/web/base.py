@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
+import base64
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from matchday.web.errors import ERROR_SCHEMA, error_response
 from matchday.web.idempotency import IdempotencyStore, fingerprint
 from matchday.web.pan_guard import PanGuard
 from matchday.web.schemas import ErrorBody, Health
+from matchday.web.strict_json import StrictJSONRoute
 
 Ready = Callable[[], Awaitable[dict[str, str]]]
 
@@ -76,6 +78,8 @@ def make_app(title: str, description: str, *, ready: Ready, max_body_bytes: int)
         redoc_url=None,
         responses=COMMON_RESPONSES,
     )
+    # Every JSON body is parsed strictly: UTF-8 only, no duplicate keys (strict_json.py).
+    app.router.route_class = StrictJSONRoute
     errors.install(app)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     # Outermost: a card number in any request to any app is refused before anything (a
@@ -110,22 +114,35 @@ def _declare_error_schema(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+Produce = Callable[[str], Awaitable[tuple[int, Any]]]
+
+
 async def idempotent(
-    request: Request,
-    store: IdempotencyStore,
-    scope: str,
-    body: Any,
-    produce: Callable[[str], Awaitable[tuple[int, Any]]],
+    request: Request, store: IdempotencyStore, scope: str, body: Any, produce: Produce
 ) -> JSONResponse:
     """Run ``produce(key)`` once per Idempotency-Key; without one, a fresh key each time."""
-    key = request.headers.get("idempotency-key")
+    return await answer_once(
+        store, scope, request.headers.get("idempotency-key"), request.method,
+        request.url.path, body, produce,
+    )  # fmt: skip
+
+
+async def answer_once(
+    store: IdempotencyStore,
+    scope: str,
+    key: str | None,
+    method: str,
+    path: str,
+    body: Any,
+    produce: Produce,
+) -> JSONResponse:
+    """:func:`idempotent` without a Request object (the lean add-to-cart route's)."""
     if key is None:
-        key = uuid.uuid4().hex
-        status, payload = await produce(key)
+        status, payload = await produce(fresh_key())
         return JSONResponse(payload, status_code=status)
-    check_key(key)
-    fp = fingerprint(request.method, request.url.path, body)
-    status, payload, replayed = await store.run(scope, key, fp, lambda: produce(key))
+    usable = store.usable(check_key(key))
+    fp = fingerprint(method, path, body)
+    status, payload, replayed = await store.run(scope, usable, fp, lambda: produce(usable))
     if isinstance(payload, dict) and "__error__" in payload:
         code, message = payload["__error__"]
         response = error_response(status, code, message)
@@ -134,3 +151,9 @@ async def idempotent(
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response
+
+
+def fresh_key() -> str:
+    """A key for a request sent without one. Base32, not uuid4 hex: a hex id has a Luhn-valid
+    13-digit run one time in 500, and these end up in engine request ids (the journal)."""
+    return "k_" + base64.b32encode(secrets.token_bytes(15)).decode().lower()
