@@ -9,7 +9,8 @@ Round trips: a fresh key costs two (the claim, then the answer), a replay one. T
 script that sets the pending mark or returns what the key already holds, in one trip (it was
 SET NX then GET: two trips on every replay and conflict). Neither of the two can go: the
 claim is what refuses a reused key before its request has any effect, and the answer is what
-a retry replays. A request without a key costs none.
+a retry replays. A request without a key costs none. Concurrent requests' commands go to
+Redis together, one pipeline per event-loop turn (redis_batch.py).
 
 This is the HTTP layer's convenience, not the safety net: the services derive their engine
 request ids and order ids from the same key, so even a key whose record Redis lost cannot
@@ -32,10 +33,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from matchday.domain.cards import carries_pan
 from matchday.domain.errors import Conflict, InvalidInput, MatchdayError
+from matchday.web.redis_batch import RedisBatch
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ _CLAIM = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
 return redis.call('GET', KEYS[1])
 """
+_CLAIM_SHA = hashlib.sha1(_CLAIM.encode()).hexdigest()  # noqa: S324 - Redis's script id
 
 
 def fingerprint(method: str, path: str, body: Any) -> str:
@@ -65,7 +68,7 @@ class IdempotencyStore:
         self.prefix = prefix
         # Domain separation from the shopper tokens and admin sessions signed with the same key.
         self._key = hmac.new(secret_key.encode(), _KEY_LABEL, hashlib.sha256).digest()
-        self._claim: Any = redis.register_script(_CLAIM)
+        self.batch = RedisBatch(redis)  # concurrent requests' commands share round trips
 
     def usable(self, key: str) -> str:
         """``key`` itself, or its keyed digest when it carries a card-number-like run.
@@ -81,8 +84,7 @@ class IdempotencyStore:
         """(status, body, replayed); ``key`` must already be :meth:`usable`."""
         k = f"{self.prefix}:{scope}:{key}"
         try:
-            pending = json.dumps({"state": "pending", "fp": fp})
-            seen = await self._claim(keys=[k], args=[pending, PENDING_TTL_MS])
+            seen = await self._claim(k, json.dumps({"state": "pending", "fp": fp}))
         except (RedisError, OSError) as exc:
             log.warning("idempotency store unavailable; relying on engine ids: %s", exc)
             status, body = await produce()
@@ -103,6 +105,15 @@ class IdempotencyStore:
         await self._store(k, fp, status, body)
         return status, body, False
 
+    async def _claim(self, k: str, pending: str) -> bytes | None:
+        try:
+            found: bytes | None = await self.batch.execute(
+                "EVALSHA", _CLAIM_SHA, 1, k, pending, PENDING_TTL_MS
+            )
+        except NoScriptError:  # a restarted Redis: EVAL caches the script again
+            found = await self.batch.execute("EVAL", _CLAIM, 1, k, pending, PENDING_TTL_MS)
+        return found
+
     @staticmethod
     def _replay(record: dict[str, Any], fp: str) -> tuple[int, Any, bool]:
         if record.get("fp") != fp:
@@ -114,12 +125,12 @@ class IdempotencyStore:
     async def _store(self, k: str, fp: str, status: int, body: Any) -> None:
         record = {"state": "done", "fp": fp, "status": status, "body": body}
         try:
-            await self.redis.set(k, json.dumps(record, default=str), px=self.ttl_ms)
+            await self.batch.execute("SET", k, json.dumps(record, default=str), "PX", self.ttl_ms)
         except (RedisError, OSError) as exc:
             log.warning("idempotency record for %s not stored: %s", k, exc)
 
     async def _forget(self, k: str) -> None:
         try:
-            await self.redis.delete(k)
+            await self.batch.execute("DEL", k)
         except (RedisError, OSError) as exc:
             log.warning("idempotency record for %s not cleared: %s", k, exc)
