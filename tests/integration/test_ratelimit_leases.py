@@ -5,26 +5,16 @@ and the Redis round trips per request are gone."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
 from matchday.domain.errors import RateLimited
-from matchday.settings import Settings
 from matchday.web.ratelimit import RateLimiter
 from tests.conftest import uid
+from tests.integration.redis_fixture import redis_client  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    client = Redis.from_url(settings.redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def evalsha_calls(redis: Redis) -> int:

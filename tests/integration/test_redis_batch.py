@@ -4,27 +4,17 @@ gets its own reply or error. On the real embedded Redis."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from matchday.settings import Settings
 from matchday.web.redis_batch import RedisBatch
 from tests.conftest import uid
+from tests.integration.redis_fixture import redis_client  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    client = Redis.from_url(settings.redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def test_commands_of_one_turn_go_in_one_pipeline_with_their_own_replies(
