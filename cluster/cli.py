@@ -37,6 +37,7 @@ from cluster.admin_cli import register as register_admin
 from cluster.backup_cli import register as register_backup
 from cluster.reports_cli import register as register_reports
 from cluster.screenshots import register as register_screenshots
+from matchday.domain.cards import pan_fields
 from matchday.domain.errors import MatchdayError
 from matchday.settings import Settings
 from matchday.storefront.cli import register as register_storefront
@@ -312,6 +313,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # Ids, names and SKUs given here are stored (reservations, journal, audit): never a card
+    # number. URLs are not stored and may carry digits (a password).
+    carded = pan_fields(vars(args), skip=("database_url", "url"))
+    if carded:
+        print(f"refused: {', '.join(carded)} looks like a card number; matchday never takes"
+              " card data", file=sys.stderr)  # fmt: skip
+        return 2
     import os
 
     if not os.environ.get("MATCHDAY_RAY_ADDRESS"):

@@ -72,10 +72,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
-            for e in exc.errors()
-        ]
+        errors = [{"loc": _loc(e), "msg": _msg(e)} for e in exc.errors()]
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(first["loc"][1:] or first["loc"]) or "request"
         return error_response(422, "invalid_input", f"{where}: {first['msg']}", errors=errors)
@@ -104,6 +101,19 @@ def install(app: FastAPI) -> None:
         # a retryable 503 as a failure) and keep the traceback for the operator.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal", "internal error; it has been logged")
+
+
+def _loc(error: Any) -> list[str]:
+    if error.get("type") == "json_invalid":
+        return ["body"]  # FastAPI puts the parser's character offset here
+    return [str(p) for p in error.get("loc", ())]
+
+
+def _msg(error: Any) -> str:
+    """Pydantic's message; for a body that is not JSON, what the parser objected to."""
+    if error.get("type") == "json_invalid":
+        return f"invalid JSON: {(error.get('ctx') or {}).get('error', 'not JSON')}"
+    return str(error.get("msg", ""))
 
 
 # Raised into a handler that is still waiting when its client disconnects: Starlette's own,
