@@ -4,6 +4,10 @@ Order matters only for speed, not safety: the pin row is written first (so any s
 loads the SKU afterwards routes it correctly), the old owner forgets it, the new owner
 claims it (fencing the old owner's row). A client with stale routing is redirected by
 WrongShard. See docs/adr/0001-inventory-engine.md.
+
+A failed shard call never reaches the caller as a Ray error (actors/remote.py): a shard that
+is down or restarting is a retryable ``Unavailable`` (running the same pin again is safe), and
+a pin changed by a concurrent request while this one ran is a ``Conflict`` that says so.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from matchday.domain.errors import InvalidInput, UnknownSku
+from actors.remote import call
+from matchday.domain.errors import Conflict, InvalidInput, UnknownSku, WrongShard
 from matchday.inventory.commands import check_sku
 from matchday.inventory.routing import Router
 from matchday.storage.inventory_repo import InventoryRepository
@@ -56,6 +61,14 @@ async def _move(
     if old is None:
         raise UnknownSku(sku)
     if old != to and old in handles:
-        await handles[old].evict.remote([sku])
-    await handles[to].adopt.remote([sku])
+        await call(handles[old].evict.remote([sku]), f"inventory shard {old}")
+    try:
+        await call(handles[to].adopt.remote([sku]), f"inventory shard {to}")
+    except WrongShard as exc:
+        # The pin row no longer routes the SKU to ``to``: another pin or unpin of it
+        # committed after ours. Its answer stands; ours would name the wrong shard.
+        raise Conflict(
+            f"{sku} was {'pinned' if pin is None else 'unpinned or pinned elsewhere'} by a "
+            f"concurrent request and is served by shard {exc.owner} now; GET /pins shows it"
+        ) from None
     return to
