@@ -10,6 +10,7 @@ item 4). tests/e2e/test_errors_serve.py runs the same race through the Serve ing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import uuid
 from collections import Counter
@@ -150,24 +151,33 @@ async def test_a_shard_that_is_gone_is_a_retryable_unavailable_with_a_fixed_mess
     await unpin_sku(repo, router, handles, sku)
 
 
+@contextlib.asynccontextmanager
+async def admin_over(
+    ctx: ShopContext, repo: InventoryRepository, router: Router, handles: dict[int, Any], n: int
+) -> AsyncIterator[tuple[httpx.AsyncClient, list[dict[str, str]]]]:
+    """The admin API with the Serve wrapper's RayPinning over real shards; ``n`` sessions."""
+    app = admin_api.build(ctx, pins=RayPinning(repo, router, handles), router=router)
+    api_key, totp, _ = await AdminAuth(AdminRepository(ctx.pool)).create_key(uid("ops"))
+    key = Key(api_key, totp, api_key.split("_")[1])
+    transport = httpx.ASGITransport(app=app, root_path="/api/admin")
+    async with httpx.AsyncClient(transport=transport, base_url="http://t/api/admin") as http:
+        sessions = []
+        for _ in range(n):
+            login = {"api_key": key.api_key, "totp_code": key.fresh_code()}
+            r = await http.post("/login", json=login)
+            assert r.status_code == 200, r.text
+            sessions.append({"Authorization": f"Bearer {r.json()['session_token']}"})
+        yield http, sessions
+
+
 async def test_the_admin_api_over_real_shards_answers_every_race_cleanly(
     engine: tuple[Settings, dict[int, Any]], ctx: ShopContext
 ) -> None:
     s, handles = engine
     sku = await new_sku(ctx, s)
     router = Router(s.shards, s.dedicated_shards)
-    pins = RayPinning(InventoryRepository(ctx.pool), router, handles)
-    app = admin_api.build(ctx, pins=pins, router=router)
-    api_key, totp, _ = await AdminAuth(AdminRepository(ctx.pool)).create_key(uid("ops"))
-    key = Key(api_key, totp, api_key.split("_")[1])
-    transport = httpx.ASGITransport(app=app, root_path="/api/admin")
-    async with httpx.AsyncClient(transport=transport, base_url="http://t/api/admin") as http:
-        sessions = []
-        for _ in range(2):
-            r = await http.post("/login", json={"api_key": key.api_key,
-                                                "totp_code": key.fresh_code()})  # fmt: skip
-            assert r.status_code == 200, r.text
-            sessions.append({"Authorization": f"Bearer {r.json()['session_token']}"})
+    repo = InventoryRepository(ctx.pool)
+    async with admin_over(ctx, repo, router, handles, 2) as (http, sessions):
 
         async def admin_loop(auth: dict[str, str]) -> list[httpx.Response]:
             out = []
@@ -204,15 +214,8 @@ async def test_a_pin_overtaken_by_a_concurrent_unpin_is_a_409_that_says_so(
     s, handles = engine
     sku = await new_sku(ctx, s)
     router = Router(s.shards, s.dedicated_shards)
-    pins = RayPinning(_Overtaken(ctx.pool), router, handles)
-    app = admin_api.build(ctx, pins=pins, router=router)
-    api_key, totp, _ = await AdminAuth(AdminRepository(ctx.pool)).create_key(uid("ops"))
-    key = Key(api_key, totp, api_key.split("_")[1])
-    transport = httpx.ASGITransport(app=app, root_path="/api/admin")
-    async with httpx.AsyncClient(transport=transport, base_url="http://t/api/admin") as http:
-        login = {"api_key": key.api_key, "totp_code": key.fresh_code()}
-        token = (await http.post("/login", json=login)).json()["session_token"]
-        r = await http.put(f"/pins/{sku}", headers={"Authorization": f"Bearer {token}"})
+    async with admin_over(ctx, _Overtaken(ctx.pool), router, handles, 1) as (http, (auth,)):
+        r = await http.put(f"/pins/{sku}", headers=auth)
     owner = router.ring.owner(sku)
     assert (r.status_code, r.json()["code"]) == (409, "conflict"), r.text
     assert r.json()["message"] == (

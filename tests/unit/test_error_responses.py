@@ -10,8 +10,6 @@ import logging
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from matchday.domain.errors import (
     MatchdayError,
@@ -23,6 +21,7 @@ from matchday.domain.errors import (
 )
 from matchday.web import errors
 from tests.logs import messages_of
+from tests.unit.test_web_errors import app_raising
 
 TRACEBACK = (
     "\x1b[36mray::InventoryShard.adopt()\x1b[39m (pid=4242, ip=127.0.0.1, "
@@ -58,24 +57,13 @@ class ActorDiedError(Exception):
 ActorDiedError.__module__ = "ray.exceptions"
 
 
-def client_raising(exc: Exception) -> TestClient:
-    app = FastAPI()
-    errors.install(app)
-
-    @app.get("/boom")
-    async def boom() -> None:
-        raise exc
-
-    return TestClient(app, raise_server_exceptions=False)
-
-
 @pytest.mark.parametrize(
     "exc",
     [WrongShard("KIT-M", 2), StaleEpoch(1, 4, 5), Unavailable("storage away"), Overloaded(2.2)],
     ids=lambda e: type(e).__name__,
 )
 def test_every_503_carries_retry_after(exc: MatchdayError) -> None:
-    r = client_raising(exc).get("/boom")
+    r = app_raising(exc).get("/boom")
     assert r.status_code == 503 and r.json()["retryable"] is True
     assert int(r.headers["Retry-After"]) >= 1
 
@@ -87,7 +75,7 @@ def test_a_domain_error_wrapped_by_ray_answers_its_own_message_only(cause: Match
     exc = wrapped(cause)
     assert isinstance(exc, type(cause)) and str(exc) == TRACEBACK
     assert exc.message == str(cause) and exc.to_dict() == cause.to_dict()
-    r = client_raising(exc).get("/boom")
+    r = app_raising(exc).get("/boom")
     assert r.status_code == cause.http_status
     assert r.json() == cause.to_dict()
     assert "pid" not in r.text and "\x1b" not in r.text and "File" not in r.text
@@ -97,7 +85,7 @@ def test_a_ray_failure_is_a_503_with_a_fixed_message_and_the_detail_in_the_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.WARNING, logger=errors.__name__):
-        r = client_raising(ActorDiedError(TRACEBACK)).get("/boom")
+        r = app_raising(ActorDiedError(TRACEBACK)).get("/boom")
     assert r.status_code == 503 and r.headers["Retry-After"] == "1"
     assert r.json() == {
         "code": "unavailable",
