@@ -22,9 +22,11 @@ def matchday_run(scratch: Path, *flags: str, **settings: str) -> Iterator[tuple[
     """Run it with these settings until it is up; (its log, its pid). Stopped on exit."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MATCHDAY_", "RAY_"))}
     env.update(
-        MATCHDAY_DATA_DIR=str(scratch / "data"),  # run --fresh empties it: files live beside
-        RAY_AUTH_MODE="disabled",  # a private, loopback-only cluster (ADR 0004)
-        **settings,
+        {
+            "MATCHDAY_DATA_DIR": str(scratch / "data"),  # run --fresh empties it: files beside
+            "RAY_AUTH_MODE": "disabled",  # a private, loopback-only cluster (ADR 0004)
+            **settings,  # may turn token authentication back on (tests/e2e/test_attach.py)
+        }
     )
     log = scratch / "run.log"
     with log.open("w") as out:
