@@ -21,6 +21,7 @@ unless ``matchday env --inline-token`` is asked for (a shell on another machine)
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import shlex
 import stat
@@ -124,9 +125,18 @@ def publish(settings: Settings, gcs_address: str) -> tuple[Path, Attach]:
         address=gcs_address,
         namespace=settings.namespace,
         token_path=token,
-        loopback=os.environ.get(LOOPBACK_SWITCH) == "0",
+        # What Ray did, not what was asked: the switch only works before Ray is imported.
+        loopback=_is_loopback(gcs_address),
     )
     return write_private(data_dir / ENV_FILE, attach.script()), attach
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def forget(settings: Settings) -> None:

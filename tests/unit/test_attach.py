@@ -51,7 +51,6 @@ def test_publish_writes_a_private_file_that_load_and_the_script_agree_on(
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
     monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
-    monkeypatch.setenv(attach.LOOPBACK_SWITCH, "0")
 
     path, published = attach.publish(settings, "127.0.0.1:6553")
     assert path == stale and mode(path) == 0o600 and mode(token) == 0o600
@@ -81,7 +80,6 @@ def test_a_cluster_without_token_auth_says_so_and_a_multinode_one_keeps_its_node
 ) -> None:
     settings.data_dir.mkdir()
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    monkeypatch.delenv(attach.LOOPBACK_SWITCH, raising=False)
     _, published = attach.publish(settings, "10.0.0.5:6379")
     assert published.env() == {
         "RAY_ADDRESS": "10.0.0.5:6379",
