@@ -43,3 +43,11 @@ async def end_leftovers(before: set[asyncio.Task[object]]) -> list[str]:
         async with asyncio.timeout(CANCEL_WAIT_S):
             await asyncio.gather(*left, return_exceptions=True)
     return names
+
+
+async def stop(task: asyncio.Task[object]) -> None:
+    """Cancel a task a test or fixture started, and wait until it has really ended."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+        async with asyncio.timeout(CANCEL_WAIT_S):
+            await task
