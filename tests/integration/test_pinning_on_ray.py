@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -36,7 +35,7 @@ from matchday.web import admin_api
 from matchday.web.context import ShopContext
 from serve.admin import RayPinning
 from tests.conftest import uid
-from tests.e2e.test_errors_serve import LEAK
+from tests.e2e.error_shape import LEAK, idempotency_key
 from tests.integration.shop_stack import stack_settings
 from tests.integration.test_admin_api import Key
 
@@ -183,7 +182,7 @@ async def test_the_admin_api_over_real_shards_answers_every_race_cleanly(
             out = []
             for _ in range(CYCLES):
                 for method in ("PUT", "DELETE"):
-                    idem = {"Idempotency-Key": uuid.uuid4().hex}
+                    idem = {"Idempotency-Key": idempotency_key()}
                     out.append(await http.request(method, f"/pins/{sku}", headers={**auth, **idem}))
             return out
 
@@ -222,3 +221,22 @@ async def test_a_pin_overtaken_by_a_concurrent_unpin_is_a_409_that_says_so(
         f"{sku} was unpinned or pinned elsewhere by a concurrent request and is served by "
         f"shard {owner} now; GET /pins shows it"
     )
+
+
+async def test_after_a_move_only_its_target_holds_the_sku_whatever_the_row_said(
+    engine: tuple[Settings, dict[int, Any]], ctx: ShopContext
+) -> None:
+    """A stale holder answered a release from memory (404 unknown_reservation): the move
+    evicted only the shard the inventory row named, and a concurrent move can leave that
+    row behind the shard that really holds the SKU."""
+    s, handles = engine
+    sku = await new_sku(ctx, s)
+    repo = InventoryRepository(ctx.pool)
+    router = Router(s.shards, s.dedicated_shards)
+    ring_owner = router.ring.owner(sku)
+    assert await pin_sku(repo, router, handles, sku) == router.dedicated[0]
+    async with ctx.pool.connection() as conn:  # the dedicated shard's claim, not landed yet
+        await conn.execute("UPDATE inventory SET shard_id = %s WHERE sku = %s", (ring_owner, sku))
+    await unpin_sku(repo, router, handles, sku)
+    holders = [sid for sid, h in handles.items() if (await h.stock.remote(sku)).error is None]
+    assert holders == [ring_owner]
