@@ -54,9 +54,9 @@ def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
-# The defaults keep the suite within budget: measured 2026-12-02 (2 cores, contended, same
-# stack, back to back): 59 s for the 25 positive examples per operation this replaced,
-# ~130 s for these; see the commit for the quiet-machine figures.
+# The defaults keep the suite within budget (about a minute more): measured 2026-12-02 on
+# 2 cores under heavy contention, on one stack back to back, 65 s of calls for the 25
+# positive examples per operation this replaced and 79 s for these (~1.8x the requests).
 EXAMPLES = _env_int("MATCHDAY_FUZZ_EXAMPLES", 30)
 NEGATIVE = _env_int("MATCHDAY_FUZZ_NEGATIVE", 12)
 SCENARIOS = _env_int("MATCHDAY_FUZZ_SCENARIOS", 15)
