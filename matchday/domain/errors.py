@@ -8,7 +8,8 @@ that mapping lives here so it is defined once.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, cast
 
 
 class MatchdayError(Exception):
@@ -20,10 +21,21 @@ class MatchdayError(Exception):
 
     @property
     def message(self) -> str:
-        return str(self)
+        # The domain class's own text, also for a wrapper that subclasses it: Ray re-raises a
+        # remote error as RayTaskError(<its class>), whose str() is the remote traceback
+        # (paths, pid, actor id, ANSI colours), and that once reached a 503 body.
+        own = next(c for c in type(self).__mro__ if _pure(c))
+        render = cast("Callable[[MatchdayError], str]", own.__str__)  # unbound: the class's own
+        return render(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "retryable": self.retryable}
+
+
+def _pure(cls: type) -> bool:
+    """A matchday error class, not a wrapper that also subclasses a foreign exception."""
+    return all(issubclass(c, MatchdayError) or c in (Exception, BaseException, object)
+               for c in cls.__mro__)  # fmt: skip
 
 
 class InvalidInput(MatchdayError):

@@ -25,6 +25,7 @@ from matchday.settings import Settings
 from matchday.storage.inventory_repo import InventoryRepository
 from matchday.web import catalog_api, orders_api, shop_api
 from matchday.web.context import ShopContext
+from tests.background import stop
 from tests.conftest import uid
 
 ROUTER = Router(1, 0)
@@ -119,7 +120,7 @@ async def open_stack(settings: Settings, **overrides: Any) -> AsyncIterator[Stac
     try:
         yield Stack(ctx, shop, orders, catalog, gateway, repo, [timers])
     finally:
-        timers.cancel()
+        await stop(timers)
         for c in (shop, orders, catalog):
             await c.aclose()
         await ctx.close()

@@ -15,6 +15,7 @@ from matchday.inventory.records import SkuRow
 from matchday.inventory.routing import Router
 from matchday.inventory.shard import ShardCore
 from matchday.storage.inventory_repo import InventoryRepository
+from tests.background import stop
 from tests.conftest import uid
 
 pytestmark = pytest.mark.integration
@@ -61,7 +62,7 @@ async def test_the_outbox_reaches_the_stream_after_a_redis_restart(
         assert json.loads(mine[-1][b"events"])[0]["type"] == "restocked"
         assert int(await client.hget(avail, sku)) == 110 - 11
     finally:
-        task.cancel()
+        await stop(task)
         await client.aclose()
 
 

@@ -40,6 +40,7 @@ from matchday.storage.inventory_repo import InventoryRepository
 from matchday.storage.payments_repo import PaymentsRepository
 from matchday.storage.reports_repo import ReportsRepository
 from matchday.storage.shop_repo import ShopRepository
+from tests.background import stop
 from tests.conftest import uid
 
 pytestmark = pytest.mark.integration
@@ -465,6 +466,6 @@ async def test_the_event_publisher_refreshes_the_reports(
     finally:
         for task in (publisher._task, publisher._reports, publisher._sampler):
             if task is not None:
-                task.cancel()
+                await stop(task)
         await publisher._relay.pool.close()
         await pool.close()

@@ -15,6 +15,7 @@ from matchday.inventory.shard import ShardCore
 from matchday.settings import Settings
 from matchday.storage.db import make_pool, migrate
 from matchday.storage.inventory_repo import InventoryRepository
+from tests.background import stop
 from tests.conftest import uid
 
 pytestmark = pytest.mark.integration
@@ -161,7 +162,7 @@ async def test_expiry_timers_release_stock_without_a_sweep(repo: InventoryReposi
         late = await core.apply([Commit(uid("rq"), sku, rid, "order-1")])
         assert late[0].error is not None  # an expired hold can never be sold
     finally:
-        timers.cancel()
+        await stop(timers)
 
 
 async def test_a_postgres_outage_answers_unavailable_and_the_shard_recovers_by_itself(
