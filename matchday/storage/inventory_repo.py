@@ -102,10 +102,12 @@ class InventoryRepository:
             return {rid: result for rid, result in await cur.fetchall()}
 
     async def write_batch(self, batch: BatchWrite) -> None:
-        # Pipeline mode: every statement goes out at once and the batch costs two round
-        # trips (statements, COMMIT) instead of eight; the checks run on the results
-        # before COMMIT, so a failed check still rolls everything back.
-        async with self._conn() as conn, conn.pipeline() as pipeline, conn.transaction():
+        # No pipeline mode: psycopg's pipeline stops flushing once its command queue is
+        # empty, so a statement larger than the socket buffer, sent while the server was
+        # not reading (a lock wait), stayed half-sent while both sides waited for the
+        # other: a wide batch stalled the shard for good (issue 12). The checks run on
+        # the results before COMMIT, so a failed check still rolls everything back.
+        async with self._conn() as conn, conn.transaction():
             epoch = await conn.execute(_EPOCH_SQL, (batch.shard_id,))
             counters = await conn.execute(*_counters_statement(batch))
             if batch.reservations:
@@ -120,7 +122,6 @@ class InventoryRepository:
                 )
             journal = await conn.execute(*_journal_statement(batch))
             await conn.execute(*_outbox_statement(batch))
-            await pipeline.sync()
             _verify_epoch(await epoch.fetchone(), batch.shard_id, batch.epoch)
             if counters.rowcount != len(batch.counters):
                 # Another shard claimed one of these SKUs (a pin moved it): this shard's

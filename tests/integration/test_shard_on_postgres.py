@@ -244,3 +244,33 @@ async def test_a_resized_line_is_durable_and_a_restarted_shard_holds_the_new_qua
     assert shrunk.qty == 2  # type: ignore[union-attr]
     stock = (await repo.stock_rows([sku]))[sku]
     assert (stock.on_hand, stock.reserved, stock.sold) == (6, 2, 0)
+
+
+async def test_a_wide_batch_written_while_postgres_waits_on_a_lock_completes(
+    repo: InventoryRepository, settings: Settings
+) -> None:
+    """A supplier sync or a flash sale over many SKUs: one batch of 3,000 reserves on 3,000
+    SKUs, far more than a socket buffer holds, sent while the server is not reading (its
+    first statement waits on a lock). psycopg's pipeline mode left the tail of such a batch
+    unsent and both sides waited on each other for good (issue 12: bench.inventory's
+    recovery phase stalled); the batch must complete once the lock is gone."""
+    width = 3_000
+    skus = [uid("WIDE") for _ in range(width)]
+    await repo.create_skus([SkuRow(s, 5, 0, 0) for s in skus], ROUTER)
+    core = ShardCore(0, ROUTER, repo)
+    await core.start()
+    assert sorted(await core.adopt(skus)) == sorted(skus)
+    batch = [
+        Reserve(uid("rq"), s, 1, f"cart-{s}-{'c' * 40}", f"fan-{s}-{'f' * 40}", 600.0) for s in skus
+    ]
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as blocker:
+        await blocker.execute("SELECT epoch FROM shard_epochs WHERE shard_id = 0 FOR UPDATE")
+        applying = asyncio.create_task(core.apply(batch))
+        await asyncio.sleep(1.0)  # the batch is on its way and the server is blocked
+        assert not applying.done()
+        await blocker.rollback()
+    # A hang detector, not a timing target: the batch takes well under a second here.
+    outs = await asyncio.wait_for(applying, 120)
+    assert [o.error for o in outs] == [None] * width
+    rows = await repo.stock_rows(skus)
+    assert {s: rows[s].reserved for s in skus} == dict.fromkeys(skus, 1)
