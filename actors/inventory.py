@@ -14,9 +14,10 @@ from typing import Any
 
 from actors.metrics import metered_batches
 from matchday.batching import Coalescer
-from matchday.inventory.commands import Mutation, Outcome
+from matchday.inventory.commands import Outcome
 from matchday.inventory.routing import Router
 from matchday.inventory.shard import ShardCore
+from matchday.inventory.wire import WireMutation, WireOutcome
 from matchday.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,12 +32,12 @@ class InventoryShard:
         self.shard_id = shard_id
         self.settings = Settings(**settings)
         self._core: ShardCore | None = None
-        self._committer: Coalescer[Mutation, Outcome] | None = None
+        self._committer: Coalescer[WireMutation, WireOutcome] | None = None
         self._start_lock = asyncio.Lock()
         self._pool: Any = None
         self._timers: asyncio.Task[None] | None = None
 
-    async def _ready(self) -> tuple[ShardCore, Coalescer[Mutation, Outcome]]:
+    async def _ready(self) -> tuple[ShardCore, Coalescer[WireMutation, WireOutcome]]:
         # Async start on first call: __init__ cannot await, and a shard that cannot reach
         # PostgreSQL yet should still come up and answer 503s until it can.
         if self._core is None or self._committer is None:
@@ -75,7 +76,7 @@ class InventoryShard:
             core.run_timers(self._committer.submit_many)
         )
 
-    async def apply(self, mutations: list[Mutation]) -> list[Outcome]:
+    async def apply(self, mutations: list[WireMutation]) -> list[WireOutcome]:
         core, committer = await self._ready()
         outcomes = await committer.submit_many(mutations)
         if core.fenced:

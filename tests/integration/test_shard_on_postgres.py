@@ -58,12 +58,19 @@ async def test_a_batch_is_one_transaction_with_journal_reservations_and_outbox(
         ).fetchone()
         outbox = await (
             await conn.execute(
-                "SELECT count(*), max(reserved) FROM inventory_outbox WHERE sku = %s", (sku,)
+                "SELECT count(*), max(reserved[1]) FROM inventory_outbox WHERE skus = ARRAY[%s]",
+                (sku,),
+            )
+        ).fetchone()
+        batches = await (
+            await conn.execute(
+                "SELECT count(DISTINCT batch) FROM inventory_journal WHERE sku = %s", (sku,)
             )
         ).fetchone()
     assert journal == (5,)  # refusals change nothing and are not journaled
+    assert batches == (1,)  # the journal is written once per batch
     assert held == (5,)
-    assert outbox == (1, 5)  # one outbox row per touched SKU per batch
+    assert outbox == (1, 5)  # one outbox row per batch
 
 
 async def test_a_retried_request_gets_its_first_answer_after_a_restart(
@@ -110,10 +117,11 @@ async def test_a_sku_claimed_by_another_shard_fences_the_old_owner(
     new = ShardCore(1, ROUTER, repo)
     await new.start()
     assert await new.adopt([sku]) == [sku]
-    outs = await old.apply([reserve(sku)])
-    assert isinstance(outs[0].error, Unavailable)  # its write was refused, memory dropped
+    # Its write is refused (the row is no longer its own); it reloads that SKU alone, finds it
+    # pinned elsewhere, and redirects in the same call.
     outs = await old.apply([reserve(sku)])
     assert isinstance(outs[0].error, WrongShard) and outs[0].error.owner == 1
+    assert old.recoveries == 1
     assert (await new.apply([reserve(sku)]))[0].error is None
     assert (await repo.stock_rows([sku]))[sku].reserved == 2
 
@@ -141,7 +149,7 @@ async def test_expiry_timers_release_stock_without_a_sweep(repo: InventoryReposi
     sku = await make_sku(repo, 2)
     core = ShardCore(0, ROUTER, repo)
     await core.start()
-    timers = asyncio.create_task(core.run_timers(core.apply))
+    timers = asyncio.create_task(core.run_timers(core.apply_wire))
     try:
         outs = await core.apply([reserve(sku, ttl=1.0), reserve(sku, ttl=1.0)])
         rid = outs[0].unwrap().reservation_id  # type: ignore[union-attr]
@@ -211,13 +219,13 @@ async def test_a_retry_arriving_after_the_lookup_window_still_gets_its_first_ans
     late = ShardCore(0, ROUTER, repo, dedupe_window_s=10)
     await late.start()
     late._dedupe_until = 0.0  # as if the window had passed: misses are not looked up
-    refused = await late.apply([m, reserve(sku)])
-    # The journal's unique request id refuses the batch instead of reserving twice ...
-    assert all(isinstance(o.error, Unavailable) for o in refused)
-    assert (await repo.stock_rows([sku]))[sku].reserved == 1
-    # ... and the shard reloads with the window open, so the retry finds the first answer.
-    assert (await late.apply([m]))[0].unwrap() == answer
-    assert (await repo.stock_rows([sku]))[sku].reserved == 1
+    again, other = await late.apply([m, reserve(sku)])
+    # The journal's unique request key refuses the batch instead of reserving twice; the
+    # shard reloads the batch's SKUs, looks the ids up and applies the rest once.
+    assert again.unwrap() == answer
+    assert other.error is None
+    assert (await repo.stock_rows([sku]))[sku].reserved == 2
+    assert late.recoveries == 1
 
 
 async def test_a_resized_line_is_durable_and_a_restarted_shard_holds_the_new_quantity(
