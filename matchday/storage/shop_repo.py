@@ -7,6 +7,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from matchday.domain.errors import Conflict
 from matchday.polls.models import OfferInvalid
 from matchday.shop.models import CANCELLED, FAILED, Cart, CartLine, Order, OrderLine
 from matchday.storage.db import StorageConnection
@@ -141,6 +142,7 @@ class ShopRepository:
                 existing = await self._order_by_key(conn, order.customer_id, idempotency_key)
                 assert existing is not None
                 return existing, False
+            await _close_cart(conn, order)
             # The offer's one use, taken with the order or not at all (issue 7).
             if order.offer_code and not await claim_offer(
                 conn, order.offer_code, order.customer_id, order.order_id
@@ -214,6 +216,13 @@ class ShopRepository:
                 return False
             if status in (FAILED, CANCELLED):  # a failed order gives its offer back
                 await release_offer(conn, order_id)
+                # ... and its cart, to hold the items again and pay another way.
+                await conn.execute(
+                    "UPDATE carts c SET status = 'open', order_id = NULL, updated_at = now()"
+                    " FROM orders o WHERE o.order_id = %s AND c.cart_id = o.cart_id"
+                    " AND c.order_id = o.order_id",
+                    (order_id,),
+                )
             await conn.execute(
                 "INSERT INTO order_events (order_id, status, detail) VALUES (%s, %s, %s)",
                 (order_id, status, Jsonb(detail or {})),
@@ -263,3 +272,30 @@ class ShopRepository:
             )
         ).fetchall()
         return [OrderLine(*r) for r in rows]
+
+
+async def _close_cart(conn: Any, order: Order) -> None:
+    """Close the order's cart to new holds, atomically with the order (issue 13 item 5).
+
+    The inventory engine takes a new hold only while the cart's row is 'open' and holds
+    that row FOR SHARE until the hold commits (010_compact_journal.sql): this UPDATE waits
+    for such a batch, so every hold is either committed before it (and seen below) or
+    refused. A hold committed after checkout read the cart is not in the order: refuse the
+    order (it rolls back, the cart stays open) rather than strand that hold.
+    """
+    closed = await conn.execute(
+        "UPDATE carts SET status = 'checked_out', order_id = %s, updated_at = now()"
+        " WHERE cart_id = %s AND status = 'open'",
+        (order.order_id, order.cart_id),
+    )
+    if closed.rowcount != 1:
+        raise Conflict(f"cart {order.cart_id} is already checked out")
+    late = await (
+        await conn.execute(
+            "SELECT count(*) FROM reservations WHERE cart_id = %s AND status = 'held'"
+            " AND expires_at > now() AND NOT reservation_id = ANY(%s)",
+            (order.cart_id, [line.reservation_id for line in order.lines]),
+        )
+    ).fetchone()
+    if late and late[0]:
+        raise Conflict("items were added to the cart during checkout: review it and pay again")
