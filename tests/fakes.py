@@ -6,10 +6,11 @@ import copy
 from typing import Any
 
 from matchday.domain.errors import StaleEpoch, Unavailable
+from matchday.inventory.commands import ReservationView
 from matchday.inventory.journal import answers
-from matchday.inventory.ledger import Entry, Reservation
+from matchday.inventory.ledger import R_ID, Entry, reservation_view
 from matchday.inventory.records import BatchRefused, BatchWrite, ShardState, SkuRow
-from matchday.inventory.wire import WireOutcome
+from matchday.inventory.wire import RESERVATION, WireOutcome
 
 
 class ManualClock:
@@ -33,7 +34,7 @@ class FakeShardRepository:
         self.skus: dict[str, SkuRow] = {}
         self.owner: dict[str, int] = {}
         self.pins: dict[str, int] = {}
-        self.reservations: dict[str, Reservation] = {}
+        self.reservations: dict[str, ReservationView] = {}  # the reservations table
         self.customer_units: dict[tuple[str, str], int] = {}
         self.carts: dict[str, str] = {}
         self.batches: list[BatchWrite] = []  # the journal: batch id = index + 1
@@ -66,7 +67,7 @@ class FakeShardRepository:
         return ShardState(
             skus=[self.skus[s] for s in skus],
             reservations=[
-                copy.copy(r)
+                (RESERVATION, *(getattr(r, f) for f in r.__slots__))
                 for r in self.reservations.values()
                 if r.sku in wanted and r.status == "held"
             ],
@@ -138,11 +139,11 @@ class FakeShardRepository:
             assert c.on_hand - c.reserved - c.sold >= 0, c
             self.skus[c.sku] = c
         for r in batch.created:
-            assert r.reservation_id not in self.reservations, "inserted twice"
-            self.reservations[r.reservation_id] = copy.copy(r)
+            assert r[R_ID] not in self.reservations, "inserted twice"
+            self.reservations[r[R_ID]] = reservation_view(r)
         for r in batch.changed:
-            assert r.reservation_id in self.reservations, "updated without a row"
-            self.reservations[r.reservation_id] = copy.copy(r)
+            assert r[R_ID] in self.reservations, "updated without a row"
+            self.reservations[r[R_ID]] = reservation_view(r)
         for key in [k for k in self.customer_units if k[0] in batch.customers_reset]:
             del self.customer_units[key]
         for sku, customer, units in batch.customer_units:

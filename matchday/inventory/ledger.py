@@ -53,64 +53,17 @@ CLOSED_MEMORY = 256
 Entry = tuple[Any, ...]
 
 
-class Reservation:
-    __slots__ = (
-        "cart_id",
-        "created_at",
-        "customer_id",
-        "expires_at",
-        "order_id",
-        "qty",
-        "reservation_id",
-        "sku",
-        "status",
-    )
+# A held reservation is its own answer: the wire tuple (RESERVATION, reservation_id, sku,
+# qty, cart_id, customer_id, expires_at, status, order_id), replaced whenever it changes.
+# A tuple of atoms is not tracked by the cyclic GC, so a shard holding 100k reservations
+# gives the collector nothing to walk (ADR 0017: a Reservation object per hold cost the
+# shard full collections of hundreds of ms).
+Reservation = tuple[Any, ...]
+R_ID, R_SKU, R_QTY, R_CART, R_CUSTOMER, R_EXPIRES, R_STATUS, R_ORDER = range(1, 9)
 
-    def __init__(
-        self,
-        reservation_id: str,
-        sku: str,
-        qty: int,
-        cart_id: str,
-        customer_id: str,
-        expires_at: float,
-        created_at: float,
-        status: str = "held",
-        order_id: str | None = None,
-    ) -> None:
-        self.reservation_id = reservation_id
-        self.sku = sku
-        self.qty = qty
-        self.cart_id = cart_id
-        self.customer_id = customer_id
-        self.expires_at = expires_at
-        self.created_at = created_at
-        self.status = status
-        self.order_id = order_id
 
-    def wire(self) -> WireOutcome:
-        return (
-            RESERVATION,
-            self.reservation_id,
-            self.sku,
-            self.qty,
-            self.cart_id,
-            self.customer_id,
-            self.expires_at,
-            self.status,
-            self.order_id,
-        )
-
-    def view(self) -> ReservationView:
-        return ReservationView(*self.wire()[1:])
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Reservation):
-            return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
-
-    def __repr__(self) -> str:
-        return f"Reservation({', '.join(repr(getattr(self, n)) for n in self.__slots__)})"
+def reservation_view(r: Reservation) -> ReservationView:
+    return ReservationView(*r[1:])
 
 
 class Changes:
@@ -138,8 +91,11 @@ class Changes:
         self.carts: set[str] = set()  # carts that take more units: must still be open
 
     def _mark(self, r: Reservation) -> None:
-        if r.reservation_id not in self.created:
-            self.changed[r.reservation_id] = r
+        rid = r[R_ID]
+        if rid in self.created:
+            self.created[rid] = r
+        else:
+            self.changed[rid] = r
 
 
 class SkuLedger:
@@ -205,13 +161,13 @@ class SkuLedger:
 
     def next_deadline(self, reservation_id: str) -> float | None:
         r = self.held.get(reservation_id)
-        return None if r is None else r.expires_at
+        return None if r is None else r[R_EXPIRES]
 
     # -- recovery ------------------------------------------------------------------------
 
     def load_reservation(self, r: Reservation) -> None:
         """Put back a held reservation read from storage (counters already include it)."""
-        self.held[r.reservation_id] = r
+        self.held[r[R_ID]] = r
 
     def load_customer_units(self, customer_id: str, units: int) -> None:
         if self.customer_units is not None:
@@ -228,18 +184,17 @@ class SkuLedger:
                 return refused
         elif qty > before:
             return refusal(OutOfStock, self.sku, qty, max(before, 0))
-        r = Reservation(ch.new_id(), self.sku, qty, m[4], m[5], now + m[6], now)
-        self.held[r.reservation_id] = r
+        rid = ch.new_id()
+        r = (RESERVATION, rid, self.sku, qty, m[4], m[5], now + m[6], "held", None)
+        self.held[rid] = r
         self.reserved += qty
         if self.customer_units is not None:
-            self._add_units(ch, r.customer_id, qty)
-        ch.created[r.reservation_id] = r
-        ch.carts.add(r.cart_id)
+            self._add_units(ch, m[5], qty)
+        ch.created[rid] = r
+        ch.carts.add(m[4])
         ch.touched[self.sku] = self
-        ch.entries.append(
-            (RESERVE, m[1], self.sku, r.reservation_id, qty, before, before - qty, r.expires_at)
-        )
-        return r.wire()
+        ch.entries.append((RESERVE, m[1], self.sku, rid, qty, before, before - qty, r[R_EXPIRES]))
+        return r
 
     def release(self, ch: Changes, m: WireMutation, now: float) -> WireOutcome:
         r = self.held.get(m[3])
@@ -250,7 +205,7 @@ class SkuLedger:
     def expire(self, ch: Changes, m: WireMutation, now: float) -> WireOutcome | None:
         """Expire if due; ``None`` when the reservation is gone or was extended meanwhile."""
         r = self.held.get(m[3])
-        if r is None or r.expires_at > now:
+        if r is None or r[R_EXPIRES] > now:
             return None
         return self._close(ch, EXPIRE, m[1], r, "expired")
 
@@ -258,50 +213,49 @@ class SkuLedger:
         r = self.held.get(m[3])
         if r is None:
             return self._missing(m[3])
-        if r.expires_at <= now:
+        if r[R_EXPIRES] <= now:
             # Its timer may not have fired yet; the stock is no longer promised to this cart.
             # A refusal changes nothing: the timer's own Expire releases it.
-            return refusal(ReservationExpired, r.reservation_id)
+            return refusal(ReservationExpired, r[R_ID])
         before = self.on_hand - self.reserved - self.sold
-        del self.held[r.reservation_id]
-        self.reserved -= r.qty
-        self.sold += r.qty
-        r.status = "committed"
-        r.order_id = m[4]
+        del self.held[r[R_ID]]
+        self.reserved -= r[R_QTY]
+        self.sold += r[R_QTY]
+        r = (*r[:R_STATUS], "committed", m[4])
         self._remember_closed(r)
         self._log(ch, COMMIT, m[1], r, before)
-        return r.wire()
+        return r
 
     def extend(self, ch: Changes, m: WireMutation, now: float) -> WireOutcome:
         r = self.held.get(m[3])
         if r is None:
             return self._missing(m[3])
-        if r.expires_at <= now:
-            return refusal(ReservationExpired, r.reservation_id)
-        r.expires_at = now + m[4]
+        if r[R_EXPIRES] <= now:
+            return refusal(ReservationExpired, r[R_ID])
+        r = self.held[r[R_ID]] = (*r[:R_EXPIRES], now + m[4], "held", None)
         self._log(ch, EXTEND, m[1], r, self.on_hand - self.reserved - self.sold)
-        return r.wire()
+        return r
 
     def resize(self, ch: Changes, m: WireMutation, now: float) -> WireOutcome:
         r = self.held.get(m[3])
         if r is None:
             return self._missing(m[3])
-        if r.expires_at <= now:
-            return refusal(ReservationExpired, r.reservation_id)
+        if r[R_EXPIRES] <= now:
+            return refusal(ReservationExpired, r[R_ID])
         qty = m[4]
-        delta = qty - r.qty
+        delta = qty - r[R_QTY]
         before = self.on_hand - self.reserved - self.sold
         if delta > 0:
-            refused = self._refusal(qty, delta, r.customer_id, before)
+            refused = self._refusal(qty, delta, r[R_CUSTOMER], before)
             if refused is not None:
                 return refused
-            ch.carts.add(r.cart_id)
-        r.qty = qty
+            ch.carts.add(r[R_CART])
+        r = self.held[r[R_ID]] = (*r[:R_QTY], qty, *r[R_CART:])
         self.reserved += delta
         if self.customer_units is not None:
-            self._add_units(ch, r.customer_id, delta)
+            self._add_units(ch, r[R_CUSTOMER], delta)
         self._log(ch, RESIZE, m[1], r, before)
-        return r.wire()
+        return r
 
     def restock(self, ch: Changes, m: WireMutation, now: float) -> WireOutcome:
         before = self.on_hand - self.reserved - self.sold
@@ -321,7 +275,7 @@ class SkuLedger:
             if self.reserved <= units:
                 break
             self._close(ch, REVOKE, m[1], r, "revoked")
-            revoked.append(r.reservation_id)
+            revoked.append(r[R_ID])
         before = self.on_hand - self.reserved - self.sold
         self.on_hand = self.sold + units
         self._log_stock(ch, SET_ON_HAND, m[1], units, before)
@@ -352,7 +306,7 @@ class SkuLedger:
             assert bought is not None, "a new per-customer limit needs the units bought"
             units = dict(bought)
             for r in self.held.values():
-                units[r.customer_id] = units.get(r.customer_id, 0) + r.qty
+                units[r[R_CUSTOMER]] = units.get(r[R_CUSTOMER], 0) + r[R_QTY]
             self.customer_units = {c: u for c, u in units.items() if u}
             ch.reset.add(self.sku)
             ch.customers.update((self.sku, c) for c in self.customer_units)
@@ -398,21 +352,21 @@ class SkuLedger:
         self, ch: Changes, kind: int, request_id: str, r: Reservation, status: str
     ) -> WireOutcome:
         before = self.on_hand - self.reserved - self.sold
-        del self.held[r.reservation_id]
-        self.reserved -= r.qty
+        del self.held[r[R_ID]]
+        self.reserved -= r[R_QTY]
         if self.customer_units is not None:
-            self._add_units(ch, r.customer_id, -r.qty)
-        r.status = status
+            self._add_units(ch, r[R_CUSTOMER], -r[R_QTY])
+        r = (*r[:R_STATUS], status, None)
         self._remember_closed(r)
         self._log(ch, kind, request_id, r, before)
-        return r.wire()
+        return r
 
     def _log(self, ch: Changes, kind: int, request_id: str, r: Reservation, before: int) -> None:
         ch._mark(r)
         ch.touched[self.sku] = self
         after = self.on_hand - self.reserved - self.sold
         ch.entries.append(
-            (kind, request_id, self.sku, r.reservation_id, r.qty, before, after, r.expires_at)
+            (kind, request_id, self.sku, r[R_ID], r[R_QTY], before, after, r[R_EXPIRES])
         )
 
     def _log_stock(
@@ -441,7 +395,7 @@ class SkuLedger:
         closed = self._closed
         if closed is None:
             closed = self._closed = {}
-        closed[r.reservation_id] = r.status
+        closed[r[R_ID]] = r[R_STATUS]
         if len(closed) > CLOSED_MEMORY:
             del closed[next(iter(closed))]
 

@@ -31,7 +31,7 @@ from matchday.domain.errors import (
     WrongShard,
 )
 from matchday.inventory.commands import DEFAULT_POLICY, Expire, Mutation, Outcome, Policy
-from matchday.inventory.ledger import Changes, SkuLedger
+from matchday.inventory.ledger import R_CART, R_EXPIRES, R_ID, R_QTY, R_SKU, Changes, SkuLedger
 from matchday.inventory.records import BatchRefused, BatchWrite, ShardRepository, ShardState, SkuRow
 from matchday.inventory.routing import Router
 from matchday.inventory.wire import (
@@ -178,10 +178,10 @@ class ShardCore:
                 row.low_stock_order_cap,
             )
         for r in state.reservations:
-            ledger = self.ledgers.get(r.sku)
+            ledger = self.ledgers.get(r[R_SKU])
             if ledger is not None:
                 ledger.load_reservation(r)
-                self._arm(r.expires_at, r.reservation_id, r.sku)
+                self._arm(r[R_EXPIRES], r[R_ID], r[R_SKU])
         for sku, customer, units in state.customer_units:
             ledger = self.ledgers.get(sku)
             if ledger is not None:
@@ -521,4 +521,4 @@ def _cart_growing(ledger: SkuLedger, m: WireMutation) -> str | None:
     if m[0] == RESERVE:
         return str(m[4])
     r = ledger.held.get(m[3])
-    return r.cart_id if r is not None and m[4] > r.qty else None
+    return str(r[R_CART]) if r is not None and m[4] > r[R_QTY] else None

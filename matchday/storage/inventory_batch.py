@@ -23,6 +23,16 @@ from __future__ import annotations
 from itertools import zip_longest
 from typing import Any
 
+from matchday.inventory.ledger import (
+    R_CART,
+    R_CUSTOMER,
+    R_EXPIRES,
+    R_ID,
+    R_ORDER,
+    R_QTY,
+    R_SKU,
+    R_STATUS,
+)
 from matchday.inventory.records import BatchWrite
 
 BATCH_SQL = """
@@ -155,20 +165,20 @@ def batch_params(batch: BatchWrite) -> dict[str, Any]:
         c_lst=[r.low_stock_threshold for r in c],
         c_cap=[r.low_stock_order_cap for r in c],
         n_counters=len(c),
-        rn_id=[r.reservation_id for r in rn],
-        rn_sku=[r.sku for r in rn],
-        rn_qty=[r.qty for r in rn],
-        rn_cart=[r.cart_id for r in rn],
-        rn_customer=[r.customer_id for r in rn],
-        rn_status=[r.status for r in rn],
-        rn_order=[r.order_id for r in rn],
-        rn_created=[r.created_at for r in rn],
-        rn_expires=[r.expires_at for r in rn],
-        ru_id=[r.reservation_id for r in ru],
-        ru_qty=[r.qty for r in ru],
-        ru_status=[r.status for r in ru],
-        ru_order=[r.order_id for r in ru],
-        ru_expires=[r.expires_at for r in ru],
+        rn_id=[r[R_ID] for r in rn],
+        rn_sku=[r[R_SKU] for r in rn],
+        rn_qty=[r[R_QTY] for r in rn],
+        rn_cart=[r[R_CART] for r in rn],
+        rn_customer=[r[R_CUSTOMER] for r in rn],
+        rn_status=[r[R_STATUS] for r in rn],
+        rn_order=[r[R_ORDER] for r in rn],
+        rn_created=[batch.at] * len(rn),  # created by this batch
+        rn_expires=[r[R_EXPIRES] for r in rn],
+        ru_id=[r[R_ID] for r in ru],
+        ru_qty=[r[R_QTY] for r in ru],
+        ru_status=[r[R_STATUS] for r in ru],
+        ru_order=[r[R_ORDER] for r in ru],
+        ru_expires=[r[R_EXPIRES] for r in ru],
         n_changed=len(ru),
         cu_sku=[x[0] for x in cu],
         cu_customer=[x[1] for x in cu],

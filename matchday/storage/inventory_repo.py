@@ -20,7 +20,7 @@ from matchday.inventory.journal import answers
 from matchday.inventory.ledger import Reservation
 from matchday.inventory.records import BatchRefused, BatchWrite, ShardState, SkuRow
 from matchday.inventory.routing import Router
-from matchday.inventory.wire import WireOutcome
+from matchday.inventory.wire import RESERVATION, WireOutcome
 from matchday.storage.db import StorageConnection
 from matchday.storage.inventory_batch import BATCH_SQL, LOOKUP_SQL, batch_params
 
@@ -29,8 +29,7 @@ _SKU_COLUMNS = (
 )
 _RES_COLUMNS = (
     "r.reservation_id, r.sku, r.qty, r.cart_id, r.customer_id,"
-    " extract(epoch FROM r.expires_at)::float8, extract(epoch FROM r.created_at)::float8,"
-    " r.status, r.order_id"
+    " extract(epoch FROM r.expires_at)::float8, r.status, r.order_id"
 )
 # A SKU is loaded by the shard recorded as its owner unless a pin sends it elsewhere.
 _OWNED = (
@@ -44,7 +43,7 @@ def _sku_row(row: tuple[Any, ...]) -> SkuRow:
 
 
 def _reservation(row: tuple[Any, ...]) -> Reservation:
-    return Reservation(*row)
+    return (RESERVATION, *row)
 
 
 class InventoryRepository:

@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 
 from matchday.domain.errors import StaleEpoch, Unavailable
 from matchday.inventory.journal import STATUS, STOCK_KINDS, events_of
+from matchday.inventory.ledger import reservation_view
 from matchday.inventory.records import BatchWrite
 from matchday.inventory.wire import (
     ADJUST_LIMITS,
@@ -81,7 +82,7 @@ class LegacyRepository(InventoryRepository):
             return {rid: _from_record(result) for rid, result in await cur.fetchall()}
 
     async def write_batch(self, batch: BatchWrite) -> None:
-        held = {r.reservation_id: r for r in (*batch.created, *batch.changed)}
+        held = {r[1]: reservation_view(r) for r in (*batch.created, *batch.changed)}
         journal, outbox = _legacy_rows(batch, held)
         counters = batch.counters
         async with self.pool.connection() as conn, conn.transaction():
@@ -129,7 +130,7 @@ class LegacyRepository(InventoryRepository):
                     [r.customer_id for r in rs],
                     [r.status for r in rs],
                     [r.order_id for r in rs],
-                    [r.created_at for r in rs],
+                    [batch.at] * len(rs),  # kept on conflict: the first batch's
                     [r.expires_at for r in rs],
                 ),
             )

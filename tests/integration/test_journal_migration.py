@@ -35,6 +35,7 @@ from matchday.inventory.commands import (
     Restock,
     SetOnHand,
 )
+from matchday.inventory.ledger import R_CART, R_CUSTOMER, R_EXPIRES, R_QTY
 from matchday.inventory.records import SkuRow
 from matchday.inventory.routing import Router
 from matchday.inventory.shard import ShardCore
@@ -74,7 +75,7 @@ def ledger_state(core: ShardCore) -> dict[str, Any]:
             (g.per_customer_limit, g.low_stock_threshold, g.low_stock_order_cap),
             # Stored as timestamptz: to the microsecond.
             {
-                r: (h.qty, h.cart_id, h.customer_id, round(h.expires_at, 6))
+                r: (h[R_QTY], h[R_CART], h[R_CUSTOMER], round(h[R_EXPIRES], 6))
                 for r, h in g.held.items()
             },
             g.customer_units,

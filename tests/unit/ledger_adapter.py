@@ -19,13 +19,14 @@ from matchday.inventory.commands import (
     Expire,
     Extend,
     Release,
+    ReservationView,
     Reserve,
     Resize,
     Restock,
     SetOnHand,
 )
 from matchday.inventory.journal import Event, events_of
-from matchday.inventory.ledger import Changes, Reservation, SkuLedger
+from matchday.inventory.ledger import Changes, Reservation, SkuLedger, reservation_view
 from matchday.inventory.wire import ERROR, exception_of, to_wire, value_of
 
 
@@ -39,6 +40,11 @@ class TypedLedger:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.ledger, name)
 
+    @property
+    def held(self) -> dict[str, ReservationView]:
+        """The held reservations, as views (the ledger keeps them as wire tuples)."""
+        return {rid: reservation_view(r) for rid, r in self.ledger.held.items()}
+
     def _call(self, method: str, m: Any, now: float, new_id: str = "", **kw: Any) -> Any:
         ch = Changes(lambda: new_id)
         out = getattr(self.ledger, method)(ch, to_wire(m), now, **kw)
@@ -51,7 +57,7 @@ class TypedLedger:
         self._dirty.update(ch.created)
         self._dirty.update(ch.changed)
         self._customers.update(c for _, c in ch.customers)
-        holds = [*ch.created.values(), *ch.changed.values()]
+        holds = [reservation_view(r) for r in (*ch.created.values(), *ch.changed.values())]
         carts = {r.reservation_id: r.cart_id for r in holds}
         events = events_of(ch.entries, carts, {self.ledger.sku: self.ledger.low_stock_threshold})
         return value_of(out), events.get(self.ledger.sku, [])
@@ -87,8 +93,8 @@ class TypedLedger:
             bought = {}
         return self._call("adjust_limits", m, now, bought=bought)
 
-    def drain_dirty(self) -> tuple[list[Reservation], list[tuple[str, int]]]:
-        reservations = list(self._dirty.values())
+    def drain_dirty(self) -> tuple[list[ReservationView], list[tuple[str, int]]]:
+        reservations = [reservation_view(r) for r in self._dirty.values()]
         totals = self.ledger.customer_units
         customers = [(c, totals.get(c, 0)) for c in self._customers] if totals is not None else []
         self._dirty.clear()

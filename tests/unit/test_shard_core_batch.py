@@ -65,7 +65,7 @@ async def test_the_lean_path_takes_plain_tuples_and_answers_plain_tuples(
 
     assert type(out) is tuple and out[0] == RESERVATION
     assert all(type(x) in (int, float, str, type(None)) for x in out)
-    assert outcome_from_wire(out).value == repo.reservations[out[1]].view()
+    assert outcome_from_wire(out).value == repo.reservations[out[1]]
     assert await core.apply_wire([wire]) == [out]  # a retry: the same tuple
 
 
@@ -200,3 +200,31 @@ async def test_the_cache_holds_at_most_its_size_in_answers(repo: FakeShardReposi
         await core.apply([Reserve(f"req-{b}-{i}", "BIG", 1, "c", "f", TTL) for i in range(30)])
         assert core.stats()["cached_requests"] <= 100 + 30
     assert core.stats()["cached_requests"] <= 100
+
+
+# -- after a recovery ---------------------------------------------------------------------------
+
+
+async def test_every_recovery_ends_with_the_after_recovery_hook(repo: FakeShardRepository) -> None:
+    calls: list[str] = []
+    core = await started(repo, after_recovery=lambda: calls.append("settled"))
+    assert calls == ["settled"]
+    repo.fail_writes = 1
+    await core.apply([reserve("req-1")])  # a failed write: recovery before the next batch
+    await core.apply([reserve("req-2")])
+    assert calls == ["settled"] * 2 and core.recoveries == 2
+
+
+def test_settling_the_heap_freezes_what_recovery_loaded_and_collects_less_often() -> None:
+    import gc
+
+    from actors.inventory import GC_GEN0_THRESHOLD, settle_heap
+
+    threshold = gc.get_threshold()
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (GC_GEN0_THRESHOLD, *threshold[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
