@@ -47,6 +47,15 @@ RETRIES = 6
 BACKOFF_S = 0.05
 MAX_BACKOFF_S = 1.0
 MAX_REDIRECTS = 3
+# A call that would leave while another one to the same shard is in flight waits up to
+# LINGER_S for more mutations (never at light load: see matchday.batching). Measured over
+# Ray (one shard, a hot SKU, closed-loop callers, 2026-12-02, load 12-27 on 2 cores): at 64
+# callers, mutations per call went from 21 to 32 and the caller's CPU per reserve from
+# 50-88 to 41-61 us, the shard's from 82-176 to 80-117 us; at 16 callers from 5.3 to 8 per
+# call. 1, 2 and 5 ms gave the same batches; 2 ms is the middle. No size trigger: FILL is
+# max_batch, so only the linger or the call in flight returning lets the next one go.
+LINGER_S = 0.002
+FILL = 2048
 
 
 class InventoryClient:
@@ -59,6 +68,8 @@ class InventoryClient:
         *,
         max_batch: int = 2048,
         in_flight: int = 2,
+        linger_s: float = LINGER_S,
+        fill: int = FILL,
         retries: int = RETRIES,
         policy: Policy | None = None,
     ) -> None:
@@ -67,7 +78,13 @@ class InventoryClient:
         self.retries = retries
         self._send = send
         self._coalescers = {
-            sid: Coalescer(self._sender(sid), max_batch=max_batch, max_in_flight=in_flight)
+            sid: Coalescer(
+                self._sender(sid),
+                max_batch=max_batch,
+                max_in_flight=in_flight,
+                linger_s=linger_s,
+                fill=fill,
+            )
             for sid in router.all_shards
         }
 
