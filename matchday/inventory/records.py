@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-from matchday.inventory.ledger import Entry, Reservation
+from matchday.inventory.ledger import Changes, Entry, Reservation
 from matchday.inventory.wire import EXPIRE, REVOKE, WireOutcome
 
 
@@ -56,6 +56,30 @@ class BatchWrite:
     customer_units: list[tuple[str, str, int]] = field(default_factory=list)
     customers_reset: list[str] = field(default_factory=list)  # drop these SKUs' totals first
     carts: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, ch: Changes, shard_id: int, epoch: int, at: float) -> BatchWrite:
+        """What ``ch`` changed, as one write: counters and customer totals as they stand."""
+        units = []
+        for sku, customer in ch.customers:
+            totals = ch.touched[sku].customer_units
+            if totals is not None:
+                units.append((sku, customer, totals.get(customer, 0)))
+        counters = [
+            SkuRow(
+                g.sku,
+                g.on_hand,
+                g.reserved,
+                g.sold,
+                g.per_customer_limit,
+                g.low_stock_threshold,
+                g.low_stock_order_cap,
+            )
+            for g in ch.touched.values()
+        ]
+        created, changed = list(ch.created.values()), list(ch.changed.values())
+        carts, reset = sorted(ch.carts), sorted(ch.reset)
+        return cls(shard_id, epoch, at, ch.entries, counters, created, changed, units, reset, carts)
 
     @property
     def empty(self) -> bool:

@@ -14,11 +14,8 @@ failure the shard cannot know what committed, so it reloads everything before th
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import heapq
 import logging
-import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from matchday.domain.clock import Clock, SystemClock
@@ -30,14 +27,15 @@ from matchday.domain.errors import (
     UnknownSku,
     WrongShard,
 )
-from matchday.inventory.commands import DEFAULT_POLICY, Expire, Mutation, Outcome, Policy
+from matchday.inventory.commands import DEFAULT_POLICY, Mutation, Outcome, Policy
+from matchday.inventory.expiry import Expiry
+from matchday.inventory.ids import ReservationIds
 from matchday.inventory.ledger import R_CART, R_EXPIRES, R_ID, R_QTY, R_SKU, Changes, SkuLedger
-from matchday.inventory.records import BatchRefused, BatchWrite, ShardRepository, ShardState, SkuRow
+from matchday.inventory.records import BatchRefused, BatchWrite, ShardRepository, ShardState
 from matchday.inventory.routing import Router
 from matchday.inventory.wire import (
     ADJUST_LIMITS,
     ERROR,
-    EXPIRE,
     EXTEND,
     RESERVATION,
     RESERVE,
@@ -58,15 +56,9 @@ log = logging.getLogger(__name__)
 # as "the first answer", so a retry after the cause is gone can succeed.
 _TRANSIENT = frozenset(cls.code for cls in (WrongShard, UnknownSku, Unavailable, StaleEpoch))
 
-# How often an unhealthy shard with no traffic retries recovery.
-RECOVERY_RETRY_S = 0.5
 # A batch that storage refused (a cart closed meanwhile, ...) is applied again this often
 # before its callers hear a retryable Unavailable.
 MAX_ATTEMPTS = 3
-# Reservation ids are shard.epoch.n, with n a counter scrambled by a random bijection of
-# [0, 2^40) per epoch: unique without a uuid4 (2 us each), and not a count of the shard's
-# sales for anyone comparing two ids. An epoch never issues 2^40 reservations.
-_ID_BITS = 40
 
 _CART_KINDS = frozenset({RESERVE, RESIZE})  # may take more units for a cart
 _TIMED_KINDS = frozenset({RESERVE, EXTEND})  # set a reservation's deadline
@@ -84,7 +76,7 @@ _DISPATCH: tuple[Callable[[SkuLedger, Changes, WireMutation, float], Any], ...] 
 )
 
 
-class ShardCore:
+class ShardCore(Expiry):
     def __init__(
         self,
         shard_id: int,
@@ -122,10 +114,7 @@ class ShardCore:
         # applied as new: storage refuses the batch and it is applied again with a lookup.
         self._lookup_until = 0.0
         self._heap: list[tuple[float, str, str]] = []
-        self._ids = 0
-        self._id_mul = 1
-        self._id_xor = 0
-        self._id_prefix = ""
+        self._new_id = ReservationIds(shard_id, 0)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -151,7 +140,7 @@ class ShardCore:
             raise
         state = await self.repo.load_shard(self.shard_id, self.epoch)
         self._install(state)
-        self._new_epoch_ids()
+        self._new_id = ReservationIds(self.shard_id, self.epoch)
         self._lookup_until = self.clock.now() + self.dedupe_window_s
         self.healthy = True
         self.recoveries += 1
@@ -186,18 +175,6 @@ class ShardCore:
             ledger = self.ledgers.get(sku)
             if ledger is not None:
                 ledger.load_customer_units(customer, units)
-
-    def _new_epoch_ids(self) -> None:
-        rng = random.SystemRandom()
-        self._ids = 0
-        self._id_mul = rng.randrange(1, 1 << _ID_BITS, 2)  # odd: multiplying is a bijection
-        self._id_xor = rng.randrange(1 << _ID_BITS)
-        self._id_prefix = f"r{self.shard_id}.{self.epoch}."
-
-    def _new_id(self) -> str:
-        self._ids += 1
-        n = (self._ids * self._id_mul) & ((1 << _ID_BITS) - 1)
-        return f"{self._id_prefix}{n ^ self._id_xor:x}"
 
     # -- the batch path ------------------------------------------------------------------
 
@@ -245,7 +222,7 @@ class ShardCore:
             if not ch.entries:
                 break
             try:
-                await self.repo.write_batch(self._batch_write(ch, now))
+                await self.repo.write_batch(BatchWrite.of(ch, self.shard_id, self.epoch, now))
                 break
             except BatchRefused as refused:
                 await self._undo(ch)
@@ -326,36 +303,6 @@ class ShardCore:
                 armed.append((out[6], out[1], sku))
         return answered, armed
 
-    def _batch_write(self, ch: Changes, now: float) -> BatchWrite:
-        units = []
-        for sku, customer in ch.customers:
-            totals = self.ledgers[sku].customer_units
-            if totals is not None:
-                units.append((sku, customer, totals.get(customer, 0)))
-        return BatchWrite(
-            self.shard_id,
-            self.epoch,
-            now,
-            ch.entries,
-            [
-                SkuRow(
-                    g.sku,
-                    g.on_hand,
-                    g.reserved,
-                    g.sold,
-                    g.per_customer_limit,
-                    g.low_stock_threshold,
-                    g.low_stock_order_cap,
-                )
-                for g in ch.touched.values()
-            ],
-            list(ch.created.values()),
-            list(ch.changed.values()),
-            units,
-            sorted(ch.reset),
-            sorted(ch.carts),
-        )
-
     async def _undo(self, ch: Changes) -> None:
         """Storage rolled the batch back: reload its SKUs (those this shard still owns)."""
         skus = list(ch.touched)
@@ -425,59 +372,6 @@ class ShardCore:
                 young[rid] = out
         if len(young) * 2 >= self.cache_size:
             self._old, self._young = young, {}
-
-    # -- expiry --------------------------------------------------------------------------
-
-    def _arm(self, at: float, reservation_id: str, sku: str) -> None:
-        if not self._heap or at < self._heap[0][0]:
-            self.wake.set()
-        heapq.heappush(self._heap, (at, reservation_id, sku))
-
-    def next_deadline(self) -> float | None:
-        return self._heap[0][0] if self._heap else None
-
-    def due_expiries(self, now: float) -> list[Expire]:
-        """Pop every deadline that has passed and still applies (not extended, not closed)."""
-        due = []
-        while self._heap and self._heap[0][0] <= now:
-            at, rid, sku = heapq.heappop(self._heap)
-            ledger = self.ledgers.get(sku)
-            if ledger is None or ledger.next_deadline(rid) != at:
-                continue
-            due.append(Expire(f"expire:{rid}:{round(at * 1000)}", sku, rid))
-        return due
-
-    async def run_timers(self, submit: Callable[[list[WireMutation]], Awaitable[Any]]) -> None:
-        """Exact expiry: sleep until the earliest deadline, never a periodic sweep."""
-        while True:
-            due = self.due_expiries(self.clock.now())
-            if due:
-                try:
-                    await submit([(EXPIRE, e.request_id, e.sku, e.reservation_id) for e in due])
-                except Exception as exc:
-                    log.warning("shard %s expiry batch failed: %r", self.shard_id, exc)
-            self.wake.clear()
-            if not self.healthy and not self.fenced:
-                # A failed write popped deadlines that nobody re-arms until the shard
-                # recovers; on an idle shard no request would trigger that, so do it here.
-                await self._recover_quietly()
-            deadline = self.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - self.clock.now())
-            if not self.healthy and not self.fenced:
-                timeout = RECOVERY_RETRY_S  # storage still down: try again soon, do not spin
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout)
-
-    async def _recover_quietly(self) -> None:
-        async with self._lock:
-            if self.healthy or self.fenced:
-                return
-            try:
-                await self._recover()
-            except StaleEpoch:
-                log.error("shard %s was superseded; it stays fenced", self.shard_id)
-            except Exception as exc:
-                log.warning("shard %s cannot recover yet: %r", self.shard_id, exc)
 
     # -- ownership changes ----------------------------------------------------------------
 
