@@ -39,6 +39,8 @@ class FakeShardRepository:
         self.carts: dict[str, str] = {}
         self.batches: list[BatchWrite] = []  # the journal: batch id = index + 1
         self.requests: dict[str, int] = {}  # request id -> batch id
+        # Request ids whose 64-bit journal key another request id already took.
+        self.collisions: set[str] = set()
         self.outbox: list[tuple[int, list[str]]] = []  # (batch id, its SKUs)
         self.fail_writes = 0  # fail this many upcoming write_batch calls
         self.writes = 0
@@ -109,7 +111,9 @@ class FakeShardRepository:
 
     async def lookup_results(self, request_ids: list[str]) -> dict[str, WireOutcome]:
         wanted = set(request_ids)
-        rows = []
+        rows: list[tuple[Any, ...]] = [
+            (rid, *[None] * 14) for rid in request_ids if rid in self.collisions
+        ]
         for batch_id in sorted({self.requests[r] for r in wanted if r in self.requests}):
             for e in self.batches[batch_id - 1].entries:
                 if e[1] in wanted:
@@ -133,7 +137,7 @@ class FakeShardRepository:
             raise BatchRefused(closed)
         if any(self.owner.get(c.sku) != batch.shard_id for c in batch.counters):
             raise BatchRefused(moved=True)
-        if any(rid in self.requests for rid in batch.request_ids):
+        if any(rid in self.requests or rid in self.collisions for rid in batch.request_ids):
             raise BatchRefused(duplicate=True)
         for c in batch.counters:
             assert c.on_hand - c.reserved - c.sold >= 0, c

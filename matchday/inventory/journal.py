@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from matchday.domain.errors import InvalidInput
 from matchday.inventory.wire import (
     ADJUST_LIMITS,
     COMMIT,
@@ -25,6 +26,7 @@ from matchday.inventory.wire import (
     SET_ON_HAND,
     STOCK,
     WireOutcome,
+    refusal,
 )
 
 Event = dict[str, Any]
@@ -52,6 +54,10 @@ EVENT_TYPES = (
     "revoked",
 )
 
+COLLIDES = refusal(
+    InvalidInput, "request_id", "collides with an earlier request's; send it under another id"
+)
+
 # A journaled change joined with its reservation: (request_id, kind, sku, reservation_id,
 # qty, available_after, expires_at, on_hand, sold, per_customer_limit, low_stock_threshold,
 # low_stock_order_cap, cart_id, customer_id, order_id), in journal order.
@@ -59,11 +65,17 @@ AnswerRow = Sequence[Any]
 
 
 def answers(rows: Iterable[AnswerRow]) -> dict[str, WireOutcome]:
-    """The first answer of each journaled request among ``rows``."""
+    """The first answer of each journaled request among ``rows``.
+
+    A row whose kind is None is a request id whose journal key belongs to another one (a
+    64-bit collision): it can never be journaled, so it is refused, and only it.
+    """
     out: dict[str, WireOutcome] = {}
     revoked: dict[str, list[str]] = {}
     for rid, kind, sku, ref, qty, after, expires, on_hand, sold, pcl, lst, cap, *res in rows:
-        if kind == REVOKE:
+        if kind is None:
+            out[rid] = COLLIDES
+        elif kind == REVOKE:
             revoked.setdefault(rid, []).append(ref)
         elif kind in STOCK_KINDS:
             reserved = on_hand - sold - after

@@ -111,21 +111,28 @@ SELECT CASE
     (SELECT count(*) FROM rn), (SELECT count(*) FROM cu), (SELECT count(*) FROM o)
 """
 
-# The entries of the journaled batches that answered ``ids``, joined with their
-# reservations, in journal order: rows for ``matchday.inventory.journal.answers``.
+# For each of ``ids`` whose key is journaled: its entries (several for a count that revoked
+# holds) joined with their reservations, in journal order, as rows for
+# ``matchday.inventory.journal.answers``; or, when the key belongs to another request id (a
+# 64-bit collision), one row with that id and nothing else.
 LOOKUP_SQL = """
-SELECT e.rid, e.kind, e.sku, e.ref, e.qty, e.after, e.expires, e.on_hand, e.sold, e.pcl,
+WITH hits AS (
+    SELECT x AS asked, q.batch
+    FROM unnest(%(ids)s::text[]) AS x
+    JOIN inventory_requests q ON q.key = hashtextextended(x, 0)
+)
+SELECT h.asked, e.kind, e.sku, e.ref, e.qty, e.after, e.expires, e.on_hand, e.sold, e.pcl,
     e.lst, e.cap, r.cart_id, r.customer_id, r.order_id
-FROM (SELECT DISTINCT batch FROM inventory_requests
-      WHERE key = ANY(ARRAY(SELECT hashtextextended(x, 0) FROM unnest(%(ids)s::text[]) x))
-     ) AS q
-JOIN inventory_batches b ON b.id = q.batch
-CROSS JOIN LATERAL unnest(b.kinds, b.request_ids, b.skus, b.refs, b.qtys, b.avail_after,
-                          b.expires, b.on_hand, b.sold, b.pcl, b.lst, b.cap)
-    WITH ORDINALITY AS e(kind, rid, sku, ref, qty, after, expires, on_hand, sold, pcl, lst,
-                         cap, pos)
+FROM hits h
+JOIN inventory_batches b ON b.id = h.batch
+LEFT JOIN LATERAL (
+    SELECT * FROM unnest(b.kinds, b.request_ids, b.skus, b.refs, b.qtys, b.avail_after,
+                         b.expires, b.on_hand, b.sold, b.pcl, b.lst, b.cap)
+        WITH ORDINALITY AS u(kind, rid, sku, ref, qty, after, expires, on_hand, sold, pcl,
+                             lst, cap, pos)
+    WHERE u.rid = h.asked
+) e ON true
 LEFT JOIN reservations r ON r.reservation_id = e.ref
-WHERE e.rid = ANY(%(ids)s::text[])
 ORDER BY b.id, e.pos
 """
 

@@ -66,21 +66,28 @@ class History:
     counted: str
     answers: list[tuple[Mutation, Outcome]]
     state: dict[str, Any]
+    expiries: dict[str, float]
 
 
 def ledger_state(core: ShardCore) -> dict[str, Any]:
+    """Counters, limits, holds and customer totals; expiries apart (see ``expiries``)."""
     return {
         sku: (
             (g.on_hand, g.reserved, g.sold),
             (g.per_customer_limit, g.low_stock_threshold, g.low_stock_order_cap),
-            # Stored as timestamptz: to the microsecond.
-            {
-                r: (h[R_QTY], h[R_CART], h[R_CUSTOMER], round(h[R_EXPIRES], 6))
-                for r, h in g.held.items()
-            },
+            {r: (h[R_QTY], h[R_CART], h[R_CUSTOMER]) for r, h in g.held.items()},
             g.customer_units,
         )
         for sku, g in core.ledgers.items()
+    }
+
+
+def expiries(core: ShardCore) -> dict[str, Any]:
+    """Stored as timestamptz, to the microsecond: compared as such."""
+    return {
+        r: pytest.approx(h[R_EXPIRES], abs=2e-6)
+        for g in core.ledgers.values()
+        for r, h in g.held.items()
     }
 
 
@@ -132,7 +139,8 @@ async def fill(url: str) -> History:
         clock.advance(2)
         await core.apply(list(core.due_expiries(clock.now())))
         assert core.ledgers[plain].next_deadline(short.reservation_id) is None
-        return History(prefix, plain, limited, counted, answers, ledger_state(core))
+        held = {r: h[R_EXPIRES] for g in core.ledgers.values() for r, h in g.held.items()}
+        return History(prefix, plain, limited, counted, answers, ledger_state(core), held)
     finally:
         await pool.close()
 
@@ -179,6 +187,7 @@ async def test_010_converts_a_database_filled_by_the_engine_before_it(
             for sku, state in h.state.items()
         }
         assert ledger_state(core) == expected
+        assert h.expiries == expiries(core)
         async with pool.connection() as conn:
             units = await (
                 await conn.execute(

@@ -7,7 +7,7 @@ import asyncio
 import psycopg
 import pytest
 
-from matchday.domain.errors import OutOfStock, StaleEpoch, Unavailable, WrongShard
+from matchday.domain.errors import InvalidInput, OutOfStock, StaleEpoch, Unavailable, WrongShard
 from matchday.inventory.commands import Commit, Release, Reserve, Resize, Restock
 from matchday.inventory.records import SkuRow
 from matchday.inventory.routing import Router
@@ -282,3 +282,30 @@ async def test_a_wide_batch_written_while_postgres_waits_on_a_lock_completes(
     assert [o.error for o in outs] == [None] * width
     rows = await repo.stock_rows(skus)
     assert {s: rows[s].reserved for s in skus} == dict.fromkeys(skus, 1)
+
+
+async def test_a_request_whose_journal_key_another_id_took_is_refused_alone(
+    repo: InventoryRepository,
+) -> None:
+    """Two request ids with one 64-bit key: the later one can never be journaled. Planted
+    here by keying it to a batch that answered something else."""
+    sku = await make_sku(repo, 5)
+    core = ShardCore(0, ROUTER, repo, dedupe_window_s=10)
+    await core.start()
+    (first,) = await core.apply([reserve(sku)])
+    assert first.error is None
+    victim = reserve(sku)
+    async with repo.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO inventory_requests (key, batch) SELECT hashtextextended(%s, 0), batch"
+            " FROM inventory_journal WHERE sku = %s",
+            (victim.request_id, sku),
+        )
+    for window in (True, False):  # looked up first, or refused by the unique key
+        core._lookup_until = float("inf") if window else 0.0
+        refused, other = await core.apply([victim, reserve(sku)])
+        assert isinstance(refused.error, InvalidInput), refused
+        assert refused.error.field == "request_id"
+        assert other.error is None
+        core._young.clear()
+    assert (await repo.stock_rows([sku]))[sku].reserved == 3

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from matchday.domain.errors import CartClosed, LimitExceeded, Unavailable
+from matchday.domain.errors import CartClosed, InvalidInput, LimitExceeded, Unavailable
 from matchday.inventory.commands import (
     AdjustLimits,
     Commit,
@@ -162,6 +162,19 @@ async def test_a_batch_storage_keeps_refusing_is_answered_unavailable_with_memor
     assert refusing.attempts == MAX_ATTEMPTS
     assert (core.ledgers[SKU].reserved, core.ledgers[SKU].held) == (0, {})
     assert core.healthy and core.recoveries == 1
+
+
+async def test_a_request_whose_journal_key_collides_is_refused_alone(
+    repo: FakeShardRepository,
+) -> None:
+    core = await started(repo, dedupe_window_s=0.0)  # no look-ups up front
+    repo.collisions.add("req-unlucky")
+
+    unlucky, other = await core.apply([reserve("req-unlucky"), reserve("req-2")])
+
+    assert isinstance(unlucky.error, InvalidInput) and unlucky.error.field == "request_id"
+    assert held(other).cart_id == "cart-1"
+    assert repo.skus[SKU].reserved == 1 and core.recoveries == 1
 
 
 # -- customer totals -------------------------------------------------------------------------
