@@ -285,6 +285,25 @@ class Overloaded(MatchdayError):
         return f"the shop is busy; retry after {self.retry_after_s:.0f} s"
 
 
+class CartClosed(MatchdayError):
+    """The cart went to checkout: it takes no more holds (issue 13 item 5).
+
+    Decided by the inventory engine in the same transaction as the hold, against the cart
+    row that checkout changes, so a hold is either part of the checkout or refused.
+    """
+
+    code = "cart_closed"
+    http_status = 409
+
+    def __init__(self, cart_id: str, status: str) -> None:
+        super().__init__(cart_id, status)
+        self.cart_id = cart_id
+        self.status = status
+
+    def __str__(self) -> str:
+        return f"cart {self.cart_id} is {self.status.replace('_', ' ')}: it takes no more items"
+
+
 _BY_CODE: dict[str, type[MatchdayError]] = {
     cls.code: cls
     for cls in (
@@ -305,6 +324,7 @@ _BY_CODE: dict[str, type[MatchdayError]] = {
         Forbidden,
         RateLimited,
         Overloaded,
+        CartClosed,
     )
 }
 
@@ -317,3 +337,8 @@ def error_to_record(error: MatchdayError) -> dict[str, Any]:
 def error_from_record(record: dict[str, Any]) -> MatchdayError:
     cls = _BY_CODE[record["error"]]
     return cls(*record["args"])
+
+
+def error_class(code: str) -> type[MatchdayError]:
+    """The error class a ``code`` names (every code is unique)."""
+    return _BY_CODE[code]

@@ -17,7 +17,6 @@ import httpx
 
 from matchday.catalog.models import CategoryIn, ProductIn, VariantIn
 from matchday.inventory.client import InventoryClient
-from matchday.inventory.commands import Mutation, Outcome
 from matchday.inventory.routing import Router
 from matchday.inventory.shard import ShardCore
 from matchday.payments.gateway import TestGateway
@@ -98,10 +97,7 @@ async def open_stack(settings: Settings, **overrides: Any) -> AsyncIterator[Stac
     core = ShardCore(0, ROUTER, repo, policy=s.policy())
     await core.start()
 
-    async def send(shard_id: int, batch: list[Mutation]) -> list[Outcome]:
-        return await core.apply(batch)
-
-    stock = InventoryClient(send, ROUTER, policy=s.policy())
+    stock = InventoryClient(lambda _shard, batch: core.apply_wire(batch), ROUTER, policy=s.policy())
     gateway = TestGateway()
     ctx = await ShopContext.open(s, stock=stock, gateway=gateway)
     await ctx.catalog.put_category(CategoryIn(slug="jerseys", name="Jerseys"))

@@ -132,10 +132,18 @@ async def sell(r: Repos, sku: str, qty: int, ago_s: float) -> None:
 
 
 async def backdate(r: Repos, request_id: str, ago_s: float) -> None:
-    """Date a journaled mutation back: the journal is the stock history turnover reads."""
+    """Date a journaled mutation back: the journal is the stock history turnover reads.
+
+    The journal dates a batch as a whole (010); each mutation here is a batch of its own.
+    A database before 010 (test_009_...) has one row per mutation.
+    """
     async with r.pool.connection() as conn:
+        row = await (await conn.execute("SELECT to_regclass('inventory_batches')")).fetchone()
         cur = await conn.execute(
-            "UPDATE inventory_journal SET at = now() - make_interval(secs => %s)"
+            "UPDATE inventory_batches SET at = now() - make_interval(secs => %s)"
+            " WHERE id = (SELECT batch FROM inventory_journal WHERE request_id = %s)"
+            if row and row[0]
+            else "UPDATE inventory_journal SET at = now() - make_interval(secs => %s)"
             " WHERE request_id = %s",
             (ago_s, request_id),
         )
