@@ -83,6 +83,7 @@ class Demand:
     per_user: Mapping[str, float]  # class -> requests/s per weighted user
     hot_adds_per_user: float  # add attempts on the drop, per weighted user per second
     hot_units_per_user: float
+    think: float = 1.0
     extra_at_peak: Mapping[str, float] = field(default_factory=dict)  # --add CLASS=RATE
 
     @property
@@ -220,6 +221,7 @@ def demand(
         per_user=rates,
         hot_adds_per_user=hot_adds,
         hot_units_per_user=hot_units,
+        think=think,
         extra_at_peak=extra,
     )
 
