@@ -117,9 +117,12 @@ def outputs(args: argparse.Namespace, p: Plan, profile: Profile) -> dict[str, st
     from matchday.capacity.deploy import rayservice_patch, serve_config
     from matchday.capacity.report import as_dict, markdown
 
-    base = yaml.safe_load(args.base_config.read_text())
-    (service,) = [d for d in yaml.safe_load_all(args.rayservice.read_text())
-                  if d and d.get("kind") == "RayService"]  # fmt: skip
+    try:
+        base = yaml.safe_load(args.base_config.read_text())
+        docs = list(yaml.safe_load_all(args.rayservice.read_text()))
+    except OSError as exc:
+        raise PlanInputError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    (service,) = [d for d in docs if d and d.get("kind") == "RayService"]
     config_text = _BlockDumper.dump(serve_config(base, p))
     head = (
         f"# matchday capacity plan: {args.scenario}, {args.peak_users} users at the peak, nodes"

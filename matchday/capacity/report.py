@@ -12,6 +12,10 @@ from matchday.capacity.plan import Limit, Plan
 from matchday.capacity.profile import Profile
 
 ADR_PAST_ONE_PRIMARY = "docs/adr/0024-past-one-postgresql-primary.md"
+# Ray's published scalability envelope (ray-project/ray release/benchmarks/README.md): what
+# its release tests run, not a hard limit. Past it, the plan says so (ADR 0024).
+RAY_TESTED_NODES = 250
+RAY_TESTED_ACTORS = 10_000
 
 
 def _n(x: float) -> str:
@@ -135,6 +139,18 @@ def stores_section(p: Plan) -> list[str]:
     return out
 
 
+def ray_envelope(p: Plan) -> list[str]:
+    actors = sum(d.max_replicas for d in p.deployments) + p.shards.ring + p.shards.dedicated
+    if p.nodes.max <= RAY_TESTED_NODES and actors <= RAY_TESTED_ACTORS:
+        return []
+    return [
+        "", f"**Past Ray's tested envelope**: {p.nodes.max} nodes and {actors:,} actors at the"
+        f" autoscaling maxima, where Ray's release tests cover {RAY_TESTED_NODES} nodes and"
+        f" {RAY_TESTED_ACTORS:,} actors. Split the shop into several Ray clusters behind one"
+        " load balancer, each with its own shard groups (ADR 0024).",
+    ]  # fmt: skip
+
+
 def markdown(p: Plan, profile: Profile, scenario: str, drop_units: int | None = None) -> str:
     title = f"# Capacity plan: {scenario}, {p.demand.peak_users:,} users at the peak"
     out = [title, "", *summary(p), "", "## Inputs", "", *inputs(p, profile, scenario)]
@@ -164,6 +180,7 @@ def markdown(p: Plan, profile: Profile, scenario: str, drop_units: int | None = 
         f" Ray and the ingress take {n.overhead_cores:.2f} cores and {n.overhead_gib:.1f} GiB"
         f" per node idle. {n.at_peak} node(s) at the peak; keep them up for the match (pods"
         f" start in minutes, a kick-off peaks in one); autoscaling up to {n.max}.",
+        *ray_envelope(p),
         "", "## PostgreSQL and Redis", "", *stores_section(p),
         "", "## What saturates first", "",
         "Capacity is each component's at 100% (the autoscaling maxima of this plan); load grows"

@@ -189,3 +189,22 @@ def test_memory_is_read_in_the_units_nodes_are_sold_in() -> None:
 
     assert parse_memory_gib("16Gi") == parse_memory_gib("16GiB") == parse_memory_gib("16") == 16
     assert parse_memory_gib("512Mi") == 0.5 and parse_memory_gib("1Ti") == 1024
+
+
+def test_an_installed_matchday_carries_the_files_plan_starts_from() -> None:
+    import fnmatch
+    import tomllib
+
+    from cluster import capacity_cli
+
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    globs = data["tool"]["setuptools"]["package-data"]["cluster"]
+    for path in (capacity_cli.BASE_CONFIG, capacity_cli.RAYSERVICE):
+        inside = str(path.relative_to(ROOT / "cluster"))
+        assert any(fnmatch.fnmatch(inside, g) for g in globs), inside
+
+
+def test_the_report_says_when_a_plan_leaves_rays_tested_envelope() -> None:
+    assert "Past Ray's tested envelope" not in markdown(a_plan(), profile(), "steady")
+    big = markdown(a_plan(fixed_nodes=300), profile(), "steady")
+    assert "Past Ray's tested envelope**: 300 nodes" in big
