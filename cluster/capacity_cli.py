@@ -181,19 +181,23 @@ def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def add_plan_options(p: argparse.ArgumentParser) -> None:
-    """What shapes a plan (shared with ``validate``)."""
+def add_plan_options(p: argparse.ArgumentParser, cluster: bool = True) -> None:
+    """What shapes a plan; ``validate`` plans for this machine and sets the cluster itself."""
     p.add_argument("--hot-skus", nargs="+", metavar="SKU",
                    default=[os.environ.get("MATCHDAY_LT_HOT_SKU", DEFAULT_HOT_SKU)],
                    help="the limited SKUs the drop traffic goes to, split evenly")
-    p.add_argument("--node-cores", type=float, default=8.0, help="cores per node (8)")
-    p.add_argument("--node-memory", default="16Gi", help="memory per node (16Gi)")
-    p.add_argument("--target-utilisation", type=float, default=0.7,
-                   help="plan each component to this share of its capacity (0.7)")
     p.add_argument("--think-scale", type=float, default=1.0,
                    help="personas' think time multiplier, as MATCHDAY_LT_THINK_SCALE (1.0)")
     p.add_argument("--stock", choices=[WORST, IN_STOCK, SOLD_OUT], default=WORST,
                    help="size for the drop in stock, sold out, or the worse per class")
+    p.add_argument("--base-config", type=Path, default=BASE_CONFIG, help=argparse.SUPPRESS)
+    p.add_argument("--rayservice", type=Path, default=RAYSERVICE, help=argparse.SUPPRESS)
+    if not cluster:
+        return
+    p.add_argument("--node-cores", type=float, default=8.0, help="cores per node (8)")
+    p.add_argument("--node-memory", default="16Gi", help="memory per node (16Gi)")
+    p.add_argument("--target-utilisation", type=float, default=0.7,
+                   help="plan each component to this share of its capacity (0.7)")
     p.add_argument("--pg-cores", type=float, default=16.0, help="the primary's cores (16)")
     p.add_argument("--pg-wal-mbs", type=float, default=64.0,
                    help="WAL MB/s the primary writes and ships, sustained (64)")
@@ -202,8 +206,6 @@ def add_plan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nodes", type=int, help="a given cluster size: where does it saturate?")
     p.add_argument("--colocate-datastores", action="store_true",
                    help="PostgreSQL and Redis run on the nodes (one machine)")
-    p.add_argument("--base-config", type=Path, default=BASE_CONFIG, help=argparse.SUPPRESS)
-    p.add_argument("--rayservice", type=Path, default=RAYSERVICE, help=argparse.SUPPRESS)
 
 
 def register(sub: Any) -> None:
@@ -219,3 +221,9 @@ def register(sub: Any) -> None:
     plan.add_argument("--out", type=Path, help="directory (default .data/capacity/plan-...)")
     add_plan_options(plan)
     plan.set_defaults(fn=cmd_plan)
+    from cluster.capacity_measure import register as register_measure
+
+    register_measure(action)
+    from cluster.capacity_validate import register as register_validate
+
+    register_validate(action)

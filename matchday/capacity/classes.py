@@ -97,3 +97,14 @@ def deployment_of(role: str) -> tuple[str, str | None]:
     """(app, deployment or None for the app's own) of a replica role."""
     app, _, deployment = role[len(REPLICA) :].partition("/")
     return app, deployment or None
+
+
+def reachable(cls: str, role: str) -> bool:
+    """Whether a request of ``cls`` can make ``role`` work: never another app's replicas,
+    and only a checkout wakes the payments worker. CPU a phase shows elsewhere is noise of
+    the measurement (other apps' health checks, a tick of the clock), not the class's cost."""
+    if role.startswith(REPLICA):
+        return deployment_of(role)[0] == APP[cls]
+    if role == PAYMENTS_WORKER_ROLE:
+        return cls == CHECKOUT
+    return True

@@ -33,6 +33,10 @@ MEMORY_SHARE = 0.8
 MIN_FREE_CORES = 0.5
 # max_ongoing_requests = this x target_ongoing_requests: room for bursts before queueing.
 ONGOING_BURST = 4
+# Roles that group-commit: measured at a light rate each add is a batch of its own and pays
+# the batch's whole overhead; at a peak batches are as large as in the hot-shard phase, so
+# their cost per request is scaled by (hot phase per reserve) / (add phase per add).
+BATCHING = (k.SHARDS, "ray:publisher")
 
 
 @dataclass(frozen=True)
@@ -149,13 +153,23 @@ class Plan:
         return self.stores.primaries_needed > 1
 
 
+def batching(profile: Profile) -> dict[str, float]:
+    """Per batching role, the factor its light-load cost per request shrinks by at a peak."""
+    add, hot = profile.classes[k.ADD].cpu_us, profile.hot_shard.cpu_us
+    return {
+        r: min(1.0, hot[r] / add[r]) if hot.get(r, 0) > 0 and add.get(r, 0) > 0 else 1.0
+        for r in BATCHING
+    }
+
+
 def cores_by_component(profile: Profile, rates: Mapping[str, float]) -> dict[str, float]:
     out: dict[str, float] = {}
+    factor = batching(profile)
     for cls, rate in rates.items():
         for role, us in profile.classes[cls].cpu_us.items():
             comp = k.component(role)
             if comp is not None:
-                out[comp] = out.get(comp, 0.0) + rate * us / 1e6
+                out[comp] = out.get(comp, 0.0) + rate * us * factor.get(role, 1.0) / 1e6
     return out
 
 

@@ -88,6 +88,7 @@ class HotShard(_Model):
     shard_cpu_us: float = Field(gt=0)  # shard CPU per reserve at that load
     pg_write_xacts: float = Field(ge=0)  # per reserve: the group commit's share
     pg_wal_bytes: float = Field(ge=0)
+    cpu_us: dict[str, float] = Field(default_factory=dict)  # every role, per reserve
 
     @property
     def cpu_ceiling_per_s(self) -> float:

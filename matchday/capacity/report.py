@@ -8,7 +8,7 @@ from typing import Any
 
 from matchday.capacity import classes as k
 from matchday.capacity.demand import sell_out_s
-from matchday.capacity.plan import Limit, Plan
+from matchday.capacity.plan import Limit, Plan, batching
 from matchday.capacity.profile import Profile
 
 ADR_PAST_ONE_PRIMARY = "docs/adr/0024-past-one-postgresql-primary.md"
@@ -165,6 +165,12 @@ def markdown(p: Plan, profile: Profile, scenario: str, drop_units: int | None = 
         f" ({profile.hot_shard.callers} callers; its CPU alone would allow"
         f" {profile.hot_shard.cpu_ceiling_per_s:,.0f}/s).",
     ]  # fmt: skip
+    factor = batching(profile)
+    out.append(
+        "Shards and the event publisher group-commit: their cost per request at the peak is"
+        " the light-load cost x " + ", ".join(f"{v:.2f} ({r})" for r, v in factor.items())
+        + ", the ratio the hot-shard phase measured."
+    )
     for sku, rate in sh.pins:
         out.append(f"- `matchday pin {sku}`: {rate:,.0f} adds/s at the peak")
     admit = sh.ceiling_per_s * p.options.utilisation

@@ -210,3 +210,21 @@ def test_autoscaling_targets_follow_little_law() -> None:
     # One replica at 50% takes 3,750 x 0.5 / 1.5 = 1,250 req/s; x 20 ms = 25 in flight.
     assert (catalog.target_ongoing, catalog.max_ongoing) == (25, 100)
     assert math.isclose(catalog.latency_ms, 20.0)
+
+
+def test_group_committing_roles_cost_at_the_peak_what_the_hot_phase_measured() -> None:
+    data = profile().model_dump(by_alias=True)
+    # The hot phase: 50 us of shard and 25 us of publisher CPU per reserve; the add phase
+    # paid 200 and 100 (a batch per add): both shrink to a quarter at the peak.
+    data["hot_shard"]["cpu_us"] = {"shards": 50.0, "ray:publisher": 25.0}
+    from matchday.capacity.plan import batching
+    from matchday.capacity.profile import Profile
+
+    prof = Profile.model_validate(data)
+    assert batching(prof) == {"shards": 0.25, "ray:publisher": 0.25}
+    p = make_plan(prof, hand_demand(), Options(Node(4, 8), 0.5))
+    # shards: 625 x (200 + 300) us x 0.25; publisher: 625 x (100 + 100) us x 0.25.
+    assert p.cores[k.SHARDS] == pytest.approx(0.078125)
+    assert p.cores[k.PUBLISHER] == pytest.approx(0.03125)
+    # Other roles keep their light-load cost.
+    assert p.cores["replica:shop"] == pytest.approx(0.5)
