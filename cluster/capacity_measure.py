@@ -42,6 +42,7 @@ from cluster.capacity_probe import (
     at_fixed_rate,
     create_fixture,
     hide_fixture,
+    one_at_a_time,
 )
 from matchday.capacity import classes as k
 from matchday.capacity.costs import Window, class_cost, idle_of
@@ -61,6 +62,10 @@ TAIL_S = 1.5  # after a phase: the outbox relay, the vote drain and the last ans
 MAX_ERROR_SHARE = 0.05  # more than this and the stack is not healthy at this rate
 HOT_TTL_S = 30.0  # the hot phase's holds expire by themselves after the measurement
 WARM_UP = 20  # requests per catalogue class before anything is timed (caches, connections)
+# Before each phase, this many requests one at a time: the latency a fan sees from a stack
+# that is not queueing (what the plan's loops use), whatever the phase's rate does to it.
+LATENCY_PROBES = 10
+QUEUEING = 0.8  # a phase that kept under this share of its rate was queueing
 
 
 class MeasureError(RuntimeError):
@@ -125,11 +130,13 @@ async def measure_class(run: Run, probe: Probe, cls: str, index: int) -> ClassCo
     assert run.idle is not None
     count = round(run.rate * run.phase_s)
     if cls not in (k.BROWSE, k.PRODUCT, k.AVAILABILITY, k.SESSION):
-        count = min(count, len(probe.fans))  # one request per fan the session phase made
+        # One request per fan the session phase made (the first ones are the probes').
+        count = min(count, len(probe.fans) - LATENCY_PROBES)
     say(f"[{index}/{len(k.CLASSES)}] {cls}: {count} requests at {run.rate:g}/s ...")
+    alone = await one_at_a_time(probe.call(cls), LATENCY_PROBES, EXPECTED[cls])
     before = run.meter.read()
     started = time.monotonic()
-    out = await at_fixed_rate(probe.call(cls), count, run.rate, EXPECTED[cls])
+    out = await at_fixed_rate(probe.call(cls), count, run.rate, EXPECTED[cls], LATENCY_PROBES)
     took = time.monotonic() - started
     await asyncio.sleep(TAIL_S)
     after = run.meter.read()
@@ -146,8 +153,11 @@ async def measure_class(run: Run, probe: Probe, cls: str, index: int) -> ClassCo
     run.foreign.append(w.foreign_cores)
     run.steal.append(w.steal_cores)
     cost = class_cost(w, run.idle, ok=out.ok, errors=out.errors, rate_per_s=count / took,
-                      latencies_ms=out.latencies_ms, cls=cls)  # fmt: skip
-    say(f"      {out.ok} ok, {out.errors} errors, p50 {cost.latency.p50_ms:.1f} ms;"
+                      latencies_ms=alone.latencies_ms or out.latencies_ms, cls=cls)  # fmt: skip
+    if count / took < QUEUEING * run.rate:
+        say(f"      warning: {cls} kept {count / took:.1f} of {run.rate:g} requests/s: the stack"
+            " was queueing (its cost holds; measure again with a lower --rate to be sure)")
+    say(f"      {out.ok} ok, {out.errors} errors, p50 alone {cost.latency.p50_ms:.1f} ms;"
         f" {cost.shop_cpu_us():,.0f} us of CPU a request, {cost.pg_write_xacts:.2f}"
         f" PostgreSQL commits, {cost.redis_cmds:.1f} Redis commands")  # fmt: skip
     return cost

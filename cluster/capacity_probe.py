@@ -207,35 +207,53 @@ class Probe:
         return fn
 
 
-async def at_fixed_rate(
-    call: Callable[[int], Awaitable[int]], count: int, rate: float, expected: set[int]
+async def _timed(call: Callable[[int], Awaitable[int]], i: int, expected: set[int],
+                 out: Outcome) -> None:  # fmt: skip
+    began = time.perf_counter()
+    try:
+        status = str(await call(i))
+    except Exception as exc:  # counted: a refused connection is an error, not a crash
+        status = type(exc).__name__
+    out.statuses[status] = out.statuses.get(status, 0) + 1
+    if status.isdigit() and int(status) in expected:
+        out.ok += 1
+        out.latencies_ms.append((time.perf_counter() - began) * 1000)
+    else:
+        out.errors += 1
+
+
+async def one_at_a_time(
+    call: Callable[[int], Awaitable[int]], count: int, expected: set[int]
 ) -> Outcome:
-    """``count`` calls started ``1/rate`` s apart (open loop, at most MAX_IN_FLIGHT at once)."""
+    """Calls ``0..count-1`` in turn: the latency of a request that waits for nothing else."""
+    out = Outcome()
+    for i in range(count):
+        await _timed(call, i, expected, out)
+    return out
+
+
+async def at_fixed_rate(
+    call: Callable[[int], Awaitable[int]], count: int, rate: float, expected: set[int],
+    first: int = 0,
+) -> Outcome:  # fmt: skip
+    """Calls ``first..first+count-1`` started ``1/rate`` s apart (open loop, at most
+    MAX_IN_FLIGHT at once)."""
     out, gate = Outcome(), asyncio.Semaphore(MAX_IN_FLIGHT)
     loop = asyncio.get_running_loop()
     start = loop.time()
 
     async def one(i: int) -> None:
-        began = time.perf_counter()
         try:
-            status = str(await call(i))
-        except Exception as exc:  # counted: a refused connection is an error, not a crash
-            status = type(exc).__name__
+            await _timed(call, i, expected, out)
         finally:
             gate.release()
-        out.statuses[status] = out.statuses.get(status, 0) + 1
-        if status.isdigit() and int(status) in expected:
-            out.ok += 1
-            out.latencies_ms.append((time.perf_counter() - began) * 1000)
-        else:
-            out.errors += 1
 
     tasks = []
-    for i in range(count):
-        delay = start + i / rate - loop.time()
+    for n in range(count):
+        delay = start + n / rate - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
         await gate.acquire()
-        tasks.append(asyncio.create_task(one(i)))
+        tasks.append(asyncio.create_task(one(first + n)))
     await asyncio.gather(*tasks)
     return out
