@@ -58,7 +58,9 @@ from matchday.capacity.profile import (
 )
 from matchday.settings import Settings
 
-TAIL_S = 1.5  # after a phase: the outbox relay, the vote drain and the last answers finish
+# After a phase: the outbox relay, the vote drain (0.25 s linger, ADR 0013) and expiring
+# work finish inside the window.
+TAIL_S = 1.5
 MAX_ERROR_SHARE = 0.05  # more than this and the stack is not healthy at this rate
 HOT_TTL_S = 30.0  # the hot phase's holds expire by themselves after the measurement
 WARM_UP = 20  # requests per catalogue class before anything is timed (caches, connections)
@@ -109,6 +111,7 @@ class Run:
     meter: Meter
     phase_s: float
     rate: float
+    tail_s: float = TAIL_S
     idle: Idle | None = None
     costs: dict[str, ClassCost] = field(default_factory=dict)
     foreign: list[float] = field(default_factory=list)
@@ -138,7 +141,7 @@ async def measure_class(run: Run, probe: Probe, cls: str, index: int) -> ClassCo
     started = time.monotonic()
     out = await at_fixed_rate(probe.call(cls), count, run.rate, EXPECTED[cls], LATENCY_PROBES)
     took = time.monotonic() - started
-    await asyncio.sleep(TAIL_S)
+    await asyncio.sleep(run.tail_s)
     after = run.meter.read()
     run.last = after.cpu
     if "429" in out.statuses:
@@ -211,7 +214,7 @@ def measure_hot_shard(run: Run, fixture: Fixture, callers: int) -> HotShard:
 
         before = run.meter.read()
         await asyncio.gather(*(caller(c) for c in range(callers)))
-        await asyncio.sleep(TAIL_S)
+        await asyncio.sleep(run.tail_s)
         return done[0], run.meter.window(before, run.meter.read())
 
     reserves, w = _with_ray(run.target.settings, work)
@@ -231,9 +234,11 @@ def measure_hot_shard(run: Run, fixture: Fixture, callers: int) -> HotShard:
     return hot
 
 
-def measure(target: Target, phase_s: float, rate: float, callers: int) -> Profile:
+def measure(
+    target: Target, phase_s: float, rate: float, callers: int, tail_s: float = TAIL_S
+) -> Profile:
     meter = Meter(target)
-    run = Run(target, meter, phase_s, rate)
+    run = Run(target, meter, phase_s, rate, tail_s)
     say(f"measuring {target.host}: {len(k.CLASSES)} classes x {phase_s:g} s at {rate:g}/s,"
         f" then the hot shard")  # fmt: skip
     fixture = asyncio.run(create_fixture(target.settings))
@@ -265,7 +270,7 @@ def cmd_measure(args: argparse.Namespace, settings: Settings) -> int:
         say(f"matchday capacity measure: {exc}")
         return 2
     try:
-        profile = measure(target, args.phase_s, args.rate, args.callers)
+        profile = measure(target, args.phase_s, args.rate, args.callers, args.tail_s)
     except MeasureError as exc:
         say(f"matchday capacity measure: {exc}")
         return 1
@@ -285,6 +290,8 @@ def register(action: Any) -> None:
     m.add_argument("--rate", type=float, default=40.0, help="requests/s in each phase (40)")
     m.add_argument("--callers", type=int, default=256,
                    help="concurrent reserves in the hot-shard phase (256)")  # fmt: skip
+    m.add_argument("--tail-s", type=float, default=TAIL_S,
+                   help="seconds after each phase for its late work, inside its window (1.5)")
     m.add_argument("--stack-pid", type=int, help="the stack's root process (default: stack.json)")
     m.add_argument("--out", type=Path, help="also write the profile to this file")
     m.set_defaults(fn=cmd_measure)
