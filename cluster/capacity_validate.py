@@ -152,7 +152,7 @@ def markdown(results: list[dict[str, Any]], profile: Profile, args: argparse.Nam
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
-    from cluster.capacity_measure import measure, resolve_target
+    from cluster.capacity_measure import MeasureError, measure, resolve_target
 
     args.out = args.out or settings.data_dir / "capacity" / time.strftime("validate-%Y%m%d-%H%M%S")
     args.data_dir = settings.data_dir
@@ -172,6 +172,9 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     except (PlanInputError, SystemExit) as exc:
         say(f"matchday capacity validate: {exc}")
         return 2
+    except MeasureError as exc:
+        say(f"matchday capacity validate: {exc}")
+        return 1
     (args.out / "validation.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "validation.md").write_text(markdown(results, profile, args))
     for r in results:
