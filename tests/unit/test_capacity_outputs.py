@@ -208,3 +208,14 @@ def test_the_report_says_when_a_plan_leaves_rays_tested_envelope() -> None:
     assert "Past Ray's tested envelope" not in markdown(a_plan(), profile(), "steady")
     big = markdown(a_plan(fixed_nodes=300), profile(), "steady")
     assert "Past Ray's tested envelope**: 300 nodes" in big
+
+
+def test_validate_refuses_an_unknown_scenario_before_sending_any_load(
+    cli: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "validate"
+    args = ["capacity", "validate", "--profile", str(cli), "--scenarios", "steady", "final",
+            "--host", "http://127.0.0.1:9", "--out", str(out)]  # fmt: skip
+    assert main(args) == 2
+    assert "no scenario 'final'" in capsys.readouterr().err
+    assert not out.exists()
