@@ -74,7 +74,10 @@ def latency_ms(profile: Profile) -> dict[str, float]:
     return {c: cost.latency.mean_ms for c, cost in profile.classes.items()}
 
 
-def build_plan(args: argparse.Namespace, profile: Profile, client_us: float = 0.0) -> Plan:
+def build_plan(
+    args: argparse.Namespace, profile: Profile, client_us: float = 0.0,
+    replica_caps: dict[str, int] | None = None,
+) -> Plan:  # fmt: skip
     """Everything ``plan`` checks before it writes anything."""
     from loadtests.mixes import load_mix
 
@@ -88,6 +91,7 @@ def build_plan(args: argparse.Namespace, profile: Profile, client_us: float = 0.
     opts = Options(
         node=node, utilisation=args.target_utilisation, stores=stores,
         hot_skus=tuple(args.hot_skus), fixed_nodes=args.nodes, client_us=client_us,
+        replica_caps=replica_caps or {},
     )  # fmt: skip
     return make_plan(profile, d, opts)
 

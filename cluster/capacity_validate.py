@@ -98,6 +98,22 @@ def measured_saturation(steps: list[dict[str, Any]], out: Path) -> tuple[float, 
     return max(float(s["rps"]) for s in steps), saturated
 
 
+def replica_caps(config: Path) -> dict[str, int]:
+    """Replica maxima per role of the Serve config the local stack deploys."""
+    import yaml
+
+    from matchday.capacity.classes import replica_role
+
+    caps = {}
+    for app in yaml.safe_load(config.read_text()).get("applications", []):
+        for d in app.get("deployments", []):
+            auto = d.get("autoscaling_config") or {}
+            caps[replica_role(app["name"], d["name"])] = int(
+                auto.get("max_replicas", d.get("num_replicas", 1))
+            )
+    return caps
+
+
 def predict(args: argparse.Namespace, profile: Profile, scenario: str, client_us: float) -> Any:
     plan_args = argparse.Namespace(**{
         **vars(args), "scenario": scenario, "peak_users": max(args.users), "nodes": 1,
@@ -108,7 +124,8 @@ def predict(args: argparse.Namespace, profile: Profile, scenario: str, client_us
         import psutil
 
         plan_args.node_memory = f"{psutil.virtual_memory().total / 2**30:.1f}Gi"
-    return build_plan(plan_args, profile, client_us=client_us)
+    caps = replica_caps(ROOT / "serve_config.yaml")  # what `matchday run` deploys
+    return build_plan(plan_args, profile, client_us=client_us, replica_caps=caps)
 
 
 def validate_one(args: argparse.Namespace, profile: Profile, scenario: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from matchday.capacity import classes as k
 from matchday.capacity.demand import Demand
@@ -60,6 +60,8 @@ class Options:
     hot_skus: tuple[str, ...] = ("JERSEY-FINAL-LTD-M",)
     fixed_nodes: int | None = None  # a given cluster: report where it saturates
     client_us: float = 0.0  # CPU per request of a load generator on the same nodes
+    # A deployed config's replica maxima (role -> replicas), instead of the plan's own.
+    replica_caps: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -324,7 +326,10 @@ def make_plan(profile: Profile, d: Demand, opts: Options) -> Plan:
     cores = cores_by_component(profile, rates)
     if opts.client_us > 0:
         cores[k.LOAD_GENERATOR] = sum(rates.values()) * opts.client_us / 1e6
-    deployments = plan_deployments(profile, d, cores, opts.utilisation)
+    deployments = tuple(
+        replace(x, max_replicas=opts.replica_caps[x.role]) if x.role in opts.replica_caps else x
+        for x in plan_deployments(profile, d, cores, opts.utilisation)
+    )
     shards = plan_shards(profile, d, cores, opts)
     nodes = plan_nodes(profile, cores, deployments, shards, opts)
     stores = plan_stores(profile, rates, cores, opts)

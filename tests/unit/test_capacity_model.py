@@ -228,3 +228,12 @@ def test_group_committing_roles_cost_at_the_peak_what_the_hot_phase_measured() -
     assert p.cores[k.PUBLISHER] == pytest.approx(0.03125)
     # Other roles keep their light-load cost.
     assert p.cores["replica:shop"] == pytest.approx(0.5)
+
+
+def test_a_deployed_configs_replica_maxima_bound_a_fixed_cluster() -> None:
+    # One payments replica, as the laptop's serve_config.yaml runs the test gateway: its
+    # 0.125 core of load has 8x headroom against 1 core, not 16x against the plan's 2.
+    opts = Options(Node(4, 8), 0.5, replica_caps={"replica:orders/Payments": 1})
+    p = make_plan(profile(), hand_demand(), opts)
+    (payments,) = [x for x in p.limits if x.name == "replica:orders/Payments replicas"]
+    assert payments.capacity == 1 and payments.headroom == pytest.approx(8)
