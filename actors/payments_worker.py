@@ -13,16 +13,41 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import ray
 
-from actors.metrics import GatewayCounters, payment_queue_sampler, sample_every
+from actors.metrics import GatewayCounters, payment_queue_sampler, safe_metrics, sample_every
+from matchday.metrics import LATE_PAYMENTS, ORDERS_UNPAID, PAYMENTS_OVERDUE, Metrics
 from matchday.settings import Settings
 
 log = logging.getLogger(__name__)
 
 WORKER_NAME = "payments-worker"
+# An order counts as overdue this long past its payment deadline: the worker ends it at the
+# deadline, give or take its poll and one round of gateway calls.
+OVERDUE_GRACE_S = 60.0
+# The window of the "ended unpaid" and "late payments" gauges (their alerts read them).
+RECENT_S = 3600.0
+
+
+def deadline_sampler(
+    watch: Any, payment_hold_s: float, metrics: Metrics | None = None
+) -> Callable[[], Awaitable[None]]:
+    """Sets the payment-deadline gauges from PostgreSQL (a PaymentWatch), so they count what
+    every process did (checkout replicas, webhooks, this worker), and survive a restart."""
+    m = metrics or safe_metrics()
+
+    async def sample() -> None:
+        m.set(PAYMENTS_OVERDUE, await watch.overdue(OVERDUE_GRACE_S, payment_hold_s))
+        recent = await watch.recent_endings(RECENT_S)
+        for code, n in recent["unpaid"].items():
+            m.set(ORDERS_UNPAID, n, {"code": code})
+        for kind, n in recent["late"].items():
+            m.set(LATE_PAYMENTS, n, {"kind": kind})
+
+    return sample
 
 
 class PaymentsWorkerActor:
@@ -76,6 +101,7 @@ class PaymentsWorkerActor:
     async def _work(self, ctx: Any, gateway: Any, routed: bool) -> None:
         from matchday.payments.worker import PaymentsWorker
         from matchday.storage.payments_repo import PaymentsRepository
+        from matchday.storage.payments_watch import PaymentWatch
 
         s = self.settings
         assert ctx.checkout is not None and self._stop is not None
@@ -87,6 +113,8 @@ class PaymentsWorkerActor:
             stale_s=max(s.payment_settle_grace_s, 2 * s.stripe_timeout_s),
         )  # fmt: skip
         sampler = sample_every(payment_queue_sampler(self._worker.payments))
+        watch = PaymentWatch(ctx.pool)
+        deadlines = sample_every(deadline_sampler(watch, s.payment_hold_s))
         # The worker's retries charge through its own router: its counts are exported too
         # (a HandleGateway's charges are counted by the Payments deployment itself).
         charges = sample_every(GatewayCounters(gateway).sample) if gateways else None
@@ -96,6 +124,7 @@ class PaymentsWorkerActor:
         finally:
             self._running = False
             sampler.cancel()
+            deadlines.cancel()
             if charges is not None:
                 charges.cancel()
 

@@ -59,6 +59,9 @@ CHECKOUT_LATENCY = "matchday_checkout_latency_seconds"
 PAYMENTS = "matchday_payments"
 FAILOVERS = "matchday_payment_failovers"
 PAYMENT_QUEUE = "matchday_payment_queue_depth"
+PAYMENTS_OVERDUE = "matchday_payments_overdue"
+ORDERS_UNPAID = "matchday_orders_unpaid_recent"
+LATE_PAYMENTS = "matchday_late_payments_recent"
 OUTBOX_BACKLOG = "matchday_outbox_backlog"
 CATALOG_CACHE = "matchday_catalog_cache"
 
@@ -120,6 +123,30 @@ SPECS: tuple[MetricSpec, ...] = (
         ("gateway",),
     ),
     MetricSpec(PAYMENT_QUEUE, "gauge", "Orders waiting in the payment retry queue."),
+    # The next three are read from PostgreSQL by the payments worker's sampler, so they count
+    # what every process did (checkout replicas, webhooks, the worker), restarts included.
+    MetricSpec(
+        PAYMENTS_OVERDUE,
+        "gauge",
+        "Orders still in flight more than a minute past their payment deadline (should be 0:"
+        " the payments worker ends them at the deadline).",
+    ),
+    MetricSpec(
+        ORDERS_UNPAID,
+        "gauge",
+        "Orders that ended unpaid in the last hour, by code: payment_timeout (not confirmed"
+        " by the deadline), hold_lost (units gone before a charge), sold_out_refunded and"
+        " partly_refunded (paid for units no longer held, refunded).",
+        ("code",),
+    ),
+    MetricSpec(
+        LATE_PAYMENTS,
+        "gauge",
+        "Payments voided in the last hour because their order could not take them, by"
+        " suspicious-activity kind (late authorisation cancelled, late or duplicate charge"
+        " refunded, sold out refunded).",
+        ("kind",),
+    ),
     MetricSpec(OUTBOX_BACKLOG, "gauge", "Stock events committed but not yet published."),
     MetricSpec(
         CATALOG_CACHE,

@@ -12,6 +12,11 @@ from matchday.storage.payments_repo import PaymentsRepository
 
 PRIMARY = "stripe-primary"
 BACKUP = "stripe-backup"
+# The gateway bounds each SDK call by stripe_timeout_s (its wait for a thread included), so a
+# hung account fails over after one timeout (issue 13). A charge makes up to three calls in a
+# row (retrieve or create, confirm, capture): the router caps the whole answer at that many
+# timeouts, which also bounds a lookup that lists page after page of a slow account.
+CHARGE_CALLS = 3
 
 
 def stripe_gateways(settings: Settings, repo: PaymentsRepository) -> list[StripeGateway]:
@@ -25,6 +30,7 @@ def stripe_gateways(settings: Settings, repo: PaymentsRepository) -> list[Stripe
             repo,
             payment_method_types=settings.stripe_payment_method_types,
             capture_method=settings.stripe_capture_method,
+            timeout_s=settings.stripe_timeout_s,
         )
         for name, key, base in accounts
     ]
@@ -58,4 +64,5 @@ def router_over(
         ],
         attempted_on=attempted_on,
         made_by=made_by,
+        call_timeout_s=CHARGE_CALLS * settings.stripe_timeout_s,
     )

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from matchday.domain.errors import InvalidInput, Unavailable
+from matchday.domain.errors import Conflict, InvalidInput, Unavailable
 
 ChargeStatus = Literal["succeeded", "declined", "requires_action"]
 
@@ -33,6 +33,27 @@ def check_token(token: object) -> str:
             "payment_token", "must be a payment-method token such as pm_card_visa, never card data"
         )
     return token
+
+
+class GatewayTimeout(Unavailable):
+    """No answer within the stated bound: an outage that opens the gateway's breaker at once.
+
+    Its code is ``unavailable``, so across a Serve handle it arrives as :class:`Unavailable`;
+    only the router, in the gateway's own process, needs the difference."""
+
+    @classmethod
+    def after(cls, gateway: str, seconds: float) -> GatewayTimeout:
+        return cls(f"{gateway}: no answer within {seconds:g} s")
+
+
+class OrderClosed(Conflict):
+    """The order ended without a payment (its deadline passed, its holds were lost): what
+    the gateway found for it was voided, never captured. Not an outage: no failover.
+    Across a Serve handle it arrives as :class:`Conflict` (its code)."""
+
+    @classmethod
+    def voided(cls, order_id: str) -> OrderClosed:
+        return cls(f"order {order_id} ended before this payment, which was voided")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
 """A :class:`PaymentGateway` on Stripe PaymentIntents, through the official SDK.
 
 One gateway per Stripe account (primary, backup: :mod:`matchday.payments.router`). The SDK is
-synchronous: every call runs in a thread (``asyncio.to_thread``) and the SDK's own retries are
-off, so retrying is decided here and in the router, never twice.
+synchronous: every call runs in a thread of the gateway's own pool, bounded as a whole (the
+wait for a thread included) by ``timeout_s``, and the SDK's own retries are off, so retrying
+is decided here and in the router, never twice.
 
 Never charge twice, even on a server that ignores ``Idempotency-Key`` (localstripe):
 
@@ -24,14 +25,24 @@ errors, timeouts, 429 and 5xx raise :class:`Unavailable` (outcome unknown).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
+import httpx
 import stripe
 
 from matchday.domain.errors import Unavailable
-from matchday.payments.gateway import ChargeRequest, ChargeResult, RefundResult, check_token
+from matchday.payments.gateway import (
+    ChargeRequest,
+    ChargeResult,
+    GatewayTimeout,
+    OrderClosed,
+    RefundResult,
+    check_token,
+)
 from matchday.storage.payments_repo import Attempt, PaymentsRepository
 
 log = logging.getLogger(__name__)
@@ -43,6 +54,14 @@ ORDER_FIELD = "matchday_order"
 MAX_LIST_PAGES = 20
 # What the best of several intents for one key is, when a lookup finds more than one.
 _RANK = {"succeeded": 0, "requires_capture": 1, "processing": 2, "requires_action": 3}
+# Each gateway's own threads for the synchronous SDK. asyncio.to_thread shares the loop's
+# default pool, min(32, cpus + 4) = 6 threads on the 2-core test machine: calls to a Stripe
+# frozen with SIGSTOP held all six, and every other call (the backup's and the card-fingerprint
+# lookup's too) queued behind them for 14-20 s, past the 10 s timeout (issue 13). 64 threads
+# carry 64 calls in flight per account and process; at Stripe's 0.3-3 s a call that is 20-200
+# calls/s, above one Payments replica's checkout rate. A call beyond them waits for a thread
+# within its own timeout, and then counts as an outage: it never blocks the other account.
+THREADS_PER_GATEWAY = 64
 _TRANSIENT = (
     stripe.APIConnectionError,
     stripe.APIError,
@@ -71,12 +90,17 @@ class StripeGateway:
         *,
         payment_method_types: Sequence[str] = ("card",),
         capture_method: Literal["manual", "automatic"] = "manual",
+        timeout_s: float = 10.0,
+        threads: int = THREADS_PER_GATEWAY,
     ) -> None:
         self.name = name
         self.client = client
         self.attempts = attempts
         self.payment_method_types = list(payment_method_types)
         self.capture_method = capture_method
+        self.timeout_s = timeout_s
+        # Threads start on first use, so building a gateway starts nothing (import-safe).
+        self._threads = ThreadPoolExecutor(threads, thread_name_prefix=f"stripe-{name}")
         self._search_works = True
 
     # -- the PaymentGateway protocol -----------------------------------------------------------
@@ -185,23 +209,36 @@ class StripeGateway:
             if keep is not None and keep == (self.name, pi.id):
                 await self._note(attempt.order_id, attempt.attempt, pi)
                 continue
-            if pi.status in ("requires_capture", "requires_confirmation", "requires_action",
-                             "requires_payment_method"):  # fmt: skip
-                await self._call(self.client.v1.payment_intents.cancel, pi.id)
-                voided += 1
-            elif pi.status == "succeeded":  # captured elsewhere already: give it back
-                await self.refund(pi.id, int(pi.amount), f"stray:{pi.id}")
-                await self.attempts.suspicious(
-                    "duplicate_charge_refunded", attempt.order_id, None,
-                    {"gateway": self.name, "intent": pi.id},
-                )  # fmt: skip
-                voided += 1
-            await self.attempts.record(
-                attempt.order_id, attempt.attempt, self.name, "voided", intent_id=pi.id
-            )
+            voided += await self._void(attempt.order_id, attempt.attempt, pi, keep)
         if not intents:
             await self.attempts.record(attempt.order_id, attempt.attempt, self.name, "not_found")
         return voided
+
+    async def _void(
+        self, order_id: str, attempt: int, pi: Any, keep: tuple[str, str] | None
+    ) -> int:
+        """Cancel (or refund) ``pi``, an intent that is not its order's capture; 1 if it
+        held or took money. Money held or taken this way is logged as suspicious: an
+        authorisation that came late (a timed-out call, a failover, a payment deadline), a
+        capture beside the order's own, a charge for an order that ended without one."""
+        kind = None
+        if pi.status in ("requires_capture", "requires_confirmation", "requires_action",
+                         "requires_payment_method"):  # fmt: skip
+            await self._call(self.client.v1.payment_intents.cancel, pi.id)
+            if pi.status == "requires_capture":  # money was held on the card
+                kind = "late_authorisation_cancelled"
+        elif pi.status == "succeeded":  # captured: give it back
+            await self.refund(pi.id, int(pi.amount), f"stray:{pi.id}")
+            kind = "duplicate_charge_refunded" if keep else "late_charge_refunded"
+        await self.attempts.record(order_id, attempt, self.name, "voided", intent_id=pi.id)
+        if kind is None:
+            return int(pi.status != "canceled")
+        await self.attempts.suspicious(
+            kind, order_id, None,
+            {"gateway": self.name, "intent": pi.id, "amount": int(pi.amount),
+             "kept": keep[1] if keep else None},
+        )  # fmt: skip
+        return 1
 
     # -- steps ---------------------------------------------------------------------------------
 
@@ -228,7 +265,11 @@ class StripeGateway:
             await self._note(order_id, attempt, intent)
             status = intent.status
         if status in ("requires_capture", "succeeded"):
-            gateway, winner = await self.attempts.claim_capture(order_id, self.name, intent.id)
+            claim = await self.attempts.claim_capture(order_id, self.name, intent.id)
+            if claim is None:  # the order ended without a payment (its deadline passed)
+                await self._void(order_id, attempt, intent, None)
+                raise OrderClosed.voided(order_id)
+            gateway, winner = claim
             if (gateway, winner) != (self.name, intent.id):
                 # Another intent holds this order's capture: this one is a duplicate.
                 await self.attempts.suspicious(
@@ -297,14 +338,29 @@ class StripeGateway:
         return min(intents, key=lambda pi: _RANK.get(pi.status, 9))
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn`` in this gateway's threads, answered within ``timeout_s`` all told.
+
+        A call still queued for a thread when the time runs out is cancelled and never sent;
+        one already sent may still be processed by Stripe (a late authorisation): the attempt
+        record and the capture claim deal with that (ADR 0008)."""
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(self._threads, functools.partial(fn, *args, **kwargs))
         try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            return await asyncio.wait_for(job, self.timeout_s)
+        except TimeoutError:
+            raise GatewayTimeout.after(self.name, self.timeout_s) from None
         except _TRANSIENT as exc:
+            if isinstance(exc.__cause__, httpx.TimeoutException):
+                raise GatewayTimeout.after(self.name, self.timeout_s) from None
             raise Unavailable(f"{self.name}: {type(exc).__name__}") from None
         except stripe.StripeError as exc:
             if (exc.http_status or 0) >= 500:
                 raise Unavailable(f"{self.name}: HTTP {exc.http_status}") from None
             raise
+
+    def close(self) -> None:
+        """Let the threads go (a call still blocked finishes by its HTTP timeout)."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
 
 def _meta(obj: Any) -> dict[str, Any]:

@@ -4,11 +4,13 @@ A plain class (``actors/payments_worker.py`` hosts it on Ray). Each round it
 
 1. queues unsettled orders that have no queue row (a crash before the row was written);
 2. claims due rows (``FOR UPDATE SKIP LOCKED``, leased, so several workers never take the
-   same order) and drives each order with :meth:`CheckoutService.resume`, which asks the
-   gateway again under the same key ``<order>:<attempt>``. The gateway looks the attempt up
-   first (its recorded intent, else a search by key) and creates nothing when it finds one:
-   an ambiguous outcome is resolved before any retry. An order still unsettled is scheduled
-   again with exponential backoff and jitter;
+   same order) and drives each order with :meth:`CheckoutService.resume`, which checks its
+   holds, then asks the gateway again under the same key ``<order>:<attempt>``. The gateway
+   looks the attempt up first (its recorded intent, else a search by key) and creates
+   nothing when it finds one: an ambiguous outcome is resolved before any retry. An order
+   still unsettled is scheduled again with exponential backoff and jitter, never past its
+   payment deadline, where ``resume`` ends it (``payment_timeout``); one waiting on the
+   customer's bank is looked at again at its deadline;
 3. sweeps attempts whose outcome we never learned, of orders that have since settled: any
    authorisation there that is not the order's capture is cancelled (ADR 0008).
 """
@@ -19,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -27,10 +30,14 @@ from matchday.domain.errors import MatchdayError
 from matchday.payments.gateway import PaymentGateway
 from matchday.shop import models as st
 from matchday.shop.checkout import CheckoutService
+from matchday.shop.models import Order
 from matchday.storage.payments_repo import PaymentsRepository
 from matchday.storage.shop_repo import ShopRepository
 
 log = logging.getLogger(__name__)
+
+# Failure codes of orders the worker ended that operators count (stats(), ADR 0008).
+ENDINGS = frozenset({"payment_timeout", "hold_lost", "sold_out_refunded", "partly_refunded"})
 
 
 class PaymentsWorker:
@@ -103,24 +110,36 @@ class PaymentsWorker:
 
     async def _settle(self, order_id: str, tries: int) -> None:
         order = await self.repo.order(order_id)
-        if order is None or order.status not in st.UNSETTLED:
+        if order is None or order.status not in st.PAYABLE:
             await self.payments.done(order_id)
             return
         error: str | None = None
         try:
-            order = await self.checkout.resume(order)
+            order = await self.checkout.resume(order, with_action=True)
         except MatchdayError as exc:
             error = f"{exc.code}: {exc.message}"
         except Exception as exc:  # a bug must not stop the queue; the order is retried
             log.exception("payments worker: order %s", order_id)
             error = type(exc).__name__
-        if error is None and order.status not in st.UNSETTLED:
+        if error is None and order.status not in st.PAYABLE:
             self.counters["settled"] += 1
             self.counters[f"settled_{order.status}"] += 1
+            if order.failure_code in ENDINGS:
+                self.counters[order.failure_code] += 1
             await self.payments.done(order_id)
             return
+        if error is None and order.status == st.REQUIRES_ACTION:
+            self.counters["awaiting_customer"] += 1  # looked at again at its deadline
+            return
         self.counters["retried"] += 1
-        await self.payments.schedule(order_id, self.backoff(tries), error or order.status)
+        await self.payments.schedule(order_id, self._next_look(order, tries), error or order.status)
+
+    def _next_look(self, order: Order, tries: int) -> float:
+        """The backoff, but never past the order's payment deadline: it ends on time."""
+        delay = self.backoff(tries)
+        if not order.attempts:
+            return delay
+        return max(0.0, min(delay, self.checkout.deadline(order) - time.time()))
 
 
 async def supervise(

@@ -14,7 +14,7 @@ import time
 
 from matchday.domain.errors import Conflict, InvalidInput, NotFound
 from matchday.inventory.commands import ID_RE, ReservationView, check_sku
-from matchday.shop.models import Cart, CartLine
+from matchday.shop.models import IN_FLIGHT, Cart, CartLine
 from matchday.shop.ports import Prices, Stock
 from matchday.storage.shop_repo import ShopRepository
 
@@ -115,21 +115,25 @@ class CartService:
         check_key(key)
         if qty == 0:
             return await self.remove(customer_id, cart_id, sku, key)
-        lines = await self._held_lines(customer_id, cart_id, sku)
-        first, rest = lines[0], lines[1:]
-        # Extra lines go first: they count against the customer's limit while the first grows.
-        for line in rest:
-            await self.stock.release(f"rel:{cart_id}:{key}:{line.reservation_id}", sku,
-                                     line.reservation_id)  # fmt: skip
-        if first.qty != qty:
-            await self.stock.resize(f"rsz:{cart_id}:{key}", sku, first.reservation_id, qty)
+        check_sku(sku)
+        async with self.repo.cart_for_edit(cart_id) as found:
+            lines = self._held_lines(customer_id, cart_id, sku, found)
+            first, rest = lines[0], lines[1:]
+            # Extra lines go first: they count against the customer's limit while the first grows.
+            for line in rest:
+                await self.stock.release(f"rel:{cart_id}:{key}:{line.reservation_id}", sku,
+                                         line.reservation_id)  # fmt: skip
+            if first.qty != qty:
+                await self.stock.resize(f"rsz:{cart_id}:{key}", sku, first.reservation_id, qty)
         return await self.view(customer_id, cart_id)
 
     async def remove(self, customer_id: str, cart_id: str, sku: str, key: str) -> Cart:
         check_key(key)
-        for line in await self._held_lines(customer_id, cart_id, sku):
-            await self.stock.release(f"rel:{cart_id}:{key}:{line.reservation_id}", sku,
-                                     line.reservation_id)  # fmt: skip
+        check_sku(sku)
+        async with self.repo.cart_for_edit(cart_id) as found:
+            for line in self._held_lines(customer_id, cart_id, sku, found):
+                await self.stock.release(f"rel:{cart_id}:{key}:{line.reservation_id}", sku,
+                                         line.reservation_id)  # fmt: skip
         return await self.view(customer_id, cart_id)
 
     async def _open_cart(self, customer_id: str, cart_id: str) -> Cart:
@@ -140,10 +144,24 @@ class CartService:
             raise Conflict(f"cart {cart_id} is {cart.status.replace('_', ' ')}")
         return cart
 
-    async def _held_lines(self, customer_id: str, cart_id: str, sku: str) -> list[CartLine]:
-        check_sku(sku)
-        await self._open_cart(customer_id, cart_id)
-        cart = await self.view(customer_id, cart_id)
+    @staticmethod
+    def _held_lines(
+        customer_id: str, cart_id: str, sku: str, found: tuple[Cart, str | None] | None
+    ) -> list[CartLine]:
+        """The cart's held lines of ``sku``, read under :meth:`ShopRepository.cart_for_edit`.
+
+        A cart that has gone to checkout keeps its lines as its order took them: releasing
+        one would take the stock from under an order that may still be paid (issue 13)."""
+        if found is None or found[0].customer_id != customer_id:
+            raise NotFound("cart", cart_id)
+        cart, order_status = found
+        if cart.status != "open":
+            if order_status in IN_FLIGHT:
+                raise Conflict(
+                    f"cart {cart_id} has an order in progress ({order_status}): its lines"
+                    " cannot change until the payment settles"
+                )
+            raise Conflict(f"cart {cart_id} is {cart.status.replace('_', ' ')}")
         lines = [line for line in cart.held if line.sku == sku]
         if not lines:
             raise NotFound("cart line", sku)

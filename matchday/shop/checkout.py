@@ -4,12 +4,14 @@ The order of steps is what keeps both promises, never oversell and never double-
 
 1. The order is written first (pending), under an id derived from the customer's
    idempotency key, so a retried checkout finds the same order and resumes it.
+   The cart goes to checkout with it: its lines can no longer change (409).
 2. The holds are extended to cover the payment, so they cannot expire mid-charge.
 3. The gateway is asked to charge under the key ``<order>:<attempt>``; nothing (no
    transaction, no lock) is held meanwhile.
 4. Success commits every hold (reserved becomes sold) and marks the order paid. A decline
    releases the holds. No answer (outage, timeout) leaves the order ``payment_pending`` with
-   its holds in place: it is settled later by asking again under the same key, never guessed.
+   its holds in place: it is settled later by asking again under the same key, never guessed,
+   until its payment deadline; then it fails as ``payment_timeout`` (``settle.py``).
 
 Every step is idempotent by a request id derived from the order, so running :meth:`resume`
 twice, or in two processes, moves the order once.
@@ -29,21 +31,17 @@ from typing import Any, Protocol
 
 import psycopg
 
-from matchday.domain.errors import (
-    Conflict,
-    InvalidInput,
-    MatchdayError,
-    NotFound,
-    ReservationClosed,
-    Unavailable,
-)
+from matchday.domain.clock import Clock, SystemClock
+from matchday.domain.errors import Conflict, InvalidInput, MatchdayError, NotFound
 from matchday.payments.fraud import FraudRules
-from matchday.payments.gateway import ChargeRequest, PaymentGateway, check_token
+from matchday.payments.gateway import PaymentGateway, check_token
 from matchday.polls.models import OfferInvalid
 from matchday.shop import models as st
 from matchday.shop.carts import check_key, derived_id
+from matchday.shop.holds import OrderHolds
 from matchday.shop.models import Order, OrderLine
 from matchday.shop.ports import OrderEvents, Prices, Stock
+from matchday.shop.settle import OrderPayments, lost_message, told
 from matchday.storage.payments_repo import PaymentsRepository
 from matchday.storage.shop_repo import ShopRepository
 
@@ -59,7 +57,7 @@ class Offers(Protocol):
     ) -> int: ...
 
 
-class CheckoutService:
+class CheckoutService(OrderPayments):
     def __init__(
         self,
         repo: ShopRepository,
@@ -73,9 +71,11 @@ class CheckoutService:
         fraud: FraudRules | None = None,
         settle_grace_s: float = 60.0,
         offers: Offers | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.repo = repo
         self.stock = stock
+        self.holds = OrderHolds(stock, repo)
         self.prices = prices
         self.gateway = gateway
         self.events = events
@@ -84,6 +84,7 @@ class CheckoutService:
         self.fraud = fraud
         self.settle_grace_s = settle_grace_s
         self.offers = offers
+        self.clock = clock or SystemClock()
 
     async def checkout(
         self,
@@ -105,7 +106,7 @@ class CheckoutService:
         except psycopg.errors.UniqueViolation:
             raise Conflict(f"cart {cart_id} is already being checked out") from None
         if fresh:
-            await self._publish(created, {})
+            await self.events.publish(created.order_id, created.status, told(created.status, {}))
             if await self._held_for_review(created, client_ip):
                 return await self._reload(created)
         return await self.resume(created)
@@ -136,55 +137,6 @@ class CheckoutService:
             raise NotFound("order", order_id)
         return order
 
-    async def resume(self, order: Order, *, with_action: bool = False) -> Order:
-        """Drive an unsettled order as far as it can go now; settled ones come back as they are.
-
-        ``with_action`` also asks again for an order waiting on the customer's bank (a webhook
-        saying the payment went through, or failed)."""
-        movable = st.UNSETTLED | ({st.REQUIRES_ACTION} if with_action else set())
-        if order.status not in movable:
-            return order
-        if not await self._extend_holds(order):
-            return await self._reload(order)
-        req = ChargeRequest(
-            order.order_id, max(order.attempts, 1), order.charged_cents, order.currency,
-            order.payment_token, order.customer_id,
-        )  # fmt: skip
-        if order.attempts == 0:
-            await self.repo.bump_attempt(order.order_id)
-        # Before the charge: if this process dies anywhere after it, the worker finds the order.
-        await self.payments.schedule(order.order_id, self.settle_grace_s, only_if_absent=True)
-        try:
-            result = await self.gateway.charge(req)
-        except MatchdayError as exc:
-            if not exc.retryable:
-                raise
-            await self._move(order, st.AMBIGUOUS, {"reason": "gateway_unavailable"})
-            return await self._reload(order)
-        if result.risk_level in ("elevated", "highest"):
-            await self.payments.suspicious(
-                "gateway_risk", order.order_id, order.customer_id,
-                {"risk_level": result.risk_level, "gateway": result.gateway},
-            )  # fmt: skip
-        if result.status == "declined":
-            await self._release_all(order)
-            await self._move(
-                order, st.FAILED, {"code": result.code},
-                gateway=result.gateway, payment_ref=result.payment_ref,
-                failure_code=result.code, failure_message=result.message,
-            )  # fmt: skip
-            await self.payments.done(order.order_id)
-            return await self._reload(order)
-        if result.status == "requires_action":
-            await self._move(
-                order, st.REQUIRES_ACTION, {"code": result.code},
-                gateway=result.gateway, payment_ref=result.payment_ref,
-                failure_code=result.code, failure_message=result.message,
-            )  # fmt: skip
-            await self.payments.done(order.order_id)  # the bank's answer arrives by webhook
-            return await self._reload(order)
-        return await self._fulfil(order, result.gateway, result.payment_ref)
-
     async def decide_review(self, order_id: str, approve: bool) -> Order:
         """An operator's decision on an order held for review: pay it now, or cancel it."""
         order = await self.repo.order(order_id)
@@ -193,14 +145,14 @@ class CheckoutService:
         if order.status != st.REVIEW:
             raise Conflict(f"order {order_id} is {order.status}, not under review")
         if approve:
-            detail = _told(st.PENDING, {"review": "approved"})
+            detail = told(st.PENDING, {"review": "approved"})
             if await self.repo.update_order(
                 order_id, st.PENDING, from_statuses=frozenset({st.REVIEW}), detail=detail
             ):
                 await self.events.publish(order_id, st.PENDING, detail)
             return await self.resume(await self._reload(order))
-        await self._release_all(order)
-        detail = _told(st.CANCELLED, {"review": "rejected"})
+        await self.holds.release(order)
+        detail = told(st.CANCELLED, {"review": "rejected"})
         if await self.repo.update_order(
             order_id, st.CANCELLED, from_statuses=frozenset({st.REVIEW}), detail=detail,
             failure_code="review_rejected", failure_message="cancelled after review",
@@ -229,12 +181,35 @@ class CheckoutService:
         )  # fmt: skip
         full = await self.payments.refunded_cents(order.payment_ref) >= order.charged_cents
         status = st.REFUNDED if full else st.PAID
-        detail = _told(status, {"refunded_cents": result.amount_cents, "refund": result.refund_ref})
+        detail = told(status, {"refunded_cents": result.amount_cents, "refund": result.refund_ref})
         if await self.repo.update_order(
             order_id, status, from_statuses=frozenset({st.PAID}), detail=detail
         ):
             await self.events.publish(order_id, status, detail)
         return await self._reload(order)
+
+    async def payment_story(self, order_id: str) -> dict[str, Any]:
+        """An order's payment as operators see it (the admin API)."""
+        order = await self.repo.order(order_id)
+        if order is None:
+            raise NotFound("order", order_id)
+        queued = await self.payments.queued(order_id)
+        captured = await self.payments.captured(order_id)
+        return {
+            "order": order.to_dict(),
+            "deadline": self.deadline(order) if order.attempts else None,
+            "attempts": [
+                {"attempt": a.attempt, "gateway": a.gateway, "intent": a.intent_id,
+                 "status": a.status, "error": a.error, "risk_level": a.risk_level}
+                for a in await self.payments.attempts_of(order_id)
+            ],
+            "queue": {"tries": queued[0], "next_at": queued[1]} if queued else None,
+            "capture": {"gateway": captured[0], "intent": captured[1]} if captured else None,
+            "suspicious": [
+                {"kind": kind, "detail": detail}
+                for kind, detail in await self.payments.suspicious_of(order_id)
+            ],
+        }  # fmt: skip
 
     async def _held_for_review(self, order: Order, client_ip: str | None) -> bool:
         if self.fraud is None:
@@ -249,14 +224,16 @@ class CheckoutService:
         reasons = await self.fraud.assess(order.order_id, order.customer_id, fingerprint, client_ip)
         if not reasons:
             return False
-        if not await self._extend_holds(order):
+        # The holds last through a review as through a payment; an approval checks them again.
+        order, lost = await self.holds.secure(order, self._hold_ttl(order))
+        if lost and await self._close_unpaid(order, "hold_lost", lost_message(lost)):
             return True
         moved = await self.repo.update_order(
             order.order_id, st.REVIEW, from_statuses=frozenset({st.PENDING}),
-            detail=_told(st.REVIEW, {}),  # the reasons go to the suspicious log, not the customer
+            detail=told(st.REVIEW, {}),  # the reasons go to the suspicious log, not the customer
         )  # fmt: skip
         if moved:
-            await self.events.publish(order.order_id, st.REVIEW, _told(st.REVIEW, {}))
+            await self.events.publish(order.order_id, st.REVIEW, told(st.REVIEW, {}))
         return True
 
     # -- steps ---------------------------------------------------------------------------------
@@ -298,100 +275,6 @@ class CheckoutService:
             sum(ln.qty * ln.unit_price_cents for ln in lines), currencies.pop(), payment_token,
             0, None, None, None, None, now, now, lines, discount, offer_code or None,
         )  # fmt: skip
-
-    async def _extend_holds(self, order: Order) -> bool:
-        """Cover the payment with the holds; fail the order if any of them is already gone."""
-        if order.status != st.PENDING:
-            return True  # an ambiguous charge may have succeeded: keep the holds as they are
-        for line in order.lines:
-            try:
-                await self.stock.extend(
-                    f"ext:{order.order_id}:{line.reservation_id}", line.sku,
-                    line.reservation_id, self.payment_hold_s,
-                )  # fmt: skip
-            except MatchdayError as exc:
-                if exc.retryable:
-                    raise
-                await self._release_all(order)
-                await self._move(
-                    order, st.FAILED, {"code": exc.code, "sku": line.sku},
-                    failure_code="hold_lost", failure_message=f"{line.sku}: {exc.message}",
-                )  # fmt: skip
-                return False
-        return True
-
-    async def _fulfil(self, order: Order, gateway: str, payment_ref: str) -> Order:
-        for line in order.lines:
-            try:
-                await self.stock.commit(
-                    f"com:{order.order_id}:{line.reservation_id}", line.sku,
-                    line.reservation_id, order.order_id,
-                )  # fmt: skip
-            except MatchdayError as exc:
-                if exc.retryable:  # paid but not yet committed: settled by a later resume
-                    await self._move(
-                        order, st.AMBIGUOUS, {"reason": exc.message},
-                        gateway=gateway, payment_ref=payment_ref,
-                    )  # fmt: skip
-                    return await self._reload(order)
-                # Committed by an earlier run of this order whose answer outlived the engine's
-                # lookup window: only this order can commit this cart's holds.
-                if isinstance(exc, ReservationClosed) and exc.status == "committed":
-                    continue
-                await self._refund_unfulfillable(order, gateway, payment_ref, line.sku, exc)
-                return await self._reload(order)
-        await self._move(order, st.PAID, {}, gateway=gateway, payment_ref=payment_ref)
-        await self.repo.set_cart_status(order.cart_id, "checked_out", order.order_id)
-        await self.payments.done(order.order_id)
-        return await self._reload(order)
-
-    async def _refund_unfulfillable(
-        self, order: Order, gateway: str, payment_ref: str, sku: str, exc: MatchdayError
-    ) -> None:
-        """Charged, but a hold was lost: give the money back rather than sell without stock."""
-        log.error("order %s paid but %s could not be committed: %s", order.order_id, sku, exc)
-        await self._release_all(order)
-        await self.gateway.refund(payment_ref, order.charged_cents, f"refund:{order.order_id}")
-        await self._move(
-            order, st.CANCELLED, {"code": "fulfilment_failed", "sku": sku},
-            gateway=gateway, payment_ref=payment_ref,
-            failure_code="fulfilment_failed", failure_message=f"{sku}: {exc.message}; refunded",
-        )  # fmt: skip
-        await self.payments.done(order.order_id)
-
-    async def _release_all(self, order: Order) -> None:
-        for line in order.lines:
-            try:
-                await self.stock.release(
-                    f"rel:{order.order_id}:{line.reservation_id}", line.sku, line.reservation_id
-                )
-            except MatchdayError as exc:
-                if exc.retryable:
-                    raise
-                # Already expired or released: the units are back either way.
-
-    async def _move(self, order: Order, status: str, detail: dict[str, Any], **fields: Any) -> None:
-        moved = await self.repo.update_order(
-            order.order_id, status, from_statuses=st.UNSETTLED | {st.REQUIRES_ACTION},
-            detail=_told(status, detail), **fields,
-        )  # fmt: skip
-        if moved:
-            await self.events.publish(order.order_id, status, _told(status, detail))
-
-    async def _publish(self, order: Order, detail: dict[str, Any]) -> None:
-        await self.events.publish(order.order_id, order.status, _told(order.status, detail))
-
-    async def _reload(self, order: Order) -> Order:
-        fresh = await self.repo.order(order.order_id)
-        if fresh is None:
-            raise Unavailable(f"order {order.order_id} vanished")
-        return fresh
-
-
-def _told(status: str, detail: dict[str, Any]) -> dict[str, Any]:
-    """The event's detail with what the customer is told at this status."""
-    message = st.customer_message(status)
-    return {**detail, "message": message} if message and "message" not in detail else detail
 
 
 def _title(info: tuple[int, str, str, str | None, str | None]) -> str:

@@ -15,6 +15,10 @@ CANCELLED = "cancelled"
 REFUNDED = "refunded"
 REVIEW = "review"  # held by the velocity rules before any charge, until an operator decides
 UNSETTLED = frozenset({PENDING, AMBIGUOUS})
+# An order that a payment may still be taken for (and claimed for capture).
+PAYABLE = frozenset({PENDING, AMBIGUOUS, REQUIRES_ACTION})
+# An order whose payment may still go through: its cart's lines stay as the order took them.
+IN_FLIGHT = frozenset({PENDING, AMBIGUOUS, REQUIRES_ACTION, REVIEW})
 TERMINAL = frozenset({PAID, FAILED, CANCELLED, REFUNDED})
 
 # What a customer is told at each status (pushed with the status on the order's stream).
@@ -112,6 +116,9 @@ class Order:
     lines: tuple[OrderLine, ...] = field(default=())
     discount_cents: int = 0  # what a poll's offer took off (issue 7)
     offer_code: str | None = None
+    # When its payment must be confirmed by (epoch s; set as its first charge begins): past
+    # it, an order still in flight fails as payment_timeout (ADR 0008, issue 13).
+    pay_by: float | None = None
 
     @property
     def charged_cents(self) -> int:
@@ -136,6 +143,7 @@ class Order:
             ),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "pay_by": self.pay_by,
             "lines": [
                 {
                     "sku": line.sku,

@@ -24,6 +24,8 @@ class Attempt:
 
 
 _ATTEMPT = "order_id, attempt, gateway, intent_id, status, error, risk_level, fingerprint"
+# Order statuses under which a payment may still be claimed for capture.
+CAPTURABLE = ("pending_payment", "payment_pending", "requires_action")
 
 
 class PaymentsRepository:
@@ -103,15 +105,17 @@ class PaymentsRepository:
             )
 
     async def open_attempts(self, older_than_s: float, limit: int = 100) -> list[Attempt]:
-        """Attempts whose outcome we never learned, of orders that have since settled."""
+        """Attempts whose outcome we never learned (or that waited on the customer's bank),
+        of orders that have since settled."""
         async with StorageConnection(self.pool, "payments") as conn:
             rows = await (
                 await conn.execute(
                     f"SELECT {', '.join('a.' + c for c in _ATTEMPT.split(', '))}"
                     " FROM payment_attempts a JOIN orders o USING (order_id)"
-                    " WHERE a.status IN ('started', 'requires_capture', 'unknown')"
-                    " AND a.updated_at < now() - %s * interval '1 s'"
-                    " AND o.status NOT IN ('pending_payment', 'payment_pending')"
+                    " WHERE a.status IN ('started', 'requires_capture', 'requires_action',"
+                    " 'unknown') AND a.updated_at < now() - %s * interval '1 s'"
+                    " AND o.status NOT IN ('pending_payment', 'payment_pending',"
+                    " 'requires_action')"
                     " ORDER BY a.updated_at LIMIT %s",
                     (older_than_s, limit),
                 )
@@ -120,33 +124,46 @@ class PaymentsRepository:
 
     # -- the one capture per order -------------------------------------------------------------
 
-    async def claim_capture(self, order_id: str, gateway: str, intent_id: str) -> tuple[str, str]:
+    async def claim_capture(
+        self, order_id: str, gateway: str, intent_id: str
+    ) -> tuple[str, str] | None:
         """(gateway, intent) that may be captured for ``order_id``: this one if no other was
-        claimed first. Two processes racing for different intents: exactly one wins."""
-        async with StorageConnection(self.pool, "payments") as conn:
-            await conn.execute(
-                "INSERT INTO payment_captures (order_id, gateway, intent_id) VALUES (%s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
-                (order_id, gateway, intent_id),
-            )
+        claimed first. Two processes racing for different intents: exactly one wins.
+
+        None when the order settled without a claim (failed at its payment deadline, its
+        holds lost, cancelled): nothing may be captured for it any more. The claim locks the
+        order's row, as ShopRepository.update_order(unless_captured=True) does, so a deadline
+        and a claim never both happen."""
+        async with StorageConnection(self.pool, "payments") as conn, conn.transaction():
             row = await (
                 await conn.execute(
-                    "SELECT gateway, intent_id FROM payment_captures WHERE order_id = %s",
+                    "SELECT status FROM orders WHERE order_id = %s FOR NO KEY UPDATE",
                     (order_id,),
                 )
             ).fetchone()
-        assert row is not None
-        return str(row[0]), str(row[1])
+            if row is not None and row[0] in CAPTURABLE:
+                cur = await conn.execute(
+                    "INSERT INTO payment_captures (order_id, gateway, intent_id)"
+                    " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                    (order_id, gateway, intent_id),
+                )
+                if cur.rowcount == 1:
+                    return gateway, intent_id
+            return await self._claimed(conn, order_id)  # read after the lock: up to date
+
+    @staticmethod
+    async def _claimed(conn: Any, order_id: str) -> tuple[str, str] | None:
+        row = await (
+            await conn.execute(
+                "SELECT gateway, intent_id FROM payment_captures WHERE order_id = %s",
+                (order_id,),
+            )
+        ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
 
     async def captured(self, order_id: str) -> tuple[str, str] | None:
         async with StorageConnection(self.pool, "payments") as conn:
-            row = await (
-                await conn.execute(
-                    "SELECT gateway, intent_id FROM payment_captures WHERE order_id = %s",
-                    (order_id,),
-                )
-            ).fetchone()
-        return None if row is None else (str(row[0]), str(row[1]))
+            return await self._claimed(conn, order_id)
 
     # -- the retry queue -----------------------------------------------------------------------
 
@@ -199,12 +216,12 @@ class PaymentsRepository:
         return [(str(r[0]), int(r[1]) + 1) for r in rows]
 
     async def enqueue_stale(self, older_than_s: float, limit: int = 500) -> int:
-        """Unsettled orders missing from the queue (a crash before their row was written)."""
+        """Orders in flight missing from the queue (a crash before their row was written)."""
         async with StorageConnection(self.pool, "payments") as conn:
             cur = await conn.execute(
                 "INSERT INTO payment_queue (order_id, next_at)"
                 " SELECT order_id, now() FROM orders"
-                " WHERE status IN ('pending_payment', 'payment_pending')"
+                " WHERE status IN ('pending_payment', 'payment_pending', 'requires_action')"
                 " AND updated_at < now() - %s * interval '1 s'"
                 " ORDER BY updated_at LIMIT %s ON CONFLICT DO NOTHING",
                 (older_than_s, limit),

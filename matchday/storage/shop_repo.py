@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from matchday.domain.errors import Conflict
 from matchday.polls.models import OfferInvalid
 from matchday.shop.models import CANCELLED, FAILED, Cart, CartLine, Order, OrderLine
 from matchday.storage.db import StorageConnection
@@ -15,12 +19,15 @@ from matchday.storage.polls_repo import claim_offer, release_offer
 # Lines whose hold ended this recently are still shown, so a shopper sees "expired" rather
 # than a line silently vanishing from the cart.
 RECENTLY_CLOSED_S = 1800
+# A checkout waits this long at most for a line edit of its cart (one inventory call) to
+# finish; past it, the lock wait is a 503 that the client retries.
+LOCK_TIMEOUT = "SET LOCAL lock_timeout = '5s'"
 
 _ORDER_COLUMNS = (
     "order_id, cart_id, customer_id, status, total_cents, currency, payment_token, attempts,"
     " gateway, payment_ref, failure_code, failure_message,"
     " extract(epoch FROM created_at), extract(epoch FROM updated_at),"
-    " discount_cents, offer_code"
+    " discount_cents, offer_code, extract(epoch FROM pay_by)"
 )
 
 
@@ -43,6 +50,7 @@ def _order(row: tuple[Any, ...], lines: list[OrderLine]) -> Order:
         lines=tuple(lines),
         discount_cents=int(row[14]),
         offer_code=row[15],
+        pay_by=None if row[16] is None else float(row[16]),
     )
 
 
@@ -81,24 +89,46 @@ class ShopRepository:
         if header is None:
             return None
         async with StorageConnection(self.pool, "shop") as conn:
-            rows = await (
+            return replace(header, lines=await self._cart_lines(conn, cart_id))
+
+    @contextlib.asynccontextmanager
+    async def cart_for_edit(self, cart_id: str) -> AsyncIterator[tuple[Cart, str | None] | None]:
+        """The cart with its lines and its order's status, share-locked until the block ends.
+
+        A line is removed or resized inside the block, so a checkout (whose
+        :meth:`create_order` updates the same row) waits for it, then finds the hold it
+        changed and refuses; one that came first is seen here as a closed cart (issue 13).
+        Several edits of one cart share the lock. A pooled connection is held meanwhile.
+        """
+        async with StorageConnection(self.pool, "shop") as conn, conn.transaction():
+            await conn.execute(LOCK_TIMEOUT)
+            row = await (
                 await conn.execute(
-                    "SELECT reservation_id, sku, qty, status, extract(epoch FROM expires_at)"
-                    " FROM reservations WHERE cart_id = %s AND (status = 'held'"
-                    "   OR (status <> 'committed' AND closed_at > now() - %s * interval '1 s'))"
-                    " ORDER BY created_at, reservation_id",
-                    (cart_id, RECENTLY_CLOSED_S),
+                    "SELECT c.customer_id, c.status, extract(epoch FROM c.created_at),"
+                    " c.order_id, o.status FROM carts c"
+                    " LEFT JOIN orders o ON o.order_id = c.order_id"
+                    " WHERE c.cart_id = %s FOR SHARE OF c",
+                    (cart_id,),
                 )
-            ).fetchall()
-        lines = tuple(CartLine(r[0], r[1], r[2], r[3], float(r[4])) for r in rows)
-        return Cart(
-            header.cart_id,
-            header.customer_id,
-            header.status,
-            header.created_at,
-            header.order_id,
-            lines,
-        )
+            ).fetchone()
+            if row is None:
+                yield None
+                return
+            lines = await self._cart_lines(conn, cart_id)
+            yield Cart(cart_id, row[0], row[1], float(row[2]), row[3], lines), row[4]
+
+    @staticmethod
+    async def _cart_lines(conn: Any, cart_id: str) -> tuple[CartLine, ...]:
+        rows = await (
+            await conn.execute(
+                "SELECT reservation_id, sku, qty, status, extract(epoch FROM expires_at)"
+                " FROM reservations WHERE cart_id = %s AND (status = 'held'"
+                "   OR (status <> 'committed' AND closed_at > now() - %s * interval '1 s'))"
+                " ORDER BY created_at, reservation_id",
+                (cart_id, RECENTLY_CLOSED_S),
+            )
+        ).fetchall()
+        return tuple(CartLine(r[0], r[1], r[2], r[3], float(r[4])) for r in rows)
 
     async def set_cart_status(self, cart_id: str, status: str, order_id: str | None) -> None:
         async with StorageConnection(self.pool, "shop") as conn:
@@ -141,6 +171,7 @@ class ShopRepository:
                 existing = await self._order_by_key(conn, order.customer_id, idempotency_key)
                 assert existing is not None
                 return existing, False
+            await self._close_cart(conn, order)
             # The offer's one use, taken with the order or not at all (issue 7).
             if order.offer_code and not await claim_offer(
                 conn, order.offer_code, order.customer_id, order.order_id
@@ -163,6 +194,34 @@ class ShopRepository:
         created = await self.order(order.order_id)
         assert created is not None
         return created, True
+
+    @staticmethod
+    async def _close_cart(conn: Any, order: Order) -> None:
+        """The cart goes to checkout with the order, in its transaction: from here no line
+        of it can be added, removed or resized (the inventory engine's add fence reads this
+        status too). Every line the order names must still be held as the order saw it: a
+        line edit that finished first (:meth:`cart_for_edit`) makes the checkout refuse."""
+        await conn.execute(LOCK_TIMEOUT)
+        cur = await conn.execute(
+            "UPDATE carts SET status = 'checked_out', order_id = %s, updated_at = now()"
+            " WHERE cart_id = %s AND status = 'open'",
+            (order.order_id, order.cart_id),
+        )
+        if cur.rowcount != 1:
+            raise Conflict(f"cart {order.cart_id} is already being checked out")
+        held = await (
+            await conn.execute(
+                "SELECT reservation_id, qty FROM reservations"
+                " WHERE reservation_id = ANY(%s) AND status = 'held'",
+                ([ln.reservation_id for ln in order.lines],),
+            )
+        ).fetchall()
+        if sorted((r[0], int(r[1])) for r in held) != sorted(
+            (ln.reservation_id, ln.qty) for ln in order.lines
+        ):
+            raise Conflict(
+                f"cart {order.cart_id} changed while it was being checked out: look at it again"
+            )
 
     async def order(self, order_id: str) -> Order | None:
         async with StorageConnection(self.pool, "shop") as conn:
@@ -194,17 +253,25 @@ class ShopRepository:
         *,
         from_statuses: frozenset[str],
         detail: dict[str, Any] | None = None,
+        reopen_cart: bool = False,
+        unless_captured: bool = False,
         **fields: Any,
     ) -> bool:
         """Move an order to ``status`` if it is in one of ``from_statuses``; record the event.
 
         The guard makes every transition idempotent and race-free: of two processes settling
-        the same order, exactly one moves it.
+        the same order, exactly one moves it. ``unless_captured`` also refuses when a payment
+        of the order was claimed for capture: the claim (PaymentsRepository.claim_capture)
+        locks the same row, so an order failed this way can never be captured later. A
+        failed or cancelled order (or one refunded before it sold, ``reopen_cart``) gives
+        its offer and its cart back.
         """
         allowed = {"gateway", "payment_ref", "failure_code", "failure_message", "attempts"}
         assert set(fields) <= allowed, fields
         sets = "".join(f", {name} = %s" for name in fields)
         async with StorageConnection(self.pool, "shop") as conn, conn.transaction():
+            if unless_captured and not await self._uncaptured(conn, order_id):
+                return False
             cur = await conn.execute(
                 f"UPDATE orders SET status = %s, updated_at = now(){sets}"
                 " WHERE order_id = %s AND status = ANY(%s)",
@@ -212,25 +279,54 @@ class ShopRepository:
             )
             if cur.rowcount != 1:
                 return False
-            if status in (FAILED, CANCELLED):  # a failed order gives its offer back
+            if status in (FAILED, CANCELLED) or reopen_cart:
+                # The shopper may hold the items again and pay another way.
                 await release_offer(conn, order_id)
+                await conn.execute(
+                    "UPDATE carts c SET status = 'open', order_id = NULL, updated_at = now()"
+                    " FROM orders o WHERE o.order_id = %s AND c.cart_id = o.cart_id"
+                    " AND c.order_id = o.order_id",
+                    (order_id,),
+                )
             await conn.execute(
                 "INSERT INTO order_events (order_id, status, detail) VALUES (%s, %s, %s)",
                 (order_id, status, Jsonb(detail or {})),
             )
         return True
 
-    async def bump_attempt(self, order_id: str) -> int:
+    @staticmethod
+    async def _uncaptured(conn: Any, order_id: str) -> bool:
+        """Lock the order's row, then: no capture claimed for it (read after the lock)."""
+        await conn.execute(
+            "SELECT 1 FROM orders WHERE order_id = %s FOR NO KEY UPDATE", (order_id,)
+        )
+        row = await (
+            await conn.execute("SELECT 1 FROM payment_captures WHERE order_id = %s", (order_id,))
+        ).fetchone()
+        return row is None
+
+    async def bump_attempt(self, order_id: str, pay_within_s: float) -> int:
+        """Count a charge attempt; the first one starts the order's payment deadline."""
         async with StorageConnection(self.pool, "shop") as conn:
             row = await (
                 await conn.execute(
-                    "UPDATE orders SET attempts = attempts + 1, updated_at = now()"
+                    "UPDATE orders SET attempts = attempts + 1, updated_at = now(),"
+                    " pay_by = COALESCE(pay_by, now() + %s * interval '1 s')"
                     " WHERE order_id = %s RETURNING attempts",
-                    (order_id,),
+                    (pay_within_s, order_id),
                 )
             ).fetchone()
         assert row is not None
         return int(row[0])
+
+    async def replace_line(self, order_id: str, old: str, new: str) -> None:
+        """The order's line held by ``old`` is now held by ``new`` (held again, ADR 0008)."""
+        async with StorageConnection(self.pool, "shop") as conn:
+            await conn.execute(
+                "UPDATE order_lines SET reservation_id = %s"
+                " WHERE order_id = %s AND reservation_id = %s",
+                (new, order_id, old),
+            )
 
     async def order_events(self, order_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
         async with StorageConnection(self.pool, "shop") as conn:

@@ -8,6 +8,9 @@ change (``gate``), idempotent by ``Idempotency-Key``:
   a full refund moves the order to ``refunded``; the customer's status stream says so.
 - ``POST /orders/{order_id}/review`` ``{"decision": "approve" | "reject"}``: an order held
   by the velocity rules is paid now, or cancelled and its holds released.
+- ``GET /orders/{order_id}/payment`` (any admin session): the order's payment as operators
+  see it: status and reason, its deadline, each attempt per gateway, the retry queue's row,
+  the capture claim and the suspicious-activity log (ADR 0008).
 """
 
 # No "from __future__ import annotations": FastAPI resolves the route's annotations.
@@ -49,6 +52,7 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
             raise Unavailable("payments are not configured in this admin process")
         return found
 
+    Reader = Annotated[AdminCall, Depends(gate.require(None))]
     Refunder = Annotated[AdminCall, Depends(gate.require("order.refund"))]
     Reviewer = Annotated[AdminCall, Depends(gate.require("order.review"))]
 
@@ -75,3 +79,9 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
             return 200, order.to_dict()
 
         return await gate.run(request, call, body.model_dump(), produce)
+
+    @app.get("/orders/{order_id}/payment", responses=RESPONSES, tags=["orders"])
+    async def payment(order_id: OrderPath, call: Reader) -> dict[str, Any]:
+        """How an order's payment went: why it ended, its deadline, every attempt, the
+        retry queue, the capture claim and anything suspicious about it."""
+        return await checkout().payment_story(order_id)

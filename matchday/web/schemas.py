@@ -103,6 +103,9 @@ class OrderOut(BaseModel):
     failure: FailureOut | None
     created_at: float
     updated_at: float
+    # The payment's deadline (epoch s) once a charge began: an order not paid by then fails
+    # as payment_timeout, with its holds released.
+    pay_by: float | None = None
     lines: list[OrderLineOut]
 
 

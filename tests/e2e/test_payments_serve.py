@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -149,3 +150,68 @@ async def test_webhooks_app_is_deployed_and_verifies_signatures(
         r = await hooks.post("/stripe/primary", content=b"{}", headers={"Stripe-Signature": "t=1"})
         assert r.status_code == 400
         assert (await hooks.get("/healthz")).status_code == 200
+
+
+def sql(served: Served, statement: str, *args: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(served.settings.database_url, autocommit=True) as conn:
+        cur = conn.execute(statement, args)
+        return cur.fetchall() if cur.description else []
+
+
+async def test_an_order_unanswered_past_its_deadline_fails_and_late_authorisations_are_voided(
+    stripe_served: tuple[Served, LocalStripe, LocalStripe],
+) -> None:
+    """Issue 13, item 7, on the Serve stack with the worker actor: both accounts hang, the
+    order stays payment_pending; at its deadline it fails as payment_timeout (shown by the
+    order API), and the authorisations the accounts made late are cancelled and logged as
+    suspicious; nothing is ever captured."""
+    served, primary, backup = stripe_served
+    _, sku = await new_product(served, stock=2)
+    primary.pause()
+    backup.pause()
+    try:
+        order = await checkout(served, sku, "pm_card_visa", "e2e-deadline")
+        assert order["status"] == "payment_pending", order
+        oid = order["order_id"]
+        # Time passes: the deadline is now (moved, not waited for), before either account
+        # answers, so no retry can find their authorisations first.
+        sql(served, "UPDATE orders SET pay_by = now() - interval '1 s' WHERE order_id = %s", oid)
+    finally:
+        primary.resume()  # they wake and authorise what they had queued: late
+        backup.resume()
+    sql(served, "UPDATE payment_queue SET next_at = now() WHERE order_id = %s", oid)
+    async with served.client("/api/orders") as orders:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            now = (await orders.get(f"/{oid}", headers=order["_auth"])).json()
+            if now["status"] != "payment_pending":
+                break
+            await asyncio.sleep(0.5)
+    assert now["status"] == "payment_failed", why_unsettled(served, oid)
+    assert now["failure"]["code"] == "payment_timeout" and "Nothing was charged" in str(now)
+    assert await stock_of(served, sku) == (2, 0, 0)
+    # The worker's sweep takes attempts older than its stray_after_s: made older here, once
+    # the accounts have had time to process what they queued (a sweep that finds nothing
+    # marks the attempt not_found: ADR 0008's consequences). Whether a create reached an
+    # account depends on its breaker in the Payments replica (a timed-out card-fingerprint
+    # lookup may have opened both): whatever reached one must end cancelled.
+    await asyncio.sleep(2.0)
+    sql(
+        served, "UPDATE payment_attempts SET updated_at = now() - interval '1 h'"
+        " WHERE order_id = %s", oid,
+    )  # fmt: skip
+    open_statuses = "('started', 'requires_capture', 'requires_action', 'unknown')"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and sql(
+        served, f"SELECT 1 FROM payment_attempts WHERE order_id = %s AND status IN {open_statuses}",
+        oid,
+    ):  # fmt: skip
+        await asyncio.sleep(0.5)
+    seen = Counter(
+        status for server in (primary, backup) for status, n in
+        server.by_order().get(oid, {}).items() for _ in range(n)
+    )  # fmt: skip
+    assert set(seen) <= {"canceled"}, (seen, why_unsettled(served, oid))
+    kinds = sql(served, "SELECT kind FROM suspicious_activity WHERE order_id = %s", oid)
+    assert [k for (k,) in kinds] == ["late_authorisation_cancelled"] * seen["canceled"]
+    assert sql(served, "SELECT 1 FROM payment_captures WHERE order_id = %s", oid) == []

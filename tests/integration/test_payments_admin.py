@@ -120,3 +120,21 @@ async def test_admin_refunds_are_partial_or_full_and_idempotent(ps: PayStack) ->
     assert sorted(x.amount for x in refunds.data) == [1000, 2000]  # the retry refunded nothing
     history = [e["status"] for e in await ps.stack.ctx.repo.order_events(oid)]
     assert history[-1] == st.REFUNDED
+
+
+async def test_operators_see_how_an_orders_payment_went(ps: PayStack) -> None:
+    (sku,) = await ps.stack.product(stock=5, price=3000)
+    auth, cart = await filled_cart(ps.stack, sku)
+    order = (await pay(ps.stack, auth, cart, "pm_card_visa")).json()
+    oid = order["order_id"]
+    async with admin_client(ps) as admin:
+        story = (await admin.get(f"/orders/{oid}/payment")).json()
+        missing = await admin.get("/orders/o_aaaaaaaaaaaaaaaaaaaaaaaa/payment")
+    assert story["order"]["status"] == "paid" and story["order"]["pay_by"] is not None
+    assert story["deadline"] == story["order"]["pay_by"]
+    assert [(a["gateway"], a["intent"], a["status"]) for a in story["attempts"]] == [
+        ("stripe-primary", order["payment_ref"], "succeeded")
+    ]
+    assert story["capture"] == {"gateway": "stripe-primary", "intent": order["payment_ref"]}
+    assert story["queue"] is None and story["suspicious"] == []
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"

@@ -18,6 +18,7 @@ from matchday.shop import models as st
 from tests.integration.test_payments_support import (
     LocalStripe,
     PayStack,
+    charges,
     filled_cart,
     open_pay_stack,
     pay,
@@ -46,14 +47,6 @@ def worker_of(ps: PayStack) -> PaymentsWorker:
         ps.stack.ctx.repo, ps.payments, checkout, ps.router.gateways,
         base_s=0.1, max_s=0.5, stray_after_s=0.0,
     )  # fmt: skip
-
-
-def charges(ps: PayStack, order_id: str) -> Counter[str]:
-    """Statuses of every intent for the order, on both accounts."""
-    total: Counter[str] = Counter()
-    for server in (ps.primary, ps.backup):
-        total += server.by_order().get(order_id, Counter())
-    return total
 
 
 async def test_a_checkout_is_paid_through_stripe_and_every_attempt_is_recorded(

@@ -139,7 +139,10 @@ def stripe_settings(
         "stripe_backup_api_base": backup.url,
         "stripe_webhook_secret": "whsec_primary_test_secret",
         "stripe_backup_webhook_secret": "whsec_backup_test_secret",
-        "stripe_timeout_s": 2.0,
+        # Generous: every SDK call is bounded as a whole (its wait for a thread included), and
+        # a test machine shared with others can take seconds to schedule one. Tests of
+        # timeouts pass their own (test_payments_hung.py).
+        "stripe_timeout_s": 5.0,
         "breaker_failures": 2,
         "breaker_reset_s": 60.0,
         **more,
@@ -170,6 +173,14 @@ async def open_pay_stack(
         assert st.ctx.checkout is not None
         st.ctx.checkout.gateway = router
         yield PayStack(st, router, payments, primary, backup)
+
+
+def charges(ps: PayStack, order_id: str) -> Counter[str]:
+    """Statuses of every intent for the order, on both accounts."""
+    total: Counter[str] = Counter()
+    for server in (ps.primary, ps.backup):
+        total += server.by_order().get(order_id, Counter())
+    return total
 
 
 async def filled_cart(stack: Stack, sku: str, qty: int = 1) -> tuple[dict[str, str], str]:

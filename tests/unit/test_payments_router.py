@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from matchday.domain.errors import Unavailable
@@ -222,3 +224,114 @@ async def test_a_supervised_worker_that_keeps_failing_stops_when_told() -> None:
         raise RuntimeError("no Payments deployment yet")
 
     assert await asyncio.wait_for(supervise(body, stop, first_s=0.01, max_s=0.01), 5) == 3
+
+
+# -- a hung gateway (issue 13) -----------------------------------------------------------------
+
+
+class HungGateway(FakeGateway):
+    """Never answers a charge until ``release`` is set; then answers ``succeeded``."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, ["succeeded"])
+        self.release = asyncio.Event()
+
+    async def charge(self, req: ChargeRequest) -> ChargeResult:
+        self.calls.append(req.idempotency_key)
+        await self.release.wait()
+        return ChargeResult("succeeded", self.name, f"pi_{self.name}_late")
+
+
+def test_a_timeout_opens_the_breaker_at_once() -> None:
+    b = breaker(FakeClock(), failures=5)
+    b.failure(b.generation, trip=True)
+    assert b.state == "open" and not b.allow() and b.generation == 1
+
+
+def test_an_answer_to_a_call_begun_before_the_breaker_opened_changes_nothing() -> None:
+    clock = FakeClock()
+    b = breaker(clock, failures=5)
+    began = b.generation
+    b.failure(b.generation, trip=True)  # another caller timed out meanwhile
+    b.success(began)  # the slow call's late success
+    assert b.state == "open"
+    clock.t += 31
+    assert b.allow() and b.state == "half_open"
+    b.success(began)  # still late: the trial's own answer decides
+    assert b.state == "half_open"
+    b.success(b.generation)
+    assert b.state == "closed"
+
+
+async def test_a_hung_primary_fails_over_within_the_call_timeout_and_its_breaker_opens() -> None:
+    primary, backup = HungGateway("p"), FakeGateway("b", ["succeeded"])
+    router = PaymentRouter(
+        [primary, backup], breakers=[breaker(FakeClock(), failures=5), breaker(FakeClock())],
+        call_timeout_s=0.05,
+    )  # fmt: skip
+    # A guard against hanging the suite, not a target: the router's own bound ends it first.
+    result = await asyncio.wait_for(router.charge(req()), 5)
+    assert result.gateway == "b"
+    assert router.breakers["p"].state == "open"  # after one timeout, not five
+    assert router.counters[("p", "local", "unavailable")] == 1
+    await router.charge(req("o_2"))
+    assert primary.calls == ["o_1:1"]  # the next checkout went straight to the backup
+    assert router.counters[("p", "local", "skipped")] == 1
+
+
+async def test_a_late_success_never_closes_a_breaker_that_a_timeout_opened() -> None:
+    hung = asyncio.Event()
+    slow_done = asyncio.Event()
+
+    class Slow(FakeGateway):
+        async def charge(self, req: ChargeRequest) -> ChargeResult:
+            self.calls.append(req.idempotency_key)
+            if req.order_id == "o_hung":
+                await hung.wait()
+            else:
+                await slow_done.wait()  # answers once the breaker is open
+            return ChargeResult("succeeded", self.name, "pi_slow")
+
+    primary, backup = Slow("p", ["succeeded"]), FakeGateway("b", ["succeeded"])
+    router = PaymentRouter(
+        [primary, backup], breakers=[breaker(FakeClock()), breaker(FakeClock())],
+        call_timeout_s=0.2,
+    )  # fmt: skip
+    stuck = asyncio.create_task(router.charge(req("o_hung")))
+    await asyncio.sleep(0.05)
+    slow = asyncio.create_task(router.charge(req("o_slow")))  # begins while still closed
+    assert (await asyncio.wait_for(stuck, 5)).gateway == "b"  # timed out, failed over
+    assert router.breakers["p"].state == "open"
+    slow_done.set()
+    assert (await asyncio.wait_for(slow, 5)).gateway == "p"  # it did answer, in time
+    assert router.breakers["p"].state == "open"  # but it cannot vouch for the gateway now
+
+
+async def test_a_hung_fingerprint_lookup_is_bounded_and_opens_the_breaker() -> None:
+    class HungLookup(FakeGateway):
+        async def fingerprint(self, token: str) -> str | None:
+            await asyncio.Event().wait()
+            return "never"
+
+    class Backup(FakeGateway):
+        async def fingerprint(self, token: str) -> str | None:
+            return "fp_backup"
+
+    router = PaymentRouter(
+        [HungLookup("p", ["succeeded"]), Backup("b", ["succeeded"])], call_timeout_s=0.05
+    )
+    assert await asyncio.wait_for(router.fingerprint("pm_card_visa"), 5) == "fp_backup"
+    assert router.breakers["p"].state == "open"
+
+
+async def test_on_the_last_gateway_standing_a_timeout_counts_like_any_failure() -> None:
+    primary, backup = FakeGateway("p", ["down"]), HungGateway("b")
+    router = PaymentRouter(
+        [primary, backup], breakers=[breaker(FakeClock(), failures=1), breaker(FakeClock())],
+        call_timeout_s=0.05,
+    )  # fmt: skip
+    with pytest.raises(Unavailable):
+        await asyncio.wait_for(router.charge(req()), 5)
+    assert router.breakers["p"].state == "open"
+    # One slow answer must not close the only way left to pay: it takes `failures` in a row.
+    assert router.breakers["b"].state == "closed" and router.breakers["b"].consecutive == 1

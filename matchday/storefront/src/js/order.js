@@ -16,6 +16,17 @@ const SAY = {
   refunded: "Your payment has been refunded.",
 };
 
+// Endings the server explains in its own words (why, what was charged, what to do next);
+// a plain decline keeps the sentence above.
+const EXPLAINED = new Set(["payment_timeout", "hold_lost", "sold_out_refunded", "partly_refunded"]);
+
+// What to tell the shopper: the server's reason for an ending it explains, else the status.
+// ``why`` is the order's failure or a status event's detail: both carry code and message.
+function sayFor(status, why) {
+  if (why && EXPLAINED.has(why.code) && why.message) return why.message;
+  return SAY[status] || "";
+}
+
 export function render(root, { orderId }, { navigate } = {}) {
   let alive = true;
   let stop = () => {};
@@ -27,7 +38,8 @@ export function render(root, { orderId }, { navigate } = {}) {
     if (!alive) return;
     status = order.status;
     const statusEl = h("strong", { "data-testid": "order-status" }, order.status);
-    const say = h("p", { class: "say", "aria-live": "polite" }, SAY[order.status] || "");
+    const say = h("p", { class: "say", "data-testid": "order-say", "aria-live": "polite" },
+      sayFor(order.status, order.failure));
     // A declined card released the order's holds: put the same lines back in a cart (what is
     // still there to hold) and go back to checkout, rather than making the fan start over.
     const retryMessage = h("p", { class: "message error", "data-testid": "retry-message", role: "alert" });
@@ -77,13 +89,14 @@ export function render(root, { orderId }, { navigate } = {}) {
       auth: true,
       onEvent: (event) => {
         if (event.event !== "status") return;
+        let detail;
         try {
-          status = JSON.parse(event.data).status;
+          ({ status, detail } = JSON.parse(event.data));
         } catch {
           return;
         }
         statusEl.textContent = status;
-        say.textContent = SAY[status] || "";
+        say.textContent = sayFor(status, detail);
         retry.hidden = status !== "payment_failed";
       },
       isDone: () => !alive || TERMINAL.has(status),
