@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit integration bench clean
+.PHONY: run test lint typecheck unit integration bench bench-http perf perf-run perf-record clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV) && $(BIN)/pip install -q --upgrade pip && $(BIN)/pip install -q -e ".[dev]" && touch $@
@@ -28,6 +28,21 @@ integration: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.inventory
+
+bench-http: $(BIN)/.installed
+	$(BIN)/python -m bench.http
+
+# CPU per operation by role against bench/budget.json; fails past 1.5x (docs/performance.md).
+PERF_JSON := bench/results/perf-inventory.json bench/results/perf-http.json
+
+perf-run: $(BIN)/.installed
+	$(BIN)/python -m bench.inventory --quick --json bench/results/perf-inventory.json && $(BIN)/python -m bench.http --quick --ingress haproxy --concurrency 16 --json bench/results/perf-http.json
+
+perf: perf-run
+	$(BIN)/python -m bench.budget check $(PERF_JSON)
+
+perf-record: perf-run
+	$(BIN)/python -m bench.budget record --note "$${NOTE:-make perf-record}" $(PERF_JSON)
 
 loadtest: $(BIN)/.installed
 	rm -rf loadtests/out/acks && MATCHDAY_LT_TIME_SCALE=$${MATCHDAY_LT_TIME_SCALE:-0.1} $(BIN)/locust -f loadtests/matchday.py --headless --host http://127.0.0.1:$${MATCHDAY_HTTP_PORT:-8000} --csv loadtests/out/matchday --html loadtests/out/matchday.html --only-summary && $(BIN)/python -m loadtests.audit

@@ -2,9 +2,9 @@
 
 Usage::
 
-    python -m bench.http                        # both ingresses + baseline, c=16 and 64, ~5 min
-    python -m bench.http --quick                # short phases (the smoke test's call)
-    python -m bench.http --concurrency 16 64 256 --seconds 20 --json /tmp/http.json
+    python -m bench.http                        # both ingresses + baseline, c=16 and 64, 3 runs
+    python -m bench.http --quick                # short phases, 1 run (the smoke test's call)
+    python -m bench.http --ingress haproxy --concurrency 16 64 --runs 1
 
 Options:
 
@@ -13,6 +13,8 @@ Options:
 ``--concurrency C ..`` client connections, one phase each (default 16 64)
 ``--ingress M ..``     matchday ingress modes to measure (default haproxy python)
 ``--no-baseline``      skip the FastAPI + uvicorn + row-lock baseline
+``--runs N``           system-vs-baseline pairs, each a fresh stack (default 3; 1 with --quick)
+``--idle-seconds S``   idle window before each system's phases (default 5; 2 with --quick)
 ``--json PATH``        where to write every figure (default bench/results/http-<time>.json)
 
 In ONE run, side by side, with the same client (``bench.http_client``: one process, aiohttp
@@ -30,12 +32,19 @@ concurrencies, on one embedded PostgreSQL 16 (fsync and synchronous_commit on) a
     transaction per request, same route and body.
 
 Figures: requests/s (201 answers completed in the window / window), p50/p99/max latency of
-those (ms), errors (non-201 answers and client exceptions, warm-up included), cores used per
-role during the window (``client``, ``haproxy``, ``proxy``, ``shop replica``, ``shards``,
-``postgres``, ``redis``, ``ray``, ``baseline``, ``other`` = foreign load), and the ratio
-matchday/baseline per concurrency. ``durability``: after each matchday phase PostgreSQL's
-``reserved`` counter of that phase's SKU must equal the number of 201 answers (warm-up
-included); for the baseline, the units taken from its row. Exit status 1 if any check fails.
+those (ms), errors (non-201 answers and client exceptions, warm-up included), and the ratio
+matchday/baseline per concurrency. CPU (``bench.costs``, roles of ``matchday.ops.cpu_roles``:
+load generator, haproxy, one ``replica:<app>`` per deployment, shards, postgres, redis, the
+Ray roles, ``baseline app``): cores per role over an idle window before each system's phases,
+then per phase the cores used and the CPU microseconds per 201 answer per role, gross and net
+of the idle burn, with ``server total`` = every role but the load generator. With ``--runs N``
+each run is a pair: every matchday ingress on a fresh stack (stopped before the baseline runs,
+so that its idle burn never weighs on the baseline), then the baseline; the summary gives the
+median over runs [min-max] of every figure and of each run's ratio, then issue 12's targets as
+pass/short lines. ``durability``: after each matchday phase PostgreSQL's ``reserved`` counter
+of that phase's SKU must equal the number of 201 answers (warm-up included); for the
+baseline, the units taken from its row. Exit status 1 if a check fails or a phase stalls
+(every wait is bounded, ``bench.watch``), never because of a figure.
 """
 
 from __future__ import annotations
@@ -50,17 +59,25 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 from pathlib import Path
 from typing import Any
 
 from bench.baseline_app import TABLE, create_table_sql
-from bench.http_stack import ROOT, Baseline, Stack, cores_used, cpu_sample, postmaster_pid
+from bench.costs import idle_window, phase_cost
+from bench.http_report import checks_ok, finish, fmt_cores, line_of, report, say
+from bench.http_stack import ROOT, Baseline, Stack, postmaster_pid
+from bench.provenance import git_state
+from bench.watch import Stalled, bounded_sync
 from matchday.embedded import remove_tree, start_servers
+from matchday.ops.cpu_roles import BASELINE, LOAD_GENERATOR, CpuSample, cpu_sample
 from matchday.settings import Settings
 from matchday.storage.db import make_pool, migrate
 
 HOT_STOCK = 1_000_000  # the catalogue's maximum; a phase takes ~100k at most: never sold out
+SETUP_LIMIT_S = 120.0  # for C connections to open a session and a cart each (2 requests)
+DRAIN_LIMIT_S = 60.0  # for the requests in flight at the window's end (30 s timeout each)
 RESULTS = ROOT / "bench" / "results"
 
 
@@ -103,43 +120,66 @@ async def sql(database_url: str, query: str, *params: Any) -> list[tuple[Any, ..
 
 
 def run_client(
-    base: str, sku: str, c: int, args: argparse.Namespace, roots: dict[str, Any]
-) -> dict[str, Any]:
+    base: str, sku: str, c: int, args: argparse.Namespace, roots: dict[str, Any],
+    idle: dict[str, float], phase: str,
+) -> dict[str, Any]:  # fmt: skip
     """One phase: the client process; CPU sampled at its window's start and end."""
     cmd = [
         sys.executable, "-m", "bench.http_client", "--base", base, "--sku", sku,
         "--concurrency", str(c), "--warmup", str(args.warmup), "--seconds", str(args.seconds),
-    ] + (["--baseline"] if "baseline" in roots else [])  # fmt: skip
+    ] + (["--baseline"] if "baseline app" in roots else [])  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)  # noqa: S603
-    roots = {**roots, "client": proc.pid}
-    before = after = None
+    roots = {**roots, LOAD_GENERATOR: proc.pid}
+    samples: list[CpuSample] = []
     result: dict[str, Any] = {}
+    seen = ["started"]
+    # Opening C sessions and carts, the warm-up and the window, then the requests in flight:
+    # past this the client is killed.
+    limit_s = SETUP_LIMIT_S + args.warmup + args.seconds + DRAIN_LIMIT_S
     assert proc.stdout is not None
-    for line in proc.stdout:
-        message = json.loads(line)
-        if message.get("event") == "window_start":
-            before = cpu_sample(roots)
-        elif message.get("event") == "window_end":
-            after = cpu_sample(roots)
-        else:
-            result = message
-    if proc.wait() != 0 or not result:
+    with bounded_sync(
+        say, phase, "the load generator to finish its window", limit_s, proc.kill,
+        progress=lambda: f"last event from the client: {seen[-1]}",
+    ):  # fmt: skip
+        for line in proc.stdout:
+            message = json.loads(line)
+            event = message.get("event")
+            seen.append(str(event or "result"))
+            if event == "ready":
+                say(f"{phase}: {c} connections ready in {message['setup_s']:.1f} s; measuring")
+            elif event in ("window_start", "window_end"):
+                samples.append(cpu_sample(roots, {proc.pid: LOAD_GENERATOR}))
+            else:
+                result = message
+    if proc.wait() != 0 or not result or len(samples) != 2:
         raise RuntimeError(f"the client failed against {base} (exit {proc.returncode})")
-    if before and after:
-        result["cores"] = cores_used(before, after)
+    result.update(phase_cost(samples[0], samples[1], result["ok_in_window"], idle))
     return result
+
+
+def idle_of(roots: dict[str, Any], seconds: float, what: str) -> dict[str, Any]:
+    say(f"  {what}: idle window of {seconds:g} s (no traffic) ...")
+    idle = idle_window(lambda: cpu_sample(roots), seconds)
+    say(f"  {what} idle: {fmt_cores(idle['cores'])}")
+    return idle
 
 
 def measure_stack(
     ingress: str, urls: tuple[str, str], skus: dict[int, str], args: argparse.Namespace,
     work: Path, roots: dict[str, Any],
-) -> dict[str, Any]:  # fmt: skip
+) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """(per concurrency: the phase, its durability check), the idle window's figures."""
     figures: dict[str, Any] = {}
     started = time.monotonic()
-    with Stack(ingress, *urls, work) as stack:
-        print(f"  {ingress} stack up after {time.monotonic() - started:.0f} s", flush=True)
+    name = f"matchday/{ingress}"
+    say(f"  starting the {ingress} stack ...")
+    with Stack(ingress, *urls, work).start(say=say) as stack:
+        say(f"  {ingress} stack up after {time.monotonic() - started:.0f} s")
+        roots = {**roots, "auto": stack.pid()}
+        time.sleep(args.settle)  # the apps' first health checks and autoscaler rounds
+        idle = idle_of(roots, args.idle_seconds, name)
         for c, sku in skus.items():
-            phase = run_client(stack.base, sku, c, args, {**roots, "stack": stack.pid()})
+            phase = run_client(stack.base, sku, c, args, roots, idle["cores"], f"{name} c={c}")
             row = asyncio.run(sql(urls[0], "SELECT reserved FROM inventory WHERE sku = %s", sku))
             reserved = int(row[0][0]) if row else -1
             phase["durability"] = {
@@ -148,19 +188,21 @@ def measure_stack(
                 "ok": reserved == phase["ok_total"],
             }
             figures[str(c)] = phase
-            print("  " + line_of(f"matchday/{ingress}", phase), flush=True)
-    return figures
+            say("  " + line_of(name, phase))
+    return figures, idle
 
 
 def measure_baseline(
     database_url: str, args: argparse.Namespace, work: Path, roots: dict[str, Any]
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, Any]]:
     figures: dict[str, Any] = {}
     with Baseline(database_url, work) as app:
+        roots = {**roots, BASELINE: app.pid()}
+        idle = idle_of(roots, args.idle_seconds, "baseline")
         for c in args.concurrency:
             sku = f"BASE-{c}-{uuid.uuid4().hex[:8]}"
             asyncio.run(sql(database_url, f"INSERT INTO {TABLE} VALUES (%s, %s)", sku, HOT_STOCK))
-            phase = run_client(app.base, sku, c, args, {**roots, "baseline": app.pid()})
+            phase = run_client(app.base, sku, c, args, roots, idle["cores"], f"baseline c={c}")
             left = asyncio.run(sql(database_url, f"SELECT qty FROM {TABLE} WHERE sku = %s", sku))
             taken = HOT_STOCK - int(left[0][0])
             phase["durability"] = {
@@ -169,45 +211,28 @@ def measure_baseline(
                 "ok": taken == phase["ok_total"],
             }
             figures[str(c)] = phase
-            print("  " + line_of("baseline", phase), flush=True)
-    return figures
+            say("  " + line_of("baseline", phase))
+    return figures, idle
 
 
-def line_of(name: str, p: dict[str, Any]) -> str:
-    cores = ", ".join(f"{k} {v}" for k, v in p.get("cores", {}).items())
-    return (
-        f"{name:<17} c={p['concurrency']:<4} {p['requests_per_s']:>8,.0f} req/s  "
-        f"p50 {p['p50_ms']:>6.1f}  p99 {p['p99_ms']:>6.1f} ms  errors {p['errors_total']}"
-        f"  durable {'ok' if p['durability']['ok'] else 'NO'}  [cores: {cores}]"
-    )
-
-
-def report(figures: dict[str, Any]) -> list[str]:
-    lines = ["", "| concurrency | system | req/s | p50 ms | p99 ms | errors | vs baseline |"]
-    lines.append("| --- | --- | --- | --- | --- | --- | --- |")
-    base = figures.get("baseline", {})
-    for c in figures["settings"]["concurrency"]:
-        b = base.get(str(c))
-        for name, per_c in figures["systems"].items():
-            p = per_c[str(c)]
-            ratio = f"{p['requests_per_s'] / b['requests_per_s']:.2f}x" if b else "-"
-            p99 = " (lower p99)" if b and p["p99_ms"] < b["p99_ms"] else ""
-            lines.append(
-                f"| {c} | matchday/{name} | {p['requests_per_s']:,.0f} | {p['p50_ms']:.1f} | "
-                f"{p['p99_ms']:.1f} | {p['errors_total']} | {ratio}{p99} |"
-            )
-        if b:
-            lines.append(
-                f"| {c} | baseline | {b['requests_per_s']:,.0f} | {b['p50_ms']:.1f} | "
-                f"{b['p99_ms']:.1f} | {b['errors_total']} | 1.00x |"
-            )
-    return lines
-
-
-def checks_ok(figures: dict[str, Any]) -> bool:
-    phases = [p for per_c in figures["systems"].values() for p in per_c.values()]
-    phases += list(figures.get("baseline", {}).values())
-    return bool(phases) and all(p["durability"]["ok"] for p in phases)
+def one_run(
+    r: int, args: argparse.Namespace, urls: tuple[str, str], skus: dict[str, dict[int, str]],
+    work: Path, roots: dict[str, Any], figures: dict[str, Any],
+) -> None:  # fmt: skip
+    """Run r: each ingress on a fresh stack, then the baseline; appended to figures["runs"]
+    as it goes, so that a run that fails midway keeps what it measured."""
+    run: dict[str, Any] = {"phases": {}, "idle": {}}
+    figures["runs"].append(run)
+    say(f"run {r + 1} of {args.runs}")
+    for ingress in args.ingress:
+        name = f"matchday/{ingress}"
+        phases, run["idle"][name] = measure_stack(ingress, urls, skus[ingress], args, work, roots)
+        for c, phase in phases.items():
+            run["phases"].setdefault(c, {})[name] = phase
+    if not args.no_baseline:
+        phases, run["idle"]["baseline"] = measure_baseline(urls[0], args, work, roots)
+        for c, phase in phases.items():
+            run["phases"].setdefault(c, {})["baseline"] = phase
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -219,10 +244,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ingress", nargs="+", default=["haproxy", "python"],
                         choices=["haproxy", "python"])  # fmt: skip
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--runs", type=int)
+    parser.add_argument("--idle-seconds", type=float)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    if (args.runs is not None and args.runs < 1) or any(c < 1 for c in args.concurrency):
+        parser.error("--runs and --concurrency must be positive")
     args.seconds = args.seconds or (2.0 if args.quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 3.0)
+    args.runs = args.runs or (1 if args.quick else 3)
+    args.idle_seconds = args.idle_seconds or (2.0 if args.quick else 5.0)
+    args.settle = 1.0 if args.quick else 3.0
     return args
 
 
@@ -231,11 +263,14 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="matchday-bench-http-"))
     out = args.json or RESULTS / f"http-{time.strftime('%Y%m%d-%H%M%S')}.json"
     figures: dict[str, Any] = {
+        "kind": "http",
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "systems": {},
+        "git": git_state(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "runs": [],
     }
+    failure = ""
     db_url, redis_url, servers = start_servers("", "", work / "servers")
     try:
         migrate(db_url)
@@ -247,26 +282,35 @@ def main(argv: list[str] | None = None) -> int:
         )
         roots = {"postgres": postmaster_pid(work / "servers" / "postgres" / "pgdata")}
         roots["redis"] = next((s.proc.pid for s in servers if hasattr(s, "proc")), None)
-        skus = {m: {c: hot_sku(m, c) for c in args.concurrency} for m in args.ingress}
-        asyncio.run(create_hot_skus(settings, [s for per in skus.values() for s in per.values()]))
+        skus = [
+            {m: {c: hot_sku(m, c) for c in args.concurrency} for m in args.ingress}
+            for _ in range(args.runs)
+        ]
+        every = [s for run in skus for per in run.values() for s in per.values()]
+        asyncio.run(create_hot_skus(settings, every))
         asyncio.run(sql(db_url, create_table_sql()))
-        print(f"add-to-cart over HTTP, {args.seconds:g} s per phase after {args.warmup:g} s")
-        for ingress in args.ingress:
-            figures["systems"][ingress] = measure_stack(
-                ingress, (db_url, redis_url), skus[ingress], args, work, roots
-            )
-        if not args.no_baseline:
-            figures["baseline"] = measure_baseline(db_url, args, work, roots)
+        say(
+            f"add-to-cart over HTTP, {args.runs} run(s), {args.seconds:g} s per phase after "
+            f"{args.warmup:g} s"
+        )
+        for r in range(args.runs):
+            one_run(r, args, (db_url, redis_url), skus[r], work, roots, figures)
+    except Stalled as exc:
+        failure = f"STALLED: {exc}"
+    except Exception:
+        traceback.print_exc()
+        failure = "FAILED: see the traceback above"
     finally:
         for server in reversed(servers):
             server.stop()
         remove_tree(work)
-    table = report(figures)
-    print("\n".join(table))
-    figures["ok"] = checks_ok(figures)
+    summary, idle = finish(figures)
+    print("\n".join(report(figures, summary, idle)))
+    figures["ok"] = checks_ok(figures) and not failure
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2))
-    print(f"\ndurability {'ok' if figures['ok'] else 'FAILED'}; figures in {out}")
+    print(f"\n{failure or ('durability ok' if figures['ok'] else 'durability FAILED')}; "
+          f"figures in {out}")  # fmt: skip
     return 0 if figures["ok"] else 1
 
 

@@ -9,7 +9,8 @@ C workers opens a shopper session and a cart (matchday; the baseline has neither
 loops "POST /api/shop/carts/{cart}/items {"sku": SKU, "qty": 1}, await the answer" over its
 own keep-alive connection. Only 201 answers count as done.
 
-Prints JSON lines on stdout: ``{"event": "window_start"}`` when the warm-up ends,
+Prints JSON lines on stdout: ``{"event": "ready", "setup_s"}`` once every connection has
+its session and cart, ``{"event": "window_start"}`` when the warm-up ends,
 ``{"event": "window_end"}`` when the measured window ends (``bench.http`` samples CPU
 between them), then one result object with every figure.
 """
@@ -104,6 +105,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.gather(*(open_cart(http, base) for _ in range(args.concurrency)))
             )
         setup_s = time.perf_counter() - setup_started
+        print(json.dumps({"event": "ready", "setup_s": round(setup_s, 3)}), flush=True)
         body = json.dumps({"sku": args.sku, "qty": 1}).encode()
         tally = Tally()
         workers = [

@@ -3,8 +3,8 @@
 - :class:`Stack`: ``matchday run`` (``cluster.cli``) in a subprocess, on the benchmark's
   PostgreSQL and Redis, with one ingress mode. Exactly what a newcomer runs.
 - :class:`Baseline`: ``bench.baseline_app`` under uvicorn, in a subprocess.
-- :func:`cpu_sample`: CPU seconds so far of every process involved, grouped by role, so the
-  benchmark can say where the cores went during a measured window.
+
+Where their CPU goes, per process role, is :mod:`matchday.ops.cpu_roles`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import psutil
+from bench.watch import Stalled
 
 LOOPBACK = "127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,7 +74,7 @@ class Stack:
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 300.0) -> Stack:
+    def start(self, timeout_s: float = 300.0, say: Callable[[str], None] = print) -> Stack:
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "cluster.cli", "run", "--no-dashboard", "--no-seed"],
@@ -83,12 +83,25 @@ class Stack:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout_s
+        started = time.monotonic()
+        deadline, next_word = started + timeout_s, started + 15
         while b"Stop: Ctrl-C" not in self.log.read_bytes():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+            if self.proc.poll() is not None:
                 self.stop()
                 tail = self.log.read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"the {self.ingress} stack did not start:\n{tail}")
+            if time.monotonic() > deadline:
+                self.stop()
+                last = self.log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+                raise Stalled(
+                    f"starting the {self.ingress} stack", f"'matchday run' to say it is up "
+                    f"(its log {self.log} ends: {last[0][:200]!r})", timeout_s,
+                )  # fmt: skip
+            if time.monotonic() > next_word:  # never silent: say where the start-up is
+                next_word += 15
+                last = self.log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+                say(f"  the {self.ingress} stack is still starting after "
+                    f"{time.monotonic() - started:.0f} s: {last[0][:160]}")  # fmt: skip
             time.sleep(0.5)
         return self
 
@@ -101,7 +114,7 @@ class Stack:
         return self.proc.pid
 
     def __enter__(self) -> Stack:
-        return self.start()
+        return self if self.proc is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -153,76 +166,8 @@ class Baseline:
         self.stop()
 
 
-def role(proc: psutil.Process) -> str:
-    """The group a process's CPU is reported under."""
-    name = str(proc.name())
-    if name == "haproxy":
-        return "haproxy"
-    if name.startswith("ray::ProxyActor"):
-        return "proxy"
-    if name.startswith("ray::ServeReplica:shop"):
-        return "shop replica"
-    if name.startswith("ray::ServeReplica"):
-        return "other replicas"
-    if name.startswith("ray::InventoryS"):
-        return "shards"
-    if name.startswith(("postgres", "redis")):
-        return name.split()[0].split("-")[0]
-    return "ray"
-
-
-def _tree(pid: int) -> list[psutil.Process]:
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
 def postmaster_pid(pgdata: Path) -> int | None:
     try:
         return int((pgdata / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-
-
-def cpu_sample(roots: dict[str, int | None]) -> dict[str, Any]:
-    """CPU seconds per pid (with its role) of every tree in ``roots``, and the machine's.
-
-    A root's name is the role of its whole tree unless it is "stack", whose processes are
-    grouped by :func:`role`; "postgres" and "redis" name the servers' own trees.
-    """
-    per_pid: dict[int, tuple[str, float]] = {}
-    for name, pid in roots.items():
-        if pid is None:
-            continue
-        for proc in _tree(pid):
-            try:
-                times = proc.cpu_times()
-                group = role(proc) if name == "stack" else name
-                per_pid[proc.pid] = (group, times.user + times.system)
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-    machine = psutil.cpu_times()
-    idle = machine.idle + getattr(machine, "iowait", 0.0)
-    return {
-        "at": time.monotonic(),
-        "pids": per_pid,
-        "busy": sum(machine) - idle - getattr(machine, "steal", 0.0),
-        "steal": getattr(machine, "steal", 0.0),
-    }
-
-
-def cores_used(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
-    """Cores (CPU seconds per second) per group between two samples, plus the machine's."""
-    seconds = after["at"] - before["at"]
-    groups: dict[str, float] = {}
-    for pid, (group, cpu) in after["pids"].items():
-        start = before["pids"].get(pid, (group, 0.0))[1]
-        groups[group] = groups.get(group, 0.0) + (cpu - start)
-    out = {g: round(v / seconds, 2) for g, v in sorted(groups.items(), key=lambda kv: -kv[1])}
-    ours = sum(groups.values()) / seconds
-    out["machine"] = round((after["busy"] - before["busy"]) / seconds, 2)
-    out["other"] = round(max(0.0, out["machine"] - ours), 2)
-    out["steal"] = round((after["steal"] - before["steal"]) / seconds, 2)
-    return {k: v for k, v in out.items() if v >= 0.005 or k in ("machine", "other")}

@@ -40,8 +40,9 @@ import aiohttp
 
 from bench.http import RESULTS, create_hot_skus, sql
 from bench.http_client import percentile, uvloop
-from bench.http_stack import Stack, cores_used, cpu_sample, postmaster_pid
+from bench.http_stack import Stack, postmaster_pid
 from matchday.embedded import remove_tree, start_servers
+from matchday.ops.cpu_roles import NOT_ROLES, cores_used, cpu_sample
 from matchday.settings import Settings
 from matchday.storage.db import migrate
 from matchday.web.identity import Identity
@@ -55,7 +56,6 @@ ENGINE = (  # journal rows; those of the poll SKUs; the poll SKUs' counters
     " (SELECT string_agg(concat_ws('/', sku, on_hand, reserved, sold), ' ' ORDER BY sku)"
     "  FROM inventory WHERE sku = ANY(%s))"
 )
-MACHINE = ("machine", "other", "steal")  # cores_used's keys that are not our processes
 COMMITS = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
 VOTES = (  # rows, distinct voters, transactions that stored them, the biggest one
     "SELECT count(*), count(DISTINCT (poll_id, customer_id)), count(DISTINCT stored_at),"
@@ -223,7 +223,7 @@ def rate_in(done: list[float], window: list[float]) -> float:
 def run_phases(cfg: dict[str, Any], roots: dict[str, Any]) -> dict[str, Any]:
     query = lambda q, *a: list(asyncio.run(sql(cfg["db"], q, *a))[0])  # noqa: E731
     engine = lambda: query(ENGINE, cfg["skus"], cfg["skus"])  # noqa: E731
-    ours = lambda w: sum(v for k, v in w["cores"].items() if k not in MACHINE)  # noqa: E731
+    ours = lambda w: sum(v for k, v in w["cores"].items() if k not in NOT_ROLES)  # noqa: E731
     storm = lambda: Helper("storm", client, ({**cfg, "role": "storm"},))  # noqa: E731
     f: dict[str, Any] = {"storms": []}
 
@@ -232,7 +232,7 @@ def run_phases(cfg: dict[str, Any], roots: dict[str, Any]) -> dict[str, Any]:
         time.sleep(seconds)
         s1, c1 = cpu_sample({**roots, **extra}), query(COMMITS)[0]
         return {"cores": cores_used(s0, s1), "commits_per_s": round((c1 - c0) / seconds, 1),
-                "window": [s0["at"], s1["at"]]}  # fmt: skip
+                "window": [s0.at, s1.at]}  # fmt: skip
 
     def phase(name: str, extra: dict[str, Any]) -> dict[str, Any]:
         j0, run = engine()[0], Helper("client", client, ({**cfg, "role": "checkout"},))
@@ -241,12 +241,12 @@ def run_phases(cfg: dict[str, Any], roots: dict[str, Any]) -> dict[str, Any]:
             run.out.get(timeout=120)
             samples.append(cpu_sample(watched))
         p = f[name[0]] = {**run.finish(1)[0], "cores": cores_used(*samples)}
-        p["window"] = [s["at"] for s in samples]
+        p["window"] = [s.at for s in samples]
         p["journal_per_checkout"] = round((engine()[0] - j0) / max(p["paid_total"], 1), 3)
         print(f"  {name:<9}{p['checkouts_per_s']:>7,.1f} checkouts/s  p50 {p['p50_ms']:>6.1f}  "
               f"p95 {p['p95_ms']:>6.1f}  p99 {p['p99_ms']:>6.1f} ms  errors "
               f"{sum(p['errors'].values())}  [machine {p['cores']['machine']} cores, other "
-              f"load {p['cores']['other']}]", flush=True)  # fmt: skip
+              f"load {p['cores']['foreign']}]", flush=True)  # fmt: skip
         return p
 
     time.sleep(cfg["warmup"])

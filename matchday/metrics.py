@@ -64,6 +64,8 @@ ORDERS_UNPAID = "matchday_orders_unpaid_recent"
 LATE_PAYMENTS = "matchday_late_payments_recent"
 OUTBOX_BACKLOG = "matchday_outbox_backlog"
 CATALOG_CACHE = "matchday_catalog_cache"
+EMBEDDED_RESTARTS = "matchday_embedded_restarts"
+EMBEDDED_UP = "matchday_embedded_up"
 
 # Checkout waits on a gateway: a card payment is 0.3-3 s at Stripe, so the buckets reach
 # 10 s (the Stripe timeout) and are fine below 0.1 s, where the test gateway answers.
@@ -153,6 +155,18 @@ SPECS: tuple[MetricSpec, ...] = (
         "counter",
         "Catalogue reads answered from the Redis cache (hit) or from PostgreSQL (miss).",
         ("result",),
+    ),
+    MetricSpec(
+        EMBEDDED_RESTARTS,
+        "counter",
+        "Restarts of an embedded server (postgres, redis) by `matchday run` after it died.",
+        ("server",),
+    ),
+    MetricSpec(
+        EMBEDDED_UP,
+        "gauge",
+        "1 while `matchday run` sees its embedded server (postgres, redis) running, else 0.",
+        ("server",),
     ),
 )
 

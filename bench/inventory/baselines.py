@@ -5,6 +5,7 @@ check-and-decrement Lua script), each checking its stock counter against its ack
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -25,9 +26,9 @@ return redis.call('DECRBY', KEYS[1], qty)
 
 
 class Baselines(BenchBase):
-    async def row_lock(self, c: int) -> dict[str, Any]:
+    async def row_lock(self, c: int, idle: dict[str, float]) -> dict[str, Any]:
         s = self.base
-        sku = f"{self.prefix}-ROW-c{c}"
+        sku = f"{self.prefix}-ROW-c{c}-{uuid.uuid4().hex[:6]}"
         await self.sql(
             "CREATE TABLE IF NOT EXISTS bench_stock (sku text PRIMARY KEY, stock bigint NOT NULL)"
         )
@@ -51,7 +52,8 @@ class Baselines(BenchBase):
                     cur = await conn.execute(ROW_LOCK_SQL, {"qty": 1, "sku": sku})
                     return None if cur.rowcount == 1 else "OutOfStock"
 
-            load = await drive(op, c, self.cfg.warmup, self.cfg.seconds, self.meter)
+            cfg, phase = self.cfg, f"hot SKU, c={c}: row lock"
+            load = await drive(op, c, cfg.warmup, cfg.seconds, self.meter, idle, self.say, phase)
         finally:
             await pool.close()
         res = load.summary()
@@ -64,10 +66,10 @@ class Baselines(BenchBase):
         }
         return res
 
-    async def redis_lua(self, c: int) -> dict[str, Any]:
+    async def redis_lua(self, c: int, idle: dict[str, float]) -> dict[str, Any]:
         import redis.asyncio as aioredis
 
-        key = f"bench:{self.run_id}:stock:c{c}"
+        key = f"bench:{self.run_id}:stock:c{c}:{uuid.uuid4().hex[:6]}"
         pool = aioredis.ConnectionPool.from_url(self.base.redis_url, max_connections=c)
         r = aioredis.Redis(connection_pool=pool)
         try:
@@ -78,7 +80,8 @@ class Baselines(BenchBase):
                 left = await script(keys=[key], args=[1])
                 return None if int(left) >= 0 else "OutOfStock"
 
-            load = await drive(op, c, self.cfg.warmup, self.cfg.seconds, self.meter)
+            cfg, phase = self.cfg, f"hot SKU, c={c}: Redis Lua"
+            load = await drive(op, c, cfg.warmup, cfg.seconds, self.meter, idle, self.say, phase)
             stock = int(await r.get(key) or 0)
         finally:
             await r.aclose()

@@ -22,8 +22,9 @@ from typing import Any
 
 from bench.inventory.config import RESULTS_DIR, Config
 from bench.inventory.environment import _postmaster_pid
-from bench.inventory.report import Progress, report
+from bench.inventory.report import Progress, finish, report
 from bench.inventory.runner import Bench
+from bench.watch import Stalled
 from cluster.local import keep_ray_on_loopback
 from matchday.embedded import remove_tree, start_servers
 from matchday.settings import Settings
@@ -73,9 +74,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--seconds", type=float, default=None, help="measured seconds per phase")
     p.add_argument("--warmup", type=float, default=None, help="warm-up seconds per phase")
-    p.add_argument("--concurrency", type=int, nargs="+", default=[64, 16], metavar="C")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[64, 256], metavar="C")
     p.add_argument("--clients", type=int, default=1, help="InventoryClients for the engine")
     p.add_argument("--quick", action="store_true", help="about a minute: the smoke test")
+    p.add_argument("--runs", type=int, default=None, help="hot-SKU rounds (3; 1 with --quick)")
+    p.add_argument("--idle-seconds", type=float, default=None, help="idle window per round")
     p.add_argument(
         "--no-analyze",
         dest="analyze",
@@ -84,8 +87,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--json", type=Path, default=None, metavar="PATH")
     args = p.parse_args(argv)
-    if any(c < 1 for c in args.concurrency) or args.clients < 1:
-        p.error("--concurrency and --clients must be positive")
+    if any(c < 1 for c in args.concurrency) or args.clients < 1 or (args.runs or 1) < 1:
+        p.error("--concurrency, --clients and --runs must be positive")
     return args
 
 
@@ -102,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         held_reservations=2_000 if quick else 10_000,
         recovery_attempts=1 if quick else 3,
         analyze=args.analyze,
+        runs=args.runs or (1 if quick else 3),
+        idle_seconds=args.idle_seconds or (2.0 if quick else 5.0),
     )
     say = Progress()
     # A private, loopback-only cluster: both must be set before ray is imported.
@@ -114,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="matchday-bench-"))
     started: list[Any] = []
     bench: Bench | None = None
+    bench_failure = ""
     status = 1
     try:
         say(f"starting PostgreSQL and Redis in {tmp} ...")
@@ -145,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):
         say("interrupted")
         status = 130
+    except Stalled as exc:
+        say(f"STALLED: {exc}")
+        say("stopping everything; exit status 1")
+        bench_failure = f"STALLED: {exc}"
+        status = 1
     except Exception:
         traceback.print_exc()
         say("FAILED: stopping everything")
@@ -163,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
             path = args.json or RESULTS_DIR / f"inventory-{datetime.now():%Y%m%d-%H%M%S}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             bench.results["status"] = "complete" if status == 0 else "incomplete"
+            bench.results["failure"] = bench_failure
+            finish(bench.results)
             path.write_text(json.dumps(bench.results, indent=2, default=str) + "\n")
             print(f"\n{report(bench.results)}", flush=True)
             print(f"figures written to {path}", flush=True)
+            if bench_failure:
+                print(bench_failure, flush=True)
     return status

@@ -1,5 +1,5 @@
-"""The inventory benchmark's fixed settings: the targets its figures are judged against (10x
-the row lock, half of Redis Lua, recovery under 2 s), the stock and sizes of its phases, the
+"""The inventory benchmark's fixed settings: the recovery target (under 2 s; issue 12's
+throughput and CPU targets are in ``bench.targets``), the stock and sizes of its phases, the
 engine tables it analyzes, where results go, and ``Config``, one run's resolved options."""
 
 from __future__ import annotations
@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-TARGET_VS_ROW_LOCK = 10.0
-TARGET_VS_REDIS = 0.5
 TARGET_RECOVERY_S = 2.0
 
 HOT_STOCK = 10**12  # never sells out
@@ -41,3 +39,5 @@ class Config:
     held_reservations: int
     recovery_attempts: int
     analyze: bool = True
+    runs: int = 1  # engine-vs-baselines rounds of the hot-SKU phase, each a fresh engine
+    idle_seconds: float = 2.0  # idle window before each round's measured phases

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import platform
-import shutil
-import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +16,7 @@ import psutil
 import psycopg
 
 from bench.inventory.harness import BenchBase
+from bench.provenance import git_state
 
 
 class Environment(BenchBase):
@@ -79,7 +78,7 @@ class Environment(BenchBase):
                 "appendfsync": appendfsync,
                 "embedded": not self.external["redis"],
             },
-            "git": _git_state(),
+            "git": git_state(),
             "engine_settings": {
                 "max_batch": s.max_batch,
                 "client_in_flight": s.client_in_flight,
@@ -117,25 +116,6 @@ def _postmaster_pid(servers: list[Any]) -> int | None:
             with contextlib.suppress(OSError, ValueError, IndexError):
                 return int((pid_file / "postmaster.pid").read_text().splitlines()[0])
     return None
-
-
-def _git_state() -> dict[str, Any]:
-    """The commit measured, and the engine files that differ from it (measured as they are)."""
-    git = shutil.which("git")
-    repo = Path(__file__).resolve().parent.parent.parent
-    if git is None:
-        return {}
-    try:
-
-        def run(*args: str) -> str:
-            return subprocess.run(  # noqa: S603 - git with fixed arguments
-                [git, "-C", str(repo), *args], capture_output=True, text=True, timeout=10
-            ).stdout.rstrip("\n")
-
-        changed = run("status", "--porcelain", "--", "matchday", "actors", "cluster")
-        return {"commit": run("rev-parse", "HEAD"), "changed": changed.splitlines()}
-    except (OSError, subprocess.SubprocessError):
-        return {}
 
 
 def _cpu_model() -> str:

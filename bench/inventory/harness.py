@@ -15,10 +15,12 @@ import psutil
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from bench.costs import idle_window
 from bench.inventory.config import ENGINE_TABLES, Config
-from bench.inventory.cpu import CpuMeter
+from bench.inventory.cpu import CpuMeter, fmt_cores
 from bench.inventory.load import poll
 from bench.inventory.report import Progress
+from bench.watch import bounded
 from matchday.settings import Settings
 from matchday.storage.inventory_repo import InventoryRepository
 
@@ -59,10 +61,19 @@ class BenchBase:
             f"starting engine: namespace {s.namespace}, {s.shards} ring + "
             f"{s.dedicated_shards} dedicated shards"
         )
-        handles: dict[int, Any] = await asyncio.to_thread(start_inventory, s)
-        pids = [(await h.stats.remote())["pid"] for h in handles.values()]
+        # Ray waits for resources, and retries calls to a crash-looping actor, without end.
+        async with bounded(self.say, "starting the engine", "its shards to answer", 180):
+            handles: dict[int, Any] = await asyncio.to_thread(start_inventory, s)
+            pids = [(await h.stats.remote())["pid"] for h in handles.values()]
         self.meter.shard_pids = set(pids)
         return handles
+
+    async def idle(self, label: str) -> dict[str, Any]:
+        """Cores per role over ``cfg.idle_seconds`` with the engine up and no traffic."""
+        self.say(f"{label}: idle window of {self.cfg.idle_seconds:g} s ...")
+        idle = await asyncio.to_thread(idle_window, self.meter.snapshot, self.cfg.idle_seconds)
+        self.say(f"  idle: {fmt_cores(idle['cores'])}")
+        return idle
 
     async def stop(self, s: Settings) -> None:
         from actors.client import stop_inventory
@@ -70,7 +81,8 @@ class BenchBase:
         await asyncio.to_thread(stop_inventory, s)
         self.running.remove(s)
         pids = list(self.meter.shard_pids)
-        await poll(lambda: not any(_alive(p) for p in pids), 15.0, 0.05)
+        if not await poll(lambda: not any(_alive(p) for p in pids), 15.0, 0.05):
+            self.say(f"stopping the engine: shard processes {pids} still alive after 15 s")
         self.meter.shard_pids = set()
 
     async def retire(self, like: str) -> None:
@@ -106,6 +118,8 @@ class BenchBase:
         while n and time.perf_counter() - t < limit_s:
             await asyncio.sleep(0.1)
             n = int(await self.sql("SELECT count(*) FROM inventory_outbox"))
+        if n:  # the relay is behind, not the engine: say so and carry on
+            self.say(f"  the outbox relay left {n:,} of {backlog:,} events after {limit_s:.0f} s")
         return backlog, round(time.perf_counter() - t, 2)
 
     # -- teardown of external data -----------------------------------------------------------

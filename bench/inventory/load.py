@@ -1,7 +1,8 @@
 """The inventory benchmark's load generator, the same for every system: ``drive`` runs C
 worker coroutines looping on one reserve (an ``Op``) and counts what completes in the measured
-window into a ``Load`` (rate, latency percentiles, errors, cores used); ``engine_op`` and the
-SKU pickers build the engine's op; ``poll`` waits for a condition."""
+window into a ``Load`` (rate, latency percentiles, errors, cores used and CPU per acknowledged
+reserve by role, gross and net of the idle burn); ``engine_op`` and the SKU pickers build the
+engine's op; ``poll`` waits for a condition."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.costs import phase_cost
 from bench.inventory.config import TTL_S
 from bench.inventory.cpu import CpuMeter
+from bench.watch import Say, bounded
 from matchday.inventory.commands import Reserve
 
 
@@ -42,7 +45,7 @@ class Load:
     errors: Counter[str] = field(default_factory=Counter)
     errors_total: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
-    cpu: dict[str, float] = field(default_factory=dict)
+    cost: dict[str, Any] = field(default_factory=dict)  # bench.costs.phase_cost of the window
 
     @property
     def rate(self) -> float:
@@ -66,7 +69,7 @@ class Load:
             "mean_ms": _round(statistics.fmean(ms) if ms else None),
             "errors_in_window": dict(self.errors),
             "errors_total": dict(self.errors_total),
-            "cores_used": self.cpu,
+            **self.cost,
         }
 
 
@@ -74,8 +77,12 @@ def _round(x: float | None, n: int = 3) -> float | None:
     return None if x is None else round(x, n)
 
 
-async def drive(op: Op, concurrency: int, warmup: float, seconds: float, meter: CpuMeter) -> Load:
-    """C workers looping on ``op``; count what completes in [warm-up end, + seconds)."""
+async def drive(
+    op: Op, concurrency: int, warmup: float, seconds: float, meter: CpuMeter,
+    idle: dict[str, float], say: Say, phase: str,
+) -> Load:  # fmt: skip
+    """C workers looping on ``op``; count what completes in [warm-up end, + seconds); CPU per
+    acknowledged reserve net of ``idle`` (cores per role with no traffic)."""
     load = Load(concurrency, seconds, warmup)
     start = time.perf_counter()
     t0, t1 = start + warmup, start + warmup + seconds
@@ -108,9 +115,14 @@ async def drive(op: Op, concurrency: int, warmup: float, seconds: float, meter: 
         before = await asyncio.to_thread(meter.snapshot)
         await asyncio.sleep(max(0.0, t1 - time.perf_counter()))
         after = await asyncio.to_thread(meter.snapshot)
-        load.cpu = meter.cores(before, after)
+        load.cost = phase_cost(before, after, load.ok, idle)
 
-    async with asyncio.timeout(warmup + seconds + 120):
+    # After the window each worker awaits the reserve it has in flight: 120 s is far past
+    # any acknowledgement (p99.9 stays under a second on the reference machine).
+    async with bounded(
+        say, phase, f"{concurrency} callers' reserves to be acknowledged",
+        warmup + seconds + 120, lambda: f"{load.acked_total:,} acknowledged so far",
+    ):  # fmt: skip
         await asyncio.gather(watch(), *(worker(w) for w in range(concurrency)))
     return load
 

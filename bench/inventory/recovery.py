@@ -20,6 +20,7 @@ from bench.inventory.config import TARGET_RECOVERY_S, TTL_S
 from bench.inventory.harness import BenchBase, _alive
 from bench.inventory.load import poll
 from bench.inventory.report import fmt_mb
+from bench.watch import Stalled, bounded
 from matchday.inventory.commands import Reserve
 from matchday.inventory.records import SkuRow
 from matchday.inventory.routing import Router
@@ -66,8 +67,14 @@ class MemoryAndRecovery(BenchBase):
                 await self.repo.create_skus([SkuRow(x, 1_000, 0, 0) for x in chunk], router)
             created_s = time.perf_counter() - t
             t = time.perf_counter()
-            for chunk in chunks(names, 10_000):
-                await h.adopt.remote(chunk)
+            adopted = 0
+            async with bounded(
+                self.say, "memory", f"the shard to adopt {n:,} SKUs", 180,
+                lambda: f"{adopted:,} adopted", every_s=10,
+            ):  # fmt: skip
+                for chunk in chunks(names, 10_000):
+                    await h.adopt.remote(chunk)
+                    adopted += len(chunk)
             adopt_s = time.perf_counter() - t
             await self.analyze()
             await asyncio.sleep(0.5)
@@ -98,22 +105,7 @@ class MemoryAndRecovery(BenchBase):
             k = cfg.held_reservations
             step = max(1, n // k)
             targets = names[::step][:k]
-            self.say(f"recovery: holding {len(targets):,} reservations ...")
-            held_ok = 0
-            for part in chunks(targets, 2_000):
-                async with asyncio.timeout(60):  # a hung shard ends the run, see run()
-                    outs = await asyncio.gather(
-                        *(
-                            client.submit(
-                                Reserve(
-                                    f"{self.run_id}-h-{x}", x, 1, f"cart-{x}", f"fan-{x}", TTL_S
-                                )
-                            )
-                            for x in part
-                        )
-                    )
-                held_ok += sum(o.error is None for o in outs)
-            recovery["held_reservations"] = held_ok
+            recovery["held_reservations"] = await self.hold(client, targets)
 
             # (ii) on Ray: kill, time until a reserve succeeds again
             ray_times: list[float] = []
@@ -164,7 +156,8 @@ class MemoryAndRecovery(BenchBase):
             for attempt in range(cfg.recovery_attempts):
                 core = ShardCore(0, Router(1), InventoryRepository(pool))
                 t = time.perf_counter()
-                await core.start()
+                async with bounded(self.say, "recovery in-process", "ShardCore.start()", 120):
+                    await core.start()
                 dt = time.perf_counter() - t
                 times.append(dt)
                 st = core.stats()
@@ -184,6 +177,38 @@ class MemoryAndRecovery(BenchBase):
         }
         await self.retire(like)
 
+    async def hold(self, client: Any, targets: list[str]) -> int:
+        """One reserve on each SKU of ``targets``, 2,000 at a time; the acknowledged count.
+
+        Issue 12: this wait once stalled for 60 s in silence. Now a line every 5 s says how
+        many are acknowledged, and a chunk that makes no progress within 60 s ends the run
+        with a message naming this phase.
+        """
+        self.say(f"recovery: holding {len(targets):,} reservations, 2,000 at a time ...")
+        acked = answered = 0
+
+        async def one(x: str) -> bool:
+            nonlocal acked, answered
+            m = Reserve(f"{self.run_id}-h-{x}", x, 1, f"cart-{x}", f"fan-{x}", TTL_S)
+            ok = (await client.submit(m)).error is None
+            answered += 1
+            acked += ok
+            return ok
+
+        for i, part in enumerate(chunks(targets, 2_000)):
+            what = (
+                f"chunk {i + 1}: {len(part):,} reserves on distinct SKUs of one shard "
+                f"to be answered"
+            )
+            async with bounded(
+                self.say, "recovery (holding reservations)", what, 60,
+                lambda: f"{answered:,} of {len(targets):,} answered, {acked:,} acknowledged",
+                every_s=5,
+            ):  # fmt: skip
+                await asyncio.gather(*(one(x) for x in part))
+            self.say(f"  {answered:,} of {len(targets):,} answered, {acked:,} acknowledged")
+        return acked
+
     async def kill_and_probe(
         self, h: Any, client: Any, names: list[str], attempt: int
     ) -> tuple[float, int, dict[str, int]]:
@@ -194,7 +219,12 @@ class MemoryAndRecovery(BenchBase):
         t0 = time.perf_counter()
         self.ray.kill(h, no_restart=False)
         # Probe only once the old process is gone, so that no probe is answered by it.
-        await poll(lambda: not _alive(old_pid), 30.0, 0.002)
+        if not await poll(lambda: not _alive(old_pid), 30.0, 0.002):
+            raise Stalled(
+                f"recovery on Ray, attempt {attempt + 1}",
+                f"the killed shard (pid {old_pid}) to exit",
+                30,
+            )
 
         async def probe(i: int) -> str | None:
             rid = f"{self.run_id}-k{attempt}-{i}"
@@ -211,8 +241,15 @@ class MemoryAndRecovery(BenchBase):
             tasks.append(asyncio.create_task(probe(len(tasks))))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(first), 0.01)
-        results = await asyncio.gather(*tasks)
         if not first.done():
-            raise RuntimeError("the shard did not come back within 120 s")
+            for t in tasks:
+                t.cancel()
+            raise Stalled(
+                f"recovery on Ray, attempt {attempt + 1}",
+                "a reserve to succeed on the restarted shard", 120,
+                f"{len(tasks):,} probes sent, none acknowledged",
+            )  # fmt: skip
+        async with bounded(self.say, "recovery on Ray", "the probes in flight", 60):
+            results = await asyncio.gather(*tasks)
         errors = Counter(r for r in results if r is not None)
         return first.result() - t0, len(tasks), dict(errors)

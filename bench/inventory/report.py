@@ -5,15 +5,24 @@ and the number formats, and ``report`` with its ``notes``, the final summary of 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from bench.inventory.config import (
-    SCALE_SKUS,
-    TARGET_RECOVERY_S,
-    TARGET_VS_REDIS,
-    TARGET_VS_ROW_LOCK,
+from bench.costs import (
+    GROSS,
+    NET,
+    Spread,
+    Summary,
+    cost_table,
+    spreads,
+    summarize,
+    summary_json,
+    table,
 )
+from bench.inventory.config import SCALE_SKUS, TARGET_RECOVERY_S
 from bench.inventory.cpu import fmt_cores
+from bench.targets import inventory_targets, lines
+from matchday.ops.cpu_roles import FOREIGN, LOAD_GENERATOR, SERVER_TOTAL
 
 # -- reporting -----------------------------------------------------------------------------
 
@@ -24,19 +33,6 @@ class Progress:
 
     def __call__(self, msg: str) -> None:
         print(f"[{time.perf_counter() - self.start:6.1f}s] {msg}", flush=True)
-
-
-def table(headers: list[str], rows: list[list[str]], indent: str = "  ") -> str:
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-
-    def line(cells: list[str]) -> str:
-        out = [
-            str(c).ljust(w) if i == 0 else str(c).rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return (indent + "  ".join(out)).rstrip()
-
-    return "\n".join([line(headers), indent + "  ".join("-" * w for w in widths), *map(line, rows)])
 
 
 def fmt_rate(x: float) -> str:
@@ -58,92 +54,44 @@ def verdict(ok: bool) -> str:
 # -- the final report ------------------------------------------------------------------------
 
 
+SYSTEMS = (("engine", "engine"), ("row_lock", "row lock"), ("redis_lua", "Redis Lua"))
+
+
+def summary_of(results: Mapping[str, Any]) -> tuple[Summary, dict[str, Spread]]:
+    """The hot-SKU rounds' medians (``bench.costs.summarize``) and the idle burn's."""
+    hot = results.get("hot_sku", {})
+    runs = [
+        {c: {label: res[key] for key, label in SYSTEMS if key in res} for c, res in run.items()}
+        for run in hot.get("runs", [])
+    ]
+    idle = spreads([i["cores"] for i in hot.get("idle", [])])
+    return summarize([r for r in runs if r], "row lock", "reserves_per_s"), idle
+
+
+def finish(results: dict[str, Any]) -> None:
+    """Add the summary over rounds, the idle burn and issue 12's targets to ``results``."""
+    summary, idle = summary_of(results)
+    results["summary"] = summary_json(summary)
+    results["idle_cores"] = {k: v.json() for k, v in idle.items()}
+    results["targets"] = [t.json() for t in inventory_targets(summary)]
+
+
+def brief(r: Mapping[str, Any]) -> str:
+    """A phase in one line: throughput, latency, server CPU per reserve net of idle."""
+    net = r.get(NET, {}).get(SERVER_TOTAL, 0.0)
+    gross = r.get(GROSS, {}).get(SERVER_TOTAL, 0.0)
+    return (
+        f"{fmt_rate(r['reserves_per_s'])} reserves/s, p50 {fmt_ms(r['p50_ms'])} ms, p99 "
+        f"{fmt_ms(r['p99_ms'])} ms; server CPU {net:,.1f} us/reserve net of idle "
+        f"({gross:,.1f} gross)"
+    )
+
+
 def report(results: dict[str, Any]) -> str:
     out: list[str] = []
     hot = results.get("hot_sku", {})
-    if hot:
-        out.append("1. Hot SKU, durable acks: reserves of 1 unit on ONE SKU that never sells out")
-        rows = []
-        for c, res in hot.items():
-            for key, label in (
-                ("engine", "engine (Ray shards)"),
-                ("row_lock", "PG row lock"),
-                ("redis_lua", "Redis Lua"),
-            ):
-                r = res.get(key)
-                if r is None:
-                    continue
-                errors = sum(r["errors_in_window"].values())
-                rows.append(
-                    [
-                        c,
-                        label,
-                        fmt_rate(r["reserves_per_s"]),
-                        fmt_ms(r["p50_ms"]),
-                        fmt_ms(r["p99_ms"]),
-                        fmt_ms(r["max_ms"]),
-                        str(errors),
-                    ]
-                )
-        out.append(
-            table(["c", "system", "reserves/s", "p50 ms", "p99 ms", "max ms", "errors"], rows)
-        )
-        out.append("")
-        rows = []
-        for c, res in hot.items():
-            ratios = res.get("ratios")
-            if not ratios:
-                continue
-            a, b = ratios["engine_vs_row_lock"], ratios["engine_vs_redis_lua"]
-            rows.append(
-                [
-                    c,
-                    f"{a:.1f}x",
-                    f">= {TARGET_VS_ROW_LOCK:g}x",
-                    verdict(a >= TARGET_VS_ROW_LOCK),
-                    f"{b:.2f}x",
-                    f">= {TARGET_VS_REDIS:g}x",
-                    verdict(b >= TARGET_VS_REDIS),
-                ]
-            )
-        if rows:
-            headers = ["c", "engine/row-lock", "target", "", "engine/Redis-Lua", "target", ""]
-            out.extend([table(headers, rows), ""])
-        rows = []
-        for c, res in hot.items():
-            for key, label in (
-                ("engine", "engine"),
-                ("row_lock", "row lock"),
-                ("redis_lua", "Redis Lua"),
-            ):
-                r = res.get(key)
-                if r is not None:
-                    rows.append([c, label, fmt_cores(r["cores_used"])])
-        out.append("  cores used during each window:")
-        out.append(table(["c", "system", "CPU seconds per second, by process group"], rows))
-        out.append("")
-        for c, res in hot.items():
-            e = res.get("engine")
-            if e is None:
-                continue
-            d, b = e["durability"], e["batching"]
-            out.append(
-                f"  c={c} engine batching: {b['mutations_per_actor_call']} reserves per actor "
-                f"call, {b['mutations_per_transaction']} per PostgreSQL transaction"
-            )
-            out.append(
-                f"  c={c} durability: {d['acknowledged']:,} acknowledged reserves; PostgreSQL "
-                f"reserved={d['postgres_reserved']:,}, held rows={d['held_reservation_rows']:,}, "
-                f"journal rows={d['journal_rows']:,}: {'OK' if d['ok'] else 'FAILED'}"
-            )
-            checks = [
-                f"{k.replace('_', ' ')} {'OK' if res[k]['check']['ok'] else 'FAILED'}"
-                for k in ("row_lock", "redis_lua")
-                if k in res
-            ]
-            if checks:
-                out.append(f"  c={c} baseline counters equal their acks: {', '.join(checks)}")
-        out.append("")
+    if hot.get("runs"):
+        out += hot_report(results)
     scaling = results.get("scaling", [])
     if scaling:
         c = scaling[0]["concurrency"]
@@ -157,6 +105,7 @@ def report(results: dict[str, Any]) -> str:
                 fmt_ms(r["p99_ms"]),
                 str(r["mutations_per_transaction"]),
                 "OK" if r["durability"]["ok"] else "FAILED",
+                f"{r.get(GROSS, {}).get(SERVER_TOTAL, 0):,.1f}",
                 fmt_cores(r["cores_used"]),
             ]
             for r in scaling
@@ -171,6 +120,7 @@ def report(results: dict[str, Any]) -> str:
                     "p99 ms",
                     "per tx",
                     "durable",
+                    "server us/op (gross)",
                     "cores used",
                 ],
                 rows,
@@ -235,40 +185,116 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def hot_report(results: Mapping[str, Any]) -> list[str]:
+    hot = results["hot_sku"]
+    summary, idle = summary_of(results)
+    n = len(hot["runs"])
+    out = [f"1. Hot SKU, durable acks: reserves of 1 unit on ONE SKU that never sells out ({n} "
+           f"round(s), each on a fresh engine)"]  # fmt: skip
+    rows = []
+    for r, run in enumerate(hot["runs"]):
+        for c, res in run.items():
+            for key, label in SYSTEMS:
+                if (x := res.get(key)) is not None:
+                    errors = sum(x["errors_in_window"].values())
+                    rows.append([c, str(r + 1), label, fmt_rate(x["reserves_per_s"]),
+                                 fmt_ms(x["p50_ms"]), fmt_ms(x["p99_ms"]), fmt_ms(x["max_ms"]),
+                                 str(errors)])  # fmt: skip
+    headers = ["c", "run", "system", "reserves/s", "p50 ms", "p99 ms", "max ms", "errors"]
+    out += [table(headers, rows), ""]
+    rows = []
+    for c, per in summary.items():
+        for label, s in per.items():
+            ratio = s["ratio"].fmt(2, "x") if s["ratio"] and label != "row lock" else "-"
+            rows.append([c, label, s["rate"].fmt(0), s["p50_ms"].fmt(2), s["p99_ms"].fmt(2),
+                         ratio])  # fmt: skip
+    headers = ["c", "system", "reserves/s", "p50 ms", "p99 ms", "vs row lock"]
+    out += [f"  median of {n} round(s) [min-max]; a ratio is the median of the rounds' own", ""]
+    out += [table(headers, rows), ""]
+    for c, per in summary.items():
+        e, redis = per.get("engine"), per.get("Redis Lua")
+        if e is None or e["ratio"] is None:
+            continue
+        ok = redis is not None and redis["rate"].median > 0
+        vs_redis = f"{e['rate'].median / redis['rate'].median:.2f}x" if ok else "-"
+        out.append(
+            f"  c={c}: engine/row-lock {e['ratio'].fmt(2, 'x')}, engine/Redis-Lua {vs_redis}"
+        )
+    out.append("")
+    for c, per in summary.items():
+        out.append(
+            f"  CPU microseconds per acknowledged reserve by role, c={c}: net of the idle burn "
+            f"and gross; last column: the idle burn (cores) with the engine up, before the phases"
+        )
+        out += [cost_table(per, {"idle cores": idle}), ""]
+    out += [*lines("  issue 12 targets (medians of the rounds):", inventory_targets(summary)), ""]
+    for r, run in enumerate(hot["runs"]):
+        for c, res in run.items():
+            out += durability_lines(f"run {r + 1} c={c}", res)
+    return [*out, ""]
+
+
+def durability_lines(tag: str, res: Mapping[str, Any]) -> list[str]:
+    out = []
+    if (e := res.get("engine")) is not None:
+        d, b = e["durability"], e["batching"]
+        out.append(
+            f"  {tag} engine batching: {b['mutations_per_actor_call']} reserves per actor "
+            f"call, {b['mutations_per_transaction']} per PostgreSQL transaction"
+        )
+        out.append(
+            f"  {tag} durability: {d['acknowledged']:,} acknowledged reserves; PostgreSQL "
+            f"reserved={d['postgres_reserved']:,}, held rows={d['held_reservation_rows']:,}, "
+            f"journal rows={d['journal_rows']:,}: {'OK' if d['ok'] else 'FAILED'}"
+        )
+    checks = [
+        f"{k.replace('_', ' ')} {'OK' if res[k]['check']['ok'] else 'FAILED'}"
+        for k in ("row_lock", "redis_lua")
+        if k in res
+    ]
+    if checks:
+        out.append(f"  {tag} baseline counters equal their acks: {', '.join(checks)}")
+    return out
+
+
 def notes(results: dict[str, Any]) -> list[str]:
     """Caveats read off the figures themselves: saturated cores, weaker acks, statistics."""
     found: list[str] = []
     phases: list[tuple[str, dict[str, Any]]] = []
-    for c, res in results.get("hot_sku", {}).items():
-        for key in ("engine", "row_lock", "redis_lua"):
-            if key in res:
-                phases.append((f"hot SKU c={c} {key.replace('_', ' ')}", res[key]))
+    hot_runs = list(enumerate(results.get("hot_sku", {}).get("runs", []), 1))
+    for n, run in hot_runs:
+        for c, res in run.items():
+            for key, label in SYSTEMS:
+                if key in res:
+                    phases.append((f"hot SKU run {n} c={c} {label}", res[key]))
     for r in results.get("scaling", []):
         phases.append((f"scaling {r['shards']} shard(s)", r))
     cpus = results.get("meta", {}).get("machine", {}).get("cpus") or 0
     for name, r in phases:
         cpu = r.get("cores_used", {})
-        if cpu.get("driver", 0) >= 0.9:
+        if cpu.get(LOAD_GENERATOR, 0) >= 0.9:
             found.append(
-                f"{name}: the load generator used {cpu['driver']:.2f} cores (one core is all a "
-                "Python event loop gets), so this figure is bounded by the load generator"
+                f"{name}: the load generator used {cpu[LOAD_GENERATOR]:.2f} cores (one core is "
+                "all a Python event loop gets), so this figure is bounded by the load generator"
             )
         if cpus and cpu.get("machine", 0) >= 0.95 * cpus:
             found.append(f"{name}: every core was busy ({cpu['machine']:.2f} of {cpus})")
-        if cpu.get("other", 0) >= 0.2:
+        if cpu.get(FOREIGN, 0) >= 0.2:
             found.append(
-                f"{name}: processes outside the benchmark used {cpu['other']:.2f} cores "
-                "meanwhile, so this figure is depressed by foreign load"
+                f"{name}: processes outside the benchmark used {cpu[FOREIGN]:.2f} cores "
+                "meanwhile, so its throughput is depressed by foreign load (CPU per reserve "
+                "much less so)"
             )
         if cpu.get("steal", 0) >= 0.1:
             found.append(f"{name}: the hypervisor stole {cpu['steal']:.2f} cores meanwhile")
-    for c, res in results.get("hot_sku", {}).items():
-        r = res.get("row_lock")
-        if r and r.get("p99_ms") and r.get("p50_ms") and r["p99_ms"] > 5 * r["p50_ms"]:
-            found.append(
-                f"hot SKU c={c} row lock: p99 is {r['p99_ms'] / r['p50_ms']:.0f}x p50 "
-                "(waiters queue on one row lock; some wait out many commits)"
-            )
+    for n, run in hot_runs:
+        for c, res in run.items():
+            r = res.get("row_lock")
+            if r and r.get("p99_ms") and r.get("p50_ms") and r["p99_ms"] > 5 * r["p50_ms"]:
+                found.append(
+                    f"hot SKU run {n} c={c} row lock: p99 is {r['p99_ms'] / r['p50_ms']:.0f}x "
+                    "p50 (waiters queue on one row lock; some wait out many commits)"
+                )
     meta = results.get("meta", {})
     if meta.get("redis", {}).get("appendfsync") != "always":
         found.append(

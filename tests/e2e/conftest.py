@@ -54,3 +54,7 @@ def served(settings: Any, ray_session: Any) -> Iterator[Served]:
 
 def run(coro: Any) -> Any:
     return asyncio.get_event_loop().run_until_complete(coro)
+
+
+# `matchday run` stacks shared by a session (defined there: they need free_port above).
+from tests.e2e.run_stack import haproxy_run, python_run  # noqa: E402, F401

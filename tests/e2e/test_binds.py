@@ -1,28 +1,26 @@
-# ruff: noqa: F811 - pytest fixtures are imported, then named as parameters
 """A single-machine stack listens on loopback only, in both ingress modes (ADR 0006).
 
 Every process of the stack is looked at: this test process (the Ray driver), what it started
 (GCS, raylet, Ray's workers and Serve's actors under the raylet, HAProxy under its manager),
 or, for the HAProxy mode, the ``matchday run`` process and its tree. Processes of other
-stacks on the same machine are not ours and are ignored.
+stacks on the same machine are not ours and are ignored. Also here: which client address
+the replicas see, in both ingress modes (ADR 0020).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
-from tests.e2e.conftest import Served, free_port, served  # noqa: F401 - fixture
-from tests.e2e.run_stack import matchday_run
+from tests.e2e.conftest import Served
+from tests.e2e.run_stack import RunStack
 
-pytestmark = pytest.mark.e2e
+# A `matchday run` stack starts within the first test that uses it: minutes on a loaded machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
 
@@ -53,53 +51,51 @@ def test_the_python_proxy_stack_listens_on_loopback_only(served: Served) -> None
     assert public(found) == []
 
 
-def test_the_haproxy_stack_of_the_run_command_listens_on_loopback_only() -> None:
-    scratch = Path(tempfile.mkdtemp(prefix="matchday-binds-"))
-    port = free_port()
-    try:
-        with matchday_run(
-            scratch,
-            MATCHDAY_INGRESS="haproxy",
-            MATCHDAY_HTTP_PORT=str(port),
-            # Other stacks on this machine may hold HAProxy's default 8404 and 9101.
-            RAY_SERVE_HAPROXY_STATS_PORT=str(stats_port := free_port()),
-            RAY_SERVE_HAPROXY_METRICS_PORT=str(metrics_port := free_port()),
-            # Small buckets, so that whose bucket a request drew from shows (client_addresses).
-            MATCHDAY_RATE_LIMIT_PER_S="0.01",
-            MATCHDAY_RATE_LIMIT_BURST="2",
-        ) as (_, pid):
-            deadline = time.monotonic() + 240
-            while not any(
-                n == "haproxy" and p == port for n, _, p in listeners(psutil.Process(pid))
-            ):
-                assert time.monotonic() < deadline, "HAProxy never listened on the HTTP port"
-                time.sleep(1)  # the manager (re)starts HAProxy once routes arrive
-            time.sleep(2)  # and the replicas their servers
-            found = listeners(psutil.Process(pid))
-            names = {name for name, _, _ in found}
-            assert any(n.startswith("ray::ServeReplica") for n in names), names
-            assert {stats_port, metrics_port} <= {p for name, _, p in found if name == "haproxy"}
-            assert public(found) == []
-            client_addresses(port)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+def test_the_haproxy_stack_of_the_run_command_listens_on_loopback_only(
+    haproxy_run: RunStack,
+) -> None:
+    stats_port = int(haproxy_run.settings["RAY_SERVE_HAPROXY_STATS_PORT"])
+    metrics_port = int(haproxy_run.settings["RAY_SERVE_HAPROXY_METRICS_PORT"])
+    deadline = time.monotonic() + 240
+    while not any(
+        n == "haproxy" and p == haproxy_run.port
+        for n, _, p in listeners(psutil.Process(haproxy_run.pid))
+    ):
+        assert time.monotonic() < deadline, "HAProxy never listened on the HTTP port"
+        time.sleep(1)  # the manager (re)starts HAProxy once routes arrive
+    time.sleep(2)  # and the replicas their servers
+    found = listeners(psutil.Process(haproxy_run.pid))
+    names = {name for name, _, _ in found}
+    assert any(n.startswith("ray::ServeReplica") for n in names), names
+    assert {stats_port, metrics_port} <= {p for name, _, p in found if name == "haproxy"}
+    assert public(found) == []
 
 
-def client_addresses(port: int) -> None:
-    """Behind HAProxy each shopper keeps its own address (per-IP limits and fraud velocity),
-    and a client cannot pick one with its own X-Forwarded-For. Loopback is 127.0.0.0/8, so
-    127.0.0.2 and .3 are two distinct clients that uvicorn does not trust as proxies."""
+@pytest.mark.parametrize("ingress", ["haproxy", "python"])
+def test_a_client_cannot_choose_its_own_rate_limit_bucket(
+    ingress: str, request: pytest.FixtureRequest
+) -> None:
+    """The anonymous bucket (burst 2, SHARED in run_stack.py) is keyed by the client's
+    address: whoever the shopper claims to be in X-Forwarded-For, it draws from its own.
+    Fraud rules record the same address (request.client)."""
+    stack: RunStack = request.getfixturevalue(f"{ingress}_run")
 
-    def post(source: str, spoof: str) -> int:
+    def post(source: str, forwarded: str | None = None) -> int:
         transport = httpx.HTTPTransport(local_address=source)
+        headers = {"X-Forwarded-For": forwarded} if forwarded else {}
         with httpx.Client(transport=transport, timeout=30.0) as client:
-            r = client.post(
-                f"http://127.0.0.1:{port}/api/shop/session",
-                headers={"X-Forwarded-For": spoof},
-            )
-        return r.status_code
+            return client.post(f"{stack.base}/api/shop/session", headers=headers).status_code
 
-    # The anonymous bucket (burst 2) is keyed by client address: 127.0.0.2 spends its own,
-    # whatever addresses it claims to forward for.
-    assert [post("127.0.0.2", f"203.0.113.{n}") for n in range(3)] == [201, 201, 429]
+    # A client on loopback (the issue's case: uvicorn trusts loopback peers) naming others.
+    assert [post("127.0.0.1", f"203.0.113.{n}") for n in range(3)] == [201, 201, 429]
     assert post("127.0.0.3", "203.0.113.0") == 201  # another shopper is not throttled
+    # Behind the trusted load balancer (127.0.0.9): the address it appended is the client,
+    # whatever the client wrote before it.
+    assert [post("127.0.0.9", f"198.51.100.{n}, 192.0.2.7") for n in range(3)] == [
+        201,
+        201,
+        429,
+    ]
+    assert post("127.0.0.9", "192.0.2.8") == 201
+    # The balancer's own requests (no header) are its own client.
+    assert post("127.0.0.9") == 201

@@ -1,5 +1,5 @@
-"""Load shedding: past max_queued_requests, Serve answers 503 with Retry-After at once and
-the engine sees nothing of the refused requests."""
+"""Load shedding: past max_queued_requests, Serve answers 503 with Retry-After at once, in
+matchday's JSON shape, and the engine sees nothing of the refused requests."""
 
 from __future__ import annotations
 
@@ -7,19 +7,27 @@ import asyncio
 import copy
 from typing import Any
 
+import httpx
+import psycopg
 import pytest
 
 from cluster.serving import deploy, load_config
 from tests.e2e.conftest import Served
-from tests.e2e.test_serve_http import new_product, stock_of
+from tests.e2e.run_stack import RunStack
 
-pytestmark = pytest.mark.e2e
+# A `matchday run` stack starts within the first test that uses it: minutes on a loaded machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+
+# A demo SKU without a per-customer limit and 500 units: every refusal here is a shed one.
+SKU = "BALL-MATCH-5"
 
 
 def tiny_shop(config: dict[str, Any]) -> dict[str, Any]:
     shop = copy.deepcopy(next(a for a in config["applications"] if a["name"] == "shop"))
     shop["name"] = "shop-tiny"
     shop["route_prefix"] = "/api/shop-tiny"
+    shop["args"]["settings"] = {"rate_limit_per_s": 10_000.0, "rate_limit_burst": 10_000}
     shop["deployments"] = [
         {
             "name": "Shop",
@@ -32,32 +40,47 @@ def tiny_shop(config: dict[str, Any]) -> dict[str, Any]:
     return shop
 
 
-async def test_a_surge_past_the_queue_bound_is_shed_with_503_and_retry_after(
-    served: Served,
+def reserved(stack: RunStack) -> int:
+    with psycopg.connect(stack.state()["database_url"]) as conn:
+        row = conn.execute("SELECT reserved FROM inventory WHERE sku = %s", (SKU,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.parametrize("ingress", ["haproxy", "python"])
+async def test_a_surge_past_the_queue_bound_is_shed_with_a_json_503_and_retry_after(
+    ingress: str, request: pytest.FixtureRequest
 ) -> None:
-    port = int(served.base.rsplit(":", 1)[1])
-    config = load_config(settings=served.settings.payload(), port=port)
-    with_tiny = {**config, "applications": [*config["applications"], tiny_shop(config)]}
-    deploy(with_tiny, say=lambda _: None)
-    try:
-        _, sku = await new_product(served, stock=1000)
-        async with served.client("/api/shop-tiny") as shop:
-            auth = {"Authorization": f"Bearer {(await shop.post('/session')).json()['token']}"}
-            cart = (await shop.post("/carts", headers=auth)).json()["cart_id"]
+    """Serve's own refusal (its queue is full, before any matchday code runs) is matchday's
+    JSON with Retry-After in both ingress modes: HAProxy rewrites Serve's plain text, the
+    Python proxy answers it so (cluster/serve_hook.py)."""
+    stack: RunStack = request.getfixturevalue(f"{ingress}_run")
+    stack.deploy_extra(tiny_shop(load_config()))
+    before = reserved(stack)
+    transport = httpx.AsyncHTTPTransport(local_address="127.0.0.10")
+    async with httpx.AsyncClient(
+        base_url=f"{stack.base}/api/shop-tiny", transport=transport, timeout=60.0
+    ) as shop:
+        auth = {"Authorization": f"Bearer {(await shop.post('/session')).json()['token']}"}
+        cart = (await shop.post("/carts", headers=auth)).json()["cart_id"]
 
-            async def add() -> Any:
-                return await shop.post(f"/carts/{cart}/items", json={"sku": sku}, headers=auth)
+        async def add() -> httpx.Response:
+            return await shop.post(f"/carts/{cart}/items", json={"sku": SKU}, headers=auth)
 
-            answers = await asyncio.gather(*(add() for _ in range(60)))
-        codes = [r.status_code for r in answers]
-        assert set(codes) <= {201, 503}, codes
-        assert codes.count(503) > 0, "nothing was shed"
-        shed = next(r for r in answers if r.status_code == 503)
+        answers = await asyncio.gather(*(add() for _ in range(60)))
+    codes = [r.status_code for r in answers]
+    assert set(codes) <= {201, 503}, codes
+    assert codes.count(503) > 0, "nothing was shed"
+    for shed in (r for r in answers if r.status_code == 503):
+        assert shed.headers["content-type"].startswith("application/json")
+        assert shed.json() == {
+            "code": "overloaded",
+            "message": shed.json()["message"],
+            "retryable": True,
+        }
         assert int(shed.headers["Retry-After"]) >= 1
-        # Only what was acknowledged holds stock: a shed request changed nothing.
-        assert (await stock_of(served, sku)) == (1000, codes.count(201), 0)
-    finally:
-        deploy(config, say=lambda _: None)
+    # Only what was acknowledged holds stock: a shed request changed nothing.
+    assert reserved(stack) - before == codes.count(201)
 
 
 async def test_a_client_over_its_rate_limit_over_http_gets_429_with_retry_after(

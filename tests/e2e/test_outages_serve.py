@@ -2,18 +2,22 @@
 
 The in-process variant (tests/integration/test_outages_under_load.py) covers checkout; this
 one is the deployed system: ``matchday run`` (HAProxy ingress, Serve replicas, the engine's
-shard actors) against a PostgreSQL and a Redis of this test's own (tests/conftest.py), so
-stopping them cannot touch the shared ``served`` stack. Shoppers browse and add to carts and
-retry a 503 or 429 with the same Idempotency-Key, as a browser would. Meanwhile every answer
-must be a clear one, recovery must come without restarting a replica, and PostgreSQL must
-then hold exactly the acknowledged holds.
+shard actors), first against a PostgreSQL and a Redis of this test's own (tests/conftest.py)
+that the test stops and starts, then with its own embedded servers killed with ``kill -9``
+and brought back by ``matchday run`` itself (ADR 0020). Shoppers browse and add to carts
+and retry a 503 or 429 with the same Idempotency-Key, as a browser would. Meanwhile every
+answer must be a clear one, recovery must come without restarting a replica, and
+PostgreSQL must then hold exactly the acknowledged holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import os
 import shutil
+import signal
 import tempfile
 import time
 import uuid
@@ -28,11 +32,13 @@ import httpx
 import psycopg
 import pytest
 
+from cluster.processes import ProcessBook
 from matchday.embedded import EmbeddedPostgres, EmbeddedRedis
 from tests.e2e.conftest import free_port
-from tests.e2e.run_stack import matchday_run, processes
+from tests.e2e.run_stack import matchday_run, processes, stack_settings
 
-pytestmark = pytest.mark.e2e
+# A `matchday run` stack starts within each test: minutes on a loaded machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 SHOPPERS = 6
 PACE_S = 0.05  # between a shopper's cycles: the demo stock must last the whole test
@@ -45,6 +51,9 @@ OUTAGE_S = 2.0
 # The pool waits 10 s for a connection at most (matchday/storage/db.py): past this, a hang.
 REQUEST_TIMEOUT_S = 15.0
 RECOVERY_S = 30.0
+# After `matchday run` has its killed server back, no 503 past this: the pools' longest
+# reconnect pause is 2 s (RECONNECT_S), a shard's recovery reads its SKUs once.
+QUIET_AFTER_S = 10.0
 
 
 @dataclass
@@ -135,6 +144,49 @@ async def outage(load: Load, stop: Callable[[], None], start: Callable[[], Any])
     return time.monotonic() - up_at
 
 
+@dataclass
+class Outages:
+    load: Load
+    pg_at: float
+    pg_recovered: float
+    redis_at: float
+    redis_recovered: float
+
+    @property
+    def pg_up(self) -> float:
+        """When PostgreSQL was back (the outage's start() returned)."""
+        return self.redis_at - self.pg_recovered
+
+
+Step = Callable[[], Any]
+
+
+async def two_outages(
+    port: int, pg: tuple[Step, Step], rd: tuple[Step, Step], settle_s: float
+) -> Outages:
+    """Shoppers on the stack while PostgreSQL, then Redis, go away and come back."""
+    load = Load()
+    limits = httpx.Limits(max_connections=SHOPPERS * 2)
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", timeout=30.0, limits=limits
+    ) as client:
+        shoppers = [asyncio.create_task(shopper(client, n, load)) for n in range(SHOPPERS)]
+        try:
+            warm_until = time.monotonic() + RECOVERY_S
+            while load.ok_since("add", 0.0) < SHOPPERS:  # every shopper adding first
+                assert time.monotonic() < warm_until and not load.bad, load.bad
+                await asyncio.sleep(0.1)
+            pg_at = time.monotonic()
+            pg_recovered = await outage(load, *pg)
+            redis_at = time.monotonic()
+            redis_recovered = await outage(load, *rd)
+            await asyncio.sleep(settle_s)
+        finally:
+            load.stop.set()
+            await asyncio.wait_for(asyncio.gather(*shoppers), 60)
+    return Outages(load, pg_at, pg_recovered, redis_at, redis_recovered)
+
+
 async def test_postgres_and_redis_restarts_on_serve_are_clear_503s_and_lose_no_ack(
     own_postgres: EmbeddedPostgres, own_redis: EmbeddedRedis
 ) -> None:
@@ -155,29 +207,21 @@ async def test_postgres_and_redis_restarts_on_serve_are_clear_503s_and_lose_no_a
         ) as (log, pid):
             replicas = processes(pid, "ray::ServeReplica")
             assert replicas, log.read_text()[-2000:]
-            load = Load()
-            limits = httpx.Limits(max_connections=SHOPPERS * 2)
-            async with httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{port}", timeout=30.0, limits=limits
-            ) as client:
-                shoppers = [asyncio.create_task(shopper(client, n, load)) for n in range(SHOPPERS)]
-                try:
-                    pg_at = time.monotonic()
-                    pg_recovered = await outage(
-                        load, lambda: own_postgres.stop("immediate"), own_postgres.start
-                    )
-                    redis_at = time.monotonic()
-                    redis_recovered = await outage(load, own_redis.stop, own_redis.start)
-                    await asyncio.sleep(1.0)
-                finally:
-                    load.stop.set()
-                    await asyncio.wait_for(asyncio.gather(*shoppers), 60)
+            seen = await two_outages(
+                port,
+                (lambda: own_postgres.stop("immediate"), own_postgres.start),
+                (own_redis.stop, own_redis.start),
+                settle_s=1.0,
+            )
+            load = seen.load
             # Recovered by itself: the same replica processes before and after.
             assert processes(pid, "ray::ServeReplica") == replicas
 
         assert not load.bad, load.bad
         statuses = {s for _, _, s in load.answers}
         assert statuses <= {200, 201, 409, 429, 503}, statuses
+        pg_at, redis_at = seen.pg_at, seen.redis_at
+        pg_recovered, redis_recovered = seen.pg_recovered, seen.redis_recovered
         pg_window = Counter((w, s) for t, w, s in load.answers if pg_at < t < redis_at)
         # The PostgreSQL outage was seen, and seen as clear 503s.
         assert sum(n for (_, s), n in pg_window.items() if s == 503) > 0, pg_window
@@ -191,22 +235,124 @@ async def test_postgres_and_redis_restarts_on_serve_are_clear_503s_and_lose_no_a
         assert load.ok_since("browse", redis_at) > 0
 
         # Every 201 is durable, and PostgreSQL holds no hold that was not acknowledged.
-        with psycopg.connect(own_postgres.url) as conn:
-            durable = {
-                rid
-                for (rid,) in conn.execute(
-                    "SELECT reservation_id FROM reservations WHERE status = 'held'"
-                ).fetchall()
-            }
-            on_hand_ok = conn.execute(
-                "SELECT bool_and(reserved + sold <= on_hand) FROM inventory"
-            ).fetchone()
+        durable, on_hand_ok = held_in(own_postgres.url)
         assert durable == load.held
         assert on_hand_ok == (True,)
         print(
             f"adds again {pg_recovered:.2f}s after PostgreSQL restarted,"
             f" {redis_recovered:.2f}s after Redis; {len(load.held)} holds,"
             f" {sum(s == 503 for _, _, s in load.answers)} 503s; during PostgreSQL's: {pg_window}"
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def held_in(database_url: str) -> tuple[set[str], tuple[bool | None, ...] | None]:
+    """Reservation ids PostgreSQL holds, and whether no SKU has more held or sold than it has."""
+    with psycopg.connect(database_url) as conn:
+        durable = {
+            rid
+            for (rid,) in conn.execute(
+                "SELECT reservation_id FROM reservations WHERE status = 'held'"
+            ).fetchall()
+        }
+        on_hand_ok = conn.execute(
+            "SELECT bool_and(reserved + sold <= on_hand) FROM inventory"
+        ).fetchone()
+    return durable, on_hand_ok
+
+
+def kill_9(data: Path, server: str) -> Callable[[], None]:
+    def kill() -> None:
+        if server == "postgres":
+            pid = EmbeddedPostgres(data / "postgres").pid()
+        else:
+            pid = next(e.pid for e in ProcessBook(data).entries() if e.role == server)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+
+    return kill
+
+
+def restarted_by_the_run(log: Path, server: str, times: int) -> Callable[[], None]:
+    """Waits until `matchday run` says it has the server back (its start returned)."""
+
+    def wait() -> None:
+        deadline = time.monotonic() + RECOVERY_S
+        while log.read_text().count(f"{server} restarted") < times:
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+
+    return wait
+
+
+def metric(port: int, name: str, server: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10.0).text
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") and f'server="{server}"' in line
+    ]
+    return max(values, default=0.0)
+
+
+async def test_kill_9_of_the_embedded_postgres_and_redis_is_healed_by_matchday_run() -> None:
+    scratch = Path(tempfile.mkdtemp(prefix="matchday-kill9-"))
+    settings = stack_settings(
+        "haproxy", MATCHDAY_RATE_LIMIT_PER_S="10000", MATCHDAY_RATE_LIMIT_BURST="10000"
+    )
+    port = int(settings["MATCHDAY_HTTP_PORT"])
+    data = scratch / "data"
+    try:
+        with matchday_run(scratch, **settings) as (log, pid):
+            state = json.loads((data / "stack.json").read_text())
+            replicas = processes(pid, "ray::ServeReplica")
+            seen = await two_outages(
+                port,
+                (kill_9(data, "postgres"), restarted_by_the_run(log, "postgres", 1)),
+                (kill_9(data, "redis"), restarted_by_the_run(log, "redis", 1)),
+                settle_s=QUIET_AFTER_S,
+            )
+            assert processes(pid, "ray::ServeReplica") == replicas
+            # Visible in metrics: Ray exports what `matchday run` records (10 s period).
+            deadline = time.monotonic() + 60
+            restarts = {"postgres": 0.0, "redis": 0.0}
+            while min(restarts.values()) < 1:
+                assert time.monotonic() < deadline, restarts
+                time.sleep(2)
+                restarts = {
+                    s: metric(
+                        state["metrics_export_port"], "ray_matchday_embedded_restarts_total", s
+                    )
+                    for s in restarts
+                }
+            durable, on_hand_ok = held_in(state["database_url"])
+
+        load = seen.load
+        assert not load.bad, load.bad
+        assert {s for _, _, s in load.answers} <= {200, 201, 409, 429, 503}
+        pg_window = Counter((w, s) for t, w, s in load.answers if seen.pg_at < t < seen.redis_at)
+        # The kills were real, and healed by the run: shoppers added before and after each.
+        # (Whether any request saw a 503 depends on the timing: a request waits up to the
+        # pool's 10 s for a connection, and PostgreSQL is back in 2-4 s.)
+        text = log.read_text()
+        assert text.count("postgres is gone") == 1 and text.count("redis is gone") == 1
+        assert load.ok_since("add", seen.redis_at) > 0
+        assert seen.pg_recovered < RECOVERY_S and seen.redis_recovered < RECOVERY_S
+        # The 503s stop within QUIET_AFTER_S of PostgreSQL being back.
+        late = [
+            t - seen.pg_up
+            for t, _, s in load.answers
+            if s == 503 and seen.pg_up < t < seen.redis_at
+        ]
+        assert max(late, default=0.0) < QUIET_AFTER_S, late
+        assert durable == load.held
+        assert on_hand_ok == (True,)
+        print(
+            f"kill -9: adds again {seen.pg_recovered:.2f}s after matchday run restarted"
+            f" PostgreSQL, {seen.redis_recovered:.2f}s after Redis; last 503"
+            f" {max(late, default=0.0):.2f}s after; {len(load.held)} holds durable;"
+            f" during PostgreSQL's: {pg_window}"
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -27,6 +27,8 @@ SECRET_SHAPES = re.compile(
     r"(sk|rk)_(live|test)_\w+|whsec_\w+|://[^/\s:@]+:[^/\s@]+@|[0-9a-f]{32,}|[A-Za-z0-9+/]{40,}={0,2}"
 )
 
+HOOK_ENV = "__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR"
+
 
 def load(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
@@ -68,6 +70,9 @@ def test_the_launcher_keeps_the_dashboard_on_loopback_and_the_gcs_fault_tolerant
     assert "serve deploy cluster/serve_config.production.yaml" in head
     for commands in (head, " ".join(config["worker_start_ray_commands"])):
         assert "RAY_SERVE_ENABLE_HA_PROXY=1" in commands  # every node, ADR 0006
+        # matchday's ingress limits and client addresses on every node (ADR 0020)
+        assert f"{HOOK_ENV}=cluster.serve_hook.setup_worker" in commands
+        assert "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S=60" in commands
 
 
 def test_the_production_serve_config_is_what_serve_deploy_accepts() -> None:
@@ -121,6 +126,9 @@ def test_the_rayservice_has_what_kuberay_needs() -> None:
         assert {"secretRef": {"name": "matchday-env"}} in container["envFrom"]
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+        assert env[HOOK_ENV] == "cluster.serve_hook.setup_worker"  # ADR 0020
+        assert env["RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S"] == "60"
+        assert env["MATCHDAY_TRUSTED_PROXIES"] and env["FORWARDED_ALLOW_IPS"]
         assert group["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == "matchday"
 
 

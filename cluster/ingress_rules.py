@@ -1,0 +1,152 @@
+"""What matchday adds to Ray Serve's HAProxy config: limits, timeouts, JSON errors, and one
+client address per request. Pure text, no Ray: the worker setup hook (``cluster.serve_hook``)
+splices it into Ray's template, and ``tests/unit/test_ingress_rules.py`` has HAProxy check it.
+
+Values, and why an operator can defend them (docs/threat-model.md, ADR 0020):
+
+- ``timeout http-request 10s`` with ``option http-buffer-request``: a client has 10 s from
+  its first byte to the end of its headers and (buffered, up to ``tune.bufsize``) body. One
+  packet carries a browser's request; 10 s covers a slow mobile link many times over, and a
+  slowloris client trickling headers holds a connection 10 s instead of Ray's 3,600 s.
+- ``timeout client 60s`` (``RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S``, Ray's knob; set by
+  ``cluster.serving.ingress_env``): a client that stops reading or sending mid-request is cut
+  after a minute. It does not cut live streams: the server writes every 15 s
+  (``KEEPALIVE_S`` in orders_api.py) and writes to the client do not wait on it.
+- URLs over 8 KiB get 414 and header blocks over 12 KiB get 431, both as JSON, well below
+  HAProxy's buffer (16 KiB less 1 KiB of rewrite space). Past that buffer HAProxy's parser
+  refuses the request before any rule runs, with its built-in page.
+- HAProxy's own error answers (408 after a slow body, 502/503/504 when no replica answers)
+  are JSON in matchday's shape, 503 with Retry-After; so are Serve's plain-text ones (the
+  load-shedding 503 past ``max_queued_requests``, its 408/500).
+- Requests HAProxy cannot parse (a NUL in a header, a header block past its buffer, headers
+  trickled past ``timeout http-request``) are answered by HAProxy 2.8's connection layer,
+  which sends a compiled-in HTML page for 400/408 whatever the config says (``mux_h1.c``,
+  ``h1_send_error``: only an empty error file is honoured, to send nothing). No JSON is
+  possible there without patching HAProxy; the request never reaches a replica.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Mapping, Sequence
+
+HTTP_REQUEST_TIMEOUT_S = 10
+CLIENT_TIMEOUT_S = 60
+MAX_URL_BYTES = 8 * 1024
+MAX_HEADER_BYTES = 12 * 1024
+RETRY_AFTER_S = 1
+
+# status: (code, message, retryable), the body of every error the ingress itself answers.
+ERRORS: Mapping[int, tuple[str, str, bool]] = {
+    400: ("bad_request", "malformed HTTP request", False),
+    408: ("request_timeout", "the request was not received in time", True),
+    414: ("uri_too_long", f"the URL is longer than {MAX_URL_BYTES} bytes", False),
+    431: (
+        "headers_too_large",
+        f"the request headers are larger than {MAX_HEADER_BYTES} bytes",
+        False,
+    ),
+    500: ("internal", "internal error; it has been logged", False),
+    502: ("bad_gateway", "the shop did not answer properly; retry", True),
+    503: ("unavailable", "the shop cannot take this request now; retry after the delay", True),
+    504: ("gateway_timeout", "the shop did not answer in time; retry", True),
+}
+# Serve's own 503 (a deployment's queue is full): matchday's code for load shedding.
+SHED = ("overloaded", "the shop is at capacity; retry after the delay", True)
+
+# Statuses HAProxy generates itself (http-error covers these); 414/431 come from our rules.
+_HAPROXY_STATUSES = (400, 408, 500, 502, 503, 504)
+# Statuses whose plain-text answer from Serve is rewritten (Serve's own, never matchday's:
+# matchday answers JSON always).
+_REWRITTEN = (400, 408, 500, 502, 503, 504)
+
+
+def body(error: tuple[str, str, bool]) -> str:
+    code, message, retryable = error
+    return json.dumps(
+        {"code": code, "message": message, "retryable": retryable}, separators=(",", ":")
+    )
+
+
+def _reply(status: int, error: tuple[str, str, bool], retry_after: str | None = None) -> str:
+    text = body(error)
+    assert "'" not in text, text  # it goes inside single quotes, where HAProxy has no escape
+    if retry_after is None and status == 503:
+        retry_after = str(RETRY_AFTER_S)
+    retry = f" hdr Retry-After {retry_after}" if retry_after else ""
+    return f"status {status} content-type application/json string '{text}'{retry}"
+
+
+def defaults_lines() -> str:
+    """Lines for the ``defaults`` section, in place of Ray's plain-text error file."""
+    lines = [
+        f"timeout http-request {HTTP_REQUEST_TIMEOUT_S}s",
+        "option http-buffer-request",
+        # A connection that never sent a byte (a browser's pre-connect) is closed without
+        # the 408 page: a browser may show that answer for its next request.
+        "option http-ignore-probes",
+        *(f"http-error {_reply(s, ERRORS[s])}" for s in _HAPROXY_STATUSES),
+    ]
+    return "".join(f"    {line}\n" for line in lines)
+
+
+def trusted_proxies(raw: str) -> list[str]:
+    """Parse ``MATCHDAY_TRUSTED_PROXIES``: comma-separated addresses or networks (CIDR).
+
+    Raises ValueError on anything else: a typo must not silently trust nobody or everybody.
+    """
+    found = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            found.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError as exc:
+            raise ValueError(f"MATCHDAY_TRUSTED_PROXIES: {item!r} is not an address") from exc
+    return found
+
+
+def frontend_lines(trusted: Sequence[str] = ()) -> str:
+    """Rules for ``frontend http_frontend``, right after its ``bind``.
+
+    Client address: replicas see exactly one address in X-Forwarded-For, never the client's
+    own claim. From a trusted proxy (a load balancer, the TLS front proxy) it is the last
+    address that proxy appended; from anyone else it is the connection's source. The
+    replica's uvicorn trusts HAProxy (FORWARDED_ALLOW_IPS) and takes it as the client.
+    """
+    lines = [
+        f"http-request return {_reply(414, ERRORS[414])} if {{ url,length gt {MAX_URL_BYTES} }}",
+        f"http-request return {_reply(431, ERRORS[431])}"
+        f" if {{ req.hdrs,length gt {MAX_HEADER_BYTES} }}",
+    ]
+    if trusted:
+        lines += [
+            f"acl md_trusted_peer src {' '.join(trusted)}",
+            "acl md_forwarded req.hdr(x-forwarded-for) -m found",
+            "http-request set-header X-Forwarded-For %[req.hdr(x-forwarded-for,-1)]"
+            " if md_trusted_peer md_forwarded",
+            "http-request set-header X-Forwarded-For %[src] unless md_trusted_peer md_forwarded",
+            "http-request del-header X-Forwarded-Proto unless md_trusted_peer",
+        ]
+    else:
+        lines += [
+            "http-request set-header X-Forwarded-For %[src]",
+            "http-request del-header X-Forwarded-Proto",
+        ]
+    lines += ["http-request del-header Forwarded", "http-request del-header X-Real-IP"]
+    # Serve's plain-text answers. Its 503 is load shedding (a full queue) and keeps the
+    # Retry-After that backpressure_config gave it.
+    plain = "!{ res.hdr(content-type) -m beg application/json }"
+    lines += [
+        # A return replaces the response, so its headers are read into a variable first.
+        "http-response set-var(txn.md_retry_after) res.hdr(retry-after) if { status 503 }",
+        f"http-response return {_reply(503, SHED, '%[var(txn.md_retry_after)]')}"
+        f" if {{ status 503 }} {plain} {{ var(txn.md_retry_after) -m found }}",
+        *(
+            f"http-response return {_reply(s, SHED if s == 503 else ERRORS[s])}"
+            f" if {{ status {s} }} {plain}"
+            for s in _REWRITTEN
+        ),
+    ]
+    return "".join(f"    {line}\n" for line in lines)

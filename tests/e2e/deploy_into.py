@@ -1,0 +1,34 @@
+"""Deploy serve_config.yaml plus extra apps on a running `matchday run`, from a process of its
+own (the test process may already drive another Ray cluster).
+
+    python -m tests.e2e.deploy_into '<stack.json content>' '[<app config>, ...]'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+from cluster.local import keep_ray_on_loopback
+from cluster.serving import deploy, load_config
+
+
+def main(state_json: str, apps_json: str) -> None:
+    keep_ray_on_loopback()
+    import ray
+
+    state = json.loads(state_json)
+    ray.init(
+        address=state["ray_address"],
+        namespace=state["namespace"],
+        logging_level=logging.ERROR,
+        log_to_driver=False,
+    )
+    config = load_config(host="127.0.0.1", port=int(state["http_port"]))
+    config["applications"] += json.loads(apps_json)
+    deploy(config, say=lambda _: None)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
