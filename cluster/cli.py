@@ -16,6 +16,7 @@
     matchday report NAME [--csv PATH] [--png PATH] [--refresh]     merchandisers' reports
     matchday storefront build --out DIR     the storefront's hashed, compressed files (CDN)
     matchday screenshots [--out DIR] [--url URL | --start]       the storefront as PNGs
+    matchday capacity measure | plan | validate      what a match day needs (ADR 0023)
 
 Commands other than ``run`` find the running stack through ``<data_dir>/stack.json``, or
 through MATCHDAY_DATABASE_URL / MATCHDAY_RAY_ADDRESS when those are set.
@@ -38,6 +39,7 @@ from typing import Any
 from cluster import attach
 from cluster.admin_cli import register as register_admin
 from cluster.backup_cli import register as register_backup
+from cluster.capacity_cli import register as register_capacity
 from cluster.reports_cli import register as register_reports
 from cluster.screenshots import register as register_screenshots
 from matchday.domain.cards import pan_fields
@@ -326,6 +328,7 @@ def parser() -> argparse.ArgumentParser:
     register_reports(sub)
     register_storefront(sub)
     register_screenshots(sub)
+    register_capacity(sub)
     return p
 
 
