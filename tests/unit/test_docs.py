@@ -33,3 +33,9 @@ def test_every_setting_is_in_the_configuration_doc() -> None:
 def test_the_configuration_doc_names_no_setting_that_is_gone() -> None:
     known = {f"MATCHDAY_{name.upper()}" for name in Settings.model_fields} | OUTSIDE_SETTINGS
     assert documented() - known == set()
+
+
+def test_every_load_test_variable_is_in_the_load_tests_readme() -> None:
+    read = set(re.findall(r"MATCHDAY_LT_[A-Z_]+", (ROOT / "loadtests" / "config.py").read_text()))
+    readme = (ROOT / "loadtests" / "README.md").read_text()
+    assert {name for name in read if f"`{name}`" not in readme} == set()
