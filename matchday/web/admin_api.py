@@ -198,7 +198,7 @@ def build(ctx: ShopContext, *, pins: Pinning, router: Router) -> FastAPI:
         row = (await inventory.stock_rows([sku])).get(sku)
         if row is None:
             raise UnknownSku(sku)
-        return StockView(**fields_of(row), available=row.on_hand - row.reserved - row.sold)
+        return StockView(**row._asdict(), available=row.on_hand - row.reserved - row.sold)
 
     @app.post(
         "/stock/{sku}/restock", response_model=StockView, responses=ADMIN_RESPONSES,

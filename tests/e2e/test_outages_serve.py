@@ -205,7 +205,8 @@ async def test_postgres_and_redis_restarts_on_serve_are_clear_503s_and_lose_no_a
             RAY_SERVE_HAPROXY_STATS_PORT=str(free_port()),
             RAY_SERVE_HAPROXY_METRICS_PORT=str(free_port()),
         ) as (log, pid):
-            replicas = processes(pid, "ray::ServeReplica")
+            # By pid: a replica's process title names the method it is running now.
+            replicas = set(processes(pid, "ray::ServeReplica"))
             assert replicas, log.read_text()[-2000:]
             seen = await two_outages(
                 port,
@@ -215,7 +216,7 @@ async def test_postgres_and_redis_restarts_on_serve_are_clear_503s_and_lose_no_a
             )
             load = seen.load
             # Recovered by itself: the same replica processes before and after.
-            assert processes(pid, "ray::ServeReplica") == replicas
+            assert set(processes(pid, "ray::ServeReplica")) == replicas
 
         assert not load.bad, load.bad
         statuses = {s for _, _, s in load.answers}
@@ -306,14 +307,15 @@ async def test_kill_9_of_the_embedded_postgres_and_redis_is_healed_by_matchday_r
     try:
         with matchday_run(scratch, **settings) as (log, pid):
             state = json.loads((data / "stack.json").read_text())
-            replicas = processes(pid, "ray::ServeReplica")
+            # By pid: a replica's process title names the method it is running now.
+            replicas = set(processes(pid, "ray::ServeReplica"))
             seen = await two_outages(
                 port,
                 (kill_9(data, "postgres"), restarted_by_the_run(log, "postgres", 1)),
                 (kill_9(data, "redis"), restarted_by_the_run(log, "redis", 1)),
                 settle_s=QUIET_AFTER_S,
             )
-            assert processes(pid, "ray::ServeReplica") == replicas
+            assert set(processes(pid, "ray::ServeReplica")) == replicas
             # Visible in metrics: Ray exports what `matchday run` records (10 s period).
             deadline = time.monotonic() + 60
             restarts = {"postgres": 0.0, "redis": 0.0}
