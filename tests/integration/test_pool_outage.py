@@ -25,10 +25,12 @@ POOL = 4
 # The window the 503s must stop in after PostgreSQL is back: the pool's longest reconnect
 # pause (2 s, RECONNECT_S in matchday/storage/db.py) plus a loaded machine's margin.
 RECOVERY_WINDOW_S = 10.0
-# Long enough for psycopg_pool's uncapped reconnect pauses to reach 32-64 s: with its
-# one-hour reconnect timeout, the first query after a 70 s outage worked 52 s after the
-# restart (matchday/storage/db.py, RECONNECT_S).
-OUTAGE_S = 70.0
+# Long enough for psycopg_pool's uncapped reconnect pauses (1 s doubling, with jitter) to
+# outgrow the window: its attempts come at about 0, 1, 3, 7, 15, 31 and 63 s, so after a 35 s
+# outage the next one is ~28 s away, far past RECOVERY_WINDOW_S. (With its one-hour reconnect
+# timeout, the first query after a 70 s outage once worked 52 s after the restart;
+# matchday/storage/db.py, RECONNECT_S.)
+OUTAGE_S = 35.0
 
 
 def kill_postmaster(pg: EmbeddedPostgres) -> None:
