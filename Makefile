@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit integration bench bench-http perf perf-run perf-record clean
+.PHONY: run test lint typecheck unit integration bench bench-http fuzz perf perf-run perf-record clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV) && $(BIN)/pip install -q --upgrade pip && $(BIN)/pip install -q -e ".[dev]" && touch $@
@@ -25,6 +25,10 @@ unit: $(BIN)/.installed
 
 integration: $(BIN)/.installed
 	$(BIN)/python -m pytest tests/integration
+
+# A longer, strict OpenAPI fuzzing run than the suite's (tests/e2e/test_openapi_fuzz.py); sizes by env.
+fuzz: $(BIN)/.installed
+	MATCHDAY_FUZZ_EXAMPLES=$${MATCHDAY_FUZZ_EXAMPLES:-200} MATCHDAY_FUZZ_NEGATIVE=$${MATCHDAY_FUZZ_NEGATIVE:-100} MATCHDAY_FUZZ_SCENARIOS=$${MATCHDAY_FUZZ_SCENARIOS:-50} MATCHDAY_FUZZ_STEPS=$${MATCHDAY_FUZZ_STEPS:-10} MATCHDAY_FUZZ_STRICT=$${MATCHDAY_FUZZ_STRICT:-1} $(BIN)/python -m pytest -p no:cacheprovider --timeout=0 -q tests/e2e/test_openapi_fuzz.py
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.inventory

@@ -10,8 +10,8 @@ import ray
 from actors.inventory import InventoryShard, shard_name
 from actors.publisher import PUBLISHER_NAME, EventPublisher
 from matchday.inventory.client import InventoryClient
-from matchday.inventory.commands import Mutation, Outcome
 from matchday.inventory.routing import Router
+from matchday.inventory.wire import WireMutation, WireOutcome
 from matchday.settings import Settings
 
 # Thousands of callers wait on a shard at once; each is a coroutine, not a thread.
@@ -71,8 +71,8 @@ def connect_client(settings: Settings, handles: dict[int, Any] | None = None) ->
     """A client for this process (a Serve replica, the CLI, a test, the benchmark)."""
     handles = handles or shard_handles(settings)
 
-    async def send(shard_id: int, batch: list[Mutation]) -> list[Outcome]:
-        result: list[Outcome] = await handles[shard_id].apply.remote(batch)
+    async def send(shard_id: int, batch: list[WireMutation]) -> list[WireOutcome]:
+        result: list[WireOutcome] = await handles[shard_id].apply.remote(batch)
         return result
 
     return InventoryClient(

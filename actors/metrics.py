@@ -14,8 +14,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from matchday.inventory.commands import Mutation, Outcome
 from matchday.inventory.shard import ShardCore
+from matchday.inventory.wire import WireMutation, WireOutcome, sku_of
 from matchday.metrics import (
     FAILOVERS,
     OUTBOX_BACKLOG,
@@ -124,8 +124,8 @@ def sample_every(
 
 def metered_batches(
     core: ShardCore, metrics: Metrics | None = None
-) -> Callable[[list[Mutation]], Awaitable[list[Outcome]]]:
-    """``core.apply`` recording each batch's outcomes; counts this shard process's start.
+) -> Callable[[list[WireMutation]], Awaitable[list[WireOutcome]]]:
+    """``core.apply_wire`` recording each batch's outcomes; counts this shard process's start.
 
     It wraps the shard's group committer, so it sees every batch exactly once, the expiry
     timer's included, and nothing runs between the before and after snapshots (the
@@ -147,10 +147,10 @@ def metered_batches(
     if pinned:
         set_pinned(available(set(core.ledgers)))  # recovered at start: show them at once
 
-    async def apply(mutations: list[Mutation]) -> list[Outcome]:
-        skus = {x.sku for x in mutations}
+    async def apply(mutations: list[WireMutation]) -> list[WireOutcome]:
+        skus = {sku for sku in map(sku_of, mutations) if sku is not None}
         before = available(skus)
-        outcomes = await core.apply(mutations)
+        outcomes = await core.apply_wire(mutations)
         after = available(skus)
         record_batch(m, core.shard_id, mutations, outcomes, before, after)
         if pinned:

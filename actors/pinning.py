@@ -1,17 +1,23 @@
 """Pin a hot SKU to a dedicated shard, or unpin it, while traffic flows.
 
 Order matters only for speed, not safety: the pin row is written first (so any shard that
-loads the SKU afterwards routes it correctly), the old owner forgets it, the new owner
+loads the SKU afterwards routes it correctly), every other shard forgets it, the new owner
 claims it (fencing the old owner's row). A client with stale routing is redirected by
 WrongShard. See docs/adr/0001-inventory-engine.md.
+
+A failed shard call never reaches the caller as a Ray error (actors/remote.py): a shard that
+is down or restarting is a retryable ``Unavailable`` (running the same pin again is safe), and
+a pin changed by a concurrent request while this one ran is a ``Conflict`` that says so.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
-from matchday.domain.errors import InvalidInput, UnknownSku
+from actors.remote import call
+from matchday.domain.errors import Conflict, InvalidInput, UnknownSku, WrongShard
 from matchday.inventory.commands import check_sku
 from matchday.inventory.routing import Router
 from matchday.storage.inventory_repo import InventoryRepository
@@ -52,10 +58,24 @@ async def _move(
     to: int,
     pin: int | None,
 ) -> int:
-    old = await repo.set_pin(sku, pin)
-    if old is None:
+    if await repo.set_pin(sku, pin) is None:
         raise UnknownSku(sku)
-    if old != to and old in handles:
-        await handles[old].evict.remote([sku])
-    await handles[to].adopt.remote([sku])
+    # Every other shard forgets the SKU, not only the last one whose claim committed: with a
+    # concurrent move in flight, a shard can hold it in memory before its claim lands, and a
+    # stale holder answered a release from memory (404 unknown_reservation, seen in
+    # tests/e2e/test_errors_serve.py). A shard's evict waits for its loads (the shard's
+    # lock) and runs after our pin row committed, so no holder but ``to`` survives it.
+    await asyncio.gather(
+        *(call(h.evict.remote([sku]), f"inventory shard {sid}") for sid, h in handles.items()
+          if sid != to)
+    )  # fmt: skip
+    try:
+        await call(handles[to].adopt.remote([sku]), f"inventory shard {to}")
+    except WrongShard as exc:
+        # The pin row no longer routes the SKU to ``to``: another pin or unpin of it
+        # committed after ours. Its answer stands; ours would name the wrong shard.
+        raise Conflict(
+            f"{sku} was {'pinned' if pin is None else 'unpinned or pinned elsewhere'} by a "
+            f"concurrent request and is served by shard {exc.owner} now; GET /pins shows it"
+        ) from None
     return to

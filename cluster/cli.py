@@ -2,6 +2,7 @@
 
     matchday run                      start everything on embedded defaults, Ctrl-C stops it
     matchday status                   where the running stack is, and each shard's health
+    matchday env [--inline-token]     export lines attaching a shell to the stack's Ray
     matchday stock SKU [SKU ...]      durable counters from PostgreSQL
     matchday restock SKU QTY          add received units
     matchday set-stock SKU UNITS      supplier sync: UNITS physically present and unsold
@@ -15,6 +16,7 @@
     matchday report NAME [--csv PATH] [--png PATH] [--refresh]     merchandisers' reports
     matchday storefront build --out DIR     the storefront's hashed, compressed files (CDN)
     matchday screenshots [--out DIR] [--url URL | --start]       the storefront as PNGs
+    matchday capacity measure | plan | validate      what a match day needs (ADR 0023)
 
 Commands other than ``run`` find the running stack through ``<data_dir>/stack.json``, or
 through MATCHDAY_DATABASE_URL / MATCHDAY_RAY_ADDRESS when those are set.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import threading
@@ -33,10 +36,13 @@ from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from typing import Any
 
+from cluster import attach
 from cluster.admin_cli import register as register_admin
 from cluster.backup_cli import register as register_backup
+from cluster.capacity_cli import register as register_capacity
 from cluster.reports_cli import register as register_reports
 from cluster.screenshots import register as register_screenshots
+from matchday.domain.cards import pan_fields
 from matchday.domain.errors import MatchdayError
 from matchday.settings import Settings
 from matchday.storefront.cli import register as register_storefront
@@ -58,6 +64,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     except (RuntimeError, ValueError) as exc:
         print(exc)
         return 1
+    if not settings.ray_address:  # an attached shell's RAY_ADDRESS names an older stack
+        os.environ.pop("RAY_ADDRESS", None)
     if args.fresh:
         import shutil
 
@@ -74,6 +82,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         base = f"{scheme}://{stack.settings.http_host}:{stack.settings.http_port}"
         print(f"      curl -s {base}/api/catalog/products/jersey-final-ltd")
         print(f"Shop: {base}/   (the storefront; open it in a browser)")
+    _print_attach(stack.settings)
     print("Stop: Ctrl-C", flush=True)
     stop, hurry = threading.Event(), threading.Event()
 
@@ -86,8 +95,19 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     stop.wait()
     print("stopping ...", flush=True)
     stack.stop(hurry=hurry)
+    attach.forget(stack.settings)
     print("stopped", flush=True)
     return 0
+
+
+def _print_attach(settings: Settings) -> None:
+    import ray
+
+    path, found = attach.publish(settings, ray.get_runtime_context().gcs_address)
+    print('\nAttach (ray status, ray.init(address="auto")): eval "$(matchday env)", or')
+    print(f"      source {path}")
+    for name, value in found.env().items():
+        print(f"      {name}={value}")
 
 
 def _alive(pid: int) -> bool:
@@ -303,15 +323,24 @@ def parser() -> argparse.ArgumentParser:
     unpin.add_argument("sku")
     unpin.set_defaults(fn=cmd_pin)
     register_admin(sub)
+    attach.register(sub)
     register_backup(sub)
     register_reports(sub)
     register_storefront(sub)
     register_screenshots(sub)
+    register_capacity(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # Ids, names and SKUs given here are stored (reservations, journal, audit): never a card
+    # number. URLs are not stored and may carry digits (a password).
+    carded = pan_fields(vars(args), skip=("database_url", "url"))
+    if carded:
+        print(f"refused: {', '.join(carded)} looks like a card number; matchday never takes"
+              " card data", file=sys.stderr)  # fmt: skip
+        return 2
     import os
 
     if not os.environ.get("MATCHDAY_RAY_ADDRESS"):

@@ -7,7 +7,8 @@
 Checks, in one consistent snapshot of PostgreSQL (``loadtests.audit_checks``):
 - units sold never exceed stock received (counters, and a recount of committed holds);
 - counters equal a recount of reservations (sold = committed, reserved = held);
-- replaying inventory_journal gives each reservation's state and the counters;
+- replaying inventory_journal gives each reservation's state and the counters, and each
+  change's available units before it are those the previous one left (nothing left out);
 - every paid order charged exactly once: a payment reference, distinct, its lines'
   reservations committed to it; no stock committed to a failed or missing order; at most
   one succeeded attempt per order if a ``payment_attempts`` table exists;

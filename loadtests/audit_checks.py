@@ -93,24 +93,44 @@ def counters_match_reservations(conn: Conn, scope: Scope) -> Finding:
     return f
 
 
+# What each journaled kind leaves its reservation as.
+_STATUS = {
+    "reserve": "held",
+    "resize": "held",
+    "extend": "held",
+    "release": "released",
+    "commit": "committed",
+    "expire": "expired",
+    "revoke": "revoked",
+}
+_STOCK_KINDS = ("restock", "set_on_hand", "adjust_limits")
+
+
 def _replay(rows: Iterable[tuple[Any, ...]]) -> dict[str, dict[str, Any]]:
-    """Per SKU: each reservation's last (status, qty) and the last on_hand the journal says."""
-    skus: dict[str, dict[str, Any]] = defaultdict(lambda: {"res": {}, "on_hand": None})
-    for sku, result in rows:
+    """Per SKU: each reservation's last (status, qty), the last on_hand the journal says,
+    the available units after its last entry, and where the availability does not chain
+    (an entry's 'before' is not the previous entry's 'after': a change left out).
+
+    Entries converted from the journal before 010 have no availability before (and a
+    reservation's none after): the chain is checked where both ends are known.
+    """
+    skus: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"res": {}, "on_hand": None, "after": None, "gaps": []}
+    )
+    for sku, kind, rid, qty, before, after, on_hand in rows:
         state = skus[sku]
-        if "reservation" in result:
-            v = result["reservation"]
-            state["res"][v["reservation_id"]] = (v["status"], int(v["qty"]))
-        elif "stock" in result:
-            stock = result["stock"]
-            state["on_hand"] = int(stock["on_hand"])
-            for rid in stock.get("revoked", []):
-                state["res"][rid] = ("revoked", state["res"].get(rid, ("", 0))[1])
+        if before is not None and state["after"] is not None and before != state["after"]:
+            state["gaps"].append((state["after"], before, kind, rid))
+        state["after"] = after
+        if kind in _STOCK_KINDS:
+            state["on_hand"] = int(on_hand)
+        else:
+            state["res"][rid] = (_STATUS[kind], int(qty))
     return skus
 
 
 def journal_matches_counters(conn: Conn, scope: Scope) -> Finding:
-    """Replaying inventory_journal gives every reservation's state and each SKU's counters.
+    """Replaying the journal gives every reservation's state and each SKU's counters.
 
     Assumes SKUs were created with nothing reserved or sold (as the seeding does): from
     then on only journaled mutations move the counters.
@@ -119,7 +139,8 @@ def journal_matches_counters(conn: Conn, scope: Scope) -> Finding:
     with conn.cursor(name="audit_journal") as cur:  # server-side: the journal can be large
         cur.itersize = 5000
         cur.execute(
-            "SELECT sku, result FROM inventory_journal WHERE sku LIKE %s ORDER BY sku, seq",
+            "SELECT sku, kind, reservation_id, qty, available_before, available_after, on_hand"
+            " FROM inventory_journal WHERE sku LIKE %s ORDER BY sku, seq",
             (scope.sku_like,),
         )
         replayed = _replay(cur)
@@ -132,7 +153,7 @@ def journal_matches_counters(conn: Conn, scope: Scope) -> Finding:
         stored[sku][rid] = (status, qty)
     for sku, on_hand, reserved, sold, _c, _h in _sku_totals(conn, scope):
         f.checked += 1
-        state = replayed.get(sku, {"res": {}, "on_hand": None})
+        state = replayed.get(sku, {"res": {}, "on_hand": None, "after": None, "gaps": []})
         res = state["res"]
         j_sold = sum(q for s, q in res.values() if s == "committed")
         j_reserved = sum(q for s, q in res.values() if s == "held")
@@ -144,6 +165,16 @@ def journal_matches_counters(conn: Conn, scope: Scope) -> Finding:
         if state["on_hand"] is not None and state["on_hand"] != on_hand:
             f.violations.append(
                 f"{sku}: last journaled on_hand {state['on_hand']}, counter {on_hand}"
+            )
+        available = on_hand - reserved - sold
+        if state["after"] is not None and state["after"] != available:
+            f.violations.append(
+                f"{sku}: journal leaves {state['after']} available, counters {available}"
+            )
+        for was, now, kind, rid in state["gaps"]:
+            f.violations.append(
+                f"{sku}: journal jumps from {was} to {now} available before a {kind}"
+                + (f" of {rid}" if rid else "")
             )
         for rid, (status, qty) in stored.get(sku, {}).items():
             if rid not in res:
@@ -265,11 +296,9 @@ def reservations_expired_in_time(conn: Conn, scope: Scope, grace_s: float) -> Fi
         f.violations.append(f"{sku}: reservation {rid} committed {late:.1f} s after expiry")
     for rid, sku, late in _rows(
         conn,
-        "SELECT result->'reservation'->>'reservation_id', sku,"
-        " extract(epoch FROM at)::float8 - (result->'reservation'->>'expires_at')::float8"
+        "SELECT reservation_id, sku, extract(epoch FROM at)::float8 - expires_at"
         " FROM inventory_journal WHERE kind = 'commit' AND sku LIKE %s"
-        " AND extract(epoch FROM at)::float8"
-        " > (result->'reservation'->>'expires_at')::float8 + %s",
+        " AND extract(epoch FROM at)::float8 > expires_at + %s",
         (scope.sku_like, CLOCK_SLACK_S),
     ):
         f.violations.append(f"{sku}: journal commits {rid} {late:.3f} s after its expiry")

@@ -5,6 +5,11 @@ the next flush. Under light load a batch is one item (no added latency, no timer
 surge batches grow by themselves, and the per-call cost (an actor hop, a commit's fsync) is
 paid once per batch instead of once per item. Used on both sides: the client coalesces
 callers into one actor call per shard, the shard coalesces actor calls into one transaction.
+
+With ``max_in_flight`` above one, a second flush would leave as soon as one item queues
+behind the first, so under load batches stay small. ``linger_s`` lets such a flush (only
+one that would start while another is in flight: never at light load) wait up to that long
+for ``fill`` items before it goes out.
 """
 
 from __future__ import annotations
@@ -24,15 +29,21 @@ class Coalescer(Generic[T, R]):
         *,
         max_batch: int = 1024,
         max_in_flight: int = 1,
+        linger_s: float = 0.0,
+        fill: int = 1,
     ) -> None:
-        if max_batch < 1 or max_in_flight < 1:
-            raise ValueError("max_batch and max_in_flight must be positive")
+        if max_batch < 1 or max_in_flight < 1 or fill < 1 or linger_s < 0:
+            raise ValueError("max_batch, max_in_flight and fill must be positive")
         self._flush = flush
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
+        self._linger_s = linger_s
+        self._fill = min(fill, max_batch)
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._ripe = False  # the linger ran out: the next flush goes out as it is
         self.batches = 0
         self.items = 0
 
@@ -58,12 +69,33 @@ class Coalescer(Generic[T, R]):
 
     def _kick(self) -> None:
         while self._pending and self._in_flight < self._max_in_flight:
+            if self._lingers():
+                return
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
             self._in_flight += 1
             task = asyncio.get_running_loop().create_task(self._run(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _lingers(self) -> bool:
+        """Whether the next flush waits to fill up: only behind another flush in flight."""
+        if self._in_flight == 0 or self._ripe or len(self._pending) >= self._fill:
+            self._ripe = False
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return False
+        if self._linger_s == 0:
+            return False
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._linger_s, self._ripen)
+        return True
+
+    def _ripen(self) -> None:
+        self._timer = None
+        self._ripe = True
+        self._kick()
 
     async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:

@@ -19,10 +19,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
-if TYPE_CHECKING:
-    from matchday.inventory.commands import Mutation, Outcome
+from matchday.inventory.wire import ERROR, RESERVATION, WireMutation, WireOutcome, kind_name
 
 Kind = Literal["counter", "gauge", "histogram"]
 
@@ -338,16 +337,18 @@ _TAKING_KINDS = frozenset({"reserve", "resize", "set_on_hand"})
 def record_batch(
     metrics: Metrics,
     shard_id: int,
-    mutations: Sequence[Mutation],
-    outcomes: Sequence[Outcome],
+    mutations: Sequence[WireMutation],
+    outcomes: Sequence[WireOutcome],
     before: Mapping[str, int],
     after: Mapping[str, int],
 ) -> None:
     """Record one inventory batch: what it asked, what it answered, what sold out.
 
-    ``before``/``after`` are the available units of the batch's SKUs around it (a SKU absent
-    from ``before`` was loaded by the batch). Counts are summed per tag set first: a batch
-    can carry hundreds of mutations and one record call each would cost more than the batch.
+    Mutations and outcomes are the shard's wire tuples (``matchday.inventory.wire``), a
+    malformed mutation included. ``before``/``after`` are the available units of the batch's
+    SKUs around it (a SKU absent from ``before`` was loaded by the batch). Counts are summed
+    per tag set first: a batch can carry hundreds of mutations and one record call each
+    would cost more than the batch.
     """
     shard = str(shard_id)
     by_kind: Counter[tuple[str, str]] = Counter()
@@ -355,16 +356,17 @@ def record_batch(
     refused = expired = 0
     took: set[str] = set()  # SKUs whose available units this batch lowered
     for m, o in zip(mutations, outcomes, strict=True):
-        code = "ok" if o.error is None else o.error.code
-        by_kind[(m.kind, code)] += 1
-        if code == "ok" and m.kind in _TAKING_KINDS:
-            took.add(m.sku)
-        if m.kind == "reserve":
-            reserves[("ok" if o.error is None else "refused", code)] += 1
+        kind = kind_name(m)
+        code = o[1] if o[0] == ERROR else "ok"
+        by_kind[(kind, code)] += 1
+        if code == "ok" and kind in _TAKING_KINDS:
+            took.add(m[2])
+        if kind == "reserve":
+            reserves[("ok" if code == "ok" else "refused", code)] += 1
         if code == "out_of_stock":
             refused += 1
         # An expiry that no longer applied answers the SKU's stock, not the reservation.
-        if m.kind == "expire" and o.error is None and hasattr(o.value, "reservation_id"):
+        if kind == "expire" and o[0] == RESERVATION:
             expired += 1
     for (kind, code), n in by_kind.items():
         metrics.inc(MUTATIONS, n, {"shard": shard, "kind": kind, "code": code})

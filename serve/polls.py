@@ -33,6 +33,7 @@ class PollsAPI:
         self._drain.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._drain
+        await polls_api.service_of(self.ctx).aclose()
         await self.ctx.close()
 
 

@@ -22,12 +22,34 @@ from matchday.embedded import EmbeddedPostgres, EmbeddedRedis, remove_tree, star
 from matchday.settings import Settings
 from matchday.storage.db import make_pool, migrate
 from matchday.storage.inventory_repo import InventoryRepository
+from tests.background import end_leftovers, running_tasks
 
 keep_ray_on_loopback()  # before anything imports ray
 
 
 def uid(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(autouse=True)
+async def no_background_work_outlives_its_test() -> AsyncIterator[None]:
+    """Streams, drains, pollers and tasks a test started end with it (tests/background.py):
+    set up before the test's own function-scoped fixtures, so checked after they closed."""
+    before = running_tasks()
+    yield
+    leaked = await end_leftovers(before)
+    if leaked:
+        pytest.fail("left running after the test (now cancelled): " + ", ".join(leaked))
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def no_background_work_outlives_the_session() -> AsyncIterator[None]:
+    """What session- and module-scoped fixtures started ends before the session does."""
+    before = running_tasks()
+    yield
+    leaked = await end_leftovers(before)
+    if leaked:
+        pytest.fail("left running after the session (now cancelled): " + ", ".join(leaked))
 
 
 @pytest.fixture(scope="session")

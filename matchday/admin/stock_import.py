@@ -10,8 +10,9 @@ What is promised, and what is not:
 
 - **Validation is all or nothing.** Every row is checked (header, size and row-count bounds,
   SKU syntax, SKU exists, action, quantity within ``Policy`` bounds, one row per SKU, exactly
-  three non-blank columns) before any row is applied, and every problem is reported at once
-  with its line number in one :class:`ImportRejected`. A file with one bad row changes nothing.
+  three non-blank columns, no card-number-like value) before any row is applied, and every
+  problem is reported at once with its line number in one :class:`ImportRejected`. A file
+  with one bad row changes nothing.
 - **Application is idempotent and resumable, not atomic.** Rows go to the inventory engine
   one mutation each, with request id ``import:<import_id>:<line>``; the engine answers a
   repeated request id with its first answer, and each answer is recorded per row in
@@ -50,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from matchday.admin.records import AdminIdentity, ImportRow, RowResult
+from matchday.domain.cards import carries_pan
 from matchday.domain.clock import Clock, SystemClock
 from matchday.domain.errors import (
     Conflict,
@@ -172,6 +174,9 @@ def parse_import(
 def _check_row(cells: list[str], policy: Policy) -> list[str]:
     if not cells:
         return ["blank line"]
+    if any(carries_pan(cell) for cell in cells):
+        # Before anything echoes a cell: the problems are stored with the rejected import.
+        return ["a value looks like a card number: refused, and not repeated here"]
     if len(cells) != len(HEADER):
         return [f"expected 3 columns (sku,action,quantity), found {len(cells)}"]
     sku, action, quantity = cells

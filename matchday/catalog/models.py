@@ -78,13 +78,20 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class CategoryIn(_Input):
+class _Body(_Input):
+    """A JSON body: strict types (true, "1" and 1.0 are not 1); query models stay lax, their
+    values arrive as strings."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class CategoryIn(_Body):
     slug: Slug
     name: Name
     position: int = Field(default=0, ge=0, le=10_000)
 
 
-class VariantIn(_Input):
+class VariantIn(_Body):
     sku: Sku
     size: Size | None = None
     colour: Colour | None = None
@@ -94,7 +101,7 @@ class VariantIn(_Input):
     initial_stock: int = Field(default=0, ge=0, le=MAX_STOCK, strict=True)
 
 
-class ProductIn(_Input):
+class ProductIn(_Body):
     slug: Slug
     name: Name
     description: Description = ""
@@ -120,7 +127,7 @@ class ProductIn(_Input):
         return self
 
 
-class ProductPatch(_Input):
+class ProductPatch(_Body):
     """Fields to change; absent fields stay. Only ``team`` may be set to null (cleared)."""
 
     name: Name | None = None

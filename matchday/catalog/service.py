@@ -46,6 +46,7 @@ from matchday.catalog.models import (
     ProductPatch,
     ProductRecord,
 )
+from matchday.domain.cards import carries_pan
 from matchday.domain.errors import InvalidInput, NotFound
 from matchday.inventory.routing import Router
 from matchday.metrics import CATALOG_CACHE, NOOP, Metrics
@@ -110,8 +111,8 @@ class CatalogService:
 
     async def get_product(self, slug: str) -> ProductOut:
         """The active product ``slug``; NotFound if it is missing or deactivated."""
-        if not _is_slug(slug):
-            raise NotFound("product", slug[:64])
+        if not _is_slug(slug) or carries_pan(slug):  # never a cache key (Redis AOF)
+            raise NotFound("product", _shown(slug))
         record = await self._cached(
             f"product:{slug}", _Maybe, self.ttl_ms, lambda: self._load_product(slug)
         )
@@ -140,10 +141,10 @@ class CatalogService:
     async def variant_skus(self, slug: str, *, include_inactive: bool = False) -> list[str]:
         """The product's SKUs from PostgreSQL (not cached: admin and carts act on them)."""
         skus = None
-        if _is_slug(slug):
+        if _is_slug(slug) and not carries_pan(slug):
             skus = await self.repo.variant_skus(slug, include_inactive=include_inactive)
         if skus is None:
-            raise NotFound("product", slug[:64])
+            raise NotFound("product", _shown(slug))
         return skus
 
     async def price_of(self, skus: Sequence[str]) -> dict[str, PriceInfo]:
@@ -327,6 +328,12 @@ def _close(call: Awaitable[Any]) -> None:
     close = getattr(call, "close", None)
     if close is not None:
         close()
+
+
+def _shown(slug: str) -> str:
+    """A slug for a 404 message: never one that could be a card number (the HTTP guard
+    refuses those first; this keeps any other caller from echoing one)."""
+    return "(not shown: it looks like a card number)" if carries_pan(slug) else slug[:64]
 
 
 def _is_slug(value: object) -> bool:

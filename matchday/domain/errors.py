@@ -8,7 +8,8 @@ that mapping lives here so it is defined once.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, cast
 
 
 class MatchdayError(Exception):
@@ -20,10 +21,21 @@ class MatchdayError(Exception):
 
     @property
     def message(self) -> str:
-        return str(self)
+        # The domain class's own text, also for a wrapper that subclasses it: Ray re-raises a
+        # remote error as RayTaskError(<its class>), whose str() is the remote traceback
+        # (paths, pid, actor id, ANSI colours), and that once reached a 503 body.
+        own = next(c for c in type(self).__mro__ if _pure(c))
+        render = cast("Callable[[MatchdayError], str]", own.__str__)  # unbound: the class's own
+        return render(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "retryable": self.retryable}
+
+
+def _pure(cls: type) -> bool:
+    """A matchday error class, not a wrapper that also subclasses a foreign exception."""
+    return all(issubclass(c, MatchdayError) or c in (Exception, BaseException, object)
+               for c in cls.__mro__)  # fmt: skip
 
 
 class InvalidInput(MatchdayError):
@@ -273,6 +285,25 @@ class Overloaded(MatchdayError):
         return f"the shop is busy; retry after {self.retry_after_s:.0f} s"
 
 
+class CartClosed(MatchdayError):
+    """The cart went to checkout: it takes no more holds (issue 13 item 5).
+
+    Decided by the inventory engine in the same transaction as the hold, against the cart
+    row that checkout changes, so a hold is either part of the checkout or refused.
+    """
+
+    code = "cart_closed"
+    http_status = 409
+
+    def __init__(self, cart_id: str, status: str) -> None:
+        super().__init__(cart_id, status)
+        self.cart_id = cart_id
+        self.status = status
+
+    def __str__(self) -> str:
+        return f"cart {self.cart_id} is {self.status.replace('_', ' ')}: it takes no more items"
+
+
 _BY_CODE: dict[str, type[MatchdayError]] = {
     cls.code: cls
     for cls in (
@@ -293,6 +324,7 @@ _BY_CODE: dict[str, type[MatchdayError]] = {
         Forbidden,
         RateLimited,
         Overloaded,
+        CartClosed,
     )
 }
 
@@ -305,3 +337,8 @@ def error_to_record(error: MatchdayError) -> dict[str, Any]:
 def error_from_record(record: dict[str, Any]) -> MatchdayError:
     cls = _BY_CODE[record["error"]]
     return cls(*record["args"])
+
+
+def error_class(code: str) -> type[MatchdayError]:
+    """The error class a ``code`` names (every code is unique)."""
+    return _BY_CODE[code]

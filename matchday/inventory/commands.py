@@ -1,8 +1,8 @@
-"""Inventory mutations, their results, and the checks every mutation passes first.
+"""Inventory mutations and their results, as typed values for the engine's callers.
 
-Mutations are small frozen dataclasses: cheap to build on the Serve side, cheap to pickle to a
-shard, and validated once more inside the shard (a shard trusts no caller). Results are
-JSON-able so the journal can return the first answer of a retried request after a restart.
+Mutations are small frozen dataclasses. They cross Ray as plain tuples (``wire.to_wire``),
+and are validated on that form both in the client and once more inside the shard (a shard
+trusts no caller): :func:`matchday.inventory.wire.check`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from matchday.domain.errors import InvalidInput, MatchdayError, error_from_record, error_to_record
+from matchday.domain.errors import InvalidInput, MatchdayError
 
 SKU_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
@@ -182,84 +182,7 @@ def fields_of(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__slots__}
 
 
-def outcome_to_record(outcome: Outcome) -> dict[str, Any]:
-    if outcome.error is not None:
-        return error_to_record(outcome.error)
-    value = outcome.value
-    if isinstance(value, ReservationView):
-        return {"reservation": fields_of(value)}
-    assert isinstance(value, StockView)
-    record = fields_of(value)
-    record["revoked"] = list(value.revoked)
-    return {"stock": record}
-
-
-def outcome_from_record(record: dict[str, Any]) -> Outcome:
-    if "error" in record:
-        return Outcome(error=error_from_record(record))
-    if "reservation" in record:
-        return Outcome(value=ReservationView(**record["reservation"]))
-    stock = dict(record["stock"])
-    stock["revoked"] = tuple(stock.get("revoked", ()))
-    return Outcome(value=StockView(**stock))
-
-
-def _check_id(name: str, value: object) -> None:
-    if not isinstance(value, str) or not ID_RE.fullmatch(value):
-        raise InvalidInput(name, "must be 1-128 characters of letters, digits, '.', '_', ':', '-'")
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> None:
-    # bool is an int subclass; True units of a jersey is a bug, not a request.
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidInput(name, "must be a whole number")
-    if not low <= value <= high:
-        raise InvalidInput(name, f"must be between {low} and {high}")
-
-
-def _check_ttl(value: object, policy: Policy) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
-        raise InvalidInput("ttl_s", "must be a number of seconds")
-    if not policy.min_ttl_s <= value <= policy.max_ttl_s:
-        raise InvalidInput(
-            "ttl_s", f"must be between {policy.min_ttl_s:g} and {policy.max_ttl_s:g} seconds"
-        )
-
-
 def check_sku(sku: object) -> str:
     if not isinstance(sku, str) or not SKU_RE.fullmatch(sku):
         raise InvalidInput("sku", "must be 1-64 characters of letters, digits, '.', '_', '-'")
     return sku
-
-
-def validate(m: Mutation, policy: Policy = DEFAULT_POLICY) -> None:
-    """Raise :class:`InvalidInput` for anything malformed; say nothing about stock."""
-    _check_id("request_id", m.request_id)
-    check_sku(m.sku)
-    if isinstance(m, Reserve):
-        _check_int("qty", m.qty, 1, policy.max_qty_per_request)
-        _check_id("cart_id", m.cart_id)
-        _check_id("customer_id", m.customer_id)
-        _check_ttl(m.ttl_s, policy)
-    elif isinstance(m, Release | Expire):
-        _check_id("reservation_id", m.reservation_id)
-    elif isinstance(m, Commit):
-        _check_id("reservation_id", m.reservation_id)
-        _check_id("order_id", m.order_id)
-    elif isinstance(m, Extend):
-        _check_id("reservation_id", m.reservation_id)
-        _check_ttl(m.ttl_s, policy)
-    elif isinstance(m, Resize):
-        _check_id("reservation_id", m.reservation_id)
-        _check_int("qty", m.qty, 1, policy.max_qty_per_request)
-    elif isinstance(m, Restock):
-        _check_int("qty", m.qty, 1, policy.max_restock)
-    elif isinstance(m, SetOnHand):
-        _check_int("units", m.units, 0, policy.max_on_hand)
-    elif isinstance(m, AdjustLimits):
-        for name in ("per_customer_limit", "low_stock_threshold", "low_stock_order_cap"):
-            value = getattr(m, name)
-            if value is not None:
-                _check_int(name, value, 0 if name == "low_stock_threshold" else 1, policy.max_limit)
-    else:
-        raise InvalidInput("kind", f"unknown mutation {type(m).__name__}")

@@ -1,8 +1,11 @@
 """SkuLedger: the stock of one SKU, mutated one call at a time by its only owner.
 
-Pure: no I/O, no clock of its own (``now`` is passed in), no Ray. The owning shard applies
-mutations in order, persists what :meth:`SkuLedger.drain_dirty` reports, and publishes the
-events each call returns.
+Pure: no I/O, no clock of its own (``now`` is passed in), no Ray. A mutation arrives as its
+wire tuple (``matchday.inventory.wire``) and is answered with a wire outcome; a refusal is an
+error outcome, not an exception, and changes nothing. What a success changed goes into the
+batch's :class:`Changes`: one journal entry per change, the reservations to insert or
+update, the customer totals to write. Events are not built here: the outbox relay derives
+them from the journal entries (``matchday.inventory.journal.events_of``).
 
 Counters follow DESIGN.md: ``on_hand`` counts every unit ever put up for sale (sold ones
 included), so ``available = on_hand - reserved - sold`` and ``sold <= on_hand`` always.
@@ -10,8 +13,7 @@ included), so ``available = on_hand - reserved - sold`` and ``sold <= on_hand`` 
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from matchday.domain.errors import (
@@ -22,57 +24,83 @@ from matchday.domain.errors import (
     ReservationExpired,
     UnknownReservation,
 )
-from matchday.inventory.commands import (
-    AdjustLimits,
-    Commit,
-    Expire,
-    Extend,
-    Release,
-    ReservationView,
-    Reserve,
-    Resize,
-    Restock,
-    SetOnHand,
-    StockView,
+from matchday.inventory.commands import ReservationView, StockView
+from matchday.inventory.wire import (
+    ADJUST_LIMITS,
+    COMMIT,
+    EXPIRE,
+    EXTEND,
+    RELEASE,
+    RESERVATION,
+    RESERVE,
+    RESIZE,
+    RESTOCK,
+    REVOKE,
+    SET_ON_HAND,
+    STOCK,
+    WireMutation,
+    WireOutcome,
+    refusal,
 )
-
-Event = dict[str, Any]
 
 # How many closed reservations a ledger remembers, so that a late release or commit of one
 # gets "already committed" instead of "unknown". Older ones answer UnknownReservation.
 CLOSED_MEMORY = 256
 
+# A journal entry: (kind, request_id, sku, reservation_id, qty, available_before,
+# available_after, expires_at) for a reservation, plus (on_hand, sold, per_customer_limit,
+# low_stock_threshold, low_stock_order_cap) for a stock change. See records.BatchWrite.
+Entry = tuple[Any, ...]
 
-@dataclass(slots=True)
-class Reservation:
-    reservation_id: str
-    sku: str
-    qty: int
-    cart_id: str
-    customer_id: str
-    expires_at: float
-    created_at: float
-    status: str = "held"
-    order_id: str | None = None
 
-    def view(self) -> ReservationView:
-        return ReservationView(
-            self.reservation_id,
-            self.sku,
-            self.qty,
-            self.cart_id,
-            self.customer_id,
-            self.expires_at,
-            self.status,
-            self.order_id,
-        )
+# A held reservation is its own answer: the wire tuple (RESERVATION, reservation_id, sku,
+# qty, cart_id, customer_id, expires_at, status, order_id), replaced whenever it changes.
+# A tuple of atoms is not tracked by the cyclic GC, so a shard holding 100k reservations
+# gives the collector nothing to walk (ADR 0017: a Reservation object per hold cost the
+# shard full collections of hundreds of ms).
+Reservation = tuple[Any, ...]
+R_ID, R_SKU, R_QTY, R_CART, R_CUSTOMER, R_EXPIRES, R_STATUS, R_ORDER = range(1, 9)
+
+
+def reservation_view(r: Reservation) -> ReservationView:
+    return ReservationView(*r[1:])
+
+
+class Changes:
+    """What one batch changed, filled by the ledgers as they apply it, for one write."""
+
+    __slots__ = (
+        "carts",
+        "changed",
+        "created",
+        "customers",
+        "entries",
+        "new_id",
+        "reset",
+        "touched",
+    )
+
+    def __init__(self, new_id: Callable[[], str]) -> None:
+        self.new_id = new_id
+        self.entries: list[Entry] = []
+        self.touched: dict[str, SkuLedger] = {}  # whose counters to write
+        self.created: dict[str, Reservation] = {}  # to insert, in their final state
+        self.changed: dict[str, Reservation] = {}  # existing ones to update
+        self.customers: set[tuple[str, str]] = set()  # (sku, customer) totals to write
+        self.reset: set[str] = set()  # SKUs whose stored customer totals are void
+        self.carts: set[str] = set()  # carts that take more units: must still be open
+
+    def _mark(self, r: Reservation) -> None:
+        rid = r[R_ID]
+        if rid in self.created:
+            self.created[rid] = r
+        else:
+            self.changed[rid] = r
 
 
 class SkuLedger:
     __slots__ = (
         "_closed",
-        "_dirty_customers",
-        "_dirty_reservations",
         "customer_units",
         "held",
         "low_stock_order_cap",
@@ -103,11 +131,10 @@ class SkuLedger:
         self.low_stock_order_cap = low_stock_order_cap
         # Insertion order is creation order: set_on_hand revokes the newest first.
         self.held: dict[str, Reservation] = {}
-        # Units each customer holds or has bought; only what per_customer_limit needs.
-        self.customer_units: dict[str, int] = {}
-        self._closed: OrderedDict[str, str] = OrderedDict()
-        self._dirty_reservations: dict[str, Reservation] = {}
-        self._dirty_customers: set[str] = set()
+        # Units each customer holds or has bought, kept only while a per-customer limit
+        # applies: a SKU sold to a million fans keeps no million-entry total (ADR 0017).
+        self.customer_units: dict[str, int] | None = {} if per_customer_limit is not None else None
+        self._closed: dict[str, str] | None = None
 
     # -- reading -------------------------------------------------------------------------
 
@@ -115,151 +142,187 @@ class SkuLedger:
     def available(self) -> int:
         return self.on_hand - self.reserved - self.sold
 
-    def stock(self, revoked: tuple[str, ...] = ()) -> StockView:
-        return StockView(
+    def stock_wire(self, revoked: tuple[str, ...] = ()) -> WireOutcome:
+        return (
+            STOCK,
             self.sku,
             self.on_hand,
             self.reserved,
             self.sold,
-            self.available,
+            self.on_hand - self.reserved - self.sold,
             self.per_customer_limit,
             self.low_stock_threshold,
             self.low_stock_order_cap,
             revoked,
         )
 
+    def stock(self, revoked: tuple[str, ...] = ()) -> StockView:
+        return StockView(*self.stock_wire(revoked)[1:])
+
     def next_deadline(self, reservation_id: str) -> float | None:
         r = self.held.get(reservation_id)
-        return None if r is None else r.expires_at
+        return None if r is None else r[R_EXPIRES]
 
     # -- recovery ------------------------------------------------------------------------
 
     def load_reservation(self, r: Reservation) -> None:
         """Put back a held reservation read from storage (counters already include it)."""
-        self.held[r.reservation_id] = r
+        self.held[r[R_ID]] = r
 
     def load_customer_units(self, customer_id: str, units: int) -> None:
-        self.customer_units[customer_id] = units
+        if self.customer_units is not None:
+            self.customer_units[customer_id] = units
 
-    # -- mutations -----------------------------------------------------------------------
+    # -- mutations: each takes its wire tuple, answers a wire outcome ----------------------
 
-    def reserve(
-        self, m: Reserve, reservation_id: str, now: float
-    ) -> tuple[ReservationView, list[Event]]:
-        available = self.available
-        self._check_limits(m.qty, m.qty, m.customer_id, available)
-        r = Reservation(
-            reservation_id, self.sku, m.qty, m.cart_id, m.customer_id, now + m.ttl_s, now
-        )
-        self.held[reservation_id] = r
-        self.reserved += m.qty
-        self._add_customer_units(m.customer_id, m.qty)
-        self._dirty_reservations[reservation_id] = r
-        events = [self._event("reserved", r)]
-        self._threshold_events(available, events)
-        return r.view(), events
+    def reserve(self, ch: Changes, m: WireMutation, now: float) -> WireOutcome:
+        qty = m[3]
+        before = self.on_hand - self.reserved - self.sold
+        if self.low_stock_threshold is not None or self.per_customer_limit is not None:
+            refused = self._refusal(qty, qty, m[5], before)
+            if refused is not None:
+                return refused
+        elif qty > before:
+            return refusal(OutOfStock, self.sku, qty, max(before, 0))
+        rid = ch.new_id()
+        r = (RESERVATION, rid, self.sku, qty, m[4], m[5], now + m[6], "held", None)
+        self.held[rid] = r
+        self.reserved += qty
+        if self.customer_units is not None:
+            self._add_units(ch, m[5], qty)
+        ch.created[rid] = r
+        ch.carts.add(m[4])
+        ch.touched[self.sku] = self
+        ch.entries.append((RESERVE, m[1], self.sku, rid, qty, before, before - qty, r[R_EXPIRES]))
+        return r
 
-    def release(self, m: Release, now: float) -> tuple[ReservationView, list[Event]]:
-        r = self._held_or_raise(m.reservation_id)
-        return self._close_with_events(r, "released")
+    def release(self, ch: Changes, m: WireMutation, now: float) -> WireOutcome:
+        r = self.held.get(m[3])
+        if r is None:
+            return self._missing(m[3])
+        return self._close(ch, RELEASE, m[1], r, "released")
 
-    def expire(self, m: Expire, now: float) -> tuple[ReservationView, list[Event]] | None:
+    def expire(self, ch: Changes, m: WireMutation, now: float) -> WireOutcome | None:
         """Expire if due; ``None`` when the reservation is gone or was extended meanwhile."""
-        r = self.held.get(m.reservation_id)
-        if r is None or r.expires_at > now:
+        r = self.held.get(m[3])
+        if r is None or r[R_EXPIRES] > now:
             return None
-        return self._close_with_events(r, "expired")
+        return self._close(ch, EXPIRE, m[1], r, "expired")
 
-    def commit(self, m: Commit, now: float) -> tuple[ReservationView, list[Event]]:
-        r = self._held_or_raise(m.reservation_id)
-        if r.expires_at <= now:
+    def commit(self, ch: Changes, m: WireMutation, now: float) -> WireOutcome:
+        r = self.held.get(m[3])
+        if r is None:
+            return self._missing(m[3])
+        if r[R_EXPIRES] <= now:
             # Its timer may not have fired yet; the stock is no longer promised to this cart.
-            # An error changes nothing: the timer's own Expire releases it.
-            raise ReservationExpired(r.reservation_id)
-        available = self.available
-        del self.held[r.reservation_id]
-        self.reserved -= r.qty
-        self.sold += r.qty
-        r.status = "committed"
-        r.order_id = m.order_id
+            # A refusal changes nothing: the timer's own Expire releases it.
+            return refusal(ReservationExpired, r[R_ID])
+        before = self.on_hand - self.reserved - self.sold
+        del self.held[r[R_ID]]
+        self.reserved -= r[R_QTY]
+        self.sold += r[R_QTY]
+        r = (*r[:R_STATUS], "committed", m[4])
         self._remember_closed(r)
-        events = [self._event("committed", r)]
-        self._threshold_events(available, events)
-        return r.view(), events
+        self._log(ch, COMMIT, m[1], r, before)
+        return r
 
-    def extend(self, m: Extend, now: float) -> tuple[ReservationView, list[Event]]:
-        r = self._held_or_raise(m.reservation_id)
-        if r.expires_at <= now:
-            raise ReservationExpired(r.reservation_id)
-        r.expires_at = now + m.ttl_s
-        self._dirty_reservations[r.reservation_id] = r
-        return r.view(), [self._event("extended", r)]
+    def extend(self, ch: Changes, m: WireMutation, now: float) -> WireOutcome:
+        r = self.held.get(m[3])
+        if r is None:
+            return self._missing(m[3])
+        if r[R_EXPIRES] <= now:
+            return refusal(ReservationExpired, r[R_ID])
+        r = self.held[r[R_ID]] = (*r[:R_EXPIRES], now + m[4], "held", None)
+        self._log(ch, EXTEND, m[1], r, self.on_hand - self.reserved - self.sold)
+        return r
 
-    def resize(self, m: Resize, now: float) -> tuple[ReservationView, list[Event]]:
-        r = self._held_or_raise(m.reservation_id)
-        if r.expires_at <= now:
-            raise ReservationExpired(r.reservation_id)
-        delta = m.qty - r.qty
-        available = self.available
+    def resize(self, ch: Changes, m: WireMutation, now: float) -> WireOutcome:
+        r = self.held.get(m[3])
+        if r is None:
+            return self._missing(m[3])
+        if r[R_EXPIRES] <= now:
+            return refusal(ReservationExpired, r[R_ID])
+        qty = m[4]
+        delta = qty - r[R_QTY]
+        before = self.on_hand - self.reserved - self.sold
         if delta > 0:
-            self._check_limits(m.qty, delta, r.customer_id, available)
-        r.qty = m.qty
+            refused = self._refusal(qty, delta, r[R_CUSTOMER], before)
+            if refused is not None:
+                return refused
+            ch.carts.add(r[R_CART])
+        r = self.held[r[R_ID]] = (*r[:R_QTY], qty, *r[R_CART:])
         self.reserved += delta
-        self._add_customer_units(r.customer_id, delta)
-        self._dirty_reservations[r.reservation_id] = r
-        events = [self._event("resized", r)]
-        self._threshold_events(available, events)
-        return r.view(), events
+        if self.customer_units is not None:
+            self._add_units(ch, r[R_CUSTOMER], delta)
+        self._log(ch, RESIZE, m[1], r, before)
+        return r
 
-    def restock(self, m: Restock, now: float) -> tuple[StockView, list[Event]]:
-        available = self.available
-        self.on_hand += m.qty
-        events = [self._stock_event("restocked", qty=m.qty)]
-        self._threshold_events(available, events)
-        return self.stock(), events
+    def restock(self, ch: Changes, m: WireMutation, now: float) -> WireOutcome:
+        before = self.on_hand - self.reserved - self.sold
+        self.on_hand += m[3]
+        self._log_stock(ch, RESTOCK, m[1], m[3], before)
+        return self.stock_wire()
 
-    def set_on_hand(self, m: SetOnHand, now: float) -> tuple[StockView, list[Event]]:
+    def set_on_hand(self, ch: Changes, m: WireMutation, now: float) -> WireOutcome:
         """Make ``units`` the unsold stock, revoking the newest holds that no longer fit.
 
         Never overselling wins over honouring a cart: when a count finds fewer units than
         carts hold, the most recent reservations are revoked (ADR 0003).
         """
-        available = self.available
-        revoked: list[Reservation] = []
+        units = m[3]
+        revoked: list[str] = []
         for r in reversed(list(self.held.values())):
-            if self.reserved <= m.units:
+            if self.reserved <= units:
                 break
-            self._close(r, "revoked")
-            revoked.append(r)
-        self.on_hand = self.sold + m.units
-        # Events are built once the count is set, so each carries the availability that
-        # actually results, never an intermediate figure.
-        events = [self._event("revoked", r) for r in revoked]
-        events.append(self._stock_event("stock_set", units=m.units))
-        self._threshold_events(available, events)
-        return self.stock(tuple(r.reservation_id for r in revoked)), events
+            self._close(ch, REVOKE, m[1], r, "revoked")
+            revoked.append(r[R_ID])
+        before = self.on_hand - self.reserved - self.sold
+        self.on_hand = self.sold + units
+        self._log_stock(ch, SET_ON_HAND, m[1], units, before)
+        return self.stock_wire(tuple(revoked))
 
-    def adjust_limits(self, m: AdjustLimits, now: float) -> tuple[StockView, list[Event]]:
-        if m.low_stock_order_cap is not None and m.low_stock_threshold is None:
-            raise InvariantViolation(self.sku, "a low-stock order cap needs a low-stock threshold")
-        self.per_customer_limit = m.per_customer_limit
-        self.low_stock_threshold = m.low_stock_threshold
-        self.low_stock_order_cap = m.low_stock_order_cap
-        return self.stock(), [self._stock_event("limits_changed")]
+    def adjust_limits(
+        self,
+        ch: Changes,
+        m: WireMutation,
+        now: float,
+        bought: Mapping[str, int] | None = None,
+    ) -> WireOutcome:
+        """Replace all three limits; ``None`` removes one.
 
-    # -- persistence hand-off ----------------------------------------------------------------
+        Setting a per-customer limit on a SKU that had none starts its customer totals from
+        the units held now plus ``bought`` (units each customer bought, from storage): the
+        caller must pass it then. Units held or bought before a limit count once it is.
+        """
+        pcl, lst, cap = m[3], m[4], m[5]
+        if cap is not None and lst is None:
+            return refusal(
+                InvariantViolation, self.sku, "a low-stock order cap needs a low-stock threshold"
+            )
+        if pcl is None and self.customer_units is not None:
+            self.customer_units = None
+            ch.reset.add(self.sku)  # stored totals go stale from now on: drop them
+        elif pcl is not None and self.customer_units is None:
+            assert bought is not None, "a new per-customer limit needs the units bought"
+            units = dict(bought)
+            for r in self.held.values():
+                units[r[R_CUSTOMER]] = units.get(r[R_CUSTOMER], 0) + r[R_QTY]
+            self.customer_units = {c: u for c, u in units.items() if u}
+            ch.reset.add(self.sku)
+            ch.customers.update((self.sku, c) for c in self.customer_units)
+        self.per_customer_limit, self.low_stock_threshold, self.low_stock_order_cap = pcl, lst, cap
+        self._log_stock(ch, ADJUST_LIMITS, m[1], None, self.on_hand - self.reserved - self.sold)
+        return self.stock_wire()
 
-    def drain_dirty(self) -> tuple[list[Reservation], list[tuple[str, int]]]:
-        """Reservations and customer totals changed since the last call, to be persisted."""
-        reservations = list(self._dirty_reservations.values())
-        customers = [(c, self.customer_units.get(c, 0)) for c in self._dirty_customers]
-        self._dirty_reservations.clear()
-        self._dirty_customers.clear()
-        return reservations, customers
+    def needs_bought(self, m: WireMutation) -> bool:
+        """Whether ``adjust_limits(m)`` starts a per-customer limit (see there)."""
+        return m[0] == ADJUST_LIMITS and m[3] is not None and self.customer_units is None
 
     # -- internals ------------------------------------------------------------------------
 
-    def _check_limits(self, order_qty: int, extra: int, customer_id: str, available: int) -> None:
+    def _refusal(
+        self, order_qty: int, extra: int, customer_id: str, available: int
+    ) -> WireOutcome | None:
         """Refuse ``extra`` more units for a line of ``order_qty`` units, or say nothing."""
         if (
             self.low_stock_order_cap is not None
@@ -267,75 +330,81 @@ class SkuLedger:
             and available <= self.low_stock_threshold
             and order_qty > self.low_stock_order_cap
         ):
-            raise LimitExceeded(
-                self.sku, self.low_stock_order_cap, order_qty, 0, "low-stock per-order"
-            )
-        if self.per_customer_limit is not None:
+            cap = self.low_stock_order_cap
+            return refusal(LimitExceeded, self.sku, cap, order_qty, 0, "low-stock per-order")
+        if self.per_customer_limit is not None and self.customer_units is not None:
             held = self.customer_units.get(customer_id, 0)
             if held + extra > self.per_customer_limit:
-                raise LimitExceeded(self.sku, self.per_customer_limit, extra, held, "per-customer")
+                return refusal(
+                    LimitExceeded, self.sku, self.per_customer_limit, extra, held, "per-customer"
+                )
         if extra > available:
-            raise OutOfStock(self.sku, extra, max(available, 0))
+            return refusal(OutOfStock, self.sku, extra, max(available, 0))
+        return None
 
-    def _held_or_raise(self, reservation_id: str) -> Reservation:
-        r = self.held.get(reservation_id)
-        if r is not None:
-            return r
-        status = self._closed.get(reservation_id)
+    def _missing(self, reservation_id: str) -> WireOutcome:
+        status = None if self._closed is None else self._closed.get(reservation_id)
         if status is not None:
-            raise ReservationClosed(reservation_id, status)
-        raise UnknownReservation(reservation_id)
+            return refusal(ReservationClosed, reservation_id, status)
+        return refusal(UnknownReservation, reservation_id)
 
-    def _close(self, r: Reservation, status: str) -> ReservationView:
-        del self.held[r.reservation_id]
-        self.reserved -= r.qty
-        self._add_customer_units(r.customer_id, -r.qty)
-        r.status = status
+    def _close(
+        self, ch: Changes, kind: int, request_id: str, r: Reservation, status: str
+    ) -> WireOutcome:
+        before = self.on_hand - self.reserved - self.sold
+        del self.held[r[R_ID]]
+        self.reserved -= r[R_QTY]
+        if self.customer_units is not None:
+            self._add_units(ch, r[R_CUSTOMER], -r[R_QTY])
+        r = (*r[:R_STATUS], status, None)
         self._remember_closed(r)
-        return r.view()
+        self._log(ch, kind, request_id, r, before)
+        return r
 
-    def _close_with_events(
-        self, r: Reservation, status: str
-    ) -> tuple[ReservationView, list[Event]]:
-        available = self.available
-        view = self._close(r, status)
-        events = [self._event(status, r)]
-        self._threshold_events(available, events)
-        return view, events
+    def _log(self, ch: Changes, kind: int, request_id: str, r: Reservation, before: int) -> None:
+        ch._mark(r)
+        ch.touched[self.sku] = self
+        after = self.on_hand - self.reserved - self.sold
+        ch.entries.append(
+            (kind, request_id, self.sku, r[R_ID], r[R_QTY], before, after, r[R_EXPIRES])
+        )
+
+    def _log_stock(
+        self, ch: Changes, kind: int, request_id: str, qty: int | None, before: int
+    ) -> None:
+        ch.touched[self.sku] = self
+        ch.entries.append(
+            (
+                kind,
+                request_id,
+                self.sku,
+                None,
+                qty,
+                before,
+                self.on_hand - self.reserved - self.sold,
+                None,
+                self.on_hand,
+                self.sold,
+                self.per_customer_limit,
+                self.low_stock_threshold,
+                self.low_stock_order_cap,
+            )
+        )
 
     def _remember_closed(self, r: Reservation) -> None:
-        self._dirty_reservations[r.reservation_id] = r
-        self._closed[r.reservation_id] = r.status
-        if len(self._closed) > CLOSED_MEMORY:
-            self._closed.popitem(last=False)
+        closed = self._closed
+        if closed is None:
+            closed = self._closed = {}
+        closed[r[R_ID]] = r[R_STATUS]
+        if len(closed) > CLOSED_MEMORY:
+            del closed[next(iter(closed))]
 
-    def _add_customer_units(self, customer_id: str, delta: int) -> None:
-        units = self.customer_units.get(customer_id, 0) + delta
+    def _add_units(self, ch: Changes, customer_id: str, delta: int) -> None:
+        units_by = self.customer_units
+        assert units_by is not None
+        units = units_by.get(customer_id, 0) + delta
         if units:
-            self.customer_units[customer_id] = units
+            units_by[customer_id] = units
         else:
-            self.customer_units.pop(customer_id, None)
-        self._dirty_customers.add(customer_id)
-
-    def _threshold_events(self, before: int, events: list[Event]) -> None:
-        after = self.available
-        t = self.low_stock_threshold
-        if t is not None and after <= t < before:
-            events.append(self._stock_event("low_stock", threshold=t))
-        if after == 0 < before:
-            events.append(self._stock_event("sold_out"))
-        if before == 0 < after:
-            events.append(self._stock_event("back_in_stock"))
-
-    def _event(self, kind: str, r: Reservation) -> Event:
-        return {
-            "type": kind,
-            "sku": self.sku,
-            "reservation_id": r.reservation_id,
-            "cart_id": r.cart_id,
-            "qty": r.qty,
-            "available": self.available,
-        }
-
-    def _stock_event(self, kind: str, **extra: Any) -> Event:
-        return {"type": kind, "sku": self.sku, "available": self.available, **extra}
+            units_by.pop(customer_id, None)
+        ch.customers.add((self.sku, customer_id))

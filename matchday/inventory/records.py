@@ -7,13 +7,16 @@ it over PostgreSQL and ``tests.fakes`` in memory.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import NamedTuple, Protocol
 
-from matchday.inventory.ledger import Reservation
+from matchday.inventory.ledger import Changes, Entry, Reservation
+from matchday.inventory.wire import EXPIRE, REVOKE, WireOutcome
 
 
-@dataclass(frozen=True, slots=True)
-class SkuRow:
+class SkuRow(NamedTuple):
+    """A SKU's counters and limits. A named tuple: a batch writes one per touched SKU, and a
+    frozen dataclass cost 1 us each to build (ADR 0017)."""
+
     sku: str
     on_hand: int
     reserved: int
@@ -29,35 +32,84 @@ class ShardState:
 
     skus: list[SkuRow] = field(default_factory=list)
     reservations: list[Reservation] = field(default_factory=list)
-    customer_units: list[tuple[str, str, int]] = field(default_factory=list)  # sku, customer, units
-
-
-@dataclass(frozen=True, slots=True)
-class JournalRow:
-    request_id: str
-    sku: str
-    kind: str
-    mutation: dict[str, Any]
-    result: dict[str, Any]
-    at: float
+    # sku, customer, units: for SKUs with a per-customer limit only
+    customer_units: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class BatchWrite:
-    """One group commit: written in a single transaction, fenced by ``epoch``."""
+    """One group commit, written in a single transaction fenced by ``epoch``.
+
+    The journal is ``entries`` (see ``ledger.Entry``), one per change, stored once per
+    batch; the outbox is one row naming the batch, whose events the relay derives from the
+    entries. ``carts`` must all be open (or unknown to the shop) when the batch commits:
+    checkout closes a cart in a transaction that conflicts with this one (ADR 0017).
+    """
 
     shard_id: int
     epoch: int
+    at: float
+    entries: list[Entry] = field(default_factory=list)
     counters: list[SkuRow] = field(default_factory=list)
-    reservations: list[Reservation] = field(default_factory=list)
+    created: list[Reservation] = field(default_factory=list)  # inserted
+    changed: list[Reservation] = field(default_factory=list)  # updated
     customer_units: list[tuple[str, str, int]] = field(default_factory=list)
-    journal: list[JournalRow] = field(default_factory=list)
-    # One outbox row per touched SKU: its events in order, and the counters they led to.
-    outbox: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
+    customers_reset: list[str] = field(default_factory=list)  # drop these SKUs' totals first
+    carts: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, ch: Changes, shard_id: int, epoch: int, at: float) -> BatchWrite:
+        """What ``ch`` changed, as one write: counters and customer totals as they stand."""
+        units = []
+        for sku, customer in ch.customers:
+            totals = ch.touched[sku].customer_units
+            if totals is not None:
+                units.append((sku, customer, totals.get(customer, 0)))
+        counters = [
+            SkuRow(
+                g.sku,
+                g.on_hand,
+                g.reserved,
+                g.sold,
+                g.per_customer_limit,
+                g.low_stock_threshold,
+                g.low_stock_order_cap,
+            )
+            for g in ch.touched.values()
+        ]
+        created, changed = list(ch.created.values()), list(ch.changed.values())
+        carts, reset = sorted(ch.carts), sorted(ch.reset)
+        return cls(shard_id, epoch, at, ch.entries, counters, created, changed, units, reset, carts)
 
     @property
     def empty(self) -> bool:
-        return not self.journal
+        return not self.entries
+
+    @property
+    def request_ids(self) -> set[str]:
+        """The request ids this batch answers for good: an expiry or a revocation is none."""
+        return {e[1] for e in self.entries if e[0] != EXPIRE and e[0] != REVOKE}
+
+
+class BatchRefused(Exception):
+    """Storage rolled a batch back for a reason the shard can act on without a recovery.
+
+    ``closed_carts``: carts (id -> status) that went to checkout; ``duplicate``: a request
+    id of the batch was journaled before (a retry applied as new); ``moved``: a SKU of the
+    batch is owned by another shard now. Memory of the batch's SKUs is ahead of storage.
+    """
+
+    def __init__(
+        self,
+        closed_carts: dict[str, str] | None = None,
+        *,
+        duplicate: bool = False,
+        moved: bool = False,
+    ) -> None:
+        super().__init__(closed_carts, duplicate, moved)
+        self.closed_carts = closed_carts or {}
+        self.duplicate = duplicate
+        self.moved = moved
 
 
 class ShardRepository(Protocol):
@@ -74,6 +126,10 @@ class ShardRepository(Protocol):
         """The SKUs recorded as owned by ``shard_id``, their held reservations and limits."""
         ...
 
+    async def reload_skus(self, shard_id: int, skus: list[str]) -> ShardState:
+        """Like load_shard, for ``skus`` only (those still owned by ``shard_id``)."""
+        ...
+
     async def peek_skus(self, skus: list[str]) -> dict[str, int | None]:
         """For each SKU that exists, its pinned shard (or None). Missing SKUs are absent."""
         ...
@@ -82,10 +138,15 @@ class ShardRepository(Protocol):
         """Record ``shard_id`` as the owner of ``skus`` (fencing any old owner) and load them."""
         ...
 
-    async def lookup_results(self, request_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """Results of journaled requests among ``request_ids``."""
+    async def bought_units(self, skus: list[str]) -> dict[str, dict[str, int]]:
+        """Per SKU, the units each customer bought (committed reservations)."""
+        ...
+
+    async def lookup_results(self, request_ids: list[str]) -> dict[str, WireOutcome]:
+        """First answers of journaled requests among ``request_ids``."""
         ...
 
     async def write_batch(self, batch: BatchWrite) -> None:
-        """Write atomically; raise StaleEpoch if fenced off, Unavailable on storage failure."""
+        """Write atomically, or raise: StaleEpoch if fenced off, BatchRefused (rolled back),
+        Unavailable or anything else on a storage failure (committed or not: unknown)."""
         ...

@@ -2,68 +2,81 @@
 
 The Ray actor in ``actors/inventory.py`` is a thin wrapper around this class. Batches are
 applied strictly one at a time (``_lock``): apply every mutation in memory, write the whole
-batch in one transaction, and only then answer. A failed write leaves memory ahead of
-storage, so the shard throws its memory away and reloads from storage before the next batch.
+batch in one transaction, and only then answer. Mutations and answers are wire tuples
+(``matchday.inventory.wire``); :meth:`ShardCore.apply` is the typed form of the same call.
+
+When storage refuses a batch for a reason it names (a cart went to checkout, a SKU moved,
+a request id was journaled before), the transaction rolled back and only the batch's SKUs
+are ahead of storage: they are reloaded and the batch applied again. After any other
+failure the shard cannot know what committed, so it reloads everything before the next batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import heapq
 import logging
-import uuid
-from collections import OrderedDict, defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from matchday.domain.clock import Clock, SystemClock
 from matchday.domain.errors import (
-    InvalidInput,
+    CartClosed,
     MatchdayError,
     StaleEpoch,
     Unavailable,
     UnknownSku,
     WrongShard,
 )
-from matchday.inventory.commands import (
-    DEFAULT_POLICY,
-    AdjustLimits,
-    Commit,
-    Expire,
-    Extend,
-    Mutation,
-    Outcome,
-    Policy,
-    Release,
-    Reserve,
-    Resize,
-    Restock,
-    SetOnHand,
-    fields_of,
-    outcome_from_record,
-    outcome_to_record,
-    validate,
-)
-from matchday.inventory.ledger import Event, SkuLedger
-from matchday.inventory.records import BatchWrite, JournalRow, ShardRepository, ShardState, SkuRow
+from matchday.inventory.commands import DEFAULT_POLICY, Mutation, Outcome, Policy
+from matchday.inventory.expiry import Expiry
+from matchday.inventory.ids import ReservationIds
+from matchday.inventory.ledger import R_CART, R_EXPIRES, R_ID, R_QTY, R_SKU, Changes, SkuLedger
+from matchday.inventory.records import BatchRefused, BatchWrite, ShardRepository, ShardState
 from matchday.inventory.routing import Router
+from matchday.inventory.wire import (
+    ADJUST_LIMITS,
+    ERROR,
+    EXTEND,
+    RESERVATION,
+    RESERVE,
+    RESIZE,
+    WireMutation,
+    WireOutcome,
+    as_wire,
+    check,
+    error,
+    exception_of,
+    outcome_from_wire,
+    refusal,
+)
 
 log = logging.getLogger(__name__)
 
 # Errors that depend on routing or on a passing failure, not on the request: never remembered
 # as "the first answer", so a retry after the cause is gone can succeed.
-_TRANSIENT = (WrongShard, UnknownSku, Unavailable, StaleEpoch)
+_TRANSIENT = frozenset(cls.code for cls in (WrongShard, UnknownSku, Unavailable, StaleEpoch))
 
-# How often an unhealthy shard with no traffic retries recovery.
-RECOVERY_RETRY_S = 0.5
+# A batch that storage refused (a cart closed meanwhile, ...) is applied again this often
+# before its callers hear a retryable Unavailable.
+MAX_ATTEMPTS = 3
+
+_CART_KINDS = frozenset({RESERVE, RESIZE})  # may take more units for a cart
+_TIMED_KINDS = frozenset({RESERVE, EXTEND})  # set a reservation's deadline
+
+_DISPATCH: tuple[Callable[[SkuLedger, Changes, WireMutation, float], Any], ...] = (
+    SkuLedger.reserve,
+    SkuLedger.release,
+    SkuLedger.commit,
+    SkuLedger.extend,
+    SkuLedger.resize,
+    SkuLedger.restock,
+    SkuLedger.set_on_hand,
+    SkuLedger.adjust_limits,
+    SkuLedger.expire,
+)
 
 
-def new_reservation_id() -> str:
-    return "r-" + uuid.uuid4().hex
-
-
-class ShardCore:
+class ShardCore(Expiry):
     def __init__(
         self,
         shard_id: int,
@@ -74,7 +87,7 @@ class ShardCore:
         policy: Policy = DEFAULT_POLICY,
         cache_size: int = 200_000,
         dedupe_window_s: float = 600.0,
-        new_id: Callable[[], str] = new_reservation_id,
+        after_recovery: Callable[[], None] | None = None,
     ) -> None:
         self.shard_id = shard_id
         self.router = router
@@ -83,7 +96,7 @@ class ShardCore:
         self.policy = policy
         self.cache_size = cache_size
         self.dedupe_window_s = dedupe_window_s
-        self.new_id = new_id
+        self.after_recovery = after_recovery
         self.epoch = 0
         self.ledgers: dict[str, SkuLedger] = {}
         self.healthy = False
@@ -91,11 +104,17 @@ class ShardCore:
         self.recoveries = 0
         self.wake = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._cache: OrderedDict[str, tuple[float, Outcome]] = OrderedDict()
-        # Until this time a request id missing from the cache may still be in the journal
-        # (the shard restarted, or the cache evicted it), so misses are looked up there.
-        self._dedupe_until = 0.0
+        # Answers given, by request id, in two generations: when the young one holds half of
+        # cache_size, the old one is dropped whole (no per-entry bookkeeping on the hot path).
+        self._young: dict[str, WireOutcome] = {}
+        self._old: dict[str, WireOutcome] = {}
+        # Until this time a request id missing from the cache may be a retry of one answered
+        # before the restart, so misses are looked up in the journal. After it (or after
+        # the cache dropped an answer) the journal's unique request key catches a retry
+        # applied as new: storage refuses the batch and it is applied again with a lookup.
+        self._lookup_until = 0.0
         self._heap: list[tuple[float, str, str]] = []
+        self._new_id = ReservationIds(shard_id, 0)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -109,7 +128,7 @@ class ShardCore:
         self.healthy = False
         self.ledgers = {}
         self._heap = []
-        self._cache.clear()
+        self._young, self._old = {}, {}
         # The first start claims the shard outright (Ray restarted us: any older incarnation
         # is dead or a zombie). A later recovery only continues our own epoch.
         try:
@@ -121,7 +140,8 @@ class ShardCore:
             raise
         state = await self.repo.load_shard(self.shard_id, self.epoch)
         self._install(state)
-        self._dedupe_until = self.clock.now() + self.dedupe_window_s
+        self._new_id = ReservationIds(self.shard_id, self.epoch)
+        self._lookup_until = self.clock.now() + self.dedupe_window_s
         self.healthy = True
         self.recoveries += 1
         self.wake.set()
@@ -132,6 +152,8 @@ class ShardCore:
             len(state.skus),
             len(state.reservations),
         )
+        if self.after_recovery is not None:
+            self.after_recovery()
 
     def _install(self, state: ShardState) -> None:
         for row in state.skus:
@@ -145,10 +167,10 @@ class ShardCore:
                 row.low_stock_order_cap,
             )
         for r in state.reservations:
-            ledger = self.ledgers.get(r.sku)
+            ledger = self.ledgers.get(r[R_SKU])
             if ledger is not None:
                 ledger.load_reservation(r)
-                self._arm(r.expires_at, r.reservation_id, r.sku)
+                self._arm(r[R_EXPIRES], r[R_ID], r[R_SKU])
         for sku, customer, units in state.customer_units:
             ledger = self.ledgers.get(sku)
             if ledger is not None:
@@ -156,241 +178,200 @@ class ShardCore:
 
     # -- the batch path ------------------------------------------------------------------
 
-    async def apply(self, mutations: list[Mutation]) -> list[Outcome]:
+    async def apply(self, mutations: Sequence[Mutation | WireMutation]) -> list[Outcome]:
+        """The typed form of :meth:`apply_wire` (tests, tools, in-process callers)."""
+        wires = [as_wire(m) for m in mutations]
+        return [outcome_from_wire(o) for o in await self.apply_wire(wires)]
+
+    async def apply_wire(self, batch: list[WireMutation]) -> list[WireOutcome]:
         async with self._lock:
             if not self.healthy:
                 try:
                     await self._recover()
                 except MatchdayError as exc:
-                    return [Outcome(error=exc)] * len(mutations)
+                    return [error(exc)] * len(batch)
                 except Exception as exc:
                     log.warning("shard %s cannot recover: %s", self.shard_id, exc)
-                    return [Outcome(error=Unavailable("inventory storage unavailable"))] * len(
-                        mutations
-                    )
+                    return [refusal(Unavailable, "inventory storage unavailable")] * len(batch)
             try:
-                return await self._apply(mutations)
+                return await self._apply(batch)
             except StaleEpoch as exc:
                 self.fenced = True
                 self.healthy = False
                 log.error("shard %s fenced off: %s", self.shard_id, exc)
-                return [Outcome(error=exc)] * len(mutations)
+                return [error(exc)] * len(batch)
             except Exception as exc:
                 # Memory may be ahead of storage now: forget it, reload before the next batch.
                 self.healthy = False
                 log.warning("shard %s batch failed, will recover: %r", self.shard_id, exc)
                 err = exc if isinstance(exc, Unavailable) else Unavailable("inventory write failed")
-                return [Outcome(error=err)] * len(mutations)
+                return [error(err)] * len(batch)
 
-    async def _apply(self, mutations: list[Mutation]) -> list[Outcome]:
+    async def _apply(self, batch: list[WireMutation]) -> list[WireOutcome]:
         now = self.clock.now()
-        outcomes: list[Outcome | None] = [None] * len(mutations)
-        todo: list[int] = []
-        for i, m in enumerate(mutations):
+        outs: list[WireOutcome | None] = [None] * len(batch)
+        todo = self._triage(batch, outs)
+        if todo and now < self._lookup_until:
+            todo = await self._answer_from_journal(batch, todo, outs)
+        closed: dict[str, str] = {}
+        for _ in range(MAX_ATTEMPTS):
+            misrouted = await self._load_unknown({batch[i][2] for i in todo})
+            bought = await self._bought(batch, todo)
+            ch = Changes(self._new_id)
+            answered, armed = self._run(batch, todo, outs, ch, misrouted, bought, closed, now)
+            if not ch.entries:
+                break
             try:
-                validate(m, self.policy)
-            except InvalidInput as exc:
-                outcomes[i] = Outcome(error=exc)
-                continue
-            cached = self._cache.get(m.request_id)
-            if cached is not None:
-                outcomes[i] = cached[1]
-            else:
-                todo.append(i)
-
-        if todo and now < self._dedupe_until:
-            todo = await self._answer_from_journal(mutations, todo, outcomes, now)
-
-        misrouted = await self._load_unknown({mutations[i].sku for i in todo})
-        batch = BatchWrite(self.shard_id, self.epoch)
-        events: dict[str, list[Event]] = defaultdict(list)
-        armed: list[tuple[float, str, str]] = []
-        # Answers given in this batch: a duplicate within it must find its twin even when
-        # the batch is larger than the cache and evicted it.
-        answered: dict[str, Outcome] = {}
-        for i in todo:
-            m = mutations[i]
-            twin = answered.get(m.request_id)
-            if twin is not None:
-                outcomes[i] = twin
-                continue
-            if m.sku in misrouted:
-                outcomes[i] = Outcome(error=misrouted[m.sku])
-                continue
-            ledger = self.ledgers[m.sku]
-            try:
-                applied = self._dispatch(ledger, m, now)
-            except MatchdayError as exc:
-                outcomes[i] = answered[m.request_id] = self._remember(
-                    m.request_id, Outcome(error=exc), now
-                )
-                continue
-            if applied is None:  # an expiry that no longer applies
-                outcomes[i] = Outcome(value=ledger.stock())
-                continue
-            value, evs = applied
-            outcome = self._remember(m.request_id, Outcome(value=value), now)
-            outcomes[i] = answered[m.request_id] = outcome
-            batch.journal.append(
-                JournalRow(
-                    m.request_id,
-                    m.sku,
-                    m.kind,
-                    fields_of(m),
-                    outcome_to_record(outcome),
-                    now,
-                )
-            )
-            events[m.sku].extend(evs)
-            if isinstance(m, Reserve | Extend):
-                armed.append((value.expires_at, value.reservation_id, m.sku))
-
-        if not batch.empty:
-            self._fill_batch(batch, events)
-            await self.repo.write_batch(batch)
+                await self.repo.write_batch(BatchWrite.of(ch, self.shard_id, self.epoch, now))
+                break
+            except BatchRefused as refused:
+                await self._undo(ch)
+                closed.update(refused.closed_carts)
+                if refused.duplicate:
+                    todo = await self._answer_from_journal(batch, todo, outs)
+        else:
+            failed = refusal(Unavailable, "inventory batch refused by storage; retry")
+            for i in todo:
+                outs[i] = failed
+            return outs  # type: ignore[return-value]
+        self._remember(answered)
         for at, rid, sku in armed:
             self._arm(at, rid, sku)
-        assert all(o is not None for o in outcomes)
-        return outcomes  # type: ignore[return-value]
+        return outs  # type: ignore[return-value]
 
-    def _dispatch(
-        self, ledger: SkuLedger, m: Mutation, now: float
-    ) -> tuple[Any, list[Event]] | None:
-        if isinstance(m, Reserve):
-            return ledger.reserve(m, self.new_id(), now)
-        if isinstance(m, Release):
-            return ledger.release(m, now)
-        if isinstance(m, Commit):
-            return ledger.commit(m, now)
-        if isinstance(m, Extend):
-            return ledger.extend(m, now)
-        if isinstance(m, Resize):
-            return ledger.resize(m, now)
-        if isinstance(m, Restock):
-            return ledger.restock(m, now)
-        if isinstance(m, SetOnHand):
-            return ledger.set_on_hand(m, now)
-        if isinstance(m, AdjustLimits):
-            return ledger.adjust_limits(m, now)
-        if isinstance(m, Expire):
-            return ledger.expire(m, now)
-        raise InvalidInput("kind", f"unknown mutation {type(m).__name__}")
+    def _triage(self, batch: list[WireMutation], outs: list[WireOutcome | None]) -> list[int]:
+        """Answer malformed and already-answered mutations; the indexes left to apply."""
+        todo = []
+        young, old, policy, ledgers = self._young, self._old, self.policy, self.ledgers
+        for i, m in enumerate(batch):
+            bad = check(m, policy, ledgers)
+            if bad is not None:
+                outs[i] = error(bad)
+                continue
+            hit = young.get(m[1]) or old.get(m[1])
+            if hit is not None:
+                outs[i] = hit
+            else:
+                todo.append(i)
+        return todo
 
-    def _fill_batch(self, batch: BatchWrite, events: dict[str, list[Event]]) -> None:
-        for sku, evs in events.items():
-            ledger = self.ledgers[sku]
-            batch.counters.append(
-                SkuRow(
-                    sku,
-                    ledger.on_hand,
-                    ledger.reserved,
-                    ledger.sold,
-                    ledger.per_customer_limit,
-                    ledger.low_stock_threshold,
-                    ledger.low_stock_order_cap,
-                )
-            )
-            reservations, customers = ledger.drain_dirty()
-            batch.reservations.extend(reservations)
-            batch.customer_units.extend((sku, c, units) for c, units in customers)
-            batch.outbox.append((sku, evs))
+    def _run(
+        self,
+        batch: list[WireMutation],
+        todo: list[int],
+        outs: list[WireOutcome | None],
+        ch: Changes,
+        misrouted: Mapping[str, WireOutcome],
+        bought: Mapping[str, dict[str, int]],
+        closed: Mapping[str, str],
+        now: float,
+    ) -> tuple[dict[str, WireOutcome], list[tuple[float, str, str]]]:
+        """Apply ``todo`` in memory; the answers to remember and the timers to arm."""
+        ledgers = self.ledgers
+        # Answers given in this batch: a duplicate within it must find its twin even when
+        # the batch is larger than the cache.
+        answered: dict[str, WireOutcome] = {}
+        armed: list[tuple[float, str, str]] = []
+        for i in todo:
+            m = batch[i]
+            rid = m[1]
+            twin = answered.get(rid)
+            if twin is not None:
+                outs[i] = twin
+                continue
+            sku = m[2]
+            ledger = ledgers.get(sku)
+            if ledger is None:
+                outs[i] = misrouted[sku]
+                continue
+            kind = m[0]
+            if closed and kind in _CART_KINDS:
+                cart = _cart_growing(ledger, m)
+                status = None if cart is None else closed.get(cart)
+                if status is not None:
+                    outs[i] = answered[rid] = refusal(CartClosed, cart, status)
+                    continue
+            if kind == ADJUST_LIMITS:
+                out = ledger.adjust_limits(ch, m, now, bought.get(sku))
+            else:
+                out = _DISPATCH[kind](ledger, ch, m, now)
+            if out is None:  # an expiry that no longer applies
+                outs[i] = ledger.stock_wire()
+                continue
+            outs[i] = answered[rid] = out
+            if kind in _TIMED_KINDS and out[0] == RESERVATION:
+                armed.append((out[6], out[1], sku))
+        return answered, armed
+
+    async def _undo(self, ch: Changes) -> None:
+        """Storage rolled the batch back: reload its SKUs (those this shard still owns)."""
+        skus = list(ch.touched)
+        for sku in skus:
+            self.ledgers.pop(sku, None)
+        self._install(await self.repo.reload_skus(self.shard_id, skus))
+
+    async def _bought(
+        self, batch: list[WireMutation], todo: list[int]
+    ) -> dict[str, dict[str, int]]:
+        """Units bought per customer, for the SKUs whose per-customer limit this batch sets
+        where none applied (replaying the batch's limit changes in order)."""
+        limited: dict[str, bool] = {}
+        wanted = []
+        for i in todo:
+            m = batch[i]
+            ledger = self.ledgers.get(m[2])
+            if m[0] != ADJUST_LIMITS or ledger is None or (m[5] is not None and m[4] is None):
+                continue
+            was = limited.get(m[2], ledger.customer_units is not None)
+            if m[3] is not None and not was:
+                wanted.append(m[2])
+            limited[m[2]] = m[3] is not None
+        if not wanted:
+            return {}
+        found = await self.repo.bought_units(sorted(set(wanted)))
+        return {sku: found.get(sku, {}) for sku in wanted}
 
     async def _answer_from_journal(
-        self, mutations: list[Mutation], todo: list[int], outcomes: list[Outcome | None], now: float
+        self, batch: list[WireMutation], todo: list[int], outs: list[WireOutcome | None]
     ) -> list[int]:
-        found = await self.repo.lookup_results([mutations[i].request_id for i in todo])
+        found = await self.repo.lookup_results([batch[i][1] for i in todo])
         rest = []
         for i in todo:
-            record = found.get(mutations[i].request_id)
-            if record is None:
+            rid = batch[i][1]
+            out = found.get(rid)
+            if out is None:
                 rest.append(i)
             else:
-                outcomes[i] = self._remember(
-                    mutations[i].request_id, outcome_from_record(record), now
-                )
+                outs[i] = self._young[rid] = out
         return rest
 
-    async def _load_unknown(self, skus: set[str]) -> dict[str, MatchdayError]:
+    async def _load_unknown(self, skus: set[str]) -> dict[str, WireOutcome]:
         unknown = sorted(s for s in skus if s not in self.ledgers)
         if not unknown:
             return {}
-        errors: dict[str, MatchdayError] = {}
+        errors: dict[str, WireOutcome] = {}
         pins = await self.repo.peek_skus(unknown)
         mine = []
         for sku in unknown:
             if sku not in pins:
-                errors[sku] = UnknownSku(sku)
+                errors[sku] = refusal(UnknownSku, sku)
                 continue
             owner = self.router.owner_given_pin(sku, pins[sku])
             if owner != self.shard_id:
-                errors[sku] = WrongShard(sku, owner)
+                errors[sku] = refusal(WrongShard, sku, owner)
             else:
                 mine.append(sku)
         if mine:
             self._install(await self.repo.claim_skus(self.shard_id, self.epoch, mine))
         return errors
 
-    def _remember(self, request_id: str, outcome: Outcome, now: float) -> Outcome:
-        if isinstance(outcome.error, _TRANSIENT):
-            return outcome
-        self._cache[request_id] = (now, outcome)
-        while len(self._cache) > self.cache_size:
-            _, (at, _) = self._cache.popitem(last=False)
-            self._dedupe_until = max(self._dedupe_until, at + self.dedupe_window_s)
-        return outcome
-
-    # -- expiry --------------------------------------------------------------------------
-
-    def _arm(self, at: float, reservation_id: str, sku: str) -> None:
-        if not self._heap or at < self._heap[0][0]:
-            self.wake.set()
-        heapq.heappush(self._heap, (at, reservation_id, sku))
-
-    def next_deadline(self) -> float | None:
-        return self._heap[0][0] if self._heap else None
-
-    def due_expiries(self, now: float) -> list[Expire]:
-        """Pop every deadline that has passed and still applies (not extended, not closed)."""
-        due = []
-        while self._heap and self._heap[0][0] <= now:
-            at, rid, sku = heapq.heappop(self._heap)
-            ledger = self.ledgers.get(sku)
-            if ledger is None or ledger.next_deadline(rid) != at:
-                continue
-            due.append(Expire(f"expire:{rid}:{round(at * 1000)}", sku, rid))
-        return due
-
-    async def run_timers(self, submit: Callable[[list[Mutation]], Awaitable[Any]]) -> None:
-        """Exact expiry: sleep until the earliest deadline, never a periodic sweep."""
-        while True:
-            due = self.due_expiries(self.clock.now())
-            if due:
-                try:
-                    await submit(list(due))
-                except Exception as exc:
-                    log.warning("shard %s expiry batch failed: %r", self.shard_id, exc)
-            self.wake.clear()
-            if not self.healthy and not self.fenced:
-                # A failed write popped deadlines that nobody re-arms until the shard
-                # recovers; on an idle shard no request would trigger that, so do it here.
-                await self._recover_quietly()
-            deadline = self.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - self.clock.now())
-            if not self.healthy and not self.fenced:
-                timeout = RECOVERY_RETRY_S  # storage still down: try again soon, do not spin
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout)
-
-    async def _recover_quietly(self) -> None:
-        async with self._lock:
-            if self.healthy or self.fenced:
-                return
-            try:
-                await self._recover()
-            except StaleEpoch:
-                log.error("shard %s was superseded; it stays fenced", self.shard_id)
-            except Exception as exc:
-                log.warning("shard %s cannot recover yet: %r", self.shard_id, exc)
+    def _remember(self, answered: dict[str, WireOutcome]) -> None:
+        young = self._young
+        for rid, out in answered.items():
+            if out[0] != ERROR or out[1] not in _TRANSIENT:
+                young[rid] = out
+        if len(young) * 2 >= self.cache_size:
+            self._old, self._young = young, {}
 
     # -- ownership changes ----------------------------------------------------------------
 
@@ -406,7 +387,7 @@ class ShardCore:
                 await self._recover()
             errors = await self._load_unknown(set(skus))
             for err in errors.values():
-                raise err
+                raise exception_of(err)
             return sorted(s for s in skus if s in self.ledgers)
 
     # -- reading -------------------------------------------------------------------------
@@ -424,6 +405,14 @@ class ShardCore:
             "skus": len(self.ledgers),
             "held_reservations": sum(len(x.held) for x in self.ledgers.values()),
             "timers": len(self._heap),
-            "cached_requests": len(self._cache),
+            "cached_requests": len(self._young) + len(self._old),
             "recoveries": self.recoveries,
         }
+
+
+def _cart_growing(ledger: SkuLedger, m: WireMutation) -> str | None:
+    """The cart a reserve, or a resize that grows its hold, takes more units for."""
+    if m[0] == RESERVE:
+        return str(m[4])
+    r = ledger.held.get(m[3])
+    return str(r[R_CART]) if r is not None and m[4] > r[R_QTY] else None

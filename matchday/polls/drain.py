@@ -19,6 +19,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from matchday.domain.errors import Unavailable
 from matchday.storage.polls_repo import PollsRepository, VoteRow
+from matchday.tasks import raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class VoteDrain:
         """Drain until ``stop`` is set or the task is cancelled; outages only pause it."""
         stop = stop or asyncio.Event()
         while not stop.is_set():
+            raise_if_cancelled()  # a blocking read may have swallowed it (matchday.tasks)
             try:
                 handled = await self.drain_once()
             except (Unavailable, RedisError, OSError) as exc:

@@ -3,6 +3,10 @@
 Each watched poll has one task here that blocks on the poll's ``changes`` stream and wakes
 every local watcher when it moves; bursts of votes are coalesced into one wake-up per
 ``coalesce_s``, so a match-day vote storm costs each watcher a few events a second.
+
+The task lives exactly as long as the poll has a watcher: the last one leaving cancels it,
+and the task itself stops at its next turn once nobody watches (a cancellation swallowed by
+the Redis client, matchday.tasks, cannot keep it alive).
 """
 
 from __future__ import annotations
@@ -10,15 +14,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from matchday.domain.errors import Unavailable
 from matchday.polls.tally import Tally
+from matchday.tasks import raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
 # Under the Redis client's socket timeout (1 s in ShopContext), or every wait would fail.
 BLOCK_MS = 800
+# How long aclose() waits for the loops to unwind (each is at most one Redis wait away).
+CLOSE_WAIT_S = 2.0
 
 
 @dataclass
@@ -36,19 +44,36 @@ class LiveHub:
         self._polls: dict[str, _Watch] = {}
 
     @contextlib.asynccontextmanager
-    async def watching(self, poll_id: str):  # type: ignore[no-untyped-def]
+    async def watching(self, poll_id: str) -> AsyncIterator[_Watch]:
         watch = self._polls.setdefault(poll_id, _Watch())
         watch.watchers += 1
         if watch.task is None:
-            watch.task = asyncio.get_running_loop().create_task(self._follow(poll_id, watch))
+            watch.task = asyncio.get_running_loop().create_task(
+                self._follow(poll_id, watch), name=f"live results of {poll_id}"
+            )
         try:
             yield watch
         finally:
             watch.watchers -= 1
             if watch.watchers == 0:
-                self._polls.pop(poll_id, None)
+                if self._polls.get(poll_id) is watch:
+                    del self._polls[poll_id]
                 if watch.task is not None:
                     watch.task.cancel()
+
+    def loops(self) -> list[asyncio.Task[None]]:
+        """The running live-results tasks, one per watched poll."""
+        return [w.task for w in self._polls.values() if w.task is not None and not w.task.done()]
+
+    async def aclose(self) -> None:
+        """End every loop (a process shutting down, a test ending)."""
+        watches = list(self._polls.values())
+        self._polls.clear()
+        tasks = [w.task for w in watches if w.task is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=CLOSE_WAIT_S)
 
     @staticmethod
     async def wait(watch: _Watch, seen: int, within_s: float) -> int:
@@ -58,16 +83,21 @@ class LiveHub:
                 await asyncio.wait_for(watch.changed.wait(), within_s)
         return watch.version
 
+    def _watched(self, poll_id: str, watch: _Watch) -> bool:
+        return self._polls.get(poll_id) is watch and watch.watchers > 0
+
     async def _follow(self, poll_id: str, watch: _Watch) -> None:
         last: str | None = None
-        while True:
+        while self._watched(poll_id, watch):
+            raise_if_cancelled()
             try:
                 if last is None:
                     last = await self.tally.last_change(poll_id)
                 moved = await self.tally.wait_change(poll_id, last, BLOCK_MS)
             except Unavailable as exc:
+                if not self._watched(poll_id, watch):
+                    return  # nobody to tell: a stopping loop says nothing
                 log.warning("live results of %s: %s", poll_id, exc)
-                moved = None
                 await asyncio.sleep(1.0)
                 watch.version += 1  # watchers re-read (and show what PostgreSQL has)
                 self._wake(watch)

@@ -65,7 +65,7 @@ class OfferInvalid(MatchdayError):
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # JSON bodies: true is not 1
 
 
 class OptionIn(_In):

@@ -54,6 +54,10 @@ class PollService:
         self._polls: dict[str, tuple[float, Poll | None]] = {}
         self._placements: dict[str, tuple[float, list[Poll]]] = {}
 
+    async def aclose(self) -> None:
+        """Stop the live-results loops (the process or the test is ending)."""
+        await self.live.aclose()
+
     # -- admin ---------------------------------------------------------------------------------
 
     async def create(self, spec: PollIn, request_id: str, who: str | None) -> dict[str, Any]:

@@ -1,32 +1,35 @@
 """All SQL of the inventory aggregate: the shard's reads and group commits, pins, seeding.
 
-Batches are written with array parameters (``unnest``) so that a batch of any size costs the
-same handful of statements: the hot SKU's counter row is updated once per batch.
+A batch is written by one statement (``inventory_batch.BATCH_SQL``) with array parameters,
+so that a batch of any size costs one round trip: the hot SKU's counter row is updated once
+per batch, and the journal, outbox and dedupe keys are written once per batch (ADR 0017).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
 import psycopg
 from psycopg.rows import tuple_row
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from matchday.domain.errors import StaleEpoch, Unavailable
+from matchday.inventory.journal import answers
 from matchday.inventory.ledger import Reservation
-from matchday.inventory.records import BatchWrite, ShardState, SkuRow
+from matchday.inventory.records import BatchRefused, BatchWrite, ShardState, SkuRow
 from matchday.inventory.routing import Router
+from matchday.inventory.wire import RESERVATION, WireOutcome
 from matchday.storage.db import StorageConnection
+from matchday.storage.inventory_batch import BATCH_SQL, LOOKUP_SQL, batch_params
 
 _SKU_COLUMNS = (
     "sku, on_hand, reserved, sold, per_customer_limit, low_stock_threshold, low_stock_order_cap"
 )
 _RES_COLUMNS = (
     "r.reservation_id, r.sku, r.qty, r.cart_id, r.customer_id,"
-    " extract(epoch FROM r.expires_at)::float8, extract(epoch FROM r.created_at)::float8,"
-    " r.status, r.order_id"
+    " extract(epoch FROM r.expires_at)::float8, r.status, r.order_id"
 )
 # A SKU is loaded by the shard recorded as its owner unless a pin sends it elsewhere.
 _OWNED = (
@@ -40,7 +43,7 @@ def _sku_row(row: tuple[Any, ...]) -> SkuRow:
 
 
 def _reservation(row: tuple[Any, ...]) -> Reservation:
-    return Reservation(*row)
+    return (RESERVATION, *row)
 
 
 class InventoryRepository:
@@ -92,45 +95,56 @@ class InventoryRepository:
             )
             return await self._load(conn, "i.sku = ANY(%(skus)s::text[])", {"skus": skus})
 
-    async def lookup_results(self, request_ids: list[str]) -> dict[str, dict[str, Any]]:
+    async def reload_skus(self, shard_id: int, skus: list[str]) -> ShardState:
+        params = {"shard": shard_id, "skus": skus}
+        async with self._conn() as conn:
+            return await self._load(conn, f"{_OWNED} AND i.sku = ANY(%(skus)s::text[])", params)
+
+    async def bought_units(self, skus: list[str]) -> dict[str, dict[str, int]]:
         async with self._conn() as conn:
             cur = await conn.execute(
-                "SELECT request_id, result FROM inventory_journal"
-                " WHERE request_id = ANY(%s::text[])",
-                (request_ids,),
+                "SELECT sku, customer_id, sum(qty) FROM reservations"
+                " WHERE sku = ANY(%s::text[]) AND status = 'committed' GROUP BY sku, customer_id",
+                (skus,),
             )
-            return {rid: result for rid, result in await cur.fetchall()}
+            bought: dict[str, dict[str, int]] = {}
+            for sku, customer, units in await cur.fetchall():
+                bought.setdefault(sku, {})[customer] = int(units)
+            return bought
+
+    async def lookup_results(self, request_ids: list[str]) -> dict[str, WireOutcome]:
+        async with self._conn() as conn:
+            cur = await conn.execute(LOOKUP_SQL, {"ids": request_ids})
+            return answers(await cur.fetchall())
 
     async def write_batch(self, batch: BatchWrite) -> None:
-        # Pipeline mode: every statement goes out at once and the batch costs two round
-        # trips (statements, COMMIT) instead of eight; the checks run on the results
-        # before COMMIT, so a failed check still rolls everything back.
-        async with self._conn() as conn, conn.pipeline() as pipeline, conn.transaction():
-            epoch = await conn.execute(_EPOCH_SQL, (batch.shard_id,))
-            counters = await conn.execute(*_counters_statement(batch))
-            if batch.reservations:
-                await conn.execute(*_reservations_statement(batch.reservations))
-            if batch.customer_units:
-                skus, customers, units = zip(*batch.customer_units, strict=True)
-                await conn.execute(
-                    "INSERT INTO customer_units (sku, customer_id, units)"
-                    " SELECT * FROM unnest(%b::text[], %b::text[], %b::int[])"
-                    " ON CONFLICT (sku, customer_id) DO UPDATE SET units = excluded.units",
-                    (list(skus), list(customers), list(units)),
-                )
-            journal = await conn.execute(*_journal_statement(batch))
-            await conn.execute(*_outbox_statement(batch))
-            await pipeline.sync()
-            _verify_epoch(await epoch.fetchone(), batch.shard_id, batch.epoch)
-            if counters.rowcount != len(batch.counters):
-                # Another shard claimed one of these SKUs (a pin moved it): this shard's
-                # copy is stale. Roll back; the shard reloads what it still owns.
-                raise Unavailable("a SKU moved to another shard; retry")
-            if journal.rowcount != len(batch.journal):
-                # A request id already journaled: the shard applied a retry as new (it came
-                # after the lookup window). Roll back; the shard reloads, which re-opens the
-                # window, and the client's retry then finds the first answer.
-                raise Unavailable("a request id was already journaled; retry")
+        """One statement in its own transaction (autocommit): one round trip per batch.
+
+        The statement checks what must hold at commit and raises inside PostgreSQL when it
+        does not, which rolls everything back (see BATCH_SQL). Only dropping customer totals
+        (a per-customer limit removed or set anew: rare) takes a second statement first.
+        """
+        params = batch_params(batch)
+        try:
+            async with self._conn() as conn:
+                await conn.set_autocommit(True)
+                try:
+                    if batch.customers_reset:
+                        async with conn.transaction():
+                            await conn.execute(
+                                "DELETE FROM customer_units WHERE sku = ANY(%s::text[])",
+                                (batch.customers_reset,),
+                            )
+                            await conn.execute(BATCH_SQL, params)
+                    else:
+                        await conn.execute(BATCH_SQL, params)
+                finally:
+                    if not conn.closed:
+                        await conn.set_autocommit(False)
+        except psycopg.Error as exc:
+            if exc.sqlstate == "MD001":
+                raise _refusal(batch, exc.diag.message_primary or "") from None
+            raise
 
     # -- operators and seeding --------------------------------------------------------------
 
@@ -222,7 +236,7 @@ class InventoryRepository:
         state.reservations = [_reservation(r) for r in await cur.fetchall()]
         await cur.execute(
             "SELECT c.sku, c.customer_id, c.units FROM customer_units c JOIN inventory i"
-            f" USING (sku) WHERE c.units > 0 AND {where}",
+            f" USING (sku) WHERE c.units > 0 AND i.per_customer_limit IS NOT NULL AND {where}",
             params,
         )
         state.customer_units = [(s, c, u) for s, c, u in await cur.fetchall()]
@@ -242,88 +256,12 @@ def _verify_epoch(row: tuple[Any, ...] | None, shard_id: int, epoch: int) -> Non
         raise StaleEpoch(shard_id, epoch, current)
 
 
-def _counters_statement(batch: BatchWrite) -> Statement:
-    c = batch.counters
-    return (
-        "UPDATE inventory AS i SET on_hand = v.on_hand, reserved = v.reserved, sold = v.sold,"
-        " per_customer_limit = v.pcl, low_stock_threshold = v.lst,"
-        " low_stock_order_cap = v.cap, updated_at = now()"
-        " FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::bigint[], %b::int[],"
-        " %b::int[], %b::int[]) AS v(sku, on_hand, reserved, sold, pcl, lst, cap)"
-        " WHERE i.sku = v.sku AND i.shard_id = %s",
-        (
-            [r.sku for r in c],
-            [r.on_hand for r in c],
-            [r.reserved for r in c],
-            [r.sold for r in c],
-            [r.per_customer_limit for r in c],
-            [r.low_stock_threshold for r in c],
-            [r.low_stock_order_cap for r in c],
-            batch.shard_id,
-        ),
-    )
-
-
-def _reservations_statement(rs: list[Reservation]) -> Statement:
-    return (
-        "INSERT INTO reservations (reservation_id, sku, qty, cart_id, customer_id, status,"
-        " order_id, created_at, expires_at, closed_at)"
-        " SELECT v.id, v.sku, v.qty, v.cart, v.customer, v.status, v.order_id,"
-        " to_timestamp(v.created), to_timestamp(v.expires),"
-        " CASE WHEN v.status = 'held' THEN NULL ELSE now() END"
-        " FROM unnest(%b::text[], %b::text[], %b::int[], %b::text[], %b::text[], %b::text[],"
-        " %b::text[], %b::float8[], %b::float8[])"
-        " AS v(id, sku, qty, cart, customer, status, order_id, created, expires)"
-        " ON CONFLICT (reservation_id) DO UPDATE SET qty = excluded.qty, status = excluded.status,"
-        " order_id = excluded.order_id, expires_at = excluded.expires_at,"
-        " closed_at = excluded.closed_at",
-        (
-            [r.reservation_id for r in rs],
-            [r.sku for r in rs],
-            [r.qty for r in rs],
-            [r.cart_id for r in rs],
-            [r.customer_id for r in rs],
-            [r.status for r in rs],
-            [r.order_id for r in rs],
-            [r.created_at for r in rs],
-            [r.expires_at for r in rs],
-        ),
-    )
-
-
-def _journal_statement(batch: BatchWrite) -> Statement:
-    j = batch.journal
-    return (
-        "INSERT INTO inventory_journal"
-        " (request_id, shard_id, epoch, sku, kind, mutation, result, at)"
-        " SELECT v.rid, %s, %s, v.sku, v.kind, v.mutation, v.result, to_timestamp(v.at)"
-        " FROM unnest(%b::text[], %b::text[], %b::text[], %b::jsonb[], %b::jsonb[],"
-        " %b::float8[]) AS v(rid, sku, kind, mutation, result, at)"
-        " ON CONFLICT (request_id) DO NOTHING",
-        (
-            batch.shard_id,
-            batch.epoch,
-            [r.request_id for r in j],
-            [r.sku for r in j],
-            [r.kind for r in j],
-            [Jsonb(r.mutation) for r in j],
-            [Jsonb(r.result) for r in j],
-            [r.at for r in j],
-        ),
-    )
-
-
-def _outbox_statement(batch: BatchWrite) -> Statement:
-    counters = {c.sku: c for c in batch.counters}
-    return (
-        "INSERT INTO inventory_outbox (sku, events, on_hand, reserved, sold)"
-        " SELECT * FROM unnest(%b::text[], %b::jsonb[], %b::bigint[], %b::bigint[],"
-        " %b::bigint[])",
-        (
-            [sku for sku, _ in batch.outbox],
-            [Jsonb(events) for _, events in batch.outbox],
-            [counters[sku].on_hand for sku, _ in batch.outbox],
-            [counters[sku].reserved for sku, _ in batch.outbox],
-            [counters[sku].sold for sku, _ in batch.outbox],
-        ),
-    )
+def _refusal(batch: BatchWrite, reason: str) -> Exception:
+    what, _, detail = reason.partition(" ")
+    if what == "stale_epoch":
+        return StaleEpoch(batch.shard_id, batch.epoch, int(detail))
+    if what == "cart_closed":
+        return BatchRefused(json.loads(detail))
+    if what in ("moved", "duplicate"):
+        return BatchRefused(moved=what == "moved", duplicate=what == "duplicate")
+    return Unavailable(f"inventory write refused: {reason}")

@@ -222,6 +222,19 @@ class ShopRepository:
             raise Conflict(
                 f"cart {order.cart_id} changed while it was being checked out: look at it again"
             )
+        # The engine takes a hold only while the cart is open and keeps the cart's row FOR
+        # SHARE until the hold commits (010_compact_journal.sql), so the UPDATE above waited
+        # for any such batch: a hold it committed after checkout read the cart is not in the
+        # order. Refuse the order (the cart stays open) rather than strand that hold.
+        late = await (
+            await conn.execute(
+                "SELECT count(*) FROM reservations WHERE cart_id = %s AND status = 'held'"
+                " AND expires_at > now() AND NOT reservation_id = ANY(%s)",
+                (order.cart_id, [ln.reservation_id for ln in order.lines]),
+            )
+        ).fetchone()
+        if late and late[0]:
+            raise Conflict("items were added to the cart during checkout: review it and pay again")
 
     async def order(self, order_id: str) -> Order | None:
         async with StorageConnection(self.pool, "shop") as conn:

@@ -95,7 +95,7 @@ class StockAdmin(Protocol):
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # JSON bodies: true is not 1
 
 
 class LoginIn(_In):

@@ -36,12 +36,12 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 class RefundIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     amount_cents: int | None = Field(default=None, ge=1, le=10**9)
 
 
 class ReviewIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     decision: Literal["approve", "reject"]
 
 

@@ -48,7 +48,7 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
             replica["pool"] = pool
         return ReportsRepository(replica["pool"])
 
-    @app.get("/reports", tags=["reports"])
+    @app.get("/reports", responses={401: RESPONSES[401]}, tags=["reports"])
     async def list_reports(call: Reader) -> dict[str, str]:
         """The reports there are, with what each shows."""
         return {name: r.description for name, r in REPORTS.items()}

@@ -214,7 +214,11 @@ class AdminGate:
             return await produce(used[-1])
 
         header_key = request.headers.get("idempotency-key")
-        derived = engine_request_id(key_id, call.action, target, header_key) if header_key else None
+        derived = (
+            engine_request_id(key_id, call.action, target, self.idempotency.usable(header_key))
+            if header_key
+            else None
+        )
         try:
             response = await idempotent(
                 request, self.idempotency, f"admin:{key_id}", params, with_request_id

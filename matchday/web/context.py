@@ -92,7 +92,11 @@ class ShopContext:
             limiter=RateLimiter(
                 redis, per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
             ),
-            idempotency=IdempotencyStore(redis, ttl_s=settings.idempotency_ttl_s),
+            idempotency=IdempotencyStore(
+                redis,
+                ttl_s=settings.idempotency_ttl_s,
+                secret_key=settings.secret_key.get_secret_value(),
+            ),
             catalog=catalog,
             repo=repo,
             events=events,

@@ -60,7 +60,7 @@ def matchday_error_response(exc: MatchdayError) -> JSONResponse:
     extra: dict[str, Any] = {}
     if isinstance(exc, RateLimited | Overloaded):
         extra["retry_after_s"] = exc.retry_after_s
-    elif isinstance(exc, Unavailable):
+    elif exc.http_status == 503:  # every 503 says when to come back (issue 13, item 4)
         extra["retry_after_s"] = 1
     return error_response(exc.http_status, exc.code, exc.message, retryable=exc.retryable, **extra)
 
@@ -72,10 +72,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
-            for e in exc.errors()
-        ]
+        errors = [{"loc": _loc(e), "msg": _msg(e)} for e in exc.errors()]
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(first["loc"][1:] or first["loc"]) or "request"
         return error_response(422, "invalid_input", f"{where}: {first['msg']}", errors=errors)
@@ -100,10 +97,33 @@ def install(app: FastAPI) -> None:
             # shopper to retry (503), not report a bug. A Redis *reply* error stays a 500.
             log.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
             return matchday_error_response(Unavailable("the shop's cache is not answering"))
+        if _from_ray(exc):
+            # A Ray call that failed (an actor died or restarts, a Serve handle refused): an
+            # outage to retry, never a bug, and its text (a remote traceback with paths, pids
+            # and actor ids) stays in the log.
+            log.warning("Ray unavailable on %s %s: %r", request.method, request.url.path, exc)
+            return matchday_error_response(Unavailable("a backend service is not answering"))
         # A bug, never an input problem. Answer 500 honestly (tests treat any 5xx other than
         # a retryable 503 as a failure) and keep the traceback for the operator.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal", "internal error; it has been logged")
+
+
+def _loc(error: Any) -> list[str]:
+    if error.get("type") == "json_invalid":
+        return ["body"]  # FastAPI puts the parser's character offset here
+    return [str(p) for p in error.get("loc", ())]
+
+
+def _msg(error: Any) -> str:
+    """Pydantic's message; for a body that is not JSON, what the parser objected to."""
+    if error.get("type") == "json_invalid":
+        return f"invalid JSON: {(error.get('ctx') or {}).get('error', 'not JSON')}"
+    return str(error.get("msg", ""))
+
+
+def _from_ray(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] == "ray"  # by name: no Ray in this package
 
 
 # Raised into a handler that is still waiting when its client disconnects: Starlette's own,

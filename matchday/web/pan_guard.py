@@ -1,62 +1,74 @@
-"""Card numbers never get in: any request carrying one is refused before a handler sees it.
+"""The request guard: malformed headers and card numbers are refused before a handler runs.
 
-matchday takes payment-method tokens only (``pm_...``); a primary account number (PAN) in a
-request would otherwise reach logs, the idempotency store (Redis) and tables. The guard looks
-at the whole body of every POST/PUT/PATCH, the query string and the Idempotency-Key, in any
-field and at any depth (it scans the raw bytes, so nesting and field names do not matter):
-13 to 19 digits, optionally grouped by single spaces or dashes, that pass the Luhn check. A
-hit is answered 422 ``card_data_refused`` without echoing the number, and nothing is logged.
+Two rules, applied to every request of every app (ADR 0008, docs/threat-model.md):
+
+- **Headers are printable ASCII.** Every value matchday parses (tokens, Idempotency-Key,
+  signatures, Last-Event-ID, content types) is ASCII by its own grammar; Starlette decodes
+  bytes as latin-1, so a stray ``\\xe9`` became a non-ASCII ``str`` that crashed
+  ``hmac.compare_digest`` (a 500). Any control character (tab aside), and any byte over 0x7E
+  outside the free-text headers nobody parses, is a 400 ``invalid_header``.
+- **No card numbers where they could be stored or logged:** the path (product slugs and SKUs
+  end up in cache keys, audit targets and 404 messages), the query string, the client-address
+  headers (they become the client IP in fraud and audit rows), and the whole body of a
+  POST/PUT/PATCH, in any field at any depth (raw bytes, URL-decoded and JSON-unescaped). A hit
+  is a 422 ``card_data_refused`` that never echoes the number; nothing is logged.
+  Identifiers that are never stored raw are not screened: the Idempotency-Key is keyed-hashed
+  before any use (``idempotency.py``) and bearer tokens are only verified, so a
+  ``f4541b0638592073735e3c4f24d0b084`` key whose digit run passes Luhn is an ordinary key.
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote_plus
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from matchday.domain.cards import carries_pan, contains_pan
 from matchday.web.errors import error_response
 
-# A run of digits with at most one space or dash between any two of them; the length is
-# checked after the separators are removed. Bounded by non-digits so that a 25-digit id is
-# one long run (never a PAN), not several candidate windows.
-_CANDIDATE = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])")
-_BODY_METHODS = {"POST", "PUT", "PATCH"}
-# JSON may spell any character as \\uXXXX: "\\u0034\\u0032..." is a card number to the app.
-_JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 MESSAGE = "card numbers are never accepted: pay with a payment-method token (pm_...)"
+# Control characters other than HTAB; httptools refuses most of them, an ASGI test client or
+# another server may not.
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")  # a header name, to echo it
+# Free text that browsers may send in other encodings and that matchday never reads.
+_FREE_TEXT = frozenset({b"user-agent", b"referer", b"cookie"})
+# Headers whose value becomes the client's address in fraud and audit rows.
+_ADDRESS = frozenset({b"x-forwarded-for", b"forwarded", b"x-real-ip"})
 
 
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
+def _bad_header(name: bytes) -> JSONResponse:
+    shown = name.decode() if _TOKEN.fullmatch(name) else "a header"
+    return error_response(
+        400, "invalid_header", f"{shown} must be printable ASCII without control characters"
+    )
 
 
-def contains_pan(text: str) -> bool:
-    """True if ``text`` holds something shaped like a card number that passes Luhn."""
-    for match in _CANDIDATE.finditer(text):
-        digits = re.sub(r"[ -]", "", match.group())
-        if 13 <= len(digits) <= 19 and luhn_ok(digits):
-            return True
-    return False
+def refuse_card() -> JSONResponse:
+    return error_response(422, "card_data_refused", MESSAGE)
 
 
-def _carries_pan(body: str) -> bool:
-    """The body as sent, URL-decoded (forms) and with JSON escapes decoded."""
-    if contains_pan(body):
-        return True
-    if "%" in body and contains_pan(unquote_plus(body)):
-        return True
-    if "\\u" in body:
-        return contains_pan(_JSON_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), body))
-    return False
+def screen_head(scope: Scope) -> JSONResponse | None:
+    """The answer refusing this request for its headers, path or query; None to go on."""
+    for name, value in scope.get("headers", ()):
+        if not value.isascii() and name not in _FREE_TEXT:
+            return _bad_header(name)
+        if _CONTROL.search(value):
+            return _bad_header(name)
+        if name in _ADDRESS and contains_pan(value.decode("ascii", "replace")):
+            return refuse_card()
+    query = scope.get("query_string", b"")
+    if query and carries_pan(query.decode("latin-1")):
+        return refuse_card()
+    if carries_pan(scope.get("path", "")):
+        return refuse_card()
+    return None
+
+
+def body_carries_pan(body: bytes) -> bool:
+    return carries_pan(body.decode("utf-8", errors="replace"))
 
 
 class PanGuard:
@@ -71,10 +83,9 @@ class PanGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        query = unquote_plus(scope.get("query_string", b"").decode("latin-1"))
-        key = b"".join(v for k, v in scope.get("headers", ()) if k == b"idempotency-key")
-        if contains_pan(query) or contains_pan(key.decode("latin-1")):
-            await self._refuse(scope, receive, send)
+        refusal = screen_head(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
             return
         if scope.get("method") not in _BODY_METHODS:
             await self.app(scope, receive, send)
@@ -87,21 +98,19 @@ class PanGuard:
             messages.append(message)
             size += len(message.get("body", b""))
             more = message.get("more_body", False) and message["type"] == "http.request"
-        if size <= self.limit:
-            body = b"".join(m.get("body", b"") for m in messages)
-            text = body.decode("utf-8", errors="replace")
-            if _carries_pan(text):
-                await self._refuse(scope, receive, send)
-                return
-        replay = list(messages)
+        if size <= self.limit and body_carries_pan(b"".join(m.get("body", b"") for m in messages)):
+            await refuse_card()(scope, receive, send)
+            return
+        await self.app(scope, replaying(messages, receive), send)
 
-        async def replayed() -> Message:
-            if replay:
-                return replay.pop(0)
-            return await receive()
 
-        await self.app(scope, replayed, send)
+def replaying(messages: list[Message], receive: Receive) -> Receive:
+    """A receive that hands out ``messages`` first, then reads on."""
+    replay = list(messages)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(422, "card_data_refused", MESSAGE)
-        await response(scope, receive, send)
+    async def replayed() -> Message:
+        if replay:
+            return replay.pop(0)
+        return await receive()
+
+    return replayed

@@ -14,7 +14,8 @@ Token = Annotated[str, Field(min_length=4, max_length=80, pattern=r"^(pm|tok)_[A
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: JSON true, "1" and 1.0 are not the quantity 1 (strict_json.py).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class AddItem(_In):

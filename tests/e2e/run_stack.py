@@ -34,9 +34,11 @@ STOP_S = 90
 def run_env(scratch: Path, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MATCHDAY_", "RAY_"))}
     env.update(
-        MATCHDAY_DATA_DIR=str(scratch / "data"),  # run --fresh empties it: files live beside
-        RAY_AUTH_MODE="disabled",  # a private, loopback-only cluster (ADR 0004)
-        **settings,
+        {
+            "MATCHDAY_DATA_DIR": str(scratch / "data"),  # run --fresh empties it: files beside
+            "RAY_AUTH_MODE": "disabled",  # a private, loopback-only cluster (ADR 0004)
+            **settings,  # may turn token authentication back on (tests/e2e/test_attach.py)
+        }
     )
     return env
 

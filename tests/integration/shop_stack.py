@@ -17,7 +17,6 @@ import httpx
 
 from matchday.catalog.models import CategoryIn, ProductIn, VariantIn
 from matchday.inventory.client import InventoryClient
-from matchday.inventory.commands import Mutation, Outcome
 from matchday.inventory.routing import Router
 from matchday.inventory.shard import ShardCore
 from matchday.payments.gateway import TestGateway
@@ -25,6 +24,7 @@ from matchday.settings import Settings
 from matchday.storage.inventory_repo import InventoryRepository
 from matchday.web import catalog_api, orders_api, shop_api
 from matchday.web.context import ShopContext
+from tests.background import stop
 from tests.conftest import uid
 
 ROUTER = Router(1, 0)
@@ -97,10 +97,7 @@ async def open_stack(settings: Settings, **overrides: Any) -> AsyncIterator[Stac
     core = ShardCore(0, ROUTER, repo, policy=s.policy())
     await core.start()
 
-    async def send(shard_id: int, batch: list[Mutation]) -> list[Outcome]:
-        return await core.apply(batch)
-
-    stock = InventoryClient(send, ROUTER, policy=s.policy())
+    stock = InventoryClient(lambda _shard, batch: core.apply_wire(batch), ROUTER, policy=s.policy())
     gateway = TestGateway()
     ctx = await ShopContext.open(s, stock=stock, gateway=gateway)
     await ctx.catalog.put_category(CategoryIn(slug="jerseys", name="Jerseys"))
@@ -119,7 +116,7 @@ async def open_stack(settings: Settings, **overrides: Any) -> AsyncIterator[Stac
     try:
         yield Stack(ctx, shop, orders, catalog, gateway, repo, [timers])
     finally:
-        timers.cancel()
+        await stop(timers)
         for c in (shop, orders, catalog):
             await c.aclose()
         await ctx.close()

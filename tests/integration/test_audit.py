@@ -181,8 +181,22 @@ async def test_counters_that_disagree_with_reservations_are_caught(db: str) -> N
 
 async def test_a_journal_that_disagrees_is_caught_even_when_counters_agree(db: str) -> None:
     shop = await make_shop(db)
-    sql(shop, "DELETE FROM inventory_journal WHERE kind = 'release'")
+    # Each of make_shop's mutations is a batch of its own: drop the release's.
+    sql(shop, "DELETE FROM inventory_batches WHERE kinds = ARRAY[1]::smallint[]")
     assert failing(shop) == {"journal"}
+
+
+async def test_a_change_left_out_of_the_journal_is_caught_by_its_availability_chain(
+    db: str,
+) -> None:
+    # Dropping the restock leaves every reservation's story intact and no on_hand journaled
+    # for that SKU; only the availability recorded before and after each change tells.
+    shop = await make_shop(db)
+    sql(shop, "DELETE FROM inventory_batches WHERE kinds = ARRAY[5]::smallint[]")
+    assert failing(shop) == {"journal"}
+    findings = run_audit(shop.url, [], grace_s=5.0)
+    [journal] = [f for f in findings if f.check == "journal"]
+    assert any("jumps from" in v for v in journal.violations)
 
 
 async def test_an_on_hand_nobody_journaled_is_caught(db: str) -> None:
@@ -244,7 +258,7 @@ async def test_a_commit_after_the_expiry_is_caught(db: str) -> None:
     assert failing(shop) == {"expiry"}
     sql(shop, "UPDATE reservations SET closed_at = created_at WHERE reservation_id = %s",
         shop.committed)  # fmt: skip
-    sql(shop, "UPDATE inventory_journal SET at = at + interval '1 hour' WHERE kind = 'commit'")
+    sql(shop, "UPDATE inventory_batches SET at = at + interval '1 hour' WHERE 2 = ANY(kinds)")
     assert failing(shop) == {"expiry"}
 
 

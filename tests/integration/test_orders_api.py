@@ -14,6 +14,7 @@ from matchday.settings import Settings
 from matchday.shop.carts import CART_TTL_S
 from matchday.web import orders_api
 from tests.integration.shop_stack import Stack, open_stack
+from tests.logs import messages_of
 
 pytestmark = pytest.mark.integration
 
@@ -220,7 +221,7 @@ async def test_a_quiet_follower_waits_on_redis_without_errors_and_still_hears_at
         await stack.ctx.checkout.resume(replace(stored, payment_token="pm_card_visa"))
         await asyncio.wait_for(task, 3)
     assert seen[-1][1] == "paid" and seen[-1][0] - settled_at < 1.0
-    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert messages_of(caplog, orders_api.__name__) == []
 
 
 async def test_order_ids_that_are_malformed_or_not_yours_are_4xx(stack: Stack) -> None:

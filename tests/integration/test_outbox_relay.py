@@ -10,11 +10,13 @@ import redis.asyncio as aioredis
 
 from matchday.embedded import EmbeddedRedis
 from matchday.events.relay import OutboxRelay
-from matchday.inventory.commands import Reserve, Restock
+from matchday.inventory.commands import Reserve, Restock, SetOnHand
 from matchday.inventory.records import SkuRow
 from matchday.inventory.routing import Router
 from matchday.inventory.shard import ShardCore
+from matchday.settings import Settings
 from matchday.storage.inventory_repo import InventoryRepository
+from tests.background import stop
 from tests.conftest import uid
 
 pytestmark = pytest.mark.integration
@@ -61,7 +63,7 @@ async def test_the_outbox_reaches_the_stream_after_a_redis_restart(
         assert json.loads(mine[-1][b"events"])[0]["type"] == "restocked"
         assert int(await client.hget(avail, sku)) == 110 - 11
     finally:
-        task.cancel()
+        await stop(task)
         await client.aclose()
 
 
@@ -72,3 +74,42 @@ async def _mine(client: aioredis.Redis, stream: str, sku: str, n: int) -> bool:
     except Exception:  # Redis still down
         return False
     return sum(1 for _, e in entries if e[b"sku"] == sku.encode()) >= n
+
+
+async def test_each_batch_is_one_outbox_row_and_its_events_are_derived_from_the_journal(
+    repo: InventoryRepository, settings: Settings
+) -> None:
+    router = Router(1)
+    sku = uid("SKU")
+    await repo.create_skus([SkuRow(sku, 5, 0, 0, low_stock_threshold=2)], router)
+    core = ShardCore(0, router, repo)
+    await core.start()
+    stream, avail = uid("stream"), uid("avail")
+    client = aioredis.Redis.from_url(settings.redis_url)
+    relay = OutboxRelay(repo.pool, client, stream=stream, availability_key=avail)
+    try:
+        held = await core.apply([Reserve(uid("rq"), sku, 2, "cart-a", "u", 60),
+                                 Reserve(uid("rq"), sku, 2, "cart-b", "u", 60)])  # fmt: skip
+        rid = held[1].unwrap().reservation_id  # type: ignore[union-attr]
+        await core.apply([SetOnHand(uid("rq"), sku, 2)])  # revokes cart-b's hold
+        while await relay.run_once():
+            pass
+        mine = [e for _, e in await client.xrange(stream) if e[b"sku"] == sku.encode()]
+        assert len(mine) == 2  # one per batch that touched the SKU
+        first = json.loads(mine[0][b"events"])
+        assert [(e["type"], e.get("cart_id"), e["available"]) for e in first] == [
+            ("reserved", "cart-a", 3),
+            ("reserved", "cart-b", 1),
+            ("low_stock", None, 1),
+        ]
+        assert first[-1]["threshold"] == 2
+        second = json.loads(mine[1][b"events"])
+        assert [(e["type"], e.get("reservation_id")) for e in second] == [
+            ("revoked", rid),
+            ("stock_set", None),
+            ("sold_out", None),
+        ]
+        assert all(e["available"] == 0 for e in second)  # each as the count left it
+        assert int(await client.hget(avail, sku)) == 0
+    finally:
+        await client.aclose()

@@ -78,7 +78,10 @@ async def open_polls(settings: Settings, **overrides: Any) -> AsyncIterator[Poll
         async with httpx.AsyncClient(
             transport=transport, base_url="http://shop.test/api/polls"
         ) as http:
-            yield Polls(admin, http, service, drain, await admin.login())
+            try:
+                yield Polls(admin, http, service, drain, await admin.login())
+            finally:
+                await service.aclose()  # live-results loops of streams still open
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ from matchday.storage.inventory_repo import InventoryRepository
 from matchday.storage.payments_repo import PaymentsRepository
 from matchday.storage.reports_repo import ReportsRepository
 from matchday.storage.shop_repo import ShopRepository
+from tests.background import stop
 from tests.conftest import uid
 
 pytestmark = pytest.mark.integration
@@ -131,10 +132,18 @@ async def sell(r: Repos, sku: str, qty: int, ago_s: float) -> None:
 
 
 async def backdate(r: Repos, request_id: str, ago_s: float) -> None:
-    """Date a journaled mutation back: the journal is the stock history turnover reads."""
+    """Date a journaled mutation back: the journal is the stock history turnover reads.
+
+    The journal dates a batch as a whole (010); each mutation here is a batch of its own.
+    A database before 010 (test_009_...) has one row per mutation.
+    """
     async with r.pool.connection() as conn:
+        row = await (await conn.execute("SELECT to_regclass('inventory_batches')")).fetchone()
         cur = await conn.execute(
-            "UPDATE inventory_journal SET at = now() - make_interval(secs => %s)"
+            "UPDATE inventory_batches SET at = now() - make_interval(secs => %s)"
+            " WHERE id = (SELECT batch FROM inventory_journal WHERE request_id = %s)"
+            if row and row[0]
+            else "UPDATE inventory_journal SET at = now() - make_interval(secs => %s)"
             " WHERE request_id = %s",
             (ago_s, request_id),
         )
@@ -465,6 +474,6 @@ async def test_the_event_publisher_refreshes_the_reports(
     finally:
         for task in (publisher._task, publisher._reports, publisher._sampler):
             if task is not None:
-                task.cancel()
+                await stop(task)
         await publisher._relay.pool.close()
         await pool.close()

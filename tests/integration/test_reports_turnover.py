@@ -12,23 +12,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from matchday.inventory.commands import AdjustLimits, Restock, SetOnHand
 from matchday.inventory.records import SkuRow
 from matchday.inventory.shard import ShardCore
 from matchday.settings import Settings
 from matchday.storage.catalog_repo import CatalogRepository
-from matchday.storage.db import make_pool, migrate, migration_files
+from matchday.storage.db import make_pool, migrate
 from matchday.storage.inventory_repo import InventoryRepository
 from matchday.storage.payments_repo import PaymentsRepository
 from matchday.storage.reports_repo import ReportsRepository
 from matchday.storage.shop_repo import ShopRepository
 from tests.conftest import uid
 from tests.integration import test_reports as reports_tests
+from tests.integration.legacy_engine import LegacyRepository, database_before
 from tests.integration.test_reports import DAY, ROUTER, Repos, backdate, make_product, sell
 
 pytestmark = pytest.mark.integration
@@ -215,28 +213,8 @@ async def test_every_way_of_creating_stock_records_it_and_nothing_after_changes_
 @pytest.fixture
 def db_at_008(settings: Settings) -> Iterator[str]:
     """A new database migrated up to 008 only, as a deployment before 009 left it."""
-    name = uid("turnover_008").replace("-", "_")
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-    url = make_conninfo(settings.database_url, dbname=name)
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(
-                "CREATE TABLE schema_migrations ("
-                " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            for file, text in migration_files():
-                if file >= "009":
-                    break
-                with conn.transaction():
-                    conn.execute(text.encode())
-                    conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (file,))
+    with database_before(settings.database_url, "009") as url:
         yield url
-    finally:
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 async def test_009_backfills_an_existing_database_where_the_journal_is_exact(
@@ -245,11 +223,12 @@ async def test_009_backfills_an_existing_database_where_the_journal_is_exact(
     pool = make_pool(db_at_008, max_size=2, name="turnover-009-test")
     await pool.open()
     try:
+        # Filled as the engine wrote before 010: the journal's JSONB rows are what 009 reads.
         r = Repos(
             pool,
             ReportsRepository(pool),
             CatalogRepository(pool),
-            InventoryRepository(pool),
+            LegacyRepository(pool),
             ShopRepository(pool),
             PaymentsRepository(pool),
         )
@@ -265,7 +244,8 @@ async def test_009_backfills_an_existing_database_where_the_journal_is_exact(
         await sell(r, counted, 3, ago_s=0)
         await change_stock(r, SetOnHand(uid("rq"), counted, 20), ago_s=0)  # 30: not recorded
 
-        assert migrate(db_at_008)[0] == "009_initial_stock.sql"
+        assert migrate(db_at_008)[:2] == ["009_initial_stock.sql", "010_compact_journal.sql"]
+        r.inventory = InventoryRepository(pool)  # the engine as it is, after 010
 
         async with pool.connection() as conn:
             cur = await conn.execute(

@@ -270,3 +270,73 @@ def test_a_coalescer_needs_a_positive_batch_size_and_flight_count(
 
     with pytest.raises(ValueError, match="must be positive"):
         Coalescer(flush, max_batch=max_batch, max_in_flight=max_in_flight)
+
+
+# -- linger: larger batches under load, none of it at light load -------------------------
+
+
+async def test_with_a_linger_a_lone_submit_still_goes_out_at_once() -> None:
+    flush = GatedFlush()
+    c: Coalescer[str, str] = Coalescer(flush, max_in_flight=2, linger_s=60.0, fill=10)
+    first = spawn(c, ["a"])
+    await wait_for(lambda: flush.batches == [["a"]])  # nothing in flight: no wait at all
+    await flush.open(0)
+    assert await first[0] == "done:a"
+
+
+async def test_behind_a_flush_in_flight_the_next_one_waits_until_it_fills() -> None:
+    flush = GatedFlush()
+    c: Coalescer[str, str] = Coalescer(flush, max_in_flight=2, linger_s=60.0, fill=3)
+    first = spawn(c, ["a"])
+    await wait_for(lambda: len(flush.batches) == 1)
+
+    second = spawn(c, ["b", "c"])
+    await wait_for(lambda: c.pending == 2)
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert len(flush.batches) == 1, "two items do not fill the second flush yet"
+    third = spawn(c, ["d"])
+    await wait_for(lambda: len(flush.batches) == 2)  # the third fills it: out at once
+
+    await flush.open_until_done(*first, *second, *third)
+    assert flush.batches == [["a"], ["b", "c", "d"]]
+
+
+async def test_a_lingering_flush_goes_out_when_the_linger_runs_out() -> None:
+    flush = GatedFlush()
+    c: Coalescer[str, str] = Coalescer(flush, max_in_flight=2, linger_s=0.01, fill=100)
+    first = spawn(c, ["a"])
+    await wait_for(lambda: len(flush.batches) == 1)
+    second = spawn(c, ["b"])
+
+    await asyncio.wait_for(_until(lambda: len(flush.batches) == 2), 2.0)
+    assert flush.batches == [["a"], ["b"]]
+    await flush.open_until_done(*first, *second)
+
+
+async def test_a_lingering_flush_goes_out_at_once_when_the_one_in_flight_returns() -> None:
+    flush = GatedFlush()
+    c: Coalescer[str, str] = Coalescer(flush, max_in_flight=2, linger_s=60.0, fill=100)
+    first = spawn(c, ["a"])
+    await wait_for(lambda: len(flush.batches) == 1)
+    second = spawn(c, ["b", "c"])
+    await wait_for(lambda: c.pending == 2)
+
+    await flush.open(0)  # the flush in flight returns: nothing to wait behind any more
+    await wait_for(lambda: len(flush.batches) == 2)
+    assert flush.batches[1] == ["b", "c"]
+    await flush.open_until_done(*first, *second)
+
+
+async def _until(condition) -> None:  # type: ignore[no-untyped-def]
+    while not condition():
+        await asyncio.sleep(0.001)
+
+
+@pytest.mark.parametrize(("fill", "linger_s"), [(0, 0.001), (5, -1.0)])
+def test_a_linger_needs_a_positive_fill_and_no_negative_time(fill: int, linger_s: float) -> None:
+    async def flush(items: list[int]) -> list[int]:
+        return items
+
+    with pytest.raises(ValueError, match="must be positive"):
+        Coalescer(flush, fill=fill, linger_s=linger_s)

@@ -1,9 +1,8 @@
-"""validate(), Outcome records, and the picklability of every typed error."""
+"""validate(), the wire format of mutations and outcomes, and every typed error's pickling."""
 
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import pickle
 from dataclasses import replace
@@ -28,8 +27,15 @@ from matchday.inventory.commands import (
     Restock,
     SetOnHand,
     StockView,
-    outcome_from_record,
-    outcome_to_record,
+)
+from matchday.inventory.wire import (
+    RESERVE,
+    as_wire,
+    check,
+    from_wire,
+    outcome_from_wire,
+    outcome_to_wire,
+    to_wire,
     validate,
 )
 
@@ -219,12 +225,46 @@ def test_an_object_that_is_not_a_known_mutation_is_refused() -> None:
     assert refused_field(Forged()) == "kind"  # type: ignore[arg-type]
 
 
-# -- outcome records -------------------------------------------------------------------------
+# -- the wire format ----------------------------------------------------------------------
 
 
-def through_json(record: dict[str, Any]) -> dict[str, Any]:
-    """The journal stores records as JSON: a round trip must survive that too."""
-    return json.loads(json.dumps(record))
+def through_ray(value: Any) -> Any:
+    """What crosses Ray is pickled: the round trip must survive that too."""
+    return pickle.loads(pickle.dumps(value))
+
+
+@pytest.mark.parametrize("kind", sorted(VALID))
+def test_a_mutation_of_every_kind_crosses_as_a_plain_tuple_and_reads_back_equal(kind: str) -> None:
+    wire = to_wire(VALID[kind])
+
+    assert type(wire) is tuple
+    assert all(type(x) in (int, float, str, type(None)) for x in wire)
+    assert from_wire(through_ray(wire)) == VALID[kind]
+    assert check(wire, Policy()) is None
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        (),
+        (RESERVE,),
+        (RESERVE, "req-1", "SKU", 1, "cart", "cust"),  # a field short
+        (RESERVE, "req-1", "SKU", 1, "cart", "cust", 60.0, "extra"),
+        (99, "req-1", "SKU"),
+        (-1, "req-1", "SKU"),
+        ("0", "req-1", "SKU", 1, "cart", "cust", 60.0),
+        (True, "req-1", "SKU", "res-1"),
+        [RESERVE, "req-1", "SKU", 1, "cart", "cust", 60.0],
+        "reserve",
+        None,
+    ],
+    ids=repr,
+)
+def test_a_forged_or_truncated_wire_mutation_is_refused_as_an_unknown_kind(forged: Any) -> None:
+    bad = check(forged, Policy())
+
+    assert isinstance(bad, InvalidInput)
+    assert bad.field == "kind"
 
 
 @pytest.mark.parametrize(
@@ -234,44 +274,23 @@ def through_json(record: dict[str, Any]) -> dict[str, Any]:
         ReservationView(
             "res-2", "JERSEY-M", 1, "cart-1", "cust-1", 1_800_000_600.0, "committed", "ord-9"
         ),
-    ],
-    ids=["held", "committed"],
-)
-def test_a_reservation_outcome_survives_the_round_trip_through_its_record(
-    view: ReservationView,
-) -> None:
-    record = outcome_to_record(Outcome(value=view))
-
-    assert set(record) == {"reservation"}
-    assert outcome_from_record(through_json(record)) == Outcome(value=view)
-    assert outcome_from_record(record) == Outcome(value=view)
-
-
-@pytest.mark.parametrize(
-    "view",
-    [
         StockView("JERSEY-M", 10, 2, 3, 5),
         StockView("JERSEY-M", 10, 2, 3, 5, 4, 3, 1, ("res-3", "res-2")),
-        StockView("JERSEY-M", 0, 0, 0, 0, revoked=("only",)),
     ],
-    ids=["plain", "limits-and-revoked", "one-revoked"],
+    ids=["held", "committed", "stock", "limits-and-revoked"],
 )
-def test_a_stock_outcome_including_its_revoked_ids_survives_the_round_trip(view: StockView) -> None:
-    record = outcome_to_record(Outcome(value=view))
+def test_a_result_crosses_as_a_plain_tuple_and_reads_back_equal(
+    view: ReservationView | StockView,
+) -> None:
+    wire = outcome_to_wire(Outcome(value=view))
 
-    assert set(record) == {"stock"}
-    assert record["stock"]["revoked"] == list(view.revoked)
-    back = outcome_from_record(through_json(record))
-    assert back == Outcome(value=view)
-    assert isinstance(back.value, StockView)
-    assert isinstance(back.value.revoked, tuple)
+    assert type(wire) is tuple
+    assert outcome_from_wire(through_ray(wire)) == Outcome(value=view)
 
 
-def test_a_stock_record_without_revoked_ids_reads_back_with_none_revoked() -> None:
-    record = outcome_to_record(Outcome(value=StockView("S", 1, 0, 0, 1)))
-    del record["stock"]["revoked"]
-
-    assert outcome_from_record(record).value == StockView("S", 1, 0, 0, 1)
+def test_anything_but_a_known_mutation_passes_as_wire_unchanged_for_check_to_refuse() -> None:
+    assert as_wire(VALID["release"]) == to_wire(VALID["release"])
+    assert as_wire("not a mutation") == "not a mutation"
 
 
 # One instance of every error class the module defines (the base class included).
@@ -294,6 +313,7 @@ SAMPLE_ERRORS: dict[type[MatchdayError], MatchdayError] = {
     errors.Forbidden: errors.Forbidden("locked out"),
     errors.RateLimited: errors.RateLimited(2.0),
     errors.Overloaded: errors.Overloaded(1.0),
+    errors.CartClosed: errors.CartClosed("cart-1", "checked_out"),
 }
 CLIENT_ERRORS = [e for cls, e in SAMPLE_ERRORS.items() if cls is not errors.MatchdayError]
 
@@ -310,11 +330,13 @@ def test_the_samples_cover_every_error_class_the_module_defines() -> None:
 
 
 @pytest.mark.parametrize("error", CLIENT_ERRORS, ids=lambda e: type(e).__name__)
-def test_an_error_outcome_survives_the_round_trip_through_its_record(error: MatchdayError) -> None:
-    record = outcome_to_record(Outcome(error=error))
+def test_an_error_outcome_crosses_as_a_plain_tuple_and_reads_back_as_the_same_error(
+    error: MatchdayError,
+) -> None:
+    wire = outcome_to_wire(Outcome(error=error))
 
-    assert record["error"] == error.code
-    back = outcome_from_record(through_json(record))
+    assert type(wire) is tuple and wire[1] == error.code
+    back = outcome_from_wire(through_ray(wire))
     assert back.value is None
     assert type(back.error) is type(error)
     assert back.error.args == error.args

@@ -14,9 +14,10 @@ import pytest
 from matchday.domain.errors import InvalidInput, OutOfStock, Unavailable
 from matchday.inventory import client as client_module
 from matchday.inventory.client import InventoryClient
-from matchday.inventory.commands import Mutation, Outcome, ReservationView, Reserve
+from matchday.inventory.commands import ReservationView, Reserve
 from matchday.inventory.routing import Router
 from matchday.inventory.shard import ShardCore
+from matchday.inventory.wire import WireMutation, WireOutcome, is_error, value_of
 from tests.fakes import FakeShardRepository, ManualClock
 
 SHARDS = 2
@@ -44,19 +45,22 @@ class FakeShards:
         self.cores = {sid: self.incarnation(sid) for sid in range(SHARDS)}
         self.calls: list[tuple[int, list[str]]] = []
         # Called before the shard sees the batch; may raise to simulate a dead actor.
-        self.before: Callable[[int, list[Mutation]], Awaitable[None]] | None = None
+        self.before: Callable[[int, list[WireMutation]], Awaitable[None]] | None = None
         # Called after the shard answered; may raise to simulate an answer lost in transit.
-        self.after: Callable[[int, list[Mutation], list[Outcome]], Awaitable[None]] | None = None
+        self.after: (
+            Callable[[int, list[WireMutation], list[WireOutcome]], Awaitable[None]] | None
+        ) = None
 
     def incarnation(self, shard_id: int) -> ShardCore:
         return ShardCore(shard_id, Router(SHARDS), self.repo, clock=self.clock)
 
-    async def send(self, shard_id: int, batch: list[Mutation]) -> list[Outcome]:
-        self.calls.append((shard_id, [m.request_id for m in batch]))
+    async def send(self, shard_id: int, batch: list[WireMutation]) -> list[WireOutcome]:
+        assert all(type(m) is tuple for m in batch), "mutations cross Ray as plain tuples"
+        self.calls.append((shard_id, [m[1] for m in batch]))
         await asyncio.sleep(0)  # an actor hop: let other callers queue up meanwhile
         if self.before is not None:
             await self.before(shard_id, batch)
-        outcomes = await self.cores[shard_id].apply(list(batch))
+        outcomes = await self.cores[shard_id].apply_wire(list(batch))
         if self.after is not None:
             await self.after(shard_id, batch, outcomes)
         return outcomes
@@ -159,9 +163,11 @@ async def test_a_send_that_raises_after_the_shard_applied_is_retried_with_the_sa
 ) -> None:
     sku = sku_owned_by(Router(SHARDS), 1)
     repo.add_sku(sku, 10, owner=1)
-    applied: list[Outcome] = []
+    applied: list[WireOutcome] = []
 
-    async def die_after_applying(shard_id: int, batch: list[Mutation], out: list[Outcome]) -> None:
+    async def die_after_applying(
+        shard_id: int, batch: list[WireMutation], out: list[WireOutcome]
+    ) -> None:
         if not applied:
             applied.extend(out)
             raise ConnectionError("actor died before answering")
@@ -171,8 +177,8 @@ async def test_a_send_that_raises_after_the_shard_applied_is_retried_with_the_sa
 
     view = await client.reserve("req-1", sku, 3, "cart-1", "cust-1", TTL)
 
-    assert len(applied) == 1 and applied[0].error is None
-    assert view == applied[0].value
+    assert len(applied) == 1 and not is_error(applied[0])
+    assert view == value_of(applied[0])
     assert shards.calls == [(1, ["req-1"]), (1, ["req-1"])]
     assert repo.skus[sku].reserved == 3
     assert len(repo.reservations) == 1
@@ -184,9 +190,11 @@ async def test_a_retry_that_reaches_a_restarted_shard_gets_the_first_answer_from
 ) -> None:
     sku = sku_owned_by(Router(SHARDS), 0)
     repo.add_sku(sku, 10, owner=0)
-    applied: list[Outcome] = []
+    applied: list[WireOutcome] = []
 
-    async def crash_and_restart(shard_id: int, batch: list[Mutation], out: list[Outcome]) -> None:
+    async def crash_and_restart(
+        shard_id: int, batch: list[WireMutation], out: list[WireOutcome]
+    ) -> None:
         if not applied:
             applied.extend(out)
             shards.cores[shard_id] = shards.incarnation(shard_id)  # Ray restarts the actor
@@ -197,7 +205,7 @@ async def test_a_retry_that_reaches_a_restarted_shard_gets_the_first_answer_from
 
     view = await client.reserve("req-1", sku, 4, "cart-1", "cust-1", TTL)
 
-    assert view == applied[0].value
+    assert view == value_of(applied[0])
     assert [ids for _, ids in shards.calls] == [["req-1"], ["req-1"]]
     assert shards.cores[0].epoch == 2  # the answer came from the new incarnation
     assert repo.skus[sku].reserved == 4
@@ -211,7 +219,7 @@ async def test_a_send_that_raises_before_the_shard_saw_the_batch_is_retried_and_
     repo.add_sku(sku, 10, owner=0)
     failures = [ConnectionError("actor restarting"), ConnectionError("actor restarting")]
 
-    async def die_first(shard_id: int, batch: list[Mutation]) -> None:
+    async def die_first(shard_id: int, batch: list[WireMutation]) -> None:
         if failures:
             raise failures.pop()
 
@@ -248,7 +256,7 @@ async def test_after_the_retry_budget_is_spent_the_caller_gets_unavailable(
     sku = sku_owned_by(Router(SHARDS), 0)
     repo.add_sku(sku, 10, owner=0)
 
-    async def always_dead(shard_id: int, batch: list[Mutation]) -> None:
+    async def always_dead(shard_id: int, batch: list[WireMutation]) -> None:
         raise ConnectionError("actor is gone")
 
     shards.before = always_dead

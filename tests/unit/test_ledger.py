@@ -27,8 +27,9 @@ from matchday.inventory.commands import (
     SetOnHand,
     StockView,
 )
-from matchday.inventory.ledger import CLOSED_MEMORY, SkuLedger
+from matchday.inventory.ledger import CLOSED_MEMORY
 from tests.fakes import ManualClock
+from tests.unit.ledger_adapter import TypedLedger, typed
 
 SKU = "JERSEY-HOME-M"
 TTL = 300.0
@@ -38,7 +39,7 @@ TTL = 300.0
 
 
 def reserve(
-    ledger: SkuLedger,
+    ledger: TypedLedger,
     rid: str,
     qty: int = 1,
     *,
@@ -50,32 +51,32 @@ def reserve(
     return ledger.reserve(Reserve(f"req-{rid}", ledger.sku, qty, cart, customer, ttl), rid, now)
 
 
-def release(ledger: SkuLedger, rid: str, now: float) -> Any:
+def release(ledger: TypedLedger, rid: str, now: float) -> Any:
     return ledger.release(Release(f"rel-{rid}", ledger.sku, rid), now)
 
 
-def commit(ledger: SkuLedger, rid: str, now: float, order: str = "order-1") -> Any:
+def commit(ledger: TypedLedger, rid: str, now: float, order: str = "order-1") -> Any:
     return ledger.commit(Commit(f"com-{rid}", ledger.sku, rid, order), now)
 
 
-def extend(ledger: SkuLedger, rid: str, now: float, ttl: float = TTL) -> Any:
+def extend(ledger: TypedLedger, rid: str, now: float, ttl: float = TTL) -> Any:
     return ledger.extend(Extend(f"ext-{rid}", ledger.sku, rid, ttl), now)
 
 
-def expire(ledger: SkuLedger, rid: str, now: float) -> Any:
+def expire(ledger: TypedLedger, rid: str, now: float) -> Any:
     return ledger.expire(Expire(f"exp-{rid}", ledger.sku, rid), now)
 
 
-def restock(ledger: SkuLedger, qty: int, now: float) -> Any:
+def restock(ledger: TypedLedger, qty: int, now: float) -> Any:
     return ledger.restock(Restock("req-restock", ledger.sku, qty), now)
 
 
-def set_on_hand(ledger: SkuLedger, units: int, now: float) -> Any:
+def set_on_hand(ledger: TypedLedger, units: int, now: float) -> Any:
     return ledger.set_on_hand(SetOnHand("req-set", ledger.sku, units), now)
 
 
 def limits(
-    ledger: SkuLedger,
+    ledger: TypedLedger,
     now: float,
     per_customer: int | None = None,
     threshold: int | None = None,
@@ -90,7 +91,7 @@ def kinds(events: list[dict[str, Any]]) -> list[str]:
     return [e["type"] for e in events]
 
 
-def snapshot(ledger: SkuLedger) -> dict[str, Any]:
+def snapshot(ledger: TypedLedger) -> dict[str, Any]:
     return {
         "on_hand": ledger.on_hand,
         "reserved": ledger.reserved,
@@ -102,13 +103,13 @@ def snapshot(ledger: SkuLedger) -> dict[str, Any]:
             ledger.low_stock_order_cap,
         ),
         "held": {rid: (r.qty, r.expires_at, r.status) for rid, r in ledger.held.items()},
-        "customer_units": dict(ledger.customer_units),
+        "customer_units": ledger.customer_units and dict(ledger.customer_units),
         "stock": ledger.stock(),
     }
 
 
 def assert_refused_without_change(
-    ledger: SkuLedger, call: Callable[[], Any], error: type[MatchdayError]
+    ledger: TypedLedger, call: Callable[[], Any], error: type[MatchdayError]
 ) -> MatchdayError:
     """Run ``call`` expecting ``error``; nothing in the ledger may have moved."""
     ledger.drain_dirty()
@@ -129,7 +130,7 @@ def clock() -> ManualClock:
 
 
 def test_a_reservation_within_available_stock_holds_units_until_its_ttl_runs_out(clock):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10)
 
     view, events = reserve(ledger, "r1", 3, customer="cust-7", cart="cart-9", now=clock.now())
 
@@ -152,7 +153,7 @@ def test_a_reservation_within_available_stock_holds_units_until_its_ttl_runs_out
 
 
 def test_a_successful_reservation_reports_itself_and_its_customer_as_dirty_exactly_once(clock):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10, per_customer_limit=5)
     reserve(ledger, "r1", 3, customer="cust-7", now=clock.now())
 
     reservations, customers = ledger.drain_dirty()
@@ -162,8 +163,21 @@ def test_a_successful_reservation_reports_itself_and_its_customer_as_dirty_exact
     assert ledger.drain_dirty() == ([], [])
 
 
+def test_a_sku_without_a_per_customer_limit_keeps_no_customer_totals(clock):
+    # Issue 12: a SKU sold to a million fans kept a million totals, written on every reserve.
+    ledger = typed(SKU, on_hand=10)
+    reserve(ledger, "r1", 3, customer="cust-7", now=clock.now())
+    commit(ledger, "r1", clock.now())
+
+    reservations, customers = ledger.drain_dirty()
+
+    assert ledger.customer_units is None
+    assert [(r.reservation_id, r.status) for r in reservations] == [("r1", "committed")]
+    assert customers == []
+
+
 def test_a_reservation_that_would_exceed_available_stock_is_refused_and_changes_nothing(clock):
-    ledger = SkuLedger(SKU, on_hand=5)
+    ledger = typed(SKU, on_hand=5)
     reserve(ledger, "r1", 3, now=clock.now())
 
     err = assert_refused_without_change(
@@ -175,7 +189,7 @@ def test_a_reservation_that_would_exceed_available_stock_is_refused_and_changes_
 
 
 def test_a_reservation_of_exactly_the_available_stock_succeeds_and_sells_the_sku_out(clock):
-    ledger = SkuLedger(SKU, on_hand=4)
+    ledger = typed(SKU, on_hand=4)
 
     _, events = reserve(ledger, "r1", 4, now=clock.now())
 
@@ -185,7 +199,7 @@ def test_a_reservation_of_exactly_the_available_stock_succeeds_and_sells_the_sku
 
 
 def test_a_sku_with_no_stock_refuses_even_a_single_unit(clock):
-    ledger = SkuLedger(SKU, on_hand=0)
+    ledger = typed(SKU, on_hand=0)
 
     err = assert_refused_without_change(
         ledger, lambda: reserve(ledger, "r1", 1, now=clock.now()), OutOfStock
@@ -195,7 +209,7 @@ def test_a_sku_with_no_stock_refuses_even_a_single_unit(clock):
 
 
 def test_units_already_sold_are_not_available_to_reserve(clock):
-    ledger = SkuLedger(SKU, on_hand=10, sold=8)
+    ledger = typed(SKU, on_hand=10, sold=8)
 
     reserve(ledger, "r1", 2, now=clock.now())
 
@@ -209,7 +223,7 @@ def test_units_already_sold_are_not_available_to_reserve(clock):
 
 
 def test_releasing_a_held_reservation_returns_its_units_to_available_stock(clock):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10, per_customer_limit=10)
     reserve(ledger, "r1", 4, customer="cust-1", now=clock.now())
     ledger.drain_dirty()
 
@@ -227,7 +241,7 @@ def test_releasing_a_held_reservation_returns_its_units_to_available_stock(clock
 
 
 def test_releasing_a_reservation_that_is_past_its_ttl_but_not_yet_expired_by_its_timer_works(clock):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10)
     reserve(ledger, "r1", 4, now=clock.now())
     clock.advance(TTL + 1)
 
@@ -238,7 +252,7 @@ def test_releasing_a_reservation_that_is_past_its_ttl_but_not_yet_expired_by_its
 
 
 def test_releasing_a_reservation_twice_is_refused_as_closed_and_changes_nothing(clock):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10)
     reserve(ledger, "r1", 4, now=clock.now())
     release(ledger, "r1", clock.now())
 
@@ -251,7 +265,7 @@ def test_releasing_a_reservation_twice_is_refused_as_closed_and_changes_nothing(
 
 
 def test_releasing_a_committed_reservation_is_refused_and_says_it_was_committed(clock):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10)
     reserve(ledger, "r1", 4, now=clock.now())
     commit(ledger, "r1", clock.now())
 
@@ -264,7 +278,7 @@ def test_releasing_a_committed_reservation_is_refused_and_says_it_was_committed(
 
 
 def test_releasing_an_unknown_reservation_is_refused_as_unknown_and_changes_nothing(clock):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10)
     reserve(ledger, "r1", 4, now=clock.now())
 
     err = assert_refused_without_change(
@@ -275,7 +289,7 @@ def test_releasing_an_unknown_reservation_is_refused_as_unknown_and_changes_noth
 
 
 def test_the_ledger_forgets_the_oldest_closed_reservations_beyond_its_memory(clock):
-    ledger = SkuLedger(SKU, on_hand=1)
+    ledger = typed(SKU, on_hand=1)
     for i in range(CLOSED_MEMORY + 1):
         reserve(ledger, f"r{i}", 1, now=clock.now())
         release(ledger, f"r{i}", clock.now())
@@ -296,7 +310,7 @@ def test_the_ledger_forgets_the_oldest_closed_reservations_beyond_its_memory(clo
 
 
 def test_committing_a_held_reservation_turns_its_reserved_units_into_sold_ones(clock):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10, per_customer_limit=10)
     reserve(ledger, "r1", 3, customer="cust-1", now=clock.now())
     ledger.drain_dirty()
 
@@ -316,7 +330,7 @@ def test_committing_a_held_reservation_turns_its_reserved_units_into_sold_ones(c
 def test_committing_an_expired_reservation_whose_timer_has_not_fired_is_refused_and_changes_nothing(
     clock,
 ):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10)
     reserve(ledger, "r1", 3, now=clock.now())
     clock.advance(TTL + 0.5)
 
@@ -334,7 +348,7 @@ def test_committing_an_expired_reservation_whose_timer_has_not_fired_is_refused_
 
 
 def test_a_reservation_is_already_expired_at_the_exact_instant_of_its_deadline(clock):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10)
     reserve(ledger, "r1", 3, now=clock.now())
 
     clock.advance(TTL - 0.001)
@@ -348,7 +362,7 @@ def test_a_reservation_is_already_expired_at_the_exact_instant_of_its_deadline(c
 
 
 def test_committing_a_reservation_twice_is_refused_as_closed_and_sells_nothing_more(clock):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10)
     reserve(ledger, "r1", 3, now=clock.now())
     commit(ledger, "r1", clock.now())
 
@@ -361,7 +375,7 @@ def test_committing_a_reservation_twice_is_refused_as_closed_and_sells_nothing_m
 
 
 def test_committing_a_released_reservation_is_refused_as_closed(clock):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10)
     reserve(ledger, "r1", 3, now=clock.now())
     release(ledger, "r1", clock.now())
 
@@ -374,7 +388,7 @@ def test_committing_a_released_reservation_is_refused_as_closed(clock):
 
 
 def test_committing_an_unknown_reservation_is_refused_as_unknown(clock):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10)
 
     assert_refused_without_change(
         ledger, lambda: commit(ledger, "ghost", clock.now()), UnknownReservation
@@ -385,7 +399,7 @@ def test_committing_an_unknown_reservation_is_refused_as_unknown(clock):
 
 
 def test_extending_a_held_reservation_moves_its_deadline_to_now_plus_the_new_ttl(clock):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10)
     reserve(ledger, "r1", 3, now=clock.now())
     ledger.drain_dirty()
     clock.advance(100)
@@ -402,7 +416,7 @@ def test_extending_a_held_reservation_moves_its_deadline_to_now_plus_the_new_ttl
 
 
 def test_an_extended_reservation_survives_its_original_deadline_and_can_still_be_committed(clock):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10)
     reserve(ledger, "r1", 3, now=clock.now())
     extend(ledger, "r1", clock.now() + 200, ttl=600)
     clock.advance(TTL)
@@ -414,7 +428,7 @@ def test_an_extended_reservation_survives_its_original_deadline_and_can_still_be
 
 
 def test_extending_an_expired_reservation_is_refused_and_changes_nothing(clock):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10)
     reserve(ledger, "r1", 3, now=clock.now())
     clock.advance(TTL)
 
@@ -426,7 +440,7 @@ def test_extending_an_expired_reservation_is_refused_and_changes_nothing(clock):
 
 
 def test_extending_a_closed_or_unknown_reservation_is_refused(clock):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10)
     reserve(ledger, "r1", 3, now=clock.now())
     release(ledger, "r1", clock.now())
 
@@ -442,7 +456,7 @@ def test_extending_a_closed_or_unknown_reservation_is_refused(clock):
 
 
 def test_expiring_a_due_reservation_returns_its_units_and_frees_the_customer(clock):
-    ledger = SkuLedger(SKU, on_hand=10, per_customer_limit=4)
+    ledger = typed(SKU, on_hand=10, per_customer_limit=4)
     reserve(ledger, "r1", 4, customer="cust-1", now=clock.now())
     ledger.drain_dirty()
     clock.advance(TTL)
@@ -463,7 +477,7 @@ def test_expiring_a_due_reservation_returns_its_units_and_frees_the_customer(clo
 
 
 def test_an_expiry_that_fires_before_the_deadline_does_nothing(clock):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10)
     reserve(ledger, "r1", 3, now=clock.now())
     ledger.drain_dirty()
     before = snapshot(ledger)
@@ -475,7 +489,7 @@ def test_an_expiry_that_fires_before_the_deadline_does_nothing(clock):
 
 
 def test_an_expiry_of_a_reservation_that_is_already_closed_or_unknown_does_nothing(clock):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10)
     reserve(ledger, "r1", 3, now=clock.now())
     commit(ledger, "r1", clock.now())
     ledger.drain_dirty()
@@ -493,7 +507,7 @@ def test_an_expiry_of_a_reservation_that_is_already_closed_or_unknown_does_nothi
 
 
 def test_restocking_adds_units_to_on_hand_and_to_available_stock(clock):
-    ledger = SkuLedger(SKU, on_hand=10, sold=4)
+    ledger = typed(SKU, on_hand=10, sold=4)
     reserve(ledger, "r1", 2, now=clock.now())
 
     view, events = restock(ledger, 5, clock.now())
@@ -504,7 +518,7 @@ def test_restocking_adds_units_to_on_hand_and_to_available_stock(clock):
 
 
 def test_restocking_a_sold_out_sku_announces_that_it_is_back_in_stock(clock):
-    ledger = SkuLedger(SKU, on_hand=2)
+    ledger = typed(SKU, on_hand=2)
     reserve(ledger, "r1", 2, now=clock.now())
     commit(ledger, "r1", clock.now())
     assert ledger.available == 0
@@ -518,7 +532,7 @@ def test_restocking_a_sold_out_sku_announces_that_it_is_back_in_stock(clock):
 
 
 def test_setting_on_hand_makes_units_the_unsold_stock_while_keeping_sold_units(clock):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10)
     reserve(ledger, "r1", 3, now=clock.now())
     commit(ledger, "r1", clock.now())
     reserve(ledger, "r2", 2, now=clock.now())
@@ -534,7 +548,7 @@ def test_setting_on_hand_makes_units_the_unsold_stock_while_keeping_sold_units(c
 
 
 def test_setting_on_hand_below_the_reserved_units_revokes_the_newest_reservations_first(clock):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10, per_customer_limit=10)
     reserve(ledger, "r1", 2, customer="cust-1", now=clock.now())
     reserve(ledger, "r2", 3, customer="cust-2", now=clock.now() + 1)
     reserve(ledger, "r3", 4, customer="cust-3", now=clock.now() + 2)
@@ -558,7 +572,7 @@ def test_setting_on_hand_below_the_reserved_units_revokes_the_newest_reservation
 
 
 def test_setting_on_hand_revokes_in_newest_first_order_until_the_holds_fit(clock):
-    ledger = SkuLedger(SKU, on_hand=20)
+    ledger = typed(SKU, on_hand=20)
     for i, qty in enumerate([5, 1, 1, 1], start=1):
         reserve(ledger, f"r{i}", qty, customer=f"cust-{i}", now=clock.now())
 
@@ -570,7 +584,7 @@ def test_setting_on_hand_revokes_in_newest_first_order_until_the_holds_fit(clock
 
 
 def test_setting_on_hand_to_zero_revokes_every_hold_and_never_makes_available_negative(clock):
-    ledger = SkuLedger(SKU, on_hand=10)
+    ledger = typed(SKU, on_hand=10)
     reserve(ledger, "r1", 3, now=clock.now())
     commit(ledger, "r1", clock.now())
     reserve(ledger, "r2", 2, customer="cust-2", now=clock.now())
@@ -585,7 +599,7 @@ def test_setting_on_hand_to_zero_revokes_every_hold_and_never_makes_available_ne
 
 
 def test_setting_on_hand_below_the_threshold_announces_low_stock(clock):
-    ledger = SkuLedger(SKU, on_hand=50, low_stock_threshold=5)
+    ledger = typed(SKU, on_hand=50, low_stock_threshold=5)
 
     _, events = set_on_hand(ledger, 4, clock.now())
 
@@ -594,7 +608,7 @@ def test_setting_on_hand_below_the_threshold_announces_low_stock(clock):
 
 
 def test_setting_on_hand_on_a_sold_out_sku_announces_it_is_back_in_stock(clock):
-    ledger = SkuLedger(SKU, on_hand=0)
+    ledger = typed(SKU, on_hand=0)
 
     _, events = set_on_hand(ledger, 5, clock.now())
 
@@ -606,7 +620,7 @@ def test_setting_on_hand_on_a_sold_out_sku_announces_it_is_back_in_stock(clock):
 
 
 def test_adjusting_limits_replaces_all_three_and_none_removes_a_limit(clock):
-    ledger = SkuLedger(
+    ledger = typed(
         SKU, on_hand=10, per_customer_limit=2, low_stock_threshold=3, low_stock_order_cap=1
     )
 
@@ -626,7 +640,7 @@ def test_adjusting_limits_replaces_all_three_and_none_removes_a_limit(clock):
 
 
 def test_a_low_stock_order_cap_without_a_threshold_is_refused_and_changes_nothing(clock):
-    ledger = SkuLedger(SKU, on_hand=10, per_customer_limit=2)
+    ledger = typed(SKU, on_hand=10, per_customer_limit=2)
 
     err = assert_refused_without_change(
         ledger, lambda: limits(ledger, clock.now(), per_customer=9, cap=1), InvariantViolation
@@ -640,7 +654,7 @@ def test_a_low_stock_order_cap_without_a_threshold_is_refused_and_changes_nothin
 
 
 def test_a_customer_may_hold_up_to_the_per_customer_limit_across_several_reservations(clock):
-    ledger = SkuLedger(SKU, on_hand=100, per_customer_limit=4)
+    ledger = typed(SKU, on_hand=100, per_customer_limit=4)
     reserve(ledger, "r1", 1, customer="cust-1", now=clock.now())
     reserve(ledger, "r2", 3, customer="cust-1", now=clock.now())
 
@@ -652,7 +666,7 @@ def test_a_customer_may_hold_up_to_the_per_customer_limit_across_several_reserva
 
 
 def test_a_single_reservation_larger_than_the_per_customer_limit_is_refused(clock):
-    ledger = SkuLedger(SKU, on_hand=100, per_customer_limit=2)
+    ledger = typed(SKU, on_hand=100, per_customer_limit=2)
 
     err = assert_refused_without_change(
         ledger, lambda: reserve(ledger, "r1", 3, customer="cust-1", now=clock.now()), LimitExceeded
@@ -662,7 +676,7 @@ def test_a_single_reservation_larger_than_the_per_customer_limit_is_refused(cloc
 
 
 def test_units_a_customer_already_bought_count_towards_the_per_customer_limit(clock):
-    ledger = SkuLedger(SKU, on_hand=100, per_customer_limit=3)
+    ledger = typed(SKU, on_hand=100, per_customer_limit=3)
     reserve(ledger, "r1", 2, customer="cust-1", now=clock.now())
     commit(ledger, "r1", clock.now())
     reserve(ledger, "r2", 1, customer="cust-1", now=clock.now())
@@ -676,7 +690,7 @@ def test_units_a_customer_already_bought_count_towards_the_per_customer_limit(cl
 
 
 def test_released_expired_and_revoked_units_no_longer_count_towards_the_limit(clock):
-    ledger = SkuLedger(SKU, on_hand=100, per_customer_limit=3)
+    ledger = typed(SKU, on_hand=100, per_customer_limit=3)
     reserve(ledger, "r1", 3, customer="cust-1", now=clock.now())
     release(ledger, "r1", clock.now())
     reserve(ledger, "r2", 3, customer="cust-1", now=clock.now())
@@ -692,7 +706,7 @@ def test_released_expired_and_revoked_units_no_longer_count_towards_the_limit(cl
 
 
 def test_the_per_customer_limit_applies_to_each_customer_separately(clock):
-    ledger = SkuLedger(SKU, on_hand=100, per_customer_limit=2)
+    ledger = typed(SKU, on_hand=100, per_customer_limit=2)
     reserve(ledger, "r1", 2, customer="cust-1", now=clock.now())
 
     reserve(ledger, "r2", 2, customer="cust-2", now=clock.now())
@@ -702,7 +716,7 @@ def test_the_per_customer_limit_applies_to_each_customer_separately(clock):
 
 
 def test_units_held_before_a_limit_was_set_count_once_it_is(clock):
-    ledger = SkuLedger(SKU, on_hand=100)
+    ledger = typed(SKU, on_hand=100)
     reserve(ledger, "r1", 5, customer="cust-1", now=clock.now())
     limits(ledger, clock.now(), per_customer=6)
 
@@ -718,7 +732,7 @@ def test_units_held_before_a_limit_was_set_count_once_it_is(clock):
 
 
 def test_crossing_the_low_stock_threshold_emits_low_stock_once_per_crossing(clock):
-    ledger = SkuLedger(SKU, on_hand=10, low_stock_threshold=3)
+    ledger = typed(SKU, on_hand=10, low_stock_threshold=3)
 
     _, above = reserve(ledger, "r1", 6, now=clock.now())  # 4 left
     _, crossing = reserve(ledger, "r2", 1, now=clock.now())  # 3 left: at the threshold
@@ -731,7 +745,7 @@ def test_crossing_the_low_stock_threshold_emits_low_stock_once_per_crossing(cloc
 
 
 def test_low_stock_is_announced_again_after_stock_recovers_and_falls_once_more(clock):
-    ledger = SkuLedger(SKU, on_hand=10, low_stock_threshold=3)
+    ledger = typed(SKU, on_hand=10, low_stock_threshold=3)
     _, first = reserve(ledger, "r1", 8, now=clock.now())
     release(ledger, "r1", clock.now())
 
@@ -742,7 +756,7 @@ def test_low_stock_is_announced_again_after_stock_recovers_and_falls_once_more(c
 
 
 def test_a_reservation_that_jumps_from_above_the_threshold_to_zero_announces_both(clock):
-    ledger = SkuLedger(SKU, on_hand=10, low_stock_threshold=3)
+    ledger = typed(SKU, on_hand=10, low_stock_threshold=3)
 
     _, events = reserve(ledger, "r1", 10, now=clock.now())
 
@@ -750,7 +764,7 @@ def test_a_reservation_that_jumps_from_above_the_threshold_to_zero_announces_bot
 
 
 def test_the_low_stock_order_cap_refuses_larger_orders_once_stock_is_low(clock):
-    ledger = SkuLedger(SKU, on_hand=5, low_stock_threshold=5, low_stock_order_cap=2)
+    ledger = typed(SKU, on_hand=5, low_stock_threshold=5, low_stock_order_cap=2)
 
     err = assert_refused_without_change(
         ledger, lambda: reserve(ledger, "r1", 3, now=clock.now()), LimitExceeded
@@ -763,7 +777,7 @@ def test_the_low_stock_order_cap_refuses_larger_orders_once_stock_is_low(clock):
 
 
 def test_the_low_stock_order_cap_does_not_apply_while_stock_is_above_the_threshold(clock):
-    ledger = SkuLedger(SKU, on_hand=20, low_stock_threshold=5, low_stock_order_cap=1)
+    ledger = typed(SKU, on_hand=20, low_stock_threshold=5, low_stock_order_cap=1)
 
     view, events = reserve(ledger, "r1", 10, now=clock.now())
 
@@ -778,7 +792,7 @@ def test_the_low_stock_order_cap_does_not_apply_while_stock_is_above_the_thresho
 
 
 def test_a_low_stock_threshold_without_an_order_cap_limits_no_order_size(clock):
-    ledger = SkuLedger(SKU, on_hand=5, low_stock_threshold=5)
+    ledger = typed(SKU, on_hand=5, low_stock_threshold=5)
 
     view, _ = reserve(ledger, "r1", 5, now=clock.now())
 
@@ -786,7 +800,7 @@ def test_a_low_stock_threshold_without_an_order_cap_limits_no_order_size(clock):
 
 
 def test_the_low_stock_cap_is_checked_before_the_per_customer_limit_and_stock(clock):
-    ledger = SkuLedger(
+    ledger = typed(
         SKU, on_hand=2, per_customer_limit=1, low_stock_threshold=2, low_stock_order_cap=1
     )
 
@@ -801,7 +815,7 @@ def test_the_low_stock_cap_is_checked_before_the_per_customer_limit_and_stock(cl
 
 
 def test_sold_out_is_announced_once_when_the_last_unit_is_taken(clock):
-    ledger = SkuLedger(SKU, on_hand=3)
+    ledger = typed(SKU, on_hand=3)
     _, first = reserve(ledger, "r1", 2, now=clock.now())
     _, last = reserve(ledger, "r2", 1, now=clock.now())
     _, commit_events = commit(ledger, "r2", clock.now())
@@ -813,7 +827,7 @@ def test_sold_out_is_announced_once_when_the_last_unit_is_taken(clock):
 
 
 def test_the_stock_view_reports_every_counter_and_limit(clock):
-    ledger = SkuLedger(
+    ledger = typed(
         SKU, on_hand=10, sold=1, per_customer_limit=4, low_stock_threshold=2, low_stock_order_cap=1
     )
     reserve(ledger, "r1", 3, now=clock.now())

@@ -14,8 +14,8 @@ from matchday.domain.errors import (
     UnknownReservation,
 )
 from matchday.inventory.commands import Resize
-from matchday.inventory.ledger import SkuLedger
 from tests.fakes import ManualClock
+from tests.unit.ledger_adapter import TypedLedger, typed
 from tests.unit.test_ledger import (
     TTL,
     assert_refused_without_change,
@@ -26,7 +26,7 @@ from tests.unit.test_ledger import (
 )
 
 
-def resize(ledger: SkuLedger, rid: str, qty: int, now: float) -> Any:
+def resize(ledger: TypedLedger, rid: str, qty: int, now: float) -> Any:
     return ledger.resize(Resize(f"rsz-{rid}-{qty}", ledger.sku, rid, qty), now)
 
 
@@ -36,7 +36,7 @@ def clock() -> ManualClock:
 
 
 def test_growing_a_line_holds_only_the_extra_units_and_keeps_its_deadline(clock):
-    ledger = SkuLedger("JERSEY-M", on_hand=10)
+    ledger = typed("JERSEY-M", on_hand=10, per_customer_limit=10)
     view, _ = reserve(ledger, "r1", 2, now=clock.now())
     clock.advance(30)
     grown, events = resize(ledger, "r1", 5, clock.now())
@@ -47,7 +47,7 @@ def test_growing_a_line_holds_only_the_extra_units_and_keeps_its_deadline(clock)
 
 
 def test_shrinking_a_line_returns_units_at_once_without_letting_go_of_the_rest(clock):
-    ledger = SkuLedger("JERSEY-M", on_hand=3)
+    ledger = typed("JERSEY-M", on_hand=3, per_customer_limit=3)
     reserve(ledger, "r1", 3, now=clock.now())
     view, events = resize(ledger, "r1", 1, clock.now())
     assert view.qty == 1
@@ -59,7 +59,7 @@ def test_shrinking_a_line_returns_units_at_once_without_letting_go_of_the_rest(c
 
 
 def test_growing_beyond_available_stock_is_refused_for_the_extra_units_only(clock):
-    ledger = SkuLedger("JERSEY-M", on_hand=4)
+    ledger = typed("JERSEY-M", on_hand=4)
     reserve(ledger, "r1", 2, now=clock.now())
     reserve(ledger, "r2", 1, customer="cust-2", now=clock.now())
     err = assert_refused_without_change(
@@ -70,7 +70,7 @@ def test_growing_beyond_available_stock_is_refused_for_the_extra_units_only(cloc
 
 
 def test_growing_past_the_per_customer_limit_counts_every_line_of_that_customer(clock):
-    ledger = SkuLedger("JERSEY-M", on_hand=10, per_customer_limit=3)
+    ledger = typed("JERSEY-M", on_hand=10, per_customer_limit=3)
     reserve(ledger, "r1", 1, now=clock.now())
     reserve(ledger, "r2", 1, cart="cart-2", now=clock.now())
     err = assert_refused_without_change(
@@ -81,7 +81,7 @@ def test_growing_past_the_per_customer_limit_counts_every_line_of_that_customer(
 
 
 def test_the_low_stock_order_cap_bounds_the_whole_line_when_it_grows(clock):
-    ledger = SkuLedger("JERSEY-M", on_hand=5)
+    ledger = typed("JERSEY-M", on_hand=5)
     limits(ledger, clock.now(), threshold=5, cap=1)
     reserve(ledger, "r1", 1, now=clock.now())
     assert_refused_without_change(
@@ -90,7 +90,7 @@ def test_the_low_stock_order_cap_bounds_the_whole_line_when_it_grows(clock):
 
 
 def test_resizing_an_expired_closed_or_unknown_reservation_is_refused_and_changes_nothing(clock):
-    ledger = SkuLedger("JERSEY-M", on_hand=5)
+    ledger = typed("JERSEY-M", on_hand=5)
     reserve(ledger, "r1", 1, now=clock.now())
     reserve(ledger, "r2", 1, now=clock.now())
     release(ledger, "r2", clock.now())

@@ -28,7 +28,7 @@ from matchday.inventory.commands import (
     Restock,
     SetOnHand,
 )
-from matchday.inventory.ledger import SkuLedger
+from tests.unit.ledger_adapter import typed
 
 SKU = "SCARF-2026"
 CUSTOMERS = ("alice", "bob", "carol")
@@ -53,7 +53,7 @@ class LedgerMachine(RuleBasedStateMachine):
     )
     def setup(self, on_hand: int, per_customer_limit: int | None, threshold: int | None) -> None:
         self.now = START
-        self.ledger = SkuLedger(
+        self.ledger = typed(
             SKU,
             on_hand=on_hand,
             per_customer_limit=per_customer_limit,
@@ -101,6 +101,17 @@ class LedgerMachine(RuleBasedStateMachine):
         assert exc.args == expected.args, (exc.args, expected.args)
         assert self.ledger.drain_dirty() == ([], []), "an error must leave nothing to persist"
 
+    def totals(self, customers: dict[str, int]) -> dict[str, int]:
+        """What the ledger reports of customer totals: kept only under a per-customer limit."""
+        return customers if self.per_customer_limit is not None else {}
+
+    def bought(self) -> dict[str, int]:
+        """Units each customer bought: all they hold or bought, less what they hold."""
+        held: dict[str, int] = {}
+        for h in self.holds.values():
+            held[h.customer] = held.get(h.customer, 0) + h.qty
+        return {c: u - held.get(c, 0) for c, u in self.units.items()}
+
     def dirty_ids(self) -> tuple[set[str], dict[str, int]]:
         reservations, customers = self.ledger.drain_dirty()
         return {r.reservation_id for r in reservations}, dict(customers)
@@ -145,7 +156,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.reserved += qty
         self.units[customer] = held + qty
         self.bound[customer] = self.per_customer_limit
-        assert self.dirty_ids() == ({rid}, {customer: held + qty})
+        assert self.dirty_ids() == ({rid}, self.totals({customer: held + qty}))
 
     @rule(data=st.data())
     def release(self, data: st.DataObject) -> None:
@@ -161,7 +172,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert view.status == "released"
         customer = self.holds[rid].customer
         self.close(rid, "released")
-        assert self.dirty_ids() == ({rid}, {customer: self.units[customer]})
+        assert self.dirty_ids() == ({rid}, self.totals({customer: self.units[customer]}))
 
     @rule(data=st.data())
     def commit(self, data: st.DataObject) -> None:
@@ -238,7 +249,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.units[h.customer] += delta
         if delta > 0:
             self.bound[h.customer] = self.per_customer_limit
-        assert self.dirty_ids() == ({rid}, {h.customer: self.units[h.customer]})
+        assert self.dirty_ids() == ({rid}, self.totals({h.customer: self.units[h.customer]}))
 
     @rule(seconds=st.sampled_from([0.5, 1.0, 7.0, 40.0]))
     def advance_time_without_timers_firing(self, seconds: float) -> None:
@@ -255,7 +266,7 @@ class LedgerMachine(RuleBasedStateMachine):
             assert result is not None, f"{rid} was due at {self.holds[rid].expires_at}"
             assert result[0].status == "expired"
             self.close(rid, "expired")
-            assert self.dirty_ids() == ({rid}, {customer: self.units[customer]})
+            assert self.dirty_ids() == ({rid}, self.totals({customer: self.units[customer]}))
         # A stale timer (reservation closed, unknown, or not due yet) changes nothing.
         stale = self.any_id(data)
         if stale not in self.holds or self.holds[stale].expires_at > self.now:
@@ -300,14 +311,17 @@ class LedgerMachine(RuleBasedStateMachine):
                 assert self.ledger.drain_dirty() == ([], [])
                 return
             raise AssertionError("a cap without a threshold must be refused")
-        view, _ = self.ledger.adjust_limits(m, self.now)
+        starts = per_customer_limit is not None and self.per_customer_limit is None
+        view, _ = self.ledger.adjust_limits(m, self.now, self.bought() if starts else None)
         self.per_customer_limit, self.threshold, self.cap = per_customer_limit, threshold, cap
         assert (view.per_customer_limit, view.low_stock_threshold, view.low_stock_order_cap) == (
             per_customer_limit,
             threshold,
             cap,
         )
-        assert self.ledger.drain_dirty() == ([], [])
+        # A limit set anew starts the totals of every customer who holds or bought units.
+        expected = {c: u for c, u in self.units.items() if u} if starts else {}
+        assert dict(self.ledger.drain_dirty()[1]) == expected
 
     @precondition(lambda self: bool(self.holds))
     @rule()
@@ -333,9 +347,11 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def no_customer_exceeds_the_limit_in_force_when_they_last_reserved(self) -> None:
+        totals = self.ledger.customer_units
         for customer, bound in self.bound.items():
             if bound is not None:
-                assert self.ledger.customer_units.get(customer, 0) <= bound
+                held = (self.units if totals is None else totals).get(customer, 0)
+                assert held <= bound
 
     @invariant()
     def the_ledger_agrees_with_the_model(self) -> None:
@@ -346,7 +362,10 @@ class LedgerMachine(RuleBasedStateMachine):
         }
         # Creation order matters: set_on_hand revokes the newest first.
         assert list(lg.held) == list(self.holds)
-        assert lg.customer_units == {c: u for c, u in self.units.items() if u}
+        if self.per_customer_limit is None:
+            assert lg.customer_units is None  # no limit: no totals kept
+        else:
+            assert lg.customer_units == {c: u for c, u in self.units.items() if u}
         assert (lg.per_customer_limit, lg.low_stock_threshold, lg.low_stock_order_cap) == (
             self.per_customer_limit,
             self.threshold,

@@ -17,10 +17,12 @@ import promql_parser
 import pytest
 import yaml
 
-from matchday.domain.errors import InvalidInput, OutOfStock
+from matchday.domain.errors import InvalidInput, MatchdayError, OutOfStock
 from matchday.inventory.commands import Expire, Outcome, ReservationView, Reserve, StockView
+from matchday.inventory.wire import WireMutation, WireOutcome, outcome_to_wire, to_wire
 from matchday.metrics import (
     EXPIRIES,
+    MUTATIONS,
     OVERSELL_REFUSED,
     PAYMENTS,
     RESERVATIONS,
@@ -218,12 +220,18 @@ def test_metric_names_are_valid_for_ray_and_unique() -> None:
         assert spec.description and (spec.kind == "histogram") == bool(spec.boundaries)
 
 
-def reserve(sku: str, qty: int) -> Reserve:
-    return Reserve(f"rq-{sku}-{qty}", sku, qty, "cart", "fan", 60)
+def reserve(sku: str, qty: int) -> WireMutation:
+    return to_wire(Reserve(f"rq-{sku}-{qty}", sku, qty, "cart", "fan", 60))
 
 
-def held(sku: str) -> Outcome:
-    return Outcome(value=ReservationView("r-1", sku, 1, "cart", "fan", 0.0, "held"))
+def held(sku: str) -> WireOutcome:
+    return outcome_to_wire(
+        Outcome(value=ReservationView("r-1", sku, 1, "cart", "fan", 0.0, "held"))
+    )
+
+
+def refused(error: MatchdayError) -> WireOutcome:
+    return outcome_to_wire(Outcome(error=error))
 
 
 def test_a_batch_records_reservations_refusals_expiries_and_sell_outs() -> None:
@@ -232,20 +240,25 @@ def test_a_batch_records_reservations_refusals_expiries_and_sell_outs() -> None:
         reserve("A", 1),
         reserve("A", 5),
         reserve("B", 0),
-        Expire("x1", "C", "r-9"),
-        Expire("x2", "C", "r-8"),
+        to_wire(Expire("x1", "C", "r-9")),
+        to_wire(Expire("x2", "C", "r-8")),
+        ("forged",),  # malformed: counted as invalid, never a crash
     ]
     outcomes = [
         held("A"),
-        Outcome(error=OutOfStock("A", 5, 0)),
-        Outcome(error=InvalidInput("qty", "bad")),
-        Outcome(value=ReservationView("r-9", "C", 1, "cart", "fan", 0.0, "expired")),
-        Outcome(value=StockView("C", 5, 0, 0, 5)),  # an expiry that no longer applied
+        refused(OutOfStock("A", 5, 0)),
+        refused(InvalidInput("qty", "bad")),
+        outcome_to_wire(
+            Outcome(value=ReservationView("r-9", "C", 1, "cart", "fan", 0.0, "expired"))
+        ),
+        outcome_to_wire(Outcome(value=StockView("C", 5, 0, 0, 5))),  # no longer applied
+        refused(InvalidInput("kind", "unknown mutation tuple")),
     ]
     record_batch(m, 3, batch, outcomes, before={"A": 1, "C": 4}, after={"A": 0, "C": 5})
     assert m.count(RESERVATIONS, shard="3", outcome="ok") == 1
     assert m.count(RESERVATIONS, outcome="refused", code="out_of_stock") == 1
     assert m.count(RESERVATIONS, outcome="refused", code="invalid_input") == 1
+    assert m.count(MUTATIONS, kind="invalid", code="invalid_input") == 1
     assert m.count(OVERSELL_REFUSED, shard="3") == 1
     assert m.count(EXPIRIES) == 1
     assert m.count(SELLOUTS) == 1
@@ -254,9 +267,9 @@ def test_a_batch_records_reservations_refusals_expiries_and_sell_outs() -> None:
 def test_a_refused_reserve_on_an_empty_sku_or_a_failed_write_is_not_a_sell_out() -> None:
     m = MemoryMetrics()
     record_batch(
-        m, 0, [reserve("A", 1)], [Outcome(error=OutOfStock("A", 1, 0))], {}, {"A": 0}
+        m, 0, [reserve("A", 1)], [refused(OutOfStock("A", 1, 0))], {}, {"A": 0}
     )  # loaded by this batch, already empty
-    record_batch(m, 0, [reserve("B", 1)], [Outcome(error=InvalidInput("x", "y"))], {"B": 1}, {})
+    record_batch(m, 0, [reserve("B", 1)], [refused(InvalidInput("x", "y"))], {"B": 1}, {})
     assert m.count(SELLOUTS) == 0
 
 

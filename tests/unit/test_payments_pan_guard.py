@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from matchday.web.pan_guard import contains_pan, luhn_ok
+from matchday.domain.cards import carries_pan, contains_pan, luhn_ok
 
 
 @pytest.mark.parametrize(
@@ -40,3 +40,11 @@ def test_ids_dates_and_numbers_that_are_not_cards_pass(text: str) -> None:
 
 def test_luhn() -> None:
     assert luhn_ok("79927398713") and not luhn_ok("79927398710")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["q=4111+1111+1111+1111", "card=4111%201111%201111%201111", '{"n": "\\u0034111111111111111"}'],
+)
+def test_url_encoded_and_json_escaped_card_numbers_are_found(text: str) -> None:
+    assert carries_pan(text)

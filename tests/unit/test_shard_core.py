@@ -34,10 +34,11 @@ from matchday.inventory.commands import (
     Restock,
     SetOnHand,
     StockView,
-    outcome_to_record,
 )
+from matchday.inventory.journal import events_of
 from matchday.inventory.routing import Router
 from matchday.inventory.shard import ShardCore
+from matchday.inventory.wire import EXPIRE, outcome_to_wire
 from tests.fakes import FakeShardRepository, ManualClock
 
 JERSEY = "JERSEY-HOME-M"
@@ -55,7 +56,7 @@ class SpyRepository(FakeShardRepository):
         super().__init__()
         self.lookups: list[list[str]] = []
 
-    async def lookup_results(self, request_ids: list[str]) -> dict[str, dict[str, Any]]:
+    async def lookup_results(self, request_ids: list[str]) -> dict[str, Any]:
         self.lookups.append(list(request_ids))
         return await super().lookup_results(request_ids)
 
@@ -114,7 +115,8 @@ def snapshot(repo: FakeShardRepository) -> dict[str, Any]:
             "owner": repo.owner,
             "reservations": repo.reservations,
             "customer_units": repo.customer_units,
-            "journal": repo.journal,
+            "journal": repo.entries,
+            "requests": repo.requests,
             "outbox": repo.outbox,
             "writes": repo.writes,
         }
@@ -163,18 +165,25 @@ async def test_a_batch_of_reserves_is_written_in_one_write_with_a_journal_row_ea
 
     assert [o.error for o in outcomes] == [None, None, None]
     assert repo.writes == 1
-    assert set(repo.journal) == {"req-1", "req-2", "req-3"}
-    for m, o in zip(batch, outcomes, strict=True):
-        assert repo.journal[m.request_id] == outcome_to_record(o)
-    assert [sku for sku, _ in repo.outbox] == [JERSEY, SCARF]
-    events = dict(repo.outbox)
-    assert [(e["type"], e["qty"]) for e in events[JERSEY]] == [("reserved", 2), ("reserved", 3)]
+    assert set(repo.requests) == {"req-1", "req-2", "req-3"}
+    # The first answers are not stored but derived from the journal, exactly.
+    answers = await repo.lookup_results(["req-1", "req-2", "req-3"])
+    assert answers == {
+        m.request_id: outcome_to_wire(o) for m, o in zip(batch, outcomes, strict=True)
+    }
+    assert repo.outbox == [(1, [JERSEY, SCARF])]  # one outbox row for the batch
+    carts = {r.reservation_id: r.cart_id for r in repo.reservations.values()}
+    events = events_of(repo.entries, carts, {})
+    assert [(e["type"], e["qty"], e["available"]) for e in events[JERSEY]] == [
+        ("reserved", 2, 8),
+        ("reserved", 3, 5),
+    ]
     assert [(e["type"], e["qty"]) for e in events[SCARF]] == [("reserved", 1)]
     assert stock_in_repo(repo, JERSEY) == (10, 5, 0)
     assert stock_in_repo(repo, SCARF) == (5, 1, 0)
     held = {r.reservation_id: r for r in repo.reservations.values() if r.status == "held"}
     assert {view(o).reservation_id for o in outcomes} == set(held)
-    assert repo.customer_units == {(JERSEY, "c1"): 2, (JERSEY, "c3"): 3, (SCARF, "c2"): 1}
+    assert repo.customer_units == {}  # no per-customer limit on either SKU: no totals
 
 
 async def test_a_batch_with_only_errors_writes_nothing(
@@ -187,7 +196,7 @@ async def test_a_batch_with_only_errors_writes_nothing(
     assert isinstance(outcomes[0].error, OutOfStock)
     assert outcomes[1].error is not None
     assert repo.writes == 0
-    assert repo.journal == {}
+    assert repo.entries == []
 
 
 # -- idempotency ------------------------------------------------------------------------------
@@ -263,27 +272,30 @@ async def test_a_rejected_reserve_is_answered_the_same_on_retry_even_after_a_res
     assert stock_in_memory(core, JERSEY) == (60, 0, 0)
 
 
-async def test_an_evicted_cache_entry_is_looked_up_in_the_journal_so_a_retry_gets_its_first_answer(
+async def test_a_retry_whose_answer_the_cache_dropped_gets_its_first_answer_from_the_journal(
     clock: ManualClock,
 ) -> None:
     repo = SpyRepository()
     repo.add_sku(JERSEY, 10)
-    core = await started(repo, clock, cache_size=1, dedupe_window_s=60)
+    core = await started(repo, clock, cache_size=2, dedupe_window_s=60)
     clock.advance(61)  # past the restart window: a cache miss alone no longer reads the journal
 
     first = await one(core, reserve("req-1", qty=2))
-    assert repo.lookups == []  # outside the window and nothing evicted: no look-up
-    await one(core, reserve("req-2", qty=1))  # pushes req-1 out of the one-entry cache
-    assert "req-1" not in core._cache
+    await one(core, reserve("req-2", qty=1))  # the cache keeps one generation of one answer
+    await one(core, reserve("req-3", qty=1))
+    assert repo.lookups == []  # outside the window: no look-up per request
+    assert "req-1" not in core._young and "req-1" not in core._old
     writes = repo.writes
 
     again = await one(core, reserve("req-1", qty=2))
 
+    # Applied as new, refused by the journal's unique request id, answered from the journal.
     assert repo.lookups == [["req-1"]]
     assert again == first
     assert repo.writes == writes
-    assert stock_in_repo(repo, JERSEY) == (10, 3, 0)
-    assert stock_in_memory(core, JERSEY) == (10, 3, 0)
+    assert core.recoveries == 1  # the batch's SKUs were reloaded; no recovery
+    assert stock_in_repo(repo, JERSEY) == (10, 4, 0)
+    assert stock_in_memory(core, JERSEY) == (10, 4, 0)
 
 
 async def test_a_request_id_repeated_in_a_batch_larger_than_the_cache_still_reserves_once(
@@ -566,7 +578,7 @@ async def test_adopt_claims_skus_pinned_here_and_refuses_ones_pinned_elsewhere(
         await core.adopt(["NO-SUCH-SKU"])
 
 
-async def test_a_sku_claimed_by_another_shard_makes_the_old_owner_fail_then_redirect(
+async def test_a_sku_claimed_by_another_shard_makes_the_old_owner_redirect_without_recovering(
     clock: ManualClock,
 ) -> None:
     router = Router(1, dedicated_shards=1)
@@ -579,11 +591,13 @@ async def test_a_sku_claimed_by_another_shard_makes_the_old_owner_fail_then_redi
     new = await started(repo, clock, shard_id=1, router=router)
     assert await new.adopt([JERSEY]) == [JERSEY]
 
-    outcome = await one(old, reserve("req-1", JERSEY))
-    assert isinstance(outcome.error, Unavailable)  # its write no longer owns the row
+    # Its write no longer owns the row: storage refuses it, the shard reloads that SKU alone
+    # (it is gone: pinned elsewhere) and answers the redirect in the same call.
     outcome = await one(old, reserve("req-1", JERSEY))
     assert isinstance(outcome.error, WrongShard)
     assert outcome.error.owner == 1
+    assert JERSEY not in old.ledgers
+    assert old.recoveries == 1
     assert stock_in_repo(repo, JERSEY) == (10, 0, 0)
 
 
@@ -630,7 +644,7 @@ async def test_an_invalid_mutation_does_not_spoil_the_valid_ones_in_its_batch(
     assert isinstance(bad.error, InvalidInput)
     assert bad.error.field == "qty"
     assert good.error is None
-    assert set(repo.journal) == {"req-2"}
+    assert set(repo.requests) == {"req-2"}
     assert stock_in_repo(repo, JERSEY) == (10, 2, 0)
 
 
@@ -673,7 +687,8 @@ async def test_due_expiries_returns_exactly_the_reservations_whose_deadline_pass
     assert stock_in_memory(core, JERSEY) == (10, 0, 0)
     assert stock_in_repo(repo, SCARF) == (5, 1, 0)
     assert repo.reservations[view(a).reservation_id].status == "expired"
-    assert [e["type"] for e in dict(repo.outbox)[JERSEY]] == ["expired", "expired"]
+    events = events_of(repo.batches[-1].entries, {}, {})
+    assert [e["type"] for e in events[JERSEY]] == ["expired", "expired"]
 
 
 async def test_due_expiries_skips_a_reservation_extended_meanwhile(
@@ -745,10 +760,10 @@ async def test_run_timers_submits_expire_mutations_once_due(repo: FakeShardRepos
     policy = Policy(min_ttl_s=0.01)
     core = ShardCore(0, Router(1), repo, policy=policy)  # real wall clock
     await core.start()
-    submitted: list[list[Mutation]] = []
+    submitted: list[list[Any]] = []
     expired = asyncio.Event()
 
-    async def submit(batch: list[Mutation]) -> list[Outcome]:
+    async def submit(batch: list[Any]) -> list[Outcome]:
         submitted.append(list(batch))
         outcomes = await core.apply(batch)
         expired.set()
@@ -768,9 +783,8 @@ async def test_run_timers_submits_expire_mutations_once_due(repo: FakeShardRepos
 
     assert elapsed >= 0.04  # not before its deadline
     assert len(submitted) == 1
-    [expire] = submitted[0]
-    assert isinstance(expire, Expire)
-    assert (expire.sku, expire.reservation_id) == (JERSEY, held.reservation_id)
+    [expire] = submitted[0]  # as it crosses Ray: a wire tuple
+    assert (expire[0], expire[2], expire[3]) == (EXPIRE, JERSEY, held.reservation_id)
     assert repo.reservations[held.reservation_id].status == "expired"
     assert stock_in_repo(repo, JERSEY) == (10, 0, 0)
 

@@ -1,0 +1,104 @@
+"""From what one measured window saw to the cost of one request (pure arithmetic).
+
+A window brackets one phase of ``measure``: CPU seconds per process role (from
+``matchday.ops.cpu_roles``), PostgreSQL write transactions (the next transaction id moves
+only for transactions that write) and WAL bytes, and Redis commands. The idle window, taken
+first with no traffic, gives each role's burn per second; a phase's cost is what it used
+beyond that, divided by the requests it answered as expected.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from matchday.capacity.classes import reachable
+from matchday.capacity.profile import ClassCost, Idle, Latency
+
+# Each window reads Redis's counters once, with one INFO command of its own.
+OWN_REDIS_COMMANDS = 1
+# Linux accounts process CPU in clock ticks (USER_HZ, 100 a second): a role's net CPU
+# under one tick in a window is indistinguishable from its idle burn.
+TICK_S = 0.01
+
+
+@dataclass(frozen=True)
+class Window:
+    seconds: float
+    cpu_s: Mapping[str, float]  # role -> CPU seconds used in the window
+    pg_write_xacts: float = 0.0
+    pg_wal_bytes: float = 0.0
+    redis_cmds: float = 0.0
+    foreign_cores: float = 0.0  # the machine's busy CPU that was not ours
+    steal_cores: float = 0.0
+    notes: dict[str, float] = field(default_factory=dict)
+
+
+def idle_of(w: Window) -> Idle:
+    if w.seconds <= 0:
+        raise ValueError("an idle window has a duration")
+    return Idle(
+        seconds=w.seconds,
+        cores={r: round(v / w.seconds, 5) for r, v in w.cpu_s.items()},
+        pg_write_xacts_per_s=max(0.0, w.pg_write_xacts / w.seconds),
+        pg_wal_bytes_per_s=max(0.0, w.pg_wal_bytes / w.seconds),
+        redis_cmds_per_s=max(0.0, (w.redis_cmds - OWN_REDIS_COMMANDS) / w.seconds),
+    )
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by nearest rank; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered) - 1e-9)))
+    return ordered[rank - 1]
+
+
+def net_per_request(total: float, idle_per_s: float, seconds: float, requests: int) -> float:
+    """What ``requests`` cost beyond the idle rate, each; never below zero."""
+    return max(0.0, total - idle_per_s * seconds) / requests
+
+
+def class_cost(
+    w: Window,
+    idle: Idle,
+    *,
+    ok: int,
+    errors: int,
+    rate_per_s: float,
+    latencies_ms: Sequence[float],
+    cls: str | None = None,
+) -> ClassCost:
+    """The cost of one request of ``cls`` (roles it cannot reach are left out)."""
+    if ok <= 0:
+        raise ValueError("no request of the phase was answered as expected")
+    cpu_us = {}
+    for role, cpu in w.cpu_s.items():
+        net = max(0.0, cpu - idle.cores.get(role, 0.0) * w.seconds)
+        if net >= TICK_S and (cls is None or reachable(cls, role)):
+            cpu_us[role] = round(net * 1e6 / ok, 2)
+    return ClassCost(
+        requests=ok,
+        errors=errors,
+        rate_per_s=rate_per_s,
+        latency=Latency(
+            mean_ms=round(sum(latencies_ms) / len(latencies_ms), 3) if latencies_ms else 0.0,
+            p50_ms=round(percentile(latencies_ms, 50), 3),
+            p99_ms=round(percentile(latencies_ms, 99), 3),
+        ),
+        cpu_us={r: v for r, v in sorted(cpu_us.items()) if v > 0},
+        pg_write_xacts=round(
+            net_per_request(w.pg_write_xacts, idle.pg_write_xacts_per_s, w.seconds, ok), 4
+        ),
+        pg_wal_bytes=round(
+            net_per_request(w.pg_wal_bytes, idle.pg_wal_bytes_per_s, w.seconds, ok), 1
+        ),
+        redis_cmds=round(
+            net_per_request(
+                w.redis_cmds - OWN_REDIS_COMMANDS, idle.redis_cmds_per_s, w.seconds, ok
+            ),
+            3,
+        ),
+    )

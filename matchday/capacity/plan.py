@@ -1,0 +1,340 @@
+"""Demand + profile -> replicas, shards, nodes, PostgreSQL and Redis load, saturation order.
+
+The model (ADR 0023): a component's load is the sum over classes of requests/s x its CPU per
+request from the profile. Serve replicas, shards, the payments worker and the event
+publisher are each one Python process, so one core is the most any one of them can use:
+a pool of them needs ``ceil(cores / utilisation)`` processes. Nodes carry every process plus
+what Ray and the ingress burn idle on each node. PostgreSQL and Redis are sized as one
+primary of a stated size (Redis runs commands on one core). A component saturates when its
+load reaches its capacity (100%); since load grows with the users, the component with the
+least headroom (capacity / load at the peak) is the first to break, at peak x headroom users.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from matchday.capacity import classes as k
+from matchday.capacity.demand import Demand
+from matchday.capacity.profile import PlanInputError, Profile
+
+# Autoscaling maxima (replicas, nodes) leave room for a crowd this much bigger than planned.
+OVERSHOOT = 1.5
+# A hot SKU gets a shard of its own once it alone would take this share of a shard's
+# measured ceiling: beyond it, the SKUs hashed beside it would queue behind its batches.
+PIN_SHARE = 0.2
+# Dedicated shards kept free for the SKU nobody forecast (`matchday pin` moves it live).
+SPARE_DEDICATED = 1
+# Of a node's memory, what processes may use (the rest: kernel, page cache, spikes).
+MEMORY_SHARE = 0.8
+# A node must keep this many cores free after Ray's own idle burn to be worth a replica.
+MIN_FREE_CORES = 0.5
+# max_ongoing_requests = this x target_ongoing_requests: room for bursts before queueing.
+ONGOING_BURST = 4
+# Roles that group-commit: measured at a light rate each add is a batch of its own and pays
+# the batch's whole overhead; at a peak batches are as large as in the hot-shard phase, so
+# their cost per request is scaled by (hot phase per reserve) / (add phase per add).
+BATCHING = (k.SHARDS, "ray:publisher")
+
+
+@dataclass(frozen=True)
+class Node:
+    cores: float
+    memory_gib: float
+
+
+@dataclass(frozen=True)
+class Stores:
+    pg_cores: float = 16.0  # the PostgreSQL primary's cores
+    pg_wal_mb_s: float = 64.0  # WAL it can write and ship to a standby, sustained
+    colocated: bool = False  # PostgreSQL and Redis on the plan's nodes (one-node validation)
+
+
+@dataclass(frozen=True)
+class Options:
+    node: Node
+    utilisation: float = 0.7
+    stores: Stores = field(default_factory=Stores)
+    hot_skus: tuple[str, ...] = ("JERSEY-FINAL-LTD-M",)
+    fixed_nodes: int | None = None  # a given cluster: report where it saturates
+    client_us: float = 0.0  # CPU per request of a load generator on the same nodes
+    # A deployed config's replica maxima (role -> replicas), instead of the plan's own.
+    replica_caps: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeploymentPlan:
+    role: str
+    rate_at_peak: float
+    cores_at_peak: float
+    replicas_at_peak: int
+    min_replicas: int
+    max_replicas: int
+    latency_ms: float
+    target_ongoing: int
+    max_ongoing: int
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    ring: int
+    dedicated: int
+    ring_cores: float
+    pins: tuple[tuple[str, float], ...]  # (SKU, add attempts/s at the peak)
+    hot: tuple[tuple[str, float], ...]  # every hot SKU and its rate
+    ceiling_per_s: float
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    at_peak: int
+    min: int
+    max: int
+    cores_needed: float
+    memory_gib_needed: float
+    overhead_cores: float  # per node: Ray and the ingress with no traffic
+    overhead_gib: float
+
+
+@dataclass(frozen=True)
+class StoresPlan:
+    pg_write_xacts_per_s: float
+    pg_wal_mb_s: float
+    pg_cores: float
+    primaries_needed: int
+    redis_cmds_per_s: float
+    redis_cores: float
+
+
+@dataclass(frozen=True)
+class Limit:
+    name: str
+    capacity: float
+    load: float
+    unit: str
+    peak_users: int
+
+    @property
+    def headroom(self) -> float:
+        return self.capacity / self.load if self.load > 0 else math.inf
+
+    @property
+    def saturates_at_users(self) -> float:
+        return self.peak_users * self.headroom
+
+
+@dataclass(frozen=True)
+class Plan:
+    demand: Demand
+    options: Options
+    rates_at_peak: Mapping[str, float]
+    cores: Mapping[str, float]  # component -> cores at the peak
+    deployments: tuple[DeploymentPlan, ...]
+    shards: ShardPlan
+    nodes: NodePlan
+    stores: StoresPlan
+    limits: tuple[Limit, ...]  # least headroom first
+
+    @property
+    def first(self) -> Limit:
+        return self.limits[0]
+
+    @property
+    def requests_per_s(self) -> float:
+        return sum(self.rates_at_peak.values())
+
+    @property
+    def saturation_requests_per_s(self) -> float:
+        """Total requests/s at which the first component saturates."""
+        return self.requests_per_s * self.first.headroom
+
+    @property
+    def beyond_one_primary(self) -> bool:
+        return self.stores.primaries_needed > 1
+
+
+def batching(profile: Profile) -> dict[str, float]:
+    """Per batching role, the factor its light-load cost per request shrinks by at a peak."""
+    add, hot = profile.classes[k.ADD].cpu_us, profile.hot_shard.cpu_us
+    return {
+        r: min(1.0, hot[r] / add[r]) if hot.get(r, 0) > 0 and add.get(r, 0) > 0 else 1.0
+        for r in BATCHING
+    }
+
+
+def cores_by_component(profile: Profile, rates: Mapping[str, float]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    factor = batching(profile)
+    for cls, rate in rates.items():
+        for role, us in profile.classes[cls].cpu_us.items():
+            comp = k.component(role)
+            if comp is not None:
+                out[comp] = out.get(comp, 0.0) + rate * us * factor.get(role, 1.0) / 1e6
+    return out
+
+
+def _per_node_overhead(profile: Profile) -> tuple[float, float]:
+    """(cores, GiB) Ray and the ingress take on a node with no traffic."""
+    fixed = (k.RAY, k.INGRESS)
+    cores = sum(v for r, v in profile.idle.cores.items() if k.component(r) in fixed)
+    mb = sum(
+        profile.processes.count.get(r, 0) * mb
+        for r, mb in profile.processes.rss_mb.items()
+        if k.component(r) in fixed
+    )
+    return cores, mb / 1024
+
+
+def _replicas(cores: float, utilisation: float) -> int:
+    return max(1, math.ceil(cores / utilisation - 1e-9))
+
+
+def plan_deployments(
+    profile: Profile, d: Demand, cores: Mapping[str, float], utilisation: float
+) -> tuple[DeploymentPlan, ...]:
+    base = cores_by_component(profile, d.at_baseline())
+    peak_rates = d.at_peak()
+    out = []
+    for role in sorted(r for r in cores if r.startswith(k.REPLICA) and cores[r] > 0):
+        served = {c: r for c, r in peak_rates.items() if profile.classes[c].cpu_us.get(role, 0) > 0}
+        rate = sum(served.values())
+        latency = sum(r * profile.classes[c].latency.mean_ms for c, r in served.items()) / rate
+        at_peak = _replicas(cores[role], utilisation)
+        per_replica = rate * utilisation / cores[role]  # requests/s one replica takes at U
+        target = max(1, round(per_replica * latency / 1000))
+        out.append(
+            DeploymentPlan(
+                role=role,
+                rate_at_peak=rate,
+                cores_at_peak=cores[role],
+                replicas_at_peak=at_peak,
+                min_replicas=min(at_peak, _replicas(base.get(role, 0.0), utilisation)),
+                max_replicas=max(at_peak, math.ceil(at_peak * OVERSHOOT)),
+                latency_ms=latency,
+                target_ongoing=target,
+                max_ongoing=ONGOING_BURST * target,
+            )
+        )
+    return tuple(out)
+
+
+def plan_shards(
+    profile: Profile, d: Demand, cores: Mapping[str, float], opts: Options
+) -> ShardPlan:
+    if not opts.hot_skus:
+        raise PlanInputError("name at least one hot SKU (--hot-skus)")
+    ceiling = profile.hot_shard.reserves_per_s
+    each = d.hot_adds_at_peak() / len(opts.hot_skus)
+    hot = tuple((sku, each) for sku in opts.hot_skus)
+    pins = tuple((sku, rate) for sku, rate in hot if rate > PIN_SHARE * ceiling)
+    moved = sum(rate for _, rate in pins) * profile.hot_shard.shard_cpu_us / 1e6
+    ring_cores = max(0.0, cores.get(k.SHARDS, 0.0) - moved)
+    return ShardPlan(
+        ring=_replicas(ring_cores, opts.utilisation),
+        dedicated=len(pins) + SPARE_DEDICATED,
+        ring_cores=ring_cores,
+        pins=pins,
+        hot=hot,
+        ceiling_per_s=ceiling,
+    )
+
+
+def _rss_gib(profile: Profile, role: str) -> float:
+    return profile.processes.rss_mb.get(role, 0.0) / 1024
+
+
+def plan_nodes(
+    profile: Profile,
+    cores: Mapping[str, float],
+    deployments: tuple[DeploymentPlan, ...],
+    shards: ShardPlan,
+    opts: Options,
+) -> NodePlan:
+    node, u = opts.node, opts.utilisation
+    colocated = opts.stores.colocated
+    over_cores, over_gib = _per_node_overhead(profile)
+    stores = (k.POSTGRES, k.REDIS)
+    need = sum(v for c, v in cores.items() if colocated or c not in stores)
+    processes = [(d.role, d.replicas_at_peak) for d in deployments]
+    processes += [(k.SHARDS, shards.ring + shards.dedicated), ("ray:publisher", 1)]
+    processes += [(k.PAYMENTS_WORKER_ROLE, 1)]
+    if colocated:
+        processes += [(r, profile.processes.count.get(r, 1)) for r in stores]
+    gib = sum(n * _rss_gib(profile, r) for r, n in processes)
+    free_cores = node.cores * u - over_cores
+    free_gib = node.memory_gib * MEMORY_SHARE - over_gib
+    biggest = max(_rss_gib(profile, r) for r, _ in processes)
+    if free_cores < MIN_FREE_CORES or free_gib < biggest:
+        raise PlanInputError(
+            f"a node of {node.cores:g} cores and {node.memory_gib:g} GiB cannot host one replica:"
+            f" at {u:.0%} utilisation Ray and the ingress leave {free_cores:.2f} cores (needs"
+            f" {MIN_FREE_CORES}) and {free_gib:.2f} GiB (needs {biggest:.2f})"
+        )
+    at_peak = max(1, math.ceil(need / free_cores - 1e-9), math.ceil(gib / free_gib - 1e-9))
+    if profile.software.settings.get("ingress") == "python":  # one proxy process per node
+        at_peak = max(at_peak, _replicas(cores.get(k.INGRESS, 0.0), u))
+    top = max(at_peak, math.ceil(at_peak * OVERSHOOT))
+    if opts.fixed_nodes is not None:
+        at_peak = top = opts.fixed_nodes
+    # Pods start in minutes and a kick-off reaches its peak in one: keep the peak's nodes up.
+    return NodePlan(at_peak, at_peak, top, need, gib, over_cores, over_gib)
+
+
+def plan_stores(profile: Profile, rates: Mapping[str, float], cores: Mapping[str, float],
+                opts: Options) -> StoresPlan:  # fmt: skip
+    xacts = sum(r * profile.classes[c].pg_write_xacts for c, r in rates.items())
+    wal = sum(r * profile.classes[c].pg_wal_bytes for c, r in rates.items()) / 1e6
+    redis = sum(r * profile.classes[c].redis_cmds for c, r in rates.items())
+    pg_cores = cores.get(k.POSTGRES, 0.0)
+    s, u = opts.stores, opts.utilisation
+    primaries = max(1, math.ceil(pg_cores / (s.pg_cores * u)), math.ceil(wal / (s.pg_wal_mb_s * u)))
+    return StoresPlan(xacts, wal, pg_cores, primaries, redis, cores.get(k.REDIS, 0.0))
+
+
+def limits(p: Plan, profile: Profile) -> tuple[Limit, ...]:
+    peak, opts, cores = p.demand.peak_users, p.options, p.cores
+    node_cores = p.nodes.max * (opts.node.cores - p.nodes.overhead_cores)
+    out = [Limit("nodes (CPU)", node_cores, p.nodes.cores_needed, "cores", peak)]
+    out += [Limit(f"{d.role} replicas", d.max_replicas, d.cores_at_peak, "cores", peak)
+            for d in p.deployments]  # fmt: skip
+    out.append(Limit("ring shards", p.shards.ring, p.shards.ring_cores, "cores", peak))
+    out += [Limit(f"hot SKU {sku} (one shard)", p.shards.ceiling_per_s, rate, "adds/s", peak)
+            for sku, rate in p.shards.hot]  # fmt: skip
+    out += [Limit(c, 1.0, cores.get(c, 0.0), "cores", peak) for c in k.SINGLETONS]
+    out.append(Limit("redis (one core)", 1.0, p.stores.redis_cores, "cores", peak))
+    if not opts.stores.colocated:
+        s = opts.stores
+        out.append(Limit("postgres primary (CPU)", s.pg_cores, p.stores.pg_cores, "cores", peak))
+        wal = Limit("postgres primary (WAL)", s.pg_wal_mb_s, p.stores.pg_wal_mb_s, "MB/s", peak)
+        out.append(wal)
+    if profile.software.settings.get("ingress") == "python":
+        out.append(Limit("ingress (a proxy per node)", p.nodes.max, cores.get(k.INGRESS, 0.0),
+                         "cores", peak))  # fmt: skip
+    return tuple(sorted((x for x in out if x.load > 0), key=lambda x: x.headroom))
+
+
+def make_plan(profile: Profile, d: Demand, opts: Options) -> Plan:
+    if not 0 < opts.utilisation <= 1:
+        raise PlanInputError("the target utilisation must be above 0 and at most 1")
+    if opts.node.cores <= 0 or opts.node.memory_gib <= 0:
+        raise PlanInputError("node cores and memory must be positive")
+    if opts.fixed_nodes is not None and opts.fixed_nodes < 1:
+        raise PlanInputError("a cluster has at least one node")
+    rates = d.at_peak()
+    cores = cores_by_component(profile, rates)
+    if opts.client_us > 0:
+        cores[k.LOAD_GENERATOR] = sum(rates.values()) * opts.client_us / 1e6
+    deployments = tuple(
+        replace(x, max_replicas=opts.replica_caps[x.role]) if x.role in opts.replica_caps else x
+        for x in plan_deployments(profile, d, cores, opts.utilisation)
+    )
+    shards = plan_shards(profile, d, cores, opts)
+    nodes = plan_nodes(profile, cores, deployments, shards, opts)
+    stores = plan_stores(profile, rates, cores, opts)
+    draft = Plan(d, opts, rates, cores, deployments, shards, nodes, stores, ())
+    found = limits(draft, profile)
+    if not found:
+        raise PlanInputError("the scenario puts no load on any component at this peak")
+    return Plan(d, opts, rates, cores, deployments, shards, nodes, stores, found)

@@ -1,0 +1,143 @@
+"""Reading the journal: a retried request's first answer, and the events of a batch.
+
+The shard journals each change as one compact entry (``ledger.Entry``) and nothing else:
+no answer and no event is stored. Both are derived here from the entries, by the shard's
+storage (answers, for a request retried after a restart) and by the outbox relay (events),
+so the fake repository and PostgreSQL derive them with the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from matchday.domain.errors import InvalidInput
+from matchday.inventory.wire import (
+    ADJUST_LIMITS,
+    COMMIT,
+    EXPIRE,
+    EXTEND,
+    RELEASE,
+    RESERVATION,
+    RESERVE,
+    RESIZE,
+    RESTOCK,
+    REVOKE,
+    SET_ON_HAND,
+    STOCK,
+    WireOutcome,
+    refusal,
+)
+
+Event = dict[str, Any]
+
+STOCK_KINDS = frozenset({RESTOCK, SET_ON_HAND, ADJUST_LIMITS})
+STATUS = {
+    RESERVE: "held",
+    EXTEND: "held",
+    RESIZE: "held",
+    RELEASE: "released",
+    COMMIT: "committed",
+    EXPIRE: "expired",
+    REVOKE: "revoked",
+}
+EVENT_TYPES = (
+    "reserved",
+    "released",
+    "committed",
+    "extended",
+    "resized",
+    "restocked",
+    "stock_set",
+    "limits_changed",
+    "expired",
+    "revoked",
+)
+
+COLLIDES = refusal(
+    InvalidInput, "request_id", "collides with an earlier request's; send it under another id"
+)
+
+# A journaled change joined with its reservation: (request_id, kind, sku, reservation_id,
+# qty, available_after, expires_at, on_hand, sold, per_customer_limit, low_stock_threshold,
+# low_stock_order_cap, cart_id, customer_id, order_id), in journal order.
+AnswerRow = Sequence[Any]
+
+
+def answers(rows: Iterable[AnswerRow]) -> dict[str, WireOutcome]:
+    """The first answer of each journaled request among ``rows``.
+
+    A row whose kind is None is a request id whose journal key belongs to another one (a
+    64-bit collision): it can never be journaled, so it is refused, and only it.
+    """
+    out: dict[str, WireOutcome] = {}
+    revoked: dict[str, list[str]] = {}
+    for rid, kind, sku, ref, qty, after, expires, on_hand, sold, pcl, lst, cap, *res in rows:
+        if kind is None:
+            out[rid] = COLLIDES
+        elif kind == REVOKE:
+            revoked.setdefault(rid, []).append(ref)
+        elif kind in STOCK_KINDS:
+            reserved = on_hand - sold - after
+            revs = tuple(revoked.get(rid, ()))
+            out[rid] = (STOCK, sku, on_hand, reserved, sold, after, pcl, lst, cap, revs)
+        else:
+            cart, customer, order = res
+            order = order if kind == COMMIT else None
+            out[rid] = (RESERVATION, ref, sku, qty, cart, customer, expires, STATUS[kind], order)
+    return out
+
+
+def events_of(
+    entries: Iterable[Sequence[Any]],
+    carts: Mapping[str, str],
+    thresholds: Mapping[str, int | None],
+) -> dict[str, list[Event]]:
+    """Per SKU, in journal order, the events a batch's entries announce.
+
+    A request's entries are one step (a count and the holds it revoked): each event carries
+    the availability after the step, and low_stock / sold_out / back_in_stock compare the
+    availability before and after it. ``carts`` names each reservation's cart and
+    ``thresholds`` each SKU's low-stock threshold (a stock change carries its own).
+    """
+    events: dict[str, list[Event]] = {}
+    step: list[Sequence[Any]] = []
+    for e in entries:
+        if step and (e[1] != step[0][1] or e[2] != step[0][2]):
+            _announce(step, carts, thresholds, events)
+            step = []
+        step.append(e)
+    if step:
+        _announce(step, carts, thresholds, events)
+    return events
+
+
+def _announce(
+    step: list[Sequence[Any]],
+    carts: Mapping[str, str],
+    thresholds: Mapping[str, int | None],
+    events: dict[str, list[Event]],
+) -> None:
+    sku = step[0][2]
+    available = step[-1][6]
+    out = events.setdefault(sku, [])
+    for e in step:
+        kind = e[0]
+        event: Event = {"type": EVENT_TYPES[kind], "sku": sku, "available": available}
+        if kind == RESTOCK:
+            event["qty"] = e[4]
+        elif kind == SET_ON_HAND:
+            event["units"] = e[4]
+        elif kind not in STOCK_KINDS:
+            event.update(reservation_id=e[3], cart_id=carts.get(e[3]), qty=e[4])
+        out.append(event)
+    before, last = step[0][5], step[-1]
+    if before is None or available is None or last[0] == ADJUST_LIMITS:
+        return  # a limits change announces no crossing; a pre-0017 entry has no figures
+    t = last[11] if last[0] in STOCK_KINDS else thresholds.get(sku)
+    if t is not None and available <= t < before:
+        out.append({"type": "low_stock", "sku": sku, "available": available, "threshold": t})
+    if available == 0 < before:
+        out.append({"type": "sold_out", "sku": sku, "available": available})
+    if before == 0 < available:
+        out.append({"type": "back_in_stock", "sku": sku, "available": available})

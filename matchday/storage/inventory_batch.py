@@ -1,0 +1,195 @@
+"""The SQL of a shard's group commit, and of a retried request's journal look-up.
+
+A batch is one statement, so one round trip and one implicit transaction: its data-changing
+CTEs write the counters, the reservations (inserted when new, updated when changed), the
+customer totals of SKUs with a per-customer limit, one journal row (the batch's entries as
+parallel arrays), one dedupe key per request id and one outbox row. Its final SELECT checks
+what must hold at commit and, if anything does not, calls ``inventory_batch_refused``, whose
+error rolls the whole statement back (010_compact_journal.sql):
+
+- the shard's epoch is still ours (FOR SHARE: a successor's claim waits for this batch, and
+  this batch sees a claim that committed first);
+- every cart the batch takes more units for is still open (FOR SHARE on its carts row:
+  checkout's UPDATE of the row waits for this batch, so it then sees its holds; or this
+  batch waits for checkout, then sees the cart closed);
+- every SKU is still owned by this shard (its counters row was updated);
+- no request id was journaled before (the dedupe keys were all new).
+
+No pipeline mode: psycopg's pipeline stopped flushing a large batch halfway (issue 12).
+"""
+
+from __future__ import annotations
+
+from itertools import zip_longest
+from typing import Any
+
+from matchday.inventory.ledger import (
+    R_CART,
+    R_CUSTOMER,
+    R_EXPIRES,
+    R_ID,
+    R_ORDER,
+    R_QTY,
+    R_SKU,
+    R_STATUS,
+)
+from matchday.inventory.records import BatchWrite
+
+BATCH_SQL = """
+WITH ep AS (
+    SELECT epoch FROM shard_epochs WHERE shard_id = %(shard)s FOR SHARE
+), carts_now AS (
+    SELECT cart_id, status FROM carts WHERE cart_id = ANY(%(carts)b::text[]) FOR SHARE
+), c AS (
+    UPDATE inventory AS i SET on_hand = v.on_hand, reserved = v.reserved, sold = v.sold,
+        per_customer_limit = v.pcl, low_stock_threshold = v.lst, low_stock_order_cap = v.cap,
+        updated_at = now()
+    FROM unnest(%(c_sku)b::text[], %(c_on_hand)b::bigint[], %(c_reserved)b::bigint[],
+                %(c_sold)b::bigint[], %(c_pcl)b::int[], %(c_lst)b::int[], %(c_cap)b::int[])
+        AS v(sku, on_hand, reserved, sold, pcl, lst, cap)
+    WHERE i.sku = v.sku AND i.shard_id = %(shard)s
+    RETURNING i.sku, i.on_hand, i.reserved, i.sold
+), rn AS (
+    INSERT INTO reservations (reservation_id, sku, qty, cart_id, customer_id, status,
+        order_id, created_at, expires_at, closed_at)
+    SELECT v.id, v.sku, v.qty, v.cart, v.customer, v.status, v.order_id,
+        to_timestamp(v.created), to_timestamp(v.expires),
+        CASE WHEN v.status = 'held' THEN NULL ELSE now() END
+    FROM unnest(%(rn_id)b::text[], %(rn_sku)b::text[], %(rn_qty)b::int[], %(rn_cart)b::text[],
+                %(rn_customer)b::text[], %(rn_status)b::text[], %(rn_order)b::text[],
+                %(rn_created)b::float8[], %(rn_expires)b::float8[])
+        AS v(id, sku, qty, cart, customer, status, order_id, created, expires)
+    RETURNING 1
+), ru AS (
+    UPDATE reservations AS r SET qty = v.qty, status = v.status, order_id = v.order_id,
+        expires_at = to_timestamp(v.expires),
+        closed_at = CASE WHEN v.status = 'held' THEN NULL ELSE now() END
+    FROM unnest(%(ru_id)b::text[], %(ru_qty)b::int[], %(ru_status)b::text[],
+                %(ru_order)b::text[], %(ru_expires)b::float8[])
+        AS v(id, qty, status, order_id, expires)
+    WHERE r.reservation_id = v.id
+    RETURNING 1
+), cu AS (
+    INSERT INTO customer_units (sku, customer_id, units)
+    SELECT * FROM unnest(%(cu_sku)b::text[], %(cu_customer)b::text[], %(cu_units)b::int[])
+    ON CONFLICT (sku, customer_id) DO UPDATE SET units = excluded.units
+    RETURNING 1
+), j AS (
+    INSERT INTO inventory_batches (shard_id, epoch, at, kinds, request_ids, skus, refs, qtys,
+        avail_before, avail_after, expires, on_hand, sold, pcl, lst, cap)
+    VALUES (%(shard)s, %(epoch)s, to_timestamp(%(at)s), %(kinds)b::smallint[],
+        %(rids)b::text[], %(skus)b::text[], %(refs)b::text[], %(qtys)b::bigint[],
+        %(before)b::bigint[], %(after)b::bigint[], %(expires)b::float8[],
+        %(on_hand)b::bigint[], %(sold)b::bigint[], %(pcl)b::int[], %(lst)b::int[],
+        %(cap)b::int[])
+    RETURNING id, kinds, request_ids
+), d AS (
+    INSERT INTO inventory_requests (key, batch)
+    SELECT DISTINCT hashtextextended(e.rid, 0), j.id
+    FROM j, unnest(j.request_ids, j.kinds) AS e(rid, kind)
+    WHERE e.kind NOT IN (8, 9)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), o AS (
+    INSERT INTO inventory_outbox (batch, skus, on_hand, reserved, sold)
+    SELECT j.id, array_agg(c.sku), array_agg(c.on_hand), array_agg(c.reserved),
+        array_agg(c.sold)
+    FROM j, c GROUP BY j.id
+    RETURNING 1
+)
+SELECT CASE
+    WHEN (SELECT epoch FROM ep) IS DISTINCT FROM %(epoch)s THEN inventory_batch_refused(
+        'stale_epoch ' || coalesce((SELECT epoch FROM ep), -1))
+    WHEN EXISTS (SELECT 1 FROM carts_now WHERE status <> 'open') THEN inventory_batch_refused(
+        'cart_closed ' || (SELECT json_object_agg(cart_id, status) FROM carts_now
+                           WHERE status <> 'open'))
+    WHEN (SELECT count(*) FROM c) <> %(n_counters)s THEN inventory_batch_refused('moved')
+    WHEN (SELECT count(*) FROM d) <> %(n_requests)s THEN inventory_batch_refused('duplicate')
+    WHEN (SELECT count(*) FROM ru) <> %(n_changed)s
+        THEN inventory_batch_refused('a changed reservation has no row')
+    END,
+    (SELECT count(*) FROM rn), (SELECT count(*) FROM cu), (SELECT count(*) FROM o)
+"""
+
+# For each of ``ids`` whose key is journaled: its entries (several for a count that revoked
+# holds) joined with their reservations, in journal order, as rows for
+# ``matchday.inventory.journal.answers``; or, when the key belongs to another request id (a
+# 64-bit collision), one row with that id and nothing else.
+LOOKUP_SQL = """
+WITH hits AS (
+    SELECT x AS asked, q.batch
+    FROM unnest(%(ids)s::text[]) AS x
+    JOIN inventory_requests q ON q.key = hashtextextended(x, 0)
+)
+SELECT h.asked, e.kind, e.sku, e.ref, e.qty, e.after, e.expires, e.on_hand, e.sold, e.pcl,
+    e.lst, e.cap, r.cart_id, r.customer_id, r.order_id
+FROM hits h
+JOIN inventory_batches b ON b.id = h.batch
+LEFT JOIN LATERAL (
+    SELECT * FROM unnest(b.kinds, b.request_ids, b.skus, b.refs, b.qtys, b.avail_after,
+                         b.expires, b.on_hand, b.sold, b.pcl, b.lst, b.cap)
+        WITH ORDINALITY AS u(kind, rid, sku, ref, qty, after, expires, on_hand, sold, pcl,
+                             lst, cap, pos)
+    WHERE u.rid = h.asked
+) e ON true
+LEFT JOIN reservations r ON r.reservation_id = e.ref
+ORDER BY b.id, e.pos
+"""
+
+_ENTRY_COLUMNS = (
+    "kinds",
+    "rids",
+    "skus",
+    "refs",
+    "qtys",
+    "before",
+    "after",
+    "expires",
+    "on_hand",
+    "sold",
+    "pcl",
+    "lst",
+    "cap",
+)
+
+
+def batch_params(batch: BatchWrite) -> dict[str, Any]:
+    # A reservation entry has 8 fields, a stock change 13: the rest of its columns are NULL.
+    columns = [list(c) for c in zip_longest(*batch.entries)]
+    columns += [[None] * len(batch.entries)] * (len(_ENTRY_COLUMNS) - len(columns))
+    params: dict[str, Any] = dict(zip(_ENTRY_COLUMNS, columns, strict=True))
+    c, rn, ru, cu = batch.counters, batch.created, batch.changed, batch.customer_units
+    params.update(
+        shard=batch.shard_id,
+        epoch=batch.epoch,
+        at=batch.at,
+        carts=batch.carts,
+        c_sku=[r.sku for r in c],
+        c_on_hand=[r.on_hand for r in c],
+        c_reserved=[r.reserved for r in c],
+        c_sold=[r.sold for r in c],
+        c_pcl=[r.per_customer_limit for r in c],
+        c_lst=[r.low_stock_threshold for r in c],
+        c_cap=[r.low_stock_order_cap for r in c],
+        n_counters=len(c),
+        rn_id=[r[R_ID] for r in rn],
+        rn_sku=[r[R_SKU] for r in rn],
+        rn_qty=[r[R_QTY] for r in rn],
+        rn_cart=[r[R_CART] for r in rn],
+        rn_customer=[r[R_CUSTOMER] for r in rn],
+        rn_status=[r[R_STATUS] for r in rn],
+        rn_order=[r[R_ORDER] for r in rn],
+        rn_created=[batch.at] * len(rn),  # created by this batch
+        rn_expires=[r[R_EXPIRES] for r in rn],
+        ru_id=[r[R_ID] for r in ru],
+        ru_qty=[r[R_QTY] for r in ru],
+        ru_status=[r[R_STATUS] for r in ru],
+        ru_order=[r[R_ORDER] for r in ru],
+        ru_expires=[r[R_EXPIRES] for r in ru],
+        n_changed=len(ru),
+        cu_sku=[x[0] for x in cu],
+        cu_customer=[x[1] for x in cu],
+        cu_units=[x[2] for x in cu],
+        n_requests=len(batch.request_ids),
+    )
+    return params

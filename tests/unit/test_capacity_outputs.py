@@ -1,0 +1,221 @@
+"""``matchday capacity plan``: its files, what they carry, and the input it refuses.
+
+The Serve config must pass Serve's own schema; the RayService patch, merged as ``kubectl patch
+--type merge`` does (RFC 7386), must leave a RayService that passes KubeRay's CRD schema.
+Refused input exits 2 with a message on stderr and writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cluster.cli import main
+from matchday.capacity import classes as k
+from matchday.capacity.demand import IN_STOCK, demand
+from matchday.capacity.deploy import rayservice_patch, serve_config
+from matchday.capacity.plan import Node, Options, Plan, Stores, make_plan
+from matchday.capacity.report import markdown
+from tests.unit.capacity_cases import BROWSER, BUYER, profile, profile_data, steady_mix
+from tests.unit.test_cluster_configs import PRODUCTION, rayservice, rayservice_errors
+
+ROOT = Path(__file__).resolve().parents[2]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch, as `kubectl patch --type merge` applies it."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def a_plan(**options: Any) -> Plan:
+    d = demand(steady_mix((BROWSER, 3), (BUYER, 1)), 10_000, {}, state=IN_STOCK)
+    return make_plan(profile(), d, Options(node=Node(4, 8), utilisation=0.5, **options))
+
+
+def test_the_serve_config_carries_the_plan_and_passes_serves_schema() -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    base = yaml.safe_load(PRODUCTION.read_text())
+    config = serve_config(base, a_plan())
+    ServeDeploySchema(**config)
+    deployments = {d["name"]: d for a in config["applications"] for d in a["deployments"]}
+    catalog = deployments["Catalog"]["autoscaling_config"]
+    # 3 replicas at the peak, up to 5; production's HA floor of 2 is kept.
+    assert (catalog["min_replicas"], catalog["max_replicas"]) == (3, 5)
+    shop = deployments["Shop"]["autoscaling_config"]
+    assert (shop["min_replicas"], shop["max_replicas"]) == (2, 2)
+    assert deployments["Payments"]["num_replicas"] == 2  # production's 2 >= the plan's 1
+    # Admin carries no load in this scenario: exactly as production configures it.
+    before = {d["name"]: d for a in base["applications"] for d in a["deployments"]}
+    assert deployments["Admin"] == before["Admin"]
+
+
+def test_the_rayservice_patch_leaves_a_valid_rayservice_sized_by_the_plan() -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    p = a_plan()
+    text = yaml.safe_dump(serve_config(yaml.safe_load(PRODUCTION.read_text()), p))
+    patched = merge_patch(rayservice(), rayservice_patch(rayservice(), text, p))
+    assert rayservice_errors(patched) == []
+    ServeDeploySchema(**yaml.safe_load(patched["spec"]["serveConfigV2"]))
+    cluster = patched["spec"]["rayClusterConfig"]
+    (group,) = cluster["workerGroupSpecs"]
+    assert (group["replicas"], group["minReplicas"], group["maxReplicas"]) == (3, 3, 5)
+    (worker,) = group["template"]["spec"]["containers"]
+    assert worker["resources"]["limits"] == {"cpu": "4", "memory": "8Gi"}
+    (head,) = cluster["headGroupSpec"]["template"]["spec"]["containers"]
+    for container in (head, worker):
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["MATCHDAY_SHARDS"] == "1" and env["MATCHDAY_DEDICATED_SHARDS"] == "2"
+        assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"  # what was there stays
+        assert container["image"] == "ghcr.io/matchday/matchday:2.60.0"
+    # Untouched by the patch: the head's own resources and the operator's settings.
+    assert head["resources"] == rayservice()["spec"]["rayClusterConfig"]["headGroupSpec"][
+        "template"]["spec"]["containers"][0]["resources"]  # fmt: skip
+
+
+def test_the_report_names_the_point_past_one_primary_only_when_crossed() -> None:
+    one = markdown(a_plan(), profile(), "steady")
+    assert "one primary is enough" in one and "0024" not in one
+    two = markdown(a_plan(stores=Stores(pg_cores=1.0)), profile(), "steady")
+    assert "crosses the point where one PostgreSQL primary is enough" in two
+    assert "0024-past-one-postgresql-primary.md" in two and "2 shard groups" in two
+    for section in ("## Demand", "## Deployments", "## Shards", "## Nodes",
+                    "## What saturates first", "matchday pin JERSEY-FINAL-LTD-M"):  # fmt: skip
+        assert section in one
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    # main() defaults these for joining a running stack; keep them out of the test session.
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    monkeypatch.setenv("MATCHDAY_DATA_DIR", str(tmp_path / "data"))
+    path = tmp_path / "profile.json"
+    path.write_text(profile().to_json())
+    return path
+
+
+def plan_args(profile_path: Path, out: Path, *extra: str, **flags: str) -> list[str]:
+    """``capacity plan`` for kickoff at 5,000 users; ``flags`` replace or add options."""
+    chosen = {"--scenario": "kickoff", "--peak-users": "5000"}
+    chosen.update({f"--{name.replace('_', '-')}": v for name, v in flags.items()})
+    pairs = [x for flag, value in chosen.items() for x in (flag, value)]
+    return ["capacity", "plan", "--profile", str(profile_path), *pairs, "--out", str(out),
+            *extra]  # fmt: skip
+
+
+def test_plan_writes_the_report_charts_and_configs(
+    cli: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "plan"
+    assert main(plan_args(cli, out, "--add", f"{k.POLL_VOTE}=300")) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "demand.png", "load.png", "plan.json", "rayservice-patch.yaml", "report.md",
+        "serve_config.yaml",
+    ]  # fmt: skip
+    for chart in ("demand.png", "load.png"):
+        assert (out / chart).read_bytes()[:8] == PNG
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["requests_per_s"][k.POLL_VOTE] == pytest.approx(300)
+    assert any(d["role"] == "replica:polls" for d in plan["deployments"])
+    captured = capsys.readouterr()
+    assert "kickoff at 5,000 users" in captured.out and "first to saturate" in captured.out
+    assert "wrote" in captured.err  # progress on stderr, the result on stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        ({"profile_version": 0}, "older than this matchday's"),
+        ({"scenario": "final"}, "no scenario 'final'"),
+        ({"peak_users": "0"}, "positive"),
+        ({"peak_users": "-20"}, "positive"),
+        ({"node_cores": "0.5"}, "cannot host one replica"),
+        ({"node_memory": "512Mi"}, "cannot host one replica"),
+        ({"node_memory": "lots"}, "write it like 16Gi"),
+        ({"target_utilisation": "1.5"}, "utilisation"),
+        ({"add": "teleport=5"}, "--add needs CLASS=RATE"),
+        ({"missing_profile": True}, "cannot read the profile"),
+    ],
+    ids=["old-profile", "scenario", "zero-users", "negative-users", "tiny-node-cores",
+         "tiny-node-memory", "memory-typo", "utilisation", "unknown-class", "no-profile"],
+)  # fmt: skip
+def test_refused_input_exits_2_and_writes_nothing(
+    cli: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, Any],
+    complaint: str,
+) -> None:  # fmt: skip
+    flags = dict(change)
+    if "profile_version" in flags:
+        cli.write_text(json.dumps(profile_data(version=flags.pop("profile_version"))))
+    if flags.pop("missing_profile", False):
+        cli.unlink()
+    out = tmp_path / "plan"
+    assert main(plan_args(cli, out, **flags)) == 2
+    assert complaint in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "data").exists()
+    assert not list(tmp_path.glob(".plan.tmp-*"))
+
+
+def test_the_installed_command_exits_non_zero_on_an_old_profile(tmp_path: Path) -> None:
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(profile_data(version=0)))
+    done = subprocess.run(
+        [sys.executable, "-m", "cluster.cli", *plan_args(old, tmp_path / "plan")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "measure again" in done.stderr and done.stdout == ""
+    assert not (tmp_path / "plan").exists()
+
+
+def test_memory_is_read_in_the_units_nodes_are_sold_in() -> None:
+    from cluster.capacity_cli import parse_memory_gib
+
+    assert parse_memory_gib("16Gi") == parse_memory_gib("16GiB") == parse_memory_gib("16") == 16
+    assert parse_memory_gib("512Mi") == 0.5 and parse_memory_gib("1Ti") == 1024
+
+
+def test_an_installed_matchday_carries_the_files_plan_starts_from() -> None:
+    import fnmatch
+    import tomllib
+
+    from cluster import capacity_cli
+
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    globs = data["tool"]["setuptools"]["package-data"]["cluster"]
+    for path in (capacity_cli.BASE_CONFIG, capacity_cli.RAYSERVICE):
+        inside = str(path.relative_to(ROOT / "cluster"))
+        assert any(fnmatch.fnmatch(inside, g) for g in globs), inside
+
+
+def test_the_report_says_when_a_plan_leaves_rays_tested_envelope() -> None:
+    assert "Past Ray's tested envelope" not in markdown(a_plan(), profile(), "steady")
+    big = markdown(a_plan(fixed_nodes=300), profile(), "steady")
+    assert "Past Ray's tested envelope**: 300 nodes" in big
+
+
+def test_validate_refuses_an_unknown_scenario_before_sending_any_load(
+    cli: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "validate"
+    args = ["capacity", "validate", "--profile", str(cli), "--scenarios", "steady", "final",
+            "--host", "http://127.0.0.1:9", "--out", str(out)]  # fmt: skip
+    assert main(args) == 2
+    assert "no scenario 'final'" in capsys.readouterr().err
+    assert not out.exists()
