@@ -24,9 +24,9 @@ the whole document malformed and every problem is listed. A malformed feed appli
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -40,6 +40,7 @@ from matchday.suppliers.model import (
     FeedLine,
     Kind,
 )
+from matchday.web import strict_json
 
 MAX_PUSH_LINES = 1_000
 MAX_FEED_LINES = 1_000_000
@@ -81,7 +82,7 @@ def parse_feed(data: bytes, fmt: str, max_units: int, *, max_lines: int = MAX_FE
     """A pulled or uploaded feed, ``fmt`` ``json`` or ``csv``."""
     if fmt == "csv":
         return _csv(data, max_units, max_lines)
-    doc, errors = _json(data)
+    doc, errors = _json(data, bom_ok=True)
     if errors:
         return Parsed([], errors)
     if isinstance(doc, list):
@@ -91,19 +92,16 @@ def parse_feed(data: bytes, fmt: str, max_units: int, *, max_lines: int = MAX_FE
     return _document(doc, max_units, max_lines, {"as_of", "lines"})
 
 
-def _json(body: bytes) -> tuple[Any, Errors]:
+def _json(body: bytes, *, bom_ok: bool = False) -> tuple[Any, Errors]:
+    """One meaning per document, as every app reads JSON (``strict_json``): UTF-8 only, no
+    duplicate keys (``{"level": 1, "level": 900}``), no NaN. A downloaded feed may start with
+    a byte-order mark (spreadsheet exports do); a signed push may not."""
+    if bom_ok and body.startswith(codecs.BOM_UTF8):
+        body = body[len(codecs.BOM_UTF8) :]
     try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        return None, [(0, f"not UTF-8 (byte {exc.start})")]
-    try:
-        return json.loads(text, parse_constant=_no_constant), []
-    except (ValueError, RecursionError) as exc:
+        return strict_json.loads(body), []
+    except ValueError as exc:
         return None, [(0, f"not JSON: {str(exc)[:120]}")]
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number")
 
 
 def _document(doc: dict[str, Any], max_units: int, max_lines: int, allowed: set[str]) -> Parsed:
