@@ -46,18 +46,28 @@ class SuppliersRepository:
 
     # -- suppliers ---------------------------------------------------------------------------
 
-    async def insert_supplier(self, s: Supplier, sealed: str) -> bool:
+    async def insert_supplier(self, s: Supplier, sealed: str, issue_key: str | None) -> bool:
         """False if the id is taken (nothing changed)."""
         async with self._conn() as conn:
             cur = await conn.execute(
-                "INSERT INTO suppliers (supplier_id, name, secret_sealed, feed_url, feed_format,"
-                " pull_every_s, max_units, active, created_at, updated_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, to_timestamp(%s), to_timestamp(%s))"
-                " ON CONFLICT (supplier_id) DO NOTHING",
-                (s.supplier_id, s.name, sealed, s.feed_url, s.feed_format, s.pull_every_s,
-                 s.max_units, s.active, s.created_at, s.updated_at),
+                "INSERT INTO suppliers (supplier_id, name, secret_sealed, issue_key, feed_url,"
+                " feed_format, pull_every_s, max_units, active, created_at, updated_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, to_timestamp(%s),"
+                " to_timestamp(%s)) ON CONFLICT (supplier_id) DO NOTHING",
+                (s.supplier_id, s.name, sealed, issue_key, s.feed_url, s.feed_format,
+                 s.pull_every_s, s.max_units, s.active, s.created_at, s.updated_at),
             )  # fmt: skip
             return bool(cur.rowcount == 1)
+
+    async def issued(self, supplier_id: str) -> tuple[str | None, str] | None:
+        """(the issue key, the sealed current secret) of a supplier, or None."""
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT issue_key, secret_sealed FROM suppliers WHERE supplier_id = %s",
+                (supplier_id,),
+            )
+            row = await cur.fetchone()
+        return None if row is None else (row[0], row[1])
 
     async def get_supplier(self, supplier_id: str) -> Supplier | None:
         async with self._conn() as conn:
@@ -103,16 +113,23 @@ class SuppliersRepository:
         return None if row is None else (bool(row[0]), SealedSecrets(*row[1:]))
 
     async def rotate_secret(
-        self, supplier_id: str, sealed: str, previous_until: float, at: float
+        self,
+        supplier_id: str,
+        sealed: str,
+        previous_until: float,
+        at: float,
+        issue_key: str | None,
     ) -> bool:
         """The new secret becomes current; the current one stays valid until
-        ``previous_until`` (one rotation's predecessor only)."""
+        ``previous_until`` (one rotation's predecessor only). False, and nothing changed,
+        when there is no such supplier or ``issue_key`` already issued its current secret."""
         async with self._conn() as conn:
             cur = await conn.execute(
                 "UPDATE suppliers SET previous_sealed = secret_sealed, secret_sealed = %s,"
-                " previous_until = to_timestamp(%s), updated_at = to_timestamp(%s)"
-                " WHERE supplier_id = %s",
-                (sealed, previous_until, at, supplier_id),
+                " previous_until = to_timestamp(%s), updated_at = to_timestamp(%s),"
+                " issue_key = %s WHERE supplier_id = %s"
+                " AND (%s::text IS NULL OR issue_key IS DISTINCT FROM %s)",
+                (sealed, previous_until, at, issue_key, supplier_id, issue_key, issue_key),
             )
             return bool(cur.rowcount == 1)
 

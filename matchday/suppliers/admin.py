@@ -11,6 +11,7 @@ both call this, and audit every call with its outcome.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -105,16 +106,22 @@ class SupplierAdmin:
         self.clock = clock or SystemClock()
         self.grace_s = grace_s
 
-    async def create(self, spec: SupplierIn) -> Issued:
+    async def create(self, spec: SupplierIn, key: str | None = None) -> Issued:
+        """A new supplier and its first secret; :class:`Conflict` if the id is taken,
+        unless by this same ``key`` (an Idempotency-Key), which gets the same answer."""
         now = self.clock.now()
         supplier = Supplier(
             spec.supplier_id, spec.name, spec.feed_url, spec.feed_format, spec.pull_every_s,
             spec.max_units, True, now, now,
         )  # fmt: skip
         secret = new_secret()
-        if not await self.repo.insert_supplier(supplier, self.seal.seal(spec.supplier_id, secret)):
+        sealed = self.seal.seal(spec.supplier_id, secret)
+        if await self.repo.insert_supplier(supplier, sealed, _digest(key)):
+            return Issued(supplier, secret)
+        again = await self._reissue(spec.supplier_id, key)
+        if again is None:
             raise Conflict(f"supplier {spec.supplier_id} exists already")
-        return Issued(supplier, secret)
+        return again
 
     async def get(self, supplier_id: str) -> Supplier:
         supplier = await self.repo.get_supplier(supplier_id)
@@ -139,15 +146,30 @@ class SupplierAdmin:
             raise NotFound("supplier", supplier_id)
         return supplier
 
-    async def rotate(self, supplier_id: str) -> Issued:
-        """A new secret now; the current one keeps verifying for ``grace_s``."""
+    async def rotate(self, supplier_id: str, key: str | None = None) -> Issued:
+        """A new secret now; the current one keeps verifying for ``grace_s``. The same
+        ``key`` again answers the secret it issued instead of rotating a second time (which
+        would push the supplier's working secret out of its grace period unseen)."""
         now = self.clock.now()
         secret = new_secret()
         until = now + self.grace_s
         sealed = self.seal.seal(supplier_id, secret)
-        if not await self.repo.rotate_secret(supplier_id, sealed, until, now):
+        if await self.repo.rotate_secret(supplier_id, sealed, until, now, _digest(key)):
+            return Issued(await self.get(supplier_id), secret, until)
+        again = await self._reissue(supplier_id, key)
+        if again is None:
             raise NotFound("supplier", supplier_id)
-        return Issued(await self.get(supplier_id), secret, until)
+        return again
+
+    async def _reissue(self, supplier_id: str, key: str | None) -> Issued | None:
+        """The current secret, when ``key`` is the one that issued it."""
+        issued = await self.repo.issued(supplier_id)
+        if key is None or issued is None or issued[0] != _digest(key):
+            return None
+        supplier, stored = await self.get(supplier_id), await self.repo.sealed_secrets(supplier_id)
+        assert stored is not None
+        secret = self.seal.open_current(supplier_id, issued[1])
+        return Issued(supplier, secret, stored[1].previous_until)
 
     async def map(self, supplier_id: str, body: MappingsIn) -> dict[str, Mapping]:
         """Add or retarget mappings, all or none: every SKU must exist, each supplier SKU
@@ -169,6 +191,10 @@ class SupplierAdmin:
     async def mappings(self, supplier_id: str) -> dict[str, Mapping]:
         await self.get(supplier_id)
         return await self.repo.mappings(supplier_id)
+
+
+def _digest(key: str | None) -> str | None:
+    return None if key is None else hashlib.sha256(key.encode()).hexdigest()
 
 
 def _duplicates(pairs: list[tuple[str, str]]) -> list[str]:

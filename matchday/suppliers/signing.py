@@ -108,6 +108,10 @@ class SecretSeal:
     def seal(self, owner: str, secret: str) -> str:
         return self._seal.seal(owner, secret)
 
+    def open_current(self, owner: str, sealed: str) -> str:
+        """One sealed secret, opened (:class:`SealError` if it does not open)."""
+        return self._seal.open(owner, sealed)
+
     def open_all(self, owner: str, sealed: SealedSecrets, now: float) -> list[str]:
         """The secrets that verify ``owner``'s requests now: the current one, and the
         previous one while its grace period lasts. A secret that does not open (another

@@ -10,6 +10,9 @@ CREATE TABLE suppliers (
     -- The secret a rotation replaced, valid until previous_until so no message is dropped.
     previous_sealed text,
     previous_until  timestamptz,
+    -- sha256 of the Idempotency-Key that issued the current secret: the same key again gets
+    -- that secret again (an answer lost on the way), never a second rotation.
+    issue_key       text,
     feed_url        text,
     feed_format     text NOT NULL DEFAULT 'json' CHECK (feed_format IN ('json', 'csv')),
     pull_every_s    integer CHECK (pull_every_s IS NULL OR pull_every_s >= 60),
