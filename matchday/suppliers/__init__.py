@@ -7,6 +7,8 @@
 - ``push``: a signed message, verified, idempotent by message id, applied.
 - ``pull``: a supplier's HTTP feed, conditional, bounded, retried, behind a breaker.
 - ``bulk``: syncs queued until the shop's measured load is low, applied in chunks.
+- ``runner``, ``load``: the bulk-sync runner and the engine-load probe it waits on.
+- ``worker``: the runner and the poller in one loop (actors/supplier_worker.py hosts it).
 - ``admin``: suppliers, secrets and mappings for operators.
 
 No Ray, no HTTP framework: ``matchday.web`` and ``actors`` wrap these (ADR 0025).

@@ -9,8 +9,8 @@ the queue after the chunk in flight; it resumes from its cursor once the load fa
 
 A runner that dies mid-chunk loses its lease; the next one resumes at the cursor and
 re-sends that chunk with the same request ids, which the engine answers with its first
-answers (within its dedupe window, ten minutes by default), so no line applies twice. A
-line whose outcome was recorded is never sent again, however late the resume.
+answers (from its cache, ten minutes by default, then from its journal), so no line applies
+twice. A line whose outcome was recorded is never sent again, however late the resume.
 """
 
 from __future__ import annotations
