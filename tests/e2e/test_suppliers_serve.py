@@ -3,6 +3,7 @@ the engine through the ingress; a replayed or unsigned push is a 4xx in the erro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -45,3 +46,36 @@ async def test_a_signed_push_through_the_ingress_sets_stock_once(served: Served)
         assert unsigned.status_code == 401
         assert set(unsigned.json()) == {"code", "message", "retryable"}
     assert await stock_of(served, sku) == (4, 0, 0)
+
+
+async def test_the_supplier_worker_actor_pulls_a_feed_and_applies_it_on_ray(
+    served: Served,
+) -> None:
+    from actors.supplier_worker import start_supplier_worker, stop_supplier_worker
+    from tests.integration.supplier_server import supplier_server
+
+    _, sku = await new_product(served, stock=9)
+    sid = uid("pull").lower()
+    with supplier_server() as (url, feed):
+        feed.content_type, feed.body = "text/csv", b"sku,level\nS-1,2\n"
+        pool = make_pool(served.settings.database_url)
+        await pool.open()
+        try:
+            seal = SecretSeal(served.settings.secret_key.get_secret_value())
+            admin = SupplierAdmin(SuppliersRepository(pool), seal)
+            spec = SupplierIn(supplier_id=sid, name="Pull", feed_url=url, feed_format="csv",
+                              pull_every_s=3600)  # fmt: skip
+            await admin.create(spec)
+            await admin.map(sid, MappingsIn(mappings=[MappingIn(supplier_sku="S-1", sku=sku)]))
+        finally:
+            await pool.close()
+        worker = start_supplier_worker(served.settings)
+        try:
+            async with asyncio.timeout(60):
+                while await stock_of(served, sku) != (2, 0, 0):
+                    await asyncio.sleep(0.2)
+            stats = await worker.stats.remote()
+            assert stats["running"] == 1 and stats["pulls"] >= 1
+        finally:
+            stop_supplier_worker(served.settings)
+    assert len(feed.requests) == 1  # due again in an hour
