@@ -9,6 +9,7 @@
     matchday suppliers mappings ID | unmap ID SUPPLIER_SKU
     matchday suppliers sync ID FILE [--format csv|json]   queue a bulk sync (100k lines: fine)
     matchday suppliers syncs [ID] | sync-show SYNC_ID | force SYNC_ID | cancel SYNC_ID
+    matchday suppliers reseal --old-key-file F    after rotating MATCHDAY_SECRET_KEY
 
 A signing secret is printed by ``create`` and ``rotate-secret`` only, once; it is stored
 sealed and is in no audit entry. Every change is audited with the operator's login as the
@@ -67,6 +68,12 @@ def register(subparsers: Any) -> None:
     cmd("sync-show", cmd_sync_show, "a sync's progress and report", "sync_id")
     cmd("force", cmd_force, "run a sync now, whatever the load", "sync_id")
     cmd("cancel", cmd_cancel, "stop a sync after its chunk in flight", "sync_id")
+    reseal = cmd("reseal", cmd_reseal, "after rotating MATCHDAY_SECRET_KEY: re-seal secrets")
+    reseal.add_argument(
+        "--old-key-file",
+        help="a file holding the previous secret key (or MATCHDAY_OLD_SECRET_KEY), never on"
+        " the command line",
+    )
 
 
 def _feed_options(p: argparse.ArgumentParser) -> None:
@@ -295,3 +302,35 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
         return (await t.bulk.cancel(args.sync_id)).public()
 
     return _show(_with_suppliers(settings, "supplier.sync.cancel", args.sync_id, work))
+
+
+def cmd_reseal(args: argparse.Namespace, settings: Settings) -> int:
+    """Like ``matchday admin reseal``: every supplier's secret opened with the old key and
+    sealed with the new one; the supplier keeps signing with the same secret."""
+    import os
+    import sys
+
+    from matchday.admin.rotation import reseal_all
+    from matchday.suppliers.admin import SecretRows
+    from matchday.suppliers.signing import SecretSeal
+
+    old_key = (
+        Path(args.old_key_file).read_text().strip()
+        if args.old_key_file
+        else os.environ.get("MATCHDAY_OLD_SECRET_KEY", "").strip()
+    )
+    if len(old_key) < 32:
+        print("give the previous secret key (32+ characters) in --old-key-file", file=sys.stderr)
+        return 2
+
+    async def work(t: Any) -> Any:
+        new = t.admin.seal.sealer
+        report = await reseal_all(SecretRows(t.admin.repo), SecretSeal(old_key).sealer, new)
+        t.audit = {name: len(getattr(report, name)) for name in vars(report)}
+        return report
+
+    report = _with_suppliers(settings, "supplier.reseal", "*", work)
+    print(", ".join(f"{len(v)} {k.replace('_', ' ')}" for k, v in vars(report).items()))
+    if report.unreadable:
+        print("neither key opens: " + ", ".join(report.unreadable), file=sys.stderr)
+    return 0 if report.ok else 1

@@ -133,6 +133,25 @@ class SuppliersRepository:
             )
             return bool(cur.rowcount == 1)
 
+    async def sealed_rows(self) -> list[tuple[str, str]]:
+        """(supplier id, sealed current secret) of every supplier."""
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT supplier_id, secret_sealed FROM suppliers ORDER BY supplier_id"
+            )
+            return [(r[0], r[1]) for r in await cur.fetchall()]
+
+    async def replace_sealed(self, supplier_id: str, expected: str, stored: str) -> bool:
+        """Re-sealed under a new key, if the row still holds ``expected`` (compare and set).
+        The previous secret of a rotation is dropped: it was sealed under the old key."""
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "UPDATE suppliers SET secret_sealed = %s, previous_sealed = NULL,"
+                " previous_until = NULL WHERE supplier_id = %s AND secret_sealed = %s",
+                (stored, supplier_id, expected),
+            )
+            return bool(cur.rowcount == 1)
+
     async def record_pull(
         self, supplier_id: str, etag: str | None, last_modified: str | None, at: float
     ) -> None:

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from matchday.admin.sealing import PREFIX
 from matchday.domain.clock import Clock, SystemClock
 from matchday.domain.errors import Conflict, InvalidInput, NotFound
 from matchday.inventory.commands import SKU_RE
@@ -191,6 +192,22 @@ class SupplierAdmin:
     async def mappings(self, supplier_id: str) -> dict[str, Mapping]:
         await self.get(supplier_id)
         return await self.repo.mappings(supplier_id)
+
+
+class SecretRows:
+    """Suppliers' sealed secrets as ``matchday.admin.rotation.reseal_all`` reads and writes
+    them, so ``matchday suppliers reseal`` re-seals them after a secret-key rotation exactly
+    as ``matchday admin reseal`` does TOTP secrets. Only sealed rows are offered: a value in
+    the clear was not written by matchday and must not become a trusted secret by this."""
+
+    def __init__(self, repo: SuppliersRepository) -> None:
+        self.repo = repo
+
+    async def totp_rows(self) -> list[tuple[str, str]]:
+        return [(sid, v) for sid, v in await self.repo.sealed_rows() if v.startswith(PREFIX)]
+
+    async def replace_totp(self, key_id: str, expected: str, stored: str) -> bool:
+        return await self.repo.replace_sealed(key_id, expected, stored)
 
 
 def _digest(key: str | None) -> str | None:

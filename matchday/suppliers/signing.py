@@ -108,6 +108,11 @@ class SecretSeal:
     def seal(self, owner: str, secret: str) -> str:
         return self._seal.seal(owner, secret)
 
+    @property
+    def sealer(self) -> TotpSeal:
+        """The AEAD seal itself, for re-sealing under a new key (``admin.SecretRows``)."""
+        return self._seal
+
     def open_current(self, owner: str, sealed: str) -> str:
         """One sealed secret, opened (:class:`SealError` if it does not open)."""
         return self._seal.open(owner, sealed)
