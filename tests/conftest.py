@@ -12,10 +12,14 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from cluster.local import keep_ray_on_loopback
 from matchday.embedded import EmbeddedPostgres, EmbeddedRedis, remove_tree, start_servers
@@ -79,6 +83,23 @@ def settings(data_dir: Path) -> Iterator[Settings]:
     finally:
         for server in reversed(started):
             server.stop()
+
+
+@contextmanager
+def database_of_its_own(settings: Settings, prefix: str) -> Iterator[Settings]:
+    """``settings`` with a fresh, migrated database on the session's PostgreSQL server:
+    for tests whose code reads every row of a table (a worker claiming every due order)."""
+    name = uid(prefix).replace("-", "_").lower()
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = make_conninfo(settings.database_url, dbname=name)
+    try:
+        migrate(url)
+        yield Settings(**{**settings.payload(), "database_url": url})
+    finally:
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            conn.execute(drop.format(sql.Identifier(name)))
 
 
 @pytest.fixture

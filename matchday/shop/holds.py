@@ -105,11 +105,14 @@ class OrderHolds:
 
     async def _hold_again(self, order: Order, line: OrderLine, ttl_s: float) -> OrderLine | None:
         """A new hold of ``line``'s units, if they are still available; it replaces the old
-        one in the order. The request id is the old hold's: a retry holds once."""
+        one in the order. The request id is the old hold's: a retry holds once.
+
+        The hold is the order's, not the cart's: the cart closed with the order, and the
+        engine refuses new holds on a closed cart (its fence, ADR 0017)."""
         try:
             view = await self.stock.reserve(
                 f"rh:{order.order_id}:{line.reservation_id}", line.sku, line.qty,
-                order.cart_id, order.customer_id, ttl_s,
+                order.order_id, order.customer_id, ttl_s,
             )  # fmt: skip
         except MatchdayError as exc:
             if exc.retryable:

@@ -32,6 +32,7 @@ from matchday.settings import Settings
 from matchday.shop import models as st
 from matchday.shop.models import Order
 from matchday.storage.payments_watch import PaymentWatch
+from tests.conftest import database_of_its_own
 from tests.integration.shop_stack import Stack, open_stack
 from tests.integration.test_payments_support import (
     LocalStripe,
@@ -44,6 +45,15 @@ from tests.integration.test_payments_support import (
 )
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def settings(settings: Settings) -> Iterator[Settings]:
+    """A database of this module's own: a payments worker's round claims every due order in
+    its database, and must not meet other modules' orders (or call a gated gateway for them:
+    the full suite once hung here that way)."""
+    with database_of_its_own(settings, "deadline") as own:
+        yield own
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from matchday.payments.fraud import FraudRules, VelocityLimits
 from matchday.payments.worker import PaymentsWorker
 from matchday.settings import Settings
 from matchday.shop import models as st
+from tests.conftest import database_of_its_own
 from tests.integration.test_payments_support import (
     LocalStripe,
     PayStack,
@@ -32,6 +33,16 @@ from tests.integration.test_payments_support import (
 )
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def settings(settings: Settings) -> Iterator[Settings]:
+    """A database of this module's own: a payments worker's round claims every due order in
+    its database, and must not meet other modules' orders (or call a gated gateway for them:
+    the full suite once hung here that way)."""
+    with database_of_its_own(settings, "hung") as own:
+        yield own
+
 
 TIMEOUT_S = 1.0
 
