@@ -42,6 +42,7 @@ from cluster.backup_cli import register as register_backup
 from cluster.capacity_cli import register as register_capacity
 from cluster.reports_cli import register as register_reports
 from cluster.screenshots import register as register_screenshots
+from cluster.suppliers_cli import register as register_suppliers
 from matchday.domain.cards import pan_fields
 from matchday.domain.errors import MatchdayError
 from matchday.settings import Settings
@@ -329,6 +330,7 @@ def parser() -> argparse.ArgumentParser:
     register_storefront(sub)
     register_screenshots(sub)
     register_capacity(sub)
+    register_suppliers(sub)
     return p
 
 

@@ -146,8 +146,10 @@ class LocalStack:
                 stack.serving = True
             if payments_worker or (payments_worker is None and serve):  # ADR 0008
                 from actors.payments_worker import start_payments_worker
+                from actors.supplier_worker import start_supplier_worker
 
                 start_payments_worker(settings)
+                start_supplier_worker(settings)  # feeds and bulk syncs, ADR 0025
         except BaseException:
             stack.stop()
             raise
@@ -244,8 +246,10 @@ class LocalStack:
             return
         from actors.client import stop_inventory
         from actors.payments_worker import stop_payments_worker
+        from actors.supplier_worker import stop_supplier_worker
 
         stop_payments_worker(self.settings)  # detached: it outlives us otherwise
+        stop_supplier_worker(self.settings)
         if self.owns_ray:
             # Our own cluster: its shutdown ends every actor at once (replicas, shards).
             # Serve's graceful shutdown first took its full 30 s limit on every stop here

@@ -65,6 +65,13 @@ OUTBOX_BACKLOG = "matchday_outbox_backlog"
 CATALOG_CACHE = "matchday_catalog_cache"
 EMBEDDED_RESTARTS = "matchday_embedded_restarts"
 EMBEDDED_UP = "matchday_embedded_up"
+SUPPLIER_MESSAGES = "matchday_supplier_messages"
+SUPPLIER_LINES = "matchday_supplier_lines"
+SUPPLIER_PULLS = "matchday_supplier_pulls"
+SUPPLIER_BREAKER_OPEN = "matchday_supplier_breaker_open"
+SUPPLIER_SYNCS = "matchday_supplier_syncs"
+SUPPLIER_SYNC_PROGRESS = "matchday_supplier_sync_progress"
+SUPPLIER_SHOP_LOAD = "matchday_supplier_shop_load"
 
 # Checkout waits on a gateway: a card payment is 0.3-3 s at Stripe, so the buckets reach
 # 10 s (the Stripe timeout) and are fine below 0.1 s, where the test gateway answers.
@@ -166,6 +173,52 @@ SPECS: tuple[MetricSpec, ...] = (
         "gauge",
         "1 while `matchday run` sees its embedded server (postgres, redis) running, else 0.",
         ("server",),
+    ),
+    # Supplier feeds (ADR 0025). Supplier ids are a handful an operator creates, like pins.
+    MetricSpec(
+        SUPPLIER_MESSAGES,
+        "counter",
+        "Pushed supplier messages by outcome: ok, replayed (a retry got its first answer), or"
+        " the refusal's code (invalid_signature, invalid_feed, conflict, ...).",
+        ("supplier", "outcome"),
+    ),
+    MetricSpec(
+        SUPPLIER_LINES,
+        "counter",
+        "Supplier lines (pushed, pulled, bulk) by status (applied, unchanged, rejected) and"
+        " the rejection's reason (unmapped, unknown_sku, stale, an engine error code).",
+        ("supplier", "status", "reason"),
+    ),
+    MetricSpec(
+        SUPPLIER_PULLS,
+        "counter",
+        "Scheduled feed pulls by outcome: changed (queued a sync), not_modified, failed,"
+        " skipped (the supplier's circuit breaker is open), rejected (a malformed feed).",
+        ("supplier", "outcome"),
+    ),
+    MetricSpec(
+        SUPPLIER_BREAKER_OPEN,
+        "gauge",
+        "1 while a supplier feed's circuit breaker is open (pulls skipped), else 0.",
+        ("supplier",),
+    ),
+    MetricSpec(
+        SUPPLIER_SYNCS,
+        "counter",
+        "Bulk syncs that ended, by status (done, cancelled, rejected).",
+        ("supplier", "status"),
+    ),
+    MetricSpec(
+        SUPPLIER_SYNC_PROGRESS,
+        "gauge",
+        "Share of the running bulk sync's lines with an outcome (0-1), per supplier.",
+        ("supplier",),
+    ),
+    MetricSpec(
+        SUPPLIER_SHOP_LOAD,
+        "gauge",
+        "Shoppers' engine mutations/s as the bulk-sync runner measures them (syncs wait while"
+        " it is above the threshold).",
     ),
 )
 

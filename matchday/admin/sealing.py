@@ -28,13 +28,23 @@ class SealError(Exception):
 
 
 class TotpSeal:
-    def __init__(self, secret_key: str) -> None:
+    """``info`` separates the keys of different kinds of secret (supplier signing secrets
+    use their own, matchday/suppliers/signing.py); ``what`` names them in errors."""
+
+    def __init__(
+        self,
+        secret_key: str,
+        *,
+        info: bytes = b"matchday admin totp v1",
+        what: str = "the TOTP secret of admin key",
+    ) -> None:
         if len(secret_key) < 32:
             raise ValueError("secret_key must be at least 32 characters")
-        derived = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"matchday admin totp v1"
-        ).derive(secret_key.encode())
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
+            secret_key.encode()
+        )
         self._aead = AESGCM(derived)
+        self._what = what
 
     def seal(self, key_id: str, totp_secret: str) -> str:
         nonce = os.urandom(_NONCE_BYTES)
@@ -48,5 +58,5 @@ class TotpSeal:
             raw = base64.urlsafe_b64decode(stored[len(PREFIX) :])
             plain = self._aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], key_id.encode())
         except (InvalidTag, ValueError) as exc:
-            raise SealError(f"the TOTP secret of admin key {key_id} does not open") from exc
+            raise SealError(f"{self._what} {key_id} does not open") from exc
         return plain.decode()

@@ -34,7 +34,7 @@ from matchday.inventory.commands import DEFAULT_POLICY, SKU_RE, StockView, field
 from matchday.inventory.routing import Router
 from matchday.storage.admin_repo import AdminRepository
 from matchday.storage.inventory_repo import InventoryRepository
-from matchday.web import admin_polls, admin_refunds, admin_reports
+from matchday.web import admin_polls, admin_refunds, admin_reports, admin_suppliers
 from matchday.web.admin_session import AdminCall, AdminGate, AdminSessions, client_of
 from matchday.web.base import BodyLimit, make_app
 from matchday.web.context import ShopContext
@@ -167,6 +167,7 @@ def build(ctx: ShopContext, *, pins: Pinning, router: Router) -> FastAPI:
     admin_refunds.include(app, gate, ctx)
     admin_reports.include(app, gate, ctx)
     admin_polls.include(app, gate, ctx)
+    admin_suppliers.include(app, gate, ctx)
 
     Reader = Annotated[AdminCall, Depends(gate.require(None))]
 
@@ -390,8 +391,9 @@ def build(ctx: ShopContext, *, pins: Pinning, router: Router) -> FastAPI:
 
 
 class _SmallBodiesExceptImport:
-    """The shop-wide body limit on every route but the CSV import, which may carry up to
-    1 MiB (the app's own, outer limit): a JSON body never needs that much."""
+    """The shop-wide body limit on every route but the CSV import and a supplier's bulk
+    sync, which may carry up to 1 MiB (the app's own, outer limit): a JSON body never needs
+    that much."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -401,7 +403,10 @@ class _SmallBodiesExceptImport:
         is_import = (
             scope["type"] == "http"
             and scope["method"] == "POST"
-            and str(scope["path"]).endswith(IMPORT_PATH)
+            and (
+                str(scope["path"]).endswith(IMPORT_PATH)
+                or admin_suppliers.is_sync_upload(str(scope["path"]))
+            )
         )
         await (self.app if is_import else self.small)(scope, receive, send)
 

@@ -26,7 +26,8 @@ import pytest
 from matchday.payments.events import StripeEvents
 from matchday.settings import Settings
 from matchday.storefront.build import bundle
-from matchday.web import storefront_app, webhooks_api
+from matchday.web import storefront_app, suppliers_api, webhooks_api
+from matchday.web.admin_suppliers import services_of
 from tests.integration.asgi_raw import Answer, Headers, call
 from tests.integration.test_polls_api import Polls, open_polls
 
@@ -104,6 +105,7 @@ async def apps(settings: Settings) -> AsyncIterator[Apps]:
             "polls": (polls.http._transport.app, "/api/polls"),  # type: ignore[attr-defined]
             "admin": (polls.admin.http._transport.app, "/api/admin"),  # type: ignore[attr-defined]
             "webhooks": (hooks, "/api/webhooks"),
+            "suppliers": (suppliers_api.build(ctx, services_of(ctx).push), "/api/suppliers"),
             "storefront": (storefront_app.build(bundle()), ""),
         }
         json_h = (b"content-type", b"application/json")
@@ -144,7 +146,8 @@ async def apps(settings: Settings) -> AsyncIterator[Apps]:
         ]  # fmt: skip
         fill = {"cart_id": cart, "sku": sku, "order_id": order, "poll_id": open_poll,
                 "slug": "no-such-kit", "account": "primary", "name": "x.svg", "path": "x",
-                "rest": "x", "key_id": "0123456789abcdef"}  # fmt: skip
+                "rest": "x", "key_id": "0123456789abcdef", "supplier": "no-such-supplier",
+                "supplier_sku": "S-1", "sync_id": "sync-0123"}  # fmt: skip
         yield Apps(polls, apps, templates, fill)
 
 

@@ -1,0 +1,228 @@
+"""Admin routes for supplier connectors (included by the admin app, ADR 0025).
+
+Behind the admin session, rate limit and audit of every other admin route (``gate``):
+
+- ``GET /suppliers``, ``GET /suppliers/{id}``: suppliers (never a secret).
+- ``POST /suppliers`` (``SupplierIn``): 201 with the supplier and its signing secret.
+- ``POST /suppliers/{id}/secret``: a new secret; the previous one verifies for a grace period.
+- ``PATCH /suppliers/{id}`` (``SupplierPatch``): name, feed, schedule, bound, active.
+- ``GET|POST /suppliers/{id}/mappings``, ``DELETE /suppliers/{id}/mappings/{supplier_sku}``.
+- ``POST /suppliers/{id}/syncs`` (a ``text/csv`` or ``application/json`` feed): a bulk sync,
+  queued (202) until the shop is quiet; ``GET /suppliers/{id}/syncs`` the newest.
+- ``GET /syncs/{sync_id}`` (progress, report), ``POST /syncs/{sync_id}/force|cancel``.
+
+A secret is in one answer only: the two routes that issue one are audited without it and
+never go through the idempotency store (a stored answer would be a stored credential). An
+Idempotency-Key sent with them is remembered as a hash with the secret it issued, so a
+retry after a lost answer gets that secret again rather than a second rotation.
+"""
+
+# No "from __future__ import annotations": FastAPI resolves the route's annotations.
+
+import re
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.responses import JSONResponse
+
+from matchday.domain.errors import MatchdayError, Unavailable
+from matchday.suppliers.admin import MappingsIn, SupplierIn, SupplierPatch
+from matchday.suppliers.config import SupplierServices, wire
+from matchday.suppliers.model import FeedRejected
+from matchday.web.admin_session import AdminCall, AdminGate
+from matchday.web.context import ShopContext
+from matchday.web.errors import error_response
+from matchday.web.schemas import ErrorBody
+from matchday.web.suppliers_api import SupplierPath
+
+_SYNC_UPLOAD = re.compile(r"/suppliers/[a-z0-9-]{1,32}/syncs$")
+SYNC_MEDIA = {"text/csv": "csv", "application/json": "json"}
+SyncPath = Annotated[str, Path(min_length=6, max_length=40, pattern=r"^sync-[0-9a-f]{1,32}$")]
+SupplierSkuPath = Annotated[str, Path(min_length=1, max_length=64)]
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No valid admin session"},
+    404: {"model": ErrorBody, "description": "No such supplier, mapping or sync"},
+    409: {"model": ErrorBody, "description": "Conflicts with the current state"},
+    422: {"model": ErrorBody, "description": "Invalid input; nothing was changed"},
+}
+SYNC_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **RESPONSES,
+    415: {"model": ErrorBody, "description": "Body is neither text/csv nor application/json"},
+    422: {
+        "model": ErrorBody,
+        "description": "Malformed feed: every problem listed, nothing queued",
+    },
+}
+
+
+def services_of(ctx: ShopContext) -> SupplierServices:
+    """The supplier services of this process, built once over its pool and engine client."""
+    found = ctx.extras.get("suppliers")
+    if isinstance(found, SupplierServices):
+        return found
+    if ctx.stock is None:
+        raise Unavailable("the inventory engine is not connected in this process")
+    secret = ctx.settings.secret_key.get_secret_value()
+    services = wire(ctx.pool, ctx.stock, secret, metrics=ctx.metrics)  # type: ignore[arg-type]
+    ctx.extras["suppliers"] = services
+    return services
+
+
+def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
+    Reader = Annotated[AdminCall, Depends(gate.require(None))]
+    Creator = Annotated[AdminCall, Depends(gate.require("supplier.create"))]
+    Updater = Annotated[AdminCall, Depends(gate.require("supplier.update"))]
+    Rotator = Annotated[AdminCall, Depends(gate.require("supplier.rotate"))]
+    Mapper = Annotated[AdminCall, Depends(gate.require("supplier.map"))]
+    Unmapper = Annotated[AdminCall, Depends(gate.require("supplier.unmap"))]
+    Syncer = Annotated[AdminCall, Depends(gate.require("supplier.sync"))]
+    Forcer = Annotated[AdminCall, Depends(gate.require("supplier.sync.force"))]
+    Canceller = Annotated[AdminCall, Depends(gate.require("supplier.sync.cancel"))]
+
+    async def issue(request: Request, call: AdminCall, params: dict[str, Any], make: Any) -> Any:
+        """Run ``make(idempotency key)`` and audit it, the secret left out of both."""
+        key = request.headers.get("idempotency-key")
+        try:
+            issued = await make(key)
+        except MatchdayError as exc:
+            await gate.record(call.who, call.action, call.target, params, exc.code)
+            raise
+        await gate.record(call.who, call.action, issued.supplier.supplier_id, params, "ok")
+        headers = {"Cache-Control": "no-store"}
+        return JSONResponse(issued.public(), status_code=201, headers=headers)
+
+    @app.get("/suppliers", responses=RESPONSES, tags=["suppliers"])
+    async def list_suppliers(call: Reader) -> dict[str, Any]:
+        """Every supplier, without secrets."""
+        return {"suppliers": [s.public() for s in await services_of(ctx).admin.list()]}
+
+    @app.post("/suppliers", status_code=201, responses=RESPONSES, tags=["suppliers"])
+    async def create_supplier(request: Request, body: SupplierIn, call: Creator) -> Any:
+        """A supplier and its signing secret, shown in this answer only."""
+        params = body.model_dump()
+        return await issue(request, call, params, lambda k: services_of(ctx).admin.create(body, k))
+
+    @app.get("/suppliers/{supplier}", responses=RESPONSES, tags=["suppliers"])
+    async def get_supplier(supplier: SupplierPath, call: Reader) -> dict[str, Any]:
+        return (await services_of(ctx).admin.get(supplier)).public()
+
+    @app.patch("/suppliers/{supplier}", responses=RESPONSES, tags=["suppliers"])
+    async def update_supplier(
+        request: Request, supplier: SupplierPath, body: SupplierPatch,
+        call: Updater,
+    ) -> JSONResponse:  # fmt: skip
+        """Change the fields given; ``null`` removes the feed URL or the schedule."""
+
+        async def produce(rid: str) -> tuple[int, Any]:
+            return 200, (await services_of(ctx).admin.update(supplier, body)).public()
+
+        return await gate.run(request, call, body.model_dump(exclude_unset=True), produce)
+
+    @app.post(
+        "/suppliers/{supplier}/secret", status_code=201, responses=RESPONSES, tags=["suppliers"]
+    )
+    async def rotate_secret(request: Request, supplier: SupplierPath, call: Rotator) -> Any:
+        """A new signing secret; the previous one keeps verifying until
+        ``previous_valid_until``, so the supplier can switch without dropping a message."""
+        return await issue(request, call, {}, lambda k: services_of(ctx).admin.rotate(supplier, k))
+
+    @app.get("/suppliers/{supplier}/mappings", responses=RESPONSES, tags=["suppliers"])
+    async def list_mappings(supplier: SupplierPath, call: Reader) -> dict[str, Any]:
+        found = await services_of(ctx).admin.mappings(supplier)
+        return {"mappings": [_mapping(m) for m in found.values()]}
+
+    @app.post("/suppliers/{supplier}/mappings", responses=RESPONSES, tags=["suppliers"])
+    async def put_mappings(
+        request: Request, supplier: SupplierPath, body: MappingsIn, call: Mapper
+    ) -> JSONResponse:
+        """Map supplier SKUs to SKUs, all or none (every SKU must exist)."""
+
+        async def produce(rid: str) -> tuple[int, Any]:
+            found = await services_of(ctx).admin.map(supplier, body)
+            return 200, {"mappings": [_mapping(m) for m in found.values()]}
+
+        return await gate.run(request, call, body.model_dump(), produce)
+
+    @app.delete(
+        "/suppliers/{supplier}/mappings/{supplier_sku}", responses=RESPONSES, tags=["suppliers"]
+    )
+    async def delete_mapping(
+        request: Request, supplier: SupplierPath, supplier_sku: SupplierSkuPath,
+        call: Unmapper,
+    ) -> JSONResponse:  # fmt: skip
+        async def produce(rid: str) -> tuple[int, Any]:
+            await services_of(ctx).admin.unmap(supplier, supplier_sku)
+            return 200, {"supplier_id": supplier, "supplier_sku": supplier_sku, "deleted": True}
+
+        return await gate.run(request, call, {}, produce)
+
+    @app.post(
+        "/suppliers/{supplier}/syncs", status_code=202, responses=SYNC_RESPONSES, tags=["syncs"]
+    )
+    async def queue_sync(request: Request, supplier: SupplierPath, call: Syncer) -> JSONResponse:
+        """Queue a feed (``sku,level`` or ``sku,delta`` CSV, or JSON lines) as a bulk sync.
+        It runs when the shop is quiet, in chunks; a small one runs at once."""
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        fmt = SYNC_MEDIA.get(media)
+        if fmt is None:
+            return error_response(
+                415, "unsupported_media_type", "send text/csv or application/json"
+            )
+        data = await request.body()
+        bulk = services_of(ctx).bulk
+        params = {"format": fmt, "bytes": len(data)}
+        try:
+            sync, created = await bulk.queue(supplier, data, fmt, queued_by=_who(call))
+        except FeedRejected as exc:
+            await gate.record(call.who, call.action, call.target, params, exc.code)
+            return error_response(422, exc.code, exc.message, errors=exc.records())
+        except MatchdayError as exc:
+            await gate.record(call.who, call.action, call.target, params, exc.code)
+            raise
+        params = {**params, "lines": sync.total_lines, "new": created}
+        await gate.record(call.who, call.action, sync.sync_id, params, "ok")
+        return JSONResponse(sync.public(), status_code=202 if created else 200)
+
+    @app.get("/suppliers/{supplier}/syncs", responses=RESPONSES, tags=["syncs"])
+    async def list_syncs(
+        supplier: SupplierPath, call: Reader, limit: Annotated[int, Query(ge=1, le=200)] = 20
+    ) -> dict[str, Any]:
+        recent = await services_of(ctx).bulk.syncs.recent(supplier, limit)
+        return {"syncs": [s.public() for s in recent]}
+
+    @app.get("/syncs/{sync_id}", responses=RESPONSES, tags=["syncs"])
+    async def get_sync(sync_id: SyncPath, call: Reader) -> dict[str, Any]:
+        """A sync's progress and, once it ended, its report (counts, reasons, drift)."""
+        return (await services_of(ctx).bulk.get(sync_id)).public()
+
+    @app.post("/syncs/{sync_id}/force", responses=RESPONSES, tags=["syncs"])
+    async def force_sync(request: Request, sync_id: SyncPath, call: Forcer) -> JSONResponse:
+        """Run it now, whatever the load."""
+
+        async def produce(rid: str) -> tuple[int, Any]:
+            return 200, (await services_of(ctx).bulk.force(sync_id)).public()
+
+        return await gate.run(request, call, {}, produce)
+
+    @app.post("/syncs/{sync_id}/cancel", responses=RESPONSES, tags=["syncs"])
+    async def cancel_sync(request: Request, sync_id: SyncPath, call: Canceller) -> JSONResponse:
+        """Stop it after the chunk in flight; what was applied stays and is reported."""
+
+        async def produce(rid: str) -> tuple[int, Any]:
+            return 200, (await services_of(ctx).bulk.cancel(sync_id)).public()
+
+        return await gate.run(request, call, {}, produce)
+
+
+def is_sync_upload(path: str) -> bool:
+    """A bulk sync's upload, which may be as large as the admin app's outer body limit (a
+    larger feed is queued from the CLI, ``matchday suppliers sync``)."""
+    return _SYNC_UPLOAD.search(path) is not None
+
+
+def _mapping(m: Any) -> dict[str, Any]:
+    return {"supplier_sku": m.supplier_sku, "sku": m.sku, "level_as_of": m.level_as_of}
+
+
+def _who(call: AdminCall) -> str:
+    return f"admin:{call.who.key_id or '-'}"

@@ -1,0 +1,44 @@
+"""Supplier stock pushes, at /api/suppliers (ADR 0025).
+
+An app of its own rather than routes of the admin app: its callers are suppliers' systems,
+authenticated per message by an HMAC under their own secret (not an operator's session); a
+front proxy can open /api/suppliers to partners and keep /api/admin internal; it scales and
+sheds load apart from the operators' app; and its route is ``/api/suppliers/{supplier}/stock``
+(a Serve app owns its route prefix). Levels go through the engine client like the shop's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from matchday.suppliers.config import wire
+from matchday.web import suppliers_api
+from serve import presets
+from serve.common import AppArgs, open_context, settings_of
+
+
+@serve.deployment(name="Suppliers", **presets.SUPPLIERS)
+@serve.ingress()
+class SuppliersAPI:
+    async def __init__(self, settings: dict[str, Any]) -> None:
+        s = settings_of(settings)
+        self.ctx = await open_context(s, with_stock=True)
+        assert self.ctx.stock is not None
+        secret = s.secret_key.get_secret_value()
+        stock: Any = self.ctx.stock  # an InventoryClient: restock, set_on_hand
+        self.services = wire(self.ctx.pool, stock, secret, metrics=self.ctx.metrics)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return suppliers_api.build(self.ctx, self.services.push)
+
+    async def __del__(self) -> None:
+        await self.ctx.close()
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """The app builder serve_config.yaml names; ``args`` is that app's ``args:``."""
+    settings = AppArgs.model_validate(args).settings
+    return SuppliersAPI.bind(settings)  # type: ignore[attr-defined]
