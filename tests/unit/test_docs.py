@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from matchday.settings import Settings
+from matchday.suppliers.config import SupplierSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGURATION = ROOT / "docs" / "ops" / "configuration.md"
@@ -25,13 +26,18 @@ def documented() -> set[str]:
     return names
 
 
+def settings_names() -> set[str]:
+    names = {f"MATCHDAY_{name.upper()}" for name in Settings.model_fields}
+    return names | {f"MATCHDAY_SUPPLIER_{name.upper()}" for name in SupplierSettings.model_fields}
+
+
 def test_every_setting_is_in_the_configuration_doc() -> None:
-    wanted = {f"MATCHDAY_{name.upper()}" for name in Settings.model_fields}
+    wanted = settings_names()
     assert wanted - documented() == set()
 
 
 def test_the_configuration_doc_names_no_setting_that_is_gone() -> None:
-    known = {f"MATCHDAY_{name.upper()}" for name in Settings.model_fields} | OUTSIDE_SETTINGS
+    known = settings_names() | OUTSIDE_SETTINGS
     assert documented() - known == set()
 
 
