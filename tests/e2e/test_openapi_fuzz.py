@@ -63,7 +63,10 @@ SCENARIOS = _env_int("MATCHDAY_FUZZ_SCENARIOS", 15)
 STEPS = _env_int("MATCHDAY_FUZZ_STEPS", 6)
 STRICT = os.environ.get("MATCHDAY_FUZZ_STRICT", "") == "1"
 
-APPS = ["/api/catalog", "/api/shop", "/api/orders", "/api/admin", "/api/webhooks", "/api/polls"]
+APPS = [
+    "/api/catalog", "/api/shop", "/api/orders", "/api/admin", "/api/webhooks", "/api/polls",
+    "/api/suppliers",
+]  # fmt: skip
 # Apps whose operations link (webhooks and polls have no producer of an id another takes).
 LINKED = ["/api/catalog", "/api/shop", "/api/orders", "/api/admin"]
 
