@@ -87,7 +87,7 @@ class PaymentsWorkerActor:
             if s.gateway_kind == "stripe":
                 gateway: Any = build_gateway(s, PaymentsRepository(pool, s.payment_region))
             else:  # the test gateway's memory lives in the Payments deployment
-                from serve.payments import HandleGateway
+                from actors.payments_handle import HandleGateway
 
                 gateway = HandleGateway.deployed()  # raises until Serve has deployed it
             ctx = await ShopContext.open(s, stock=connect_client(s), gateway=gateway, pool_size=4)

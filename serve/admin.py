@@ -8,13 +8,13 @@ from ray import serve
 from ray.serve import Application
 
 from actors.client import shard_handles
+from actors.payments_handle import HandleGateway
 from actors.pinning import pin_sku, unpin_sku
 from matchday.inventory.routing import Router
 from matchday.storage.inventory_repo import InventoryRepository
 from matchday.web import admin_api
 from serve import presets
 from serve.common import AppArgs, open_context, settings_of
-from serve.payments import HandleGateway
 
 
 class RayPinning:

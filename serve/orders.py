@@ -7,6 +7,7 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
+from actors.payments_handle import HandleGateway
 from matchday.payments.fraud import FraudRules, VelocityLimits
 from matchday.settings import Settings
 from matchday.storage.payments_repo import PaymentsRepository
@@ -14,7 +15,7 @@ from matchday.web import orders_api
 from matchday.web.context import ShopContext
 from serve import presets
 from serve.common import AppArgs, open_context, settings_of
-from serve.payments import HandleGateway, Payments
+from serve.payments import Payments
 
 
 def configure_payments(ctx: ShopContext, settings: Settings) -> None:

@@ -16,16 +16,14 @@ from typing import Any
 from ray import serve
 
 from actors.metrics import GatewayCounters, counted, sample_every
-from matchday.domain.errors import MatchdayError, error_from_record, error_to_record
+from actors.payments_handle import DEPLOYMENT
+from matchday.domain.errors import MatchdayError, error_to_record
 from matchday.payments.factory import build_gateway
-from matchday.payments.gateway import ChargeRequest, ChargeResult, RefundResult
+from matchday.payments.gateway import ChargeRequest
 from matchday.storage.db import make_pool
 from matchday.storage.payments_repo import PaymentsRepository
 from serve import presets
 from serve.common import settings_of
-
-DEPLOYMENT = "Payments"
-APP = "orders"  # the application that deploys it (serve_config.yaml)
 
 
 @serve.deployment(name=DEPLOYMENT, **presets.PAYMENTS)
@@ -65,37 +63,3 @@ class Payments:
 
     async def __del__(self) -> None:
         await self.pool.close()
-
-
-class HandleGateway:
-    """A :class:`PaymentGateway` that forwards to the Payments deployment."""
-
-    name = "payments"
-
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle
-
-    @classmethod
-    def deployed(cls) -> HandleGateway:
-        """The Payments deployment of the running orders app (for other apps and actors)."""
-        return cls(serve.get_deployment_handle(DEPLOYMENT, app_name=APP))
-
-    async def charge(self, req: ChargeRequest) -> ChargeResult:
-        kind, value = await self.handle.charge.remote(req)
-        if kind == "error":
-            raise error_from_record(value)
-        assert isinstance(value, ChargeResult)
-        return value
-
-    async def refund(
-        self, payment_ref: str, amount_cents: int, idempotency_key: str
-    ) -> RefundResult:
-        kind, value = await self.handle.refund.remote(payment_ref, amount_cents, idempotency_key)
-        if kind == "error":
-            raise error_from_record(value)
-        assert isinstance(value, RefundResult)
-        return value
-
-    async def fingerprint(self, payment_token: str) -> str | None:
-        value = await self.handle.fingerprint.remote(payment_token)
-        return None if value is None else str(value)

@@ -13,6 +13,7 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
+from actors.payments_handle import HandleGateway
 from matchday.payments.events import StripeEvents
 from matchday.payments.factory import build_gateway
 from matchday.payments.router import PaymentRouter
@@ -22,7 +23,6 @@ from matchday.web import webhooks_api
 from serve import presets
 from serve.common import AppArgs, open_context, settings_of
 from serve.orders import configure_payments
-from serve.payments import HandleGateway
 
 # Webhooks are a trickle next to checkouts: Stripe retries for days, so shedding is safe.
 WEBHOOKS = presets.autoscaled(min_replicas=1, max_replicas=2, target=16, ongoing=64, queued=256)
