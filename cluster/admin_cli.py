@@ -64,7 +64,7 @@ def _operator() -> AdminIdentity:
 
 def _with_admin(settings: Settings, work: Callable[[Any, Any], Awaitable[T]]) -> T:
     """Run ``work(auth, audit)`` against the stack's database."""
-    from cluster.cli import _resolve
+    from cluster.cli_common import resolve
     from cluster.local import secret_key
     from matchday.admin.audit import AuditLog
     from matchday.admin.auth import AdminAuth
@@ -72,7 +72,7 @@ def _with_admin(settings: Settings, work: Callable[[Any, Any], Awaitable[T]]) ->
     from matchday.storage.admin_repo import AdminRepository
     from matchday.storage.db import make_pool
 
-    settings = _resolve(settings)
+    settings = resolve(settings)
 
     async def run() -> T:
         pool = make_pool(settings.database_url, max_size=2, name="matchday-admin-cli")
@@ -109,17 +109,17 @@ def cmd_create_key(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_list_keys(args: argparse.Namespace, settings: Settings) -> int:
-    from cluster.cli import _print
+    from cluster.cli_common import print_json
 
     async def work(auth: Any, audit: Any) -> list[dict[str, Any]]:
         return [asdict(k) for k in await auth.list_keys()]
 
-    _print(_with_admin(settings, work))
+    print_json(_with_admin(settings, work))
     return 0
 
 
 def cmd_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from cluster.cli import _print
+    from cluster.cli_common import print_json
     from matchday.domain.errors import MatchdayError
 
     async def work(auth: Any, audit: Any) -> dict[str, Any]:
@@ -131,17 +131,17 @@ def cmd_revoke(args: argparse.Namespace, settings: Settings) -> int:
         await audit.record(_operator(), "key.revoke", args.key_id)
         return asdict(info)
 
-    _print(_with_admin(settings, work))
+    print_json(_with_admin(settings, work))
     return 0
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
-    from cluster.cli import _print
+    from cluster.cli_common import print_json
 
     async def work(auth: Any, audit: Any) -> list[dict[str, Any]]:
         return [asdict(e) for e in await audit.recent(args.limit, args.action)]
 
-    _print(_with_admin(settings, work))
+    print_json(_with_admin(settings, work))
     return 0
 
 

@@ -36,7 +36,7 @@ from matchday.settings import Settings
 ENV_FILE = "ray.env"
 # Only when the token came as a value (RAY_AUTH_TOKEN): a copy, so that a path is printed.
 TOKEN_FILE = "ray_auth_token"  # noqa: S105 - a file name, not a password
-LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # cluster.local.keep_ray_on_loopback
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # actors.ray_env.keep_ray_on_loopback
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def load(settings: Settings) -> Attach:
 
 
 def cmd_env(args: argparse.Namespace, settings: Settings) -> int:
-    from cluster.local import load_state
+    from matchday.ops.stack_state import load_state
 
     state = load_state(settings)
     if not state or not psutil.pid_exists(int(state["pid"])):

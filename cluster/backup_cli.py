@@ -72,11 +72,11 @@ def _guarded(work: Callable[[], int]) -> int:
 
 
 def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
-    from cluster.cli import _resolve
+    from cluster.cli_common import resolve
     from matchday.ops.backup import backup
 
     key = _key(settings)
-    settings = _resolve(settings)
+    settings = resolve(settings)
     out = args.out
     if out is None:
         folder = settings.data_dir / "backups"
@@ -101,11 +101,11 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
-    from cluster.cli import _resolve
+    from cluster.cli_common import resolve
     from matchday.ops.backup import restore
 
     key = _key(settings)
-    url = args.database_url or _resolve(settings).database_url
+    url = args.database_url or resolve(settings).database_url
 
     def work() -> int:
         report = restore(args.path, url, key, _progress, force=args.force)
@@ -116,11 +116,11 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
-    from cluster.cli import _resolve
+    from cluster.cli_common import resolve
     from matchday.ops.backup import drill
 
     key = _key(settings)
-    url = _resolve(settings).database_url
+    url = resolve(settings).database_url
 
     def work() -> int:
         report = drill(url, key, _progress)

@@ -79,12 +79,12 @@ def say(message: str) -> None:
 
 
 def resolve_target(args: argparse.Namespace, settings: Settings) -> Target:
-    from cluster.cli import _resolve
-    from cluster.local import load_state
+    from cluster.cli_common import resolve
     from loadtests.config import LoadConfig, check_target
+    from matchday.ops.stack_state import load_state
 
     state = load_state(settings) or {}
-    settings = _resolve(settings)
+    settings = resolve(settings)
     host = args.host or f"http://{settings.http_host}:{settings.http_port}"
     why = check_target(host, LoadConfig.from_env())
     if why:
@@ -191,7 +191,7 @@ async def measure_http(run: Run, fixture: Fixture) -> None:
 
 def measure_hot_shard(run: Run, fixture: Fixture, callers: int) -> HotShard:
     """Many callers reserving one SKU through Ray: the ceiling of the shard that owns it."""
-    from cluster.cli import _with_ray
+    from cluster.cli_common import with_ray
 
     assert run.idle is not None
     say(f"[hot] {callers} callers reserve {fixture.hot} through Ray for {run.phase_s:g} s ...")
@@ -217,7 +217,7 @@ def measure_hot_shard(run: Run, fixture: Fixture, callers: int) -> HotShard:
         await asyncio.sleep(run.tail_s)
         return done[0], run.meter.window(before, run.meter.read())
 
-    reserves, w = _with_ray(run.target.settings, work)
+    reserves, w = with_ray(run.target.settings, work)
     if reserves == 0:
         raise MeasureError("the hot shard phase reserved nothing")
     cost = class_cost(w, run.idle, ok=reserves, errors=0, rate_per_s=reserves / run.phase_s,

@@ -32,7 +32,6 @@ import signal
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from typing import Any
 
@@ -40,6 +39,7 @@ from cluster import attach
 from cluster.admin_cli import register as register_admin
 from cluster.backup_cli import register as register_backup
 from cluster.capacity_cli import register as register_capacity
+from cluster.cli_common import print_json, resolve, with_ray
 from cluster.reports_cli import register as register_reports
 from cluster.screenshots import register as register_screenshots
 from cluster.suppliers_cli import register as register_suppliers
@@ -121,55 +121,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _resolve(settings: Settings) -> Settings:
-    from cluster.local import load_state
-
-    state = load_state(settings) or {}
-    update = {}
-    for key in ("database_url", "redis_url", "ray_address"):
-        if not getattr(settings, key) and state.get(key):
-            update[key] = state[key]
-    # The running shards decide the routing, whatever this shell's environment says.
-    for key in ("shards", "dedicated_shards"):
-        if key in state:
-            update[key] = state[key]
-    if not (settings.database_url or update.get("database_url")):
-        raise SystemExit("no running stack found: start one with `matchday run` (or `make run`)")
-    return settings.model_copy(update=update)
-
-
-def _with_ray(settings: Settings, work: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
-    import logging
-
-    import ray
-
-    from actors.client import connect_client, shard_handles
-
-    if not settings.ray_address:
-        raise SystemExit("no running Ray cluster found: start one with `matchday run`")
-    ray.init(
-        address=settings.ray_address,
-        namespace=settings.namespace,
-        logging_level=logging.ERROR,
-        log_to_driver=False,
-    )
-    try:
-        handles = shard_handles(settings)
-        return asyncio.run(work((connect_client(settings, handles), handles)))
-    finally:
-        ray.shutdown()
-
-
-def _print(obj: Any) -> None:
-    print(
-        json.dumps(
-            asdict(obj) if hasattr(obj, "__dataclass_fields__") else obj, indent=2, default=str
-        )
-    )
-
-
 def cmd_engine(args: argparse.Namespace, settings: Settings) -> int:
-    settings = _resolve(settings)
+    settings = resolve(settings)
     rid = _request_id(args)
 
     async def work(ctx: Any) -> Any:
@@ -193,7 +146,7 @@ def cmd_engine(args: argparse.Namespace, settings: Settings) -> int:
             )
         return await client.release(rid, args.sku, args.reservation)
 
-    _print(_with_ray(settings, work))
+    print_json(with_ray(settings, work))
     return 0
 
 
@@ -203,7 +156,7 @@ def cmd_pin(args: argparse.Namespace, settings: Settings) -> int:
     from matchday.storage.db import make_pool
     from matchday.storage.inventory_repo import InventoryRepository
 
-    settings = _resolve(settings)
+    settings = resolve(settings)
 
     async def work(ctx: Any) -> Any:
         _, handles = ctx
@@ -221,7 +174,7 @@ def cmd_pin(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await pool.close()
 
-    _print(_with_ray(settings, work))
+    print_json(with_ray(settings, work))
     return 0
 
 
@@ -229,7 +182,7 @@ def cmd_read(args: argparse.Namespace, settings: Settings) -> int:
     from matchday.storage.db import make_pool
     from matchday.storage.inventory_repo import InventoryRepository
 
-    settings = _resolve(settings)
+    settings = resolve(settings)
 
     async def work() -> Any:
         pool = make_pool(settings.database_url)
@@ -248,32 +201,32 @@ def cmd_read(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await pool.close()
 
-    _print(asyncio.run(work()))
+    print_json(asyncio.run(work()))
     return 0
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from cluster.local import load_state
+    from matchday.ops.stack_state import load_state
 
     state = load_state(settings)
     if not state or not _alive(state["pid"]):
         print("no running stack (start one with `matchday run`)")
         return 1
     print(json.dumps(state, indent=2))
-    settings = _resolve(settings)
+    settings = resolve(settings)
 
     async def work(ctx: Any) -> Any:
         _, handles = ctx
         return [await h.stats.remote() for h in handles.values()]
 
-    _print(_with_ray(settings, work))
+    print_json(with_ray(settings, work))
     return 0
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from matchday.storage.db import migrate
 
-    settings = _resolve(settings)
+    settings = resolve(settings)
     applied = migrate(settings.database_url)
     print("applied: " + (", ".join(applied) if applied else "nothing, schema is current"))
     return 0
@@ -346,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     if not os.environ.get("MATCHDAY_RAY_ADDRESS"):
-        from cluster.local import keep_ray_on_loopback
+        from actors.ray_env import keep_ray_on_loopback
 
         keep_ray_on_loopback()
     # A second process joining the stack's Ray must present the token `matchday run` made.

@@ -30,29 +30,14 @@ from cluster.serving import (
     load_config,
     shutdown,
 )
-from matchday.catalog.demo import seed_catalog
-from matchday.demo import demo_stock
+from matchday.catalog.demo import seed_demo
 from matchday.embedded import EmbeddedPostgres, start_servers
-from matchday.inventory.routing import Router
+from matchday.ops.stack_state import STATE_FILE
 from matchday.settings import Settings
-from matchday.storage.db import make_pool, migrate
-from matchday.storage.inventory_repo import InventoryRepository
+from matchday.storage.db import migrate
 from matchday.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
-
-STATE_FILE = "stack.json"
-
-
-def keep_ray_on_loopback() -> None:
-    """Make a single-machine Ray listen on 127.0.0.1 only. Call before ``import ray``.
-
-    On Linux Ray binds its GCS, raylet and workers on every interface and advertises the
-    machine's address (it assumes a cluster). This switch is the one Ray itself uses on
-    laptops (macOS, Windows): the node address becomes 127.0.0.1 and so does every
-    listener. A multi-node cluster (``MATCHDAY_RAY_ADDRESS`` set) must not use it. ADR 0004.
-    """
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 @dataclass
@@ -336,19 +321,6 @@ def end_leftovers(data_dir: Path, *, say: Any = print) -> None:
     ProcessBook(data_dir).clear()
 
 
-async def seed_demo(settings: Settings) -> int:
-    pool = make_pool(settings.database_url)
-    await pool.open()
-    try:
-        n = await InventoryRepository(pool).create_skus(
-            demo_stock(), Router(settings.shards, settings.dedicated_shards)
-        )
-        await seed_catalog(pool)
-        return n
-    finally:
-        await pool.close()
-
-
 def secret_key(settings: Settings) -> str:
     """The configured key, else one generated once per data directory (a 0600 file)."""
     configured = settings.secret_key.get_secret_value()
@@ -360,11 +332,3 @@ def secret_key(settings: Settings) -> str:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32))
     return path.read_text().strip()
-
-
-def load_state(settings: Settings) -> dict[str, Any] | None:
-    path = settings.data_dir / STATE_FILE
-    if not path.exists():
-        return None
-    state: dict[str, Any] = json.loads(path.read_text())
-    return state

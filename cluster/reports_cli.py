@@ -47,12 +47,12 @@ def _table(rows: Sequence[Any]) -> str:
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    from cluster.cli import _resolve
+    from cluster.cli_common import resolve
     from matchday.reports.output import write_csv, write_png
     from matchday.reports.reader import open_reports
     from matchday.reports.registry import REPORTS
 
-    settings = _resolve(settings)
+    settings = resolve(settings)
     report = REPORTS[args.name]
 
     async def run() -> Sequence[Any]:

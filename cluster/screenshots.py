@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cluster.browser import VIEWPORT, Target, demo_stack, launch, missing_reason, settled
+from bench.browser import VIEWPORT, Target, demo_stack, launch, missing_reason, settled
 from matchday.settings import Settings
 
 PAGES = ("catalogue", "product", "poll", "cart", "checkout", "order-paid")
@@ -52,7 +52,7 @@ def cmd_screenshots(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _target(args: argparse.Namespace, settings: Settings) -> Target:
-    from cluster.local import load_state
+    from matchday.ops.stack_state import load_state
 
     if args.url:  # a stack elsewhere: its database only if this shell is configured for it
         return Target(args.url.rstrip("/"), settings.database_url)

@@ -4,7 +4,7 @@
 the Serve controller directly with the same schema, so they work with the dashboard off.
 
 Binds (ADR 0006). A single-machine stack keeps every listener on 127.0.0.1: Ray itself via
-``cluster.local.keep_ray_on_loopback`` (ADR 0004), the ingress via ``http_options.host``, and
+``actors.ray_env.keep_ray_on_loopback`` (ADR 0004), the ingress via ``http_options.host``, and
 the listeners Ray 2.60 hard-codes to all interfaces via the worker setup hook
 (``cluster.serve_hook``), which also gives the ingress matchday's limits, timeouts, JSON
 errors and client-address rules (ADR 0020).

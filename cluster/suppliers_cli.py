@@ -89,7 +89,7 @@ def _with_suppliers(
     """Run ``work(tools)`` against the stack's database; audit it when ``action`` is given
     (its outcome, a refusal's code included). ``tools`` has ``admin`` and ``bulk``."""
     from cluster.admin_cli import _operator
-    from cluster.cli import _resolve
+    from cluster.cli_common import resolve
     from cluster.local import secret_key
     from matchday.admin.audit import AuditLog
     from matchday.domain.errors import MatchdayError
@@ -101,7 +101,7 @@ def _with_suppliers(
     from matchday.suppliers.bulk import BulkSyncs
     from matchday.suppliers.signing import SecretSeal
 
-    settings = _resolve(settings)
+    settings = resolve(settings)
 
     async def run() -> T:
         pool = make_pool(settings.database_url, max_size=2, name="matchday-suppliers-cli")
@@ -130,9 +130,9 @@ def _with_suppliers(
 
 
 def _show(obj: Any) -> int:
-    from cluster.cli import _print
+    from cluster.cli_common import print_json
 
-    _print(obj)
+    print_json(obj)
     return 0
 
 

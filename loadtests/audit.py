@@ -93,7 +93,7 @@ def resolve_database_url(explicit: str | None) -> str:
         return explicit
     if os.environ.get("MATCHDAY_DATABASE_URL"):
         return os.environ["MATCHDAY_DATABASE_URL"]
-    from cluster.local import load_state
+    from matchday.ops.stack_state import load_state
     from matchday.settings import Settings
 
     state = load_state(Settings()) or {}

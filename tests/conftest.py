@@ -21,7 +21,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from cluster.local import keep_ray_on_loopback
+from actors.ray_env import keep_ray_on_loopback
 from matchday.embedded import EmbeddedPostgres, EmbeddedRedis, remove_tree, start_servers
 from matchday.settings import Settings
 from matchday.storage.db import make_pool, migrate

@@ -20,12 +20,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from actors.ray_env import keep_ray_on_loopback
 from bench.inventory.config import RESULTS_DIR, Config
 from bench.inventory.environment import _postmaster_pid
 from bench.inventory.report import Progress, finish, report
 from bench.inventory.runner import Bench
 from bench.watch import Stalled
-from cluster.local import keep_ray_on_loopback
 from matchday.embedded import remove_tree, start_servers
 from matchday.settings import Settings
 from matchday.storage.db import migrate

@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 
-from cluster.local import keep_ray_on_loopback
+from actors.ray_env import keep_ray_on_loopback
 from cluster.serving import deploy, load_config
 
 

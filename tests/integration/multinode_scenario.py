@@ -177,7 +177,7 @@ def main() -> None:
     # and a bare ray.init() in any other process on this machine would join that cluster.
     os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="mdray-")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private, loopback-only cluster
-    from cluster.local import keep_ray_on_loopback
+    from actors.ray_env import keep_ray_on_loopback
 
     keep_ray_on_loopback()
     import ray

@@ -16,7 +16,7 @@ from typing import Any
 import pyotp
 import pytest
 
-from cluster.browser import VIEWPORT, launch, missing_reason
+from bench.browser import VIEWPORT, launch, missing_reason
 from matchday.catalog.models import CategoryIn, ProductIn, VariantIn
 from matchday.inventory.routing import Router
 from matchday.web.context import ShopContext
