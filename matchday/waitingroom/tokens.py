@@ -8,6 +8,10 @@ Redis is away (ADR 0026).
     ticket     mdt1.<drop>.<customer>.<place>.<expires>.<mac>
     pass       mdp1.<drop>.<customer>.<expires>.<mac>
     challenge  mdc1.<drop>.<customer>.<bits>.<expires>.<salt>.<mac>
+
+Numbers, salts and MACs are written in hex with the digits shifted to g-p (as ``fresh_key``
+does): tickets travel in query strings and bodies, which the PAN guard screens, and a run of
+13 or more digits that passes Luhn would be refused there as a card number.
 """
 
 from __future__ import annotations
@@ -21,20 +25,30 @@ from dataclasses import dataclass
 from matchday.waitingroom.errors import TokenExpired, TokenMalformed, TokenRefused, WrongPow
 
 _KEY_LABEL = b"matchday waiting room v1"
-_MAC = r"([0-9a-f]{32})"
+_MAC = r"([a-p]{32})"
 _DROP = r"(d_[a-z2-7]{16})"
 _CUST = r"([A-Za-z0-9_-]{1,64})"
-_NUM = r"([0-9]{1,17})"
+_NUM = r"(g|[h-p][a-p]{0,15})"  # canonical: no leading zero, so one string per number
 _TICKET = re.compile(rf"mdt1\.{_DROP}\.{_CUST}\.{_NUM}\.{_NUM}\.{_MAC}")
 _PASS = re.compile(rf"mdp1\.{_DROP}\.{_CUST}\.{_NUM}\.{_MAC}")
 _BITS = r"([0-9]{1,2})"
-_SALT = r"([0-9a-f]{16})"
+_SALT = r"([a-p]{16})"
 _CHALLENGE = re.compile(rf"mdc1\.{_DROP}\.{_CUST}\.{_BITS}\.{_NUM}\.{_SALT}\.{_MAC}")
 _NONCE = re.compile(r"[A-Za-z0-9]{1,32}")
 
 TICKET_TTL_S = 24 * 3600  # longer than any drop's queue
 CHALLENGE_TTL_S = 300  # time to solve one, with room for a slow phone
 MAX_BITS = 24
+_NO_DIGITS = str.maketrans("0123456789", "ghijklmnop")
+_DIGITS = str.maketrans("ghijklmnop", "0123456789")
+
+
+def _enc(n: int) -> str:
+    return format(n, "x").translate(_NO_DIGITS)
+
+
+def _dec(text: str) -> int:
+    return int(text.translate(_DIGITS), 16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,28 +84,29 @@ class Tokens:
 
     def _mac(self, *parts: object) -> str:
         message = "|".join(str(p) for p in parts).encode()
-        return hmac.digest(self._key, message, hashlib.sha256).hex()[:32]
+        return hmac.digest(self._key, message, hashlib.sha256).hex()[:32].translate(_NO_DIGITS)
 
     # -- tickets -----------------------------------------------------------------------------
 
     def ticket(self, drop_id: str, customer: str, place: int, now: float) -> str:
         expires = int(now) + TICKET_TTL_S
         mac = self._mac("ticket", drop_id, customer, place, expires)
-        return f"mdt1.{drop_id}.{customer}.{place}.{expires}.{mac}"
+        return f"mdt1.{drop_id}.{customer}.{_enc(place)}.{_enc(expires)}.{mac}"
 
     def read_ticket(self, token: str | None, drop_id: str, now: float) -> Ticket:
         """A genuine, live ticket of this drop (its shopper is checked by the caller)."""
         match = _TICKET.fullmatch(token or "")
         if match is None:
             raise TokenMalformed("ticket")
-        drop, customer, place, expires, mac = match.groups()
+        drop, customer, place_text, expires_text, mac = match.groups()
+        place, expires = _dec(place_text), _dec(expires_text)
         if not hmac.compare_digest(mac, self._mac("ticket", drop, customer, place, expires)):
             raise TokenRefused("ticket", "not signed by this shop")
         if drop != drop_id:
             raise TokenRefused("ticket", "of another drop")
-        if now >= int(expires):
+        if now >= expires:
             raise TokenExpired("ticket")
-        return Ticket(drop, customer, int(place), int(expires))
+        return Ticket(drop, customer, place, expires)
 
     def check_ticket(self, token: str | None, drop_id: str, customer: str, now: float) -> Ticket:
         ticket = self.read_ticket(token, drop_id, now)
@@ -104,7 +119,7 @@ class Tokens:
     def pass_(self, drop_id: str, customer: str, expires_at: float) -> str:
         expires = int(expires_at)
         mac = self._mac("pass", drop_id, customer, expires)
-        return f"mdp1.{drop_id}.{customer}.{expires}.{mac}"
+        return f"mdp1.{drop_id}.{customer}.{_enc(expires)}.{mac}"
 
     def check_pass(
         self, token: str | None, drop_id: str, customer: str, now: float, grace_s: float = 0.0
@@ -114,24 +129,25 @@ class Tokens:
         match = _PASS.fullmatch(token or "")
         if match is None:
             raise TokenMalformed("pass")
-        drop, who, expires, mac = match.groups()
+        drop, who, expires_text, mac = match.groups()
+        expires = _dec(expires_text)
         if not hmac.compare_digest(mac, self._mac("pass", drop, who, expires)):
             raise TokenRefused("pass", "not signed by this shop")
         if drop != drop_id:
             raise TokenRefused("pass", f"of another drop, not {drop_id}")
         if who != customer:
             raise TokenRefused("pass", "issued to another shopper")
-        if now >= int(expires) + grace_s:
+        if now >= expires + grace_s:
             raise TokenExpired("pass")
-        return int(expires)
+        return expires
 
     # -- proof of work -----------------------------------------------------------------------
 
     def challenge(self, drop_id: str, customer: str, bits: int, now: float) -> str:
         expires = int(now) + CHALLENGE_TTL_S
-        salt = secrets.token_hex(8)
+        salt = secrets.token_hex(8).translate(_NO_DIGITS)
         mac = self._mac("challenge", drop_id, customer, bits, expires, salt)
-        return f"mdc1.{drop_id}.{customer}.{bits}.{expires}.{salt}.{mac}"
+        return f"mdc1.{drop_id}.{customer}.{bits}.{_enc(expires)}.{salt}.{mac}"
 
     def check_work(
         self, challenge: str, nonce: str, drop_id: str, customer: str, bits: int, now: float
@@ -141,12 +157,13 @@ class Tokens:
         match = _CHALLENGE.fullmatch(challenge)
         if match is None or not _NONCE.fullmatch(nonce):
             raise TokenMalformed("proof of work")
-        drop, who, asked, expires, salt, mac = match.groups()
+        drop, who, asked, expires_text, salt, mac = match.groups()
+        expires = _dec(expires_text)
         if not hmac.compare_digest(mac, self._mac("challenge", drop, who, asked, expires, salt)):
             raise TokenRefused("challenge", "not signed by this shop")
         if drop != drop_id or who != customer:
             raise TokenRefused("challenge", "of another drop or shopper")
-        if now >= int(expires):
+        if now >= expires:
             raise TokenExpired("challenge")
         if int(asked) < min(bits, MAX_BITS):
             raise WrongPow("the challenge is easier than the drop asks now: fetch another")

@@ -144,7 +144,8 @@ async def apps(settings: Settings) -> AsyncIterator[Apps]:
         ]  # fmt: skip
         fill = {"cart_id": cart, "sku": sku, "order_id": order, "poll_id": open_poll,
                 "slug": "no-such-kit", "account": "primary", "name": "x.svg", "path": "x",
-                "rest": "x", "key_id": "0123456789abcdef"}  # fmt: skip
+                "rest": "x", "key_id": "0123456789abcdef",
+                "drop_id": "d_aaaaaaaaaaaaaaaa"}  # fmt: skip
         yield Apps(polls, apps, templates, fill)
 
 

@@ -17,7 +17,7 @@ from matchday.waitingroom.errors import (
 )
 from matchday.waitingroom.models import DropIn
 from matchday.waitingroom.service import DropAdmin, WaitingRoom
-from matchday.waitingroom.tokens import Tokens, solve
+from matchday.waitingroom.tokens import Tokens, _dec, _enc, solve
 from tests.fakes import ManualClock
 from tests.unit.waitingroom_fakes import FakeDrops, FakeQueue, FakeStock
 
@@ -147,15 +147,17 @@ async def test_tickets_cannot_be_forged_moved_to_another_shopper_or_used_after_e
     other_drop = (await r.admin.create(DropIn(name="b", skus=["CAP"], pow_bits=0), "rid-2")).drop_id
     ticket = (await r.fans(drop_id, 1))["fan000"]
     head, place, expires, mac = ticket.rsplit(".", 3)
-    earlier = f"{head}.{int(place) - 10**9}.{expires}.{mac}"  # a better place, same MAC
-    for forged in (earlier, ticket[:-1] + ("0" if ticket[-1] != "0" else "1")):
+    better = _enc(_dec(place) - 10**9)
+    earlier = f"{head}.{better}.{expires}.{mac}"  # a better place, same MAC
+    for forged in (earlier, ticket[:-1] + ("a" if ticket[-1] != "a" else "b")):
         with pytest.raises(TokenRefused):
             await r.room.status(drop_id, forged)
     with pytest.raises(TokenRefused):
         await r.room.status(drop_id, ticket, customer="someone-else")
     with pytest.raises(TokenRefused):
         await r.room.status(other_drop, ticket)
-    for malformed in (None, "", "mdt1.x", ticket + ".1", ticket.replace("mdt1", "mdp1")):
+    padded = f"{head}.g{place}.{expires}.{mac}"  # the same number, written another way
+    for malformed in (None, "", "mdt1.x", ticket + ".1", ticket.replace("mdt1", "mdp1"), padded):
         with pytest.raises(TokenMalformed):
             await r.room.status(drop_id, malformed)
     r.clock.advance(24 * 3600 + 1)
@@ -290,3 +292,22 @@ async def test_a_scheduled_drop_opens_by_itself_at_its_opening_time() -> None:
     await r.room.status(drop_id, tickets["fan000"])
     r.clock.advance(1)
     assert (await r.poll(drop_id, tickets)) == dict.fromkeys(tickets, "admitted")
+
+
+async def test_no_token_carries_a_run_of_digits_the_card_number_guard_would_refuse() -> None:
+    from matchday.domain.cards import contains_pan
+
+    r = Room()
+    drop_id = await r.drop(rate_per_s=1000.0)
+    await r.admin.open(drop_id)
+    for i in range(200):
+        r.clock.advance(123.456789)
+        status = await r.room.join(drop_id, f"u_{i}", f"10.1.{i}.1")
+        assert status.ticket is not None
+        tokens = [
+            status.ticket,
+            r.tokens.pass_(drop_id, f"u_{i}", r.clock.now() + i),
+            r.tokens.challenge(drop_id, f"u_{i}", 16, r.clock.now()),
+        ]
+        assert not any(any(ch.isdigit() for ch in t.split(".", 3)[3]) for t in tokens[:2])
+        assert not any(contains_pan(t) for t in tokens)
