@@ -48,3 +48,8 @@ def judge(*, worked: bool, identities_here: int, address_limit: int) -> Verdict:
 
 def is_behind(place: int) -> bool:
     return place >= BEHIND_US
+
+
+def arrival_of(place: int) -> float:
+    """The epoch seconds a place was taken at (the bot offset removed)."""
+    return PLACE_EPOCH + (place % BEHIND_US) / 1_000_000

@@ -14,7 +14,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from matchday.domain.clock import Clock
-from matchday.domain.errors import Unavailable
+from matchday.domain.errors import MatchdayError, Unavailable
+from matchday.metrics import NOOP, WR_GATE_REFUSED, Metrics
 from matchday.waitingroom.errors import PassRequired
 from matchday.waitingroom.tokens import Tokens
 
@@ -42,7 +43,9 @@ class PassGate:
         *,
         refresh_s: float = REFRESH_S,
         monotonic: Callable[[], float] = time.monotonic,
+        metrics: Metrics = NOOP,
     ) -> None:
+        self.metrics = metrics
         self._live_skus = live_skus
         self.tokens = tokens
         self.clock = clock
@@ -67,10 +70,14 @@ class PassGate:
         drop_id = self.skus.get(sku)
         if drop_id is None:
             return None
-        token = pass_of(passes, drop_id)
-        if token is None:
-            raise PassRequired(sku, drop_id)
-        self.tokens.check_pass(token, drop_id, customer, self.clock.now(), grace_s)
+        try:
+            token = pass_of(passes, drop_id)
+            if token is None:
+                raise PassRequired(sku, drop_id)
+            self.tokens.check_pass(token, drop_id, customer, self.clock.now(), grace_s)
+        except MatchdayError as exc:
+            self.metrics.inc(WR_GATE_REFUSED, tags={"code": exc.code})
+            raise
         return drop_id
 
     async def require_all(self, skus: Iterable[str], passes: str | None, customer: str) -> None:

@@ -98,6 +98,7 @@ class Located:
     rank: int = 0  # 0-based position among the waiting, for "waiting"
     admitted_at: float = 0.0  # epoch seconds, for "admitted"
     waiting: int = 0  # how many wait in all
+    admitted_places: tuple[int, ...] = ()  # the places this advance admitted
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 local m = redis.call('HMGET', KEYS[4], 'credit', 'last')
 local credit = tonumber(m[1]) or 0
 local last = tonumber(m[2]) or now
+local places = {}
 if ARGV[3] == '1' then
   local rate = tonumber(ARGV[4])
   credit = math.min(math.max(1, rate), credit + math.max(0, now - last) * rate / 1000)
@@ -64,6 +65,7 @@ if ARGV[3] == '1' then
     for i = 1, #popped, 2 do
       redis.call('HSET', KEYS[2], popped[i], now)
       redis.call('ZADD', KEYS[3], expires, popped[i])
+      places[#places + 1] = popped[i + 1]
       credit = credit - 1
     end
   end
@@ -72,10 +74,10 @@ redis.call('HSET', KEYS[4], 'credit', tostring(credit), 'last', math.max(last, n
 for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[7]) end
 local waiting = redis.call('ZCARD', KEYS[1])
 local at = redis.call('HGET', KEYS[2], ARGV[1])
-if at then return {1, 0, at, waiting} end
+if at then return {1, 0, at, waiting, places} end
 local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
-if rank then return {2, rank, '0', waiting} end
-return {0, 0, '0', waiting}
+if rank then return {2, rank, '0', waiting, places} end
+return {0, 0, '0', waiting, places}
 """
 
 _KINDS = {0: "unknown", 1: "admitted", 2: "waiting"}
@@ -114,8 +116,9 @@ class RedisQueue:
         keys = [self.key(drop_id, n) for n in ("waiting", "admitted", "pending", "meta")]
         args = [customer, int(now * 1000), "1" if admit else "0", rate_per_s, available,
                 int(pass_ttl_s * 1000), KEY_TTL_S]  # fmt: skip
-        kind, rank, at, waiting = await _guard(self._advance(keys=keys, args=args))
-        return Located(_KINDS[int(kind)], int(rank), int(at) / 1000, int(waiting))
+        kind, rank, at, waiting, places = await _guard(self._advance(keys=keys, args=args))
+        admitted = tuple(int(float(p)) for p in places)  # ZPOPMIN scores come back as text
+        return Located(_KINDS[int(kind)], int(rank), int(at) / 1000, int(waiting), admitted)
 
     async def spent(self, drop_id: str, customer: str) -> None:
         await _guard(self.redis.zrem(self.key(drop_id, "pending"), customer))

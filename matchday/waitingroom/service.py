@@ -14,6 +14,7 @@ from typing import Any
 
 from matchday.domain.clock import Clock
 from matchday.domain.errors import Conflict, NotFound
+from matchday.metrics import NOOP, WR_ADMITTED, WR_QUEUE, WR_TICKETS, WR_WAIT, Metrics
 from matchday.waitingroom import bots
 from matchday.waitingroom.errors import BotSuspected, NotAdmitted, TokenExpired
 from matchday.waitingroom.models import (
@@ -54,6 +55,7 @@ class WaitingRoom:
         clock: Clock,
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        metrics: Metrics = NOOP,
     ) -> None:
         self.drops = drops
         self.queue = queue
@@ -61,6 +63,7 @@ class WaitingRoom:
         self.tokens = tokens
         self.clock = clock
         self.monotonic = monotonic
+        self.metrics = metrics
         self._drops: dict[str, tuple[float, Drop]] = {}
         self._levels: dict[str, tuple[float, tuple[int, int]]] = {}
 
@@ -123,6 +126,7 @@ class WaitingRoom:
             worked = True
         here = await self.queue.count_address(drop.drop_id, address, customer)
         verdict = bots.judge(worked=worked, identities_here=here, address_limit=drop.address_limit)
+        self.metrics.inc(WR_TICKETS, tags={"verdict": verdict.kind})
         if verdict.kind == bots.REFUSED:
             await self.queue.bump(drop.drop_id, "refused")
             raise BotSuspected("; ".join(verdict.reasons))
@@ -182,10 +186,17 @@ class WaitingRoom:
     async def _advance(
         self, drop: Drop, customer: str, now: float, state: str, available: int
     ) -> Located:
-        return await self.queue.advance(
+        located = await self.queue.advance(
             drop.drop_id, customer, now, admit=state == OPEN, rate_per_s=drop.rate_per_s,
             available=available, pass_ttl_s=drop.pass_ttl_s,
         )  # fmt: skip
+        tags = {"drop": drop.drop_id}
+        self.metrics.set(WR_QUEUE, located.waiting, tags)
+        if located.admitted_places:
+            self.metrics.inc(WR_ADMITTED, len(located.admitted_places), tags)
+            for place in located.admitted_places:
+                self.metrics.observe(WR_WAIT, max(0.0, now - bots.arrival_of(place)), tags)
+        return located
 
 
 def _status_of(

@@ -68,9 +68,9 @@ def waiting_room(ctx: ShopContext) -> WaitingRoomParts:
         queue = RedisQueue(ctx.redis)
         levels = InventoryLevels(ctx.pool)
         clock = SystemClock()
-        room = WaitingRoom(drops, queue, levels, tokens, clock)
+        room = WaitingRoom(drops, queue, levels, tokens, clock, metrics=ctx.metrics)
         found = WaitingRoomParts(
-            room, PassGate(drops.live_skus, tokens, clock, room.spent),
+            room, PassGate(drops.live_skus, tokens, clock, room.spent, metrics=ctx.metrics),
             DropAdmin(drops, queue, levels, clock),
         )  # fmt: skip
         ctx.extras["waitingroom"] = found

@@ -311,3 +311,35 @@ async def test_no_token_carries_a_run_of_digits_the_card_number_guard_would_refu
         ]
         assert not any(any(ch.isdigit() for ch in t.split(".", 3)[3]) for t in tokens[:2])
         assert not any(contains_pan(t) for t in tokens)
+
+
+async def test_the_room_records_tickets_admissions_waits_queue_length_and_refusals() -> None:
+    from matchday.metrics import (
+        WR_ADMITTED,
+        WR_GATE_REFUSED,
+        WR_QUEUE,
+        WR_TICKETS,
+        WR_WAIT,
+        MemoryMetrics,
+    )
+    from matchday.waitingroom.errors import PassRequired
+    from matchday.waitingroom.gate import PassGate
+
+    r = Room()
+    r.room.metrics = metrics = MemoryMetrics()
+    drop_id = await r.drop(rate_per_s=1.0, address_limit=1)
+    await r.admin.open(drop_id)
+    tickets = await r.fans(drop_id, 3)
+    await r.room.join(drop_id, "twin", "10.0.0.1")  # a second shopper from fan000's address
+    r.clock.advance(10.0)
+    await r.room.status(drop_id, tickets["fan002"])
+    tags = (("drop", drop_id),)
+    assert metrics.count(WR_TICKETS, verdict="genuine") == 3
+    assert metrics.count(WR_TICKETS, verdict="behind") == 1
+    assert metrics.count(WR_ADMITTED) == 1
+    assert metrics.gauges[(WR_QUEUE, tags)] == 3
+    assert metrics.observations[(WR_WAIT, tags)] == [pytest.approx(10.003)]
+    gate = PassGate(r.drops.live_skus, r.tokens, r.clock, metrics=metrics, monotonic=r.clock.now)
+    with pytest.raises(PassRequired):
+        await gate.require("JERSEY-M", None, "fan000")
+    assert metrics.count(WR_GATE_REFUSED, code="pass_required") == 1

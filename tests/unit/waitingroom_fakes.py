@@ -101,6 +101,7 @@ class FakeQueue:
         q.pending = {c: t for c, t in q.pending.items() if t > now}
         burst = max(1.0, rate_per_s)
         last = now if q.last is None else q.last
+        places = []
         if admit:
             q.credit = min(burst, q.credit + max(0.0, now - last) * rate_per_s)
             room = available - len(q.pending)
@@ -111,13 +112,16 @@ class FakeQueue:
                 q.pending[c] = now + pass_ttl_s
                 q.credit -= 1
                 self.admissions.append(c)
+                places.append(q.tickets.get(c, 0))
         q.last = max(last, now)
+        n, done = len(q.waiting), tuple(places)
         if customer in q.admitted:
-            return Located("admitted", admitted_at=q.admitted[customer], waiting=len(q.waiting))
+            return Located("admitted", admitted_at=q.admitted[customer], waiting=n,
+                           admitted_places=done)  # fmt: skip
         if customer in q.waiting:
             rank = sum(1 for c, p in q.waiting.items() if (p, c) < (q.waiting[customer], customer))
-            return Located("waiting", rank=rank, waiting=len(q.waiting))
-        return Located("unknown", waiting=len(q.waiting))
+            return Located("waiting", rank=rank, waiting=n, admitted_places=done)
+        return Located("unknown", waiting=n, admitted_places=done)
 
     async def spent(self, drop_id: str, customer: str) -> None:
         self._q(drop_id).pending.pop(customer, None)
