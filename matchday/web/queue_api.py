@@ -1,5 +1,6 @@
 """The waiting room over HTTP, for fans (included in the shop app, at /api/shop/drops).
 
+- ``GET /drops?sku=``: the drop a SKU is in (the storefront asks after a ``pass_required``).
 - ``GET /drops/{id}``: the drop as fans see it (state, opening time, SKUs, work asked).
 - ``POST /drops/{id}/challenge``: a proof-of-work puzzle bound to the shopper.
 - ``POST /drops/{id}/tickets``: the shopper's ticket (with the puzzle's answer, if any);
@@ -25,7 +26,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from matchday.domain.clock import SystemClock
-from matchday.domain.errors import MatchdayError
+from matchday.domain.errors import MatchdayError, NotFound
+from matchday.inventory.commands import SKU_RE
 from matchday.storage.drops_repo import DropsRepository, InventoryLevels
 from matchday.waitingroom.gate import PassGate
 from matchday.waitingroom.models import ADMITTED, CLOSED, DROP_ID_RE
@@ -37,6 +39,7 @@ from matchday.web.schemas import ErrorBody
 
 DropPath = Annotated[str, Path(min_length=18, max_length=18, pattern=f"^{DROP_ID_RE.pattern}$")]
 TicketQuery = Annotated[str, Query(min_length=1, max_length=300)]
+SkuQuery = Annotated[str, Query(min_length=1, max_length=64, pattern=f"^{SKU_RE.pattern}$")]
 RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or invalid shopper token"},
     403: {"model": ErrorBody, "description": "Forged or another shopper's token; a bot"},
@@ -89,7 +92,8 @@ class ClaimIn(BaseModel):
 
 
 def include(app: FastAPI, ctx: ShopContext, shopper: Callable[..., Awaitable[str]]) -> None:
-    room = waiting_room(ctx).room
+    parts = waiting_room(ctx)
+    room = parts.room
     Shopper = Annotated[str, Depends(shopper)]
 
     async def by_address(request: Request) -> str:
@@ -100,6 +104,15 @@ def include(app: FastAPI, ctx: ShopContext, shopper: Callable[..., Awaitable[str
     async def by_ticket(drop_id: str, ticket: str) -> None:
         held = room.tokens.read_ticket(ticket, drop_id, time.time())
         await ctx.limiter.check(f"c:{held.customer}")
+
+    @app.get("/drops", responses=RESPONSES, tags=["waiting room"])
+    async def drop_of(sku: SkuQuery, _: Annotated[str, Depends(by_address)]) -> Any:
+        """The drop that ``sku`` is in (404: none; it needs no pass)."""
+        await parts.gate.fresh()
+        drop_id = parts.gate.skus.get(sku)
+        if drop_id is None:
+            raise NotFound("drop of SKU", sku)
+        return {"sku": sku, "drop_id": drop_id}
 
     @app.get("/drops/{drop_id}", responses=RESPONSES, tags=["waiting room"])
     async def drop_info(drop_id: DropPath, _: Annotated[str, Depends(by_address)]) -> Any:

@@ -78,6 +78,9 @@ async def test_a_fan_queues_is_admitted_and_buys_with_a_pass_and_nobody_without(
     drop_id, ops = await new_drop(admin, [sku])
     stranger = await admin.stack.session()
     cart = await admin.stack.cart(stranger)
+    found = await admin.stack.shop.get("/drops", params={"sku": sku})
+    assert found.json() == {"sku": sku, "drop_id": drop_id}  # where the storefront sends fans
+    error(await admin.stack.shop.get("/drops", params={"sku": free}), 404, "not_found")
     for via_route in (False, True):
         error(await add(admin, stranger, cart, sku, via_route=via_route), 403, "pass_required")
     assert (await add(admin, stranger, cart, free)).status_code == 201  # not in the drop
