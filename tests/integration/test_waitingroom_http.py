@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from matchday.embedded import EmbeddedRedis
 from matchday.settings import Settings
 from matchday.waitingroom.tokens import solve
 from matchday.web.queue_api import waiting_room
@@ -205,3 +206,27 @@ async def test_admin_drop_routes_refuse_bad_input_and_unknown_drops(admin: Admin
     assert drop_id in {d["drop_id"] for d in listed}
     audit = [e for e in await admin.repo.recent_audit(200, "drop.resume") if e.target == drop_id]
     assert audit and audit[0].outcome == "conflict"
+
+
+async def test_with_redis_away_the_queue_answers_503_and_admitted_fans_keep_buying(
+    settings: Settings, own_redis: EmbeddedRedis
+) -> None:
+    async with open_admin(settings, redis_url=own_redis.url) as admin:
+        sku, other = await admin.stack.product(stock=5, sizes=2)
+        drop_id, _ = await new_drop(admin, [sku, other])
+        auth, ticket, pass_ = await admitted_fan(admin, drop_id)
+        latecomer = await admin.stack.session()
+        cart = await admin.stack.cart(auth)
+        own_redis.stop()
+        try:
+            shop = admin.stack.shop
+            r = await shop.post(f"/drops/{drop_id}/tickets", json={}, headers=latecomer)
+            assert (r.status_code, r.json()["retryable"]) == (503, True), r.text
+            assert int(r.headers["Retry-After"]) >= 1
+            r = await shop.get(f"/drops/{drop_id}/status", params={"ticket": ticket})
+            assert r.status_code == 503 and "Retry-After" in r.headers, r.text
+            # The pass is checked without Redis: the admitted fan buys on.
+            assert (await add(admin, auth, cart, other, pass_)).status_code == 201
+        finally:
+            own_redis.start()
+        assert await admin.stack.stock(other) == (5, 1, 0)
