@@ -17,6 +17,7 @@
     matchday storefront build --out DIR     the storefront's hashed, compressed files (CDN)
     matchday screenshots [--out DIR] [--url URL | --start]       the storefront as PNGs
     matchday capacity measure | plan | validate      what a match day needs (ADR 0023)
+    matchday drops create | list | show | open | pause | resume | close | rate   (ADR 0026)
 
 Commands other than ``run`` find the running stack through ``<data_dir>/stack.json``, or
 through MATCHDAY_DATABASE_URL / MATCHDAY_RAY_ADDRESS when those are set.
@@ -40,6 +41,7 @@ from cluster.admin_cli import register as register_admin
 from cluster.backup_cli import register as register_backup
 from cluster.capacity_cli import register as register_capacity
 from cluster.cli_common import print_json, resolve, with_ray
+from cluster.drops_cli import register as register_drops
 from cluster.reports_cli import register as register_reports
 from cluster.screenshots import register as register_screenshots
 from cluster.suppliers_cli import register as register_suppliers
@@ -284,6 +286,7 @@ def parser() -> argparse.ArgumentParser:
     register_screenshots(sub)
     register_capacity(sub)
     register_suppliers(sub)
+    register_drops(sub)
     return p
 
 

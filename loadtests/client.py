@@ -85,8 +85,9 @@ class ShopApi:
         token: str | None = None,
         key: str | None = None,
         params: dict[str, Any] | None = None,
+        extra: dict[str, str] | None = None,
     ) -> Answer:
-        headers = {}
+        headers = dict(extra or {})
         if token:
             headers["Authorization"] = f"Bearer {token}"
         if key:

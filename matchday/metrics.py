@@ -72,6 +72,13 @@ SUPPLIER_BREAKER_OPEN = "matchday_supplier_breaker_open"
 SUPPLIER_SYNCS = "matchday_supplier_syncs"
 SUPPLIER_SYNC_PROGRESS = "matchday_supplier_sync_progress"
 SUPPLIER_SHOP_LOAD = "matchday_supplier_shop_load"
+WR_TICKETS = "matchday_waitingroom_tickets"
+WR_ADMITTED = "matchday_waitingroom_admitted"
+WR_WAIT = "matchday_waitingroom_wait_seconds"
+WR_QUEUE = "matchday_waitingroom_queue_length"
+WR_GATE_REFUSED = "matchday_waitingroom_gate_refused"
+# A fan's wait in a drop's queue: seconds to an hour.
+WAIT_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 # Checkout waits on a gateway: a card payment is 0.3-3 s at Stripe, so the buckets reach
 # 10 s (the Stripe timeout) and are fine below 0.1 s, where the test gateway answers.
@@ -219,6 +226,35 @@ SPECS: tuple[MetricSpec, ...] = (
         "gauge",
         "Shoppers' engine mutations/s as the bulk-sync runner measures them (syncs wait while"
         " it is above the threshold).",
+    ),
+    # The waiting room (ADR 0026). Drop ids are tags: operators create a handful.
+    MetricSpec(
+        WR_TICKETS,
+        "counter",
+        "Tickets asked for in a drop's queue, by verdict: genuine, behind (pushed back as a"
+        " likely bot) or refused (turned away as a bot).",
+        ("verdict",),
+    ),
+    MetricSpec(WR_ADMITTED, "counter", "Fans admitted from a drop's queue.", ("drop",)),
+    MetricSpec(
+        WR_WAIT,
+        "histogram",
+        "Time from a fan's arrival in a drop's queue to its admission.",
+        ("drop",),
+        WAIT_BUCKETS,
+    ),
+    MetricSpec(
+        WR_QUEUE,
+        "gauge",
+        "Fans waiting in a drop's queue, as last seen by this process.",
+        ("drop",),
+    ),
+    MetricSpec(
+        WR_GATE_REFUSED,
+        "counter",
+        "Adds and checkouts of a drop's SKUs refused for their pass, by code (pass_required,"
+        " token_refused, token_expired, token_malformed).",
+        ("code",),
     ),
 )
 

@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from matchday.domain.errors import MatchdayError
 from matchday.shop.carts import CartService
+from matchday.waitingroom.gate import PassGate
 from matchday.web.base import answer_once
 from matchday.web.context import ShopContext
 from matchday.web.errors import matchday_error_response
@@ -50,17 +51,25 @@ _ADD = re.compile(r"/carts/(c_[a-z2-7]{1,62})/items")
 class LeanAdd:
     """Adding a line, shared by the lean path and the documented FastAPI route."""
 
-    def __init__(self, ctx: ShopContext, carts: CartService) -> None:
+    def __init__(self, ctx: ShopContext, carts: CartService, gate: PassGate | None = None) -> None:
         self.ctx = ctx
         self.carts = carts
+        self.gate = gate  # the waiting room's pass check (ADR 0026); free for other SKUs
         self.limit = ctx.settings.max_body_bytes
         self.answered = 0  # adds the lean path answered itself (tests check it is used)
 
     async def add(
-        self, key: str | None, path: str, customer: str, cart_id: str, item: AddItem
-    ) -> JSONResponse:
+        self, key: str | None, path: str, customer: str, cart_id: str, item: AddItem,
+        passes: str | None = None,
+    ) -> JSONResponse:  # fmt: skip
+        gate, drop = self.gate, None
+        if gate is not None and gate.needs(item.sku):  # a dict lookup for SKUs in no drop
+            drop = await gate.require(item.sku, passes, customer)
+
         async def produce(request_key: str) -> tuple[int, Any]:
             view = await self.carts.add(customer, cart_id, item.sku, item.qty, request_key)
+            if drop is not None and gate is not None:
+                await gate.spent(drop, customer)
             return 201, {
                 "reservation_id": view.reservation_id,
                 "sku": view.sku,
@@ -96,16 +105,18 @@ class LeanAddMiddleware:
         if item is None:
             await self.app(scope, replaying(messages, receive), send)
             return
-        authorization = key = None
+        authorization = key = passes = None
         for name, value in scope["headers"]:
             if name == b"authorization" and authorization is None:
                 authorization = value.decode("latin-1")
             elif name == b"idempotency-key" and key is None:
                 key = value.decode("latin-1")
+            elif name == b"x-matchday-pass" and passes is None:
+                passes = value.decode("latin-1")
         self.lean.answered += 1
         try:
             customer = await self.lean.shopper(authorization)
-            response = await self.lean.add(key, scope["path"], customer, cart_id, item)
+            response = await self.lean.add(key, scope["path"], customer, cart_id, item, passes)
         except MatchdayError as exc:
             response = matchday_error_response(exc)
         await response(scope, receive, send)

@@ -22,6 +22,8 @@ from redis.exceptions import RedisError
 
 from matchday.metrics import CHECKOUT_LATENCY
 from matchday.shop.models import TERMINAL
+from matchday.waitingroom.gate import PASS_HEADER
+from matchday.web import queue_api
 from matchday.web.base import idempotent, make_app
 from matchday.web.context import ShopContext
 from matchday.web.schemas import CheckoutIn, ErrorBody, OrderList, OrderOut, QuoteIn, QuoteOut
@@ -47,6 +49,7 @@ BLOCK_S = 0.8
 def build(ctx: ShopContext) -> FastAPI:
     assert ctx.checkout is not None, "the orders API needs the engine and a payment gateway"
     checkout = ctx.checkout
+    gate = queue_api.waiting_room(ctx).gate
     app = make_app(
         "matchday orders",
         "Checkout (cart to paid order), order status, history, and live status events.",
@@ -68,6 +71,11 @@ def build(ctx: ShopContext) -> FastAPI:
     async def place_order(request: Request, body: CheckoutIn, customer: Shopper) -> JSONResponse:
         """Check the cart out and pay. Retrying with the same Idempotency-Key resumes the same
         order and can never charge twice."""
+        await gate.fresh()
+        if gate.skus and ctx.carts is not None:  # a drop's SKUs need its pass (ADR 0026)
+            cart = await ctx.carts.view(customer, body.cart_id)
+            held = [line.sku for line in cart.lines if line.status == "held"]
+            await gate.require_all(held, request.headers.get(PASS_HEADER), customer)
 
         async def produce(key: str) -> tuple[int, Any]:
             ip = request.client.host if request.client else None

@@ -15,6 +15,8 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Path, Request
 from fastapi.responses import JSONResponse
 
+from matchday.waitingroom.gate import PASS_HEADER
+from matchday.web import queue_api
 from matchday.web.base import idempotent, make_app
 from matchday.web.context import ShopContext
 from matchday.web.fast_add import (
@@ -61,7 +63,8 @@ def build(ctx: ShopContext, *, lean_route: bool = True) -> FastAPI:
         await ctx.limiter.check(f"ip:{request.client.host if request.client else '-'}")
 
     Shopper = Annotated[str, Depends(shopper)]
-    lean = LeanAdd(ctx, carts)
+    gate = queue_api.waiting_room(ctx).gate
+    lean = LeanAdd(ctx, carts, gate)
 
     @app.post(
         "/session",
@@ -105,8 +108,9 @@ def build(ctx: ShopContext, *, lean_route: bool = True) -> FastAPI:
         """Reserve ``qty`` units of ``sku`` in this cart until the hold expires."""
         # Ordinary requests never get here: fast_add.LeanAdd answers them with this same
         # function; this route serves the rest (and documents the operation).
-        return await lean.add(request.headers.get("idempotency-key"), request.url.path,
-                              customer, cart_id, item)  # fmt: skip
+        headers = request.headers
+        return await lean.add(headers.get("idempotency-key"), request.url.path,
+                              customer, cart_id, item, headers.get(PASS_HEADER))  # fmt: skip
 
     @app.put(
         "/carts/{cart_id}/items/{sku}", response_model=CartOut, responses=SHOPPER_RESPONSES,
@@ -116,6 +120,8 @@ def build(ctx: ShopContext, *, lean_route: bool = True) -> FastAPI:
         request: Request, cart_id: CartId, sku: SkuPath, body: SetQuantity, customer: Shopper
     ) -> JSONResponse:
         """Change a line's quantity in place (0 removes it)."""
+        if body.qty > 0 and gate.needs(sku):  # a drop's SKU grows only with its pass
+            await gate.require(sku, request.headers.get(PASS_HEADER), customer)
 
         async def produce(key: str) -> tuple[int, Any]:
             cart = await carts.set_quantity(customer, cart_id, sku, body.qty, key)
@@ -140,6 +146,7 @@ def build(ctx: ShopContext, *, lean_route: bool = True) -> FastAPI:
 
         return await idempotent(request, ctx.idempotency, f"del:{customer}", None, produce)
 
+    queue_api.include(app, ctx, shopper)
     app.state.lean_add = lean
     if lean_route:  # outermost, in front of the documented route: see fast_add.py
         app.add_middleware(LeanAddMiddleware, lean=lean)

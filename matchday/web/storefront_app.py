@@ -34,7 +34,9 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"same-origin"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
-APP_PATH = re.compile(r"^/(p/[a-z0-9][a-z0-9-]{0,63}|cart|checkout|orders/o_[a-z2-7]{1,62})?$")
+APP_PATH = re.compile(
+    r"^/(p/[a-z0-9][a-z0-9-]{0,63}|cart|checkout|orders/o_[a-z2-7]{1,62}|queue/d_[a-z2-7]{16})?$"
+)
 IMAGE_NAME = re.compile(r"^([a-z0-9][a-z0-9-]{0,63})\.svg$")
 GET = ["GET", "HEAD"]
 

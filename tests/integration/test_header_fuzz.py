@@ -147,7 +147,8 @@ async def apps(settings: Settings) -> AsyncIterator[Apps]:
         fill = {"cart_id": cart, "sku": sku, "order_id": order, "poll_id": open_poll,
                 "slug": "no-such-kit", "account": "primary", "name": "x.svg", "path": "x",
                 "rest": "x", "key_id": "0123456789abcdef", "supplier": "no-such-supplier",
-                "supplier_sku": "S-1", "sync_id": "sync-0123"}  # fmt: skip
+                "supplier_sku": "S-1", "sync_id": "sync-0123",
+                "drop_id": "d_aaaaaaaaaaaaaaaa"}  # fmt: skip
         yield Apps(polls, apps, templates, fill)
 
 

@@ -11,7 +11,7 @@ const VERSION = "__VERSION__";
 const PRECACHE = __PRECACHE__;
 const STATIC = `md-static-${VERSION}`;
 const RUNTIME = `md-runtime-${VERSION}`;
-const APP_PATHS = /^\/($|p\/|cart$|checkout$|orders\/)/;
+const APP_PATHS = /^\/($|p\/|cart$|checkout$|orders\/|queue\/)/;
 const BROWSE = /^\/(api\/catalog\/(products(\/[a-z0-9-]+)?|categories)|static\/img\/[a-z0-9-]+\.svg)$/;
 // What the catalogue's first screen asks for (catalog.js: PAGE = 24, no filters): fetched into
 // the runtime cache at activation, because the very first visit's requests were made before

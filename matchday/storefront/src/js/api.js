@@ -39,11 +39,11 @@ function backoff(attempt, retryAfter) {
 }
 
 export async function request(path, options = {}) {
-  const { method = "GET", body, auth = false, retries = 4, signal } = options;
+  const { method = "GET", body, auth = false, retries = 4, signal, extra = {} } = options;
   const key = options.key || (method === "GET" ? null : newKey());
   let renewed = false;
   for (let attempt = 0; ; attempt++) {
-    const headers = { Accept: "application/json" };
+    const headers = { Accept: "application/json", ...extra };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     if (key) headers["Idempotency-Key"] = key;
     if (auth) headers.Authorization = `Bearer ${await token()}`;
@@ -172,7 +172,7 @@ export async function addItem(sku, qty) {
     const id = cartId() || (await openCart());
     try {
       const line = await request(`/api/shop/carts/${id}/items`, {
-        method: "POST", auth: true, key, body: { sku, qty },
+        method: "POST", auth: true, key, body: { sku, qty }, extra: passHeader(),
       });
       window.dispatchEvent(new Event("cart-changed"));
       return line;
@@ -189,9 +189,30 @@ export async function addItem(sku, qty) {
 export async function setQuantity(sku, qty) {
   const result = await request(`/api/shop/carts/${cartId()}/items/${encodeURIComponent(sku)}`, {
     method: qty > 0 ? "PUT" : "DELETE", auth: true, body: qty > 0 ? { qty } : undefined,
+    extra: passHeader(),
   });
   window.dispatchEvent(new Event("cart-changed"));
   return result;
+}
+
+// -- the waiting room's passes ---------------------------------------------------------------
+
+const PASSES_KEY = "md.passes"; // drop id -> {pass, expires_at}: what add and checkout send
+
+// Checkout takes a pass up to 15 minutes past its expiry (the hold it bought is still there).
+const PASS_GRACE_S = 900;
+
+export function savePass(dropId, granted) {
+  const passes = JSON.parse(localStorage.getItem(PASSES_KEY) || "{}");
+  passes[dropId] = { pass: granted.pass, expires_at: granted.expires_at };
+  localStorage.setItem(PASSES_KEY, JSON.stringify(passes));
+}
+
+export function passHeader() {
+  const passes = JSON.parse(localStorage.getItem(PASSES_KEY) || "{}");
+  const now = Date.now() / 1000;
+  const live = Object.values(passes).filter((p) => p.expires_at + PASS_GRACE_S > now);
+  return live.length ? { "X-Matchday-Pass": live.map((p) => p.pass).join(",") } : {};
 }
 
 // -- what the shopper reads ----------------------------------------------------------------

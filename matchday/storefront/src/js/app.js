@@ -8,6 +8,7 @@ import * as product from "./product.js";
 import * as cartPage from "./cart.js";
 import * as checkout from "./checkout.js";
 import * as order from "./order.js";
+import * as queue from "./queue.js";
 
 const ROUTES = [
   [/^\/$/, catalog, () => ({})],
@@ -15,6 +16,7 @@ const ROUTES = [
   [/^\/cart$/, cartPage, () => ({})],
   [/^\/checkout$/, checkout, () => ({})],
   [/^\/orders\/(o_[a-z2-7]+)$/, order, (m) => ({ orderId: m[1] })],
+  [/^\/queue\/(d_[a-z2-7]{16})$/, queue, (m) => ({ dropId: m[1] })],
 ];
 
 const main = document.getElementById("main");

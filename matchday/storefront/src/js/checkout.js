@@ -3,7 +3,7 @@
 // a dropped connection resumes the same order and can never charge twice.
 
 import { h, mount, money, ready } from "./dom.js";
-import { cart, cartId, forgetCart, newKey, request, skuInfo } from "./api.js";
+import { cart, cartId, forgetCart, newKey, passHeader, request, skuInfo } from "./api.js";
 import { mountPolls, OFFER_KEY } from "./polls.js";
 
 const METHODS = [
@@ -105,7 +105,7 @@ export function render(root, _params, { navigate }) {
       if (code) body.offer_code = code;
       try {
         const order = await request("/api/orders/", {
-          method: "POST", auth: true, body, key: newKey(), retries: 6,
+          method: "POST", auth: true, body, key: newKey(), retries: 6, extra: passHeader(),
         });
         forgetCart();
         if (code) localStorage.removeItem(OFFER_KEY);

@@ -67,6 +67,7 @@ export function render(root, { slug }, { navigate }) {
           h("a", { href: "/cart" }, "View cart"));
         refresh();
       } catch (err) {
+        if (err.code === "pass_required") return queueFor(selected.sku);
         message.className = "message error";
         message.textContent = describeError(err);
         refresh();
@@ -74,6 +75,17 @@ export function render(root, { slug }, { navigate }) {
         paint();
       }
     });
+
+    // A drop's size: wait in its queue, which brings the fan back here with a pass.
+    async function queueFor(sku) {
+      try {
+        const found = await request(`/api/shop/drops?sku=${encodeURIComponent(sku)}`);
+        navigate(`/queue/${found.drop_id}?next=${encodeURIComponent(location.pathname)}`);
+      } catch (err) {
+        message.className = "message error";
+        message.textContent = describeError(err);
+      }
+    }
 
     async function refresh() {
       if (document.visibilityState !== "visible") return;

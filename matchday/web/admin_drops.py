@@ -1,0 +1,97 @@
+"""Admin routes for the waiting room's drops (included by the admin app): every change
+audited and idempotent by ``Idempotency-Key`` through the admin gate (ADR 0026).
+
+- ``POST /drops`` a drop (``DropIn``): 201; the same key creates it once.
+- ``GET /drops`` the newest drops; ``GET /drops/{id}`` one with its queue's statistics.
+- ``POST /drops/{id}/open|pause|resume|close``; ``PUT /drops/{id}/rate``.
+"""
+
+# No "from __future__ import annotations": FastAPI resolves the route's annotations.
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.responses import JSONResponse
+
+from matchday.waitingroom.models import DROP_ID_RE, Drop, DropIn, RateIn
+from matchday.web.admin_session import AdminCall, AdminGate
+from matchday.web.context import ShopContext
+from matchday.web.queue_api import waiting_room
+from matchday.web.schemas import ErrorBody
+
+DropPath = Annotated[str, Path(min_length=18, max_length=18, pattern=f"^{DROP_ID_RE.pattern}$")]
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No valid admin session"},
+    404: {"model": ErrorBody, "description": "No such drop"},
+    409: {"model": ErrorBody, "description": "A SKU in another drop; a change the state refuses"},
+}
+MOVES = ("open", "pause", "resume", "close")
+
+
+def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
+    admin = waiting_room(ctx).admin
+    Reader = Annotated[AdminCall, Depends(gate.require(None))]
+
+    def now_dict(drop: Drop) -> dict[str, Any]:
+        return drop.to_dict(admin.clock.now())
+
+    @app.post("/drops", status_code=201, responses=RESPONSES, tags=["drops"])
+    async def create_drop(
+        request: Request, body: DropIn,
+        call: Annotated[AdminCall, Depends(gate.require("drop.create"))],
+    ) -> JSONResponse:  # fmt: skip
+        """A drop of these SKUs: scheduled (open at ``opens_at``, or when opened)."""
+
+        async def produce(rid: str) -> tuple[int, Any]:
+            return 201, now_dict(await admin.create(body, rid))
+
+        return await gate.run(request, call, body.model_dump(), produce, target=body.name)
+
+    @app.get("/drops", responses=RESPONSES, tags=["drops"])
+    async def list_drops(
+        call: Reader, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    ) -> dict[str, Any]:
+        return {"drops": [now_dict(d) for d in await admin.drops.recent(limit)]}
+
+    @app.get("/drops/{drop_id}", responses=RESPONSES, tags=["drops"])
+    async def drop_stats(drop_id: DropPath, call: Reader) -> dict[str, Any]:
+        """The drop, its stock, and its queue: waiting, admitted, pending (admitted, no hold
+        yet), tickets, refused and pushed back as bots."""
+        return await admin.stats(drop_id)
+
+    for verb in MOVES:
+        _move_route(app, gate, verb, getattr(admin, verb), now_dict)
+
+    @app.put("/drops/{drop_id}/rate", responses=RESPONSES, tags=["drops"])
+    async def set_rate(
+        request: Request, drop_id: DropPath, body: RateIn,
+        call: Annotated[AdminCall, Depends(gate.require("drop.rate"))],
+    ) -> JSONResponse:  # fmt: skip
+        """Fans admitted per second from now on."""
+
+        async def produce(rid: str) -> tuple[int, Any]:
+            return 200, now_dict(await admin.set_rate(drop_id, body.rate_per_s))
+
+        return await gate.run(request, call, body.model_dump(), produce)
+
+
+def _move_route(
+    app: FastAPI,
+    gate: AdminGate,
+    verb: str,
+    move: Callable[[str], Awaitable[Drop]],
+    shown: Callable[[Drop], dict[str, Any]],
+) -> None:
+    Mover = Annotated[AdminCall, Depends(gate.require(f"drop.{verb}"))]
+
+    async def route(request: Request, drop_id: DropPath, call: Mover) -> JSONResponse:
+        async def produce(rid: str) -> tuple[int, Any]:
+            return 200, shown(await move(drop_id))
+
+        return await gate.run(request, call, {}, produce)
+
+    app.post(
+        f"/drops/{{drop_id}}/{verb}", responses=RESPONSES, tags=["drops"],
+        name=f"{verb}_drop", summary=f"{verb.capitalize()} the drop",
+    )(route)  # fmt: skip
