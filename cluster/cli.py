@@ -33,7 +33,6 @@ import signal
 import sys
 import threading
 import uuid
-from dataclasses import asdict
 from typing import Any
 
 from cluster import attach
@@ -196,7 +195,7 @@ def cmd_read(args: argparse.Namespace, settings: Settings) -> int:
             rows = await repo.stock_rows(args.skus)
             missing = [s for s in args.skus if s not in rows]
             out = {
-                s: {**asdict(r), "available": r.on_hand - r.reserved - r.sold}
+                s: {**r._asdict(), "available": r.on_hand - r.reserved - r.sold}
                 for s, r in rows.items()
             }
             return {**out, **({"unknown": missing} if missing else {})}
