@@ -57,7 +57,7 @@ def _with_drops(settings: Settings, work: Callable[[Any, Any], Awaitable[T]]) ->
     """Run ``work(drop_admin, audit)`` against the stack's PostgreSQL and Redis."""
     from redis.asyncio import Redis
 
-    from cluster.cli import _resolve
+    from cluster.cli_common import resolve
     from matchday.admin.audit import AuditLog
     from matchday.domain.clock import SystemClock
     from matchday.storage.admin_repo import AdminRepository
@@ -66,7 +66,7 @@ def _with_drops(settings: Settings, work: Callable[[Any, Any], Awaitable[T]]) ->
     from matchday.waitingroom.redis_store import RedisQueue
     from matchday.waitingroom.service import DropAdmin
 
-    settings = _resolve(settings)
+    settings = resolve(settings)
 
     async def run() -> T:
         pool = make_pool(settings.database_url, max_size=2, name="matchday-drops-cli")
@@ -114,7 +114,7 @@ def _refused(exc: Exception) -> int:
 def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
-    from cluster.cli import _print
+    from cluster.cli_common import print_json
     from matchday.waitingroom.models import DropIn
 
     try:
@@ -131,45 +131,45 @@ def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
         return _show(await _audited(audit, "drop.create", spec.name, params,
                                     admin.create(spec, rid)))  # fmt: skip
 
-    _print(_with_drops(settings, work))
+    print_json(_with_drops(settings, work))
     return 0
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    from cluster.cli import _print
+    from cluster.cli_common import print_json
 
     async def work(admin: Any, audit: Any) -> Any:
         return [_show(d) for d in await admin.drops.recent(args.limit)]
 
-    _print(_with_drops(settings, work))
+    print_json(_with_drops(settings, work))
     return 0
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
-    from cluster.cli import _print
+    from cluster.cli_common import print_json
 
     async def work(admin: Any, audit: Any) -> Any:
         return await admin.stats(args.drop_id)
 
-    _print(_with_drops(settings, work))
+    print_json(_with_drops(settings, work))
     return 0
 
 
 def cmd_move(args: argparse.Namespace, settings: Settings) -> int:
-    from cluster.cli import _print
+    from cluster.cli_common import print_json
 
     async def work(admin: Any, audit: Any) -> Any:
         change = getattr(admin, args.verb)(args.drop_id)
         return _show(await _audited(audit, f"drop.{args.verb}", args.drop_id, {}, change))
 
-    _print(_with_drops(settings, work))
+    print_json(_with_drops(settings, work))
     return 0
 
 
 def cmd_rate(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
-    from cluster.cli import _print
+    from cluster.cli_common import print_json
     from matchday.waitingroom.models import RateIn
 
     try:
@@ -182,5 +182,5 @@ def cmd_rate(args: argparse.Namespace, settings: Settings) -> int:
         change = admin.set_rate(args.drop_id, rate)
         return _show(await _audited(audit, "drop.rate", args.drop_id, params, change))
 
-    _print(_with_drops(settings, work))
+    print_json(_with_drops(settings, work))
     return 0
