@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import pytest
 
 from tests.e2e.conftest import free_port
 
@@ -201,17 +200,3 @@ SHARED = {
     "MATCHDAY_RATE_LIMIT_BURST": "2",
     "MATCHDAY_TRUSTED_PROXIES": "127.0.0.9",
 }
-
-
-@pytest.fixture(scope="session")
-def haproxy_run() -> Iterator[RunStack]:
-    """One `matchday run` on the HAProxy ingress, shared by the tests that only read it."""
-    with run_stack("haproxy", **SHARED) as stack:
-        yield stack
-
-
-@pytest.fixture(scope="session")
-def python_run() -> Iterator[RunStack]:
-    """The same on the Python proxy ingress."""
-    with run_stack("python", **SHARED) as stack:
-        yield stack
