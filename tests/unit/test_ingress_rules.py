@@ -2,7 +2,7 @@
 by the HAProxy binary Ray runs (``haproxy -c``); the JSON bodies of Serve's own errors.
 
 What the rules do to traffic is tested over HTTP through a running ingress
-(tests/e2e/test_ingress_limits.py, test_binds.py, test_load_shedding.py).
+(tests/e2e/ingress/test_ingress_limits.py, test_binds.py, test_load_shedding.py).
 """
 
 from __future__ import annotations
