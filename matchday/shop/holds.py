@@ -22,7 +22,7 @@ import logging
 import uuid
 from dataclasses import replace
 
-from matchday.domain.errors import MatchdayError, ReservationClosed
+from matchday.domain.errors import MatchdayError, ReservationClosed, UnknownReservation
 from matchday.shop.models import Order, OrderLine
 from matchday.shop.ports import Stock
 from matchday.storage.shop_repo import ShopRepository
@@ -62,7 +62,7 @@ class OrderHolds:
             except MatchdayError as exc:
                 if exc.retryable:
                     raise
-                if _committed(exc):
+                if await self._sold_to_this_order(order, line, exc):
                     lines.append(line)
                     continue
             again = await self._hold_again(order, line, ttl_s)
@@ -100,8 +100,20 @@ class OrderHolds:
         except MatchdayError as exc:
             if exc.retryable:
                 raise
-            return _committed(exc)
+            return await self._sold_to_this_order(order, line, exc)
         return True
+
+    async def _sold_to_this_order(self, order: Order, line: OrderLine, exc: MatchdayError) -> bool:
+        """Did an earlier run of this order commit ``line``'s hold? The engine says so while it
+        remembers the hold; after a shard restart it may not (its memory of closed holds is
+        not recovered, and it answers unknown_reservation), so storage is asked. Holding
+        again a unit this order already bought would sell it twice."""
+        if _committed(exc):
+            return True
+        if not isinstance(exc, (ReservationClosed, UnknownReservation)):
+            return False
+        state = await self.repo.reservation_state(line.reservation_id)
+        return state == ("committed", order.order_id)
 
     async def _hold_again(self, order: Order, line: OrderLine, ttl_s: float) -> OrderLine | None:
         """A new hold of ``line``'s units, if they are still available; it replaces the old

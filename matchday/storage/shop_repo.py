@@ -332,6 +332,17 @@ class ShopRepository:
         assert row is not None
         return int(row[0])
 
+    async def reservation_state(self, reservation_id: str) -> tuple[str, str | None] | None:
+        """(status, order_id) of a reservation as storage has it; None if there is none."""
+        async with StorageConnection(self.pool, "shop") as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT status, order_id FROM reservations WHERE reservation_id = %s",
+                    (reservation_id,),
+                )
+            ).fetchone()
+        return None if row is None else (str(row[0]), row[1])
+
     async def replace_line(self, order_id: str, old: str, new: str) -> None:
         """The order's line held by ``old`` is now held by ``new`` (held again, ADR 0008)."""
         async with StorageConnection(self.pool, "shop") as conn:

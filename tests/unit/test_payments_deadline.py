@@ -5,13 +5,20 @@ retry charge, and when a payment goes through for units that are no longer held.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from matchday.domain.errors import OutOfStock, ReservationClosed, Unavailable
+from matchday.domain.errors import (
+    MatchdayError,
+    OutOfStock,
+    ReservationClosed,
+    Unavailable,
+    UnknownReservation,
+)
 from matchday.inventory.commands import ReservationView
 from matchday.payments.gateway import ChargeRequest, ChargeResult, RefundResult
 from matchday.payments.worker import PaymentsWorker
@@ -32,6 +39,9 @@ class FakeStock:
         self.sold = dict.fromkeys(on_hand, 0)
         self.holds: dict[str, list[Any]] = {}  # id -> [sku, qty, status, expires_at]
         self.ids = itertools.count(1)
+        self.sold_to: dict[str, str] = {}  # reservation id -> the order that committed it
+        self.amnesic = False  # a restarted shard: closed holds are unknown, not "committed"
+        self.lose_commit_answer = False  # the next commit lands, its answer does not
 
     def hold(self, sku: str, qty: int, ttl: float = 60.0) -> str:
         rid = f"r{next(self.ids)}"
@@ -50,6 +60,8 @@ class FakeStock:
 
     def _held(self, rid: str) -> list[Any]:
         h = self.holds[rid]
+        if self.amnesic and h[2] != "held":
+            raise UnknownReservation(rid)
         if not self._live(h):
             raise ReservationClosed(rid, "expired" if h[2] == "held" else h[2])
         return h
@@ -76,6 +88,10 @@ class FakeStock:
         h = self._held(rid)
         h[2] = "committed"
         self.sold[sku] += h[1]
+        self.sold_to[rid] = order_id
+        if self.lose_commit_answer:
+            self.lose_commit_answer = False
+            raise Unavailable("storage went away before the answer")
         return self._view(rid)
 
     async def resize(self, *args: Any) -> ReservationView:
@@ -91,6 +107,7 @@ class FakeOrders:
         self.captures: dict[str, tuple[str, str]] = {}
         self.cart_status: dict[str, str] = {}
         self.events: list[tuple[str, str]] = []
+        self.stock: FakeStock  # what storage knows of reservations: the fake engine's
 
     async def order(self, order_id: str) -> Order | None:
         return self.orders.get(order_id)
@@ -121,6 +138,10 @@ class FakeOrders:
 
     async def set_cart_status(self, cart_id: str, status: str, order_id: str | None) -> None:
         self.cart_status[cart_id] = status
+
+    async def reservation_state(self, rid: str) -> tuple[str, str | None] | None:
+        h = self.stock.holds.get(rid)
+        return None if h is None else (h[2], self.stock.sold_to.get(rid))
 
 
 class FakePayments:
@@ -188,6 +209,7 @@ class Shop:
         self.clock = ManualClock()
         self.stock = FakeStock(self.clock, {"A": on_hand, "B": on_hand})
         self.orders = FakeOrders(self.clock)
+        self.orders.stock = self.stock
         self.payments = FakePayments(self.orders)
         self.gateway = Gateway(answer)
         self.checkout = CheckoutService(
@@ -354,3 +376,20 @@ async def test_a_line_lost_between_check_and_commit_is_refunded_its_share() -> N
     # B's 2000 less its 2/3 of the 300 discount; A stays sold.
     assert shop.gateway.refunded == {"sold_out_refunded:o_1": 1800}
     assert shop.stock.sold == {"A": 1, "B": 0}
+
+
+async def test_a_commit_that_landed_unanswered_is_not_sold_again_after_a_shard_restart() -> None:
+    """The full suite found one order selling two units: its commit landed but the answer
+    was lost to a PostgreSQL restart, and the restarted shard, which does not remember
+    closed holds, called the hold unknown; the retry held the units again and sold them."""
+    shop = Shop("succeeded")
+    order = shop.order(("A", 1))
+    shop.stock.lose_commit_answer = True
+    with contextlib.suppress(MatchdayError):
+        await shop.checkout.resume(order)
+    assert shop.stock.sold["A"] == 1  # it landed
+    shop.stock.amnesic = True
+    done = await shop.checkout.resume(shop.now())
+    assert done.status == st.PAID
+    assert shop.stock.sold["A"] == 1 and shop.stock.reserved("A") == 0
+    assert done.lines[0].reservation_id == order.lines[0].reservation_id
