@@ -74,6 +74,9 @@ async def test_the_supplier_worker_actor_pulls_a_feed_and_applies_it_on_ray(
             async with asyncio.timeout(60):
                 while await stock_of(served, sku) != (2, 0, 0):
                     await asyncio.sleep(0.2)
+                # The level lands before the worker counts its pull: wait for the count too.
+                while (await worker.stats.remote())["pulls"] < 1:
+                    await asyncio.sleep(0.2)
             stats = await worker.stats.remote()
             assert stats["running"] == 1 and stats["pulls"] >= 1
         finally:
