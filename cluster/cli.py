@@ -56,10 +56,11 @@ def _request_id(args: argparse.Namespace) -> str:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from cluster.local import LocalStack, end_leftovers
-    from cluster.serving import ingress_env
+    from cluster.serving import chosen_apps, ingress_env
 
     try:
         ingress_env(settings.ingress)  # refuses a malformed MATCHDAY_TRUSTED_PROXIES
+        apps = chosen_apps(args.apps)
         # Refuses if this data directory's run is alive; ends what a killed one left behind,
         # before --fresh removes the files that name them (ADR 0020).
         end_leftovers(settings.data_dir)
@@ -73,7 +74,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
         shutil.rmtree(settings.data_dir, ignore_errors=True)
     stack = LocalStack.start(
-        settings, dashboard=not args.no_dashboard, seed=not args.no_seed, serve=not args.no_http
+        settings,
+        dashboard=not args.no_dashboard,
+        seed=not args.no_seed,
+        serve=not args.no_http,
+        apps=apps,
     )
     print("\nmatchday is running:")
     for line in stack.describe():
@@ -243,6 +248,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--no-seed", action="store_true", help="do not seed the demo catalogue")
     run.add_argument("--no-dashboard", action="store_true", help="start Ray without its dashboard")
     run.add_argument("--no-http", action="store_true", help="the engine only, no Serve apps")
+    run.add_argument(
+        "--apps", metavar="A,B", help="only these Serve apps (default: all), e.g. catalog,shop"
+    )
     run.set_defaults(fn=cmd_run)
     sub.add_parser("status", help="the running stack and its shards").set_defaults(fn=cmd_status)
     sub.add_parser("migrate", help="apply SQL migrations").set_defaults(fn=cmd_migrate)

@@ -48,6 +48,7 @@ class LocalStack:
     dashboard_url: str | None = None
     owns_ray: bool = False
     serving: bool = False
+    apps: list[str] = field(default_factory=list)  # the Serve apps deployed
     supervisor: Supervisor | None = None
 
     @classmethod
@@ -60,6 +61,7 @@ class LocalStack:
         serve: bool = True,
         say: Any = print,
         payments_worker: bool | None = None,  # default: with the HTTP apps
+        apps: list[str] | None = None,  # serve_config.yaml's, by name; None: all of them
     ) -> LocalStack:
         import ray
 
@@ -126,9 +128,11 @@ class LocalStack:
                     port=settings.http_port,
                     tls_certfile=settings.tls_certfile or None,
                     tls_keyfile=settings.tls_keyfile or None,
+                    apps=apps,
                 )
                 deploy(config, say=say)
                 stack.serving = True
+                stack.apps = [a["name"] for a in config["applications"]]
             if payments_worker or (payments_worker is None and serve):  # ADR 0008
                 from actors.payments_worker import start_payments_worker
                 from actors.supplier_worker import start_supplier_worker
@@ -155,6 +159,7 @@ class LocalStack:
             "dashboard_url": self.dashboard_url,
             "http_port": self.settings.http_port,
             "ingress": self.settings.ingress,
+            "apps": self.apps,
             # Where Prometheus (or a test) reads this node's metrics, ours included.
             "metrics_export_port": getattr(
                 getattr(ray._private.worker, "_global_node", None), "metrics_export_port", None
@@ -180,6 +185,7 @@ class LocalStack:
                 f"HTTP        {'https' if s.tls_certfile else 'http'}://{s.http_host}:"
                 f"{s.http_port}/api/catalog/products"
                 f"  ({s.ingress} ingress; OpenAPI at /api/<app>/docs)",
+                f"Apps        {', '.join(self.apps)}",
             ]
             if self.serving
             else []
