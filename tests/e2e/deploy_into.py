@@ -1,5 +1,5 @@
-"""Deploy serve_config.yaml plus extra apps on a running `matchday run`, from a process of its
-own (the test process may already drive another Ray cluster).
+"""Deploy the stack's apps of serve_config.yaml plus extra apps on a running `matchday run`,
+from a process of its own (the test process may already drive another Ray cluster).
 
     python -m tests.e2e.deploy_into '<stack.json content>' '[<app config>, ...]'
 """
@@ -25,7 +25,8 @@ def main(state_json: str, apps_json: str) -> None:
         logging_level=logging.ERROR,
         log_to_driver=False,
     )
-    config = load_config(host="127.0.0.1", port=int(state["http_port"]))
+    # The stack's own apps (`matchday run --apps`), so that none it left out starts here.
+    config = load_config(host="127.0.0.1", port=int(state["http_port"]), apps=state.get("apps"))
     config["applications"] += json.loads(apps_json)
     deploy(config, say=lambda _: None)
 

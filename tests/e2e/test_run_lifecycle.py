@@ -28,6 +28,9 @@ from tests.e2e.run_stack import ROOT, run_env, stack_settings, start_until_up, s
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
+# One app: what is stopped and left behind is Ray, Serve, HAProxy and the servers, whatever
+# the number of apps, and each app costs a start ~7 s of CPU.
+APPS = ("--apps", "catalog")
 # A hang detector, not a target: a stop takes ~10 s here (ADR 0020); the never ended.
 STOP_BOUND_S = 120
 
@@ -95,7 +98,7 @@ def test_a_killed_runs_leftovers_are_ended_by_the_next_start_which_stops_on_ctrl
     scratch = Path(tempfile.mkdtemp(prefix="matchday-killed-"))
     settings = stack_settings("haproxy")
     stats = int(settings["RAY_SERVE_HAPROXY_STATS_PORT"])
-    first = start_until_up(scratch, new_session=True, **settings)
+    first = start_until_up(scratch, *APPS, new_session=True, **settings)
     try:
         listening(first.pid, stats)  # HAProxy starts once Serve's routes reach its manager
         # SIGKILL, as a hard stop after a slow one, or the OOM killer, does. Ray's node
@@ -119,12 +122,16 @@ def test_a_killed_runs_leftovers_are_ended_by_the_next_start_which_stops_on_ctrl
         assert {"haproxy", "postgres", "redis"} <= set(left.values()), left
         assert not port_free(stats)  # what made the next start fail
 
-        second = start_until_up(scratch, new_session=True, after=1, **settings)
+        second = start_until_up(scratch, *APPS, new_session=True, after=1, **settings)
         try:
             log = (scratch / "run.log").read_text()
             assert "left running:" in log and all(f"(pid {pid})" in log for pid in left), log
             assert not any(psutil.pid_exists(pid) and pid in ours(scratch) for pid in left)
             listening(second.pid, stats)
+            # --apps: the one app is served, and only it.
+            assert "Apps        catalog\n" in log, log[-2000:]
+            base = f"http://127.0.0.1:{settings['MATCHDAY_HTTP_PORT']}"
+            assert httpx.get(f"{base}/api/shop/healthz", timeout=30).status_code == 404
             # A third start while the second runs refuses, naming it, and touches nothing.
             third = subprocess.run(
                 [sys.executable, "-m", "cluster.cli", "run", "--no-dashboard"],

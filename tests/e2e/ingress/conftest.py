@@ -8,18 +8,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.run_stack import SHARED, RunStack, run_stack
+from tests.e2e.run_stack import INGRESS_APPS, SHARED, RunStack, run_stack
 
 
 @pytest.fixture(scope="package")
 def haproxy_run() -> Iterator[RunStack]:
     """One `matchday run` on the HAProxy ingress, shared by the tests that only read it."""
-    with run_stack("haproxy", **SHARED) as stack:
+    with run_stack("haproxy", *INGRESS_APPS, **SHARED) as stack:
         yield stack
 
 
 @pytest.fixture(scope="package")
 def python_run() -> Iterator[RunStack]:
     """The same on the Python proxy ingress."""
-    with run_stack("python", **SHARED) as stack:
+    with run_stack("python", *INGRESS_APPS, **SHARED) as stack:
         yield stack

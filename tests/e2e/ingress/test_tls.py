@@ -28,7 +28,7 @@ from cryptography.x509.oid import NameOID
 from cluster.serving import load_config, refuse_tls_with_haproxy
 from cluster.tls.front import FrontConfig, FrontProxy, TlsFrontError, write
 from tests.e2e.conftest import free_port
-from tests.e2e.run_stack import matchday_run
+from tests.e2e.run_stack import INGRESS_APPS, matchday_run
 
 pytestmark = pytest.mark.e2e
 
@@ -84,6 +84,8 @@ def tls_stack() -> Iterator[TlsStack]:
         with matchday_run(
             scratch,
             "--no-seed",
+            "--apps",
+            "catalog",
             MATCHDAY_INGRESS="python",
             MATCHDAY_HTTP_PORT=str(port),
             MATCHDAY_TLS_CERTFILE=str(cert),
@@ -157,6 +159,7 @@ def haproxy_front() -> Iterator[FrontStack]:
         with matchday_run(
             scratch,
             "--no-seed",
+            *INGRESS_APPS,
             MATCHDAY_INGRESS="haproxy",
             MATCHDAY_HTTP_PORT=str(ingress),
             # Other stacks on this machine may hold HAProxy's default 8404 and 9101.
