@@ -48,10 +48,17 @@ def _stop(proc: subprocess.Popen[bytes], grace_s: float = 90.0) -> None:
 
 
 class Stack:
-    """``matchday run --no-dashboard --no-seed`` with ``ingress``; stop() with SIGINT."""
+    """``matchday run --no-dashboard --no-seed`` with ``ingress``; stop() with SIGINT.
 
-    def __init__(self, ingress: str, database_url: str, redis_url: str, work: Path) -> None:
+    ``apps`` (``matchday run --apps``): only the Serve apps a benchmark reaches; each other
+    one would cost the start ~7 s of CPU and burn some while the benchmark measures.
+    """
+
+    def __init__(
+        self, ingress: str, database_url: str, redis_url: str, work: Path, apps: str | None = None
+    ) -> None:
         self.ingress = ingress
+        self.apps = apps
         self.port = free_port()
         self.base = f"http://{LOOPBACK}:{self.port}"
         self.data_dir = work / f"stack-{ingress}"
@@ -75,9 +82,10 @@ class Stack:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 300.0, say: Callable[[str], None] = print) -> Stack:
+        apps = ["--apps", self.apps] if self.apps else []
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cluster.cli", "run", "--no-dashboard", "--no-seed"],
+            self.proc = subprocess.Popen(  # noqa: S603 - our own CLI, no shell
+                [sys.executable, "-m", "cluster.cli", "run", "--no-dashboard", "--no-seed", *apps],
                 cwd=ROOT,
                 env=self.env,
                 stdout=out,

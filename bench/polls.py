@@ -389,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"checkout ({cfg['concurrency']} workers) alone, under {cfg['votes_per_s']:g} "
               f"votes/s ({cfg['polls']} polls, {cfg['streams']} streams), beside a CPU burner: "
               f"{cfg['seconds']:g} s each after {cfg['warmup']:g} s", flush=True)  # fmt: skip
-        stack, started = Stack("haproxy", cfg["db"], redis_url, work), time.monotonic()
+        stack = Stack("haproxy", cfg["db"], redis_url, work, apps="shop,orders,polls")
+        started = time.monotonic()
         stack.env["MATCHDAY_SECRET_KEY"] = cfg["secret"]  # shoppers' tokens are signed here
         with stack:
             print(f"  stack up after {time.monotonic() - started:.0f} s", flush=True)
