@@ -100,6 +100,62 @@ def test_production_serves_the_laptops_apps_with_wider_autoscaling_bounds() -> N
             assert app["args"] == {}  # settings come from the environment, never args
 
 
+def knobs_in_code() -> dict[str, dict[str, Any]]:
+    """Each deployment's own options (serve/presets.py, through its decorator), by name."""
+    import importlib
+
+    from ray.serve import Deployment
+
+    found: dict[str, dict[str, Any]] = {}
+    for app in load(LAPTOP)["applications"]:
+        module = importlib.import_module(app["import_path"].split(":")[0])
+        for value in vars(module).values():
+            if isinstance(value, Deployment):
+                c = value._deployment_config
+                scaling = c.autoscaling_config
+                found[value.name] = {
+                    "max_ongoing_requests": c.max_ongoing_requests,
+                    "max_queued_requests": c.max_queued_requests,
+                    "target_ongoing_requests": scaling and scaling.target_ongoing_requests,
+                    "min_replicas": scaling and scaling.min_replicas,
+                    "max_replicas": scaling and scaling.max_replicas,
+                    "num_replicas": None if scaling else c.num_replicas,
+                }
+    return found
+
+
+def knobs_in(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found = {}
+    for app in config["applications"]:
+        for d in app["deployments"]:
+            scaling = d.get("autoscaling_config") or {}
+            found[d["name"]] = {
+                "max_ongoing_requests": d.get("max_ongoing_requests"),
+                "max_queued_requests": d.get("max_queued_requests"),
+                "target_ongoing_requests": scaling.get("target_ongoing_requests"),
+                "min_replicas": scaling.get("min_replicas"),
+                "max_replicas": scaling.get("max_replicas"),
+                "num_replicas": d.get("num_replicas"),
+            }
+    return found
+
+
+PER_REPLICA = ("max_ongoing_requests", "max_queued_requests", "target_ongoing_requests")
+
+
+def test_the_deployment_numbers_agree_across_the_code_and_the_three_configs() -> None:
+    """A replica's limits are one number everywhere (the code's presets, serve_config.yaml,
+    the production config and the RayService that embeds it); only the replica counts
+    differ, and the laptop's are the code's (issue 14: four places, nothing checked them)."""
+    code, laptop, production = knobs_in_code(), knobs_in(load(LAPTOP)), knobs_in(load(PRODUCTION))
+    assert set(code) == set(laptop) == set(production)
+    for name, ours in code.items():
+        stated = {k: v for k, v in laptop[name].items() if v is not None}
+        assert stated == {k: v for k, v in ours.items() if k in stated}, name
+        for knob in PER_REPLICA:
+            assert production[name][knob] in (None, ours[knob]), (name, knob)
+
+
 def test_the_rayservice_embeds_the_production_serve_config() -> None:
     from ray.serve.schema import ServeDeploySchema
 
