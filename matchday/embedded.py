@@ -100,23 +100,32 @@ class EmbeddedPostgres:
         if not (self.pgdata / "PG_VERSION").exists():
             self._run(
                 "initdb",
-                "-D", str(self.pgdata),
-                "--auth=trust", "--encoding=UTF8", "-U", "postgres",
+                "-D",
+                str(self.pgdata),
+                "--auth=trust",
+                "--encoding=UTF8",
+                "-U",
+                "postgres",
                 timeout=120,
-            )  # fmt: skip
+            )
         options = " ".join(
             f"-c {k}={v!r}" if v == "" else f"-c {k}={v}" for k, v in self.settings.items()
         )
         assert self.socket_dir is not None
         self._run(
             "pg_ctl",
-            "-D", str(self.pgdata),
-            "-l", str(self.log_file),
-            "-o", f"-k {self.socket_dir} {options}",
-            "-w", "-t", "60",
+            "-D",
+            str(self.pgdata),
+            "-l",
+            str(self.log_file),
+            "-o",
+            f"-k {self.socket_dir} {options}",
+            "-w",
+            "-t",
+            "60",
             "start",
             timeout=90,
-        )  # fmt: skip
+        )
         return self
 
     def stop(self, mode: str = "fast", *, wait_s: int = 60) -> None:
@@ -125,9 +134,17 @@ class EmbeddedPostgres:
         if not self.alive():  # killed: only its lock file is left, which a start replaces
             return
         self._run(
-            "pg_ctl", "-D", str(self.pgdata), "-m", mode, "-w", "-t", str(wait_s), "stop",
+            "pg_ctl",
+            "-D",
+            str(self.pgdata),
+            "-m",
+            mode,
+            "-w",
+            "-t",
+            str(wait_s),
+            "stop",
             timeout=wait_s + 30,
-        )  # fmt: skip
+        )
 
     def running(self) -> bool:
         return (self.pgdata / "postmaster.pid").exists()
@@ -191,22 +208,31 @@ class EmbeddedRedis:
         self.proc = subprocess.Popen(  # noqa: S603 - the bundled redis-server, fixed arguments
             [
                 self.executable,
-                "--port", "0",  # no TCP at all: the Unix socket only
-                "--unixsocket", str(self.socket_path),
-                "--unixsocketperm", "700",
-                "--dir", str(self.data_dir),
-                "--appendonly", "yes",
-                "--appendfsync", "everysec",
-                "--save", "",
-                "--logfile", str(self.data_dir / "redis.log"),
-                "--daemonize", "no",
+                "--port",
+                "0",  # no TCP at all: the Unix socket only
+                "--unixsocket",
+                str(self.socket_path),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(self.data_dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--logfile",
+                str(self.data_dir / "redis.log"),
+                "--daemonize",
+                "no",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             # Not in our process group: a terminal's Ctrl-C reaches the whole group, and the
             # server must stop when the stack says so, after the shards' last writes.
             start_new_session=True,
-        )  # fmt: skip
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -282,8 +282,9 @@ def plan_nodes(
     return NodePlan(at_peak, at_peak, top, need, gib, over_cores, over_gib)
 
 
-def plan_stores(profile: Profile, rates: Mapping[str, float], cores: Mapping[str, float],
-                opts: Options) -> StoresPlan:  # fmt: skip
+def plan_stores(
+    profile: Profile, rates: Mapping[str, float], cores: Mapping[str, float], opts: Options
+) -> StoresPlan:
     xacts = sum(r * profile.classes[c].pg_write_xacts for c, r in rates.items())
     wal = sum(r * profile.classes[c].pg_wal_bytes for c, r in rates.items()) / 1e6
     redis = sum(r * profile.classes[c].redis_cmds for c, r in rates.items())
@@ -297,11 +298,15 @@ def limits(p: Plan, profile: Profile) -> tuple[Limit, ...]:
     peak, opts, cores = p.demand.peak_users, p.options, p.cores
     node_cores = p.nodes.max * (opts.node.cores - p.nodes.overhead_cores)
     out = [Limit("nodes (CPU)", node_cores, p.nodes.cores_needed, "cores", peak)]
-    out += [Limit(f"{d.role} replicas", d.max_replicas, d.cores_at_peak, "cores", peak)
-            for d in p.deployments]  # fmt: skip
+    out += [
+        Limit(f"{d.role} replicas", d.max_replicas, d.cores_at_peak, "cores", peak)
+        for d in p.deployments
+    ]
     out.append(Limit("ring shards", p.shards.ring, p.shards.ring_cores, "cores", peak))
-    out += [Limit(f"hot SKU {sku} (one shard)", p.shards.ceiling_per_s, rate, "adds/s", peak)
-            for sku, rate in p.shards.hot]  # fmt: skip
+    out += [
+        Limit(f"hot SKU {sku} (one shard)", p.shards.ceiling_per_s, rate, "adds/s", peak)
+        for sku, rate in p.shards.hot
+    ]
     out += [Limit(c, 1.0, cores.get(c, 0.0), "cores", peak) for c in k.SINGLETONS]
     out.append(Limit("redis (one core)", 1.0, p.stores.redis_cores, "cores", peak))
     if not opts.stores.colocated:
@@ -310,8 +315,11 @@ def limits(p: Plan, profile: Profile) -> tuple[Limit, ...]:
         wal = Limit("postgres primary (WAL)", s.pg_wal_mb_s, p.stores.pg_wal_mb_s, "MB/s", peak)
         out.append(wal)
     if profile.software.settings.get("ingress") == "python":
-        out.append(Limit("ingress (a proxy per node)", p.nodes.max, cores.get(k.INGRESS, 0.0),
-                         "cores", peak))  # fmt: skip
+        out.append(
+            Limit(
+                "ingress (a proxy per node)", p.nodes.max, cores.get(k.INGRESS, 0.0), "cores", peak
+            )
+        )
     return tuple(sorted((x for x in out if x.load > 0), key=lambda x: x.headroom))
 
 

@@ -68,7 +68,8 @@ def inputs(p: Plan, profile: Profile, scenario: str) -> list[str]:
         f"- Nodes: {o.node.cores:g} cores, {o.node.memory_gib:g} GiB, target utilisation"
         f" {o.utilisation:.0%}" + (f", fixed at {o.fixed_nodes}" if o.fixed_nodes else "") + ".",
         f"- PostgreSQL primary: {o.stores.pg_cores:g} cores, {o.stores.pg_wal_mb_s:g} MB/s of WAL"
-        + (" (on the nodes: colocated)" if o.stores.colocated else "") + ".",
+        + (" (on the nodes: colocated)" if o.stores.colocated else "")
+        + ".",
         f"- Profile: measured {profile.measured_at} against {profile.target} on {m.cores} cores"
         f" ({m.cpu_model}), {m.memory_bytes / 2**30:.0f} GiB; matchday {sw.matchday}"
         f"{' ' + sw.commit[:10] if sw.commit else ''}, Ray {sw.ray}, Python {sw.python};"
@@ -91,15 +92,19 @@ def demand_table(p: Plan, drop_units: int | None) -> list[str]:
             out.append(f"| {c} | {r:,.1f} | {r / total:.1%} |")
     out.append(f"| **total** | **{total:,.1f}** | |")
     hot = p.demand.hot_adds_at_peak()
-    out += ["", f"Add-to-cart attempts on the drop at the peak: {hot:,.1f}/s over"
-            f" {len(p.shards.hot)} hot SKU(s)."]  # fmt: skip
+    out += [
+        "",
+        f"Add-to-cart attempts on the drop at the peak: {hot:,.1f}/s over"
+        f" {len(p.shards.hot)} hot SKU(s).",
+    ]
     if drop_units is not None:
         t = sell_out_s(p.demand, drop_units)
         out.append(
             f"A drop of {drop_units:,} units is gone ~{t:.0f} s into the scenario (if nobody"
-            " is refused a unit)." if t is not None
+            " is refused a unit)."
+            if t is not None
             else f"A drop of {drop_units:,} units lasts the whole scenario at this demand."
-        )  # fmt: skip
+        )
     return out
 
 
@@ -144,11 +149,12 @@ def ray_envelope(p: Plan) -> list[str]:
     if p.nodes.max <= RAY_TESTED_NODES and actors <= RAY_TESTED_ACTORS:
         return []
     return [
-        "", f"**Past Ray's tested envelope**: {p.nodes.max} nodes and {actors:,} actors at the"
+        "",
+        f"**Past Ray's tested envelope**: {p.nodes.max} nodes and {actors:,} actors at the"
         f" autoscaling maxima, where Ray's release tests cover {RAY_TESTED_NODES} nodes and"
         f" {RAY_TESTED_ACTORS:,} actors. Split the shop into several Ray clusters behind one"
         " load balancer, each with its own shard groups (ADR 0024).",
-    ]  # fmt: skip
+    ]
 
 
 def markdown(p: Plan, profile: Profile, scenario: str, drop_units: int | None = None) -> str:
@@ -158,17 +164,20 @@ def markdown(p: Plan, profile: Profile, scenario: str, drop_units: int | None = 
     out += ["", "## Deployments", "", *deployments_table(p)]
     sh = p.shards
     out += [
-        "", "## Shards", "",
+        "",
+        "## Shards",
+        "",
         f"{sh.ring} ring shard(s) for {sh.ring_cores:.2f} cores of engine work, {sh.dedicated}"
         f" dedicated (one per pinned SKU, one spare). One shard serving one hot SKU reached"
         f" {sh.ceiling_per_s:,.0f} reserves/s when measured"
         f" ({profile.hot_shard.callers} callers; its CPU alone would allow"
         f" {profile.hot_shard.cpu_ceiling_per_s:,.0f}/s).",
-    ]  # fmt: skip
+    ]
     factor = batching(profile)
     out.append(
         "Shards and the event publisher group-commit: their cost per request at the peak is"
-        " the light-load cost x " + ", ".join(f"{v:.2f} ({r})" for r, v in factor.items())
+        " the light-load cost x "
+        + ", ".join(f"{v:.2f} ({r})" for r, v in factor.items())
         + ", the ratio the hot-shard phase measured."
     )
     for sku, rate in sh.pins:
@@ -176,31 +185,45 @@ def markdown(p: Plan, profile: Profile, scenario: str, drop_units: int | None = 
     admit = sh.ceiling_per_s * p.options.utilisation
     over = [sku for sku, rate in sh.hot if rate > admit]
     if over:
-        out += ["", f"More fans reach for {', '.join(over)} than one shard takes: admit them"
-                f" through the waiting room at no more than {admit:,.0f} adds/s each (the"
-                f" measured ceiling at {p.options.utilisation:.0%})."]  # fmt: skip
+        out += [
+            "",
+            f"More fans reach for {', '.join(over)} than one shard takes: admit them"
+            f" through the waiting room at no more than {admit:,.0f} adds/s each (the"
+            f" measured ceiling at {p.options.utilisation:.0%}).",
+        ]
     n = p.nodes
     out += [
-        "", "## Nodes", "",
+        "",
+        "## Nodes",
+        "",
         f"{n.cores_needed:.2f} cores and {n.memory_gib_needed:.1f} GiB of work at the peak;"
         f" Ray and the ingress take {n.overhead_cores:.2f} cores and {n.overhead_gib:.1f} GiB"
         f" per node idle. {n.at_peak} node(s) at the peak; keep them up for the match (pods"
         f" start in minutes, a kick-off peaks in one); autoscaling up to {n.max}.",
         *ray_envelope(p),
-        "", "## PostgreSQL and Redis", "", *stores_section(p),
-        "", "## What saturates first", "",
+        "",
+        "## PostgreSQL and Redis",
+        "",
+        *stores_section(p),
+        "",
+        "## What saturates first",
+        "",
         "Capacity is each component's at 100% (the autoscaling maxima of this plan); load grows"
-        " with the users, so a component saturates at peak x headroom users.", "",
+        " with the users, so a component saturates at peak x headroom users.",
+        "",
         "| component | load at the peak | capacity | headroom | saturates at users |",
         "| --- | --- | --- | --- | --- |",
         *[_limit_row(x) for x in p.limits],
-        "", "![load against capacity](load.png)",
-        "", "## Files", "",
+        "",
+        "![load against capacity](load.png)",
+        "",
+        "## Files",
+        "",
         "- `serve_config.yaml`: `serve deploy serve_config.yaml` on a Ray cluster.",
         "- `rayservice-patch.yaml`: `kubectl -n matchday patch rayservice matchday --type merge"
         " --patch-file rayservice-patch.yaml` (KubeRay).",
         "- `plan.json`: these numbers for tools.",
-    ]  # fmt: skip
+    ]
     return "\n".join(out) + "\n"
 
 

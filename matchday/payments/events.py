@@ -81,9 +81,11 @@ class StripeEvents:
             if release is not None:
                 released = int(await release(attempt))
         await self.payments.suspicious(
-            "late_success", order.order_id, order.customer_id,
+            "late_success",
+            order.order_id,
+            order.customer_id,
             {"intent": intent_id, "order_status": order.status, "released": released},
-        )  # fmt: skip
+        )
         return "released" if released else "flagged"
 
     async def _refunded(self, obj: dict[str, Any]) -> str:
@@ -111,14 +113,19 @@ class StripeEvents:
         intent = intent_id if isinstance(intent_id, str) else None
         order_id = await self._order_of(intent, {}) if intent else None
         await self.payments.dispute(
-            str(obj.get("id")), account,
+            str(obj.get("id")),
+            account,
             charge_id=obj.get("charge") if isinstance(obj.get("charge"), str) else None,
-            intent_id=intent, order_id=order_id,
+            intent_id=intent,
+            order_id=order_id,
             amount_cents=int(obj["amount"]) if obj.get("amount") is not None else None,
-            reason=obj.get("reason"), status=obj.get("status"),
-        )  # fmt: skip
+            reason=obj.get("reason"),
+            status=obj.get("status"),
+        )
         await self.payments.suspicious(
-            "dispute", order_id, None,
+            "dispute",
+            order_id,
+            None,
             {"dispute": obj.get("id"), "reason": obj.get("reason"), "status": obj.get("status")},
-        )  # fmt: skip
+        )
         return "dispute_logged"

@@ -133,9 +133,13 @@ class StripeGateway:
             for refund in await self._refunds_of(payment_ref):
                 if _meta(refund).get(KEY_FIELD) == idempotency_key:
                     await self.attempts.record_refund(
-                        idempotency_key, self.name, payment_ref, amount_cents, "succeeded",
+                        idempotency_key,
+                        self.name,
+                        payment_ref,
+                        amount_cents,
+                        "succeeded",
                         refund.id,
-                    )  # fmt: skip
+                    )
                     return RefundResult(self.name, refund.id, int(refund.amount))
         await self.attempts.record_refund(
             idempotency_key, self.name, payment_ref, amount_cents, "started"
@@ -222,8 +226,12 @@ class StripeGateway:
         authorisation that came late (a timed-out call, a failover, a payment deadline), a
         capture beside the order's own, a charge for an order that ended without one."""
         kind = None
-        if pi.status in ("requires_capture", "requires_confirmation", "requires_action",
-                         "requires_payment_method"):  # fmt: skip
+        if pi.status in (
+            "requires_capture",
+            "requires_confirmation",
+            "requires_action",
+            "requires_payment_method",
+        ):
             await self._call(self.client.v1.payment_intents.cancel, pi.id)
             if pi.status == "requires_capture":  # money was held on the card
                 kind = "late_authorisation_cancelled"
@@ -234,10 +242,16 @@ class StripeGateway:
         if kind is None:
             return int(pi.status != "canceled")
         await self.attempts.suspicious(
-            kind, order_id, None,
-            {"gateway": self.name, "intent": pi.id, "amount": int(pi.amount),
-             "kept": keep[1] if keep else None},
-        )  # fmt: skip
+            kind,
+            order_id,
+            None,
+            {
+                "gateway": self.name,
+                "intent": pi.id,
+                "amount": int(pi.amount),
+                "kept": keep[1] if keep else None,
+            },
+        )
         return 1
 
     # -- steps ---------------------------------------------------------------------------------
@@ -273,9 +287,11 @@ class StripeGateway:
             if (gateway, winner) != (self.name, intent.id):
                 # Another intent holds this order's capture: this one is a duplicate.
                 await self.attempts.suspicious(
-                    "duplicate_authorisation", order_id, None,
+                    "duplicate_authorisation",
+                    order_id,
+                    None,
                     {"gateway": self.name, "intent": intent.id, "kept": winner},
-                )  # fmt: skip
+                )
                 raise Unavailable(f"order {order_id} is being paid by {gateway} {winner}")
             if status == "requires_capture":
                 intent = await self._capture(intent.id)
@@ -283,16 +299,22 @@ class StripeGateway:
             return ChargeResult("succeeded", self.name, intent.id, risk_level=_risk(intent))
         if status == "requires_action":
             return ChargeResult(
-                "requires_action", self.name, intent.id, "authentication_required",
+                "requires_action",
+                self.name,
+                intent.id,
+                "authentication_required",
                 "the bank asks the customer to confirm this payment (3-D Secure)",
-            )  # fmt: skip
+            )
         if status in ("requires_payment_method", "canceled"):
             err = intent.to_dict().get("last_payment_error") or {}
             code = str(err.get("decline_code") or err.get("code") or "card_declined")
             return ChargeResult(
-                "declined", self.name, intent.id, code,
+                "declined",
+                self.name,
+                intent.id,
+                code,
                 str(err.get("message") or "the card was declined"),
-            )  # fmt: skip
+            )
         raise Unavailable(f"payment {intent.id} is {status}: not settled yet")
 
     async def _capture(self, intent_id: str) -> Any:
@@ -321,9 +343,14 @@ class StripeGateway:
 
     async def _note(self, order_id: str, attempt: int, intent: Any) -> None:
         await self.attempts.record(
-            order_id, attempt, self.name, str(intent.status), intent_id=intent.id,
-            risk_level=_risk(intent), fingerprint=_fingerprint(intent),
-        )  # fmt: skip
+            order_id,
+            attempt,
+            self.name,
+            str(intent.status),
+            intent_id=intent.id,
+            risk_level=_risk(intent),
+            fingerprint=_fingerprint(intent),
+        )
 
     async def _refunds_of(self, intent_id: str) -> list[Any]:
         page = await self._call(

@@ -125,11 +125,15 @@ class CheckoutService(OrderPayments):
             "charged_cents": order.charged_cents,
             "offer_code": order.offer_code,
             "lines": [
-                {"sku": ln.sku, "qty": ln.qty, "unit_price_cents": ln.unit_price_cents,
-                 "title": ln.title}
+                {
+                    "sku": ln.sku,
+                    "qty": ln.qty,
+                    "unit_price_cents": ln.unit_price_cents,
+                    "title": ln.title,
+                }
                 for ln in order.lines
             ],
-        }  # fmt: skip
+        }
 
     async def order(self, customer_id: str, order_id: str) -> Order:
         order = await self.repo.order(order_id)
@@ -154,9 +158,13 @@ class CheckoutService(OrderPayments):
         await self.holds.release(order)
         detail = told(st.CANCELLED, {"review": "rejected"})
         if await self.repo.update_order(
-            order_id, st.CANCELLED, from_statuses=frozenset({st.REVIEW}), detail=detail,
-            failure_code="review_rejected", failure_message="cancelled after review",
-        ):  # fmt: skip
+            order_id,
+            st.CANCELLED,
+            from_statuses=frozenset({st.REVIEW}),
+            detail=detail,
+            failure_code="review_rejected",
+            failure_message="cancelled after review",
+        ):
             await self.events.publish(order_id, st.CANCELLED, detail)
         return await self._reload(order)
 
@@ -176,9 +184,13 @@ class CheckoutService(OrderPayments):
         refund_key = f"refund:{order_id}:{check_key(key)}"
         result = await self.gateway.refund(order.payment_ref, amount, refund_key)
         await self.payments.record_refund(
-            refund_key, result.gateway, order.payment_ref, result.amount_cents, "succeeded",
+            refund_key,
+            result.gateway,
+            order.payment_ref,
+            result.amount_cents,
+            "succeeded",
             result.refund_ref,
-        )  # fmt: skip
+        )
         full = await self.payments.refunded_cents(order.payment_ref) >= order.charged_cents
         status = st.REFUNDED if full else st.PAID
         detail = told(status, {"refunded_cents": result.amount_cents, "refund": result.refund_ref})
@@ -199,8 +211,14 @@ class CheckoutService(OrderPayments):
             "order": order.to_dict(),
             "deadline": self.deadline(order) if order.attempts else None,
             "attempts": [
-                {"attempt": a.attempt, "gateway": a.gateway, "intent": a.intent_id,
-                 "status": a.status, "error": a.error, "risk_level": a.risk_level}
+                {
+                    "attempt": a.attempt,
+                    "gateway": a.gateway,
+                    "intent": a.intent_id,
+                    "status": a.status,
+                    "error": a.error,
+                    "risk_level": a.risk_level,
+                }
                 for a in await self.payments.attempts_of(order_id)
             ],
             "queue": {"tries": queued[0], "next_at": queued[1]} if queued else None,
@@ -209,7 +227,7 @@ class CheckoutService(OrderPayments):
                 {"kind": kind, "detail": detail}
                 for kind, detail in await self.payments.suspicious_of(order_id)
             ],
-        }  # fmt: skip
+        }
 
     async def _held_for_review(self, order: Order, client_ip: str | None) -> bool:
         if self.fraud is None:
@@ -229,9 +247,11 @@ class CheckoutService(OrderPayments):
         if lost and await self._close_unpaid(order, "hold_lost", lost_message(lost)):
             return True
         moved = await self.repo.update_order(
-            order.order_id, st.REVIEW, from_statuses=frozenset({st.PENDING}),
+            order.order_id,
+            st.REVIEW,
+            from_statuses=frozenset({st.PENDING}),
             detail=told(st.REVIEW, {}),  # the reasons go to the suspicious log, not the customer
-        )  # fmt: skip
+        )
         if moved:
             await self.events.publish(order.order_id, st.REVIEW, told(st.REVIEW, {}))
         return True
@@ -239,9 +259,13 @@ class CheckoutService(OrderPayments):
     # -- steps ---------------------------------------------------------------------------------
 
     async def _new_order(
-        self, order_id: str, customer_id: str, cart_id: str, payment_token: str,
+        self,
+        order_id: str,
+        customer_id: str,
+        cart_id: str,
+        payment_token: str,
         offer_code: str | None = None,
-    ) -> Order:  # fmt: skip
+    ) -> Order:
         cart = await self.repo.cart(cart_id)
         if cart is None or cart.customer_id != customer_id:
             raise NotFound("cart", cart_id)
@@ -260,21 +284,38 @@ class CheckoutService(OrderPayments):
             raise Conflict("the cart mixes currencies")
         lines = tuple(
             OrderLine(
-                line.reservation_id, line.sku, line.qty, prices[line.sku][0],
+                line.reservation_id,
+                line.sku,
+                line.qty,
+                prices[line.sku][0],
                 _title(prices[line.sku]),
             )
             for line in held
-        )  # fmt: skip
+        )
         discount = 0
         if offer_code:
             if self.offers is None:
                 raise OfferInvalid("offers are not enabled here")
             discount = await self.offers.discount(customer_id, offer_code, lines, now)
         return Order(
-            order_id, cart_id, customer_id, st.PENDING,
-            sum(ln.qty * ln.unit_price_cents for ln in lines), currencies.pop(), payment_token,
-            0, None, None, None, None, now, now, lines, discount, offer_code or None,
-        )  # fmt: skip
+            order_id,
+            cart_id,
+            customer_id,
+            st.PENDING,
+            sum(ln.qty * ln.unit_price_cents for ln in lines),
+            currencies.pop(),
+            payment_token,
+            0,
+            None,
+            None,
+            None,
+            None,
+            now,
+            now,
+            lines,
+            discount,
+            offer_code or None,
+        )
 
 
 def _title(info: tuple[int, str, str, str | None, str | None]) -> str:

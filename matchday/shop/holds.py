@@ -54,9 +54,11 @@ class OrderHolds:
         for line in order.lines:
             try:
                 await self.stock.extend(
-                    f"chk:{order.order_id}:{line.reservation_id}:{check}", line.sku,
-                    line.reservation_id, ttl_s,
-                )  # fmt: skip
+                    f"chk:{order.order_id}:{line.reservation_id}:{check}",
+                    line.sku,
+                    line.reservation_id,
+                    ttl_s,
+                )
                 lines.append(line)
                 continue
             except MatchdayError as exc:
@@ -94,9 +96,11 @@ class OrderHolds:
     async def _commit(self, order: Order, line: OrderLine) -> bool:
         try:
             await self.stock.commit(
-                f"com:{order.order_id}:{line.reservation_id}", line.sku,
-                line.reservation_id, order.order_id,
-            )  # fmt: skip
+                f"com:{order.order_id}:{line.reservation_id}",
+                line.sku,
+                line.reservation_id,
+                order.order_id,
+            )
         except MatchdayError as exc:
             if exc.retryable:
                 raise
@@ -123,9 +127,13 @@ class OrderHolds:
         engine refuses new holds on a closed cart (its fence, ADR 0017)."""
         try:
             view = await self.stock.reserve(
-                f"rh:{order.order_id}:{line.reservation_id}", line.sku, line.qty,
-                order.order_id, order.customer_id, ttl_s,
-            )  # fmt: skip
+                f"rh:{order.order_id}:{line.reservation_id}",
+                line.sku,
+                line.qty,
+                order.order_id,
+                order.customer_id,
+                ttl_s,
+            )
         except MatchdayError as exc:
             if exc.retryable:
                 raise

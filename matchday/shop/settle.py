@@ -82,9 +82,13 @@ class OrderPayments:
                 order, attempts=await self.repo.bump_attempt(order.order_id, self.payment_hold_s)
             )
         req = ChargeRequest(
-            order.order_id, order.attempts, order.charged_cents, order.currency,
-            order.payment_token, order.customer_id,
-        )  # fmt: skip
+            order.order_id,
+            order.attempts,
+            order.charged_cents,
+            order.currency,
+            order.payment_token,
+            order.customer_id,
+        )
         # Before the charge: if this process dies anywhere after it, the worker finds the order.
         await self.payments.schedule(order.order_id, self.settle_grace_s, only_if_absent=True)
         try:
@@ -104,15 +108,19 @@ class OrderPayments:
     async def _settle(self, order: Order, result: ChargeResult) -> Order:
         if result.risk_level in ("elevated", "highest"):
             await self.payments.suspicious(
-                "gateway_risk", order.order_id, order.customer_id,
+                "gateway_risk",
+                order.order_id,
+                order.customer_id,
                 {"risk_level": result.risk_level, "gateway": result.gateway},
-            )  # fmt: skip
+            )
         if result.status == "succeeded":
             return await self._fulfil(order, result.gateway, result.payment_ref)
         fields: dict[str, Any] = {
-            "gateway": result.gateway, "payment_ref": result.payment_ref,
-            "failure_code": result.code, "failure_message": result.message,
-        }  # fmt: skip
+            "gateway": result.gateway,
+            "payment_ref": result.payment_ref,
+            "failure_code": result.code,
+            "failure_message": result.message,
+        }
         if result.status == "declined":
             await self.holds.release(order)
             await self._move(order, st.FAILED, {"code": result.code}, **fields)
@@ -140,9 +148,12 @@ class OrderPayments:
                 raise
             # Paid but not yet committed: settled by a later resume (the payment is found).
             await self._move(
-                order, st.AMBIGUOUS, {"reason": exc.message},
-                gateway=gateway, payment_ref=payment_ref,
-            )  # fmt: skip
+                order,
+                st.AMBIGUOUS,
+                {"reason": exc.message},
+                gateway=gateway,
+                payment_ref=payment_ref,
+            )
             return await self._reload(order)
         if unsold:
             sold_none = len(unsold) == len(order.lines)
@@ -157,9 +168,14 @@ class OrderPayments:
         False when one was claimed (or the order ended otherwise meanwhile)."""
         detail = {"code": code, "message": message}
         moved = await self.repo.update_order(
-            order.order_id, st.FAILED, from_statuses=st.PAYABLE, detail=detail,
-            unless_captured=True, failure_code=code, failure_message=message,
-        )  # fmt: skip
+            order.order_id,
+            st.FAILED,
+            from_statuses=st.PAYABLE,
+            detail=detail,
+            unless_captured=True,
+            failure_code=code,
+            failure_message=message,
+        )
         if not moved:
             return False
         log.warning("order %s (%s) failed: %s", order.order_id, order.status, code)
@@ -189,10 +205,15 @@ class OrderPayments:
                 " their share; the rest is yours."
             )
         await self._move(
-            order, status, {"code": code, "message": message, "refunded_cents": amount},
-            gateway=gateway, payment_ref=payment_ref, failure_code=code, failure_message=message,
+            order,
+            status,
+            {"code": code, "message": message, "refunded_cents": amount},
+            gateway=gateway,
+            payment_ref=payment_ref,
+            failure_code=code,
+            failure_message=message,
             reopen_cart=full,
-        )  # fmt: skip
+        )
         if not full:
             await self.repo.set_cart_status(order.cart_id, "checked_out", order.order_id)
         await self.payments.done(order.order_id)
@@ -209,20 +230,35 @@ class OrderPayments:
             key, result.gateway, payment_ref, result.amount_cents, "succeeded", result.refund_ref
         )
         await self.payments.suspicious(
-            kind, order.order_id, order.customer_id,
-            {"gateway": gateway, "intent": payment_ref, "amount": amount,
-             "order_status": order.status},
-        )  # fmt: skip
+            kind,
+            order.order_id,
+            order.customer_id,
+            {
+                "gateway": gateway,
+                "intent": payment_ref,
+                "amount": amount,
+                "order_status": order.status,
+            },
+        )
         return await self._reload(order)
 
     async def _move(
-        self, order: Order, status: str, detail: dict[str, Any], *, reopen_cart: bool = False,
+        self,
+        order: Order,
+        status: str,
+        detail: dict[str, Any],
+        *,
+        reopen_cart: bool = False,
         **fields: Any,
-    ) -> None:  # fmt: skip
+    ) -> None:
         moved = await self.repo.update_order(
-            order.order_id, status, from_statuses=st.PAYABLE, detail=told(status, detail),
-            reopen_cart=reopen_cart, **fields,
-        )  # fmt: skip
+            order.order_id,
+            status,
+            from_statuses=st.PAYABLE,
+            detail=told(status, detail),
+            reopen_cart=reopen_cart,
+            **fields,
+        )
         if moved:
             await self.events.publish(order.order_id, status, told(status, detail))
 

@@ -94,10 +94,17 @@ class PaymentsRepository:
                 " fingerprint = COALESCE(EXCLUDED.fingerprint, payment_attempts.fingerprint),"
                 " updated_at = now()",
                 (
-                    order_id, attempt, gateway, intent_id, status, error, risk_level,
-                    fingerprint, self.region,
+                    order_id,
+                    attempt,
+                    gateway,
+                    intent_id,
+                    status,
+                    error,
+                    risk_level,
+                    fingerprint,
+                    self.region,
                 ),
-            )  # fmt: skip
+            )
             await conn.execute(
                 "INSERT INTO payment_attempt_log (order_id, attempt, gateway, intent_id, status,"
                 " error) VALUES (%s, %s, %s, %s, %s, %s)",
@@ -284,10 +291,17 @@ class PaymentsRepository:
                     " count(*) FILTER (WHERE client_ip = %s)"
                     " FROM checkout_signals WHERE at > now() - %s * interval '1 s'"
                     " AND (customer_id = %s OR fingerprint = %s OR client_ip = %s)",
-                    (customer_id, fingerprint, client_ip, window_s, customer_id, fingerprint,
-                     client_ip),
+                    (
+                        customer_id,
+                        fingerprint,
+                        client_ip,
+                        window_s,
+                        customer_id,
+                        fingerprint,
+                        client_ip,
+                    ),
                 )
-            ).fetchone()  # fmt: skip
+            ).fetchone()
         assert row is not None
         return {"customer": int(row[0]), "fingerprint": int(row[1]), "ip": int(row[2])}
 
@@ -328,9 +342,8 @@ class PaymentsRepository:
                 "INSERT INTO disputes (dispute_id, account, charge_id, intent_id, order_id,"
                 " amount_cents, reason, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (dispute_id) DO UPDATE SET status = EXCLUDED.status",
-                (dispute_id, account, charge_id, intent_id, order_id, amount_cents, reason,
-                 status),
-            )  # fmt: skip
+                (dispute_id, account, charge_id, intent_id, order_id, amount_cents, reason, status),
+            )
 
     # -- refunds -------------------------------------------------------------------------------
 

@@ -68,24 +68,34 @@ class PollsRepository:
                     " VALUES (%s, %s, %s, to_timestamp(%s::float8), %s, %s, %s, %s)"
                     " ON CONFLICT (poll_id) DO NOTHING RETURNING poll_id",
                     (
-                        poll_id, spec.question, spec.placement, spec.closes_at, created_by,
+                        poll_id,
+                        spec.question,
+                        spec.placement,
+                        spec.closes_at,
+                        created_by,
                         offer.percent_off if offer else None,
                         offer.product_slug if offer else None,
                         offer.valid_s if offer else None,
                     ),
                 )
-            ).fetchone()  # fmt: skip
+            ).fetchone()
             if inserted is not None:
                 cur = conn.cursor()
                 await cur.executemany(
                     "INSERT INTO poll_options (poll_id, option_id, position, label, sku,"
                     " product_id) VALUES (%s, %s, %s, %s, %s, %s)",
                     [
-                        (poll_id, f"o{n + 1}", n, o.label.strip(), o.sku,
-                         products.get(o.sku) if o.sku else None)
+                        (
+                            poll_id,
+                            f"o{n + 1}",
+                            n,
+                            o.label.strip(),
+                            o.sku,
+                            products.get(o.sku) if o.sku else None,
+                        )
                         for n, o in enumerate(spec.options)
                     ],
-                )  # fmt: skip
+                )
         poll = await self.poll(poll_id)
         assert poll is not None
         return poll
@@ -130,10 +140,12 @@ class PollsRepository:
                 " JOIN poll_options o USING (poll_id, option_id)"
                 " ON CONFLICT (poll_id, customer_id) DO NOTHING",
                 (
-                    [v[0] for v in votes], [v[1] for v in votes],
-                    [v[2] for v in votes], [v[3] for v in votes],
+                    [v[0] for v in votes],
+                    [v[1] for v in votes],
+                    [v[2] for v in votes],
+                    [v[3] for v in votes],
                 ),
-            )  # fmt: skip
+            )
             return cur.rowcount
 
     async def votes(self, poll_id: str) -> list[tuple[str, str, float]]:

@@ -110,12 +110,26 @@ class RedisQueue:
         await _guard(self.redis.hincrby(self.key(drop_id, "meta"), counter, 1))
 
     async def advance(
-        self, drop_id: str, customer: str, now: float, *, admit: bool, rate_per_s: float,
-        available: int, pass_ttl_s: float,
-    ) -> Located:  # fmt: skip
+        self,
+        drop_id: str,
+        customer: str,
+        now: float,
+        *,
+        admit: bool,
+        rate_per_s: float,
+        available: int,
+        pass_ttl_s: float,
+    ) -> Located:
         keys = [self.key(drop_id, n) for n in ("waiting", "admitted", "pending", "meta")]
-        args = [customer, int(now * 1000), "1" if admit else "0", rate_per_s, available,
-                int(pass_ttl_s * 1000), KEY_TTL_S]  # fmt: skip
+        args = [
+            customer,
+            int(now * 1000),
+            "1" if admit else "0",
+            rate_per_s,
+            available,
+            int(pass_ttl_s * 1000),
+            KEY_TTL_S,
+        ]
         kind, rank, at, waiting, places = await _guard(self._advance(keys=keys, args=args))
         admitted = tuple(int(float(p)) for p in places)  # ZPOPMIN scores come back as text
         return Located(_KINDS[int(kind)], int(rank), int(at) / 1000, int(waiting), admitted)

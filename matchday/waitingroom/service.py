@@ -115,9 +115,14 @@ class WaitingRoom:
         return dataclasses.replace(status, ticket=ticket)
 
     async def _new_ticket(
-        self, drop: Drop, customer: str, address: str, challenge: str | None,
-        nonce: str | None, now: float,
-    ) -> int:  # fmt: skip
+        self,
+        drop: Drop,
+        customer: str,
+        address: str,
+        challenge: str | None,
+        nonce: str | None,
+        now: float,
+    ) -> int:
         worked = drop.pow_bits == 0
         if challenge is not None or nonce is not None:  # a wrong answer is an error, not a bot
             self.tokens.check_work(
@@ -187,9 +192,14 @@ class WaitingRoom:
         self, drop: Drop, customer: str, now: float, state: str, available: int
     ) -> Located:
         located = await self.queue.advance(
-            drop.drop_id, customer, now, admit=state == OPEN, rate_per_s=drop.rate_per_s,
-            available=available, pass_ttl_s=drop.pass_ttl_s,
-        )  # fmt: skip
+            drop.drop_id,
+            customer,
+            now,
+            admit=state == OPEN,
+            rate_per_s=drop.rate_per_s,
+            available=available,
+            pass_ttl_s=drop.pass_ttl_s,
+        )
         tags = {"drop": drop.drop_id}
         self.metrics.set(WR_QUEUE, located.waiting, tags)
         if located.admitted_places:
