@@ -262,8 +262,3 @@ class BestSeller(BaseModel):
 class BestSellerRecord(BaseModel):
     product: ProductRecord
     units_sold: int
-
-
-# What checkout needs to price one SKU: (price_cents, currency, product name, size, colour).
-# A plain tuple, the same type as matchday.shop.ports.PriceInfo (dict values are invariant).
-PriceInfo = tuple[int, str, str, str | None, str | None]

@@ -39,7 +39,6 @@ from matchday.catalog.models import (
     CategoryOut,
     ListQuery,
     PageRecord,
-    PriceInfo,
     ProductIn,
     ProductOut,
     ProductPage,
@@ -48,6 +47,7 @@ from matchday.catalog.models import (
 )
 from matchday.domain.cards import carries_pan
 from matchday.domain.errors import InvalidInput, NotFound
+from matchday.domain.prices import PriceInfo
 from matchday.inventory.routing import Router
 from matchday.metrics import CATALOG_CACHE, NOOP, Metrics
 from matchday.storage.catalog_repo import CatalogRepository

@@ -279,7 +279,7 @@ class CheckoutService(OrderPayments):
         missing = sorted({line.sku for line in held} - set(prices))
         if missing:
             raise Conflict(f"no longer sold: {', '.join(missing)}; remove them to check out")
-        currencies = {prices[line.sku][1] for line in held}
+        currencies = {prices[line.sku].currency for line in held}
         if len(currencies) != 1:
             raise Conflict("the cart mixes currencies")
         lines = tuple(
@@ -287,8 +287,8 @@ class CheckoutService(OrderPayments):
                 line.reservation_id,
                 line.sku,
                 line.qty,
-                prices[line.sku][0],
-                _title(prices[line.sku]),
+                prices[line.sku].price_cents,
+                prices[line.sku].title,
             )
             for line in held
         )
@@ -316,8 +316,3 @@ class CheckoutService(OrderPayments):
             discount,
             offer_code or None,
         )
-
-
-def _title(info: tuple[int, str, str, str | None, str | None]) -> str:
-    _, _, name, size, colour = info
-    return " / ".join(part for part in (name, colour, size) if part)

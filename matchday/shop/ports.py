@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from matchday.domain.prices import PriceInfo
 from matchday.inventory.commands import ReservationView
-
-# (price_cents, currency, product name, size, colour): CatalogService.price_of's answer.
-PriceInfo = tuple[int, str, str, str | None, str | None]
 
 
 class Stock(Protocol):

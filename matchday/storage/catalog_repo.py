@@ -20,13 +20,13 @@ from matchday.catalog.models import (
     CategoryIn,
     CategoryOut,
     ListQuery,
-    PriceInfo,
     ProductIn,
     ProductPatch,
     ProductRecord,
     VariantRecord,
 )
 from matchday.domain.errors import Conflict, InvalidInput, NotFound
+from matchday.domain.prices import PriceInfo
 from matchday.inventory.routing import Router
 from matchday.storage.db import StorageConnection
 
@@ -256,7 +256,7 @@ class CatalogRepository:
                 (list(skus),),
             )
             return {
-                sku: (int(price), currency, name, size, colour)
+                sku: PriceInfo(int(price), currency, name, size, colour)
                 for sku, price, currency, name, size, colour in await cur.fetchall()
             }
 
