@@ -367,7 +367,7 @@ class DeltaExporter:
 
 
 # Mutation kinds that can lower a SKU's available units.
-_TAKING_KINDS = frozenset({"reserve", "resize", "set_on_hand"})
+_TAKING_KINDS = frozenset({"reserve", "resize", "set_on_hand", "adjust", "channel_reserve"})
 
 
 def record_batch(

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from matchday.domain.errors import (
+    AllocationExceeded,
+    InvalidInput,
     InvariantViolation,
     LimitExceeded,
     OutOfStock,
@@ -24,9 +26,12 @@ from matchday.domain.errors import (
     ReservationExpired,
     UnknownReservation,
 )
+from matchday.inventory.allocation import ChannelStock
 from matchday.inventory.commands import ReservationView, StockView
 from matchday.inventory.wire import (
+    ADJUST,
     ADJUST_LIMITS,
+    ALLOCATE,
     COMMIT,
     EXPIRE,
     EXTEND,
@@ -54,12 +59,14 @@ Entry = tuple[Any, ...]
 
 
 # A held reservation is its own answer: the wire tuple (RESERVATION, reservation_id, sku,
-# qty, cart_id, customer_id, expires_at, status, order_id), replaced whenever it changes.
+# qty, cart_id, customer_id, expires_at, status, order_id), replaced whenever it changes; a
+# channel's has one more element, the channel (ADR 0028): a shop hold carries nothing extra.
 # A tuple of atoms is not tracked by the cyclic GC, so a shard holding 100k reservations
 # gives the collector nothing to walk (ADR 0017: a Reservation object per hold cost the
 # shard full collections of hundreds of ms).
 Reservation = tuple[Any, ...]
-R_ID, R_SKU, R_QTY, R_CART, R_CUSTOMER, R_EXPIRES, R_STATUS, R_ORDER = range(1, 9)
+R_ID, R_SKU, R_QTY, R_CART, R_CUSTOMER, R_EXPIRES, R_STATUS, R_ORDER, R_CHANNEL = range(1, 10)
+SHOP_HOLD = R_CHANNEL  # the length of a shop hold's tuple
 
 
 def reservation_view(r: Reservation) -> ReservationView:
@@ -72,6 +79,7 @@ class Changes:
     __slots__ = (
         "carts",
         "changed",
+        "channels",
         "created",
         "customers",
         "entries",
@@ -89,6 +97,7 @@ class Changes:
         self.customers: set[tuple[str, str]] = set()  # (sku, customer) totals to write
         self.reset: set[str] = set()  # SKUs whose stored customer totals are void
         self.carts: set[str] = set()  # carts that take more units: must still be open
+        self.channels: set[str] = set()  # SKUs whose channel counts to write
 
     def _mark(self, r: Reservation) -> None:
         rid = r[R_ID]
@@ -101,6 +110,7 @@ class Changes:
 class SkuLedger:
     __slots__ = (
         "_closed",
+        "channels",
         "customer_units",
         "held",
         "low_stock_order_cap",
@@ -135,6 +145,9 @@ class SkuLedger:
         # applies: a SKU sold to a million fans keeps no million-entry total (ADR 0017).
         self.customer_units: dict[str, int] | None = {} if per_customer_limit is not None else None
         self._closed: dict[str, str] | None = None
+        # Per marketplace channel: its holds, sales and allocation. None until a channel
+        # touches the SKU: the shop's SKUs carry nothing for it (ADR 0028).
+        self.channels: dict[str, ChannelStock] | None = None
 
     # -- reading -------------------------------------------------------------------------
 
@@ -168,6 +181,11 @@ class SkuLedger:
     def load_reservation(self, r: Reservation) -> None:
         """Put back a held reservation read from storage (counters already include it)."""
         self.held[r[R_ID]] = r
+
+    def load_channel(self, channel: str, stock: ChannelStock) -> None:
+        if self.channels is None:
+            self.channels = {}
+        self.channels[channel] = stock
 
     def load_customer_units(self, customer_id: str, units: int) -> None:
         if self.customer_units is not None:
@@ -221,7 +239,11 @@ class SkuLedger:
         del self.held[r[R_ID]]
         self.reserved -= r[R_QTY]
         self.sold += r[R_QTY]
-        r = (*r[:R_STATUS], "committed", m[4])
+        if len(r) == SHOP_HOLD:
+            r = (*r[:R_STATUS], "committed", m[4])
+        else:
+            r = (*r[:R_STATUS], "committed", m[4], r[R_CHANNEL])
+            self._channel_moved(ch, r, -r[R_QTY], r[R_QTY])
         self._remember_closed(r)
         self._log(ch, COMMIT, m[1], r, before)
         return r
@@ -232,7 +254,7 @@ class SkuLedger:
             return self._missing(m[3])
         if r[R_EXPIRES] <= now:
             return refusal(ReservationExpired, r[R_ID])
-        r = self.held[r[R_ID]] = (*r[:R_EXPIRES], now + m[4], "held", None)
+        r = self.held[r[R_ID]] = (*r[:R_EXPIRES], now + m[4], *r[R_STATUS:])
         self._log(ch, EXTEND, m[1], r, self.on_hand - self.reserved - self.sold)
         return r
 
@@ -242,6 +264,8 @@ class SkuLedger:
             return self._missing(m[3])
         if r[R_EXPIRES] <= now:
             return refusal(ReservationExpired, r[R_ID])
+        if len(r) != SHOP_HOLD:
+            return refusal(InvalidInput, "reservation_id", "a channel's hold is not resized")
         qty = m[4]
         delta = qty - r[R_QTY]
         before = self.on_hand - self.reserved - self.sold
@@ -269,17 +293,82 @@ class SkuLedger:
         Never overselling wins over honouring a cart: when a count finds fewer units than
         carts hold, the most recent reservations are revoked (ADR 0003).
         """
-        units = m[3]
+        return self._count(ch, SET_ON_HAND, m[1], m[3], m[3])
+
+    def adjust(self, ch: Changes, m: WireMutation, now: float) -> WireOutcome:
+        """Change the units present and unsold by ``delta`` (not below 0), against this
+        ledger's own count: atomic, where reading the count and then setting it would lose
+        a sale or a restock made in between. Holds are reconciled as by a count."""
+        units = max(0, self.on_hand - self.sold + m[3])
+        return self._count(ch, ADJUST, m[1], m[3], units)
+
+    def _count(self, ch: Changes, kind: int, request_id: str, qty: int, units: int) -> WireOutcome:
         revoked: list[str] = []
         for r in reversed(list(self.held.values())):
             if self.reserved <= units:
                 break
-            self._close(ch, REVOKE, m[1], r, "revoked")
+            self._close(ch, REVOKE, request_id, r, "revoked")
             revoked.append(r[R_ID])
         before = self.on_hand - self.reserved - self.sold
         self.on_hand = self.sold + units
-        self._log_stock(ch, SET_ON_HAND, m[1], units, before)
+        self._log_stock(ch, kind, request_id, qty, before)
         return self.stock_wire(tuple(revoked))
+
+    # -- channels (ADR 0028) ----------------------------------------------------------------
+
+    def reserve_channel(self, ch: Changes, m: WireMutation, now: float) -> WireOutcome:
+        """A reserve by channel ``m[7]``: its allocation, then every limit a reserve meets.
+        Not a shop cart: no cart fence applies to it."""
+        qty, channel = m[3], m[7]
+        cs = None if self.channels is None else self.channels.get(channel)
+        if cs is not None:
+            left = cs.remaining(self.on_hand)
+            if left is not None and qty > left:
+                return refusal(AllocationExceeded, self.sku, channel, qty, left)
+        before = self.on_hand - self.reserved - self.sold
+        refused = self._refusal(qty, qty, m[5], before)
+        if refused is not None:
+            return refused
+        rid = ch.new_id()
+        r = (RESERVATION, rid, self.sku, qty, m[4], m[5], now + m[6], "held", None, channel)
+        self.held[rid] = r
+        self.reserved += qty
+        if self.customer_units is not None:
+            self._add_units(ch, m[5], qty)
+        self._channel_moved(ch, r, qty, 0)
+        ch.created[rid] = r
+        ch.touched[self.sku] = self
+        ch.entries.append((RESERVE, m[1], self.sku, rid, qty, before, before - qty, r[R_EXPIRES]))
+        return r
+
+    def allocate(self, ch: Changes, m: WireMutation, now: float) -> WireOutcome:
+        """Set channel ``m[3]``'s allocation (``None, None``: none). Holds stay."""
+        cs = self._channel(m[3])
+        cs.max_units, cs.max_percent = m[4], m[5]
+        ch.channels.add(self.sku)
+        before = self.on_hand - self.reserved - self.sold
+        self._log_stock(ch, ALLOCATE, m[1], m[4] if m[4] is not None else m[5], before, m[3])
+        return self.stock_wire()
+
+    def channel_view(self, channel: str) -> tuple[int | None, int | None, int, int]:
+        """(max_units, max_percent, held, sold) of a channel here."""
+        cs = None if self.channels is None else self.channels.get(channel)
+        return (None, None, 0, 0) if cs is None else cs.row()
+
+    def _channel(self, channel: str) -> ChannelStock:
+        channels = self.channels
+        if channels is None:
+            channels = self.channels = {}
+        cs = channels.get(channel)
+        if cs is None:
+            cs = channels[channel] = ChannelStock()
+        return cs
+
+    def _channel_moved(self, ch: Changes, r: Reservation, held: int, sold: int) -> None:
+        cs = self._channel(r[R_CHANNEL])
+        cs.held += held
+        cs.sold += sold
+        ch.channels.add(self.sku)
 
     def adjust_limits(
         self,
@@ -356,7 +445,11 @@ class SkuLedger:
         self.reserved -= r[R_QTY]
         if self.customer_units is not None:
             self._add_units(ch, r[R_CUSTOMER], -r[R_QTY])
-        r = (*r[:R_STATUS], status, None)
+        if len(r) == SHOP_HOLD:
+            r = (*r[:R_STATUS], status, None)
+        else:
+            r = (*r[:R_STATUS], status, None, r[R_CHANNEL])
+            self._channel_moved(ch, r, -r[R_QTY], 0)
         self._remember_closed(r)
         self._log(ch, kind, request_id, r, before)
         return r
@@ -370,7 +463,13 @@ class SkuLedger:
         )
 
     def _log_stock(
-        self, ch: Changes, kind: int, request_id: str, qty: int | None, before: int
+        self,
+        ch: Changes,
+        kind: int,
+        request_id: str,
+        qty: int | None,
+        before: int,
+        ref: str | None = None,
     ) -> None:
         ch.touched[self.sku] = self
         ch.entries.append(
@@ -378,7 +477,7 @@ class SkuLedger:
                 kind,
                 request_id,
                 self.sku,
-                None,
+                ref,
                 qty,
                 before,
                 self.on_hand - self.reserved - self.sold,

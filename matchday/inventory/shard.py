@@ -27,6 +27,7 @@ from matchday.domain.errors import (
     UnknownSku,
     WrongShard,
 )
+from matchday.inventory.allocation import ChannelStock
 from matchday.inventory.commands import DEFAULT_POLICY, Mutation, Outcome, Policy
 from matchday.inventory.expiry import Expiry
 from matchday.inventory.ids import ReservationIds
@@ -35,6 +36,7 @@ from matchday.inventory.records import BatchRefused, BatchWrite, ShardRepository
 from matchday.inventory.routing import Router
 from matchday.inventory.wire import (
     ADJUST_LIMITS,
+    CHANNEL_RESERVE,
     ERROR,
     EXTEND,
     RESERVATION,
@@ -61,7 +63,7 @@ _TRANSIENT = frozenset(cls.code for cls in (WrongShard, UnknownSku, Unavailable,
 MAX_ATTEMPTS = 3
 
 _CART_KINDS = frozenset({RESERVE, RESIZE})  # may take more units for a cart
-_TIMED_KINDS = frozenset({RESERVE, EXTEND})  # set a reservation's deadline
+_TIMED_KINDS = frozenset({RESERVE, EXTEND, CHANNEL_RESERVE})  # set a reservation's deadline
 
 _DISPATCH: tuple[Callable[[SkuLedger, Changes, WireMutation, float], Any], ...] = (
     SkuLedger.reserve,
@@ -73,6 +75,10 @@ _DISPATCH: tuple[Callable[[SkuLedger, Changes, WireMutation, float], Any], ...] 
     SkuLedger.set_on_hand,
     SkuLedger.adjust_limits,
     SkuLedger.expire,
+    SkuLedger.expire,  # REVOKE: journal only, refused by wire.check before this
+    SkuLedger.adjust,
+    SkuLedger.allocate,
+    SkuLedger.reserve_channel,
 )
 
 
@@ -175,6 +181,10 @@ class ShardCore(Expiry):
             ledger = self.ledgers.get(sku)
             if ledger is not None:
                 ledger.load_customer_units(customer, units)
+        for sku, channel, max_units, max_percent, held, sold in state.channels:
+            ledger = self.ledgers.get(sku)
+            if ledger is not None:
+                ledger.load_channel(channel, ChannelStock(max_units, max_percent, held, sold))
 
     # -- the batch path ------------------------------------------------------------------
 
