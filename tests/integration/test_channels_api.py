@@ -5,7 +5,10 @@ nothing, every action audited; and the reports split sales by channel."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cluster.cli import main as cli_main
 from matchday.channels.sales import ChannelSales
 from matchday.reports.registry import REPORTS
 from matchday.settings import Settings
@@ -190,3 +194,48 @@ async def test_the_channel_sales_report_splits_sales_by_channel(market: Market) 
     await reports.refresh()
     rows = [r for r in await REPORTS["channel-sales"].fetch(reports, 10_000) if r.sku == sku]
     assert {(r.channel, r.units_24h, r.units_30d) for r in rows} == {(cid, 2, 2), ("shop", 3, 3)}
+
+
+async def test_the_cli_manages_channels_audited_and_prints_a_key_once(
+    market: Market, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = market.admin.stack.ctx.settings
+    monkeypatch.setenv("MATCHDAY_DATABASE_URL", s.database_url)
+    monkeypatch.setenv("MATCHDAY_DATA_DIR", str(s.data_dir))
+    monkeypatch.setenv("MATCHDAY_SECRET_KEY", s.secret_key.get_secret_value())
+
+    async def cli(*argv: str) -> tuple[int, str, str]:
+        code = await asyncio.to_thread(cli_main, ["channels", *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    cid = uid("cli").lower()
+    code, out, _ = await cli("create", cid, "--name", "CLI Market")
+    key = re.search(r"API key: (mdch_\S+)", out)
+    assert code == 0 and key and "shown this once" in out
+    assert (await market.api.get("/stock", headers=_bearer(key.group(1)))).status_code == 200
+    code, _, err = await cli("create", cid, "--name", "again")
+    assert code == 1 and '"code": "conflict"' in err
+    code, _, err = await cli("create", "Bad_Id", "--name", "x")
+    assert code == 1 and '"code": "invalid_input"' in err and "Traceback" not in err
+    code, out, _ = await cli("rotate-key", cid)
+    new = re.search(r"API key: (mdch_\S+)", out)
+    assert code == 0 and new and new.group(1) != key.group(1)
+    assert (await market.api.get("/stock", headers=_bearer(key.group(1)))).status_code == 401
+    code, out, _ = await cli("disable", cid)
+    assert code == 0 and json.loads(out)["active"] is False
+    assert (await market.api.get("/stock", headers=_bearer(new.group(1)))).status_code == 403
+    code, out, _ = await cli("list")
+    assert cid in out and new.group(1) not in out
+    actions = [
+        (e.action, e.outcome, e.client.startswith("cli:")) for e in await market.admin.audit(cid)
+    ]
+    assert actions == [
+        ("channel.disable", "ok", True), ("channel.rotate", "ok", True),
+        ("channel.create", "conflict", True), ("channel.create", "ok", True),
+    ]  # fmt: skip
+    assert key.group(1) not in repr(await market.admin.audit(cid))
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
