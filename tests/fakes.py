@@ -6,9 +6,9 @@ import copy
 from typing import Any
 
 from matchday.domain.errors import StaleEpoch, Unavailable
+from matchday.inventory.changes import R_ID, Entry, reservation_view
 from matchday.inventory.commands import ReservationView
 from matchday.inventory.journal import answers
-from matchday.inventory.ledger import R_ID, Entry, reservation_view
 from matchday.inventory.records import BatchRefused, BatchWrite, ShardState, SkuRow
 from matchday.inventory.wire import RESERVATION, WireOutcome
 

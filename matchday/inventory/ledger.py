@@ -13,11 +13,9 @@ included), so ``available = on_hand - reserved - sold`` and ``sold <= on_hand`` 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 from matchday.domain.errors import (
-    AllocationExceeded,
     InvalidInput,
     InvariantViolation,
     LimitExceeded,
@@ -26,12 +24,24 @@ from matchday.domain.errors import (
     ReservationExpired,
     UnknownReservation,
 )
+from matchday.inventory import allocation
 from matchday.inventory.allocation import ChannelStock
-from matchday.inventory.commands import ReservationView, StockView
+from matchday.inventory.changes import (
+    R_CART,
+    R_CHANNEL,
+    R_CUSTOMER,
+    R_EXPIRES,
+    R_ID,
+    R_QTY,
+    R_STATUS,
+    SHOP_HOLD,
+    Changes,
+    Reservation,
+)
+from matchday.inventory.commands import StockView
 from matchday.inventory.wire import (
     ADJUST,
     ADJUST_LIMITS,
-    ALLOCATE,
     COMMIT,
     EXPIRE,
     EXTEND,
@@ -51,60 +61,6 @@ from matchday.inventory.wire import (
 # How many closed reservations a ledger remembers, so that a late release or commit of one
 # gets "already committed" instead of "unknown". Older ones answer UnknownReservation.
 CLOSED_MEMORY = 256
-
-# A journal entry: (kind, request_id, sku, reservation_id, qty, available_before,
-# available_after, expires_at) for a reservation, plus (on_hand, sold, per_customer_limit,
-# low_stock_threshold, low_stock_order_cap) for a stock change. See records.BatchWrite.
-Entry = tuple[Any, ...]
-
-
-# A held reservation is its own answer: the wire tuple (RESERVATION, reservation_id, sku,
-# qty, cart_id, customer_id, expires_at, status, order_id), replaced whenever it changes; a
-# channel's has one more element, the channel (ADR 0028): a shop hold carries nothing extra.
-# A tuple of atoms is not tracked by the cyclic GC, so a shard holding 100k reservations
-# gives the collector nothing to walk (ADR 0017: a Reservation object per hold cost the
-# shard full collections of hundreds of ms).
-Reservation = tuple[Any, ...]
-R_ID, R_SKU, R_QTY, R_CART, R_CUSTOMER, R_EXPIRES, R_STATUS, R_ORDER, R_CHANNEL = range(1, 10)
-SHOP_HOLD = R_CHANNEL  # the length of a shop hold's tuple
-
-
-def reservation_view(r: Reservation) -> ReservationView:
-    return ReservationView(*r[1:])
-
-
-class Changes:
-    """What one batch changed, filled by the ledgers as they apply it, for one write."""
-
-    __slots__ = (
-        "carts",
-        "changed",
-        "channels",
-        "created",
-        "customers",
-        "entries",
-        "new_id",
-        "reset",
-        "touched",
-    )
-
-    def __init__(self, new_id: Callable[[], str]) -> None:
-        self.new_id = new_id
-        self.entries: list[Entry] = []
-        self.touched: dict[str, SkuLedger] = {}  # whose counters to write
-        self.created: dict[str, Reservation] = {}  # to insert, in their final state
-        self.changed: dict[str, Reservation] = {}  # existing ones to update
-        self.customers: set[tuple[str, str]] = set()  # (sku, customer) totals to write
-        self.reset: set[str] = set()  # SKUs whose stored customer totals are void
-        self.carts: set[str] = set()  # carts that take more units: must still be open
-        self.channels: set[str] = set()  # SKUs whose channel counts to write
-
-    def _mark(self, r: Reservation) -> None:
-        rid = r[R_ID]
-        if rid in self.created:
-            self.created[rid] = r
-        else:
-            self.changed[rid] = r
 
 
 class SkuLedger:
@@ -182,14 +138,17 @@ class SkuLedger:
         """Put back a held reservation read from storage (counters already include it)."""
         self.held[r[R_ID]] = r
 
-    def load_channel(self, channel: str, stock: ChannelStock) -> None:
-        if self.channels is None:
-            self.channels = {}
-        self.channels[channel] = stock
-
     def load_customer_units(self, customer_id: str, units: int) -> None:
         if self.customer_units is not None:
             self.customer_units[customer_id] = units
+
+    # -- channels (ADR 0028): matchday/inventory/allocation.py --------------------------------
+
+    load_channel = allocation.load_channel
+    reserve_channel = allocation.reserve_channel
+    allocate = allocation.allocate
+    channel_view = allocation.channel_view
+    _channel_moved = allocation.channel_moved
 
     # -- mutations: each takes its wire tuple, answers a wire outcome ----------------------
 
@@ -313,62 +272,6 @@ class SkuLedger:
         self.on_hand = self.sold + units
         self._log_stock(ch, kind, request_id, qty, before)
         return self.stock_wire(tuple(revoked))
-
-    # -- channels (ADR 0028) ----------------------------------------------------------------
-
-    def reserve_channel(self, ch: Changes, m: WireMutation, now: float) -> WireOutcome:
-        """A reserve by channel ``m[7]``: its allocation, then every limit a reserve meets.
-        Not a shop cart: no cart fence applies to it."""
-        qty, channel = m[3], m[7]
-        cs = None if self.channels is None else self.channels.get(channel)
-        if cs is not None:
-            left = cs.remaining(self.on_hand)
-            if left is not None and qty > left:
-                return refusal(AllocationExceeded, self.sku, channel, qty, left)
-        before = self.on_hand - self.reserved - self.sold
-        refused = self._refusal(qty, qty, m[5], before)
-        if refused is not None:
-            return refused
-        rid = ch.new_id()
-        r = (RESERVATION, rid, self.sku, qty, m[4], m[5], now + m[6], "held", None, channel)
-        self.held[rid] = r
-        self.reserved += qty
-        if self.customer_units is not None:
-            self._add_units(ch, m[5], qty)
-        self._channel_moved(ch, r, qty, 0)
-        ch.created[rid] = r
-        ch.touched[self.sku] = self
-        ch.entries.append((RESERVE, m[1], self.sku, rid, qty, before, before - qty, r[R_EXPIRES]))
-        return r
-
-    def allocate(self, ch: Changes, m: WireMutation, now: float) -> WireOutcome:
-        """Set channel ``m[3]``'s allocation (``None, None``: none). Holds stay."""
-        cs = self._channel(m[3])
-        cs.max_units, cs.max_percent = m[4], m[5]
-        ch.channels.add(self.sku)
-        before = self.on_hand - self.reserved - self.sold
-        self._log_stock(ch, ALLOCATE, m[1], m[4] if m[4] is not None else m[5], before, m[3])
-        return self.stock_wire()
-
-    def channel_view(self, channel: str) -> tuple[int | None, int | None, int, int]:
-        """(max_units, max_percent, held, sold) of a channel here."""
-        cs = None if self.channels is None else self.channels.get(channel)
-        return (None, None, 0, 0) if cs is None else cs.row()
-
-    def _channel(self, channel: str) -> ChannelStock:
-        channels = self.channels
-        if channels is None:
-            channels = self.channels = {}
-        cs = channels.get(channel)
-        if cs is None:
-            cs = channels[channel] = ChannelStock()
-        return cs
-
-    def _channel_moved(self, ch: Changes, r: Reservation, held: int, sold: int) -> None:
-        cs = self._channel(r[R_CHANNEL])
-        cs.held += held
-        cs.sold += sold
-        ch.channels.add(self.sku)
 
     def adjust_limits(
         self,

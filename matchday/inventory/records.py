@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-from matchday.inventory.ledger import Changes, Entry, Reservation
+from matchday.inventory.changes import Changes, Entry, Reservation
 from matchday.inventory.wire import EXPIRE, REVOKE, WireOutcome
 
 

@@ -28,10 +28,11 @@ from matchday.domain.errors import (
     WrongShard,
 )
 from matchday.inventory.allocation import ChannelStock
+from matchday.inventory.changes import R_CART, R_EXPIRES, R_ID, R_QTY, R_SKU, Changes
 from matchday.inventory.commands import DEFAULT_POLICY, Mutation, Outcome, Policy
 from matchday.inventory.expiry import Expiry
 from matchday.inventory.ids import ReservationIds
-from matchday.inventory.ledger import R_CART, R_EXPIRES, R_ID, R_QTY, R_SKU, Changes, SkuLedger
+from matchday.inventory.ledger import SkuLedger
 from matchday.inventory.records import BatchRefused, BatchWrite, ShardRepository, ShardState
 from matchday.inventory.routing import Router
 from matchday.inventory.wire import (

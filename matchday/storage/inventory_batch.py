@@ -23,7 +23,7 @@ from __future__ import annotations
 from itertools import zip_longest
 from typing import Any
 
-from matchday.inventory.ledger import (
+from matchday.inventory.changes import (
     R_CART,
     R_CHANNEL,
     R_CUSTOMER,

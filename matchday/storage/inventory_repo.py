@@ -16,8 +16,8 @@ from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from matchday.domain.errors import StaleEpoch, Unavailable
+from matchday.inventory.changes import Reservation
 from matchday.inventory.journal import answers
-from matchday.inventory.ledger import Reservation
 from matchday.inventory.records import BatchRefused, BatchWrite, ShardState, SkuRow
 from matchday.inventory.routing import Router
 from matchday.inventory.wire import RESERVATION, WireOutcome

@@ -20,8 +20,8 @@ from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from matchday.domain.errors import StaleEpoch, Unavailable
+from matchday.inventory.changes import reservation_view
 from matchday.inventory.journal import STATUS, STOCK_KINDS, events_of
-from matchday.inventory.ledger import reservation_view
 from matchday.inventory.records import BatchWrite
 from matchday.inventory.wire import (
     ADJUST_LIMITS,
