@@ -39,6 +39,7 @@ from cluster import attach
 from cluster.admin_cli import register as register_admin
 from cluster.backup_cli import register as register_backup
 from cluster.capacity_cli import register as register_capacity
+from cluster.channels_cli import register as register_channels
 from cluster.cli_common import print_json, resolve, with_ray
 from cluster.drops_cli import register as register_drops
 from cluster.reports_cli import register as register_reports
@@ -293,6 +294,7 @@ def parser() -> argparse.ArgumentParser:
     register_screenshots(sub)
     register_capacity(sub)
     register_suppliers(sub)
+    register_channels(sub)
     register_drops(sub)
     return p
 

@@ -367,7 +367,7 @@ class DeltaExporter:
 
 
 # Mutation kinds that can lower a SKU's available units.
-_TAKING_KINDS = frozenset({"reserve", "resize", "set_on_hand"})
+_TAKING_KINDS = frozenset({"reserve", "resize", "set_on_hand", "adjust", "channel_reserve"})
 
 
 def record_batch(
@@ -397,7 +397,7 @@ def record_batch(
         by_kind[(kind, code)] += 1
         if code == "ok" and kind in _TAKING_KINDS:
             took.add(m[2])
-        if kind == "reserve":
+        if kind == "reserve" or kind == "channel_reserve":  # the shop's compare comes first
             reserves[("ok" if code == "ok" else "refused", code)] += 1
         if code == "out_of_stock":
             refused += 1

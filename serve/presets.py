@@ -43,6 +43,8 @@ ADMIN = autoscaled(min_replicas=1, max_replicas=2, target=8, ongoing=32, queued=
 # Supplier pushes: a message a few seconds per supplier, each one engine call per line.
 # Suppliers retry, so shedding a burst as 503 + Retry-After loses nothing (ADR 0025).
 SUPPLIERS = autoscaled(min_replicas=1, max_replicas=2, target=16, ongoing=64, queued=256)
+# Marketplaces retry too (a 503 carries Retry-After); an order is a few engine calls.
+CHANNELS = autoscaled(min_replicas=1, max_replicas=2, target=32, ongoing=128, queued=512)
 # Votes are one Lua call in Redis each; results streams hold a request open for minutes.
 POLLS = autoscaled(min_replicas=1, max_replicas=4, target=64, ongoing=256, queued=1024)
 # Static files from memory: cheap per request, and a CDN takes most of them in production.

@@ -6,9 +6,9 @@ import copy
 from typing import Any
 
 from matchday.domain.errors import StaleEpoch, Unavailable
+from matchday.inventory.changes import R_ID, Entry, reservation_view
 from matchday.inventory.commands import ReservationView
 from matchday.inventory.journal import answers
-from matchday.inventory.ledger import R_ID, Entry, reservation_view
 from matchday.inventory.records import BatchRefused, BatchWrite, ShardState, SkuRow
 from matchday.inventory.wire import RESERVATION, WireOutcome
 
@@ -36,6 +36,7 @@ class FakeShardRepository:
         self.pins: dict[str, int] = {}
         self.reservations: dict[str, ReservationView] = {}  # the reservations table
         self.customer_units: dict[tuple[str, str], int] = {}
+        self.channels: dict[tuple[str, str], tuple[Any, ...]] = {}  # the channel_stock table
         self.carts: dict[str, str] = {}
         self.batches: list[BatchWrite] = []  # the journal: batch id = index + 1
         self.requests: dict[str, int] = {}  # request id -> batch id
@@ -69,10 +70,11 @@ class FakeShardRepository:
         return ShardState(
             skus=[self.skus[s] for s in skus],
             reservations=[
-                (RESERVATION, *(getattr(r, f) for f in r.__slots__))
+                _held(r)
                 for r in self.reservations.values()
                 if r.sku in wanted and r.status == "held"
             ],
+            channels=[(s, c, *row) for (s, c), row in self.channels.items() if s in wanted],
             customer_units=[
                 (s, c, u) for (s, c), u in self.customer_units.items() if s in limited and u
             ],
@@ -119,7 +121,11 @@ class FakeShardRepository:
                 if e[1] in wanted:
                     padded = (*e, None, None, None, None, None)[:13]
                     r = self.reservations.get(e[3]) if e[3] else None
-                    where = (r.cart_id, r.customer_id, r.order_id) if r else (None, None, None)
+                    where = (
+                        (r.cart_id, r.customer_id, r.order_id, r.channel)
+                        if r
+                        else (None, None, None, None)
+                    )
                     rows.append((e[1], e[0], e[2], e[3], e[4], e[6], e[7], *padded[8:], *where))
         return answers(rows)
 
@@ -152,8 +158,16 @@ class FakeShardRepository:
             del self.customer_units[key]
         for sku, customer, units in batch.customer_units:
             self.customer_units[(sku, customer)] = units
+        for sku, channel, *row in batch.channels:
+            self.channels[(sku, channel)] = tuple(row)
         self.batches.append(copy.copy(batch))
         for rid in batch.request_ids:
             self.requests[rid] = len(self.batches)
         self.outbox.append((len(self.batches), [c.sku for c in batch.counters]))
         self.writes += 1
+
+
+def _held(r: ReservationView) -> tuple[Any, ...]:
+    """A reservations row as the shard loads it: a shop hold has no channel element."""
+    out = (RESERVATION, *(getattr(r, f) for f in r.__slots__))
+    return out if r.channel is not None else out[:-1]

@@ -98,6 +98,26 @@ class LimitExceeded(MatchdayError):
         )
 
 
+class AllocationExceeded(MatchdayError):
+    """A channel's allocation of a SKU refuses the units (ADR 0028)."""
+
+    code = "allocation_exceeded"
+    http_status = 409
+
+    def __init__(self, sku: str, channel: str, requested: int, remaining: int) -> None:
+        super().__init__(sku, channel, requested, remaining)
+        self.sku = sku
+        self.channel = channel
+        self.requested = requested
+        self.remaining = remaining
+
+    def __str__(self) -> str:
+        return (
+            f"{self.sku}: channel {self.channel} has {self.remaining} units left of its "
+            f"allocation; {self.requested} requested"
+        )
+
+
 class UnknownReservation(MatchdayError):
     code = "unknown_reservation"
     http_status = 404
@@ -325,6 +345,7 @@ _BY_CODE: dict[str, type[MatchdayError]] = {
         RateLimited,
         Overloaded,
         CartClosed,
+        AllocationExceeded,
     )
 }
 

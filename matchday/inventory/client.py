@@ -18,7 +18,10 @@ from matchday.domain.errors import MatchdayError, Unavailable, WrongShard, error
 from matchday.inventory.commands import Mutation, Outcome, Policy, ReservationView, StockView
 from matchday.inventory.routing import Router
 from matchday.inventory.wire import (
+    ADJUST,
     ADJUST_LIMITS,
+    ALLOCATE,
+    CHANNEL_RESERVE,
     COMMIT,
     ERROR,
     EXTEND,
@@ -147,6 +150,20 @@ class InventoryClient:
     ) -> ReservationView:
         return await self._held((RESERVE, request_id, sku, qty, cart_id, customer_id, ttl_s))
 
+    async def reserve_for(
+        self,
+        channel: str,
+        request_id: str,
+        sku: str,
+        qty: int,
+        cart_id: str,
+        customer_id: str,
+        ttl_s: float,
+    ) -> ReservationView:
+        """A reserve by a marketplace channel, within its allocation (ADR 0028)."""
+        m = (CHANNEL_RESERVE, request_id, sku, qty, cart_id, customer_id, ttl_s, channel)
+        return await self._held(m)
+
     async def release(self, request_id: str, sku: str, reservation_id: str) -> ReservationView:
         return await self._held((RELEASE, request_id, sku, reservation_id))
 
@@ -170,6 +187,21 @@ class InventoryClient:
 
     async def set_on_hand(self, request_id: str, sku: str, units: int) -> StockView:
         return await self._stock((SET_ON_HAND, request_id, sku, units))
+
+    async def adjust(self, request_id: str, sku: str, delta: int) -> StockView:
+        """Units present and unsold change by ``delta``, atomically in the engine."""
+        return await self._stock((ADJUST, request_id, sku, delta))
+
+    async def allocate(
+        self,
+        request_id: str,
+        sku: str,
+        channel: str,
+        max_units: int | None = None,
+        max_percent: int | None = None,
+    ) -> StockView:
+        """A channel's allocation of a SKU; neither bound removes it (ADR 0028)."""
+        return await self._stock((ALLOCATE, request_id, sku, channel, max_units, max_percent))
 
     async def adjust_limits(
         self,

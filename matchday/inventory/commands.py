@@ -15,6 +15,7 @@ from matchday.domain.errors import InvalidInput, MatchdayError
 
 SKU_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+CHANNEL_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +130,67 @@ class Expire:
     reservation_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class Adjust:
+    """Supplier delta: the units present and unsold change by ``delta`` (never below 0),
+    applied against the ledger's own count, reconciled with live holds like a count."""
+
+    kind: ClassVar[str] = "adjust"
+    request_id: str
+    sku: str
+    delta: int
+
+
+@dataclass(frozen=True, slots=True)
+class Allocate:
+    """A channel's allocation of a SKU: at most ``max_units`` units, or ``max_percent`` of
+    its stock (``on_hand``, sold units included), held or sold on that channel at once.
+    Neither: no cap (the channel sells against all available units). ADR 0028."""
+
+    kind: ClassVar[str] = "allocate"
+    request_id: str
+    sku: str
+    channel: str
+    max_units: int | None = None
+    max_percent: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelReserve:
+    """A reserve by a marketplace channel: checked against its allocation as well."""
+
+    kind: ClassVar[str] = "channel_reserve"
+    request_id: str
+    sku: str
+    qty: int
+    cart_id: str
+    customer_id: str
+    ttl_s: float
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Revoke:
+    """Journal only (a hold a count revoked): never a request. Holds wire code 9."""
+
+    kind: ClassVar[str] = "revoke"
+    request_id: str
+    sku: str
+
+
 Mutation = (
-    Reserve | Release | Commit | Extend | Resize | Restock | SetOnHand | AdjustLimits | Expire
+    Reserve
+    | Release
+    | Commit
+    | Extend
+    | Resize
+    | Restock
+    | SetOnHand
+    | AdjustLimits
+    | Expire
+    | Adjust
+    | Allocate
+    | ChannelReserve
 )
 
 
@@ -144,6 +204,7 @@ class ReservationView:
     expires_at: float
     status: str
     order_id: str | None = None
+    channel: str | None = None  # the marketplace channel that holds it; None: the shop
 
 
 @dataclass(frozen=True, slots=True)

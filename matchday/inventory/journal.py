@@ -13,7 +13,9 @@ from typing import Any
 
 from matchday.domain.errors import InvalidInput
 from matchday.inventory.wire import (
+    ADJUST,
     ADJUST_LIMITS,
+    ALLOCATE,
     COMMIT,
     EXPIRE,
     EXTEND,
@@ -31,7 +33,7 @@ from matchday.inventory.wire import (
 
 Event = dict[str, Any]
 
-STOCK_KINDS = frozenset({RESTOCK, SET_ON_HAND, ADJUST_LIMITS})
+STOCK_KINDS = frozenset({RESTOCK, SET_ON_HAND, ADJUST_LIMITS, ADJUST, ALLOCATE})
 STATUS = {
     RESERVE: "held",
     EXTEND: "held",
@@ -52,6 +54,8 @@ EVENT_TYPES = (
     "limits_changed",
     "expired",
     "revoked",
+    "stock_adjusted",
+    "allocation_set",
 )
 
 COLLIDES = refusal(
@@ -60,7 +64,7 @@ COLLIDES = refusal(
 
 # A journaled change joined with its reservation: (request_id, kind, sku, reservation_id,
 # qty, available_after, expires_at, on_hand, sold, per_customer_limit, low_stock_threshold,
-# low_stock_order_cap, cart_id, customer_id, order_id), in journal order.
+# low_stock_order_cap, cart_id, customer_id, order_id[, channel]), in journal order.
 AnswerRow = Sequence[Any]
 
 
@@ -82,9 +86,10 @@ def answers(rows: Iterable[AnswerRow]) -> dict[str, WireOutcome]:
             revs = tuple(revoked.get(rid, ()))
             out[rid] = (STOCK, sku, on_hand, reserved, sold, after, pcl, lst, cap, revs)
         else:
-            cart, customer, order = res
+            cart, customer, order, *channel = res
             order = order if kind == COMMIT else None
-            out[rid] = (RESERVATION, ref, sku, qty, cart, customer, expires, STATUS[kind], order)
+            answer = (RESERVATION, ref, sku, qty, cart, customer, expires, STATUS[kind], order)
+            out[rid] = (*answer, channel[0]) if channel and channel[0] is not None else answer
     return out
 
 
@@ -128,11 +133,15 @@ def _announce(
             event["qty"] = e[4]
         elif kind == SET_ON_HAND:
             event["units"] = e[4]
+        elif kind == ADJUST:
+            event["delta"] = e[4]
+        elif kind == ALLOCATE:
+            event["channel"] = e[3]
         elif kind not in STOCK_KINDS:
             event.update(reservation_id=e[3], cart_id=carts.get(e[3]), qty=e[4])
         out.append(event)
     before, last = step[0][5], step[-1]
-    if before is None or available is None or last[0] == ADJUST_LIMITS:
+    if before is None or available is None or last[0] in (ADJUST_LIMITS, ALLOCATE):
         return  # a limits change announces no crossing; a pre-0017 entry has no figures
     t = last[11] if last[0] in STOCK_KINDS else thresholds.get(sku)
     if t is not None and available <= t < before:

@@ -13,10 +13,10 @@ included), so ``available = on_hand - reserved - sold`` and ``sold <= on_hand`` 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 from matchday.domain.errors import (
+    InvalidInput,
     InvariantViolation,
     LimitExceeded,
     OutOfStock,
@@ -24,8 +24,23 @@ from matchday.domain.errors import (
     ReservationExpired,
     UnknownReservation,
 )
-from matchday.inventory.commands import ReservationView, StockView
+from matchday.inventory import allocation
+from matchday.inventory.allocation import ChannelStock
+from matchday.inventory.changes import (
+    R_CART,
+    R_CHANNEL,
+    R_CUSTOMER,
+    R_EXPIRES,
+    R_ID,
+    R_QTY,
+    R_STATUS,
+    SHOP_HOLD,
+    Changes,
+    Reservation,
+)
+from matchday.inventory.commands import StockView
 from matchday.inventory.wire import (
+    ADJUST,
     ADJUST_LIMITS,
     COMMIT,
     EXPIRE,
@@ -47,60 +62,11 @@ from matchday.inventory.wire import (
 # gets "already committed" instead of "unknown". Older ones answer UnknownReservation.
 CLOSED_MEMORY = 256
 
-# A journal entry: (kind, request_id, sku, reservation_id, qty, available_before,
-# available_after, expires_at) for a reservation, plus (on_hand, sold, per_customer_limit,
-# low_stock_threshold, low_stock_order_cap) for a stock change. See records.BatchWrite.
-Entry = tuple[Any, ...]
-
-
-# A held reservation is its own answer: the wire tuple (RESERVATION, reservation_id, sku,
-# qty, cart_id, customer_id, expires_at, status, order_id), replaced whenever it changes.
-# A tuple of atoms is not tracked by the cyclic GC, so a shard holding 100k reservations
-# gives the collector nothing to walk (ADR 0017: a Reservation object per hold cost the
-# shard full collections of hundreds of ms).
-Reservation = tuple[Any, ...]
-R_ID, R_SKU, R_QTY, R_CART, R_CUSTOMER, R_EXPIRES, R_STATUS, R_ORDER = range(1, 9)
-
-
-def reservation_view(r: Reservation) -> ReservationView:
-    return ReservationView(*r[1:])
-
-
-class Changes:
-    """What one batch changed, filled by the ledgers as they apply it, for one write."""
-
-    __slots__ = (
-        "carts",
-        "changed",
-        "created",
-        "customers",
-        "entries",
-        "new_id",
-        "reset",
-        "touched",
-    )
-
-    def __init__(self, new_id: Callable[[], str]) -> None:
-        self.new_id = new_id
-        self.entries: list[Entry] = []
-        self.touched: dict[str, SkuLedger] = {}  # whose counters to write
-        self.created: dict[str, Reservation] = {}  # to insert, in their final state
-        self.changed: dict[str, Reservation] = {}  # existing ones to update
-        self.customers: set[tuple[str, str]] = set()  # (sku, customer) totals to write
-        self.reset: set[str] = set()  # SKUs whose stored customer totals are void
-        self.carts: set[str] = set()  # carts that take more units: must still be open
-
-    def _mark(self, r: Reservation) -> None:
-        rid = r[R_ID]
-        if rid in self.created:
-            self.created[rid] = r
-        else:
-            self.changed[rid] = r
-
 
 class SkuLedger:
     __slots__ = (
         "_closed",
+        "channels",
         "customer_units",
         "held",
         "low_stock_order_cap",
@@ -135,6 +101,9 @@ class SkuLedger:
         # applies: a SKU sold to a million fans keeps no million-entry total (ADR 0017).
         self.customer_units: dict[str, int] | None = {} if per_customer_limit is not None else None
         self._closed: dict[str, str] | None = None
+        # Per marketplace channel: its holds, sales and allocation. None until a channel
+        # touches the SKU: the shop's SKUs carry nothing for it (ADR 0028).
+        self.channels: dict[str, ChannelStock] | None = None
 
     # -- reading -------------------------------------------------------------------------
 
@@ -172,6 +141,14 @@ class SkuLedger:
     def load_customer_units(self, customer_id: str, units: int) -> None:
         if self.customer_units is not None:
             self.customer_units[customer_id] = units
+
+    # -- channels (ADR 0028): matchday/inventory/allocation.py --------------------------------
+
+    load_channel = allocation.load_channel
+    reserve_channel = allocation.reserve_channel
+    allocate = allocation.allocate
+    channel_view = allocation.channel_view
+    _channel_moved = allocation.channel_moved
 
     # -- mutations: each takes its wire tuple, answers a wire outcome ----------------------
 
@@ -221,7 +198,11 @@ class SkuLedger:
         del self.held[r[R_ID]]
         self.reserved -= r[R_QTY]
         self.sold += r[R_QTY]
-        r = (*r[:R_STATUS], "committed", m[4])
+        if len(r) == SHOP_HOLD:
+            r = (*r[:R_STATUS], "committed", m[4])
+        else:
+            r = (*r[:R_STATUS], "committed", m[4], r[R_CHANNEL])
+            self._channel_moved(ch, r, -r[R_QTY], r[R_QTY])
         self._remember_closed(r)
         self._log(ch, COMMIT, m[1], r, before)
         return r
@@ -232,7 +213,7 @@ class SkuLedger:
             return self._missing(m[3])
         if r[R_EXPIRES] <= now:
             return refusal(ReservationExpired, r[R_ID])
-        r = self.held[r[R_ID]] = (*r[:R_EXPIRES], now + m[4], "held", None)
+        r = self.held[r[R_ID]] = (*r[:R_EXPIRES], now + m[4], *r[R_STATUS:])
         self._log(ch, EXTEND, m[1], r, self.on_hand - self.reserved - self.sold)
         return r
 
@@ -242,6 +223,8 @@ class SkuLedger:
             return self._missing(m[3])
         if r[R_EXPIRES] <= now:
             return refusal(ReservationExpired, r[R_ID])
+        if len(r) != SHOP_HOLD:
+            return refusal(InvalidInput, "reservation_id", "a channel's hold is not resized")
         qty = m[4]
         delta = qty - r[R_QTY]
         before = self.on_hand - self.reserved - self.sold
@@ -269,16 +252,25 @@ class SkuLedger:
         Never overselling wins over honouring a cart: when a count finds fewer units than
         carts hold, the most recent reservations are revoked (ADR 0003).
         """
-        units = m[3]
+        return self._count(ch, SET_ON_HAND, m[1], m[3], m[3])
+
+    def adjust(self, ch: Changes, m: WireMutation, now: float) -> WireOutcome:
+        """Change the units present and unsold by ``delta`` (not below 0), against this
+        ledger's own count: atomic, where reading the count and then setting it would lose
+        a sale or a restock made in between. Holds are reconciled as by a count."""
+        units = max(0, self.on_hand - self.sold + m[3])
+        return self._count(ch, ADJUST, m[1], m[3], units)
+
+    def _count(self, ch: Changes, kind: int, request_id: str, qty: int, units: int) -> WireOutcome:
         revoked: list[str] = []
         for r in reversed(list(self.held.values())):
             if self.reserved <= units:
                 break
-            self._close(ch, REVOKE, m[1], r, "revoked")
+            self._close(ch, REVOKE, request_id, r, "revoked")
             revoked.append(r[R_ID])
         before = self.on_hand - self.reserved - self.sold
         self.on_hand = self.sold + units
-        self._log_stock(ch, SET_ON_HAND, m[1], units, before)
+        self._log_stock(ch, kind, request_id, qty, before)
         return self.stock_wire(tuple(revoked))
 
     def adjust_limits(
@@ -356,7 +348,11 @@ class SkuLedger:
         self.reserved -= r[R_QTY]
         if self.customer_units is not None:
             self._add_units(ch, r[R_CUSTOMER], -r[R_QTY])
-        r = (*r[:R_STATUS], status, None)
+        if len(r) == SHOP_HOLD:
+            r = (*r[:R_STATUS], status, None)
+        else:
+            r = (*r[:R_STATUS], status, None, r[R_CHANNEL])
+            self._channel_moved(ch, r, -r[R_QTY], 0)
         self._remember_closed(r)
         self._log(ch, kind, request_id, r, before)
         return r
@@ -370,7 +366,13 @@ class SkuLedger:
         )
 
     def _log_stock(
-        self, ch: Changes, kind: int, request_id: str, qty: int | None, before: int
+        self,
+        ch: Changes,
+        kind: int,
+        request_id: str,
+        qty: int | None,
+        before: int,
+        ref: str | None = None,
     ) -> None:
         ch.touched[self.sku] = self
         ch.entries.append(
@@ -378,7 +380,7 @@ class SkuLedger:
                 kind,
                 request_id,
                 self.sku,
-                None,
+                ref,
                 qty,
                 before,
                 self.on_hand - self.reserved - self.sold,

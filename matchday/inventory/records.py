@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-from matchday.inventory.ledger import Changes, Entry, Reservation
+from matchday.inventory.changes import Changes, Entry, Reservation
 from matchday.inventory.wire import EXPIRE, REVOKE, WireOutcome
 
 
@@ -26,6 +26,10 @@ class SkuRow(NamedTuple):
     low_stock_order_cap: int | None = None
 
 
+# (sku, channel, max_units, max_percent, held, sold): a channel's share of a SKU.
+ChannelRow = tuple[str, str, int | None, int | None, int, int]
+
+
 @dataclass(slots=True)
 class ShardState:
     """Everything a shard owns, as storage has it."""
@@ -34,6 +38,8 @@ class ShardState:
     reservations: list[Reservation] = field(default_factory=list)
     # sku, customer, units: for SKUs with a per-customer limit only
     customer_units: list[tuple[str, str, int]] = field(default_factory=list)
+    # sku, channel, max_units, max_percent, held, sold (ADR 0028)
+    channels: list[ChannelRow] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -56,6 +62,7 @@ class BatchWrite:
     customer_units: list[tuple[str, str, int]] = field(default_factory=list)
     customers_reset: list[str] = field(default_factory=list)  # drop these SKUs' totals first
     carts: list[str] = field(default_factory=list)
+    channels: list[ChannelRow] = field(default_factory=list)  # as they stand after the batch
 
     @classmethod
     def of(cls, ch: Changes, shard_id: int, epoch: int, at: float) -> BatchWrite:
@@ -79,7 +86,11 @@ class BatchWrite:
         ]
         created, changed = list(ch.created.values()), list(ch.changed.values())
         carts, reset = sorted(ch.carts), sorted(ch.reset)
-        return cls(shard_id, epoch, at, ch.entries, counters, created, changed, units, reset, carts)
+        channels = _channel_rows(ch) if ch.channels else []
+        return cls(
+            shard_id, epoch, at, ch.entries, counters, created, changed, units, reset, carts,
+            channels,
+        )  # fmt: skip
 
     @property
     def empty(self) -> bool:
@@ -89,6 +100,14 @@ class BatchWrite:
     def request_ids(self) -> set[str]:
         """The request ids this batch answers for good: an expiry or a revocation is none."""
         return {e[1] for e in self.entries if e[0] != EXPIRE and e[0] != REVOKE}
+
+
+def _channel_rows(ch: Changes) -> list[ChannelRow]:
+    rows: list[ChannelRow] = []
+    for sku in sorted(ch.channels):
+        channels = ch.touched[sku].channels or {}
+        rows.extend((sku, c, *cs.row()) for c, cs in sorted(channels.items()))
+    return rows
 
 
 class BatchRefused(Exception):

@@ -27,14 +27,17 @@ from matchday.domain.errors import (
     UnknownSku,
     WrongShard,
 )
+from matchday.inventory.allocation import ChannelStock
+from matchday.inventory.changes import R_CART, R_EXPIRES, R_ID, R_QTY, R_SKU, Changes
 from matchday.inventory.commands import DEFAULT_POLICY, Mutation, Outcome, Policy
 from matchday.inventory.expiry import Expiry
 from matchday.inventory.ids import ReservationIds
-from matchday.inventory.ledger import R_CART, R_EXPIRES, R_ID, R_QTY, R_SKU, Changes, SkuLedger
+from matchday.inventory.ledger import SkuLedger
 from matchday.inventory.records import BatchRefused, BatchWrite, ShardRepository, ShardState
 from matchday.inventory.routing import Router
 from matchday.inventory.wire import (
     ADJUST_LIMITS,
+    CHANNEL_RESERVE,
     ERROR,
     EXTEND,
     RESERVATION,
@@ -61,7 +64,7 @@ _TRANSIENT = frozenset(cls.code for cls in (WrongShard, UnknownSku, Unavailable,
 MAX_ATTEMPTS = 3
 
 _CART_KINDS = frozenset({RESERVE, RESIZE})  # may take more units for a cart
-_TIMED_KINDS = frozenset({RESERVE, EXTEND})  # set a reservation's deadline
+_TIMED_KINDS = frozenset({RESERVE, EXTEND, CHANNEL_RESERVE})  # set a reservation's deadline
 
 _DISPATCH: tuple[Callable[[SkuLedger, Changes, WireMutation, float], Any], ...] = (
     SkuLedger.reserve,
@@ -73,6 +76,10 @@ _DISPATCH: tuple[Callable[[SkuLedger, Changes, WireMutation, float], Any], ...] 
     SkuLedger.set_on_hand,
     SkuLedger.adjust_limits,
     SkuLedger.expire,
+    SkuLedger.expire,  # REVOKE: journal only, refused by wire.check before this
+    SkuLedger.adjust,
+    SkuLedger.allocate,
+    SkuLedger.reserve_channel,
 )
 
 
@@ -175,6 +182,10 @@ class ShardCore(Expiry):
             ledger = self.ledgers.get(sku)
             if ledger is not None:
                 ledger.load_customer_units(customer, units)
+        for sku, channel, max_units, max_percent, held, sold in state.channels:
+            ledger = self.ledgers.get(sku)
+            if ledger is not None:
+                ledger.load_channel(channel, ChannelStock(max_units, max_percent, held, sold))
 
     # -- the batch path ------------------------------------------------------------------
 

@@ -17,10 +17,14 @@ from typing import Any
 
 from matchday.domain.errors import InvalidInput, MatchdayError, error_class
 from matchday.inventory.commands import (
+    CHANNEL_RE,
     DEFAULT_POLICY,
     ID_RE,
     SKU_RE,
+    Adjust,
     AdjustLimits,
+    Allocate,
+    ChannelReserve,
     Commit,
     Expire,
     Extend,
@@ -32,6 +36,7 @@ from matchday.inventory.commands import (
     Reserve,
     Resize,
     Restock,
+    Revoke,
     SetOnHand,
     StockView,
 )
@@ -40,11 +45,26 @@ WireMutation = tuple[Any, ...]
 WireOutcome = tuple[Any, ...]
 
 # Mutation kinds: element 0 of a wire mutation, and of a journal entry. REVOKE is journal
-# only: a hold that a set_on_hand revoked.
+# only: a hold that a count revoked. CHANNEL_RESERVE is wire only: it is journaled as a
+# RESERVE, its channel on the reservation (ADR 0028).
 RESERVE, RELEASE, COMMIT, EXTEND, RESIZE, RESTOCK, SET_ON_HAND, ADJUST_LIMITS, EXPIRE = range(9)
-REVOKE = 9
-KINDS = (Reserve, Release, Commit, Extend, Resize, Restock, SetOnHand, AdjustLimits, Expire)
-KIND_NAMES = (*(cls.kind for cls in KINDS), "revoke")
+REVOKE, ADJUST, ALLOCATE, CHANNEL_RESERVE = range(9, 13)
+KINDS = (
+    Reserve,
+    Release,
+    Commit,
+    Extend,
+    Resize,
+    Restock,
+    SetOnHand,
+    AdjustLimits,
+    Expire,
+    Revoke,
+    Adjust,
+    Allocate,
+    ChannelReserve,
+)
+KIND_NAMES = tuple(cls.kind for cls in KINDS)
 _ARITY = tuple(1 + len(cls.__slots__) for cls in KINDS)
 
 # Outcome tags: element 0 of a wire outcome.
@@ -64,7 +84,9 @@ def as_wire(m: object) -> WireMutation:
 
 
 def from_wire(w: WireMutation) -> Mutation:
-    return KINDS[w[0]](*w[1:])
+    if w[0] == REVOKE:
+        raise InvalidInput("kind", "a revoke is journal only")
+    return KINDS[w[0]](*w[1:])  # type: ignore[return-value]
 
 
 def error(exc: MatchdayError) -> WireOutcome:
@@ -91,7 +113,8 @@ def outcome_to_wire(o: Outcome) -> WireOutcome:
         return error(o.error)
     v = o.value
     if isinstance(v, ReservationView):
-        return (RESERVATION, *[getattr(v, name) for name in v.__slots__])
+        out = (RESERVATION, *[getattr(v, name) for name in v.__slots__])
+        return out if v.channel is not None else out[:-1]  # a shop hold has no channel
     assert isinstance(v, StockView)
     return (STOCK, *[getattr(v, name) for name in v.__slots__])
 
@@ -148,6 +171,8 @@ def check(w: object, policy: Policy, known_skus: Any = ()) -> InvalidInput | Non
     kind = w[0]
     if kind == RESERVE and _reserve_ok(w, policy, known_skus):
         return None
+    if kind == REVOKE:  # after the shop's reserve: its path is unchanged by this check
+        return InvalidInput("kind", "a revoke is journal only, never a request")
     if len(w) != _ARITY[kind]:
         return InvalidInput("kind", f"a {KIND_NAMES[kind]} has {_ARITY[kind] - 1} fields")
     bad = _bad_id("request_id", w[1])
@@ -242,6 +267,33 @@ def _set_on_hand(w: WireMutation, p: Policy) -> InvalidInput | None:
     return _bad_int("units", w[3], 0, p.max_on_hand)
 
 
+def _bad_channel(value: object) -> InvalidInput | None:
+    if type(value) is str and CHANNEL_RE.fullmatch(value):
+        return None
+    return InvalidInput("channel", "must be 1-32 characters of lowercase letters, digits, '-'")
+
+
+def _adjust(w: WireMutation, p: Policy) -> InvalidInput | None:
+    if w[3] == 0 and type(w[3]) is int:
+        return InvalidInput("delta", "must not be 0")
+    return _bad_int("delta", w[3], -p.max_on_hand, p.max_restock)
+
+
+def _allocate(w: WireMutation, p: Policy) -> InvalidInput | None:
+    bad = _bad_channel(w[3])
+    if bad is None and w[4] is not None:
+        bad = _bad_int("max_units", w[4], 0, p.max_limit)
+    if bad is None and w[5] is not None:
+        bad = _bad_int("max_percent", w[5], 0, 100)
+    if bad is None and w[4] is not None and w[5] is not None:
+        bad = InvalidInput("max_percent", "give max_units or max_percent, not both")
+    return bad
+
+
+def _channel_reserve(w: WireMutation, p: Policy) -> InvalidInput | None:
+    return _reserve(w, p) or _bad_channel(w[7])
+
+
 def _adjust_limits(w: WireMutation, p: Policy) -> InvalidInput | None:
     for i, name in enumerate(("per_customer_limit", "low_stock_threshold", "low_stock_order_cap")):
         value = w[3 + i]
@@ -263,5 +315,9 @@ _CHECKS = (
     _set_on_hand,
     _adjust_limits,
     _reservation,
+    _reservation,  # REVOKE: refused before this
+    _adjust,
+    _allocate,
+    _channel_reserve,
 )
-CODES = {cls: code for code, cls in enumerate(KINDS)}
+CODES = {cls: code for code, cls in enumerate(KINDS) if cls is not Revoke}

@@ -101,3 +101,16 @@ class SuspiciousActivity:
     orders: int
     last_at: datetime | None
     refreshed_at: datetime
+
+
+@dataclass(frozen=True)
+class ChannelSales:
+    """Units sold per channel ('shop' for the shop's own) and SKU (015_channels.sql)."""
+
+    channel: str
+    sku: str
+    units_24h: int
+    units_7d: int
+    units_30d: int
+    last_sold_at: datetime | None
+    refreshed_at: datetime

@@ -84,6 +84,12 @@ REPORTS: dict[str, Report] = {
             lambda repo, limit: repo.poll_demand(limit),
             Chart("Poll votes per option", "label", "votes"),
         ),
+        Report(
+            "channel-sales",
+            "units sold per channel (the shop and each marketplace) and SKU (24 h, 7 and 30 days)",
+            lambda repo, limit: repo.channel_sales(limit),
+            Chart("Units sold per channel and SKU (30 days)", "channel", "units_30d"),
+        ),
     )
 }
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 from itertools import zip_longest
 from typing import Any
 
-from matchday.inventory.ledger import (
+from matchday.inventory.changes import (
     R_CART,
+    R_CHANNEL,
     R_CUSTOMER,
     R_EXPIRES,
     R_ID,
@@ -135,6 +136,46 @@ LEFT JOIN LATERAL (
 LEFT JOIN reservations r ON r.reservation_id = e.ref
 ORDER BY b.id, e.pos
 """
+LOOKUP_SQL = LOOKUP_SQL.replace("r.order_id\nFROM hits", "r.order_id, r.channel_id\nFROM hits")
+assert "r.channel_id" in LOOKUP_SQL
+
+# A batch that touched a channel's share of a SKU (ADR 0028) writes it too, and the channel
+# of every reservation it inserts. The shop's batches keep BATCH_SQL: they pay nothing for
+# channels (the same statement, the same parameters as before 015).
+BATCH_SQL_CHANNELS = (
+    BATCH_SQL.replace(
+        """        order_id, created_at, expires_at, closed_at)
+    SELECT v.id, v.sku, v.qty, v.cart, v.customer, v.status, v.order_id,""",
+        """        order_id, created_at, expires_at, closed_at, channel_id)
+    SELECT v.id, v.sku, v.qty, v.cart, v.customer, v.status, v.order_id,""",
+    )
+    .replace(
+        """        CASE WHEN v.status = 'held' THEN NULL ELSE now() END
+    FROM unnest(%(rn_id)b::text[],""",
+        """        CASE WHEN v.status = 'held' THEN NULL ELSE now() END, v.channel
+    FROM unnest(%(rn_id)b::text[],""",
+    )
+    .replace(
+        """                %(rn_created)b::float8[], %(rn_expires)b::float8[])
+        AS v(id, sku, qty, cart, customer, status, order_id, created, expires)""",
+        """                %(rn_created)b::float8[], %(rn_expires)b::float8[],
+                %(rn_channel)b::text[])
+        AS v(id, sku, qty, cart, customer, status, order_id, created, expires, channel)""",
+    )
+    .replace(
+        """), j AS (""",
+        """), cs AS (
+    INSERT INTO channel_stock (sku, channel_id, max_units, max_percent, held, sold)
+    SELECT * FROM unnest(%(cs_sku)b::text[], %(cs_channel)b::text[], %(cs_units)b::int[],
+                         %(cs_percent)b::int[], %(cs_held)b::bigint[], %(cs_sold)b::bigint[])
+    ON CONFLICT (sku, channel_id) DO UPDATE SET max_units = excluded.max_units,
+        max_percent = excluded.max_percent, held = excluded.held, sold = excluded.sold
+    RETURNING 1
+), j AS (""",
+    )
+)
+assert "v.channel\n" in BATCH_SQL_CHANNELS and "%(rn_channel)b" in BATCH_SQL_CHANNELS
+assert "), cs AS (" in BATCH_SQL_CHANNELS
 
 _ENTRY_COLUMNS = (
     "kinds",
@@ -151,6 +192,24 @@ _ENTRY_COLUMNS = (
     "lst",
     "cap",
 )
+
+
+def batch_sql(batch: BatchWrite) -> tuple[str, dict[str, Any]]:
+    """The statement that writes ``batch``, and its parameters."""
+    params = batch_params(batch)
+    if not batch.channels:
+        return BATCH_SQL, params
+    rn, cs = batch.created, batch.channels
+    params.update(
+        rn_channel=[r[R_CHANNEL] if len(r) > R_CHANNEL else None for r in rn],
+        cs_sku=[x[0] for x in cs],
+        cs_channel=[x[1] for x in cs],
+        cs_units=[x[2] for x in cs],
+        cs_percent=[x[3] for x in cs],
+        cs_held=[x[4] for x in cs],
+        cs_sold=[x[5] for x in cs],
+    )
+    return BATCH_SQL_CHANNELS, params
 
 
 def batch_params(batch: BatchWrite) -> dict[str, Any]:

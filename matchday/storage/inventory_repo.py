@@ -16,20 +16,20 @@ from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from matchday.domain.errors import StaleEpoch, Unavailable
+from matchday.inventory.changes import Reservation
 from matchday.inventory.journal import answers
-from matchday.inventory.ledger import Reservation
 from matchday.inventory.records import BatchRefused, BatchWrite, ShardState, SkuRow
 from matchday.inventory.routing import Router
 from matchday.inventory.wire import RESERVATION, WireOutcome
 from matchday.storage.db import StorageConnection
-from matchday.storage.inventory_batch import BATCH_SQL, LOOKUP_SQL, batch_params
+from matchday.storage.inventory_batch import LOOKUP_SQL, batch_sql
 
 _SKU_COLUMNS = (
     "sku, on_hand, reserved, sold, per_customer_limit, low_stock_threshold, low_stock_order_cap"
 )
 _RES_COLUMNS = (
     "r.reservation_id, r.sku, r.qty, r.cart_id, r.customer_id,"
-    " extract(epoch FROM r.expires_at)::float8, r.status, r.order_id"
+    " extract(epoch FROM r.expires_at)::float8, r.status, r.order_id, r.channel_id"
 )
 # A SKU is loaded by the shard recorded as its owner unless a pin sends it elsewhere.
 _OWNED = (
@@ -43,7 +43,8 @@ def _sku_row(row: tuple[Any, ...]) -> SkuRow:
 
 
 def _reservation(row: tuple[Any, ...]) -> Reservation:
-    return (RESERVATION, *row)
+    """A shop hold's tuple has no channel element at all (``ledger.SHOP_HOLD``)."""
+    return (RESERVATION, *row) if row[-1] is not None else (RESERVATION, *row[:-1])
 
 
 class InventoryRepository:
@@ -124,7 +125,7 @@ class InventoryRepository:
         does not, which rolls everything back (see BATCH_SQL). Only dropping customer totals
         (a per-customer limit removed or set anew: rare) takes a second statement first.
         """
-        params = batch_params(batch)
+        sql, params = batch_sql(batch)
         try:
             async with self._conn() as conn:
                 await conn.set_autocommit(True)
@@ -135,9 +136,9 @@ class InventoryRepository:
                                 "DELETE FROM customer_units WHERE sku = ANY(%s::text[])",
                                 (batch.customers_reset,),
                             )
-                            await conn.execute(BATCH_SQL, params)
+                            await conn.execute(sql, params)
                     else:
-                        await conn.execute(BATCH_SQL, params)
+                        await conn.execute(sql, params)
                 finally:
                     if not conn.closed:
                         await conn.set_autocommit(False)
@@ -220,16 +221,20 @@ class InventoryRepository:
         cur = await conn.execute(_EPOCH_SQL, (shard_id,))
         _verify_epoch(await cur.fetchone(), shard_id, epoch)
 
-    @staticmethod
+    # What a reservation row is read with, and whether channels exist (migration 015); the
+    # tests' repository of an older schema turns both off.
+    res_columns = _RES_COLUMNS
+    with_channels = True
+
     async def _load(
-        conn: psycopg.AsyncConnection[Any], where: str, params: dict[str, Any]
+        self, conn: psycopg.AsyncConnection[Any], where: str, params: dict[str, Any]
     ) -> ShardState:
         state = ShardState()
         cur = conn.cursor(row_factory=tuple_row)
         await cur.execute(f"SELECT {_SKU_COLUMNS} FROM inventory i WHERE {where}", params)
         state.skus = [_sku_row(r) for r in await cur.fetchall()]
         await cur.execute(
-            f"SELECT {_RES_COLUMNS} FROM reservations r JOIN inventory i USING (sku)"
+            f"SELECT {self.res_columns} FROM reservations r JOIN inventory i USING (sku)"
             f" WHERE r.status = 'held' AND {where}",
             params,
         )
@@ -240,6 +245,14 @@ class InventoryRepository:
             params,
         )
         state.customer_units = [(s, c, u) for s, c, u in await cur.fetchall()]
+        if not self.with_channels:
+            return state
+        await cur.execute(
+            "SELECT c.sku, c.channel_id, c.max_units, c.max_percent, c.held, c.sold"
+            f" FROM channel_stock c JOIN inventory i USING (sku) WHERE {where}",
+            params,
+        )
+        state.channels = [tuple(r) for r in await cur.fetchall()]
         return state
 
 

@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from matchday.polls.report import PollDemand
 from matchday.reports.records import (
+    ChannelSales,
     Chargebacks,
     DeadStock,
     PaymentSuccess,
@@ -39,6 +40,7 @@ VIEWS = (
     "report_chargebacks",
     "report_suspicious_activity",
     "report_poll_demand",  # 007: reads the two velocity views above
+    "report_channel_sales",  # 015
 )
 
 
@@ -95,6 +97,12 @@ class ReportsRepository:
     async def suspicious(self, limit: int = 1000) -> list[SuspiciousActivity]:
         return await self._rows(
             SuspiciousActivity, "report_suspicious_activity", "day DESC, events DESC, kind", limit
+        )
+
+    async def channel_sales(self, limit: int = 1000) -> list[ChannelSales]:
+        """Sales split by channel, per SKU (issue 17)."""
+        return await self._rows(
+            ChannelSales, "report_channel_sales", "units_30d DESC, channel, sku", limit
         )
 
     async def _rows(self, cls: type[T], view: str, order: str, limit: int) -> list[T]:

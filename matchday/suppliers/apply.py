@@ -4,13 +4,13 @@
   unsold, reconciled with live holds (the newest are revoked when the count falls below
   them, ADR 0003). A level equal to matchday's count costs no engine call (``unchanged``).
 - A **delta up** is ``restock(qty)``: exact, and atomic in the engine.
-- A **delta down** has no engine mutation of its own, so it becomes a ``set_on_hand``: the
-  unsold units read just before, minus the delta (a :class:`Plan`, stored before the call so
-  a re-run sends the same mutation). A sale committed between the read and the call would
-  make that count too high by the units it sold (``on_hand = sold + units``), so when the
-  engine's answer shows more units sold than the plan saw, a second ``set_on_hand`` takes
-  them off. What stays possible is losing a concurrent restock of the same SKU in between
-  (ADR 0025); a signed-delta engine mutation would remove both steps.
+- A **delta down** is ``adjust(delta)``: the engine lowers the units present and unsold by
+  it (not below 0) against its own count, in the same step, and reconciles live holds as a
+  count does. Nothing is read first, so a sale or a restock made meanwhile cannot be lost
+  (ADR 0028; before it, a read-then-``set_on_hand`` with a correction for sales lost a
+  concurrent restock). Plans (``Plan``) are no longer made: a re-run of a line resends
+  the same request id and gets the engine's first answer. A plan stored by an older
+  release is ignored for the same reason.
 
 Every engine call carries a request id derived from (supplier, source, message or sync,
 line), so a retried message or a resumed sync never applies a line twice. Supplier data is
@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 from matchday.domain.errors import MatchdayError
 from matchday.suppliers.model import (
-    DELTA,
     LEVEL,
     Counters,
     FeedLine,
@@ -52,14 +51,13 @@ class Todo:
     sku: str
     rid: str
     before: Counters
-    plan: Plan | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
     done: list[LineResult]  # decided without the engine: rejected or unchanged
     todo: list[Todo]
-    plans: dict[int, Plan]  # new plans, to store before ``execute``
+    plans: dict[int, Plan]  # always empty since ADR 0028 (kept for the stores' interface)
 
 
 class Applier:
@@ -77,7 +75,7 @@ class Applier:
         plans: MappingOf[int, Plan],
     ) -> Prepared:
         """Decide what needs no engine call; plan the rest. ``scope`` is (supplier id,
-        source, message or sync id); ``plans`` those stored by an earlier run."""
+        source, message or sync id); ``plans`` (stored by an older release) are ignored."""
         done: list[LineResult] = []
         mapped: list[tuple[FeedLine, str]] = []
         for ln in lines:
@@ -90,7 +88,6 @@ class Applier:
                 mapped.append((ln, m.sku))
         counters = await self.reader.counters({sku for _, sku in mapped}) if mapped else {}
         todo: list[Todo] = []
-        new_plans: dict[int, Plan] = {}
         for ln, sku in mapped:
             before = counters.get(sku)
             if before is None:
@@ -98,11 +95,8 @@ class Applier:
             elif ln.kind == LEVEL and before.unsold == ln.qty:
                 done.append(_result(ln, sku, "unchanged", before, before.unsold, drift=0))
             else:
-                plan = plans.get(ln.line)
-                if plan is None and ln.kind == DELTA and ln.qty < 0:
-                    plan = new_plans[ln.line] = Plan(max(0, before.unsold + ln.qty), before.sold)
-                todo.append(Todo(ln, sku, request_id(*scope, ln.line), before, plan))
-        return Prepared(done, todo, new_plans)
+                todo.append(Todo(ln, sku, request_id(*scope, ln.line), before))
+        return Prepared(done, todo, {})
 
     async def execute(self, todo: Sequence[Todo]) -> tuple[list[LineResult], BaseException | None]:
         """Send every line (the client coalesces them into shard batches). Lines the engine
@@ -129,37 +123,9 @@ class Applier:
         self.sent += 1
         if ln.kind == LEVEL:
             return await self.engine.set_on_hand(t.rid, t.sku, ln.qty)
-        if t.plan is None:
+        if ln.qty > 0:
             return await self.engine.restock(t.rid, t.sku, ln.qty)
-        answer = await self.engine.set_on_hand(t.rid, t.sku, t.plan.units)
-        sold_since = answer.sold - t.plan.sold
-        if sold_since <= 0 or t.plan.units == 0:
-            return answer
-        self.sent += 1
-        fixed = await self.engine.set_on_hand(
-            t.rid + ":fix", t.sku, max(0, t.plan.units - sold_since)
-        )
-        return _Merged(fixed, (*answer.revoked, *fixed.revoked))
-
-
-@dataclass(frozen=True, slots=True)
-class _Merged:
-    """The correction's answer, with the holds both calls revoked."""
-
-    inner: StockAnswer
-    revoked: tuple[str, ...]
-
-    @property
-    def on_hand(self) -> int:
-        return self.inner.on_hand
-
-    @property
-    def reserved(self) -> int:
-        return self.inner.reserved
-
-    @property
-    def sold(self) -> int:
-        return self.inner.sold
+        return await self.engine.adjust(t.rid, t.sku, ln.qty)
 
 
 def _result(

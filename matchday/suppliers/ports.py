@@ -32,6 +32,10 @@ class StockEngine(Protocol):
 
     async def set_on_hand(self, request_id: str, sku: str, units: int) -> StockAnswer: ...
 
+    async def adjust(self, request_id: str, sku: str, delta: int) -> StockAnswer:
+        """Units present and unsold change by ``delta`` (not below 0), in one engine step."""
+        ...
+
 
 class CounterReader(Protocol):
     """Durable counters of SKUs (absent: no such SKU), as of the engine's last commit."""

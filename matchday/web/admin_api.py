@@ -34,7 +34,14 @@ from matchday.inventory.commands import DEFAULT_POLICY, SKU_RE, StockView, field
 from matchday.inventory.routing import Router
 from matchday.storage.admin_repo import AdminRepository
 from matchday.storage.inventory_repo import InventoryRepository
-from matchday.web import admin_drops, admin_polls, admin_refunds, admin_reports, admin_suppliers
+from matchday.web import (
+    admin_channels,
+    admin_drops,
+    admin_polls,
+    admin_refunds,
+    admin_reports,
+    admin_suppliers,
+)
 from matchday.web.admin_session import AdminCall, AdminGate, AdminSessions, client_of
 from matchday.web.base import BodyLimit, make_app
 from matchday.web.context import ShopContext
@@ -168,6 +175,7 @@ def build(ctx: ShopContext, *, pins: Pinning, router: Router) -> FastAPI:
     admin_reports.include(app, gate, ctx)
     admin_polls.include(app, gate, ctx)
     admin_suppliers.include(app, gate, ctx)
+    admin_channels.include(app, gate, ctx)
     admin_drops.include(app, gate, ctx)
 
     Reader = Annotated[AdminCall, Depends(gate.require(None))]

@@ -65,7 +65,7 @@ STRICT = os.environ.get("MATCHDAY_FUZZ_STRICT", "") == "1"
 
 APPS = [
     "/api/catalog", "/api/shop", "/api/orders", "/api/admin", "/api/webhooks", "/api/polls",
-    "/api/suppliers",
+    "/api/suppliers", "/api/channels",
 ]  # fmt: skip
 # Apps whose operations link (webhooks and polls have no producer of an id another takes).
 LINKED = ["/api/catalog", "/api/shop", "/api/orders", "/api/admin"]
@@ -96,7 +96,25 @@ STATEFUL_NEGATIVE_CHECKS = [not_a_server_error, content_type_conformance, matchd
 )
 
 
+async def channel_key(served: Served) -> str:
+    """A new channel's API key, issued straight into the stack's database."""
+    from matchday.channels.admin import ChannelAdmin, ChannelIn
+    from matchday.storage.channels_repo import ChannelsRepository
+    from matchday.storage.db import make_pool
+    from tests.conftest import uid
+
+    pool = make_pool(served.settings.database_url)
+    await pool.open()
+    try:
+        admin = ChannelAdmin(ChannelsRepository(pool))
+        return (await admin.create(ChannelIn(channel_id=uid("fz").lower(), name="Fuzz"))).key
+    finally:
+        await pool.close()
+
+
 def _token(served: Served, prefix: str) -> str:
+    if prefix == "/api/channels":
+        return asyncio.run(channel_key(served))
     if prefix == "/api/admin":
         api_key, secret = asyncio.run(admin_key(served))
         code = pyotp.TOTP(secret).now()

@@ -20,8 +20,8 @@ from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from matchday.domain.errors import StaleEpoch, Unavailable
+from matchday.inventory.changes import reservation_view
 from matchday.inventory.journal import STATUS, STOCK_KINDS, events_of
-from matchday.inventory.ledger import reservation_view
 from matchday.inventory.records import BatchWrite
 from matchday.inventory.wire import (
     ADJUST_LIMITS,
@@ -72,6 +72,13 @@ def database_before(server_url: str, migration: str) -> Iterator[str]:
 
 
 class LegacyRepository(InventoryRepository):
+    # Before 015: no reservations.channel_id, no channel_stock.
+    res_columns = (
+        "r.reservation_id, r.sku, r.qty, r.cart_id, r.customer_id,"
+        " extract(epoch FROM r.expires_at)::float8, r.status, r.order_id, NULL::text"
+    )
+    with_channels = False
+
     async def lookup_results(self, request_ids: list[str]) -> dict[str, WireOutcome]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(

@@ -11,7 +11,7 @@ import pytest
 
 from actors.client import connect_client, start_inventory, stop_inventory
 from actors.pinning import pin_sku
-from matchday.domain.errors import OutOfStock
+from matchday.domain.errors import AllocationExceeded, OutOfStock
 from matchday.inventory.client import InventoryClient
 from matchday.inventory.commands import Commit, Reserve
 from matchday.inventory.records import SkuRow
@@ -178,3 +178,77 @@ async def test_pinning_a_hot_sku_mid_surge_moves_it_without_losing_a_sale(
     assert await db_scalar(repo, "SELECT shard_id FROM inventory WHERE sku = %s", sku) == 2
     assert (await repo.pins())[sku] == 2
     assert all(c.router.owner(sku) == 2 for c in clients if sku in c.router.pins)
+
+
+async def channel_buyers(
+    client: InventoryClient, sku: str, channel: str | None, workers: int, sold: dict[str, str]
+) -> list[Exception]:
+    """Fans of the shop (``channel`` None) or of a marketplace channel, who reserve one unit
+    and pay for it at once until the SKU is sold out or the channel's allocation is used."""
+    errors: list[Exception] = []
+
+    async def fan() -> None:
+        while True:
+            rq = uid("rq")
+            try:
+                if channel is None:
+                    held = await client.reserve(rq, sku, 1, uid("cart"), uid("fan"), 300)
+                else:
+                    held = await client.reserve_for(
+                        channel, rq, sku, 1, uid("ord"), uid("buyer"), 300
+                    )
+                done = await client.commit(uid("rq"), sku, held.reservation_id, uid("order"))
+            except (OutOfStock, AllocationExceeded):
+                return
+            except Exception as exc:
+                errors.append(exc)
+                continue
+            sold[done.reservation_id] = channel or "shop"
+
+    await asyncio.gather(*(fan() for _ in range(workers)))
+    return errors
+
+
+async def test_two_channels_and_the_shop_sell_exactly_the_stock_within_allocations(
+    engine: tuple[Settings, dict[int, Any]], repo: InventoryRepository, ray_session: Any
+) -> None:
+    s, handles = engine
+    stock = 240
+    sku = await new_sku(repo, s, stock)
+    client = connect_client(s, handles)
+    await client.allocate(uid("al"), sku, "ebay", max_units=60)
+    await client.allocate(uid("al"), sku, "amazon", max_percent=25)  # 60 of 240
+    owner = handles[Router(s.shards, s.dedicated_shards).owner(sku)]
+    epoch_before = (await owner.stats.remote())["epoch"]
+    sold: dict[str, str] = {}
+    race = asyncio.gather(
+        channel_buyers(client, sku, None, 12, sold),
+        channel_buyers(client, sku, "ebay", 12, sold),
+        channel_buyers(client, sku, "amazon", 12, sold),
+    )
+    task = asyncio.ensure_future(race)
+    while not task.done() and len(sold) < stock // 3:
+        await asyncio.sleep(0.005)
+    ray_session.kill(owner, no_restart=False)  # it recovers its channel counts from PostgreSQL
+    errors = await asyncio.wait_for(task, 120)
+    assert not [e for group in errors for e in group if not getattr(e, "retryable", False)]
+    assert (await owner.stats.remote())["epoch"] > epoch_before
+
+    by_channel = {c: sum(1 for v in sold.values() if v == c) for c in ("shop", "ebay", "amazon")}
+    assert sum(by_channel.values()) == stock  # every unit sold once, on one channel
+    assert by_channel["ebay"] <= 60 and by_channel["amazon"] <= 60
+    row = (await repo.stock_rows([sku]))[sku]
+    assert (row.sold, row.reserved, row.on_hand) == (stock, 0, stock)
+    async with repo.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT channel_id, held, sold FROM channel_stock WHERE sku = %s ORDER BY 1", (sku,)
+        )
+        counts = {c: (h, n) for c, h, n in await cur.fetchall()}
+        cur = await conn.execute(
+            "SELECT coalesce(channel_id, 'shop'), count(*) FROM reservations"
+            " WHERE sku = %s AND status = 'committed' GROUP BY 1",
+            (sku,),
+        )
+        rows = dict(await cur.fetchall())
+    assert counts == {"amazon": (0, by_channel["amazon"]), "ebay": (0, by_channel["ebay"])}
+    assert rows == {c: n for c, n in by_channel.items() if n}

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from matchday.inventory.changes import Changes, Reservation, reservation_view
 from matchday.inventory.commands import (
     AdjustLimits,
     Commit,
@@ -26,7 +27,7 @@ from matchday.inventory.commands import (
     SetOnHand,
 )
 from matchday.inventory.journal import Event, events_of
-from matchday.inventory.ledger import Changes, Reservation, SkuLedger, reservation_view
+from matchday.inventory.ledger import SkuLedger
 from matchday.inventory.wire import ERROR, exception_of, to_wire, value_of
 
 

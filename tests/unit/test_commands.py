@@ -314,6 +314,7 @@ SAMPLE_ERRORS: dict[type[MatchdayError], MatchdayError] = {
     errors.RateLimited: errors.RateLimited(2.0),
     errors.Overloaded: errors.Overloaded(1.0),
     errors.CartClosed: errors.CartClosed("cart-1", "checked_out"),
+    errors.AllocationExceeded: errors.AllocationExceeded("JER-1", "zalando", 3, 1),
 }
 CLIENT_ERRORS = [e for cls, e in SAMPLE_ERRORS.items() if cls is not errors.MatchdayError]
 

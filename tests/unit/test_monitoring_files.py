@@ -292,3 +292,19 @@ def test_cumulative_counters_are_exported_as_increments_and_survive_a_reset() ->
     exporter.export([(tags, 5)])
     exporter.export([(tags, 1)])  # the router was rebuilt: counts from zero again
     assert m.count(PAYMENTS, gateway="stripe") == 6
+
+
+def test_a_channels_reserves_count_as_reservations_and_its_refusals_by_code() -> None:
+    from matchday.domain.errors import AllocationExceeded
+    from matchday.inventory.commands import ChannelReserve
+
+    m = MemoryMetrics()
+    batch = [
+        to_wire(ChannelReserve("c1", "A", 1, "o-1", "b-1", 300.0, "ebay")),
+        to_wire(ChannelReserve("c2", "A", 2, "o-2", "b-2", 300.0, "ebay")),
+    ]
+    outcomes = [held("A"), refused(AllocationExceeded("A", "ebay", 2, 0))]
+    record_batch(m, 1, batch, outcomes, before={"A": 3}, after={"A": 2})
+    assert m.count(RESERVATIONS, shard="1", outcome="ok") == 1
+    assert m.count(RESERVATIONS, outcome="refused", code="allocation_exceeded") == 1
+    assert m.count(MUTATIONS, kind="channel_reserve", code="ok") == 1

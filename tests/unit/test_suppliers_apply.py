@@ -44,6 +44,8 @@ class Engine:
         row = self.stock[sku]
         if kind == "set":
             row[0] = row[2] + n
+        elif kind == "adjust":
+            row[0] = row[2] + max(0, row[0] - row[2] + n)
         else:
             row[0] += n
         self.answers[rid] = Answer(*row)
@@ -54,6 +56,9 @@ class Engine:
 
     async def restock(self, request_id: str, sku: str, qty: int) -> Answer:
         return self._apply("restock", request_id, sku, qty)
+
+    async def adjust(self, request_id: str, sku: str, delta: int) -> Answer:
+        return self._apply("adjust", request_id, sku, delta)
 
 
 def maps(*pairs: tuple[str, str], as_of: float | None = None) -> dict[str, Mapping]:
@@ -98,35 +103,25 @@ async def test_a_retried_line_is_answered_by_the_engine_and_applied_once() -> No
     assert [c[0] for c in engine.calls] == ["restock", "restock"]  # same id both times
 
 
-async def test_a_decrease_is_planned_then_set_and_corrected_for_sales_in_between() -> None:
+async def test_a_decrease_is_one_engine_adjustment_with_nothing_planned() -> None:
     engine = Engine({"A": [20, 6, 4]})  # unsold 16; the supplier says 5 fewer
-
-    def a_sale_commits(sku: str) -> None:
-        engine.before_call = None
-        engine.stock[sku][1] -= 2  # two held units are paid for meanwhile
-        engine.stock[sku][2] += 2
-
-    engine.before_call = a_sale_commits
     applier, prepared, out, _ = await run(engine, [FeedLine(1, "a", DELTA, -5)], maps(("a", "A")))
-    assert prepared.plans == {1: Plan(11, 4)}
-    rid = request_id(*SCOPE, 1)
-    assert [c[:2] for c in engine.calls] == [("set", rid), ("set", rid + ":fix")]
-    # on_hand 20 - 5 = 15 exactly, sale counted once: unsold 15 - 6 = 9 = 16 - 5 - 2.
-    assert engine.stock["A"] == [15, 4, 6] and out[1].after == 9 and applier.sent == 2
+    assert prepared.plans == {} and applier.sent == 1
+    assert engine.calls == [("adjust", request_id(*SCOPE, 1), "A", -5)]
+    assert engine.stock["A"] == [15, 6, 4] and out[1].after == 11
 
 
-async def test_a_stored_plan_is_reused_so_a_rerun_does_not_decrease_twice() -> None:
+async def test_a_plan_stored_by_an_older_release_is_ignored() -> None:
     engine = Engine({"A": [20, 0, 0]})
     line = [FeedLine(1, "a", DELTA, -5)]
-    _, first, _, _ = await run(engine, line, maps(("a", "A")))
-    _, again, out, _ = await run(engine, line, maps(("a", "A")), plans=first.plans)
-    assert again.plans == {} and engine.stock["A"] == [15, 0, 0] and out[1].after == 15
+    await run(engine, line, maps(("a", "A")), plans={1: Plan(3, 0)})
+    assert engine.stock["A"] == [15, 0, 0]
 
 
 async def test_a_decrease_below_zero_stops_at_zero() -> None:
     engine = Engine({"A": [3, 0, 1]})
-    _, prepared, out, _ = await run(engine, [FeedLine(1, "a", DELTA, -9)], maps(("a", "A")))
-    assert prepared.plans == {1: Plan(0, 1)} and out[1].after == 0
+    _, _, out, _ = await run(engine, [FeedLine(1, "a", DELTA, -9)], maps(("a", "A")))
+    assert out[1].after == 0
 
 
 async def test_unmapped_stale_and_unknown_lines_are_reported_without_an_engine_call() -> None:

@@ -1,0 +1,1 @@
+"""Marketplace channels: API keys, allocations, and sales through the engine (ADR 0028)."""
