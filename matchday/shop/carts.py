@@ -12,7 +12,7 @@ import base64
 import hashlib
 import time
 
-from matchday.domain.errors import Conflict, InvalidInput, NotFound
+from matchday.domain.errors import CartClosed, Conflict, InvalidInput, NotFound
 from matchday.inventory.commands import ID_RE, ReservationView, check_sku
 from matchday.shop.models import IN_FLIGHT, Cart, CartLine
 from matchday.shop.ports import Prices, Stock
@@ -20,12 +20,23 @@ from matchday.storage.shop_repo import ShopRepository
 
 MAX_KEY = 64
 # Per-replica memory of facts the add-to-cart hot path would otherwise read from PostgreSQL
-# on every request (bench/http.py profile: ~40% of a replica's CPU per add). Bounded
-# staleness, never wrong money: an open cart's owner never changes; a cart checked out
-# elsewhere may take holds for up to CART_TTL_S more, which expire by themselves and are
-# never part of its order; a product withdrawn may be added for up to SELLABLE_TTL_S more,
-# and checkout re-prices from PostgreSQL, refusing it.
-CART_TTL_S = 1.0
+# on every request (bench/http.py profile: ~40% of a replica's CPU per add, 2026-11-25).
+#
+# Carts: who owns a cart never changes (its id derives from its owner, ``derived_id``) and
+# carts are never deleted, so the owner is remembered for CART_TTL_S. Whether the cart is
+# still *open* is not the memo's to say: the engine's cart fence (ADR 0017) refuses a hold on
+# a cart that is not open, in one transaction against the row checkout closes, whatever a
+# replica believes (tests/integration/test_cart_fence.py). That refusal is dear (the engine
+# rolls its whole batch back and reloads its SKUs, ``ShardCore._undo``), so a CartClosed
+# answer makes the memo forget the cart: the next add reads the header again and is refused
+# here. A replica sends the engine one add per closed cart (plus those already in flight).
+# The TTL is only a bound on relying on the fence alone (a cart row that vanished would count
+# as open there); at a shopper's pace it costs one PostgreSQL read per cart per 10 minutes.
+# It was 1 s (a cart checked out elsewhere could take holds for that long), which re-read
+# the header on nearly every add of a real shopper, who adds a line every few seconds.
+CART_TTL_S = 600.0
+# Products: a product withdrawn may be added for up to SELLABLE_TTL_S more; checkout
+# re-prices from PostgreSQL, refusing it.
 SELLABLE_TTL_S = 5.0
 MEMO_SIZE = 100_000
 
@@ -46,6 +57,9 @@ class Memo:
             del self._data[key]
             return None
         return hit[1]
+
+    def drop(self, key: str) -> None:
+        self._data.pop(key, None)
 
     def put(self, key: str, value: object) -> None:
         if len(self._data) >= self.size:
@@ -105,9 +119,13 @@ class CartService:
             if sku not in await self.prices.price_of([sku]):
                 raise NotFound("product", sku)
             self._sellable.put(sku, True)
-        return await self.stock.reserve(
-            f"add:{cart_id}:{check_key(key)}", sku, qty, cart_id, customer_id, self.hold_ttl_s
-        )
+        try:
+            return await self.stock.reserve(
+                f"add:{cart_id}:{check_key(key)}", sku, qty, cart_id, customer_id, self.hold_ttl_s
+            )
+        except CartClosed:
+            self._open_carts.drop(cart_id)  # checked out elsewhere: ask PostgreSQL next time
+            raise
 
     async def set_quantity(
         self, customer_id: str, cart_id: str, sku: str, qty: int, key: str

@@ -67,8 +67,15 @@ class _TooLarge(Exception):
     pass
 
 
-def make_app(title: str, description: str, *, ready: Ready, max_body_bytes: int) -> FastAPI:
-    app = FastAPI(
+def make_app(
+    title: str,
+    description: str,
+    *,
+    ready: Ready,
+    max_body_bytes: int,
+    app_class: type[FastAPI] = FastAPI,
+) -> FastAPI:
+    app = app_class(
         # FastAPI's native OpenTelemetry is off: matchday's metrics go through Ray, and with
         # it on FastAPI looks up three global providers (environment reads) on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},

@@ -87,26 +87,32 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
-        if client_left(exc):
-            # The client hung up (a closed tab ending a live stream): nobody reads the answer
-            # and nothing is wrong, so it must not look like a bug in the logs.
-            log.debug("client left %s %s: %s", request.method, request.url.path, exc)
-            return error_response(499, "client_closed_request", "the client went away")
-        if isinstance(exc, RedisConnectionError | RedisTimeoutError):
-            # Redis callers catch these and degrade; one that forgot must still tell the
-            # shopper to retry (503), not report a bug. A Redis *reply* error stays a 500.
-            log.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
-            return matchday_error_response(Unavailable("the shop's cache is not answering"))
-        if _from_ray(exc):
-            # A Ray call that failed (an actor died or restarts, a Serve handle refused): an
-            # outage to retry, never a bug, and its text (a remote traceback with paths, pids
-            # and actor ids) stays in the log.
-            log.warning("Ray unavailable on %s %s: %r", request.method, request.url.path, exc)
-            return matchday_error_response(Unavailable("a backend service is not answering"))
-        # A bug, never an input problem. Answer 500 honestly (tests treat any 5xx other than
-        # a retryable 503 as a failure) and keep the traceback for the operator.
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal", "internal error; it has been logged")
+        return unexpected_error_response(request.method, request.url.path, exc)
+
+
+def unexpected_error_response(method: str, path: str, exc: Exception) -> JSONResponse:
+    """The answer to an exception nothing else mapped: what Starlette's ServerErrorMiddleware
+    sends through :func:`install`'s handler, and what the lean add path sends itself."""
+    if client_left(exc):
+        # The client hung up (a closed tab ending a live stream): nobody reads the answer
+        # and nothing is wrong, so it must not look like a bug in the logs.
+        log.debug("client left %s %s: %s", method, path, exc)
+        return error_response(499, "client_closed_request", "the client went away")
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        # Redis callers catch these and degrade; one that forgot must still tell the
+        # shopper to retry (503), not report a bug. A Redis *reply* error stays a 500.
+        log.warning("Redis unavailable on %s %s: %s", method, path, exc)
+        return matchday_error_response(Unavailable("the shop's cache is not answering"))
+    if _from_ray(exc):
+        # A Ray call that failed (an actor died or restarts, a Serve handle refused): an
+        # outage to retry, never a bug, and its text (a remote traceback with paths, pids
+        # and actor ids) stays in the log.
+        log.warning("Ray unavailable on %s %s: %r", method, path, exc)
+        return matchday_error_response(Unavailable("a backend service is not answering"))
+    # A bug, never an input problem. Answer 500 honestly (tests treat any 5xx other than
+    # a retryable 503 as a failure) and keep the traceback for the operator.
+    log.exception("unhandled error on %s %s", method, path, exc_info=exc)
+    return error_response(500, "internal", "internal error; it has been logged")
 
 
 def _loc(error: Any) -> list[str]:

@@ -23,7 +23,7 @@ from matchday.web.fast_add import (
     ADD_PATH,
     CART_ID_PATTERN,
     LeanAdd,
-    LeanAddMiddleware,
+    LeanFastAPI,
     front_route,
 )
 from matchday.web.schemas import AddItem, CartOut, ErrorBody, LineOut, SessionOut, SetQuantity
@@ -50,6 +50,7 @@ def build(ctx: ShopContext, *, lean_route: bool = True) -> FastAPI:
         "the cart shows each hold's expiry.",
         ready=ctx.ready,
         max_body_bytes=ctx.settings.max_body_bytes,
+        app_class=LeanFastAPI,
     )
 
     async def shopper(
@@ -148,7 +149,8 @@ def build(ctx: ShopContext, *, lean_route: bool = True) -> FastAPI:
 
     queue_api.include(app, ctx, shopper)
     app.state.lean_add = lean
-    if lean_route:  # outermost, in front of the documented route: see fast_add.py
-        app.add_middleware(LeanAddMiddleware, lean=lean)
+    if lean_route:  # in front of the app's whole stack and the documented route: fast_add.py
+        assert isinstance(app, LeanFastAPI)
+        app.put_in_front(lean)
     front_route(app, ADD_PATH, "POST")
     return app

@@ -1,10 +1,10 @@
 """Adds racing a checkout (issue 13 item 5): no hold is stranded on a checked-out cart.
 
-The shop remembers for a second that a cart is open (carts.py, CART_TTL_S), so an add right
-after checkout reaches the engine; the engine takes the hold only while the cart's row is
-'open', in its own batch transaction, against the row checkout closes in its own
-(010_compact_journal.sql, shop_repo.create_order). Over real PostgreSQL and the real shard
-core, through the shop's HTTP apps (tests/integration/shop_stack.py).
+The shop replica remembers who owns a cart, not whether it is still open (carts.py,
+CART_TTL_S), so an add after checkout reaches the engine; the engine takes the hold only
+while the cart's row is 'open', in its own batch transaction, against the row checkout
+closes in its own (010_compact_journal.sql, shop_repo.create_order). Over real PostgreSQL
+and the real shard core, through the shop's HTTP apps (tests/integration/shop_stack.py).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from matchday.settings import Settings
 from matchday.web import shop_api
@@ -181,7 +182,7 @@ async def checked_out_cart(p: Paths, app: Any) -> Answer:
     r = await p.stack.orders.post("/", json={"cart_id": s.cart, "payment_token": "pm_card_visa"},
                                   headers=auth)  # fmt: skip
     assert r.status_code == 201, r.text
-    await asyncio.sleep(1.1)  # the replica's open-cart memo (carts.CART_TTL_S)
+    # The replica still remembers the cart as open: the engine's cart fence refuses it.
     return await add(app, s)
 
 
@@ -292,3 +293,46 @@ async def test_the_documented_route_and_its_openapi_entry_are_unchanged(paths: P
     post = lean_doc["paths"]["/carts/{cart_id}/items"]["post"]
     assert set(post["responses"]) >= {"201", "401", "404", "409", "422", "429", "503"}
     assert list(lean_doc["paths"])[:2] == ["/healthz", "/readyz"]  # declared order
+
+
+async def test_an_ordinary_add_never_enters_fastapis_own_stack(paths: Paths) -> None:
+    app = shop_api.build(paths.stack.ctx)
+    s = await shopper(paths.stack)
+    assert (await add(app, s)).status == 201
+    # Starlette builds an app's middleware stack at its first request through it.
+    assert app.middleware_stack is None
+    assert (await call(app, "GET", "/healthz", [], root_path=ROOT)).status == 200
+    assert app.middleware_stack is not None
+
+
+@pytest.mark.parametrize(
+    ("failure", "status", "code"),
+    [
+        (RuntimeError("a bug"), 500, "internal"),
+        (RedisConnectionError("gone"), 503, "unavailable"),
+    ],
+    ids=["bug", "redis down"],
+)
+async def test_an_unexpected_failure_is_answered_alike_by_both_paths(
+    paths: Paths, monkeypatch: pytest.MonkeyPatch, failure: Exception, status: int, code: str
+) -> None:
+    async def failing(*args: Any) -> Any:
+        raise failure
+
+    assert paths.stack.ctx.carts is not None
+    monkeypatch.setattr(paths.stack.ctx.carts, "add", failing)
+
+    async def answered(app: Any) -> Answer:
+        async def server(scope: Any, receive: Any, send: Any) -> None:
+            with pytest.raises(type(failure)):  # both re-raise it for the server's log
+                await app(scope, receive, send)
+
+        return await add(server, await shopper(paths.stack))
+
+    before = paths.lean_count()
+    lean = await answered(paths.lean)
+    assert paths.lean_count() == before + 1
+    plain = await answered(paths.plain)
+    assert (lean.status, lean.json()) == (plain.status, plain.json())
+    assert lean.status == status and lean.json()["code"] == code
+    assert lean.header(b"retry-after") == plain.header(b"retry-after")

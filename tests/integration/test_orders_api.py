@@ -11,7 +11,6 @@ from dataclasses import replace
 import pytest
 
 from matchday.settings import Settings
-from matchday.shop.carts import CART_TTL_S
 from matchday.web import orders_api
 from tests.integration.shop_stack import Stack, open_stack
 from tests.logs import messages_of
@@ -54,7 +53,6 @@ async def test_a_paid_checkout_sells_the_units_and_closes_the_cart(stack: Stack)
     assert stack.gateway.captured[order["payment_ref"]] == 2 * 8999
     view = (await stack.shop.get(f"/carts/{cart}", headers=auth)).json()
     assert (view["status"], view["order_id"]) == ("checked_out", order["order_id"])
-    await asyncio.sleep(CART_TTL_S)  # the shop replica's memo of open carts (carts.py)
     more = await stack.shop.post(f"/carts/{cart}/items", json={"sku": sku}, headers=auth)
     assert more.status_code == 409  # a checked-out cart takes nothing more
     history = (await stack.orders.get("/", headers=auth)).json()

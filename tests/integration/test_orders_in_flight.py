@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from matchday.settings import Settings
-from matchday.shop.carts import CART_TTL_S
 from tests.integration.shop_stack import Stack, open_stack
 
 pytestmark = pytest.mark.integration
@@ -76,7 +75,6 @@ async def test_a_line_of_a_cart_whose_order_is_in_flight_is_neither_removed_nor_
         assert body["code"] == "conflict" and body["retryable"] is False
         assert f"order in progress ({status})" in body["message"]
     assert await stack.stock(sku) == (5, 2, 0)  # the holds behind the order are untouched
-    await asyncio.sleep(CART_TTL_S)  # the shop replica's memo of open carts (carts.py)
     r = await stack.shop.post(f"/carts/{cart}/items", json={"sku": sku}, headers=auth)
     assert r.status_code == 409  # nor can it take more
     view = (await stack.shop.get(f"/carts/{cart}", headers=auth)).json()
