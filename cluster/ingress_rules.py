@@ -107,6 +107,11 @@ def trusted_proxies(raw: str) -> list[str]:
     return found
 
 
+# Ray 2.60's per-request hints (ray/serve/_private/constants.py), read by its proxy and by a
+# replica's direct ingress from every request.
+SERVE_HINT_HEADERS = ("x-request-timeout-seconds", "x-request-disconnect-disabled")
+
+
 def frontend_lines(trusted: Sequence[str] = ()) -> str:
     """Rules for ``frontend http_frontend``, right after its ``bind``.
 
@@ -135,6 +140,10 @@ def frontend_lines(trusted: Sequence[str] = ()) -> str:
             "http-request del-header X-Forwarded-Proto",
         ]
     lines += ["http-request del-header Forwarded", "http-request del-header X-Real-IP"]
+    # Serve's per-request hints are for its own proxies, never a client's: honoured, a
+    # client's "x-request-timeout-seconds: 0" held a replica's request slot for as long as it
+    # liked, a tiny one got a 500, and a value that is not UTF-8 crashed the replica's parse.
+    lines += [f"http-request del-header {name}" for name in SERVE_HINT_HEADERS]
     # Serve's plain-text answers. Its 503 is load shedding (a full queue) and keeps the
     # Retry-After that backpressure_config gave it.
     plain = "!{ res.hdr(content-type) -m beg application/json }"

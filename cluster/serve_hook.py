@@ -23,7 +23,9 @@ upgrade undoes them. Nothing is exposed when one fails; the test is the guard.
   replica (a downstream deployment's queue is full) becomes JSON.
 - ``ray.serve._private.proxy`` (Python proxy mode): Serve's own plain-text answers (the
   load-shedding 503 past ``max_queued_requests``, its 408 request timeout) become JSON in
-  matchday's shape, with Retry-After.
+  matchday's shape, with Retry-After; a client's own timeout and disconnect hints
+  (``x-request-timeout-seconds``, ``x-request-disconnect-disabled``) are ignored, as the
+  HAProxy frontend drops them.
 """
 
 from __future__ import annotations
@@ -190,6 +192,27 @@ def _patch_proxy(module: ModuleType) -> None:
 
     send_json_on_exception._matchday = True  # type: ignore[attr-defined]
     setattr(module, "send_http_response_on_exception", send_json_on_exception)  # noqa: B010
+    ignore_client_hints(module)
+
+
+def ignore_client_hints(module: ModuleType) -> None:
+    """The Python proxy reads Serve's per-request hints (SERVE_HINT_HEADERS) from the client's
+    own request: it takes the configured timeout and watches for disconnects instead."""
+    if not all(
+        hasattr(module, name)
+        for name in ("parse_request_timeout_header", "parse_disconnect_disabled_header")
+    ):
+        log.warning("Ray's proxy changed: clients' timeout and disconnect hints may be honoured")
+        return
+
+    def configured_timeout(headers: Any, default_timeout_s: float | None) -> float | None:
+        return default_timeout_s
+
+    def disconnect_watched(headers: Any) -> bool:
+        return False
+
+    setattr(module, "parse_request_timeout_header", configured_timeout)  # noqa: B010
+    setattr(module, "parse_disconnect_disabled_header", disconnect_watched)  # noqa: B010
 
 
 _PATCHES: dict[str, Callable[[ModuleType], None]] = {

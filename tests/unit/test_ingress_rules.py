@@ -17,6 +17,7 @@ from cluster.ingress_rules import (
     ERRORS,
     MAX_HEADER_BYTES,
     MAX_URL_BYTES,
+    SERVE_HINT_HEADERS,
     defaults_lines,
     frontend_lines,
     trusted_proxies,
@@ -139,6 +140,7 @@ def test_the_python_proxy_answers_serves_own_errors_in_json() -> None:
     from cluster.serve_hook import _patch_proxy
 
     original = proxy.send_http_response_on_exception
+    parsers = proxy.parse_request_timeout_header, proxy.parse_disconnect_disabled_header
     try:
         _patch_proxy(proxy)
         status = ResponseStatus(
@@ -153,3 +155,29 @@ def test_the_python_proxy_answers_serves_own_errors_in_json() -> None:
         assert proxy.send_http_response_on_exception(status, True) == []  # already answering
     finally:
         proxy.send_http_response_on_exception = original
+        proxy.parse_request_timeout_header, proxy.parse_disconnect_disabled_header = parsers
+
+
+def test_serves_per_request_hints_are_never_a_clients() -> None:
+    """HAProxy drops them at the frontend; the Python proxy ignores them (through a running
+    ingress: tests/e2e/ingress/test_serve_hints.py)."""
+    from ray.serve._private import constants, proxy
+
+    from cluster.serve_hook import ignore_client_hints
+
+    assert set(SERVE_HINT_HEADERS) == {
+        constants.SERVE_HTTP_REQUEST_TIMEOUT_S_HEADER,
+        constants.SERVE_HTTP_REQUEST_DISCONNECT_DISABLED_HEADER,
+    }  # Ray's names: a rename in an upgrade fails here
+    for trusted in ([], ["10.0.0.0/8"]):
+        rules = frontend_lines(trusted)
+        assert all(f"http-request del-header {h}" in rules for h in SERVE_HINT_HEADERS)
+    originals = proxy.parse_request_timeout_header, proxy.parse_disconnect_disabled_header
+    hints = {b"x-request-timeout-seconds": b"0", b"x-request-disconnect-disabled": b"?1"}
+    assert originals[0](hints, 30.0) is None and originals[1](hints) is True  # Ray's own
+    try:
+        ignore_client_hints(proxy)
+        assert proxy.parse_request_timeout_header(hints, 30.0) == 30.0
+        assert proxy.parse_disconnect_disabled_header({**hints, b"x": b"\xff"}) is False
+    finally:
+        proxy.parse_request_timeout_header, proxy.parse_disconnect_disabled_header = originals
