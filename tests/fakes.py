@@ -479,12 +479,14 @@ class FakeGateway:
 
     ``answer``: succeeded, declined, requires_action, or down (raises Unavailable);
     ``lose_answer``: the next charge goes through but its answer is lost (Unavailable);
-    ``gate``: while set, a charge waits on it (the test acts while it is in flight)."""
+    ``gate``: while set, a charge waits on it (the test acts while it is in flight);
+    ``attempts``: where it records each answered attempt, as StripeGateway records them."""
 
     name = "fake"
 
-    def __init__(self, answer: str = "succeeded") -> None:
+    def __init__(self, answer: str = "succeeded", attempts: list[Attempt] | None = None) -> None:
         self.answer = answer
+        self.attempts = [] if attempts is None else attempts
         self.lose_answer = False
         self.gate: asyncio.Event | None = None
         self.calls: list[str] = []  # every charge call's idempotency key
@@ -504,6 +506,9 @@ class FakeGateway:
         codes = {"declined": "card_declined", "requires_action": "authentication_required"}
         result = ChargeResult(self.answer, self.name, ref, codes.get(self.answer, ""))  # type: ignore[arg-type]
         self.results[req.idempotency_key] = result
+        self.attempts.append(
+            Attempt(req.order_id, req.attempt, self.name, ref, result.status, None, None, None)
+        )
         if self.lose_answer:
             self.lose_answer = False
             raise Unavailable("the gateway's answer was lost")

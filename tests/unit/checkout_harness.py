@@ -48,7 +48,7 @@ class Shop:
         self.stock = InventoryClient(self._send, Router(1), linger_s=0.0)
         self.store = FakeShopStore(self.engine, self.clock)
         self.payments = FakePaymentsStore(self.store)
-        self.gateway = FakeGateway(answer)
+        self.gateway = FakeGateway(answer, self.payments.attempts)
         self.events = RecordingEvents()
         self.prices = FakePrices({s: PriceInfo(PRICE, "EUR", s, None, None) for s in skus})
         self.checkout = CheckoutService(

@@ -319,3 +319,15 @@ async def test_a_charge_answering_after_the_deadline_ended_the_order_is_refunded
     assert [r.amount_cents for r in shop.gateway.refunds.values()] == [PRICE]
     assert "late_charge_refunded" in shop.payments.kinds(order.order_id)
     assert shop.units("A") == (5, 0, 0)  # nothing sold
+
+
+async def test_a_card_still_waiting_on_its_bank_at_the_deadline_is_ended_by_the_worker() -> None:
+    shop = Shop("requires_action")
+    order = await shop.pay(await shop.cart(("A", 1)))
+    await shop.worker_round()  # not due before its deadline
+    assert shop.now(order).status == st.REQUIRES_ACTION and shop.units("A") == (5, 1, 0)
+    shop.clock.advance(PAY_WITHIN_S + 1)
+    await shop.worker_round()
+    done = shop.now(order)
+    assert (done.status, done.failure_code) == (st.FAILED, "payment_timeout")
+    assert shop.units("A") == (5, 0, 0) and shop.payments.queue == {}
