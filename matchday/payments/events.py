@@ -14,10 +14,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from matchday.payments.ports import WebhookRecords
 from matchday.shop import models as st
 from matchday.shop.checkout import CheckoutService
-from matchday.storage.payments_repo import PaymentsRepository
-from matchday.storage.shop_repo import ShopRepository
+from matchday.shop.ports import Orders
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,8 @@ _INTENT_EVENTS = {
 class StripeEvents:
     def __init__(
         self,
-        repo: ShopRepository,
-        payments: PaymentsRepository,
+        repo: Orders,
+        payments: WebhookRecords,
         checkout: CheckoutService,
         gateways: Mapping[str, Any],
     ) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from matchday.payments.gateway import PaymentGateway, TestGateway
+from matchday.payments.ports import RouterRecords
 from matchday.payments.router import CircuitBreaker, PaymentRouter
 from matchday.payments.stripe_gateway import StripeGateway, make_client
 from matchday.settings import Settings
-from matchday.storage.payments_repo import PaymentsRepository
 
 PRIMARY = "stripe-primary"
 BACKUP = "stripe-backup"
@@ -19,7 +19,7 @@ BACKUP = "stripe-backup"
 CHARGE_CALLS = 3
 
 
-def stripe_gateways(settings: Settings, repo: PaymentsRepository) -> list[StripeGateway]:
+def stripe_gateways(settings: Settings, repo: RouterRecords) -> list[StripeGateway]:
     accounts = [(PRIMARY, settings.stripe_api_key, settings.stripe_api_base)]
     if settings.stripe_backup_api_key.get_secret_value():
         accounts.append((BACKUP, settings.stripe_backup_api_key, settings.stripe_backup_api_base))
@@ -36,7 +36,7 @@ def stripe_gateways(settings: Settings, repo: PaymentsRepository) -> list[Stripe
     ]
 
 
-def build_gateway(settings: Settings, repo: PaymentsRepository) -> PaymentGateway:
+def build_gateway(settings: Settings, repo: RouterRecords) -> PaymentGateway:
     """The test gateway, or a router over the configured Stripe accounts."""
     if settings.gateway_kind == "test":
         return TestGateway()
@@ -44,7 +44,7 @@ def build_gateway(settings: Settings, repo: PaymentsRepository) -> PaymentGatewa
 
 
 def router_over(
-    gateways: Sequence[PaymentGateway], settings: Settings, repo: PaymentsRepository
+    gateways: Sequence[PaymentGateway], settings: Settings, repo: RouterRecords
 ) -> PaymentRouter:
     async def attempted_on(order_id: str, attempt: int) -> list[str]:
         rows = [a for a in await repo.attempts_of(order_id) if a.attempt == attempt]

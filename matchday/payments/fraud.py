@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from matchday.storage.payments_repo import PaymentsRepository
+from matchday.payments.ports import SignalStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +23,7 @@ class VelocityLimits:
 
 
 class FraudRules:
-    def __init__(self, repo: PaymentsRepository, limits: VelocityLimits) -> None:
+    def __init__(self, repo: SignalStore, limits: VelocityLimits) -> None:
         self.repo = repo
         self.limits = limits
 

@@ -43,7 +43,7 @@ from matchday.payments.gateway import (
     RefundResult,
     check_token,
 )
-from matchday.storage.payments_repo import Attempt, PaymentsRepository
+from matchday.payments.ports import Attempt, GatewayRecords
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class StripeGateway:
         self,
         name: str,
         client: stripe.StripeClient,
-        attempts: PaymentsRepository,
+        attempts: GatewayRecords,
         *,
         payment_method_types: Sequence[str] = ("card",),
         capture_method: Literal["manual", "automatic"] = "manual",

@@ -28,11 +28,11 @@ from typing import Any
 
 from matchday.domain.errors import MatchdayError
 from matchday.payments.gateway import PaymentGateway
+from matchday.payments.ports import PaymentQueue
 from matchday.shop import models as st
 from matchday.shop.checkout import CheckoutService
 from matchday.shop.models import Order
-from matchday.storage.payments_repo import PaymentsRepository
-from matchday.storage.shop_repo import ShopRepository
+from matchday.shop.ports import Orders
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ ENDINGS = frozenset({"payment_timeout", "hold_lost", "sold_out_refunded", "partl
 class PaymentsWorker:
     def __init__(
         self,
-        repo: ShopRepository,
-        payments: PaymentsRepository,
+        repo: Orders,
+        payments: PaymentQueue,
         checkout: CheckoutService,
         gateways: Mapping[str, PaymentGateway],
         *,

@@ -40,17 +40,15 @@ from matchday.shop import models as st
 from matchday.shop.carts import check_key, derived_id
 from matchday.shop.holds import OrderHolds
 from matchday.shop.models import Order, OrderLine
-from matchday.shop.ports import OrderEvents, Prices, Stock
+from matchday.shop.ports import OrderEvents, OrderStore, PaymentLedger, Prices, Stock
 from matchday.shop.settle import OrderPayments, lost_message, told
-from matchday.storage.payments_repo import PaymentsRepository
-from matchday.storage.shop_repo import ShopRepository
 
 log = logging.getLogger(__name__)
 
 
 class Offers(Protocol):
     """Prices a poll's offer code (matchday.polls.offers.OfferBook); refuses a bad one with
-    ``offer_invalid``. Its single use is claimed with the order (ShopRepository)."""
+    ``offer_invalid``. Its single use is claimed with the order (OrderStore.create_order)."""
 
     async def discount(
         self, customer_id: str, code: str, lines: Sequence[OrderLine], now: float
@@ -60,14 +58,14 @@ class Offers(Protocol):
 class CheckoutService(OrderPayments):
     def __init__(
         self,
-        repo: ShopRepository,
+        repo: OrderStore,
         stock: Stock,
         prices: Prices,
         gateway: PaymentGateway,
         events: OrderEvents,
         *,
         payment_hold_s: float,
-        payments: PaymentsRepository | None = None,
+        payments: PaymentLedger,
         fraud: FraudRules | None = None,
         settle_grace_s: float = 60.0,
         offers: Offers | None = None,
@@ -80,7 +78,7 @@ class CheckoutService(OrderPayments):
         self.gateway = gateway
         self.events = events
         self.payment_hold_s = payment_hold_s
-        self.payments = payments if payments is not None else PaymentsRepository(repo.pool)
+        self.payments = payments
         self.fraud = fraud
         self.settle_grace_s = settle_grace_s
         self.offers = offers

@@ -24,8 +24,7 @@ from dataclasses import replace
 
 from matchday.domain.errors import MatchdayError, ReservationClosed, UnknownReservation
 from matchday.shop.models import Order, OrderLine
-from matchday.shop.ports import Stock
-from matchday.storage.shop_repo import ShopRepository
+from matchday.shop.ports import HoldRecords, Stock
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ def _committed(exc: MatchdayError) -> bool:
 
 
 class OrderHolds:
-    def __init__(self, stock: Stock, repo: ShopRepository) -> None:
+    def __init__(self, stock: Stock, repo: HoldRecords) -> None:
         self.stock = stock
         self.repo = repo
 

@@ -1,11 +1,20 @@
-"""What carts and checkout need from the rest of the shop, as protocols (fakes in tests)."""
+"""What carts and checkout need from the rest of matchday, as protocols (fakes in
+``tests/fakes.py``): the inventory engine, prices, order events, and storage.
+
+Storage implements the store protocols (ShopRepository: :class:`CartStore`,
+:class:`OrderStore`; PaymentsRepository: :class:`PaymentLedger`); the shop never imports
+it. Each protocol names only what its module calls.
+"""
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from matchday.domain.prices import PriceInfo
 from matchday.inventory.commands import ReservationView
+from matchday.payments.ports import Attempt, Captures, Queue, Refunds, Suspicions
+from matchday.shop.models import Cart, Order
 
 
 class Stock(Protocol):
@@ -36,3 +45,82 @@ class Prices(Protocol):
 
 class OrderEvents(Protocol):
     async def publish(self, order_id: str, status: str, detail: dict[str, Any]) -> None: ...
+
+
+class CartStore(Protocol):
+    """Carts as CartService reads and edits them (carts.py)."""
+
+    async def create_cart(self, cart_id: str, customer_id: str) -> Cart: ...
+
+    async def cart_header(self, cart_id: str) -> Cart | None: ...
+
+    async def cart(self, cart_id: str) -> Cart | None: ...
+
+    def cart_for_edit(
+        self, cart_id: str
+    ) -> AbstractAsyncContextManager[tuple[Cart, str | None] | None]:
+        """The cart with its lines and its order's status, locked against a checkout of it
+        until the block ends (ShopRepository.cart_for_edit says how)."""
+        ...
+
+
+class Orders(Protocol):
+    """Reading an order and moving it between statuses (also the payments worker's and the
+    webhooks' view of orders)."""
+
+    async def order(self, order_id: str) -> Order | None: ...
+
+    async def update_order(
+        self,
+        order_id: str,
+        status: str,
+        *,
+        from_statuses: frozenset[str],
+        detail: dict[str, Any] | None = None,
+        reopen_cart: bool = False,
+        unless_captured: bool = False,
+        **fields: Any,
+    ) -> bool:
+        """Move to ``status`` only from one of ``from_statuses`` (exactly one of two racing
+        callers wins); ``unless_captured``: not if a payment was claimed for capture. A
+        failed or cancelled order (or ``reopen_cart``) gives its cart and its offer back."""
+        ...
+
+
+class HoldRecords(Protocol):
+    """What an order's holds need to know and change in storage (holds.py)."""
+
+    async def reservation_state(self, reservation_id: str) -> tuple[str, str | None] | None: ...
+
+    async def replace_line(self, order_id: str, old: str, new: str) -> None: ...
+
+
+class OrderStore(Orders, HoldRecords, Protocol):
+    """Orders as checkout creates and settles them (checkout.py, settle.py)."""
+
+    async def cart(self, cart_id: str) -> Cart | None: ...
+
+    async def create_order(self, order: Order, idempotency_key: str) -> tuple[Order, bool]:
+        """(the order, True), the cart closed with it and its offer claimed; (the first
+        order, False) when the key was used before. Conflict when the cart changed or is
+        being checked out; OfferInvalid when the offer was used; a second active order of
+        the cart raises ``psycopg.errors.UniqueViolation`` (ShopRepository's index)."""
+        ...
+
+    async def bump_attempt(self, order_id: str, pay_within_s: float) -> int:
+        """Count a charge attempt; the first one sets ``pay_by`` (the deadline)."""
+        ...
+
+    async def set_cart_status(self, cart_id: str, status: str, order_id: str | None) -> None: ...
+
+
+class PaymentLedger(Suspicions, Queue, Captures, Refunds, Protocol):
+    """The payments records checkout keeps and reads (checkout.py, settle.py)."""
+
+    async def refunded_cents(self, intent_id: str) -> int: ...
+
+    async def queued(self, order_id: str) -> tuple[int, float] | None: ...
+
+    async def attempts_of(self, order_id: str) -> list[Attempt]: ...
+
+    async def suspicious_of(self, order_id: str) -> list[tuple[str, dict[str, Any]]]: ...

@@ -31,18 +31,16 @@ from matchday.payments.gateway import ChargeRequest, ChargeResult, PaymentGatewa
 from matchday.shop import models as st
 from matchday.shop.holds import HOLD_MARGIN_S, OrderHolds
 from matchday.shop.models import Order, OrderLine
-from matchday.shop.ports import OrderEvents
-from matchday.storage.payments_repo import PaymentsRepository
-from matchday.storage.shop_repo import ShopRepository
+from matchday.shop.ports import OrderEvents, OrderStore, PaymentLedger
 
 log = logging.getLogger(__name__)
 
 
 class OrderPayments:
-    repo: ShopRepository
+    repo: OrderStore
     gateway: PaymentGateway
     events: OrderEvents
-    payments: PaymentsRepository
+    payments: PaymentLedger
     holds: OrderHolds
     payment_hold_s: float
     settle_grace_s: float

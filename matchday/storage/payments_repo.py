@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from matchday.payments.ports import Attempt
 from matchday.storage.db import StorageConnection
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    order_id: str
-    attempt: int
-    gateway: str
-    intent_id: str | None
-    status: str
-    error: str | None
-    risk_level: str | None
-    fingerprint: str | None
-
 
 _ATTEMPT = "order_id, attempt, gateway, intent_id, status, error, risk_level, fingerprint"
 # Order statuses under which a payment may still be claimed for capture.
@@ -387,3 +374,13 @@ class PaymentsRepository:
                 )
             ).fetchone()
         return int(row[0]) if row else 0
+
+
+if TYPE_CHECKING:  # mypy proves the repository implements the features' ports (issue 14)
+    from matchday.payments.ports import PaymentQueue, RouterRecords, SignalStore, WebhookRecords
+    from matchday.shop.ports import PaymentLedger
+
+    def _implements(
+        repo: PaymentsRepository,
+    ) -> tuple[RouterRecords, SignalStore, PaymentQueue, WebhookRecords, PaymentLedger]:
+        return repo, repo, repo, repo, repo

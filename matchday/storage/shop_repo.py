@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -383,3 +383,10 @@ class ShopRepository:
             )
         ).fetchall()
         return [OrderLine(*r) for r in rows]
+
+
+if TYPE_CHECKING:  # mypy proves the repository implements the shop's ports (issue 14)
+    from matchday.shop.ports import CartStore, OrderStore
+
+    def _implements(repo: ShopRepository) -> tuple[CartStore, OrderStore]:
+        return repo, repo

@@ -19,6 +19,7 @@ from matchday.shop.checkout import CheckoutService
 from matchday.shop.events import RedisOrderEvents
 from matchday.shop.ports import Stock
 from matchday.storage.db import make_pool
+from matchday.storage.payments_repo import PaymentsRepository
 from matchday.storage.polls_repo import PollsRepository
 from matchday.storage.shop_repo import ShopRepository
 from matchday.web.idempotency import IdempotencyStore
@@ -107,6 +108,7 @@ class ShopContext:
             if gateway is not None:
                 ctx.checkout = CheckoutService(
                     repo, stock, catalog, gateway, events, payment_hold_s=settings.payment_hold_s,
+                    payments=PaymentsRepository(pool),
                     offers=OfferBook(
                         PollsRepository(pool), OfferCodes(settings.secret_key.get_secret_value())
                     ),
