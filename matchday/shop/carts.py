@@ -15,8 +15,7 @@ import time
 from matchday.domain.errors import CartClosed, Conflict, InvalidInput, NotFound
 from matchday.inventory.commands import ID_RE, ReservationView, check_sku
 from matchday.shop.models import IN_FLIGHT, Cart, CartLine
-from matchday.shop.ports import Prices, Stock
-from matchday.storage.shop_repo import ShopRepository
+from matchday.shop.ports import CartStore, Prices, Stock
 
 MAX_KEY = 64
 # Per-replica memory of facts the add-to-cart hot path would otherwise read from PostgreSQL
@@ -85,7 +84,7 @@ def derived_id(prefix: str, *parts: str) -> str:
 
 class CartService:
     def __init__(
-        self, repo: ShopRepository, stock: Stock, prices: Prices, *, hold_ttl_s: float
+        self, repo: CartStore, stock: Stock, prices: Prices, *, hold_ttl_s: float
     ) -> None:
         self.repo = repo
         self.stock = stock
@@ -166,7 +165,7 @@ class CartService:
     def _held_lines(
         customer_id: str, cart_id: str, sku: str, found: tuple[Cart, str | None] | None
     ) -> list[CartLine]:
-        """The cart's held lines of ``sku``, read under :meth:`ShopRepository.cart_for_edit`.
+        """The cart's held lines of ``sku``, read under :meth:`CartStore.cart_for_edit`.
 
         A cart that has gone to checkout keeps its lines as its order took them: releasing
         one would take the stock from under an order that may still be paid (issue 13)."""
