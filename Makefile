@@ -12,10 +12,10 @@ run: $(BIN)/.installed
 	$(BIN)/matchday run
 
 test: $(BIN)/.installed
-	scripts/ensure-chromium && $(BIN)/ruff check . && $(BIN)/mypy && $(BIN)/python -m pytest
+	scripts/ensure-chromium && $(BIN)/ruff check . && $(BIN)/ruff format --check matchday && $(BIN)/mypy && $(BIN)/python -m pytest
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check matchday
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy

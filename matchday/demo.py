@@ -18,9 +18,16 @@ def demo_stock() -> list[SkuRow]:
     # The final-whistle drop: few units, two per fan, capped at one per order when low.
     for size in SHIRT_SIZES:
         rows.append(
-            SkuRow(f"JERSEY-FINAL-LTD-{size}", 50, 0, 0, per_customer_limit=2,
-                   low_stock_threshold=10, low_stock_order_cap=1)
-        )  # fmt: skip
+            SkuRow(
+                f"JERSEY-FINAL-LTD-{size}",
+                50,
+                0,
+                0,
+                per_customer_limit=2,
+                low_stock_threshold=10,
+                low_stock_order_cap=1,
+            )
+        )
     for model in ("STRIKER", "KEEPER"):
         for size in BOOT_SIZES:
             rows.append(SkuRow(f"BOOTS-{model}-{size}", 80, 0, 0))

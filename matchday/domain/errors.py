@@ -34,8 +34,9 @@ class MatchdayError(Exception):
 
 def _pure(cls: type) -> bool:
     """A matchday error class, not a wrapper that also subclasses a foreign exception."""
-    return all(issubclass(c, MatchdayError) or c in (Exception, BaseException, object)
-               for c in cls.__mro__)  # fmt: skip
+    return all(
+        issubclass(c, MatchdayError) or c in (Exception, BaseException, object) for c in cls.__mro__
+    )
 
 
 class InvalidInput(MatchdayError):

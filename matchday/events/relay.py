@@ -91,11 +91,18 @@ class OutboxRelay:
                 return 0
             events = await self._events(conn, [r[0] for r in rows])
             await self._publish(
-                (outbox_id, sku, events[outbox_id].get(sku, []), on_hand[i], reserved[i],
-                 sold[i], at)
+                (
+                    outbox_id,
+                    sku,
+                    events[outbox_id].get(sku, []),
+                    on_hand[i],
+                    reserved[i],
+                    sold[i],
+                    at,
+                )
                 for outbox_id, skus, on_hand, reserved, sold, at in rows
                 for i, sku in enumerate(skus)
-            )  # fmt: skip
+            )
             await conn.execute(
                 "DELETE FROM inventory_outbox WHERE id = ANY(%s::bigint[])", ([r[0] for r in rows],)
             )

@@ -88,9 +88,18 @@ class BatchWrite:
         carts, reset = sorted(ch.carts), sorted(ch.reset)
         channels = _channel_rows(ch) if ch.channels else []
         return cls(
-            shard_id, epoch, at, ch.entries, counters, created, changed, units, reset, carts,
+            shard_id,
+            epoch,
+            at,
+            ch.entries,
+            counters,
+            created,
+            changed,
+            units,
+            reset,
+            carts,
             channels,
-        )  # fmt: skip
+        )
 
     @property
     def empty(self) -> bool:

@@ -83,9 +83,7 @@ def derived_id(prefix: str, *parts: str) -> str:
 
 
 class CartService:
-    def __init__(
-        self, repo: CartStore, stock: Stock, prices: Prices, *, hold_ttl_s: float
-    ) -> None:
+    def __init__(self, repo: CartStore, stock: Stock, prices: Prices, *, hold_ttl_s: float) -> None:
         self.repo = repo
         self.stock = stock
         self.prices = prices
@@ -138,8 +136,9 @@ class CartService:
             first, rest = lines[0], lines[1:]
             # Extra lines go first: they count against the customer's limit while the first grows.
             for line in rest:
-                await self.stock.release(f"rel:{cart_id}:{key}:{line.reservation_id}", sku,
-                                         line.reservation_id)  # fmt: skip
+                await self.stock.release(
+                    f"rel:{cart_id}:{key}:{line.reservation_id}", sku, line.reservation_id
+                )
             if first.qty != qty:
                 await self.stock.resize(f"rsz:{cart_id}:{key}", sku, first.reservation_id, qty)
         return await self.view(customer_id, cart_id)
@@ -149,8 +148,9 @@ class CartService:
         check_sku(sku)
         async with self.repo.cart_for_edit(cart_id) as found:
             for line in self._held_lines(customer_id, cart_id, sku, found):
-                await self.stock.release(f"rel:{cart_id}:{key}:{line.reservation_id}", sku,
-                                         line.reservation_id)  # fmt: skip
+                await self.stock.release(
+                    f"rel:{cart_id}:{key}:{line.reservation_id}", sku, line.reservation_id
+                )
         return await self.view(customer_id, cart_id)
 
     async def _open_cart(self, customer_id: str, cart_id: str) -> Cart:

@@ -36,9 +36,16 @@ class ChannelsRepository:
                 "INSERT INTO channels (channel_id, name, key_hash, active, created_at,"
                 " updated_at, key_issued_at) VALUES (%s, %s, %s, %s, to_timestamp(%s),"
                 " to_timestamp(%s), to_timestamp(%s)) ON CONFLICT (channel_id) DO NOTHING",
-                (c.channel_id, c.name, hashed, c.active, c.created_at, c.updated_at,
-                 c.key_issued_at),
-            )  # fmt: skip
+                (
+                    c.channel_id,
+                    c.name,
+                    hashed,
+                    c.active,
+                    c.created_at,
+                    c.updated_at,
+                    c.key_issued_at,
+                ),
+            )
             return bool(cur.rowcount == 1)
 
     async def get(self, channel_id: str) -> Channel | None:

@@ -47,10 +47,19 @@ class DropsRepository:
                 " pass_ttl_s, pow_bits, address_limit, created_at)"
                 " VALUES (%s, %s, %s, %s, to_timestamp(%s), %s, %s, %s, %s, to_timestamp(%s))"
                 f" ON CONFLICT (drop_id) DO NOTHING RETURNING {_COLUMNS}",
-                (drop.drop_id, drop.name, list(drop.skus), drop.state, drop.opens_at,
-                 drop.rate_per_s, drop.pass_ttl_s, drop.pow_bits, drop.address_limit,
-                 drop.created_at),
-            )  # fmt: skip
+                (
+                    drop.drop_id,
+                    drop.name,
+                    list(drop.skus),
+                    drop.state,
+                    drop.opens_at,
+                    drop.rate_per_s,
+                    drop.pass_ttl_s,
+                    drop.pow_bits,
+                    drop.address_limit,
+                    drop.created_at,
+                ),
+            )
             row = await cur.fetchone()
             if row is None:  # the same request again: the drop it made
                 found = await self._get(conn, drop.drop_id)

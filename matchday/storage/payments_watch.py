@@ -11,9 +11,12 @@ from matchday.storage.db import StorageConnection
 # unpaid, by failure code, and money voided for orders that could not take it, by kind.
 UNPAID_CODES = ("payment_timeout", "hold_lost", "sold_out_refunded", "partly_refunded")
 LATE_KINDS = (
-    "late_authorisation_cancelled", "late_charge_refunded", "duplicate_charge_refunded",
-    "duplicate_authorisation", "sold_out_refunded",
-)  # fmt: skip
+    "late_authorisation_cancelled",
+    "late_charge_refunded",
+    "duplicate_charge_refunded",
+    "duplicate_authorisation",
+    "sold_out_refunded",
+)
 
 
 def _literals(words: tuple[str, ...]) -> str:

@@ -182,11 +182,17 @@ class ShopRepository:
                 "INSERT INTO order_lines (order_id, reservation_id, sku, qty, unit_price_cents,"
                 " title) VALUES (%s, %s, %s, %s, %s, %s)",
                 [
-                    (order.order_id, ln.reservation_id, ln.sku, ln.qty, ln.unit_price_cents,
-                     ln.title)
+                    (
+                        order.order_id,
+                        ln.reservation_id,
+                        ln.sku,
+                        ln.qty,
+                        ln.unit_price_cents,
+                        ln.title,
+                    )
                     for ln in order.lines
                 ],
-            )  # fmt: skip
+            )
             await conn.execute(
                 "INSERT INTO order_events (order_id, status) VALUES (%s, %s)",
                 (order.order_id, order.status),

@@ -45,10 +45,21 @@ class SyncsRepository:
                         f"INSERT INTO supplier_syncs ({_INSERT_COLUMNS}) VALUES"
                         " (%s, %s, %s, %s, %s, %s, to_timestamp(%s), %s, %s,"
                         " to_timestamp(%s), to_timestamp(%s), %s)",
-                        (r.sync_id, r.supplier_id, r.source, r.status, r.forced,
-                         r.content_sha256, r.as_of, r.total_lines, r.queued_by, r.created_at,
-                         r.finished_at, Jsonb(r.report) if r.report is not None else None),
-                    )  # fmt: skip
+                        (
+                            r.sync_id,
+                            r.supplier_id,
+                            r.source,
+                            r.status,
+                            r.forced,
+                            r.content_sha256,
+                            r.as_of,
+                            r.total_lines,
+                            r.queued_by,
+                            r.created_at,
+                            r.finished_at,
+                            Jsonb(r.report) if r.report is not None else None,
+                        ),
+                    )
                     await _copy_lines(conn, r.sync_id, lines)
             except psycopg.errors.UniqueViolation:
                 cur = await conn.execute(
@@ -223,10 +234,15 @@ class SyncsRepository:
             drifted, total = await cur.fetchone() or (0, 0)
             cur = await conn.execute(_DRIFT_SQL, (sync_id, REPORT_ROWS))
             drift = [
-                {"sku": r[0], "supplier_sku": r[1], "matchday": r[2], "supplier": r[3],
-                 "drift": r[4]}
+                {
+                    "sku": r[0],
+                    "supplier_sku": r[1],
+                    "matchday": r[2],
+                    "supplier": r[3],
+                    "drift": r[4],
+                }
                 for r in await cur.fetchall()
-            ]  # fmt: skip
+            ]
         return {
             "rejected_by_reason": reasons,
             "rejected_lines": rejected,

@@ -54,9 +54,20 @@ class SuppliersRepository:
                 " feed_format, pull_every_s, max_units, active, created_at, updated_at)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, to_timestamp(%s),"
                 " to_timestamp(%s)) ON CONFLICT (supplier_id) DO NOTHING",
-                (s.supplier_id, s.name, sealed, issue_key, s.feed_url, s.feed_format,
-                 s.pull_every_s, s.max_units, s.active, s.created_at, s.updated_at),
-            )  # fmt: skip
+                (
+                    s.supplier_id,
+                    s.name,
+                    sealed,
+                    issue_key,
+                    s.feed_url,
+                    s.feed_format,
+                    s.pull_every_s,
+                    s.max_units,
+                    s.active,
+                    s.created_at,
+                    s.updated_at,
+                ),
+            )
             return bool(cur.rowcount == 1)
 
     async def issued(self, supplier_id: str) -> tuple[str | None, str] | None:

@@ -16,12 +16,17 @@ def cmd_storefront(args: argparse.Namespace, settings: Settings) -> int:
     out = Path(args.out)
     bundle = build()
     written = bundle.write(out)
-    print(json.dumps({
-        "version": bundle.version,
-        "out": str(out.resolve()),
-        "files": len(written),
-        "assets": sorted(bundle.names.values()),
-    }, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "version": bundle.version,
+                "out": str(out.resolve()),
+                "files": len(written),
+                "assets": sorted(bundle.names.values()),
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

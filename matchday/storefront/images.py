@@ -15,10 +15,17 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 # The demo catalogue's colour words (matchday.catalog.demo) as paint.
 COLOURS = {
-    "sky blue": "#75aadb", "white": "#f4f5f7", "navy": "#1b2a4a", "yellow": "#f7d117",
-    "blue": "#1f4fa3", "black": "#1b1f23", "red": "#c8102e", "orange": "#f36c21",
-    "gold": "#c9a227", "volt": "#c6f432",
-}  # fmt: skip
+    "sky blue": "#75aadb",
+    "white": "#f4f5f7",
+    "navy": "#1b2a4a",
+    "yellow": "#f7d117",
+    "blue": "#1f4fa3",
+    "black": "#1b1f23",
+    "red": "#c8102e",
+    "orange": "#f36c21",
+    "gold": "#c9a227",
+    "volt": "#c6f432",
+}
 INK = "#1b1f23"
 
 

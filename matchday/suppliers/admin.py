@@ -112,9 +112,16 @@ class SupplierAdmin:
         unless by this same ``key`` (an Idempotency-Key), which gets the same answer."""
         now = self.clock.now()
         supplier = Supplier(
-            spec.supplier_id, spec.name, spec.feed_url, spec.feed_format, spec.pull_every_s,
-            spec.max_units, True, now, now,
-        )  # fmt: skip
+            spec.supplier_id,
+            spec.name,
+            spec.feed_url,
+            spec.feed_format,
+            spec.pull_every_s,
+            spec.max_units,
+            True,
+            now,
+            now,
+        )
         secret = new_secret()
         sealed = self.seal.seal(spec.supplier_id, secret)
         if await self.repo.insert_supplier(supplier, sealed, _digest(key)):

@@ -113,9 +113,16 @@ class Applier:
             else:
                 drift = t.before.unsold - t.line.qty if t.line.kind == LEVEL else None
                 results.append(
-                    _result(t.line, t.sku, "applied", t.before, answer.on_hand - answer.sold,
-                            drift=drift, revoked=tuple(answer.revoked))
-                )  # fmt: skip
+                    _result(
+                        t.line,
+                        t.sku,
+                        "applied",
+                        t.before,
+                        answer.on_hand - answer.sold,
+                        drift=drift,
+                        revoked=tuple(answer.revoked),
+                    )
+                )
         return results, failure
 
     async def _send(self, t: Todo) -> StockAnswer:
@@ -139,9 +146,17 @@ def _result(
     revoked: tuple[str, ...] = (),
 ) -> LineResult:
     return LineResult(
-        ln.line, ln.supplier_sku, sku, ln.kind, ln.qty, status,
-        before=before.unsold, after=after, drift=drift, revoked=revoked,
-    )  # fmt: skip
+        ln.line,
+        ln.supplier_sku,
+        sku,
+        ln.kind,
+        ln.qty,
+        status,
+        before=before.unsold,
+        after=after,
+        drift=drift,
+        revoked=revoked,
+    )
 
 
 def _rejected(ln: FeedLine, sku: str | None, reason: str, message: str) -> LineResult:

@@ -200,9 +200,13 @@ class Pulls:
         if fetched.changed:
             try:
                 _, created = await self.bulk.queue(
-                    sid, fetched.body, supplier.feed_format, source="pull",
-                    queued_by="pull", as_of=started,
-                )  # fmt: skip
+                    sid,
+                    fetched.body,
+                    supplier.feed_format,
+                    source="pull",
+                    queued_by="pull",
+                    as_of=started,
+                )
                 outcome = "changed" if created else "unchanged"
             except FeedRejected as exc:
                 await self.bulk.record_rejected(sid, fetched.body, exc, "pull")

@@ -211,13 +211,17 @@ def build(ctx: ShopContext, *, pins: Pinning, router: Router) -> FastAPI:
         return StockView(**row._asdict(), available=row.on_hand - row.reserved - row.sold)
 
     @app.post(
-        "/stock/{sku}/restock", response_model=StockView, responses=ADMIN_RESPONSES,
+        "/stock/{sku}/restock",
+        response_model=StockView,
+        responses=ADMIN_RESPONSES,
         tags=["stock"],
-    )  # fmt: skip
+    )
     async def restock(
-        request: Request, sku: SkuPath, body: RestockIn,
+        request: Request,
+        sku: SkuPath,
+        body: RestockIn,
         call: Annotated[AdminCall, Depends(gate.require("stock.restock"))],
-    ) -> JSONResponse:  # fmt: skip
+    ) -> JSONResponse:
         """Add ``qty`` received units."""
 
         async def produce(rid: str) -> tuple[int, Any]:
@@ -227,9 +231,11 @@ def build(ctx: ShopContext, *, pins: Pinning, router: Router) -> FastAPI:
 
     @app.put("/stock/{sku}", response_model=StockView, responses=ADMIN_RESPONSES, tags=["stock"])
     async def set_stock(
-        request: Request, sku: SkuPath, body: SetStockIn,
+        request: Request,
+        sku: SkuPath,
+        body: SetStockIn,
         call: Annotated[AdminCall, Depends(gate.require("stock.set"))],
-    ) -> JSONResponse:  # fmt: skip
+    ) -> JSONResponse:
         """Supplier sync: ``units`` present and unsold. Below what carts hold, the newest
         holds are revoked (listed in ``revoked``)."""
 
@@ -239,13 +245,17 @@ def build(ctx: ShopContext, *, pins: Pinning, router: Router) -> FastAPI:
         return await gate.run(request, call, body.model_dump(), produce)
 
     @app.put(
-        "/stock/{sku}/limits", response_model=StockView, responses=ADMIN_RESPONSES,
+        "/stock/{sku}/limits",
+        response_model=StockView,
+        responses=ADMIN_RESPONSES,
         tags=["stock"],
-    )  # fmt: skip
+    )
     async def set_limits(
-        request: Request, sku: SkuPath, body: LimitsIn,
+        request: Request,
+        sku: SkuPath,
+        body: LimitsIn,
         call: Annotated[AdminCall, Depends(gate.require("stock.limits"))],
-    ) -> JSONResponse:  # fmt: skip
+    ) -> JSONResponse:
         """Replace the SKU's limits; an omitted one is removed. A low-stock order cap needs
         a low-stock threshold (409 otherwise)."""
 
@@ -255,10 +265,19 @@ def build(ctx: ShopContext, *, pins: Pinning, router: Router) -> FastAPI:
         return await gate.run(request, call, body.model_dump(), produce)
 
     @app.post(
-        IMPORT_PATH, response_model=ImportReport, responses=IMPORT_RESPONSES, tags=["stock"],
-        openapi_extra={"requestBody": {"required": True, "content": {
-            "text/csv": {"schema": {"type": "string", "maxLength": IMPORT_MAX_BYTES}}}}},
-    )  # fmt: skip
+        IMPORT_PATH,
+        response_model=ImportReport,
+        responses=IMPORT_RESPONSES,
+        tags=["stock"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "text/csv": {"schema": {"type": "string", "maxLength": IMPORT_MAX_BYTES}}
+                },
+            }
+        },
+    )
     async def import_stock(
         request: Request, call: Annotated[AdminCall, Depends(gate.require("stock.import"))]
     ) -> JSONResponse:
@@ -318,13 +337,17 @@ def build(ctx: ShopContext, *, pins: Pinning, router: Router) -> FastAPI:
     # -- catalogue ---------------------------------------------------------------------------
 
     @app.post(
-        "/categories", status_code=201, response_model=CategoryIn, responses=ADMIN_RESPONSES,
+        "/categories",
+        status_code=201,
+        response_model=CategoryIn,
+        responses=ADMIN_RESPONSES,
         tags=["catalogue"],
-    )  # fmt: skip
+    )
     async def put_category(
-        request: Request, body: CategoryIn,
+        request: Request,
+        body: CategoryIn,
         call: Annotated[AdminCall, Depends(gate.require("category.put"))],
-    ) -> JSONResponse:  # fmt: skip
+    ) -> JSONResponse:
         """Create a category, or rename and reorder the one with this slug."""
 
         async def produce(rid: str) -> tuple[int, Any]:
@@ -334,13 +357,17 @@ def build(ctx: ShopContext, *, pins: Pinning, router: Router) -> FastAPI:
         return await gate.run(request, call, body.model_dump(), produce, target=body.slug)
 
     @app.post(
-        "/products", status_code=201, response_model=ProductOut, responses=ADMIN_RESPONSES,
+        "/products",
+        status_code=201,
+        response_model=ProductOut,
+        responses=ADMIN_RESPONSES,
         tags=["catalogue"],
-    )  # fmt: skip
+    )
     async def create_product(
-        request: Request, body: ProductIn,
+        request: Request,
+        body: ProductIn,
         call: Annotated[AdminCall, Depends(gate.require("product.create"))],
-    ) -> JSONResponse:  # fmt: skip
+    ) -> JSONResponse:
         """A product with its variants; each variant's SKU gets its inventory row."""
 
         async def produce(rid: str) -> tuple[int, Any]:
@@ -350,13 +377,17 @@ def build(ctx: ShopContext, *, pins: Pinning, router: Router) -> FastAPI:
         return await gate.run(request, call, body.model_dump(), produce, target=body.slug)
 
     @app.patch(
-        "/products/{slug}", response_model=ProductOut, responses=ADMIN_RESPONSES,
+        "/products/{slug}",
+        response_model=ProductOut,
+        responses=ADMIN_RESPONSES,
         tags=["catalogue"],
-    )  # fmt: skip
+    )
     async def update_product(
-        request: Request, slug: SlugPath, body: ProductPatch,
+        request: Request,
+        slug: SlugPath,
+        body: ProductPatch,
         call: Annotated[AdminCall, Depends(gate.require("product.update"))],
-    ) -> JSONResponse:  # fmt: skip
+    ) -> JSONResponse:
         """Change the fields given; the others stay."""
         patch = body.model_dump(exclude_unset=True)
 
@@ -367,13 +398,16 @@ def build(ctx: ShopContext, *, pins: Pinning, router: Router) -> FastAPI:
         return await gate.run(request, call, patch, produce)
 
     @app.delete(
-        "/products/{slug}", response_model=DeactivatedOut, responses=ADMIN_RESPONSES,
+        "/products/{slug}",
+        response_model=DeactivatedOut,
+        responses=ADMIN_RESPONSES,
         tags=["catalogue"],
-    )  # fmt: skip
+    )
     async def deactivate_product(
-        request: Request, slug: SlugPath,
+        request: Request,
+        slug: SlugPath,
         call: Annotated[AdminCall, Depends(gate.require("product.deactivate"))],
-    ) -> JSONResponse:  # fmt: skip
+    ) -> JSONResponse:
         """Hide the product everywhere; its SKUs, stock and order history stay."""
 
         async def produce(rid: str) -> tuple[int, Any]:

@@ -38,9 +38,10 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
 
     @app.post("/drops", status_code=201, responses=RESPONSES, tags=["drops"])
     async def create_drop(
-        request: Request, body: DropIn,
+        request: Request,
+        body: DropIn,
         call: Annotated[AdminCall, Depends(gate.require("drop.create"))],
-    ) -> JSONResponse:  # fmt: skip
+    ) -> JSONResponse:
         """A drop of these SKUs: scheduled (open at ``opens_at``, or when opened)."""
 
         async def produce(rid: str) -> tuple[int, Any]:
@@ -65,9 +66,11 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
 
     @app.put("/drops/{drop_id}/rate", responses=RESPONSES, tags=["drops"])
     async def set_rate(
-        request: Request, drop_id: DropPath, body: RateIn,
+        request: Request,
+        drop_id: DropPath,
+        body: RateIn,
         call: Annotated[AdminCall, Depends(gate.require("drop.rate"))],
-    ) -> JSONResponse:  # fmt: skip
+    ) -> JSONResponse:
         """Fans admitted per second from now on."""
 
         async def produce(rid: str) -> tuple[int, Any]:
@@ -92,6 +95,9 @@ def _move_route(
         return await gate.run(request, call, {}, produce)
 
     app.post(
-        f"/drops/{{drop_id}}/{verb}", responses=RESPONSES, tags=["drops"],
-        name=f"{verb}_drop", summary=f"{verb.capitalize()} the drop",
-    )(route)  # fmt: skip
+        f"/drops/{{drop_id}}/{verb}",
+        responses=RESPONSES,
+        tags=["drops"],
+        name=f"{verb}_drop",
+        summary=f"{verb.capitalize()} the drop",
+    )(route)

@@ -66,9 +66,9 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
             raise NotFound("report", name)
         rows = await found.fetch(await repository(), limit)
         if format == "json":
-            return JSONResponse({"report": name, "rows": jsonable_encoder(
-                [asdict(r) for r in rows]
-            )})  # fmt: skip
+            return JSONResponse(
+                {"report": name, "rows": jsonable_encoder([asdict(r) for r in rows])}
+            )
         out = io.StringIO()
         writer = csv.writer(out)
         if rows:

@@ -164,8 +164,13 @@ class AdminGate:
             # keeps the entry for the operator instead.
             log.error(
                 "audit entry not written (%s): key=%s action=%s target=%s outcome=%s params=%s",
-                exc.code, who.key_id if who else None, action, target, outcome, params,
-            )  # fmt: skip
+                exc.code,
+                who.key_id if who else None,
+                action,
+                target,
+                outcome,
+                params,
+            )
 
     def require(self, action: str | None) -> Callable[..., Awaitable[AdminCall]]:
         """A route's dependency: a valid session, then the key's rate limit. ``action`` None

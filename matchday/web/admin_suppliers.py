@@ -108,9 +108,11 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
 
     @app.patch("/suppliers/{supplier}", responses=RESPONSES, tags=["suppliers"])
     async def update_supplier(
-        request: Request, supplier: SupplierPath, body: SupplierPatch,
+        request: Request,
+        supplier: SupplierPath,
+        body: SupplierPatch,
         call: Updater,
-    ) -> JSONResponse:  # fmt: skip
+    ) -> JSONResponse:
         """Change the fields given; ``null`` removes the feed URL or the schedule."""
 
         async def produce(rid: str) -> tuple[int, Any]:
@@ -147,9 +149,11 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
         "/suppliers/{supplier}/mappings/{supplier_sku}", responses=RESPONSES, tags=["suppliers"]
     )
     async def delete_mapping(
-        request: Request, supplier: SupplierPath, supplier_sku: SupplierSkuPath,
+        request: Request,
+        supplier: SupplierPath,
+        supplier_sku: SupplierSkuPath,
         call: Unmapper,
-    ) -> JSONResponse:  # fmt: skip
+    ) -> JSONResponse:
         async def produce(rid: str) -> tuple[int, Any]:
             await services_of(ctx).admin.unmap(supplier, supplier_sku)
             return 200, {"supplier_id": supplier, "supplier_sku": supplier_sku, "deleted": True}

@@ -131,9 +131,14 @@ async def idempotent(
 ) -> JSONResponse:
     """Run ``produce(key)`` once per Idempotency-Key; without one, a fresh key each time."""
     return await answer_once(
-        store, scope, request.headers.get("idempotency-key"), request.method,
-        request.url.path, body, produce,
-    )  # fmt: skip
+        store,
+        scope,
+        request.headers.get("idempotency-key"),
+        request.method,
+        request.url.path,
+        body,
+        produce,
+    )
 
 
 async def answer_once(

@@ -45,33 +45,42 @@ def build(ctx: ShopContext) -> FastAPI:
         await ctx.limiter.check(f"ip:{request.client.host if request.client else '-'}")
 
     @app.get(
-        "/products", response_model=ProductPage, dependencies=[Depends(limited)],
+        "/products",
+        response_model=ProductPage,
+        dependencies=[Depends(limited)],
         tags=["catalogue"],
-    )  # fmt: skip
+    )
     async def list_products(query: Annotated[ListQuery, Query()]) -> ProductPage:
         """Filter by category, team, tag, size, colour, price range, words, and in-stock."""
         return await catalog.list_products(query)
 
     @app.get(
-        "/products/{slug}", response_model=ProductOut, responses=NOT_FOUND,
-        dependencies=[Depends(limited)], tags=["catalogue"],
-    )  # fmt: skip
+        "/products/{slug}",
+        response_model=ProductOut,
+        responses=NOT_FOUND,
+        dependencies=[Depends(limited)],
+        tags=["catalogue"],
+    )
     async def product(slug: Slug) -> ProductOut:
         return await catalog.get_product(slug)
 
     @app.get(
-        "/best-sellers", response_model=list[BestSeller], dependencies=[Depends(limited)],
+        "/best-sellers",
+        response_model=list[BestSeller],
+        dependencies=[Depends(limited)],
         tags=["catalogue"],
-    )  # fmt: skip
+    )
     async def best_sellers(
         limit: Annotated[int, Query(ge=1, le=50)] = 10,
     ) -> list[BestSeller]:
         return await catalog.best_sellers(limit)
 
     @app.get(
-        "/categories", response_model=list[CategoryOut], dependencies=[Depends(limited)],
+        "/categories",
+        response_model=list[CategoryOut],
+        dependencies=[Depends(limited)],
         tags=["catalogue"],
-    )  # fmt: skip
+    )
     async def categories() -> list[CategoryOut]:
         return await catalog.categories()
 

@@ -97,9 +97,14 @@ def build(ctx: ShopContext, sales: ChannelSales) -> FastAPI:
     @app.post("/reserve", status_code=201, response_model=HeldOut, responses=RESPONSES)
     async def reserve(body: ReserveIn, channel: Channel) -> Any:
         held = await sales.reserve(
-            channel, body.request_id, body.sku, body.qty, body.order_id, body.customer_id,
+            channel,
+            body.request_id,
+            body.sku,
+            body.qty,
+            body.order_id,
+            body.customer_id,
             body.ttl_s,
-        )  # fmt: skip
+        )
         return public(held)
 
     @app.post("/commit", response_model=HeldOut, responses=RESPONSES)

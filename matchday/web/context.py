@@ -107,12 +107,17 @@ class ShopContext:
             ctx.carts = CartService(repo, stock, catalog, hold_ttl_s=settings.default_ttl_s)
             if gateway is not None:
                 ctx.checkout = CheckoutService(
-                    repo, stock, catalog, gateway, events, payment_hold_s=settings.payment_hold_s,
+                    repo,
+                    stock,
+                    catalog,
+                    gateway,
+                    events,
+                    payment_hold_s=settings.payment_hold_s,
                     payments=PaymentsRepository(pool),
                     offers=OfferBook(
                         PollsRepository(pool), OfferCodes(settings.secret_key.get_secret_value())
                     ),
-                )  # fmt: skip
+                )
         return ctx
 
     async def close(self) -> None:

@@ -60,9 +60,14 @@ class LeanAdd:
         self.answered = 0  # adds the lean path answered itself (tests check it is used)
 
     async def add(
-        self, key: str | None, path: str, customer: str, cart_id: str, item: AddItem,
+        self,
+        key: str | None,
+        path: str,
+        customer: str,
+        cart_id: str,
+        item: AddItem,
         passes: str | None = None,
-    ) -> JSONResponse:  # fmt: skip
+    ) -> JSONResponse:
         gate, drop = self.gate, None
         if gate is not None and gate.needs(item.sku):  # a dict lookup for SKUs in no drop
             drop = await gate.require(item.sku, passes, customer)

@@ -65,9 +65,12 @@ def build(ctx: ShopContext) -> FastAPI:
     Shopper = Annotated[str, Depends(shopper)]
 
     @app.post(
-        "/", status_code=201, response_model=OrderOut, responses=ORDER_RESPONSES,
+        "/",
+        status_code=201,
+        response_model=OrderOut,
+        responses=ORDER_RESPONSES,
         tags=["checkout"],
-    )  # fmt: skip
+    )
     async def place_order(request: Request, body: CheckoutIn, customer: Shopper) -> JSONResponse:
         """Check the cart out and pay. Retrying with the same Idempotency-Key resumes the same
         order and can never charge twice."""
@@ -92,13 +95,14 @@ def build(ctx: ShopContext) -> FastAPI:
         )
 
     @app.post(
-        "/quote", response_model=QuoteOut,
+        "/quote",
+        response_model=QuoteOut,
         responses={
             **ORDER_RESPONSES,
             409: {"model": ErrorBody, "description": "Cart empty or closed; offer code refused"},
         },
         tags=["checkout"],
-    )  # fmt: skip
+    )
     async def quote(body: QuoteIn, customer: Shopper) -> dict[str, Any]:
         """What placing the order would charge now, a poll offer's discount included: the
         checkout page shows it before the shopper pays. Creates and claims nothing."""

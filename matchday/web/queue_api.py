@@ -73,9 +73,10 @@ def waiting_room(ctx: ShopContext) -> WaitingRoomParts:
         clock = SystemClock()
         room = WaitingRoom(drops, queue, levels, tokens, clock, metrics=ctx.metrics)
         found = WaitingRoomParts(
-            room, PassGate(drops.live_skus, tokens, clock, room.spent, metrics=ctx.metrics),
+            room,
+            PassGate(drops.live_skus, tokens, clock, room.spent, metrics=ctx.metrics),
             DropAdmin(drops, queue, levels, clock),
-        )  # fmt: skip
+        )
         ctx.extras["waitingroom"] = found
     return found
 
@@ -127,8 +128,9 @@ def include(app: FastAPI, ctx: ShopContext, shopper: Callable[..., Awaitable[str
         with ``bits`` zero bits, and send both when joining."""
         return await room.challenge(drop_id, customer)
 
-    @app.post("/drops/{drop_id}/tickets", status_code=201, responses=RESPONSES,
-              tags=["waiting room"])  # fmt: skip
+    @app.post(
+        "/drops/{drop_id}/tickets", status_code=201, responses=RESPONSES, tags=["waiting room"]
+    )
     async def join(request: Request, drop_id: DropPath, body: JoinIn, customer: Shopper) -> Any:
         """Join the queue: a signed ticket holding your place. One per shopper per drop."""
         address = request.client.host if request.client else "-"
@@ -142,9 +144,11 @@ def include(app: FastAPI, ctx: ShopContext, shopper: Callable[..., Awaitable[str
         return (await room.status(drop_id, ticket)).to_dict()
 
     @app.get(
-        "/drops/{drop_id}/events", response_class=StreamingResponse, tags=["waiting room"],
+        "/drops/{drop_id}/events",
+        response_class=StreamingResponse,
+        tags=["waiting room"],
         responses={**RESPONSES, 200: {"content": {"text/event-stream": {}}}},
-    )  # fmt: skip
+    )
     async def events(drop_id: DropPath, ticket: TicketQuery) -> StreamingResponse:
         """The status as server-sent events, each time it changes; ends once admitted."""
         await by_ticket(drop_id, ticket)

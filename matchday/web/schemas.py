@@ -30,10 +30,12 @@ class SetQuantity(_In):
 OfferCode = Annotated[
     str | None,
     Field(
-        default=None, max_length=80, pattern=r"^[a-z0-9_-]*$",
+        default=None,
+        max_length=80,
+        pattern=r"^[a-z0-9_-]*$",
         description="A personal offer code earned by voting in a poll (empty: none)",
     ),
-]  # fmt: skip
+]
 
 
 class CheckoutIn(_In):

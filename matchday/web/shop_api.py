@@ -80,9 +80,12 @@ def build(ctx: ShopContext, *, lean_route: bool = True) -> FastAPI:
         return SessionOut(customer_id=customer_id, token=token)
 
     @app.post(
-        "/carts", status_code=201, response_model=CartOut, responses=SHOPPER_RESPONSES,
+        "/carts",
+        status_code=201,
+        response_model=CartOut,
+        responses=SHOPPER_RESPONSES,
         tags=["carts"],
-    )  # fmt: skip
+    )
     async def create_cart(request: Request, customer: Shopper) -> JSONResponse:
         """Open a cart. With the same Idempotency-Key, the same cart comes back."""
 
@@ -100,9 +103,12 @@ def build(ctx: ShopContext, *, lean_route: bool = True) -> FastAPI:
         return (await carts.view(customer, cart_id)).to_dict(time.time())
 
     @app.post(
-        ADD_PATH, status_code=201, response_model=LineOut,
-        responses=SHOPPER_RESPONSES, tags=["carts"],
-    )  # fmt: skip
+        ADD_PATH,
+        status_code=201,
+        response_model=LineOut,
+        responses=SHOPPER_RESPONSES,
+        tags=["carts"],
+    )
     async def add_item(
         request: Request, cart_id: CartId, item: AddItem, customer: Shopper
     ) -> JSONResponse:
@@ -110,13 +116,21 @@ def build(ctx: ShopContext, *, lean_route: bool = True) -> FastAPI:
         # Ordinary requests never get here: fast_add.LeanAdd answers them with this same
         # function; this route serves the rest (and documents the operation).
         headers = request.headers
-        return await lean.add(headers.get("idempotency-key"), request.url.path,
-                              customer, cart_id, item, headers.get(PASS_HEADER))  # fmt: skip
+        return await lean.add(
+            headers.get("idempotency-key"),
+            request.url.path,
+            customer,
+            cart_id,
+            item,
+            headers.get(PASS_HEADER),
+        )
 
     @app.put(
-        "/carts/{cart_id}/items/{sku}", response_model=CartOut, responses=SHOPPER_RESPONSES,
+        "/carts/{cart_id}/items/{sku}",
+        response_model=CartOut,
+        responses=SHOPPER_RESPONSES,
         tags=["carts"],
-    )  # fmt: skip
+    )
     async def set_quantity(
         request: Request, cart_id: CartId, sku: SkuPath, body: SetQuantity, customer: Shopper
     ) -> JSONResponse:
@@ -133,9 +147,11 @@ def build(ctx: ShopContext, *, lean_route: bool = True) -> FastAPI:
         )
 
     @app.delete(
-        "/carts/{cart_id}/items/{sku}", response_model=CartOut, responses=SHOPPER_RESPONSES,
+        "/carts/{cart_id}/items/{sku}",
+        response_model=CartOut,
+        responses=SHOPPER_RESPONSES,
         tags=["carts"],
-    )  # fmt: skip
+    )
     async def remove_item(
         request: Request, cart_id: CartId, sku: SkuPath, customer: Shopper
     ) -> JSONResponse:

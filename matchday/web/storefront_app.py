@@ -121,8 +121,11 @@ def not_found(what: str) -> JSONResponse:
 def build(built: Bundle | None = None) -> FastAPI:
     files = built or bundle()
     app = FastAPI(
-        title="matchday storefront", docs_url=None, redoc_url=None, openapi_url=None,
-    )  # fmt: skip
+        title="matchday storefront",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     errors.install(app)
     app.add_middleware(SecurityHeaders)
     shell = files.assets["/"]
