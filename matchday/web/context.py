@@ -55,6 +55,9 @@ class ShopContext:
         gateway: PaymentGateway | None = None,
         pool_size: int = 10,
     ) -> ShopContext:
+        # Before anything opens: an opened pool that is never closed keeps the process from
+        # exiting (a missing secret key raised after the pool opened, and the replica hung).
+        identity = Identity(settings.secret_key.get_secret_value())
         # No check per borrow: it cost a round trip per query on the hot path, and a dead
         # connection already surfaces as a 503 (StorageConnection) and leaves the pool.
         pool = make_pool(
@@ -89,7 +92,7 @@ class ShopContext:
             settings=settings,
             pool=pool,
             redis=redis,
-            identity=Identity(settings.secret_key.get_secret_value()),
+            identity=identity,
             limiter=RateLimiter(
                 redis, per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
             ),
