@@ -29,6 +29,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict
 
 from matchday.admin.audit import AuditLog
 from matchday.admin.records import AdminIdentity
@@ -38,12 +39,29 @@ from matchday.storage.admin_repo import AdminRepository
 from matchday.web.base import idempotent
 from matchday.web.idempotency import IdempotencyStore
 from matchday.web.ratelimit import RateLimiter
+from matchday.web.schemas import ErrorBody
 
 log = logging.getLogger(__name__)
 
 # Long enough for a restock session at a warehouse terminal, short enough that a token
 # copied from a terminal's scrollback is soon worthless. Revocation ends it sooner.
 SESSION_TTL_S = 15 * 60
+# What every admin route may answer besides its own success (the OpenAPI document's).
+ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No, expired or forged session; or key revoked"},
+    403: {"model": ErrorBody, "description": "API key locked after repeated wrong codes"},
+    404: {"model": ErrorBody, "description": "No such SKU or product"},
+    409: {"model": ErrorBody, "description": "Conflicts with the current state"},
+    422: {"model": ErrorBody, "description": "Invalid input; nothing was changed"},
+}
+
+
+class StrictBody(BaseModel):
+    """An admin request body: unknown fields refused, and no coercion (JSON true is not 1)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
 SESSION_FORMAT = "mds1"  # the version tag every session token starts with
 _TOKEN_RE = re.compile(r"mds1\.([0-9a-f]{16})\.([0-9]{1,12})\.([0-9a-f]{64})")
 # Domain separation: the shopper tokens are MACs under the same secret_key, so admin
