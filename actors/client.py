@@ -80,6 +80,7 @@ def connect_client(settings: Settings, handles: dict[int, Any] | None = None) ->
         Router(settings.shards, settings.dedicated_shards),
         max_batch=settings.max_batch,
         in_flight=settings.client_in_flight,
+        linger_s=settings.client_linger_ms / 1000,
         policy=settings.policy(),
     )
 

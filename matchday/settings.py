@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # A client keeps up to this many calls in flight per shard: the next batch is already
     # queued at the shard while the previous one commits.
     client_in_flight: int = Field(default=2, ge=1, le=16)
+    # How long a call waits for more mutations while another to its shard is in flight
+    # (matchday.inventory.client.LINGER_S says what it was measured at); 0 turns it off.
+    client_linger_ms: float = Field(default=2.0, ge=0.0, le=50.0)
     max_batch: int = Field(default=2048, ge=1, le=100_000)
 
     default_ttl_s: float = Field(default=900.0, gt=0)

@@ -342,3 +342,18 @@ async def test_a_valid_request_is_sent_once_and_answered(
     committed = await client.commit("req-2", sku, view.reservation_id, "order-1")
     assert committed.status == "committed"
     assert (repo.skus[sku].reserved, repo.skus[sku].sold) == (0, 2)
+
+
+@pytest.mark.parametrize(
+    ("ms", "seconds"), [(None, client_module.LINGER_S), (0.0, 0.0), (5.0, 0.005)]
+)
+def test_the_linger_comes_from_the_settings(ms: float | None, seconds: float) -> None:
+    from actors.client import connect_client
+    from matchday.settings import Settings
+
+    settings = Settings() if ms is None else Settings(client_linger_ms=ms)
+    handles = {
+        sid: object() for sid in Router(settings.shards, settings.dedicated_shards).all_shards
+    }
+    client = connect_client(settings, handles)
+    assert {c._linger_s for c in client._coalescers.values()} == {seconds}
