@@ -5,6 +5,7 @@ Usage::
     python -m bench.http                        # both ingresses + baseline, c=16 and 64, 3 runs
     python -m bench.http --quick                # short phases, 1 run (the smoke test's call)
     python -m bench.http --ingress haproxy --concurrency 16 64 --runs 1
+    python -m bench.http --ingress haproxy --set MATCHDAY_CLIENT_LINGER_MS=0   # an A/B
 
 Options:
 
@@ -175,7 +176,9 @@ def measure_stack(
     say(f"  starting the {ingress} stack ...")
     # The shop app alone, as the baseline is one app: the seven others only burned CPU beside
     # it (~0.15 cores idle together, more while Serve's controller probed them).
-    with Stack(ingress, *urls, work, apps="shop").start(say=say) as stack:
+    stack = Stack(ingress, *urls, work, apps="shop")
+    stack.env.update(args.setting)  # an A/B of a setting: the same run, another value
+    with stack.start(say=say):
         say(f"  {ingress} stack up after {time.monotonic() - started:.0f} s")
         roots = {**roots, "auto": stack.pid()}
         time.sleep(args.settle)  # the apps' first health checks and autoscaler rounds
@@ -249,7 +252,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int)
     parser.add_argument("--idle-seconds", type=float)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--set", dest="setting", action="append", default=[], metavar="MATCHDAY_NAME=VALUE",
+        help="a setting for matchday's stack, e.g. MATCHDAY_CLIENT_LINGER_MS=0 (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    pairs = [s.partition("=") for s in args.setting]
+    if any(not k.startswith("MATCHDAY_") or not sep for k, sep, _ in pairs):
+        parser.error("--set takes MATCHDAY_NAME=VALUE")
+    args.setting = {k: v for k, _, v in pairs}
     if (args.runs is not None and args.runs < 1) or any(c < 1 for c in args.concurrency):
         parser.error("--runs and --concurrency must be positive")
     args.seconds = args.seconds or (2.0 if args.quick else 10.0)
