@@ -23,10 +23,12 @@ from typing import Any, cast
 
 import pytest
 
+from matchday.channels.sales import ChannelSales
 from matchday.payments.events import StripeEvents
 from matchday.settings import Settings
+from matchday.storage.channels_repo import ChannelsRepository
 from matchday.storefront.build import bundle
-from matchday.web import storefront_app, suppliers_api, webhooks_api
+from matchday.web import channels_api, storefront_app, suppliers_api, webhooks_api
 from matchday.web.admin_suppliers import services_of
 from tests.integration.asgi_raw import Answer, Headers, call
 from tests.integration.test_polls_api import Polls, open_polls
@@ -98,6 +100,7 @@ async def apps(settings: Settings) -> AsyncIterator[Apps]:
         order = r.json()["order_id"]
         open_poll = (await polls.create())["poll_id"]
         session = polls.session["Authorization"].encode()
+        sales = ChannelSales(ChannelsRepository(ctx.pool), cast(Any, ctx.stock))
         apps = {
             "shop": (stack.shop._transport.app, "/api/shop"),  # type: ignore[attr-defined]
             "orders": (stack.orders._transport.app, "/api/orders"),  # type: ignore[attr-defined]
@@ -106,6 +109,7 @@ async def apps(settings: Settings) -> AsyncIterator[Apps]:
             "admin": (polls.admin.http._transport.app, "/api/admin"),  # type: ignore[attr-defined]
             "webhooks": (hooks, "/api/webhooks"),
             "suppliers": (suppliers_api.build(ctx, services_of(ctx).push), "/api/suppliers"),
+            "channels": (channels_api.build(ctx, sales), "/api/channels"),
             "storefront": (storefront_app.build(bundle()), ""),
         }
         json_h = (b"content-type", b"application/json")
@@ -148,7 +152,7 @@ async def apps(settings: Settings) -> AsyncIterator[Apps]:
                 "slug": "no-such-kit", "account": "primary", "name": "x.svg", "path": "x",
                 "rest": "x", "key_id": "0123456789abcdef", "supplier": "no-such-supplier",
                 "supplier_sku": "S-1", "sync_id": "sync-0123",
-                "drop_id": "d_aaaaaaaaaaaaaaaa"}  # fmt: skip
+                "drop_id": "d_aaaaaaaaaaaaaaaa", "channel": "no-such-channel"}  # fmt: skip
         yield Apps(polls, apps, templates, fill)
 
 
