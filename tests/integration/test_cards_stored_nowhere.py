@@ -175,6 +175,8 @@ async def redis_dump(redis: Any) -> bytes:
     async for key in redis.scan_iter(count=1000):
         parts.append(key)
         kind = (await redis.type(key)).decode()
+        if kind == "none":  # it expired since the scan named it (a lease, a rate bucket)
+            continue
         value: Any = {
             "string": redis.get, "hash": redis.hgetall, "set": redis.smembers,
             "list": lambda k: redis.lrange(k, 0, -1), "stream": redis.xrange,
