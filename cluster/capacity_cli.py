@@ -26,7 +26,7 @@ from typing import Any
 
 from matchday.capacity import classes as k
 from matchday.capacity.demand import IN_STOCK, SOLD_OUT, WORST, demand
-from matchday.capacity.plan import Node, Options, Plan, Stores, make_plan
+from matchday.capacity.plan import Node, Options, Plan, Stores, at_saturation, make_plan
 from matchday.capacity.profile import PlanInputError, Profile, parse_profile
 from matchday.settings import Settings
 
@@ -76,9 +76,10 @@ def latency_ms(profile: Profile) -> dict[str, float]:
 
 def build_plan(
     args: argparse.Namespace, profile: Profile, client_us: float = 0.0,
-    replica_caps: dict[str, int] | None = None,
+    replica_caps: dict[str, int] | None = None, saturation: bool = False,
 ) -> Plan:  # fmt: skip
-    """Everything ``plan`` checks before it writes anything."""
+    """Everything ``plan`` checks before it writes anything; with ``saturation``, the plan
+    re-made where its first component saturates (what ``validate`` predicts)."""
     from loadtests.mixes import load_mix
 
     mix = load_mix(args.scenario)
@@ -93,7 +94,7 @@ def build_plan(
         hot_skus=tuple(args.hot_skus), fixed_nodes=args.nodes, client_us=client_us,
         replica_caps=replica_caps or {},
     )  # fmt: skip
-    return make_plan(profile, d, opts)
+    return at_saturation(profile, d, opts) if saturation else make_plan(profile, d, opts)
 
 
 class _BlockDumper:

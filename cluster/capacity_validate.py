@@ -125,7 +125,7 @@ def predict(args: argparse.Namespace, profile: Profile, scenario: str, client_us
 
         plan_args.node_memory = f"{psutil.virtual_memory().total / 2**30:.1f}Gi"
     caps = replica_caps(ROOT / "serve_config.yaml")  # what `matchday run` deploys
-    return build_plan(plan_args, profile, client_us=client_us, replica_caps=caps)
+    return build_plan(plan_args, profile, client_us=client_us, replica_caps=caps, saturation=True)
 
 
 def validate_one(args: argparse.Namespace, profile: Profile, scenario: str) -> dict[str, Any]:

@@ -33,10 +33,6 @@ MEMORY_SHARE = 0.8
 MIN_FREE_CORES = 0.5
 # max_ongoing_requests = this x target_ongoing_requests: room for bursts before queueing.
 ONGOING_BURST = 4
-# Roles that group-commit: measured at a light rate each add is a batch of its own and pays
-# the batch's whole overhead; at a peak batches are as large as in the hot-shard phase, so
-# their cost per request is scaled by (hot phase per reserve) / (add phase per add).
-BATCHING = (k.SHARDS, "ray:publisher")
 
 
 @dataclass(frozen=True)
@@ -126,6 +122,16 @@ class Limit:
 
 
 @dataclass(frozen=True)
+class EngineLoad:
+    """Where the engine calls go: the drop's SKUs each on a shard of their own (or beside a
+    few others), every other call spread over the ring."""
+
+    hot_adds: float  # add attempts/s on the drop's SKUs, all together
+    hot_skus: int
+    ring: int  # shards on the ring
+
+
+@dataclass(frozen=True)
 class Plan:
     demand: Demand
     options: Options
@@ -136,6 +142,7 @@ class Plan:
     nodes: NodePlan
     stores: StoresPlan
     limits: tuple[Limit, ...]  # least headroom first
+    engine: EngineLoad  # what the shards' and the publisher's batching was sized for
 
     @property
     def first(self) -> Limit:
@@ -155,24 +162,72 @@ class Plan:
         return self.stores.primaries_needed > 1
 
 
-def batching(profile: Profile) -> dict[str, float]:
-    """Per batching role, the factor its light-load cost per request shrinks by at a peak."""
-    add, hot = profile.classes[k.ADD].cpu_us, profile.hot_shard.cpu_us
-    return {
-        r: min(1.0, hot[r] / add[r]) if hot.get(r, 0) > 0 and add.get(r, 0) > 0 else 1.0
-        for r in BATCHING
-    }
+def batch_factor(profile: Profile, role: str, rate: float) -> float:
+    """How much a group-committing role's light-load cost per request shrinks when one of
+    its processes takes ``rate`` engine calls/s.
+
+    Two points are measured: the add phase (``rate_per_s`` adds, each a batch of its own) and
+    the hot-shard phase (``reserves_per_s``, large batches). Between them the cost follows
+    the power law through both points: a shard's CPU goes mostly to waking up for a batch
+    (Ray's actor call, the event loop, the commit), so its cores stay nearly flat as the
+    rate grows and the cost per call falls (measured 2026-12-02: ~0.15 core at 40 adds/s
+    and at 1,440 reserves/s alike). Below the add phase's rate nothing is shared (1.0);
+    past the hot phase's, the hot phase's ratio holds.
+    """
+    light, hot = profile.classes[k.ADD], profile.hot_shard
+    low, high = light.cpu_us.get(role, 0.0), hot.cpu_us.get(role, 0.0)
+    if low <= 0 or high <= 0 or high >= low:
+        return 1.0
+    r_low, r_high = light.rate_per_s, hot.reserves_per_s
+    if rate <= r_low:
+        return 1.0
+    if rate >= r_high or r_high <= r_low:
+        return high / low
+    return float((high / low) ** (math.log(rate / r_low) / math.log(r_high / r_low)))
 
 
-def cores_by_component(profile: Profile, rates: Mapping[str, float]) -> dict[str, float]:
+def engine_rates(rates: Mapping[str, float], load: EngineLoad) -> tuple[float, float, float]:
+    """(calls/s of one ring shard, adds/s of one hot SKU's shard, events/s of the publisher)."""
+    adds = rates.get(k.ADD, 0.0) + rates.get(k.ADD_SOLD_OUT, 0.0)
+    hot = min(load.hot_adds, adds)
+    regular = adds - hot + rates.get(k.CHECKOUT, 0.0)
+    events = rates.get(k.ADD, 0.0) + rates.get(k.CHECKOUT, 0.0)
+    return regular / max(1, load.ring), hot / max(1, load.hot_skus), events
+
+
+def batching(
+    profile: Profile, rates: Mapping[str, float], load: EngineLoad
+) -> dict[str, dict[str, float]]:
+    """Per group-committing role, per class, the factor its light-load cost is scaled by."""
+    per_ring, per_hot, events = engine_rates(rates, load)
+    adds = rates.get(k.ADD, 0.0) + rates.get(k.ADD_SOLD_OUT, 0.0)
+    hot_share = min(load.hot_adds, adds) / adds if adds > 0 else 0.0
+    ring_f = batch_factor(profile, k.SHARDS, per_ring)
+    hot_f = batch_factor(profile, k.SHARDS, per_hot)
+    add_f = hot_share * hot_f + (1 - hot_share) * ring_f
+    shards = {c: add_f if c in (k.ADD, k.ADD_SOLD_OUT) else ring_f for c in rates}
+    publisher = dict.fromkeys(rates, batch_factor(profile, "ray:publisher", events))
+    return {k.SHARDS: shards, "ray:publisher": publisher}
+
+
+def cores_by_component(
+    profile: Profile, rates: Mapping[str, float], load: EngineLoad
+) -> dict[str, float]:
     out: dict[str, float] = {}
-    factor = batching(profile)
+    factor = batching(profile, rates, load)
     for cls, rate in rates.items():
         for role, us in profile.classes[cls].cpu_us.items():
             comp = k.component(role)
             if comp is not None:
-                out[comp] = out.get(comp, 0.0) + rate * us * factor.get(role, 1.0) / 1e6
+                f = factor[role][cls] if role in factor else 1.0
+                out[comp] = out.get(comp, 0.0) + rate * us * f / 1e6
     return out
+
+
+def idle_per_process(profile: Profile, role: str) -> float:
+    """Cores one process of ``role`` used with no traffic, in the measured stack."""
+    n = profile.processes.count.get(role, 0)
+    return profile.idle.cores.get(role, 0.0) / n if n > 0 else 0.0
 
 
 def _per_node_overhead(profile: Profile) -> tuple[float, float]:
@@ -194,7 +249,7 @@ def _replicas(cores: float, utilisation: float) -> int:
 def plan_deployments(
     profile: Profile, d: Demand, cores: Mapping[str, float], utilisation: float
 ) -> tuple[DeploymentPlan, ...]:
-    base = cores_by_component(profile, d.at_baseline())
+    base = cores_by_component(profile, d.at_baseline(), EngineLoad(0.0, 1, 1))
     peak_rates = d.at_peak()
     out = []
     for role in sorted(r for r in cores if r.startswith(k.REPLICA) and cores[r] > 0):
@@ -262,7 +317,17 @@ def plan_nodes(
     processes += [(k.PAYMENTS_WORKER_ROLE, 1)]
     if colocated:
         processes += [(r, profile.processes.count.get(r, 1)) for r in stores]
+    # Apps no class reaches (admin, webhooks, the storefront...) still run their replicas.
+    planned = {r for r, _ in processes}
+    processes += [
+        (r, n)
+        for r, n in profile.processes.count.items()
+        if r.startswith(k.REPLICA) and r not in planned
+    ]
     gib = sum(n * _rss_gib(profile, r) for r, n in processes)
+    # Every process burns CPU with no traffic too (Serve's health checks and metrics, Ray's
+    # core worker); the classes' costs are net of it, so it is counted here, per process.
+    need += sum(n * idle_per_process(profile, r) for r, n in processes)
     free_cores = node.cores * u - over_cores
     free_gib = node.memory_gib * MEMORY_SHARE - over_gib
     biggest = max(_rss_gib(profile, r) for r, _ in processes)
@@ -331,18 +396,56 @@ def make_plan(profile: Profile, d: Demand, opts: Options) -> Plan:
     if opts.fixed_nodes is not None and opts.fixed_nodes < 1:
         raise PlanInputError("a cluster has at least one node")
     rates = d.at_peak()
-    cores = cores_by_component(profile, rates)
-    if opts.client_us > 0:
-        cores[k.LOAD_GENERATOR] = sum(rates.values()) * opts.client_us / 1e6
+    # A shard's cost per call depends on how many calls share its batches, so on the ring's
+    # size, which depends on the shards' cores: start from the measured stack's ring, then
+    # size it once more with the costs that ring gives.
+    ring = int(profile.software.settings.get("shards", 1) or 1)
+    for _ in range(2):
+        load = EngineLoad(d.hot_adds_at_peak(), len(opts.hot_skus), ring)
+        cores = cores_by_component(profile, rates, load)
+        if opts.client_us > 0:
+            cores[k.LOAD_GENERATOR] = sum(rates.values()) * opts.client_us / 1e6
+        shards = plan_shards(profile, d, cores, opts)
+        if opts.fixed_nodes is not None or shards.ring == ring:
+            break
+        ring = shards.ring
     deployments = tuple(
         replace(x, max_replicas=opts.replica_caps[x.role]) if x.role in opts.replica_caps else x
         for x in plan_deployments(profile, d, cores, opts.utilisation)
     )
-    shards = plan_shards(profile, d, cores, opts)
     nodes = plan_nodes(profile, cores, deployments, shards, opts)
     stores = plan_stores(profile, rates, cores, opts)
-    draft = Plan(d, opts, rates, cores, deployments, shards, nodes, stores, ())
+    draft = Plan(d, opts, rates, cores, deployments, shards, nodes, stores, (), load)
     found = limits(draft, profile)
     if not found:
         raise PlanInputError("the scenario puts no load on any component at this peak")
-    return Plan(d, opts, rates, cores, deployments, shards, nodes, stores, found)
+    return replace(draft, limits=found)
+
+
+def scaled(d: Demand, share: float) -> Demand:
+    """``d`` with every stage's users (and the extra classes' rates) times ``share``."""
+    return replace(
+        d,
+        peak_users=max(1, round(d.peak_users * share)),
+        users=tuple(u * share for u in d.users),
+        extra_at_peak={c: v * share for c, v in d.extra_at_peak.items()},
+    )
+
+
+def at_saturation(profile: Profile, d: Demand, opts: Options, rounds: int = 8) -> Plan:
+    """The plan made again at the load where its first component saturates.
+
+    A plan's headroom is worked out at the scenario's peak, but the shards' and the
+    publisher's cost per call depends on the load (``batch_factor``), so peak x headroom is
+    only a first estimate of where saturation comes; the plan is re-made there until its
+    first component's headroom is within 1% of 1 (it converges: those roles' cores change
+    far less than in proportion to the load).
+    """
+    plan = make_plan(profile, d, opts)
+    for _ in range(rounds):
+        headroom = plan.first.headroom
+        if abs(headroom - 1.0) < 0.01:
+            break
+        d = scaled(d, headroom)
+        plan = make_plan(profile, d, opts)
+    return plan

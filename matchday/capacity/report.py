@@ -8,7 +8,7 @@ from typing import Any
 
 from matchday.capacity import classes as k
 from matchday.capacity.demand import sell_out_s
-from matchday.capacity.plan import Limit, Plan, batching
+from matchday.capacity.plan import Limit, Plan, batch_factor, engine_rates
 from matchday.capacity.profile import Profile
 
 ADR_PAST_ONE_PRIMARY = "docs/adr/0024-past-one-postgresql-primary.md"
@@ -173,12 +173,15 @@ def markdown(p: Plan, profile: Profile, scenario: str, drop_units: int | None = 
         f" ({profile.hot_shard.callers} callers; its CPU alone would allow"
         f" {profile.hot_shard.cpu_ceiling_per_s:,.0f}/s).",
     ]
-    factor = batching(profile)
+    per_ring, per_hot, events = engine_rates(p.rates_at_peak, p.engine)
     out.append(
-        "Shards and the event publisher group-commit: their cost per request at the peak is"
-        " the light-load cost x "
-        + ", ".join(f"{v:.2f} ({r})" for r, v in factor.items())
-        + ", the ratio the hot-shard phase measured."
+        "Shards and the event publisher group-commit: the more calls a process takes, the"
+        " less each costs (ADR 0023). At the peak a ring shard takes"
+        f" {per_ring:,.0f} calls/s (cost x {batch_factor(profile, k.SHARDS, per_ring):.2f}),"
+        f" a hot SKU's shard {per_hot:,.0f} adds/s"
+        f" (x {batch_factor(profile, k.SHARDS, per_hot):.2f}), the publisher {events:,.0f}"
+        f" events/s (x {batch_factor(profile, 'ray:publisher', events):.2f}): the light-load"
+        " cost per call scaled by the power law through the add phase and the hot phase."
     )
     for sku, rate in sh.pins:
         out.append(f"- `matchday pin {sku}`: {rate:,.0f} adds/s at the peak")

@@ -24,9 +24,16 @@ from matchday.capacity.demand import (
     sell_out_s,
     users_curve,
 )
-from matchday.capacity.plan import Node, Options, Stores, make_plan
-from matchday.capacity.profile import PlanInputError
-from tests.unit.capacity_cases import BROWSER, BUYER, profile, steady_mix
+from matchday.capacity.plan import (
+    Node,
+    Options,
+    Stores,
+    at_saturation,
+    batch_factor,
+    make_plan,
+)
+from matchday.capacity.profile import PlanInputError, Profile
+from tests.unit.capacity_cases import BROWSER, BUYER, profile, profile_data, steady_mix
 
 TABLE = (Stage(10, 0.1, 5), Stage(20, 1.0, 2), Stage(30, 0.5, 10))
 
@@ -157,8 +164,8 @@ def test_a_fixed_cluster_saturates_where_its_cores_run_out() -> None:
 def test_colocated_stores_count_on_the_nodes_and_need_no_primary_limit() -> None:
     opts = Options(node=Node(4, 8), utilisation=0.5, stores=Stores(colocated=True))
     p = make_plan(profile(), hand_demand(), opts)
-    # + PostgreSQL 0.8125 + Redis 0.21875 cores.
-    assert p.nodes.cores_needed == pytest.approx(3.78125 + 0.8125 + 0.21875)
+    # + PostgreSQL 0.8125 + Redis 0.21875 cores, and PostgreSQL's 0.05 core idle.
+    assert p.nodes.cores_needed == pytest.approx(3.78125 + 0.8125 + 0.21875 + 0.05)
     assert not any(x.name.startswith("postgres") for x in p.limits)
 
 
@@ -212,20 +219,44 @@ def test_autoscaling_targets_follow_little_law() -> None:
     assert math.isclose(catalog.latency_ms, 20.0)
 
 
-def test_group_committing_roles_cost_at_the_peak_what_the_hot_phase_measured() -> None:
-    data = profile().model_dump(by_alias=True)
-    # The hot phase: 50 us of shard and 25 us of publisher CPU per reserve; the add phase
-    # paid 200 and 100 (a batch per add): both shrink to a quarter at the peak.
+def batching_profile() -> Profile:
+    data = profile_data()
+    # The hot phase: 1,000 reserves/s at 50 us of shard and 25 us of publisher CPU each; the
+    # add phase (20 adds/s) paid 200 and 100: at the hot rate both cost a quarter.
     data["hot_shard"]["cpu_us"] = {"shards": 50.0, "ray:publisher": 25.0}
-    from matchday.capacity.plan import batching
-    from matchday.capacity.profile import Profile
+    return Profile.model_validate(data)
 
-    prof = Profile.model_validate(data)
-    assert batching(prof) == {"shards": 0.25, "ray:publisher": 0.25}
+
+def test_a_batch_factor_runs_from_the_add_phase_to_the_hot_phase_by_the_rate() -> None:
+    prof = batching_profile()
+    # At or below the add phase's 20/s nothing is shared; at or past 1,000/s, a quarter.
+    assert batch_factor(prof, "shards", 5.0) == 1.0
+    assert batch_factor(prof, "shards", 20.0) == 1.0
+    assert batch_factor(prof, "shards", 1000.0) == pytest.approx(0.25)
+    assert batch_factor(prof, "shards", 5000.0) == pytest.approx(0.25)
+    # Between, the power law through both points: sqrt(20 x 1,000) is half-way in log
+    # terms, so the factor is sqrt(0.25) = 0.5 (cores 141 x 200 us x 0.5 = 14 ms/s).
+    assert batch_factor(prof, "shards", math.sqrt(20 * 1000)) == pytest.approx(0.5)
+    # A role the hot phase did not see, or one that costs more there, is not scaled.
+    assert batch_factor(prof, "replica:shop", 1000.0) == 1.0
+    assert batch_factor(profile(), "shards", 1000.0) == 1.0
+
+
+def test_group_committing_roles_are_sized_for_the_rate_each_process_sees() -> None:
+    prof = batching_profile()
+    # 625 adds/s, all on the drop's one SKU: its shard runs at 625/s; 625 checkouts/s
+    # spread over the ring's shards.
     p = make_plan(prof, hand_demand(), Options(Node(4, 8), 0.5))
-    # shards: 625 x (200 + 300) us x 0.25; publisher: 625 x (100 + 100) us x 0.25.
-    assert p.cores[k.SHARDS] == pytest.approx(0.078125)
-    assert p.cores[k.PUBLISHER] == pytest.approx(0.03125)
+    hot = batch_factor(prof, "shards", 625.0)
+    ring = batch_factor(prof, "shards", 625.0 / p.engine.ring)
+    events = batch_factor(prof, "ray:publisher", 1250.0)  # adds + checkouts, one process
+    assert events == pytest.approx(0.25)
+    assert p.cores[k.SHARDS] == pytest.approx(625 * (200 * hot + 300 * ring) / 1e6)
+    assert p.cores[k.PUBLISHER] == pytest.approx(625 * (100 + 100) * events / 1e6)
+    # Few users: 6.25 adds/s and checkouts/s, under the add phase's rate: the light cost.
+    few = demand(steady_mix((BROWSER, 3), (BUYER, 1)), 100, {}, state=IN_STOCK)
+    q = make_plan(prof, few, Options(Node(4, 8), 0.5))
+    assert q.cores[k.SHARDS] == pytest.approx(6.25 * (200 + 300) / 1e6)
     # Other roles keep their light-load cost.
     assert p.cores["replica:shop"] == pytest.approx(0.5)
 
@@ -237,3 +268,35 @@ def test_a_deployed_configs_replica_maxima_bound_a_fixed_cluster() -> None:
     p = make_plan(profile(), hand_demand(), opts)
     (payments,) = [x for x in p.limits if x.name == "replica:orders/Payments replicas"]
     assert payments.capacity == 1 and payments.headroom == pytest.approx(8)
+
+
+def test_every_process_adds_its_idle_cpu_to_the_nodes_including_apps_no_class_reaches() -> None:
+    data = profile_data()
+    # Each replica burns 0.01 core idle; the admin app (no class reaches it) runs one too.
+    idle = {"replica:catalog": 0.01, "replica:shop": 0.01, "replica:admin": 0.01, "shards": 0.03}
+    data["idle"]["cores"].update(idle)
+    data["processes"]["count"]["replica:admin"] = 1
+    data["processes"]["rss_mb"]["replica:admin"] = 256.0
+    p = make_plan(Profile.model_validate(data), hand_demand(), Options(Node(4, 8), 0.5))
+    # On top of 3.78125: catalog 3 x 0.01 + shop 1 x 0.01 + admin 0.01, and the shards'
+    # 0.01 each (0.03 over 3 measured) x (1 ring + 2 dedicated).
+    assert p.nodes.cores_needed == pytest.approx(3.78125 + 0.05 + 0.03)
+    # The admin replica's memory counts too: 256 MiB beside the others.
+    base = make_plan(profile(), hand_demand(), Options(Node(4, 8), 0.5))
+    assert p.nodes.memory_gib_needed == pytest.approx(base.nodes.memory_gib_needed + 0.25)
+
+
+def test_at_saturation_the_plan_is_remade_where_its_first_component_saturates() -> None:
+    prof = batching_profile()
+    opts = Options(Node(4, 8), 0.5, fixed_nodes=1)
+    first = make_plan(prof, hand_demand(), opts)
+    at = at_saturation(prof, hand_demand(), opts)
+    # The estimate from the peak is refined until the first headroom is 1 (within 1%) ...
+    assert at.first.headroom == pytest.approx(1.0, abs=0.01)
+    # ... at a load the peak's plan would not have predicted exactly: the shards' cost per
+    # call moved with the load, but only a little (the other roles are linear).
+    assert at.requests_per_s == pytest.approx(first.saturation_requests_per_s, rel=0.1)
+    # Without batching (no hot-phase costs) the model is linear: one round lands on it.
+    linear = at_saturation(profile(), hand_demand(), opts)
+    plain = make_plan(profile(), hand_demand(), opts)
+    assert linear.requests_per_s == pytest.approx(plain.saturation_requests_per_s, rel=0.01)
