@@ -2,6 +2,7 @@
 
     matchday capacity validate                                  # steady and flash_sale
     matchday capacity validate --profile profile.json --users 5 10 20 40 80 --step-s 20
+    matchday capacity validate --replay .data/capacity/validate-1   # the model, no load
 
 For each scenario: plan for one node of this machine (its cores and memory, PostgreSQL and
 Redis on it, utilisation 100%, Locust beside the stack), which predicts the requests/s at
@@ -128,16 +129,35 @@ def predict(args: argparse.Namespace, profile: Profile, scenario: str, client_us
     return build_plan(plan_args, profile, client_us=client_us, replica_caps=caps, saturation=True)
 
 
+def replayed(args: argparse.Namespace, scenario: str) -> tuple[float, list[dict[str, Any]], Path]:
+    """(Locust's us a request, the steps, their directory) of an earlier run's scenario."""
+    try:
+        earlier = json.loads((args.replay / "validation.json").read_text())
+        client_us = next(float(r["locust_us_per_request"]) for r in earlier
+                         if r["scenario"] == scenario)  # fmt: skip
+        steps_dir = args.replay / scenario / "steps"
+        steps: list[dict[str, Any]] = json.loads((steps_dir / "steps.json").read_text())
+    except (OSError, ValueError, KeyError, StopIteration) as exc:
+        msg = f"--replay {args.replay}: no measured {scenario} run ({exc})"
+        raise PlanInputError(msg) from None
+    return client_us, steps, steps_dir
+
+
 def validate_one(args: argparse.Namespace, profile: Profile, scenario: str) -> dict[str, Any]:
     out = args.out / scenario
     out.mkdir(parents=True, exist_ok=True)
-    client_us = calibrate_client(scenario, args.host, args.think_scale, args.calibrate_s, out)
+    if args.replay:
+        client_us, steps, steps_dir = replayed(args, scenario)
+    else:
+        client_us = calibrate_client(scenario, args.host, args.think_scale, args.calibrate_s, out)
     plan = predict(args, profile, scenario, client_us)
     alone = predict(args, profile, scenario, 0.0)
     say(f"[{scenario}] predicted: {plan.saturation_requests_per_s:,.0f} requests/s, first"
         f" {plan.first.name} (Locust {client_us:,.0f} us a request)")  # fmt: skip
-    steps = run_steps(args, scenario, out / "steps")
-    measured, saturated = measured_saturation(steps, out / "steps")
+    if not args.replay:
+        steps_dir = out / "steps"
+        steps = run_steps(args, scenario, steps_dir)
+    measured, saturated = measured_saturation(steps, steps_dir)
     error = plan.saturation_requests_per_s / measured - 1 if measured > 0 else float("inf")
     return {
         "scenario": scenario, "predicted_rps": plan.saturation_requests_per_s,
@@ -156,7 +176,9 @@ def markdown(results: list[dict[str, Any]], profile: Profile, args: argparse.Nam
            f" ({profile.machine.cpu_model}); profile measured {profile.measured_at} with"
            f" {profile.contention.foreign_cores:.2f} cores of other load. Steps of"
            f" {args.step_s:g} s (+{args.ramp_s:g} s ramp), think x{args.think_scale:g}, stock"
-           f" state `{args.stock}`. Target: within +-{TARGET_ERROR:.0%}.", "",
+           f" state `{args.stock}`. Target: within +-{TARGET_ERROR:.0%}."
+           + (f" Replayed: the profile and steps measured in {args.replay}, the model of"
+              f" this matchday." if args.replay else ""), "",
            "| scenario | predicted req/s | measured req/s | error | first to saturate |"
            " Locust us/request | saturated in the run |", "| --- " * 7 + "|"]  # fmt: skip
     for r in results:
@@ -174,6 +196,8 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     args.out = args.out or settings.data_dir / "capacity" / time.strftime("validate-%Y%m%d-%H%M%S")
     args.data_dir = settings.data_dir
     try:
+        if args.replay and not args.profile:
+            args.profile = args.replay / "profile.json"
         if args.profile:
             profile = read_profile(args.profile)
         else:
@@ -215,6 +239,9 @@ def register(action: Any) -> None:
     v.add_argument("--rate", type=float, default=40.0, help="measure: requests/s per class")
     v.add_argument("--callers", type=int, default=256, help="measure: hot-shard callers")
     v.add_argument("--stack-pid", type=int, help="measure: the stack's root process")
+    v.add_argument("--replay", type=Path,
+                   help="an earlier run's --out: its profile and measured steps, no load sent"
+                        " (checks a model change against recorded runs)")  # fmt: skip
     v.add_argument("--strict", action="store_true", help="exit 1 when outside +-25%%")
     v.add_argument("--out", type=Path, help="directory (default .data/capacity/validate-...)")
     add_plan_options(v, cluster=False)

@@ -219,3 +219,37 @@ def test_validate_refuses_an_unknown_scenario_before_sending_any_load(
     assert main(args) == 2
     assert "no scenario 'final'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_validate_replays_an_earlier_run_against_the_model_without_sending_load(
+    cli: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    # An earlier run: its profile, Locust's calibration, and steps that saturated at 100/s.
+    earlier = tmp_path / "earlier"
+    steps_dir = earlier / "steady" / "steps"
+    steps_dir.mkdir(parents=True)
+    (earlier / "profile.json").write_text(cli.read_text())
+    calibration = [{"scenario": "steady", "locust_us_per_request": 1000.0}]
+    (earlier / "validation.json").write_text(json.dumps(calibration))
+    steps = [
+        {"users": 5, "rps": 60.0, "p99_ms": 50.0, "requests": 600, "failures": 0},
+        {"users": 10, "rps": 100.0, "p99_ms": 900.0, "requests": 1000, "failures": 0},
+    ]
+    (steps_dir / "steps.json").write_text(json.dumps(steps))
+    (steps_dir / "report.md").write_text("**Saturated at 10 users**\n")
+    out = tmp_path / "replayed"
+    # The unreachable host proves nothing is sent: a measurement would fail on it.
+    args = ["capacity", "validate", "--replay", str(earlier), "--scenarios", "steady",
+            "--host", "http://127.0.0.1:9", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    (result,) = json.loads((out / "validation.json").read_text())
+    assert result["measured_rps"] == 100.0 and result["saturated"]
+    assert result["locust_us_per_request"] == 1000.0
+    assert result["error"] == pytest.approx(result["predicted_rps"] / 100.0 - 1)
+    assert "Replayed" in (out / "validation.md").read_text()
+    assert "steady: predicted" in capsys.readouterr().out
+    # A directory with no run of the scenario is refused, nothing written.
+    assert main([*args[:3], str(tmp_path / "nothing"), *args[4:-1], str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
