@@ -2,8 +2,11 @@
 
 Each process keeps the map SKU -> drop of the drops not closed, refreshed from PostgreSQL
 every ``REFRESH_S``. For a SKU outside every drop, :meth:`PassGate.needs` is the whole cost:
-one clock read and one dict lookup (the lean add path must stay lean: fast_add.py). A SKU in
-a drop needs a pass of that drop, bound to the shopper, live.
+one clock read, one dict lookup and one dict increment (the lean add path must stay lean:
+fast_add.py). A SKU in a drop needs a pass of that drop, bound to the shopper, live.
+
+The increment counts add-path calls per SKU, the signal of automatic drops (auto.py): they
+are flushed by ``on_refresh`` (``AutoDrops.tick``), run where the map is refreshed.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from matchday.domain.clock import Clock
 from matchday.domain.errors import MatchdayError, Unavailable
@@ -56,10 +59,26 @@ class PassGate:
         self._next = 0.0
         self._loaded = False
         self._lock = asyncio.Lock()
+        self.demand: dict[str, int] = {}  # add-path calls per SKU since the last flush
+        self.on_refresh: Callable[[], None] | None = None  # must not block (AutoDrops.tick)
 
     def needs(self, sku: str) -> bool:
-        """Whether :meth:`require` has anything to do for ``sku`` (else skip it)."""
+        """Whether :meth:`require` has anything to do for ``sku`` (else skip it). Counts the
+        call: it is asked once per add and per quantity increase."""
+        demand = self.demand
+        demand[sku] = demand.get(sku, 0) + 1
         return sku in self.skus or self._monotonic() >= self._next
+
+    def take_demand(self) -> dict[str, int]:
+        """The counts since the last call, and start again from zero."""
+        counts, self.demand = self.demand, {}
+        return counts
+
+    def give_back(self, counts: Mapping[str, int]) -> None:
+        """Counts a flush could not store: added back, for the next one."""
+        demand = self.demand
+        for sku, n in counts.items():
+            demand[sku] = demand.get(sku, 0) + n
 
     async def require(
         self, sku: str, passes: str | None, customer: str, grace_s: float = 0.0
@@ -102,6 +121,8 @@ class PassGate:
         async with self._lock:
             if self._monotonic() < self._next:
                 return
+            if self.on_refresh is not None:
+                self.on_refresh()
             try:
                 self.skus = await self._live_skus()
                 self._loaded = True
