@@ -60,7 +60,7 @@ class DropsRepository:
                     return None
                 await self._bind(conn, drop)  # rolls the insert back when a SKU is taken
                 return _drop(row)
-        except Conflict:
+        except (Conflict, InvalidInput):  # a SKU taken meanwhile, or one that does not exist
             return None
 
     async def live_auto(self) -> list[Drop]:

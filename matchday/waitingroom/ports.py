@@ -31,7 +31,8 @@ class DropStore(Protocol):
 
     async def claim(self, drop: Drop) -> Drop | None:
         """Insert ``drop`` if neither its id nor any of its SKUs is taken by a drop that is
-        not closed; None otherwise (another replica made it first). Never raises Conflict."""
+        not closed, and every SKU exists; None otherwise (another replica made it first).
+        Never raises Conflict or InvalidInput."""
         ...
 
     async def live_auto(self) -> list[Drop]:
