@@ -65,6 +65,8 @@ class Audit(Protocol):
 class DemandSource(Protocol):
     """Where a process counts its adds per SKU (the pass gate)."""
 
+    def count_demand(self) -> None: ...
+
     def take_demand(self) -> dict[str, int]: ...
 
     def give_back(self, counts: Mapping[str, int]) -> None: ...
@@ -167,6 +169,7 @@ class AutoDrops:
         self._monotonic = monotonic
         self._next = monotonic() + cfg.bucket_s
         self._task: asyncio.Task[Decision | None] | None = None
+        source.count_demand()
 
     def tick(self) -> None:
         """Start an evaluation in the background when a bucket has passed; else nothing."""

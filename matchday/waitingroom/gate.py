@@ -31,6 +31,8 @@ REFRESH_S = 2.0
 # Checkout accepts a pass this long past its expiry (the default hold TTL): its holds were
 # taken while it was live, and they expire by themselves anyway.
 CHECKOUT_GRACE_S = 900.0
+# Counts kept across failed flushes, at most for this many SKUs (the busiest).
+KEEP_SKUS = 1_000
 
 LiveSkus = Callable[[], Awaitable[dict[str, str]]]
 Spent = Callable[[str, str], Awaitable[None]]
@@ -59,26 +61,38 @@ class PassGate:
         self._next = 0.0
         self._loaded = False
         self._lock = asyncio.Lock()
-        self.demand: dict[str, int] = {}  # add-path calls per SKU since the last flush
+        # Add-path calls per SKU since the last flush; None (not counted) unless automatic
+        # drops are on (count_demand).
+        self.demand: dict[str, int] | None = None
         self.on_refresh: Callable[[], None] | None = None  # must not block (AutoDrops.tick)
 
     def needs(self, sku: str) -> bool:
         """Whether :meth:`require` has anything to do for ``sku`` (else skip it). Counts the
         call: it is asked once per add and per quantity increase."""
         demand = self.demand
-        demand[sku] = demand.get(sku, 0) + 1
+        if demand is not None:
+            demand[sku] = demand.get(sku, 0) + 1
         return sku in self.skus or self._monotonic() >= self._next
+
+    def count_demand(self) -> None:
+        """Start counting add-path calls per SKU (for automatic drops)."""
+        if self.demand is None:
+            self.demand = {}
 
     def take_demand(self) -> dict[str, int]:
         """The counts since the last call, and start again from zero."""
-        counts, self.demand = self.demand, {}
+        counts, self.demand = self.demand or {}, {}
         return counts
 
     def give_back(self, counts: Mapping[str, int]) -> None:
-        """Counts a flush could not store: added back, for the next one."""
-        demand = self.demand
+        """Counts a flush could not store: added back, for the next one. Only the busiest
+        SKUs are kept, so a long outage under a flood of made-up SKUs stays bounded."""
+        demand = self.demand if self.demand is not None else {}
         for sku, n in counts.items():
             demand[sku] = demand.get(sku, 0) + n
+        if len(demand) > KEEP_SKUS:
+            demand = dict(sorted(demand.items(), key=lambda x: -x[1])[:KEEP_SKUS])
+        self.demand = demand
 
     async def require(
         self, sku: str, passes: str | None, customer: str, grace_s: float = 0.0

@@ -22,7 +22,7 @@ from matchday.waitingroom.auto import (
     AutoDrops,
     decide,
 )
-from matchday.waitingroom.gate import PassGate
+from matchday.waitingroom.gate import KEEP_SKUS, PassGate
 from matchday.waitingroom.models import AUTO, CLOSED, OPEN, PAUSED, Drop, DropIn, RateIn
 from matchday.waitingroom.rates import NO_PROFILE, RateSource
 from matchday.waitingroom.service import DropAdmin
@@ -325,3 +325,25 @@ async def test_an_automatic_drop_takes_the_profile_rate_or_the_setting_when_refu
     assert cfg.rate().per_s == 350.0
     broken = AutoConfig(rates=RateSource(write_profile(tmp_path, "{"), 0.7), rate_per_s=9.0)
     assert (broken.rate().per_s, broken.rate().source) == (9.0, SETTING)
+
+
+async def test_the_gate_counts_nothing_unless_automatic_drops_are_on() -> None:
+    clock = ManualClock()
+    drops = FakeDrops()
+    gate = PassGate(drops.live_skus, Tokens(SECRET), clock, monotonic=clock.now)
+    gate.needs(HOT)
+    assert gate.demand is None and gate.take_demand() == {}
+    gate.count_demand()
+    gate.needs(HOT)
+    gate.needs(HOT)
+    assert gate.take_demand() == {HOT: 2} and gate.demand == {}
+
+
+def test_counts_kept_over_failed_flushes_stay_bounded_to_the_busiest_skus() -> None:
+    clock = ManualClock()
+    gate = PassGate(FakeDrops().live_skus, Tokens(SECRET), clock, monotonic=clock.now)
+    gate.count_demand()
+    gate.give_back({f"GHOST-{i:05d}": 1 for i in range(KEEP_SKUS + 500)})
+    gate.give_back({HOT: 5000})
+    assert gate.demand is not None and len(gate.demand) == KEEP_SKUS
+    assert gate.demand[HOT] == 5000
