@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from matchday.admin.records import AdminIdentity
 from matchday.domain.clock import Clock
 from matchday.domain.errors import MatchdayError
+from matchday.metrics import NOOP, WR_AUTO, Metrics
 from matchday.waitingroom.models import AUTO, CLOSED, OPEN, Drop, drop_id_for
 from matchday.waitingroom.ports import DemandStore, DropStore, QueueStore
 from matchday.waitingroom.rates import RateSource, ResolvedRate
@@ -158,8 +159,10 @@ class AutoDrops:
         clock: Clock,
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        metrics: Metrics = NOOP,
     ) -> None:
         self.cfg = cfg
+        self.metrics = metrics
         self.source = source
         self.demand = demand
         self.drops = drops
@@ -240,6 +243,7 @@ class AutoDrops:
             "rate_per_s": made.rate_per_s,
             "rate_source": made.rate_source,
         }
+        self.metrics.inc(WR_AUTO, tags={"action": "opened"})
         log.warning("automatic drop %s opened for %s at %.0f adds/s", made.drop_id, sku, adds_per_s)
         await self.audit.record(SYSTEM_ACTOR, "drop.create", made.drop_id, params,
                                 request_id=request_id)  # fmt: skip
@@ -249,6 +253,7 @@ class AutoDrops:
         if closed is None:  # another replica closed it, or an operator paused it meanwhile
             return
         params = {"peak_adds_per_s": round(peak, 1), "hold_s": self.cfg.hold_s, "waiting": 0}
+        self.metrics.inc(WR_AUTO, tags={"action": "closed"})
         log.warning("automatic drop %s closed: demand fell back", drop_id)
         await self.audit.record(SYSTEM_ACTOR, "drop.close", drop_id, params)
 

@@ -92,7 +92,7 @@ def waiting_room(ctx: ShopContext) -> WaitingRoomParts:
             audit = AuditLog(AdminRepository(ctx.pool))
             found.auto = AutoDrops(
                 auto_config(ctx.settings), found.gate, RedisDemand(ctx.redis), drops, queue,
-                audit, clock,
+                audit, clock, metrics=ctx.metrics,
             )  # fmt: skip
             found.gate.on_refresh = found.auto.tick
         ctx.extras["waitingroom"] = found

@@ -15,6 +15,7 @@ from matchday.capacity.demand import IN_STOCK, demand
 from matchday.capacity.plan import Node, Options, make_plan
 from matchday.capacity.report import markdown
 from matchday.domain.errors import InvalidInput
+from matchday.metrics import WR_AUTO, MemoryMetrics
 from matchday.waitingroom.auto import (
     MAX_AUTO_DROPS,
     SETTING,
@@ -177,9 +178,11 @@ async def test_postgresql_away_or_the_audit_away_is_survived() -> None:
 async def test_an_automatic_drop_closes_after_calm_without_stranding_admitted_fans() -> None:
     shop = Shop(replicas=1)
     (r,) = shop.replicas
+    r.auto.metrics = metrics = MemoryMetrics()
     await shop.second(600)
     await shop.second(600)
     (drop,) = shop.drops.drops.values()
+    assert metrics.count(WR_AUTO, action="opened") == 1
     # A fan admitted to it holds a pass (one unit of headroom); another waits.
     await shop.queue.file(drop.drop_id, "fan1", 1)
     await shop.queue.file(drop.drop_id, "fan2", 2)
@@ -193,6 +196,7 @@ async def test_an_automatic_drop_closes_after_calm_without_stranding_admitted_fa
     await shop.second(10)
     assert shop.drops.drops[drop.drop_id].state == CLOSED
     assert shop.audit.entries[-1][:3] == ("system:auto", "drop.close", drop.drop_id)
+    assert metrics.count(WR_AUTO, action="closed") == 1
     # Closed: the SKU needs no pass any more, so an admitted fan without one still buys.
     r.gate._next = 0.0
     assert await r.gate.require(HOT, None, "fan1") is None
