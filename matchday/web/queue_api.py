@@ -99,9 +99,9 @@ def waiting_room(ctx: ShopContext) -> WaitingRoomParts:
     return found
 
 
-def rate_source(settings: Settings, profile: str | None = None) -> RateSource:
-    """Where ``auto`` rates come from: ``profile``, else MATCHDAY_CAPACITY_PROFILE."""
-    return RateSource(profile or settings.capacity_profile, settings.capacity_utilisation)
+def rate_source(settings: Settings) -> RateSource:
+    """Where ``auto`` rates come from: MATCHDAY_CAPACITY_PROFILE (422 when unset)."""
+    return RateSource(settings.capacity_profile, settings.capacity_utilisation)
 
 
 def auto_config(settings: Settings) -> AutoConfig:
