@@ -16,9 +16,9 @@ Closing frees its SKU (the pass is no longer asked), so no admitted fan is stran
 it holds is simply no longer needed. A paused automatic drop is an operator's: never closed
 here.
 
-Runs: no timer and no task of its own. :meth:`AutoDrops.tick` is called where the gate
+Runs: no timer and no loop of its own. :meth:`AutoDrops.tick` is called where the gate
 refreshes its SKU map (and by queue status calls); when a bucket has passed it starts one
-evaluation in the background, never awaited by the request.
+evaluation as a task, never awaited by the request (one at a time per process).
 """
 
 from __future__ import annotations
