@@ -1,12 +1,17 @@
 """``matchday drops``: the waiting room's drops, from a shell that reaches the stack's
 PostgreSQL and Redis. No Ray. Every change is audited with the operator's login.
 
-    matchday drops create --name N --sku S [--sku S ...] [--opens-at EPOCH] [--rate R]
-                          [--pass-ttl S] [--pow-bits B] [--address-limit N] [--request-id ID]
+    matchday drops create --name N --sku S [--sku S ...] [--opens-at EPOCH]
+                          [--rate R|auto [--profile FILE]] [--pass-ttl S] [--pow-bits B]
+                          [--address-limit N] [--request-id ID]
     matchday drops list [--limit N]
     matchday drops show DROP_ID              the drop, its stock and its queue's counters
     matchday drops open|pause|resume|close DROP_ID
-    matchday drops rate DROP_ID RATE         fans admitted per second from now on
+    matchday drops rate DROP_ID RATE|auto [--profile FILE]
+                                             fans admitted per second from now on
+
+A rate of ``auto`` is derived from a capacity profile (``matchday capacity measure``):
+``--profile FILE``, else MATCHDAY_CAPACITY_PROFILE; without a readable one, exit 2.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ def register(subparsers: Any) -> None:
     create.add_argument("--name", required=True)
     create.add_argument("--sku", action="append", required=True, dest="skus")
     create.add_argument("--opens-at", type=float, help="epoch seconds (default: open it by hand)")
-    create.add_argument("--rate", type=float, default=10.0, help="fans admitted per second")
+    create.add_argument("--rate", type=_rate, default=10.0, help="fans/s, or auto")
+    create.add_argument("--profile", help="capacity profile JSON for --rate auto")
     create.add_argument("--pass-ttl", type=float, default=600.0)
     create.add_argument("--pow-bits", type=int, default=16)
     create.add_argument("--address-limit", type=int, default=8)
@@ -49,11 +55,36 @@ def register(subparsers: Any) -> None:
         move.set_defaults(fn=cmd_move, verb=verb)
     rate = sub.add_parser("rate", help="set a drop's admission rate")
     rate.add_argument("drop_id")
-    rate.add_argument("rate", type=float)
+    rate.add_argument("rate", type=_rate, help="fans/s, or auto")
+    rate.add_argument("--profile", help="capacity profile JSON for auto")
     rate.set_defaults(fn=cmd_rate)
 
 
-def _with_drops(settings: Settings, work: Callable[[Any, Any], Awaitable[T]]) -> T:
+def _rate(text: str) -> float | str:
+    return "auto" if text == "auto" else float(text)
+
+
+def _rates(settings: Settings, profile: str | None) -> Any:
+    from matchday.waitingroom.rates import RateSource
+
+    return RateSource(profile or settings.capacity_profile, settings.capacity_utilisation)
+
+
+def _checked_rate(settings: Settings, args: argparse.Namespace, rate: Any) -> str | None:
+    """Why ``rate`` cannot be resolved (``auto`` with no readable profile), before connecting
+    to anything; None when it can."""
+    from matchday.domain.errors import MatchdayError
+
+    try:
+        _rates(settings, args.profile).resolve(rate)
+    except MatchdayError as exc:
+        return str(exc)
+    return None
+
+
+def _with_drops(
+    settings: Settings, work: Callable[[Any, Any], Awaitable[T]], profile: str | None = None
+) -> T:
     """Run ``work(drop_admin, audit)`` against the stack's PostgreSQL and Redis."""
     from redis.asyncio import Redis
 
@@ -74,8 +105,9 @@ def _with_drops(settings: Settings, work: Callable[[Any, Any], Awaitable[T]]) ->
         redis = Redis.from_url(settings.redis_url, socket_timeout=5.0)
         try:
             admin = DropAdmin(
-                DropsRepository(pool), RedisQueue(redis), InventoryLevels(pool), SystemClock()
-            )
+                DropsRepository(pool), RedisQueue(redis), InventoryLevels(pool), SystemClock(),
+                _rates(settings, profile),
+            )  # fmt: skip
             return await work(admin, AuditLog(AdminRepository(pool)))
         finally:
             await redis.aclose()
@@ -124,6 +156,9 @@ def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
         )  # fmt: skip
     except ValidationError as exc:
         return _refused(exc)
+    why = _checked_rate(settings, args, spec.rate_per_s)
+    if why is not None:
+        return _refused(ValueError(why))
     rid = args.request_id or f"cli-{uuid.uuid4().hex}"
 
     async def work(admin: Any, audit: Any) -> Any:
@@ -131,7 +166,7 @@ def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
         return _show(await _audited(audit, "drop.create", spec.name, params,
                                     admin.create(spec, rid)))  # fmt: skip
 
-    print_json(_with_drops(settings, work))
+    print_json(_with_drops(settings, work, args.profile))
     return 0
 
 
@@ -176,11 +211,14 @@ def cmd_rate(args: argparse.Namespace, settings: Settings) -> int:
         rate = RateIn(rate_per_s=args.rate).rate_per_s
     except ValidationError as exc:
         return _refused(exc)
+    why = _checked_rate(settings, args, rate)
+    if why is not None:
+        return _refused(ValueError(why))
 
     async def work(admin: Any, audit: Any) -> Any:
         params = {"rate_per_s": rate}
         change = admin.set_rate(args.drop_id, rate)
         return _show(await _audited(audit, "drop.rate", args.drop_id, params, change))
 
-    print_json(_with_drops(settings, work))
+    print_json(_with_drops(settings, work, args.profile))
     return 0

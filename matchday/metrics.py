@@ -77,6 +77,7 @@ WR_ADMITTED = "matchday_waitingroom_admitted"
 WR_WAIT = "matchday_waitingroom_wait_seconds"
 WR_QUEUE = "matchday_waitingroom_queue_length"
 WR_GATE_REFUSED = "matchday_waitingroom_gate_refused"
+WR_AUTO = "matchday_waitingroom_auto_drops"
 # A fan's wait in a drop's queue: seconds to an hour.
 WAIT_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
@@ -255,6 +256,13 @@ SPECS: tuple[MetricSpec, ...] = (
         "Adds and checkouts of a drop's SKUs refused for their pass, by code (pass_required,"
         " token_refused, token_expired, token_malformed).",
         ("code",),
+    ),
+    MetricSpec(
+        WR_AUTO,
+        "counter",
+        "Automatic drops opened on a SKU whose adds outran the threshold, and closed when they"
+        " fell back, by action (opened, closed); counted by the replica that made the change.",
+        ("action",),
     ),
 )
 

@@ -112,6 +112,22 @@ class Settings(BaseSettings):
     catalog_cache_ttl_s: float = Field(default=300.0, ge=1.0)
     idempotency_ttl_s: float = Field(default=86_400.0, ge=60.0)
 
+    # The waiting room (ADR 0026). A capacity profile (`matchday capacity measure`) lets a
+    # drop's rate be "auto": the hot shard's ceiling x this utilisation, per admitted fan.
+    capacity_profile: str = ""
+    capacity_utilisation: float = Field(default=0.7, gt=0, le=1)
+    # Automatic drops: a SKU in no drop whose adds stay above auto_drop_adds_per_s over
+    # auto_drop_window_s gets a queue of its own, opened at once; it closes when its adds
+    # stayed under half that for auto_drop_hold_s and nobody waits. Off by default: it changes
+    # what fans see on SKUs no operator chose (a pass is then needed), and load tests that
+    # flood one SKU on purpose (the "queue off" side of loadtests/drop.py) must stay as run.
+    auto_drop: bool = False
+    auto_drop_adds_per_s: float = Field(default=300.0, gt=0)
+    auto_drop_window_s: float = Field(default=10.0, ge=1.0, le=600.0)
+    auto_drop_hold_s: float = Field(default=120.0, ge=10.0, le=86_400.0)
+    # The admission rate of an automatic drop without a capacity profile.
+    auto_drop_rate_per_s: float = Field(default=50.0, ge=0.01, le=100_000)
+
     # Payments (ADR 0008). No gateway named: Stripe when a key is configured, else the
     # deterministic test gateway (so `make run` works offline).
     payment_gateway: Literal["test", "stripe"] | None = None

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from matchday.capacity import classes as k
+from matchday.capacity.admission import SHARD_CALLS_PER_FAN, admission_adds_per_s
 from matchday.capacity.demand import sell_out_s
 from matchday.capacity.plan import Limit, Plan, batch_factor, engine_rates
 from matchday.capacity.profile import Profile
@@ -185,14 +186,16 @@ def markdown(p: Plan, profile: Profile, scenario: str, drop_units: int | None = 
     )
     for sku, rate in sh.pins:
         out.append(f"- `matchday pin {sku}`: {rate:,.0f} adds/s at the peak")
-    admit = sh.ceiling_per_s * p.options.utilisation
+    admit = admission_adds_per_s(sh.ceiling_per_s, p.options.utilisation)
     over = [sku for sku, rate in sh.hot if rate > admit]
     if over:
+        fans = admit / SHARD_CALLS_PER_FAN
         out += [
             "",
             f"More fans reach for {', '.join(over)} than one shard takes: admit them"
             f" through the waiting room at no more than {admit:,.0f} adds/s each (the"
-            f" measured ceiling at {p.options.utilisation:.0%}).",
+            f" measured ceiling at {p.options.utilisation:.0%}), {fans:,.1f} fans/s at"
+            f" {SHARD_CALLS_PER_FAN:g} shard calls per fan (what `--rate auto` sets).",
         ]
     n = p.nodes
     out += [

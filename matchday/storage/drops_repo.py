@@ -14,7 +14,7 @@ from matchday.waitingroom.models import CLOSED, Drop
 
 _COLUMNS = (
     "drop_id, name, skus, state, extract(epoch FROM opens_at), rate_per_s, pass_ttl_s,"
-    " pow_bits, address_limit, extract(epoch FROM created_at)"
+    " pow_bits, address_limit, extract(epoch FROM created_at), origin, rate_source"
 )
 
 
@@ -30,6 +30,8 @@ def _drop(row: tuple[Any, ...]) -> Drop:
         pow_bits=int(row[7]),
         address_limit=int(row[8]),
         created_at=float(row[9]),
+        origin=row[10],
+        rate_source=row[11],
     )
 
 
@@ -42,31 +44,56 @@ class DropsRepository:
 
     async def create(self, drop: Drop) -> Drop:
         async with self._conn() as conn, conn.transaction():
-            cur = await conn.execute(
-                "INSERT INTO drops (drop_id, name, skus, state, opens_at, rate_per_s,"
-                " pass_ttl_s, pow_bits, address_limit, created_at)"
-                " VALUES (%s, %s, %s, %s, to_timestamp(%s), %s, %s, %s, %s, to_timestamp(%s))"
-                f" ON CONFLICT (drop_id) DO NOTHING RETURNING {_COLUMNS}",
-                (
-                    drop.drop_id,
-                    drop.name,
-                    list(drop.skus),
-                    drop.state,
-                    drop.opens_at,
-                    drop.rate_per_s,
-                    drop.pass_ttl_s,
-                    drop.pow_bits,
-                    drop.address_limit,
-                    drop.created_at,
-                ),
-            )
-            row = await cur.fetchone()
+            row = await self._insert(conn, drop)
             if row is None:  # the same request again: the drop it made
                 found = await self._get(conn, drop.drop_id)
                 assert found is not None
                 return found
             await self._bind(conn, drop)
             return _drop(row)
+
+    async def claim(self, drop: Drop) -> Drop | None:
+        try:
+            async with self._conn() as conn, conn.transaction():
+                row = await self._insert(conn, drop)
+                if row is None:
+                    return None
+                await self._bind(conn, drop)  # rolls the insert back when a SKU is taken
+                return _drop(row)
+        except (Conflict, InvalidInput):  # a SKU taken meanwhile, or one that does not exist
+            return None
+
+    async def live_auto(self) -> list[Drop]:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                f"SELECT {_COLUMNS} FROM drops WHERE origin = 'auto' AND state <> 'closed'"
+            )
+            return [_drop(r) for r in await cur.fetchall()]
+
+    @staticmethod
+    async def _insert(conn: psycopg.AsyncConnection[Any], drop: Drop) -> tuple[Any, ...] | None:
+        cur = await conn.execute(
+            "INSERT INTO drops (drop_id, name, skus, state, opens_at, rate_per_s,"
+            " pass_ttl_s, pow_bits, address_limit, created_at, origin, rate_source)"
+            " VALUES (%s, %s, %s, %s, to_timestamp(%s), %s, %s, %s, %s, to_timestamp(%s),"
+            " %s, %s)"
+            f" ON CONFLICT (drop_id) DO NOTHING RETURNING {_COLUMNS}",
+            (
+                drop.drop_id,
+                drop.name,
+                list(drop.skus),
+                drop.state,
+                drop.opens_at,
+                drop.rate_per_s,
+                drop.pass_ttl_s,
+                drop.pow_bits,
+                drop.address_limit,
+                drop.created_at,
+                drop.origin,
+                drop.rate_source,
+            ),
+        )
+        return await cur.fetchone()
 
     async def _bind(self, conn: psycopg.AsyncConnection[Any], drop: Drop) -> None:
         cur = await conn.execute(
@@ -119,12 +146,12 @@ class DropsRepository:
                 await conn.execute("DELETE FROM drop_skus WHERE drop_id = %s", (drop_id,))
             return _drop(row) if row else None
 
-    async def set_rate(self, drop_id: str, rate_per_s: float) -> Drop | None:
+    async def set_rate(self, drop_id: str, rate_per_s: float, source: str) -> Drop | None:
         async with self._conn() as conn:
             cur = await conn.execute(
-                f"UPDATE drops SET rate_per_s = %s, updated_at = now()"
+                f"UPDATE drops SET rate_per_s = %s, rate_source = %s, updated_at = now()"
                 f" WHERE drop_id = %s AND state <> 'closed' RETURNING {_COLUMNS}",
-                (rate_per_s, drop_id),
+                (rate_per_s, source, drop_id),
             )
             row = await cur.fetchone()
             return _drop(row) if row else None

@@ -2,8 +2,11 @@
 
 Each process keeps the map SKU -> drop of the drops not closed, refreshed from PostgreSQL
 every ``REFRESH_S``. For a SKU outside every drop, :meth:`PassGate.needs` is the whole cost:
-one clock read and one dict lookup (the lean add path must stay lean: fast_add.py). A SKU in
-a drop needs a pass of that drop, bound to the shopper, live.
+one clock read, one dict lookup and one dict increment (the lean add path must stay lean:
+fast_add.py). A SKU in a drop needs a pass of that drop, bound to the shopper, live.
+
+The increment counts add-path calls per SKU, the signal of automatic drops (auto.py): they
+are flushed by ``on_refresh`` (``AutoDrops.tick``), run where the map is refreshed.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from matchday.domain.clock import Clock
 from matchday.domain.errors import MatchdayError, Unavailable
@@ -28,6 +31,8 @@ REFRESH_S = 2.0
 # Checkout accepts a pass this long past its expiry (the default hold TTL): its holds were
 # taken while it was live, and they expire by themselves anyway.
 CHECKOUT_GRACE_S = 900.0
+# Counts kept across failed flushes, at most for this many SKUs (the busiest).
+KEEP_SKUS = 1_000
 
 LiveSkus = Callable[[], Awaitable[dict[str, str]]]
 Spent = Callable[[str, str], Awaitable[None]]
@@ -56,10 +61,38 @@ class PassGate:
         self._next = 0.0
         self._loaded = False
         self._lock = asyncio.Lock()
+        # Add-path calls per SKU since the last flush; None (not counted) unless automatic
+        # drops are on (count_demand).
+        self.demand: dict[str, int] | None = None
+        self.on_refresh: Callable[[], None] | None = None  # must not block (AutoDrops.tick)
 
     def needs(self, sku: str) -> bool:
-        """Whether :meth:`require` has anything to do for ``sku`` (else skip it)."""
+        """Whether :meth:`require` has anything to do for ``sku`` (else skip it). Counts the
+        call: it is asked once per add and per quantity increase."""
+        demand = self.demand
+        if demand is not None:
+            demand[sku] = demand.get(sku, 0) + 1
         return sku in self.skus or self._monotonic() >= self._next
+
+    def count_demand(self) -> None:
+        """Start counting add-path calls per SKU (for automatic drops)."""
+        if self.demand is None:
+            self.demand = {}
+
+    def take_demand(self) -> dict[str, int]:
+        """The counts since the last call, and start again from zero."""
+        counts, self.demand = self.demand or {}, {}
+        return counts
+
+    def give_back(self, counts: Mapping[str, int]) -> None:
+        """Counts a flush could not store: added back, for the next one. Only the busiest
+        SKUs are kept, so a long outage under a flood of made-up SKUs stays bounded."""
+        demand = self.demand if self.demand is not None else {}
+        for sku, n in counts.items():
+            demand[sku] = demand.get(sku, 0) + n
+        if len(demand) > KEEP_SKUS:
+            demand = dict(sorted(demand.items(), key=lambda x: -x[1])[:KEEP_SKUS])
+        self.demand = demand
 
     async def require(
         self, sku: str, passes: str | None, customer: str, grace_s: float = 0.0
@@ -102,6 +135,8 @@ class PassGate:
         async with self._lock:
             if self._monotonic() < self._next:
                 return
+            if self.on_refresh is not None:
+                self.on_refresh()
             try:
                 self.skus = await self._live_skus()
                 self._loaded = True

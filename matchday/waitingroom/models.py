@@ -6,7 +6,7 @@ import base64
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -17,6 +17,11 @@ STATES = (SCHEDULED, OPEN, PAUSED, CLOSED)
 DROP_ID_RE = re.compile(r"d_[a-z2-7]{16}")
 # Shopper ids as Identity hands them out, and what tests and the CLI use: never a dot.
 CUSTOMER_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+# Who made a drop, and where its rate came from (ADR 0026).
+OPERATOR, AUTO = "operator", "auto"
+# A rate of "auto": derived from the capacity profile (matchday/capacity/admission.py).
+Rate = float | Literal["auto"]
 
 # What a status says.
 WAITING, ADMITTED, SOLD_OUT = "waiting", "admitted", "sold_out"
@@ -36,11 +41,16 @@ class DropIn(BaseModel):
     skus: list[str] = Field(min_length=1, max_length=50)
     # Epoch seconds; null: the drop waits for an explicit open.
     opens_at: float | None = Field(None, ge=0, le=1e11)
-    # Fans admitted per second (set it from `matchday capacity plan`).
-    rate_per_s: float = Field(10.0, ge=0.01, le=100_000)
+    # Fans admitted per second, or "auto": from the capacity profile.
+    rate_per_s: Rate = Field(10.0)
     pass_ttl_s: float = Field(600.0, ge=30, le=3600)
     pow_bits: int = Field(16, ge=0, le=24)
     address_limit: int = Field(8, ge=1, le=10_000)
+
+    @field_validator("rate_per_s")
+    @classmethod
+    def _rate(cls, rate: Rate) -> Rate:
+        return rate_in_bounds(rate)
 
     @field_validator("skus")
     @classmethod
@@ -53,7 +63,21 @@ class DropIn(BaseModel):
 
 class RateIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    rate_per_s: float = Field(ge=0.01, le=100_000)
+    rate_per_s: Rate
+
+    @field_validator("rate_per_s")
+    @classmethod
+    def _rate(cls, rate: Rate) -> Rate:
+        return rate_in_bounds(rate)
+
+
+MIN_RATE, MAX_RATE = 0.01, 100_000.0
+
+
+def rate_in_bounds(rate: Rate) -> Rate:
+    if rate != AUTO and not MIN_RATE <= float(rate) <= MAX_RATE:
+        raise ValueError(f"a rate is 'auto' or between {MIN_RATE} and {MAX_RATE:g} fans/s")
+    return rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +92,8 @@ class Drop:
     pow_bits: int
     address_limit: int
     created_at: float
+    origin: str = OPERATOR
+    rate_source: str = OPERATOR
 
     def state_at(self, now: float) -> str:
         """The state fans see: a scheduled drop is open from its opening time on."""
@@ -87,6 +113,8 @@ class Drop:
             "pow_bits": self.pow_bits,
             "address_limit": self.address_limit,
             "created_at": self.created_at,
+            "origin": self.origin,
+            "rate_source": self.rate_source,
         }
 
 

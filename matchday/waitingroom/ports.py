@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from matchday.waitingroom.models import Drop, Located
@@ -24,8 +24,19 @@ class DropStore(Protocol):
         """Move a drop whose state is one of ``allowed`` to ``state``; None if it was not."""
         ...
 
-    async def set_rate(self, drop_id: str, rate_per_s: float) -> Drop | None:
-        """Change the rate of a drop that is not closed; None if it is."""
+    async def set_rate(self, drop_id: str, rate_per_s: float, source: str) -> Drop | None:
+        """Change the rate (and where it came from) of a drop that is not closed; None if
+        it is."""
+        ...
+
+    async def claim(self, drop: Drop) -> Drop | None:
+        """Insert ``drop`` if neither its id nor any of its SKUs is taken by a drop that is
+        not closed, and every SKU exists; None otherwise (another replica made it first).
+        Never raises Conflict or InvalidInput."""
+        ...
+
+    async def live_auto(self) -> list[Drop]:
+        """The automatic drops that are not closed."""
         ...
 
     async def live_skus(self) -> dict[str, str]:
@@ -77,6 +88,18 @@ class QueueStore(Protocol):
 
     async def stats(self, drop_id: str, now: float) -> dict[str, int]:
         """waiting, admitted, pending, tickets, refused, behind."""
+        ...
+
+
+class DemandStore(Protocol):
+    """Adds per SKU, summed over every replica in time buckets (redis_store.py)."""
+
+    async def record(self, counts: Mapping[str, int], bucket: int, ttl_s: float) -> None:
+        """Add this process's ``counts`` to ``bucket``'s totals."""
+        ...
+
+    async def totals(self, buckets: Sequence[int]) -> list[dict[str, int]]:
+        """Every replica's adds per SKU, one mapping per bucket, in the order asked."""
         ...
 
 

@@ -10,13 +10,17 @@ the last write:
     matchday:wr:{<drop>}:meta       hash        credit, last (ms), refused, behind
     matchday:wr:{<drop>}:a:<addr>   set         customers who joined from that address
 
+and, for automatic drops (auto.py), every replica's adds per SKU per time bucket:
+
+    matchday:wr:demand:<bucket>     hash        SKU -> adds, expiring after the hold-down
+
 Places are integers below 2**53, exact as sorted-set scores and passed as strings. Any Redis
 failure is a retryable :class:`Unavailable` (503 with Retry-After).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -153,6 +157,36 @@ class RedisQueue:
             "refused": int(refused or 0),
             "behind": int(behind or 0),
         }
+
+
+class RedisDemand:
+    """Adds per SKU summed over the replicas: one HINCRBY per SKU a replica saw, pipelined,
+    once per bucket per replica (never per add)."""
+
+    def __init__(self, redis: Redis, prefix: str = "matchday:wr:demand") -> None:
+        self.redis = redis
+        self.prefix = prefix
+
+    async def record(self, counts: Mapping[str, int], bucket: int, ttl_s: float) -> None:
+        if not counts:
+            return
+        key = f"{self.prefix}:{bucket}"
+        pipe = self.redis.pipeline(transaction=False)
+        for sku, n in counts.items():
+            pipe.hincrby(key, sku, n)
+        pipe.expire(key, max(1, int(ttl_s)))
+        await _guard(pipe.execute())
+
+    async def totals(self, buckets: Sequence[int]) -> list[dict[str, int]]:
+        pipe = self.redis.pipeline(transaction=False)
+        for bucket in buckets:
+            pipe.hgetall(f"{self.prefix}:{bucket}")
+        found = await _guard(pipe.execute())
+        return [{_text(k): int(v) for k, v in h.items()} for h in found]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 async def _guard(call: Awaitable[T]) -> T:

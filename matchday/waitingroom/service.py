@@ -28,10 +28,12 @@ from matchday.waitingroom.models import (
     Drop,
     DropIn,
     Located,
+    Rate,
     Status,
     drop_id_for,
 )
 from matchday.waitingroom.ports import DropStore, QueueStore, StockLevels
+from matchday.waitingroom.rates import RateSource
 from matchday.waitingroom.tokens import CHALLENGE_TTL_S, Tokens
 
 EXPIRED = "expired"  # admitted, but the pass's lifetime went by unclaimed
@@ -238,25 +240,33 @@ class DropAdmin:
     CLI), which know who acts."""
 
     def __init__(
-        self, drops: DropStore, queue: QueueStore, stock: StockLevels, clock: Clock
+        self,
+        drops: DropStore,
+        queue: QueueStore,
+        stock: StockLevels,
+        clock: Clock,
+        rates: RateSource | None = None,
     ) -> None:
         self.drops = drops
         self.queue = queue
         self.stock = stock
         self.clock = clock
+        self.rates = rates or RateSource()
 
     async def create(self, spec: DropIn, request_id: str) -> Drop:
+        rate = self.rates.resolve(spec.rate_per_s)  # "auto" without a profile: refused here
         drop = Drop(
             drop_id=drop_id_for(request_id),
             name=spec.name,
             skus=tuple(spec.skus),
             state=SCHEDULED,
             opens_at=spec.opens_at,
-            rate_per_s=spec.rate_per_s,
+            rate_per_s=rate.per_s,
             pass_ttl_s=spec.pass_ttl_s,
             pow_bits=spec.pow_bits,
             address_limit=spec.address_limit,
             created_at=self.clock.now(),
+            rate_source=rate.source,
         )
         return await self.drops.create(drop)
 
@@ -281,9 +291,10 @@ class DropAdmin:
     async def close(self, drop_id: str) -> Drop:
         return await self._move(drop_id, CLOSED, "close")
 
-    async def set_rate(self, drop_id: str, rate_per_s: float) -> Drop:
+    async def set_rate(self, drop_id: str, rate_per_s: Rate) -> Drop:
+        rate = self.rates.resolve(rate_per_s)
         await self.get(drop_id)
-        changed = await self.drops.set_rate(drop_id, rate_per_s)
+        changed = await self.drops.set_rate(drop_id, rate.per_s, rate.source)
         if changed is None:
             raise Conflict(f"drop {drop_id} is closed")
         return changed

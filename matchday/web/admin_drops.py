@@ -4,6 +4,10 @@ audited and idempotent by ``Idempotency-Key`` through the admin gate (ADR 0026).
 - ``POST /drops`` a drop (``DropIn``): 201; the same key creates it once.
 - ``GET /drops`` the newest drops; ``GET /drops/{id}`` one with its queue's statistics.
 - ``POST /drops/{id}/open|pause|resume|close``; ``PUT /drops/{id}/rate``.
+
+A rate (``rate_per_s``) is fans/s, or ``"auto"``: derived from the capacity profile that
+MATCHDAY_CAPACITY_PROFILE names (422 ``invalid_input`` without a readable one); the drop keeps
+where it came from in ``rate_source``.
 """
 
 # No "from __future__ import annotations": FastAPI resolves the route's annotations.
@@ -25,6 +29,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No valid admin session"},
     404: {"model": ErrorBody, "description": "No such drop"},
     409: {"model": ErrorBody, "description": "A SKU in another drop; a change the state refuses"},
+    422: {"model": ErrorBody, "description": "Bad input; rate 'auto' without a capacity profile"},
 }
 MOVES = ("open", "pause", "resume", "close")
 

@@ -25,13 +25,18 @@ from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from matchday.admin.audit import AuditLog
 from matchday.domain.clock import SystemClock
 from matchday.domain.errors import MatchdayError, NotFound
 from matchday.inventory.commands import SKU_RE
+from matchday.settings import Settings
+from matchday.storage.admin_repo import AdminRepository
 from matchday.storage.drops_repo import DropsRepository, InventoryLevels
+from matchday.waitingroom.auto import AutoConfig, AutoDrops
 from matchday.waitingroom.gate import PassGate
 from matchday.waitingroom.models import ADMITTED, CLOSED, DROP_ID_RE
-from matchday.waitingroom.redis_store import RedisQueue
+from matchday.waitingroom.rates import RateSource
+from matchday.waitingroom.redis_store import RedisDemand, RedisQueue
 from matchday.waitingroom.service import EXPIRED, DropAdmin, WaitingRoom
 from matchday.waitingroom.tokens import Tokens
 from matchday.web.context import ShopContext
@@ -60,6 +65,11 @@ class WaitingRoomParts:
     room: WaitingRoom
     gate: PassGate
     admin: DropAdmin
+    auto: AutoDrops | None = None  # MATCHDAY_AUTO_DROP
+
+    def tick(self) -> None:
+        if self.auto is not None:
+            self.auto.tick()
 
 
 def waiting_room(ctx: ShopContext) -> WaitingRoomParts:
@@ -72,13 +82,37 @@ def waiting_room(ctx: ShopContext) -> WaitingRoomParts:
         levels = InventoryLevels(ctx.pool)
         clock = SystemClock()
         room = WaitingRoom(drops, queue, levels, tokens, clock, metrics=ctx.metrics)
+        rates = rate_source(ctx.settings)
         found = WaitingRoomParts(
             room,
             PassGate(drops.live_skus, tokens, clock, room.spent, metrics=ctx.metrics),
-            DropAdmin(drops, queue, levels, clock),
+            DropAdmin(drops, queue, levels, clock, rates),
         )
+        if ctx.settings.auto_drop:
+            audit = AuditLog(AdminRepository(ctx.pool))
+            found.auto = AutoDrops(
+                auto_config(ctx.settings), found.gate, RedisDemand(ctx.redis), drops, queue,
+                audit, clock, metrics=ctx.metrics,
+            )  # fmt: skip
+            found.gate.on_refresh = found.auto.tick
         ctx.extras["waitingroom"] = found
     return found
+
+
+def rate_source(settings: Settings) -> RateSource:
+    """Where ``auto`` rates come from: MATCHDAY_CAPACITY_PROFILE (422 when unset)."""
+    return RateSource(settings.capacity_profile, settings.capacity_utilisation)
+
+
+def auto_config(settings: Settings) -> AutoConfig:
+    return AutoConfig(
+        adds_per_s=settings.auto_drop_adds_per_s,
+        window_s=settings.auto_drop_window_s,
+        hold_s=settings.auto_drop_hold_s,
+        bucket_s=min(5.0, settings.auto_drop_window_s),
+        rate_per_s=settings.auto_drop_rate_per_s,
+        rates=rate_source(settings),
+    )
 
 
 class JoinIn(BaseModel):
@@ -141,6 +175,7 @@ def include(app: FastAPI, ctx: ShopContext, shopper: Callable[..., Awaitable[str
     async def status(drop_id: DropPath, ticket: TicketQuery) -> Any:
         """Your position and estimated wait (``admitted``: claim your pass)."""
         await by_ticket(drop_id, ticket)
+        parts.tick()  # an automatic drop's fans keep its demand measured while they wait
         return (await room.status(drop_id, ticket)).to_dict()
 
     @app.get(

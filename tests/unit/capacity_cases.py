@@ -37,7 +37,7 @@ def profile_data(**changes: Any) -> dict[str, Any]:
             "errors": 0,
             "rate_per_s": 20.0,
             "latency": {"mean_ms": LATENCY_MS[c], "p50_ms": LATENCY_MS[c], "p99_ms": 1.0},
-            "cpu_us": COSTS[c],
+            "cpu_us": dict(COSTS[c]),  # a copy: tests change it
             "pg_write_xacts": PG_XACTS.get(c, 0.0),
             "pg_wal_bytes": WAL_BYTES.get(c, 0.0),
             "redis_cmds": REDIS_CMDS.get(c, 0.0),

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from matchday.domain.errors import Conflict
-from matchday.waitingroom.models import CLOSED, Drop, Located
+from matchday.admin.records import AdminIdentity
+from matchday.domain.errors import Conflict, Unavailable
+from matchday.waitingroom.models import AUTO, CLOSED, Drop, Located
 
 
 class FakeDrops:
@@ -38,12 +40,21 @@ class FakeDrops:
         self.drops[drop_id] = dataclasses.replace(drop, state=state)
         return self.drops[drop_id]
 
-    async def set_rate(self, drop_id: str, rate_per_s: float) -> Drop | None:
+    async def set_rate(self, drop_id: str, rate_per_s: float, source: str) -> Drop | None:
         drop = self.drops.get(drop_id)
         if drop is None or drop.state == CLOSED:
             return None
-        self.drops[drop_id] = dataclasses.replace(drop, rate_per_s=rate_per_s)
+        self.drops[drop_id] = dataclasses.replace(drop, rate_per_s=rate_per_s, rate_source=source)
         return self.drops[drop_id]
+
+    async def claim(self, drop: Drop) -> Drop | None:
+        if drop.drop_id in self.drops or set(drop.skus) & set(await self.live_skus()):
+            return None
+        self.drops[drop.drop_id] = drop
+        return drop
+
+    async def live_auto(self) -> list[Drop]:
+        return [d for d in self.drops.values() if d.origin == AUTO and d.state != CLOSED]
 
     async def live_skus(self) -> dict[str, str]:
         return {s: d.drop_id for d in self.drops.values() if d.state != CLOSED for s in d.skus}
@@ -145,3 +156,46 @@ class FakeStock:
 
     async def levels(self, skus: Sequence[str]) -> tuple[int, int]:
         return self.available, self.held
+
+
+class FakeDemand:
+    """RedisDemand's semantics: counts summed per bucket over every replica; ``down`` fails
+    every call as Redis away does."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, dict[str, int]] = {}
+        self.down = False
+
+    async def record(self, counts: Mapping[str, int], bucket: int, ttl_s: float) -> None:
+        if self.down:
+            raise Unavailable("the waiting room's queue is not answering")
+        into = self.buckets.setdefault(bucket, {})
+        for sku, n in counts.items():
+            into[sku] = into.get(sku, 0) + n
+
+    async def totals(self, buckets: Sequence[int]) -> list[dict[str, int]]:
+        if self.down:
+            raise Unavailable("the waiting room's queue is not answering")
+        return [dict(self.buckets.get(b, {})) for b in buckets]
+
+
+class FakeAudit:
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, str, str, dict[str, Any]]] = []  # client, action, target
+        self.down = False
+
+    async def record(
+        self,
+        identity: AdminIdentity | None,
+        action: str,
+        target: str = "",
+        params: Mapping[str, Any] | None = None,
+        outcome: str = "ok",
+        request_id: str | None = None,
+        client: str | None = None,
+    ) -> int:
+        if self.down:
+            raise Unavailable("the audit log is not answering")
+        who = identity.client if identity else ""
+        self.entries.append((who, action, target, dict(params or {})))
+        return len(self.entries)
