@@ -8,16 +8,18 @@ import json
 import pytest
 import redis.asyncio as aioredis
 
-from matchday.embedded import EmbeddedRedis
+from matchday.embedded import EmbeddedPostgres, EmbeddedRedis
 from matchday.events.relay import _RELAY_LOCK, OutboxRelay
 from matchday.inventory.commands import Reserve, Restock, SetOnHand
 from matchday.inventory.records import SkuRow
 from matchday.inventory.routing import Router
 from matchday.inventory.shard import ShardCore
 from matchday.settings import Settings
+from matchday.storage.db import make_pool
 from matchday.storage.inventory_repo import InventoryRepository
 from tests.background import stop
 from tests.conftest import uid
+from tests.integration.test_pool_outage import kill_postmaster, start_again
 
 pytestmark = pytest.mark.integration
 
@@ -203,3 +205,49 @@ async def test_stream_entries_carry_the_text_xadd_sent_for_every_field(
         assert entry[b"events"].isascii()  # json.dumps' escapes, as before
     finally:
         await client.aclose()
+
+
+async def test_the_relay_carries_on_after_postgres_dies_mid_poll(
+    own_postgres: EmbeddedPostgres, settings: Settings
+) -> None:
+    """A connection that dies under the relay (left in autocommit mode by the run) is not
+    lent again; the relay's next runs publish what was committed before and after."""
+    shard_pool = make_pool(own_postgres.url, max_size=2, check=False)
+    relay_pool = make_pool(own_postgres.url, min_size=1, max_size=2, check=False)
+    await shard_pool.open()
+    await relay_pool.open()
+    repo = InventoryRepository(shard_pool)
+    router = Router(1)
+    sku = uid("SKU")
+    stream, avail = uid("stream"), uid("avail")
+    client = aioredis.Redis.from_url(settings.redis_url)
+    relay = OutboxRelay(relay_pool, client, stream=stream, availability_key=avail)
+    try:
+        await repo.create_skus([SkuRow(sku, 10, 0, 0)], router)
+        core = ShardCore(0, router, repo)
+        await core.start()
+        await core.apply([Reserve(uid("rq"), sku, 1, "c", "u0", 60)])
+        assert await relay.run_once() >= 1
+
+        await core.apply([Reserve(uid("rq"), sku, 1, "c", "u1", 60)])
+        await asyncio.to_thread(kill_postmaster, own_postgres)
+        with pytest.raises(Exception):  # noqa: B017 - whichever error the dead socket gives
+            await relay.run_once()
+        await asyncio.to_thread(start_again, own_postgres)
+
+        async def published() -> bool:
+            try:
+                await relay.run_once()
+            except Exception:  # the pool still reconnecting
+                return False
+            return await _mine(client, stream, sku, 2)
+
+        await wait_for(published)
+        mine = [e for _, e in await client.xrange(stream) if e[b"sku"] == sku.encode()]
+        assert [int(e[b"reserved"]) for e in mine] == [1, 2]
+        async with relay_pool.connection() as conn:
+            assert not conn.autocommit  # a live connection goes back as it came
+    finally:
+        await client.aclose()
+        await relay_pool.close()
+        await shard_pool.close()
