@@ -79,6 +79,10 @@ return #doc[1]
 """
 _CHUNK = 1_000  # entries per script call: Redis serves no one else while a call runs
 
+# json.dumps with separators builds an encoder per call; these are built once.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+_compact_utf8 = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
 _DELETE_SQL = "DELETE FROM inventory_outbox WHERE id = ANY(%s::bigint[])"
 
 
@@ -193,7 +197,7 @@ class OutboxRelay:
         for outbox_id, sku, events, on_hand, reserved, sold, at in rows:
             available = repr(on_hand - reserved - sold)
             entries.append(
-                (repr(outbox_id), sku, json.dumps(events, separators=(",", ":")),
+                (repr(outbox_id), sku, _compact(events),
                  repr(on_hand), repr(reserved), repr(sold), available, repr(at))
             )  # fmt: skip
         for n in range(0, len(entries), _CHUNK):
@@ -204,7 +208,7 @@ class OutboxRelay:
                 keys=[self.stream, self.availability_key],
                 args=[
                     self.maxlen,
-                    json.dumps([chunk, flat], separators=(",", ":"), ensure_ascii=False),
+                    _compact_utf8([chunk, flat]),
                 ],
             )
 
