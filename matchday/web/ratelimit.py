@@ -21,6 +21,10 @@ refill, and each replica's lease drawn before the window). It is refused early b
 the unspent leases of the other replicas it used, ``(R - 1) * (lease - 1)`` tokens, for at
 most ``lease_s``. With the defaults (20/s, burst 40) a lease is 10 tokens: one replica adds
 at most 9 to a window (the 0.5 s leases allowed ``per_s * 0.5`` = 10), eight at most 72.
+Unspent tokens are not handed back when a lease runs out: that happens only after 60 s in
+which its replica saw the client too seldom to spend them, thirty times the bucket's refill
+(``burst / per_s``, 2 s), so giving them back would cost a trip to top up a bucket that is
+nearly always full by then.
 
 When Redis is down the limiter lets requests through: refusing every shopper because the
 limiter's store is away would turn a Redis outage into a shop outage.
