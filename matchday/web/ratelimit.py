@@ -4,18 +4,27 @@ The bucket lives in Redis, not in a replica, so a client spread over many replic
 one budget. Redis's own clock (``TIME``) refills it, so replicas' clocks need not agree.
 
 A replica does not ask Redis on every request: it takes a **lease** of up to ``lease`` tokens
-from the client's bucket in one round trip and spends them locally for at most ``lease_s``;
-what is left then is dropped (it was already taken from the bucket). A refusal is remembered
-locally until the bucket would have refilled, so a client hammering while refused costs
-no Redis trips either. (Measured on the shop replica, 2026-12-02: the per-request EVALSHA was
-one of three Redis round trips per add, with redis-py's task and timeout rescheduling.)
+from the client's bucket in one round trip and spends them locally, for at most ``lease_s``
+(60 s); what is left then is dropped (it was already taken from the bucket). A lease holds at
+most what the client earns in half a second (``LEASE_EARN_S``), so its size bounds what it can
+add to a window; its life only decides how often a slow client pays a trip. A shopper adding
+every few seconds pays one EVALSHA per ``lease`` adds (10 with the defaults), not one per add
+as with the 0.5 s leases before (2026-12-02: 0.28 trips per add in ``bench.http``, and one per
+add for any client adding less than twice a second). A refusal is remembered locally until
+the bucket would have refilled, so a client hammering while refused costs no trips either.
 
 Tolerance, stated and tested (tests/integration/test_ratelimit_leases.py): the bucket is
-never overdrawn, so over any window of ``t`` seconds a client is admitted at most
-``burst + per_s * (t + lease_s)`` requests whatever the number of replicas (tokens leased
-just before the window may be spent in it); and it is refused early by at most the unspent
-leases of the other replicas it used, ``(replicas - 1) * (lease - 1)`` tokens, for at most
-``lease_s``. With the defaults (20/s, burst 40) a lease is 10 tokens for 0.5 s.
+never overdrawn, and a replica holds at most one lease per client, of which it has already
+spent a token; so over any window of ``t`` seconds a client served by ``R`` replicas is
+admitted at most ``burst + per_s * t + R * (lease - 1)`` requests (the bucket's worth, its
+refill, and each replica's lease drawn before the window). It is refused early by at most
+the unspent leases of the other replicas it used, ``(R - 1) * (lease - 1)`` tokens, for at
+most ``lease_s``. With the defaults (20/s, burst 40) a lease is 10 tokens: one replica adds
+at most 9 to a window (the 0.5 s leases allowed ``per_s * 0.5`` = 10), eight at most 72.
+Unspent tokens are not handed back when a lease runs out: that happens only after 60 s in
+which its replica saw the client too seldom to spend them, thirty times the bucket's refill
+(``burst / per_s``, 2 s), so giving them back would cost a trip to top up a bucket that is
+nearly always full by then.
 
 When Redis is down the limiter lets requests through: refusing every shopper because the
 limiter's store is away would turn a Redis outage into a shop outage.
@@ -66,10 +75,11 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
 return {grant, wait}
 """
 
-LEASE_S = 0.5
+LEASE_S = 60.0
+LEASE_EARN_S = 0.5
 # A lease never holds more than this, nor more than half a burst, nor more than the client
-# earns in LEASE_S: at 20/s that is 10 tokens, one Redis trip per 10 requests; at 2/s (votes)
-# it is 1, a trip per request as before, so a slow bucket loses no tokens to expiry.
+# earns in LEASE_EARN_S: at 20/s that is 10 tokens, one Redis trip per 10 requests; at 2/s
+# (votes) it is 1, a trip per request as before.
 MAX_LEASE = 64
 MAX_CLIENTS = 100_000  # local entries kept per process; the oldest go first
 
@@ -100,7 +110,7 @@ class RateLimiter:
         self.burst = burst
         self.prefix = prefix
         self.lease_s = lease_s
-        self.lease = lease or max(1, min(MAX_LEASE, burst // 2, int(per_s * lease_s)))
+        self.lease = lease or max(1, min(MAX_LEASE, burst // 2, int(per_s * LEASE_EARN_S)))
         self.clock = clock
         self._local: dict[str, _Local] = {}
         self._script: Any = redis.register_script(_BUCKET)
