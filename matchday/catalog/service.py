@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
@@ -65,7 +64,7 @@ _SKU_RE = re.compile(SKU_PATTERN)
 class CatalogService:
     def __init__(
         self,
-        pool: AsyncConnectionPool,
+        repo: CatalogRepository,
         redis: aioredis.Redis,
         *,
         availability_key: str,
@@ -77,8 +76,9 @@ class CatalogService:
         stock_ttl_s: float = 15.0,
         redis_timeout_s: float = 0.5,
         redis_retry_s: float = 1.0,
+        metrics: Metrics = NOOP,  # a Serve replica's is Ray's (actors/metrics.py)
     ) -> None:
-        self.repo = CatalogRepository(pool)
+        self.repo = repo
         self.redis = redis
         self.availability_key = availability_key
         self.prefix = cache_prefix
@@ -89,7 +89,7 @@ class CatalogService:
         self._redis_down_until = 0.0
         self._missed_invalidation = False
         self.redis_failures = 0
-        self.metrics: Metrics = NOOP  # the Serve replica sets Ray's (actors/metrics.py)
+        self.metrics = metrics
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from matchday.domain.errors import MatchdayError
 from matchday.inventory.commands import CHANNEL_RE
 from matchday.storage.channels_repo import ChannelsRepository
 from matchday.web.admin_session import AdminCall, AdminGate
-from matchday.web.context import ShopContext
+from matchday.web.context import EngineContext
 from matchday.web.schemas import ErrorBody
 
 ChannelPath = Annotated[str, Path(max_length=32, pattern=f"^{CHANNEL_RE.pattern}$")]
@@ -37,8 +37,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
-    admin = ChannelAdmin(ChannelsRepository(ctx.pool), ctx.stock)  # type: ignore[arg-type]
+def include(app: FastAPI, gate: AdminGate, ctx: EngineContext) -> None:
+    admin = ChannelAdmin(ChannelsRepository(ctx.pool), ctx.stock)
     Reader = Annotated[AdminCall, Depends(gate.require(None))]
     Creator = Annotated[AdminCall, Depends(gate.require("channel.create"))]
     Rotator = Annotated[AdminCall, Depends(gate.require("channel.rotate"))]

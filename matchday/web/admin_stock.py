@@ -20,7 +20,7 @@ from matchday.inventory.commands import DEFAULT_POLICY, SKU_RE, StockView, field
 from matchday.storage.admin_repo import AdminRepository
 from matchday.storage.inventory_repo import InventoryRepository
 from matchday.web.admin_session import ADMIN_RESPONSES, AdminCall, AdminGate, StrictBody
-from matchday.web.context import ShopContext
+from matchday.web.context import EngineContext
 from matchday.web.schemas import ErrorBody
 
 SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=f"^{SKU_RE.pattern}$")]
@@ -92,10 +92,8 @@ class PinsOut(BaseModel):
     pins: dict[str, int]
 
 
-def include(app: FastAPI, gate: AdminGate, ctx: ShopContext, *, pins: Pinning) -> None:
-    stock = ctx.stock
-    if not isinstance(stock, StockAdmin):
-        raise TypeError("the admin API needs the inventory engine (ctx.stock)")
+def include(app: FastAPI, gate: AdminGate, ctx: EngineContext, *, pins: Pinning) -> None:
+    stock: StockAdmin = ctx.stock
     inventory = InventoryRepository(ctx.pool)
     importer = StockImporter(AdminRepository(ctx.pool), stock, ctx.settings.policy())
     Reader = Annotated[AdminCall, Depends(gate.require(None))]

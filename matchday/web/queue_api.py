@@ -18,23 +18,17 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from matchday.domain.clock import SystemClock
 from matchday.domain.errors import MatchdayError, NotFound
 from matchday.inventory.commands import SKU_RE
-from matchday.storage.drops_repo import DropsRepository, InventoryLevels
-from matchday.waitingroom.gate import PassGate
 from matchday.waitingroom.models import ADMITTED, CLOSED, DROP_ID_RE
-from matchday.waitingroom.redis_store import RedisQueue
-from matchday.waitingroom.service import EXPIRED, DropAdmin, WaitingRoom
-from matchday.waitingroom.tokens import Tokens
-from matchday.web.context import ShopContext
+from matchday.waitingroom.service import EXPIRED, WaitingRoom
+from matchday.web.context import ShopContext, WaitingRoomParts
 from matchday.web.schemas import ErrorBody
 
 DropPath = Annotated[str, Path(min_length=18, max_length=18, pattern=f"^{DROP_ID_RE.pattern}$")]
@@ -55,30 +49,9 @@ KEEPALIVE_S = 15.0
 _FINAL = frozenset({ADMITTED, CLOSED, EXPIRED})
 
 
-@dataclass
-class WaitingRoomParts:
-    room: WaitingRoom
-    gate: PassGate
-    admin: DropAdmin
-
-
 def waiting_room(ctx: ShopContext) -> WaitingRoomParts:
-    """The process's one waiting room (its caches and SKU map shared by its apps)."""
-    found = ctx.extras.get("waitingroom")
-    if not isinstance(found, WaitingRoomParts):
-        tokens = Tokens(ctx.settings.secret_key.get_secret_value())
-        drops = DropsRepository(ctx.pool)
-        queue = RedisQueue(ctx.redis)
-        levels = InventoryLevels(ctx.pool)
-        clock = SystemClock()
-        room = WaitingRoom(drops, queue, levels, tokens, clock, metrics=ctx.metrics)
-        found = WaitingRoomParts(
-            room,
-            PassGate(drops.live_skus, tokens, clock, room.spent, metrics=ctx.metrics),
-            DropAdmin(drops, queue, levels, clock),
-        )
-        ctx.extras["waitingroom"] = found
-    return found
+    """The process's one waiting room (built by matchday.bootstrap)."""
+    return ctx.waitingroom
 
 
 class JoinIn(BaseModel):

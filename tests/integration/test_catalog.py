@@ -24,6 +24,7 @@ from matchday.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
 from matchday.embedded import EmbeddedPostgres, EmbeddedRedis
 from matchday.inventory.routing import Router
 from matchday.settings import Settings
+from matchday.storage.catalog_repo import CatalogRepository
 from matchday.storage.db import make_pool
 from matchday.storage.inventory_repo import InventoryRepository
 from tests.conftest import uid
@@ -63,7 +64,7 @@ async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
 def make_service(pool: AsyncConnectionPool, redis: aioredis.Redis, **kw: Any) -> CatalogService:
     kw.setdefault("availability_key", uid("avail"))
     kw.setdefault("cache_prefix", uid("catalog"))
-    return CatalogService(pool, redis, **kw)
+    return CatalogService(CatalogRepository(pool), redis, **kw)
 
 
 @pytest.fixture
@@ -566,7 +567,7 @@ async def test_a_hung_redis_costs_a_bounded_wait_not_a_failed_read(
     p = product_in(category)
     await service.create_product(p, ROUTER)
     hung = CatalogService(
-        pool,
+        CatalogRepository(pool),
         Hanging(),
         availability_key=uid("a"),
         redis_timeout_s=0.05,  # type: ignore[arg-type]
