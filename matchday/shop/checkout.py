@@ -29,8 +29,6 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import psycopg
-
 from matchday.domain.clock import Clock, SystemClock
 from matchday.domain.errors import Conflict, InvalidInput, MatchdayError, NotFound
 from matchday.payments.fraud import FraudRules
@@ -99,10 +97,7 @@ class CheckoutService(OrderPayments):
         if existing is not None:
             return await self.resume(existing)
         order = await self._new_order(order_id, customer_id, cart_id, payment_token, offer_code)
-        try:
-            created, fresh = await self.repo.create_order(order, key)
-        except psycopg.errors.UniqueViolation:
-            raise Conflict(f"cart {cart_id} is already being checked out") from None
+        created, fresh = await self.repo.create_order(order, key)
         if fresh:
             await self.events.publish(created.order_id, created.status, told(created.status, {}))
             if await self._held_for_review(created, client_ip):

@@ -103,8 +103,8 @@ class OrderStore(Orders, HoldRecords, Protocol):
     async def create_order(self, order: Order, idempotency_key: str) -> tuple[Order, bool]:
         """(the order, True), the cart closed with it and its offer claimed; (the first
         order, False) when the key was used before. Conflict when the cart changed or is
-        being checked out; OfferInvalid when the offer was used; a second active order of
-        the cart raises ``psycopg.errors.UniqueViolation`` (ShopRepository's index)."""
+        being checked out, or already has an active order; OfferInvalid when the offer
+        was used."""
         ...
 
     async def bump_attempt(self, order_id: str, pay_within_s: float) -> int:
