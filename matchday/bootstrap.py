@@ -28,6 +28,7 @@ from matchday.admin.audit import AuditLog
 from matchday.admin.auth import AdminAuth
 from matchday.admin.sealing import TotpSeal
 from matchday.catalog.service import CatalogService
+from matchday.channels.admin import ChannelAdmin
 from matchday.channels.sales import ChannelSales
 from matchday.domain.clock import Clock, SystemClock
 from matchday.inventory.client import InventoryClient
@@ -246,6 +247,7 @@ def with_admin(ctx: CheckoutContext) -> AdminContext:
         auth=AdminAuth(repo, seal=TotpSeal(secret)),
         audit=AuditLog(repo),
         sessions=AdminSessions(secret, repo),
+        channels=ChannelAdmin(ChannelsRepository(ctx.pool), ctx.stock),
     )
 
 

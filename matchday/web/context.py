@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from matchday.admin.audit import AuditLog
 from matchday.admin.auth import AdminAuth
 from matchday.catalog.service import CatalogService
+from matchday.channels.admin import ChannelAdmin
 from matchday.inventory.client import InventoryClient
 from matchday.metrics import Metrics
 from matchday.polls.service import PollService
@@ -103,3 +104,4 @@ class AdminContext(CheckoutContext):
     auth: AdminAuth
     audit: AuditLog
     sessions: AdminSessions
+    channels: ChannelAdmin
