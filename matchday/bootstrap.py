@@ -17,7 +17,8 @@ handles, a gateway over a deployment handle, Ray's metrics) and call in here.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -41,6 +42,8 @@ from matchday.payments.worker import PaymentsWorker
 from matchday.polls.drain import VoteDrain
 from matchday.polls.offers import OfferBook, OfferCodes
 from matchday.polls.service import PollService
+from matchday.reports.ports import ReportViews
+from matchday.reports.reader import Reports
 from matchday.settings import Settings
 from matchday.shop.carts import CartService
 from matchday.shop.checkout import CheckoutService
@@ -53,6 +56,7 @@ from matchday.storage.drops_repo import DropsRepository, InventoryLevels
 from matchday.storage.payments_repo import PaymentsRepository
 from matchday.storage.payments_watch import PaymentWatch
 from matchday.storage.polls_repo import PollsRepository
+from matchday.storage.reports_repo import ReportsRepository
 from matchday.storage.shop_repo import ShopRepository
 from matchday.storage.supplier_syncs_repo import SyncsRepository
 from matchday.storage.suppliers_repo import SuppliersRepository
@@ -248,6 +252,7 @@ def with_admin(ctx: CheckoutContext) -> AdminContext:
         audit=AuditLog(repo),
         sessions=AdminSessions(secret, repo),
         channels=ChannelAdmin(ChannelsRepository(ctx.pool), ctx.stock),
+        reports=admin_reports(ctx),
     )
 
 
@@ -324,6 +329,52 @@ def supplier_services(
         bulk=bulk,
         applier=applier,
     )
+
+
+@asynccontextmanager
+async def open_reports(settings: Settings) -> AsyncIterator[Reports]:
+    """Small pools for a report run (the CLI), closed on exit: the replica's for reading when
+    one is configured, the primary's for refreshing."""
+    primary_pool = make_pool(settings.database_url, min_size=1, max_size=2, name="reports")
+    await primary_pool.open()
+    try:
+        if not settings.reports_database_url:
+            repo = ReportsRepository(primary_pool)
+            yield Reports(repo, repo)
+            return
+        replica_pool = make_pool(
+            settings.reports_database_url, min_size=1, max_size=2, name="reports-replica"
+        )
+        await replica_pool.open()
+        try:
+            yield Reports(ReportsRepository(replica_pool), ReportsRepository(primary_pool))
+        finally:
+            await replica_pool.close()
+    finally:
+        await primary_pool.close()
+
+
+def admin_reports(ctx: ShopContext) -> Callable[[], Awaitable[ReportViews]]:
+    """The admin app's reports: the primary's views, or the replica's over a small pool of
+    its own, opened on first use (most admin calls never need it)."""
+    url = ctx.settings.reports_database_url
+    if not url:
+        primary = ReportsRepository(ctx.pool)
+
+        async def on_primary() -> ReportViews:
+            return primary
+
+        return on_primary
+    replica: list[ReportsRepository] = []
+
+    async def on_replica() -> ReportViews:
+        if not replica:
+            pool = make_pool(url, max_size=2, name="admin-reports", check=False)
+            await pool.open(wait=False)
+            replica.append(ReportsRepository(pool))
+        return replica[0]
+
+    return on_replica
 
 
 def _fields_of(ctx: ShopContext) -> dict[str, Any]:

@@ -16,6 +16,7 @@ one where an ``assert ctx.checkout is not None`` used to refuse it at start.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
@@ -28,6 +29,7 @@ from matchday.channels.admin import ChannelAdmin
 from matchday.inventory.client import InventoryClient
 from matchday.metrics import Metrics
 from matchday.polls.service import PollService
+from matchday.reports.ports import ReportViews
 from matchday.settings import Settings
 from matchday.shop.carts import CartService
 from matchday.shop.checkout import CheckoutService
@@ -105,3 +107,4 @@ class AdminContext(CheckoutContext):
     audit: AuditLog
     sessions: AdminSessions
     channels: ChannelAdmin
+    reports: Callable[[], Awaitable[ReportViews]]  # the replica's, opened on first use
