@@ -28,11 +28,14 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from matchday.admin.audit import AuditLog
 from matchday.admin.auth import AdminAuth
 from matchday.admin.sealing import TotpSeal
+from matchday.catalog.demo import seed_catalog
 from matchday.catalog.service import CatalogService
 from matchday.channels.admin import ChannelAdmin
 from matchday.channels.sales import ChannelSales
+from matchday.demo import demo_stock
 from matchday.domain.clock import Clock, SystemClock
 from matchday.inventory.client import InventoryClient
+from matchday.inventory.routing import Router
 from matchday.metrics import NOOP, Metrics
 from matchday.payments.events import StripeEvents
 from matchday.payments.fraud import FraudRules, VelocityLimits
@@ -53,6 +56,7 @@ from matchday.storage.catalog_repo import CatalogRepository
 from matchday.storage.channels_repo import ChannelsRepository
 from matchday.storage.db import make_pool
 from matchday.storage.drops_repo import DropsRepository, InventoryLevels
+from matchday.storage.inventory_repo import InventoryRepository
 from matchday.storage.payments_repo import PaymentsRepository
 from matchday.storage.payments_watch import PaymentWatch
 from matchday.storage.polls_repo import PollsRepository
@@ -375,6 +379,22 @@ def admin_reports(ctx: ShopContext) -> Callable[[], Awaitable[ReportViews]]:
         return replica[0]
 
     return on_replica
+
+
+async def seed_demo(settings: Settings) -> int:
+    """The demo shop: its SKUs in the engine's tables and its catalogue; how many SKUs were new.
+
+    Safe on every start: it inserts what is missing and never changes what is there."""
+    pool = make_pool(settings.database_url)
+    await pool.open()
+    try:
+        n = await InventoryRepository(pool).create_skus(
+            demo_stock(), Router(settings.shards, settings.dedicated_shards)
+        )
+        await seed_catalog(CatalogRepository(pool))
+        return n
+    finally:
+        await pool.close()
 
 
 def _fields_of(ctx: ShopContext) -> dict[str, Any]:

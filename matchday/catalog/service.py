@@ -44,12 +44,12 @@ from matchday.catalog.models import (
     ProductPatch,
     ProductRecord,
 )
+from matchday.catalog.ports import CatalogStore
 from matchday.domain.cards import carries_pan
 from matchday.domain.errors import InvalidInput, NotFound
 from matchday.domain.prices import PriceInfo
 from matchday.inventory.routing import Router
 from matchday.metrics import CATALOG_CACHE, NOOP, Metrics
-from matchday.storage.catalog_repo import CatalogRepository
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ _SKU_RE = re.compile(SKU_PATTERN)
 class CatalogService:
     def __init__(
         self,
-        repo: CatalogRepository,
+        repo: CatalogStore,
         redis: aioredis.Redis,
         *,
         availability_key: str,

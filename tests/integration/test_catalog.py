@@ -611,8 +611,9 @@ async def test_the_demo_seed_is_idempotent_and_serves_every_demo_sku(
     pool: AsyncConnectionPool, service: CatalogService
 ) -> None:
     await InventoryRepository(pool).create_skus(demo_stock(), ROUTER)
-    first = await seed_catalog(pool)
-    again, concurrently = await asyncio.gather(seed_catalog(pool), seed_catalog(pool))
+    first = await seed_catalog(CatalogRepository(pool))
+    store = CatalogRepository(pool)
+    again, concurrently = await asyncio.gather(seed_catalog(store), seed_catalog(store))
     assert first in (0, len(demo_products()))  # 0 if an earlier test in this run seeded
     assert again == concurrently == 0
 
