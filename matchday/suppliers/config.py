@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from matchday.storage.suppliers_repo import SuppliersRepository
 from matchday.suppliers.admin import GRACE_S, SupplierAdmin
 from matchday.suppliers.apply import Applier
 from matchday.suppliers.bulk import BulkSyncs, SyncTuning
+from matchday.suppliers.ports import SupplierStore
 from matchday.suppliers.push import PushService
 from matchday.suppliers.signing import WINDOW_S
 
@@ -47,7 +47,7 @@ class SupplierSettings(BaseSettings):
 
 @dataclass(frozen=True, slots=True)
 class SupplierServices:
-    repo: SuppliersRepository
+    repo: SupplierStore
     admin: SupplierAdmin
     push: PushService
     bulk: BulkSyncs
