@@ -28,6 +28,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from matchday.admin.audit import AuditLog
 from matchday.admin.auth import AdminAuth
 from matchday.admin.sealing import TotpSeal
+from matchday.admin.stock_import import StockImporter
 from matchday.catalog.demo import seed_catalog
 from matchday.catalog.service import CatalogService
 from matchday.channels.admin import ChannelAdmin
@@ -256,6 +257,8 @@ def with_admin(ctx: CheckoutContext) -> AdminContext:
         audit=AuditLog(repo),
         sessions=AdminSessions(secret, repo),
         channels=ChannelAdmin(ChannelsRepository(ctx.pool), ctx.stock),
+        importer=StockImporter(repo, ctx.stock, ctx.settings.policy()),
+        stock_rows=InventoryRepository(ctx.pool),
         reports=admin_reports(ctx),
     )
 

@@ -24,6 +24,8 @@ from redis.asyncio import Redis
 
 from matchday.admin.audit import AuditLog
 from matchday.admin.auth import AdminAuth
+from matchday.admin.ports import StockRows
+from matchday.admin.stock_import import StockImporter
 from matchday.catalog.service import CatalogService
 from matchday.channels.admin import ChannelAdmin
 from matchday.inventory.client import InventoryClient
@@ -107,4 +109,6 @@ class AdminContext(CheckoutContext):
     audit: AuditLog
     sessions: AdminSessions
     channels: ChannelAdmin
+    importer: StockImporter
+    stock_rows: StockRows
     reports: Callable[[], Awaitable[ReportViews]]  # the replica's, opened on first use
