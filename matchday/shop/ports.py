@@ -2,8 +2,9 @@
 ``tests/fakes.py``): the inventory engine, prices, order events, and storage.
 
 Storage implements the store protocols (ShopRepository: :class:`CartStore`,
-:class:`OrderStore`; PaymentsRepository: :class:`PaymentLedger`); the shop never imports
-it. Each protocol names only what its module calls.
+:class:`OrderStore`, :class:`OrderHistory`, together :class:`ShopStore`;
+PaymentsRepository: :class:`PaymentLedger`); the shop never imports it. Each protocol
+names only what its module calls.
 """
 
 from __future__ import annotations
@@ -112,6 +113,22 @@ class OrderStore(Orders, HoldRecords, Protocol):
         ...
 
     async def set_cart_status(self, cart_id: str, status: str, order_id: str | None) -> None: ...
+
+
+class OrderHistory(Protocol):
+    """A customer's orders and an order's events, as the orders API reads them."""
+
+    async def orders_of(self, customer_id: str, limit: int, before: float | None) -> list[Order]:
+        """Newest first, created before ``before`` (epoch s) when given."""
+        ...
+
+    async def order_events(self, order_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
+        """The order's status changes after ``after_seq``, oldest first."""
+        ...
+
+
+class ShopStore(CartStore, OrderStore, OrderHistory, Protocol):
+    """All of the shop's records (ShopRepository): what an HTTP process's context holds."""
 
 
 class PaymentLedger(Suspicions, Queue, Captures, Refunds, Protocol):

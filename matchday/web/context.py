@@ -36,7 +36,7 @@ from matchday.settings import Settings
 from matchday.shop.carts import CartService
 from matchday.shop.checkout import CheckoutService
 from matchday.shop.events import RedisOrderEvents
-from matchday.storage.shop_repo import ShopRepository
+from matchday.shop.ports import ShopStore
 from matchday.suppliers.config import SupplierServices
 from matchday.waitingroom.gate import PassGate
 from matchday.waitingroom.service import DropAdmin, WaitingRoom
@@ -64,7 +64,7 @@ class ShopContext:
     limiter: RateLimiter
     idempotency: IdempotencyStore
     catalog: CatalogService
-    repo: ShopRepository
+    repo: ShopStore
     events: RedisOrderEvents
     polls: PollService
     waitingroom: WaitingRoomParts

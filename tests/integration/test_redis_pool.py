@@ -2,7 +2,7 @@
 
 redis-py's default asyncio pool raises MaxConnectionsError as soon as 100 connections are in
 use, fewer than a Serve replica has requests in flight: a burst became 503s with Redis
-healthy. ShopContext builds its client on a BlockingConnectionPool (redis_max_connections,
+healthy. matchday.bootstrap builds its client on a BlockingConnectionPool (redis_max_connections,
 redis_pool_timeout_s). On the real embedded Redis; nothing of Redis is mocked.
 """
 
