@@ -7,7 +7,7 @@ A process opens the context it needs and extends it step by step:
     ctx = await open_shop(settings, metrics=m)        # catalogue, polls, sessions, ...
     ctx = with_engine(ctx, stock)                      # + carts, supplier services
     ctx = with_checkout(ctx, gateway)                  # + checkout
-    ctx = with_admin(ctx)                              # + operators' auth, audit, sessions
+    ctx = with_admin(ctx)                              # + operators' auth, audit, imports
 
 Features never build their own collaborators, and the HTTP layer (matchday.web) receives
 them ready, as the fields of a typed context without optional fields. The Serve
@@ -248,7 +248,8 @@ def routed_gateways(gateway: PaymentGateway) -> Mapping[str, PaymentGateway]:
 
 
 def with_admin(ctx: CheckoutContext) -> AdminContext:
-    """``ctx`` and the operators' login, sessions and audit log (the admin app)."""
+    """``ctx`` and what only the admin app uses: the operators' login, sessions and audit
+    log, channel administration, the stock import, and the reports."""
     secret = ctx.settings.secret_key.get_secret_value()
     repo = AdminRepository(ctx.pool)
     return AdminContext(

@@ -8,7 +8,8 @@ Three contexts, each a strict extension of the one before, all fields required (
 - :class:`EngineContext`: and the inventory engine, with the carts and supplier services
   built on it (the shop, channels and suppliers apps).
 - :class:`CheckoutContext`: and checkout over a payment gateway (orders, webhooks).
-- :class:`AdminContext`: and the operators' login, sessions and audit log (admin).
+- :class:`AdminContext`: and the operators' login, sessions and audit log, channel
+  administration, the stock import and the reports (admin).
 
 An app declares the context it needs in its ``build`` signature, so mypy refuses the wrong
 one where an ``assert ctx.checkout is not None`` used to refuse it at start.
