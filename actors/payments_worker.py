@@ -73,14 +73,14 @@ class PaymentsWorkerActor:
 
     async def _serve(self) -> None:
         from actors.client import connect_client
+        from matchday import bootstrap
         from matchday.payments.factory import build_gateway
-        from matchday.payments.router import PaymentRouter
         from matchday.storage.db import make_pool
         from matchday.storage.payments_repo import PaymentsRepository
-        from matchday.web.context import ShopContext
 
         s = self.settings
-        assert self._stop is not None
+        # The Stripe accounts' records go through a pool of their own, opened first: the
+        # gateway is an input of the worker's wiring, not a part of it.
         pool = make_pool(s.database_url, max_size=2, name="payments-worker-gw")
         await pool.open(wait=False)
         try:
@@ -90,34 +90,23 @@ class PaymentsWorkerActor:
                 from actors.payments_handle import HandleGateway
 
                 gateway = HandleGateway.deployed()  # raises until Serve has deployed it
-            ctx = await ShopContext.open(s, stock=connect_client(s), gateway=gateway, pool_size=4)
+            parts = await bootstrap.open_payments_worker(s, connect_client(s), gateway)
             try:
-                await self._work(ctx, gateway, isinstance(gateway, PaymentRouter))
+                await self._work(parts, gateway)
             finally:
-                await ctx.close()
+                await parts.close()
         finally:
             await pool.close()
 
-    async def _work(self, ctx: Any, gateway: Any, routed: bool) -> None:
-        from matchday.payments.worker import PaymentsWorker
-        from matchday.storage.payments_repo import PaymentsRepository
-        from matchday.storage.payments_watch import PaymentWatch
-
+    async def _work(self, parts: Any, gateway: Any) -> None:
         s = self.settings
-        assert ctx.checkout is not None and self._stop is not None
-        ctx.checkout.settle_grace_s = s.payment_settle_grace_s
-        gateways = gateway.gateways if routed else {}
-        self._worker = PaymentsWorker(
-            ctx.repo, PaymentsRepository(ctx.pool), ctx.checkout, gateways,
-            base_s=s.payment_retry_base_s, max_s=s.payment_retry_max_s,
-            stale_s=max(s.payment_settle_grace_s, 2 * s.stripe_timeout_s),
-        )  # fmt: skip
+        assert self._stop is not None
+        self._worker = parts.worker
         sampler = sample_every(payment_queue_sampler(self._worker.payments))
-        watch = PaymentWatch(ctx.pool)
-        deadlines = sample_every(deadline_sampler(watch, s.payment_hold_s))
+        deadlines = sample_every(deadline_sampler(parts.watch, s.payment_hold_s))
         # The worker's retries charge through its own router: its counts are exported too
         # (a HandleGateway's charges are counted by the Payments deployment itself).
-        charges = sample_every(GatewayCounters(gateway).sample) if gateways else None
+        charges = sample_every(GatewayCounters(gateway).sample) if parts.worker.gateways else None
         self._running = True
         try:
             await self._worker.run(self._stop, poll_s=s.payment_worker_poll_s)

@@ -63,24 +63,22 @@ class SupplierWorkerActor:
         import httpx
 
         from actors.client import connect_client, shard_handles
-        from matchday.suppliers.config import SupplierSettings, wire
+        from matchday import bootstrap
+        from matchday.suppliers.config import SupplierSettings
         from matchday.suppliers.load import MutationRate
         from matchday.suppliers.pull import FeedPuller, Pulls
         from matchday.suppliers.runner import SyncRunner
         from matchday.suppliers.worker import SupplierWorker
-        from matchday.web.context import ShopContext
 
         s = self.settings
         assert self._stop is not None
         handles = shard_handles(s)
-        ctx = await ShopContext.open(s, stock=connect_client(s, handles), pool_size=4)
         metrics = safe_metrics()
         sup = SupplierSettings()
+        shop = await bootstrap.open_shop(s, metrics=metrics, pool_size=4)
+        ctx = bootstrap.with_engine(shop, connect_client(s, handles), suppliers=sup)
         try:
-            services = wire(
-                ctx.pool, ctx.stock, s.secret_key.get_secret_value(),  # type: ignore[arg-type]
-                settings=sup, metrics=metrics,
-            )  # fmt: skip
+            services = ctx.suppliers
             probe = MutationRate(shard_totals(handles))
             runner = SyncRunner(services.bulk, services.applier, probe, metrics=metrics)
             async with httpx.AsyncClient(follow_redirects=False) as client:

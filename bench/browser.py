@@ -63,7 +63,7 @@ def demo_stack(say: Any = print) -> Iterator[Target]:
     import tempfile
 
     from bench.http_stack import Stack
-    from matchday.catalog.demo import seed_demo
+    from matchday.bootstrap import seed_demo
     from matchday.embedded import remove_tree, start_servers
     from matchday.settings import Settings
     from matchday.storage.db import migrate

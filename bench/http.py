@@ -84,11 +84,11 @@ RESULTS = ROOT / "bench" / "results"
 
 async def create_hot_skus(settings: Settings, skus: list[str]) -> None:
     """One product per SKU in the catalogue (the cart checks prices) with HOT_STOCK units."""
+    from matchday import bootstrap
     from matchday.catalog.models import CategoryIn, ProductIn, VariantIn
     from matchday.inventory.routing import Router
-    from matchday.web.context import ShopContext
 
-    ctx = await ShopContext.open(settings)
+    ctx = await bootstrap.open_shop(settings)
     try:
         await ctx.catalog.put_category(CategoryIn(slug="bench", name="Bench"))
         for sku in skus:

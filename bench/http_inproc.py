@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.http import create_hot_skus
+from matchday import bootstrap
 from matchday.embedded import remove_tree, start_servers
 from matchday.inventory.client import InventoryClient
 from matchday.inventory.commands import Outcome, ReservationView
@@ -41,7 +42,7 @@ from matchday.inventory.wire import WireMutation, WireOutcome, outcome_to_wire
 from matchday.settings import Settings
 from matchday.storage.db import migrate
 from matchday.web import shop_api
-from matchday.web.context import ShopContext
+from matchday.web.context import EngineContext
 
 
 def canned_engine(delay_s: float) -> tuple[Any, list[int]]:
@@ -94,9 +95,8 @@ async def one_request(app: Any, path: str, headers: list[tuple[bytes, bytes]], b
     return status
 
 
-async def shopper(ctx: ShopContext) -> tuple[str, list[tuple[bytes, bytes]]]:
+async def shopper(ctx: EngineContext) -> tuple[str, list[tuple[bytes, bytes]]]:
     customer, token = ctx.identity.new_customer()
-    assert ctx.carts is not None
     cart = await ctx.carts.create(customer, "bench")
     return cart.cart_id, [(b"host", b"shop"), (b"authorization", f"Bearer {token}".encode())]
 
@@ -107,7 +107,7 @@ async def measure(
     send, sizes = canned_engine(engine_ms / 1000)
     router = Router(settings.shards, settings.dedicated_shards)
     stock = InventoryClient(send, router, policy=settings.policy())
-    ctx = await ShopContext.open(settings, stock=stock)
+    ctx = bootstrap.with_engine(await bootstrap.open_shop(settings), stock)
     try:
         app = shop_api.build(ctx, lean_route=variant != "plain")
         body = f'{{"sku": "{sku}", "qty": 1}}'.encode()

@@ -78,6 +78,7 @@ async def create_fixture(settings: Settings) -> Fixture:
     from matchday.catalog.service import CatalogService
     from matchday.inventory.routing import Router
     from matchday.polls.models import OptionIn, PollIn
+    from matchday.storage.catalog_repo import CatalogRepository
     from matchday.storage.db import make_pool
     from matchday.storage.polls_repo import PollsRepository
 
@@ -94,8 +95,12 @@ async def create_fixture(settings: Settings) -> Fixture:
     await pool.open()
     redis = Redis.from_url(settings.redis_url)
     try:
-        catalog = CatalogService(pool, redis, availability_key=settings.availability_key,
-                                 cache_ttl_s=settings.catalog_cache_ttl_s)  # fmt: skip
+        catalog = CatalogService(
+            CatalogRepository(pool),
+            redis,
+            availability_key=settings.availability_key,
+            cache_ttl_s=settings.catalog_cache_ttl_s,
+        )
         await catalog.put_category(CategoryIn(slug="capacity-probe", name="Capacity probe"))
         await catalog.create_product(product, Router(settings.shards, settings.dedicated_shards))
         spec = PollIn(question=f"Capacity probe {run}?", placement="checkout",
@@ -114,13 +119,16 @@ async def hide_fixture(settings: Settings, fixture: Fixture) -> None:
 
     from matchday.catalog.models import ProductPatch
     from matchday.catalog.service import CatalogService
+    from matchday.storage.catalog_repo import CatalogRepository
     from matchday.storage.db import make_pool
 
     pool = make_pool(settings.database_url, max_size=1)
     await pool.open()
     redis = Redis.from_url(settings.redis_url)
     try:
-        catalog = CatalogService(pool, redis, availability_key=settings.availability_key)
+        catalog = CatalogService(
+            CatalogRepository(pool), redis, availability_key=settings.availability_key
+        )
         await catalog.update_product(fixture.slug, ProductPatch(active=False))
     finally:
         await redis.aclose()

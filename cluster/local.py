@@ -30,7 +30,7 @@ from cluster.serving import (
     load_config,
     shutdown,
 )
-from matchday.catalog.demo import seed_demo
+from matchday.bootstrap import seed_demo
 from matchday.embedded import EmbeddedPostgres, start_servers
 from matchday.ops.stack_state import STATE_FILE
 from matchday.settings import Settings

@@ -48,8 +48,8 @@ def _table(rows: Sequence[Any]) -> str:
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from cluster.cli_common import resolve
+    from matchday.bootstrap import open_reports
     from matchday.reports.output import write_csv, write_png
-    from matchday.reports.reader import open_reports
     from matchday.reports.registry import REPORTS
 
     settings = resolve(settings)

@@ -10,11 +10,12 @@ from ray.serve import Application
 from actors.client import shard_handles
 from actors.payments_handle import HandleGateway
 from actors.pinning import pin_sku, unpin_sku
+from matchday import bootstrap
 from matchday.inventory.routing import Router
 from matchday.storage.inventory_repo import InventoryRepository
 from matchday.web import admin_api
 from serve import presets
-from serve.common import AppArgs, open_context, settings_of
+from serve.common import AppArgs, open_engine, settings_of
 
 
 class RayPinning:
@@ -41,7 +42,8 @@ class AdminAPI:
     async def __init__(self, settings: dict[str, Any]) -> None:
         s = settings_of(settings)
         # Refunds go through the Payments deployment of the orders app (admin_refunds.py).
-        self.ctx = await open_context(s, with_stock=True, gateway=HandleGateway.deployed())
+        ctx = bootstrap.with_checkout(await open_engine(s), HandleGateway.deployed())
+        self.ctx = bootstrap.with_admin(ctx)
         self.router = Router(s.shards, s.dedicated_shards)
         self.pins = RayPinning(InventoryRepository(self.ctx.pool), self.router, shard_handles(s))
 

@@ -9,14 +9,14 @@ from ray.serve import Application
 
 from matchday.web import catalog_api
 from serve import presets
-from serve.common import AppArgs, open_context, settings_of
+from serve.common import AppArgs, open_shop, settings_of
 
 
 @serve.deployment(name="Catalog", **presets.CATALOG)
 @serve.ingress()
 class CatalogAPI:
     async def __init__(self, settings: dict[str, Any]) -> None:
-        self.ctx = await open_context(settings_of(settings), with_stock=False)
+        self.ctx = await open_shop(settings_of(settings))
 
     def __serve_build_asgi_app__(self) -> Any:
         return catalog_api.build(self.ctx)

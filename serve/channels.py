@@ -13,21 +13,18 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from matchday.channels.sales import ChannelSales
-from matchday.storage.channels_repo import ChannelsRepository
+from matchday import bootstrap
 from matchday.web import channels_api
 from serve import presets
-from serve.common import AppArgs, open_context, settings_of
+from serve.common import AppArgs, open_engine, settings_of
 
 
 @serve.deployment(name="Channels", **presets.CHANNELS)
 @serve.ingress()
 class ChannelsAPI:
     async def __init__(self, settings: dict[str, Any]) -> None:
-        self.ctx = await open_context(settings_of(settings), with_stock=True)
-        assert self.ctx.stock is not None
-        engine: Any = self.ctx.stock  # an InventoryClient
-        self.sales = ChannelSales(ChannelsRepository(self.ctx.pool), engine)
+        self.ctx = await open_engine(settings_of(settings))
+        self.sales = bootstrap.channel_sales(self.ctx)
 
     def __serve_build_asgi_app__(self) -> Any:
         return channels_api.build(self.ctx, self.sales)

@@ -1,4 +1,6 @@
-"""What every matchday deployment does at start: settings, the engine client, the context."""
+"""What every matchday deployment does at start: its settings, and its context opened by
+matchday.bootstrap with what only Ray can give (an engine client over the shard actors,
+Ray's metrics)."""
 
 from __future__ import annotations
 
@@ -6,10 +8,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from actors.client import connect_client
 from actors.metrics import safe_metrics
-from matchday.payments.gateway import PaymentGateway
+from matchday import bootstrap
 from matchday.settings import Settings
-from matchday.web.context import ShopContext
+from matchday.web.context import EngineContext, ShopContext
 
 
 class AppArgs(BaseModel):
@@ -28,14 +31,11 @@ def settings_of(args: dict[str, Any]) -> Settings:
     return Settings(**args)
 
 
-async def open_context(
-    settings: Settings, *, with_stock: bool, gateway: PaymentGateway | None = None
-) -> ShopContext:
-    stock = None
-    if with_stock:
-        from actors.client import connect_client
+async def open_shop(settings: Settings) -> ShopContext:
+    """The context of an app without the inventory engine (catalogue, polls)."""
+    return await bootstrap.open_shop(settings, metrics=safe_metrics())
 
-        stock = connect_client(settings)
-    ctx = await ShopContext.open(settings, stock=stock, gateway=gateway)
-    ctx.metrics = ctx.catalog.metrics = safe_metrics()
-    return ctx
+
+async def open_engine(settings: Settings) -> EngineContext:
+    """The context of an app with the engine, over this replica's client of the shards."""
+    return bootstrap.with_engine(await open_shop(settings), connect_client(settings))

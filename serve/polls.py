@@ -10,20 +10,18 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from matchday.polls.drain import VoteDrain
-from matchday.storage.polls_repo import PollsRepository
+from matchday import bootstrap
 from matchday.web import polls_api
 from serve import presets
-from serve.common import AppArgs, open_context, settings_of
+from serve.common import AppArgs, open_shop, settings_of
 
 
 @serve.deployment(name="Polls", **presets.POLLS)
 @serve.ingress()
 class PollsAPI:
     async def __init__(self, settings: dict[str, Any]) -> None:
-        self.ctx = await open_context(settings_of(settings), with_stock=False)
-        service = polls_api.service_of(self.ctx)
-        drain = VoteDrain(self.ctx.redis, PollsRepository(self.ctx.pool), service.tally.stream)
+        self.ctx = await open_shop(settings_of(settings))
+        drain = bootstrap.vote_drain(self.ctx)
         self._drain = asyncio.get_running_loop().create_task(drain.run())
 
     def __serve_build_asgi_app__(self) -> Any:
@@ -33,7 +31,6 @@ class PollsAPI:
         self._drain.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._drain
-        await polls_api.service_of(self.ctx).aclose()
         await self.ctx.close()
 
 

@@ -9,14 +9,14 @@ from ray.serve import Application
 
 from matchday.web import shop_api
 from serve import presets
-from serve.common import AppArgs, open_context, settings_of
+from serve.common import AppArgs, open_engine, settings_of
 
 
 @serve.deployment(name="Shop", **presets.SHOP)
 @serve.ingress()
 class ShopAPI:
     async def __init__(self, settings: dict[str, Any]) -> None:
-        self.ctx = await open_context(settings_of(settings), with_stock=True)
+        self.ctx = await open_engine(settings_of(settings))
 
     def __serve_build_asgi_app__(self) -> Any:
         return shop_api.build(self.ctx)

@@ -14,25 +14,19 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from matchday.suppliers.config import wire
 from matchday.web import suppliers_api
 from serve import presets
-from serve.common import AppArgs, open_context, settings_of
+from serve.common import AppArgs, open_engine, settings_of
 
 
 @serve.deployment(name="Suppliers", **presets.SUPPLIERS)
 @serve.ingress()
 class SuppliersAPI:
     async def __init__(self, settings: dict[str, Any]) -> None:
-        s = settings_of(settings)
-        self.ctx = await open_context(s, with_stock=True)
-        assert self.ctx.stock is not None
-        secret = s.secret_key.get_secret_value()
-        stock: Any = self.ctx.stock  # an InventoryClient: restock, set_on_hand
-        self.services = wire(self.ctx.pool, stock, secret, metrics=self.ctx.metrics)
+        self.ctx = await open_engine(settings_of(settings))
 
     def __serve_build_asgi_app__(self) -> Any:
-        return suppliers_api.build(self.ctx, self.services.push)
+        return suppliers_api.build(self.ctx, self.ctx.suppliers.push)
 
     async def __del__(self) -> None:
         await self.ctx.close()

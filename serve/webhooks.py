@@ -14,15 +14,13 @@ from ray import serve
 from ray.serve import Application
 
 from actors.payments_handle import HandleGateway
-from matchday.payments.events import StripeEvents
+from matchday import bootstrap
 from matchday.payments.factory import build_gateway
-from matchday.payments.router import PaymentRouter
 from matchday.storage.db import make_pool
 from matchday.storage.payments_repo import PaymentsRepository
 from matchday.web import webhooks_api
 from serve import presets
-from serve.common import AppArgs, open_context, settings_of
-from serve.orders import configure_payments
+from serve.common import AppArgs, open_engine, settings_of
 
 # Webhooks are a trickle next to checkouts: Stripe retries for days, so shedding is safe.
 WEBHOOKS = presets.autoscaled(min_replicas=1, max_replicas=2, target=16, ongoing=64, queued=256)
@@ -39,11 +37,8 @@ class WebhooksAPI:
         gateway: Any = (
             build_gateway(s, payments) if s.gateway_kind == "stripe" else HandleGateway.deployed()
         )
-        self.ctx = await open_context(s, with_stock=True, gateway=gateway)
-        configure_payments(self.ctx, s)
-        assert self.ctx.checkout is not None
-        gateways = gateway.gateways if isinstance(gateway, PaymentRouter) else {}
-        self.events = StripeEvents(self.ctx.repo, payments, self.ctx.checkout, gateways)
+        self.ctx = bootstrap.with_checkout(await open_engine(s), gateway)
+        self.events = bootstrap.stripe_events(self.ctx, gateway)
         self.secrets = {
             "primary": s.stripe_webhook_secret.get_secret_value(),
             "backup": s.stripe_backup_webhook_secret.get_secret_value(),

@@ -12,8 +12,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-import psycopg
-
 from matchday.domain.errors import Conflict, StaleEpoch, Unavailable
 from matchday.domain.prices import PriceInfo
 from matchday.inventory.changes import R_ID, Entry, reservation_view
@@ -260,7 +258,7 @@ class FakeShopStore:
             o.cart_id == order.cart_id and o.status in st.IN_FLIGHT | {st.PAID}
             for o in self.orders.values()
         ):
-            raise psycopg.errors.UniqueViolation("orders_one_active_per_cart")
+            raise Conflict(f"cart {order.cart_id} is already being checked out")
         async with self._lock(order.cart_id):  # checks first: a refusal changes nothing
             self._check_cart(order)
             if order.offer_code and order.offer_code in self.offers:

@@ -11,10 +11,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from matchday.admin.ports import AuditStore
 from matchday.admin.records import AdminIdentity, AuditEntry
 from matchday.domain.clock import Clock, SystemClock
 from matchday.domain.errors import InvalidInput
-from matchday.storage.admin_repo import AdminRepository
 
 REDACTED = "[redacted]"
 # Deliberately broad: a redacted "error_code" costs a little forensic detail, a stored
@@ -50,7 +50,7 @@ def redact(value: Any, depth: int = 0) -> Any:
 
 
 class AuditLog:
-    def __init__(self, repo: AdminRepository, clock: Clock | None = None) -> None:
+    def __init__(self, repo: AuditStore, clock: Clock | None = None) -> None:
         self.repo = repo
         self.clock = clock or SystemClock()
 

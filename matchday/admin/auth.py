@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import pyotp
 
+from matchday.admin.ports import KeyStore
 from matchday.admin.records import AdminIdentity, KeyInfo, KeyRecord
 from matchday.admin.sealing import SealError, TotpSeal
 from matchday.domain.clock import Clock, SystemClock
 from matchday.domain.errors import Forbidden, InvalidInput, NotFound, Unauthorized
-from matchday.storage.admin_repo import AdminRepository
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def hash_secret(key_id: str, secret: str) -> bytes:
 class AdminAuth:
     def __init__(
         self,
-        repo: AdminRepository,
+        repo: KeyStore,
         clock: Clock | None = None,
         policy: AuthPolicy | None = None,
         seal: TotpSeal | None = None,

@@ -50,6 +50,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from matchday.admin.ports import ImportStore
 from matchday.admin.records import AdminIdentity, ImportRow, RowResult
 from matchday.domain.cards import carries_pan
 from matchday.domain.clock import Clock, SystemClock
@@ -60,7 +61,6 @@ from matchday.domain.errors import (
     NotFound,
 )
 from matchday.inventory.commands import DEFAULT_POLICY, Policy, check_sku
-from matchday.storage.admin_repo import AdminRepository
 
 HEADER = ["sku", "action", "quantity"]
 ACTIONS = ("restock", "set")
@@ -235,7 +235,7 @@ def request_id_for(import_id: str, line: int) -> str:
 class StockImporter:
     def __init__(
         self,
-        repo: AdminRepository,
+        repo: ImportStore,
         writer: StockWriter,
         policy: Policy = DEFAULT_POLICY,
         clock: Clock | None = None,

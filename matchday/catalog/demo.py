@@ -6,15 +6,9 @@ changes what is there, so it is safe on every start and beside a merchandiser's 
 
 from __future__ import annotations
 
-from psycopg_pool import AsyncConnectionPool
-
 from matchday.catalog.models import CategoryIn, ProductIn, VariantIn
+from matchday.catalog.ports import CatalogStore
 from matchday.demo import BOOT_SIZES, SHIRT_SIZES, TEAMS, demo_stock
-from matchday.inventory.routing import Router
-from matchday.settings import Settings
-from matchday.storage.catalog_repo import CatalogRepository
-from matchday.storage.db import make_pool
-from matchday.storage.inventory_repo import InventoryRepository
 
 DEMO_CATEGORIES = (
     CategoryIn(slug="jerseys", name="Jerseys", position=1),
@@ -144,24 +138,10 @@ def demo_products() -> list[ProductIn]:
     return products
 
 
-async def seed_catalog(pool: AsyncConnectionPool) -> int:
+async def seed_catalog(store: CatalogStore) -> int:
     """Insert the demo categories and products that are missing; return products inserted.
 
     Does not touch the catalogue cache: on a fresh start it is empty, and otherwise entries
     cached before the seed expire within the cache TTL (``CatalogService.seed`` invalidates).
     """
-    return await CatalogRepository(pool).seed_products(DEMO_CATEGORIES, demo_products())
-
-
-async def seed_demo(settings: Settings) -> int:
-    """The demo shop: its SKUs in the engine's tables and its catalogue; how many SKUs were new."""
-    pool = make_pool(settings.database_url)
-    await pool.open()
-    try:
-        n = await InventoryRepository(pool).create_skus(
-            demo_stock(), Router(settings.shards, settings.dedicated_shards)
-        )
-        await seed_catalog(pool)
-        return n
-    finally:
-        await pool.close()
+    return await store.seed_products(DEMO_CATEGORIES, demo_products())

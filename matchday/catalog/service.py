@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
@@ -45,12 +44,12 @@ from matchday.catalog.models import (
     ProductPatch,
     ProductRecord,
 )
+from matchday.catalog.ports import CatalogStore
 from matchday.domain.cards import carries_pan
 from matchday.domain.errors import InvalidInput, NotFound
 from matchday.domain.prices import PriceInfo
 from matchday.inventory.routing import Router
 from matchday.metrics import CATALOG_CACHE, NOOP, Metrics
-from matchday.storage.catalog_repo import CatalogRepository
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ _SKU_RE = re.compile(SKU_PATTERN)
 class CatalogService:
     def __init__(
         self,
-        pool: AsyncConnectionPool,
+        repo: CatalogStore,
         redis: aioredis.Redis,
         *,
         availability_key: str,
@@ -77,8 +76,9 @@ class CatalogService:
         stock_ttl_s: float = 15.0,
         redis_timeout_s: float = 0.5,
         redis_retry_s: float = 1.0,
+        metrics: Metrics = NOOP,  # a Serve replica's is Ray's (actors/metrics.py)
     ) -> None:
-        self.repo = CatalogRepository(pool)
+        self.repo = repo
         self.redis = redis
         self.availability_key = availability_key
         self.prefix = cache_prefix
@@ -89,7 +89,7 @@ class CatalogService:
         self._redis_down_until = 0.0
         self._missed_invalidation = False
         self.redis_failures = 0
-        self.metrics: Metrics = NOOP  # the Serve replica sets Ray's (actors/metrics.py)
+        self.metrics = metrics
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -16,11 +16,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from matchday.channels.model import Channel, ChannelStockView, key_hash, new_key
-from matchday.channels.ports import ChannelEngine
+from matchday.channels.ports import ChannelEngine, ChannelStore
 from matchday.domain.clock import Clock, SystemClock
 from matchday.domain.errors import Conflict, InvalidInput, NotFound
 from matchday.inventory.commands import CHANNEL_RE, SKU_RE
-from matchday.storage.channels_repo import ChannelsRepository
 
 ChannelId = Annotated[str, Field(pattern=f"^{CHANNEL_RE.pattern}$", max_length=32)]
 Name = Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -65,7 +64,7 @@ class Issued:
 class ChannelAdmin:
     def __init__(
         self,
-        repo: ChannelsRepository,
+        repo: ChannelStore,
         engine: ChannelEngine | None = None,
         *,
         clock: Clock | None = None,

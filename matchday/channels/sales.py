@@ -10,10 +10,9 @@ channel commits and releases only its own reservations: any other is "unknown" t
 from __future__ import annotations
 
 from matchday.channels.model import Channel, ChannelStockView, channel_of, key_matches
-from matchday.channels.ports import ChannelEngine
+from matchday.channels.ports import ChannelEngine, ChannelStore
 from matchday.domain.errors import Conflict, Forbidden, Unauthorized, UnknownReservation
 from matchday.inventory.commands import ReservationView
-from matchday.storage.channels_repo import ChannelsRepository
 
 DEFAULT_TTL_S = 900.0  # a marketplace's checkout, longer than the shop's cart
 
@@ -23,7 +22,7 @@ def engine_request_id(channel_id: str, request_id: str) -> str:
 
 
 class ChannelSales:
-    def __init__(self, repo: ChannelsRepository, engine: ChannelEngine) -> None:
+    def __init__(self, repo: ChannelStore, engine: ChannelEngine) -> None:
         self.repo = repo
         self.engine = engine
 

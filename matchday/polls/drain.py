@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from matchday.domain.errors import Unavailable
-from matchday.storage.polls_repo import PollsRepository, VoteRow
+from matchday.polls.ports import VoteRow, VoteStore
 from matchday.tasks import raise_if_cancelled
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class VoteDrain:
     def __init__(
         self,
         redis: Redis,
-        repo: PollsRepository,
+        repo: VoteStore,
         stream: str,
         *,
         consumer: str | None = None,

@@ -27,9 +27,9 @@ from matchday.polls.models import (
     PollIn,
 )
 from matchday.polls.offers import OfferCodes, offer_product
+from matchday.polls.ports import PollStore
 from matchday.polls.tally import Tally
 from matchday.shop.carts import derived_id
-from matchday.storage.polls_repo import PollsRepository
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 class PollService:
     def __init__(
         self,
-        repo: PollsRepository,
+        repo: PollStore,
         redis: Redis,
         codes: OfferCodes,
         *,

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from matchday.storage.reports_repo import ReportsRepository
+from matchday.reports.ports import ReportViews
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Chart:
 class Report:
     name: str
     description: str
-    fetch: Callable[[ReportsRepository, int], Awaitable[Sequence[Any]]]
+    fetch: Callable[[ReportViews, int], Awaitable[Sequence[Any]]]
     chart: Chart
 
 
@@ -94,6 +94,6 @@ REPORTS: dict[str, Report] = {
 }
 
 
-async def run_report(repo: ReportsRepository, name: str, limit: int = 1000) -> Sequence[Any]:
+async def run_report(repo: ReportViews, name: str, limit: int = 1000) -> Sequence[Any]:
     """The rows of the report called ``name`` (a key of :data:`REPORTS`)."""
     return await REPORTS[name].fetch(repo, limit)

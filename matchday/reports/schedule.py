@@ -7,13 +7,13 @@ import contextlib
 import logging
 
 from matchday.domain.errors import Unavailable
-from matchday.storage.reports_repo import ReportsRepository
+from matchday.reports.ports import Refresh
 
 log = logging.getLogger(__name__)
 
 
 async def refresh_every(
-    repo: ReportsRepository, interval: float, *, stop: asyncio.Event | None = None
+    repo: Refresh, interval: float, *, stop: asyncio.Event | None = None
 ) -> int:
     """Refresh the views every ``interval`` seconds until ``stop`` is set (or cancelled).
 

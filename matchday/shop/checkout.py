@@ -25,13 +25,10 @@ for review (status ``review``) before any charge; an operator approves or reject
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import psycopg
-
-from matchday.domain.clock import Clock, SystemClock
+from matchday.domain.clock import Clock
 from matchday.domain.errors import Conflict, InvalidInput, MatchdayError, NotFound
 from matchday.payments.fraud import FraudRules
 from matchday.payments.gateway import PaymentGateway, check_token
@@ -66,10 +63,10 @@ class CheckoutService(OrderPayments):
         *,
         payment_hold_s: float,
         payments: PaymentLedger,
+        clock: Clock,
         fraud: FraudRules | None = None,
         settle_grace_s: float = 60.0,
         offers: Offers | None = None,
-        clock: Clock | None = None,
     ) -> None:
         self.repo = repo
         self.stock = stock
@@ -82,7 +79,7 @@ class CheckoutService(OrderPayments):
         self.fraud = fraud
         self.settle_grace_s = settle_grace_s
         self.offers = offers
-        self.clock = clock or SystemClock()
+        self.clock = clock
 
     async def checkout(
         self,
@@ -99,10 +96,7 @@ class CheckoutService(OrderPayments):
         if existing is not None:
             return await self.resume(existing)
         order = await self._new_order(order_id, customer_id, cart_id, payment_token, offer_code)
-        try:
-            created, fresh = await self.repo.create_order(order, key)
-        except psycopg.errors.UniqueViolation:
-            raise Conflict(f"cart {cart_id} is already being checked out") from None
+        created, fresh = await self.repo.create_order(order, key)
         if fresh:
             await self.events.publish(created.order_id, created.status, told(created.status, {}))
             if await self._held_for_review(created, client_ip):
@@ -269,7 +263,7 @@ class CheckoutService(OrderPayments):
             raise NotFound("cart", cart_id)
         if cart.status != "open":
             raise Conflict(f"cart {cart_id} is already checked out")
-        now = time.time()
+        now = self.clock.now()
         held = [line for line in cart.held if line.expires_at > now]
         if not held:
             raise Conflict("the cart holds nothing: add items again (holds expire)")

@@ -2,8 +2,9 @@
 ``tests/fakes.py``): the inventory engine, prices, order events, and storage.
 
 Storage implements the store protocols (ShopRepository: :class:`CartStore`,
-:class:`OrderStore`; PaymentsRepository: :class:`PaymentLedger`); the shop never imports
-it. Each protocol names only what its module calls.
+:class:`OrderStore`, :class:`OrderHistory`, together :class:`ShopStore`;
+PaymentsRepository: :class:`PaymentLedger`); the shop never imports it. Each protocol
+names only what its module calls.
 """
 
 from __future__ import annotations
@@ -103,8 +104,8 @@ class OrderStore(Orders, HoldRecords, Protocol):
     async def create_order(self, order: Order, idempotency_key: str) -> tuple[Order, bool]:
         """(the order, True), the cart closed with it and its offer claimed; (the first
         order, False) when the key was used before. Conflict when the cart changed or is
-        being checked out; OfferInvalid when the offer was used; a second active order of
-        the cart raises ``psycopg.errors.UniqueViolation`` (ShopRepository's index)."""
+        being checked out, or already has an active order; OfferInvalid when the offer
+        was used."""
         ...
 
     async def bump_attempt(self, order_id: str, pay_within_s: float) -> int:
@@ -112,6 +113,22 @@ class OrderStore(Orders, HoldRecords, Protocol):
         ...
 
     async def set_cart_status(self, cart_id: str, status: str, order_id: str | None) -> None: ...
+
+
+class OrderHistory(Protocol):
+    """A customer's orders and an order's events, as the orders API reads them."""
+
+    async def orders_of(self, customer_id: str, limit: int, before: float | None) -> list[Order]:
+        """Newest first, created before ``before`` (epoch s) when given."""
+        ...
+
+    async def order_events(self, order_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
+        """The order's status changes after ``after_seq``, oldest first."""
+        ...
+
+
+class ShopStore(CartStore, OrderStore, OrderHistory, Protocol):
+    """All of the shop's records (ShopRepository): what an HTTP process's context holds."""
 
 
 class PaymentLedger(Suspicions, Queue, Captures, Refunds, Protocol):

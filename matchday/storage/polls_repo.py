@@ -11,15 +11,13 @@ from psycopg_pool import AsyncConnectionPool
 from matchday.domain.errors import InvalidInput
 from matchday.polls.models import CLOSED, OfferTerms, Poll, PollIn, PollOption
 from matchday.polls.offers import parse_poll_id
+from matchday.polls.ports import VoteRow
 from matchday.storage.db import StorageConnection
 
 _POLL_COLUMNS = (
     "poll_id, question, placement, status, extract(epoch FROM closes_at),"
     " extract(epoch FROM created_at), offer_percent_off, offer_product_id, offer_valid_s"
 )
-
-# A vote as the write-behind drain stores it: (poll_id, customer_id, option_id, voted_at).
-VoteRow = tuple[str, str, str, float]
 
 
 def _poll(row: tuple[Any, ...], options: list[PollOption]) -> Poll:

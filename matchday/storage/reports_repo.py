@@ -2,7 +2,7 @@
 (turnover's is rebuilt in 008_turnover.sql and 009_initial_stock.sql).
 
 The repository reads from whichever pool it is given: the read replica's when one is
-configured (``matchday.reports.reader``), else the primary's. ``refresh`` must run on the
+configured (``matchday.bootstrap.open_reports``), else the primary's. ``refresh`` must run on the
 primary, since a replica is read-only and receives the refreshed views by replication.
 """
 

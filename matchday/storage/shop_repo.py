@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -143,9 +144,15 @@ class ShopRepository:
     async def create_order(self, order: Order, idempotency_key: str) -> tuple[Order, bool]:
         """Insert ``order`` with its lines; if its idempotency key was used, the first order.
 
-        Returns (order, created). A second active checkout of the same cart raises
-        ``psycopg.errors.UniqueViolation`` on ``orders_one_active_per_cart``.
+        Returns (order, created). A second active checkout of the same cart is a Conflict
+        (the index ``orders_one_active_per_cart`` refuses it; nothing is written).
         """
+        try:
+            return await self._insert_order(order, idempotency_key)
+        except psycopg.errors.UniqueViolation:
+            raise Conflict(f"cart {order.cart_id} is already being checked out") from None
+
+    async def _insert_order(self, order: Order, idempotency_key: str) -> tuple[Order, bool]:
         async with StorageConnection(self.pool, "shop") as conn, conn.transaction():
             row = await (
                 await conn.execute(

@@ -21,7 +21,6 @@ from matchday.admin.sealing import PREFIX
 from matchday.domain.clock import Clock, SystemClock
 from matchday.domain.errors import Conflict, InvalidInput, NotFound
 from matchday.inventory.commands import SKU_RE
-from matchday.storage.suppliers_repo import SuppliersRepository
 from matchday.suppliers.model import (
     DEFAULT_MAX_UNITS,
     MAX_UNITS_CAP,
@@ -30,6 +29,7 @@ from matchday.suppliers.model import (
     Mapping,
     Supplier,
 )
+from matchday.suppliers.ports import SupplierStore
 from matchday.suppliers.signing import SecretSeal, new_secret
 
 # A day to switch secrets: a supplier's deploy cycle, not a match's length.
@@ -96,7 +96,7 @@ class Issued:
 class SupplierAdmin:
     def __init__(
         self,
-        repo: SuppliersRepository,
+        repo: SupplierStore,
         seal: SecretSeal,
         *,
         clock: Clock | None = None,
@@ -207,7 +207,7 @@ class SecretRows:
     as ``matchday admin reseal`` does TOTP secrets. Only sealed rows are offered: a value in
     the clear was not written by matchday and must not become a trusted secret by this."""
 
-    def __init__(self, repo: SuppliersRepository) -> None:
+    def __init__(self, repo: SupplierStore) -> None:
         self.repo = repo
 
     async def totp_rows(self) -> list[tuple[str, str]]:

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from matchday.domain.clock import Clock, SystemClock
 from matchday.domain.errors import Conflict, NotFound
 from matchday.metrics import NOOP, SUPPLIER_SYNCS, Metrics
-from matchday.storage.supplier_syncs_repo import SyncsRepository
-from matchday.storage.suppliers_repo import SuppliersRepository
 from matchday.suppliers.model import FORMATS, FeedRejected, Supplier, SyncRecord
 from matchday.suppliers.parsing import Parsed, parse_feed
+from matchday.suppliers.ports import SupplierStore, SyncStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +47,8 @@ class SyncTuning:
 class BulkSyncs:
     def __init__(
         self,
-        suppliers: SuppliersRepository,
-        syncs: SyncsRepository,
+        suppliers: SupplierStore,
+        syncs: SyncStore,
         *,
         clock: Clock | None = None,
         tuning: SyncTuning | None = None,

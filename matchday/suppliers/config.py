@@ -1,27 +1,22 @@
-"""Supplier settings (``MATCHDAY_SUPPLIER_*``) and the one function that wires the services.
+"""Supplier settings (``MATCHDAY_SUPPLIER_*``) and the services a process holds.
 
-Read where a process starts (a Serve replica, the sync actor, the CLI), never at import.
-Issue 14 moves ``wire`` into matchday/bootstrap.py with the rest of the composition.
+Read where a process starts (a Serve replica, the sync actor, the CLI), never at import;
+matchday/bootstrap.py builds the services from them (``supplier_services``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from psycopg_pool import AsyncConnectionPool
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from matchday.domain.clock import Clock, SystemClock
-from matchday.metrics import NOOP, Metrics
-from matchday.storage.supplier_syncs_repo import SyncsRepository
-from matchday.storage.suppliers_repo import SuppliersRepository
 from matchday.suppliers.admin import GRACE_S, SupplierAdmin
 from matchday.suppliers.apply import Applier
 from matchday.suppliers.bulk import BulkSyncs, SyncTuning
-from matchday.suppliers.ports import StockEngine
+from matchday.suppliers.ports import SupplierStore
 from matchday.suppliers.push import PushService
-from matchday.suppliers.signing import WINDOW_S, SecretSeal
+from matchday.suppliers.signing import WINDOW_S
 
 _TUNING = SyncTuning()
 
@@ -52,34 +47,8 @@ class SupplierSettings(BaseSettings):
 
 @dataclass(frozen=True, slots=True)
 class SupplierServices:
-    repo: SuppliersRepository
+    repo: SupplierStore
     admin: SupplierAdmin
     push: PushService
     bulk: BulkSyncs
     applier: Applier
-
-
-def wire(
-    pool: AsyncConnectionPool,
-    engine: StockEngine,
-    secret_key: str,
-    *,
-    settings: SupplierSettings | None = None,
-    clock: Clock | None = None,
-    metrics: Metrics = NOOP,
-) -> SupplierServices:
-    s = settings or SupplierSettings()
-    clock = clock or SystemClock()
-    repo = SuppliersRepository(pool)
-    seal = SecretSeal(secret_key)
-    applier = Applier(engine, repo)
-    bulk = BulkSyncs(repo, SyncsRepository(pool), clock=clock, tuning=s.tuning(), metrics=metrics)
-    return SupplierServices(
-        repo=repo,
-        admin=SupplierAdmin(repo, seal, clock=clock, grace_s=s.secret_grace_s),
-        push=PushService(
-            repo, applier, seal, clock=clock, window_s=s.signature_window_s, metrics=metrics
-        ),
-        bulk=bulk,
-        applier=applier,
-    )

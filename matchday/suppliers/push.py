@@ -25,10 +25,10 @@ from typing import Any
 from matchday.domain.clock import Clock, SystemClock
 from matchday.domain.errors import Conflict, Forbidden, MatchdayError, NotFound
 from matchday.metrics import NOOP, SUPPLIER_MESSAGES, Metrics
-from matchday.storage.suppliers_repo import SuppliersRepository
 from matchday.suppliers.apply import Applier
 from matchday.suppliers.model import FeedRejected, levels_standing, tally
 from matchday.suppliers.parsing import parse_message
+from matchday.suppliers.ports import SupplierStore
 from matchday.suppliers.signing import WINDOW_S, SecretSeal, verify
 from matchday.suppliers.stats import count_lines
 
@@ -42,7 +42,7 @@ class PushAnswer:
 class PushService:
     def __init__(
         self,
-        repo: SuppliersRepository,
+        repo: SupplierStore,
         applier: Applier,
         seal: SecretSeal,
         *,

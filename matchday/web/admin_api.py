@@ -21,13 +21,10 @@ from fastapi import Depends, FastAPI, Query, Request
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from matchday.admin.audit import MAX_RECENT, AuditLog
-from matchday.admin.auth import AdminAuth
+from matchday.admin.audit import MAX_RECENT
 from matchday.admin.records import AuditEntry
-from matchday.admin.sealing import TotpSeal
 from matchday.domain.errors import MatchdayError
 from matchday.inventory.routing import Router
-from matchday.storage.admin_repo import AdminRepository
 from matchday.web import (
     admin_catalog,
     admin_channels,
@@ -42,13 +39,12 @@ from matchday.web.admin_session import (
     ADMIN_RESPONSES,
     AdminCall,
     AdminGate,
-    AdminSessions,
     StrictBody,
     client_of,
 )
 from matchday.web.admin_stock import IMPORT_MAX_BYTES, IMPORT_PATH, Pinning
 from matchday.web.base import BodyLimit, make_app
-from matchday.web.context import ShopContext
+from matchday.web.context import AdminContext
 
 _KEY_ID_RE = re.compile(r"mdk_([0-9a-f]{16})_")
 
@@ -70,11 +66,8 @@ class AuditOut(BaseModel):
     entries: list[AuditEntry]
 
 
-def build(ctx: ShopContext, *, pins: Pinning, router: Router) -> FastAPI:
-    admin_repo = AdminRepository(ctx.pool)
-    auth = AdminAuth(admin_repo, seal=TotpSeal(ctx.settings.secret_key.get_secret_value()))
-    audit = AuditLog(admin_repo)
-    sessions = AdminSessions(ctx.settings.secret_key.get_secret_value(), admin_repo)
+def build(ctx: AdminContext, *, pins: Pinning, router: Router) -> FastAPI:
+    auth, audit, sessions = ctx.auth, ctx.audit, ctx.sessions
     app = make_app(
         "matchday admin",
         "Stock, pins and the catalogue for operators. POST /login with an API key and a TOTP "

@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse
 from matchday.polls.models import POLL_ID_RE, PollIn
 from matchday.web.admin_session import AdminCall, AdminGate
 from matchday.web.context import ShopContext
-from matchday.web.polls_api import service_of
 from matchday.web.schemas import ErrorBody
 
 PollPath = Annotated[str, Path(min_length=6, max_length=42, pattern=POLL_ID_RE.pattern)]
@@ -37,7 +36,7 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
         """Create a poll (with an optional offer for its voters)."""
 
         async def produce(rid: str) -> tuple[int, Any]:
-            return 201, await service_of(ctx).create(body, rid, call.who.key_id)
+            return 201, await ctx.polls.create(body, rid, call.who.key_id)
 
         return await gate.run(request, call, body.model_dump(), produce, target=body.placement)
 
@@ -46,13 +45,13 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
         call: Reader, limit: Annotated[int, Query(ge=1, le=200)] = 50
     ) -> dict[str, Any]:
         """The newest polls, open and closed, with their results."""
-        return {"polls": await service_of(ctx).recent(limit)}
+        return {"polls": await ctx.polls.recent(limit)}
 
     @app.post("/polls/{poll_id}/close", responses=RESPONSES, tags=["polls"])
     async def close_poll(request: Request, poll_id: PollPath, call: Closer) -> JSONResponse:
         """Close a poll now. Closing a closed poll answers the same."""
 
         async def produce(rid: str) -> tuple[int, Any]:
-            return 200, await service_of(ctx).close(poll_id)
+            return 200, await ctx.polls.close(poll_id)
 
         return await gate.run(request, call, {}, produce)

@@ -21,10 +21,8 @@ from fastapi import Depends, FastAPI, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from matchday.domain.errors import Unavailable
-from matchday.shop.checkout import CheckoutService
 from matchday.web.admin_session import AdminCall, AdminGate
-from matchday.web.context import ShopContext
+from matchday.web.context import CheckoutContext
 from matchday.web.schemas import ErrorBody
 
 OrderPath = Annotated[str, Path(min_length=3, max_length=64, pattern=r"^o_[a-z2-7]+$")]
@@ -45,12 +43,8 @@ class ReviewIn(BaseModel):
     decision: Literal["approve", "reject"]
 
 
-def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
-    def checkout() -> CheckoutService:
-        found = ctx.checkout or ctx.extras.get("checkout")
-        if not isinstance(found, CheckoutService):
-            raise Unavailable("payments are not configured in this admin process")
-        return found
+def include(app: FastAPI, gate: AdminGate, ctx: CheckoutContext) -> None:
+    checkout = ctx.checkout
 
     Reader = Annotated[AdminCall, Depends(gate.require(None))]
     Refunder = Annotated[AdminCall, Depends(gate.require("order.refund"))]
@@ -63,7 +57,7 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
         """Refund a paid order, in part or in full. The same Idempotency-Key refunds once."""
 
         async def produce(rid: str) -> tuple[int, Any]:
-            order = await checkout().refund(order_id, body.amount_cents, rid[:64])
+            order = await checkout.refund(order_id, body.amount_cents, rid[:64])
             return 200, order.to_dict()
 
         return await gate.run(request, call, body.model_dump(), produce)
@@ -75,7 +69,7 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
         """Approve (pay now) or reject (cancel, release the stock) an order held for review."""
 
         async def produce(rid: str) -> tuple[int, Any]:
-            order = await checkout().decide_review(order_id, body.decision == "approve")
+            order = await checkout.decide_review(order_id, body.decision == "approve")
             return 200, order.to_dict()
 
         return await gate.run(request, call, body.model_dump(), produce)
@@ -84,4 +78,4 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
     async def payment(order_id: OrderPath, call: Reader) -> dict[str, Any]:
         """How an order's payment went: why it ended, its deadline, every attempt, the
         retry queue, the capture claim and anything suspicious about it."""
-        return await checkout().payment_story(order_id)
+        return await checkout.payment_story(order_id)

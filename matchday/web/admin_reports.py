@@ -15,15 +15,12 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Path, Query
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
-from psycopg_pool import AsyncConnectionPool
 
 from matchday.domain.errors import NotFound
 from matchday.reports.output import csv_cell
 from matchday.reports.registry import REPORTS
-from matchday.storage.db import make_pool
-from matchday.storage.reports_repo import ReportsRepository
 from matchday.web.admin_session import AdminCall, AdminGate
-from matchday.web.context import ShopContext
+from matchday.web.context import AdminContext
 from matchday.web.schemas import ErrorBody
 
 ReportName = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[a-z][a-z-]*$")]
@@ -34,19 +31,9 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
+def include(app: FastAPI, gate: AdminGate, ctx: AdminContext) -> None:
     Reader = Annotated[AdminCall, Depends(gate.require(None))]
-    replica: dict[str, AsyncConnectionPool] = {}
-
-    async def repository() -> ReportsRepository:
-        url = ctx.settings.reports_database_url
-        if not url:
-            return ReportsRepository(ctx.pool)
-        if "pool" not in replica:  # opened on first use: most admin calls never need it
-            pool = make_pool(url, max_size=2, name="admin-reports", check=False)
-            await pool.open(wait=False)
-            replica["pool"] = pool
-        return ReportsRepository(replica["pool"])
+    repository = ctx.reports
 
     @app.get("/reports", responses={401: RESPONSES[401]}, tags=["reports"])
     async def list_reports(call: Reader) -> dict[str, str]:

@@ -32,10 +32,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
 
 from matchday.admin.audit import AuditLog
+from matchday.admin.ports import KeyStore
 from matchday.admin.records import AdminIdentity
 from matchday.domain.clock import Clock, SystemClock
 from matchday.domain.errors import MatchdayError, Unauthorized
-from matchday.storage.admin_repo import AdminRepository
 from matchday.web.base import idempotent
 from matchday.web.idempotency import IdempotencyStore
 from matchday.web.ratelimit import RateLimiter
@@ -73,7 +73,7 @@ class AdminSessions:
     def __init__(
         self,
         secret_key: str,
-        repo: AdminRepository,
+        repo: KeyStore,
         *,
         ttl_s: int = SESSION_TTL_S,
         clock: Clock | None = None,

@@ -14,13 +14,11 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from matchday.admin.stock_import import ImportLimits, ImportRejected, ImportReport, StockImporter
+from matchday.admin.stock_import import ImportLimits, ImportRejected, ImportReport
 from matchday.domain.errors import UnknownSku
 from matchday.inventory.commands import DEFAULT_POLICY, SKU_RE, StockView, fields_of
-from matchday.storage.admin_repo import AdminRepository
-from matchday.storage.inventory_repo import InventoryRepository
 from matchday.web.admin_session import ADMIN_RESPONSES, AdminCall, AdminGate, StrictBody
-from matchday.web.context import ShopContext
+from matchday.web.context import AdminContext
 from matchday.web.schemas import ErrorBody
 
 SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=f"^{SKU_RE.pattern}$")]
@@ -92,12 +90,9 @@ class PinsOut(BaseModel):
     pins: dict[str, int]
 
 
-def include(app: FastAPI, gate: AdminGate, ctx: ShopContext, *, pins: Pinning) -> None:
-    stock = ctx.stock
-    if not isinstance(stock, StockAdmin):
-        raise TypeError("the admin API needs the inventory engine (ctx.stock)")
-    inventory = InventoryRepository(ctx.pool)
-    importer = StockImporter(AdminRepository(ctx.pool), stock, ctx.settings.policy())
+def include(app: FastAPI, gate: AdminGate, ctx: AdminContext, *, pins: Pinning) -> None:
+    stock: StockAdmin = ctx.stock
+    inventory, importer = ctx.stock_rows, ctx.importer
     Reader = Annotated[AdminCall, Depends(gate.require(None))]
 
     # -- stock -------------------------------------------------------------------------------

@@ -25,12 +25,11 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from matchday.domain.errors import MatchdayError, Unavailable
+from matchday.domain.errors import MatchdayError
 from matchday.suppliers.admin import MappingsIn, SupplierIn, SupplierPatch
-from matchday.suppliers.config import SupplierServices, wire
 from matchday.suppliers.model import FeedRejected
 from matchday.web.admin_session import AdminCall, AdminGate
-from matchday.web.context import ShopContext
+from matchday.web.context import EngineContext
 from matchday.web.errors import error_response
 from matchday.web.schemas import ErrorBody
 from matchday.web.suppliers_api import SupplierPath
@@ -55,20 +54,8 @@ SYNC_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def services_of(ctx: ShopContext) -> SupplierServices:
-    """The supplier services of this process, built once over its pool and engine client."""
-    found = ctx.extras.get("suppliers")
-    if isinstance(found, SupplierServices):
-        return found
-    if ctx.stock is None:
-        raise Unavailable("the inventory engine is not connected in this process")
-    secret = ctx.settings.secret_key.get_secret_value()
-    services = wire(ctx.pool, ctx.stock, secret, metrics=ctx.metrics)  # type: ignore[arg-type]
-    ctx.extras["suppliers"] = services
-    return services
-
-
-def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
+def include(app: FastAPI, gate: AdminGate, ctx: EngineContext) -> None:
+    services = ctx.suppliers
     Reader = Annotated[AdminCall, Depends(gate.require(None))]
     Creator = Annotated[AdminCall, Depends(gate.require("supplier.create"))]
     Updater = Annotated[AdminCall, Depends(gate.require("supplier.update"))]
@@ -94,17 +81,17 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
     @app.get("/suppliers", responses=RESPONSES, tags=["suppliers"])
     async def list_suppliers(call: Reader) -> dict[str, Any]:
         """Every supplier, without secrets."""
-        return {"suppliers": [s.public() for s in await services_of(ctx).admin.list()]}
+        return {"suppliers": [s.public() for s in await services.admin.list()]}
 
     @app.post("/suppliers", status_code=201, responses=RESPONSES, tags=["suppliers"])
     async def create_supplier(request: Request, body: SupplierIn, call: Creator) -> Any:
         """A supplier and its signing secret, shown in this answer only."""
         params = body.model_dump()
-        return await issue(request, call, params, lambda k: services_of(ctx).admin.create(body, k))
+        return await issue(request, call, params, lambda k: services.admin.create(body, k))
 
     @app.get("/suppliers/{supplier}", responses=RESPONSES, tags=["suppliers"])
     async def get_supplier(supplier: SupplierPath, call: Reader) -> dict[str, Any]:
-        return (await services_of(ctx).admin.get(supplier)).public()
+        return (await services.admin.get(supplier)).public()
 
     @app.patch("/suppliers/{supplier}", responses=RESPONSES, tags=["suppliers"])
     async def update_supplier(
@@ -116,7 +103,7 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
         """Change the fields given; ``null`` removes the feed URL or the schedule."""
 
         async def produce(rid: str) -> tuple[int, Any]:
-            return 200, (await services_of(ctx).admin.update(supplier, body)).public()
+            return 200, (await services.admin.update(supplier, body)).public()
 
         return await gate.run(request, call, body.model_dump(exclude_unset=True), produce)
 
@@ -126,11 +113,11 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
     async def rotate_secret(request: Request, supplier: SupplierPath, call: Rotator) -> Any:
         """A new signing secret; the previous one keeps verifying until
         ``previous_valid_until``, so the supplier can switch without dropping a message."""
-        return await issue(request, call, {}, lambda k: services_of(ctx).admin.rotate(supplier, k))
+        return await issue(request, call, {}, lambda k: services.admin.rotate(supplier, k))
 
     @app.get("/suppliers/{supplier}/mappings", responses=RESPONSES, tags=["suppliers"])
     async def list_mappings(supplier: SupplierPath, call: Reader) -> dict[str, Any]:
-        found = await services_of(ctx).admin.mappings(supplier)
+        found = await services.admin.mappings(supplier)
         return {"mappings": [_mapping(m) for m in found.values()]}
 
     @app.post("/suppliers/{supplier}/mappings", responses=RESPONSES, tags=["suppliers"])
@@ -140,7 +127,7 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
         """Map supplier SKUs to SKUs, all or none (every SKU must exist)."""
 
         async def produce(rid: str) -> tuple[int, Any]:
-            found = await services_of(ctx).admin.map(supplier, body)
+            found = await services.admin.map(supplier, body)
             return 200, {"mappings": [_mapping(m) for m in found.values()]}
 
         return await gate.run(request, call, body.model_dump(), produce)
@@ -155,7 +142,7 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
         call: Unmapper,
     ) -> JSONResponse:
         async def produce(rid: str) -> tuple[int, Any]:
-            await services_of(ctx).admin.unmap(supplier, supplier_sku)
+            await services.admin.unmap(supplier, supplier_sku)
             return 200, {"supplier_id": supplier, "supplier_sku": supplier_sku, "deleted": True}
 
         return await gate.run(request, call, {}, produce)
@@ -173,7 +160,7 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
                 415, "unsupported_media_type", "send text/csv or application/json"
             )
         data = await request.body()
-        bulk = services_of(ctx).bulk
+        bulk = services.bulk
         params = {"format": fmt, "bytes": len(data)}
         try:
             sync, created = await bulk.queue(supplier, data, fmt, queued_by=_who(call))
@@ -191,20 +178,20 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
     async def list_syncs(
         supplier: SupplierPath, call: Reader, limit: Annotated[int, Query(ge=1, le=200)] = 20
     ) -> dict[str, Any]:
-        recent = await services_of(ctx).bulk.syncs.recent(supplier, limit)
+        recent = await services.bulk.syncs.recent(supplier, limit)
         return {"syncs": [s.public() for s in recent]}
 
     @app.get("/syncs/{sync_id}", responses=RESPONSES, tags=["syncs"])
     async def get_sync(sync_id: SyncPath, call: Reader) -> dict[str, Any]:
         """A sync's progress and, once it ended, its report (counts, reasons, drift)."""
-        return (await services_of(ctx).bulk.get(sync_id)).public()
+        return (await services.bulk.get(sync_id)).public()
 
     @app.post("/syncs/{sync_id}/force", responses=RESPONSES, tags=["syncs"])
     async def force_sync(request: Request, sync_id: SyncPath, call: Forcer) -> JSONResponse:
         """Run it now, whatever the load."""
 
         async def produce(rid: str) -> tuple[int, Any]:
-            return 200, (await services_of(ctx).bulk.force(sync_id)).public()
+            return 200, (await services.bulk.force(sync_id)).public()
 
         return await gate.run(request, call, {}, produce)
 
@@ -213,7 +200,7 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
         """Stop it after the chunk in flight; what was applied stays and is reported."""
 
         async def produce(rid: str) -> tuple[int, Any]:
-            return 200, (await services_of(ctx).bulk.cancel(sync_id)).public()
+            return 200, (await services.bulk.cancel(sync_id)).public()
 
         return await gate.run(request, call, {}, produce)
 

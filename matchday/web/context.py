@@ -1,35 +1,68 @@
-"""The services one HTTP process uses, opened once per process (a Serve replica, a test)."""
+"""What one HTTP process's apps are handed: its shared services, built by matchday.bootstrap.
+
+Three contexts, each a strict extension of the one before, all fields required (ADR 0029):
+
+- :class:`ShopContext`: what every app has (PostgreSQL, Redis, sessions, rate limits, the
+  catalogue, orders read-side, polls, the waiting room). The catalogue and polls apps need
+  no more.
+- :class:`EngineContext`: and the inventory engine, with the carts and supplier services
+  built on it (the shop, channels and suppliers apps).
+- :class:`CheckoutContext`: and checkout over a payment gateway (orders, webhooks).
+- :class:`AdminContext`: and the operators' login, sessions and audit log, channel
+  administration, the stock import and the reports (admin).
+
+An app declares the context it needs in its ``build`` signature, so mypy refuses the wrong
+one where an ``assert ctx.checkout is not None`` used to refuse it at start.
+"""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
+from matchday.admin.audit import AuditLog
+from matchday.admin.auth import AdminAuth
+from matchday.admin.ports import StockRows
+from matchday.admin.stock_import import StockImporter
 from matchday.catalog.service import CatalogService
-from matchday.metrics import NOOP, Metrics
-from matchday.payments.gateway import PaymentGateway
-from matchday.polls.offers import OfferBook, OfferCodes
+from matchday.channels.admin import ChannelAdmin
+from matchday.inventory.client import InventoryClient
+from matchday.metrics import Metrics
+from matchday.polls.service import PollService
+from matchday.reports.ports import ReportViews
 from matchday.settings import Settings
 from matchday.shop.carts import CartService
 from matchday.shop.checkout import CheckoutService
 from matchday.shop.events import RedisOrderEvents
-from matchday.shop.ports import Stock
-from matchday.storage.db import make_pool
-from matchday.storage.payments_repo import PaymentsRepository
-from matchday.storage.polls_repo import PollsRepository
-from matchday.storage.shop_repo import ShopRepository
+from matchday.shop.ports import ShopStore
+from matchday.suppliers.config import SupplierServices
+from matchday.waitingroom.auto import AutoDrops
+from matchday.waitingroom.gate import PassGate
+from matchday.waitingroom.service import DropAdmin, WaitingRoom
+from matchday.web.admin_session import AdminSessions
 from matchday.web.idempotency import IdempotencyStore
 from matchday.web.identity import Identity
 from matchday.web.ratelimit import RateLimiter
 
-log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class WaitingRoomParts:
+    """The process's one waiting room: its caches and SKU map are shared by its apps."""
+
+    room: WaitingRoom
+    gate: PassGate
+    admin: DropAdmin
+    auto: AutoDrops | None = None  # MATCHDAY_AUTO_DROP
+
+    def tick(self) -> None:
+        if self.auto is not None:
+            self.auto.tick()
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class ShopContext:
     settings: Settings
     pool: AsyncConnectionPool
@@ -38,92 +71,14 @@ class ShopContext:
     limiter: RateLimiter
     idempotency: IdempotencyStore
     catalog: CatalogService
-    repo: ShopRepository
+    repo: ShopStore
     events: RedisOrderEvents
-    stock: Stock | None = None
-    carts: CartService | None = None
-    checkout: CheckoutService | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
-    metrics: Metrics = NOOP  # the Serve wrappers inject Ray's recorder (serve/common.py)
-
-    @classmethod
-    async def open(
-        cls,
-        settings: Settings,
-        *,
-        stock: Stock | None = None,
-        gateway: PaymentGateway | None = None,
-        pool_size: int = 10,
-    ) -> ShopContext:
-        # Before anything opens: an opened pool that is never closed keeps the process from
-        # exiting (a missing secret key raised after the pool opened, and the replica hung).
-        identity = Identity(settings.secret_key.get_secret_value())
-        # No check per borrow: it cost a round trip per query on the hot path, and a dead
-        # connection already surfaces as a 503 (StorageConnection) and leaves the pool.
-        pool = make_pool(
-            settings.database_url, max_size=pool_size, name="matchday-web", check=False
-        )
-        await pool.open(wait=False)
-        # Short timeouts: a Redis that stops answering must cost a request milliseconds,
-        # not the default of waiting forever. A blocking pool: redis-py's default one refuses
-        # the 101st concurrent command at once (MaxConnectionsError), fewer than a replica has
-        # in flight; with this one a burst waits briefly for a free connection, and only then
-        # fails with redis's ConnectionError, which every caller treats as Redis being away
-        # (fail open, fall back to PostgreSQL, or a retryable 503). from_pool: the client
-        # owns the pool, so close() closes it too.
-        redis = Redis.from_pool(
-            BlockingConnectionPool.from_url(
-                settings.redis_url,
-                max_connections=settings.redis_max_connections,
-                timeout=settings.redis_pool_timeout_s,
-                socket_timeout=1.0,
-                socket_connect_timeout=1.0,
-            )
-        )
-        repo = ShopRepository(pool)
-        catalog = CatalogService(
-            pool,
-            redis,
-            availability_key=settings.availability_key,
-            cache_ttl_s=settings.catalog_cache_ttl_s,
-        )
-        events = RedisOrderEvents(redis)
-        ctx = cls(
-            settings=settings,
-            pool=pool,
-            redis=redis,
-            identity=identity,
-            limiter=RateLimiter(
-                redis, per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
-            ),
-            idempotency=IdempotencyStore(
-                redis,
-                ttl_s=settings.idempotency_ttl_s,
-                secret_key=settings.secret_key.get_secret_value(),
-            ),
-            catalog=catalog,
-            repo=repo,
-            events=events,
-            stock=stock,
-        )
-        if stock is not None:
-            ctx.carts = CartService(repo, stock, catalog, hold_ttl_s=settings.default_ttl_s)
-            if gateway is not None:
-                ctx.checkout = CheckoutService(
-                    repo,
-                    stock,
-                    catalog,
-                    gateway,
-                    events,
-                    payment_hold_s=settings.payment_hold_s,
-                    payments=PaymentsRepository(pool),
-                    offers=OfferBook(
-                        PollsRepository(pool), OfferCodes(settings.secret_key.get_secret_value())
-                    ),
-                )
-        return ctx
+    polls: PollService
+    waitingroom: WaitingRoomParts
+    metrics: Metrics
 
     async def close(self) -> None:
+        await self.polls.aclose()
         await self.redis.aclose()
         await self.pool.close()
 
@@ -141,3 +96,26 @@ class ShopContext:
         except Exception as exc:
             checks["redis"] = f"down: {type(exc).__name__}"
         return checks
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineContext(ShopContext):
+    stock: InventoryClient
+    carts: CartService
+    suppliers: SupplierServices
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckoutContext(EngineContext):
+    checkout: CheckoutService
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdminContext(CheckoutContext):
+    auth: AdminAuth
+    audit: AuditLog
+    sessions: AdminSessions
+    channels: ChannelAdmin
+    importer: StockImporter
+    stock_rows: StockRows
+    reports: Callable[[], Awaitable[ReportViews]]  # the replica's, opened on first use

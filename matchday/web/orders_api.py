@@ -25,7 +25,7 @@ from matchday.shop.models import TERMINAL
 from matchday.waitingroom.gate import PASS_HEADER
 from matchday.web import queue_api
 from matchday.web.base import idempotent, make_app
-from matchday.web.context import ShopContext
+from matchday.web.context import CheckoutContext, ShopContext
 from matchday.web.schemas import CheckoutIn, ErrorBody, OrderList, OrderOut, QuoteIn, QuoteOut
 
 log = logging.getLogger(__name__)
@@ -42,12 +42,11 @@ ORDER_RESPONSES: dict[int | str, dict[str, Any]] = {
 # collect connections that outlived their shoppers.
 STREAM_MAX_S = 300.0
 KEEPALIVE_S = 15.0
-# One XREAD BLOCK; under the Redis client's socket timeout (ShopContext: 1 s).
+# One XREAD BLOCK; under the Redis client's socket timeout (1 s, matchday/bootstrap.py).
 BLOCK_S = 0.8
 
 
-def build(ctx: ShopContext) -> FastAPI:
-    assert ctx.checkout is not None, "the orders API needs the engine and a payment gateway"
+def build(ctx: CheckoutContext) -> FastAPI:
     checkout = ctx.checkout
     gate = queue_api.waiting_room(ctx).gate
     app = make_app(
@@ -75,7 +74,7 @@ def build(ctx: ShopContext) -> FastAPI:
         """Check the cart out and pay. Retrying with the same Idempotency-Key resumes the same
         order and can never charge twice."""
         await gate.fresh()
-        if gate.skus and ctx.carts is not None:  # a drop's SKUs need its pass (ADR 0026)
+        if gate.skus:  # a drop's SKUs need its pass (ADR 0026)
             cart = await ctx.carts.view(customer, body.cart_id)
             held = [line.sku for line in cart.lines if line.status == "held"]
             await gate.require_all(held, request.headers.get(PASS_HEADER), customer)

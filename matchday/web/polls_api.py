@@ -19,9 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from matchday.domain.errors import Unavailable
 from matchday.polls.models import CLOSED, PLACEMENT_RE, POLL_ID_RE, VoteIn
-from matchday.polls.offers import OfferCodes
 from matchday.polls.service import PollService
-from matchday.storage.polls_repo import PollsRepository
 from matchday.web.base import idempotent, make_app
 from matchday.web.context import ShopContext
 from matchday.web.ratelimit import RateLimiter
@@ -44,18 +42,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def service_of(ctx: ShopContext) -> PollService:
-    """The process's one PollService (its memo and live hub are shared by its apps)."""
-    found = ctx.extras.get("polls")
-    if not isinstance(found, PollService):
-        codes = OfferCodes(ctx.settings.secret_key.get_secret_value())
-        found = PollService(PollsRepository(ctx.pool), ctx.redis, codes)
-        ctx.extras["polls"] = found
-    return found
-
-
 def build(ctx: ShopContext) -> FastAPI:
-    polls = service_of(ctx)
+    polls = ctx.polls  # the process's one (its memo and live hub are shared by its apps)
     votes_limiter = RateLimiter(
         ctx.redis, per_s=VOTE_PER_S, burst=VOTE_BURST, prefix="matchday:rl:vote"
     )

@@ -18,28 +18,17 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from matchday.admin.audit import AuditLog
-from matchday.domain.clock import SystemClock
 from matchday.domain.errors import MatchdayError, NotFound
 from matchday.inventory.commands import SKU_RE
-from matchday.settings import Settings
-from matchday.storage.admin_repo import AdminRepository
-from matchday.storage.drops_repo import DropsRepository, InventoryLevels
-from matchday.waitingroom.auto import AutoConfig, AutoDrops
-from matchday.waitingroom.gate import PassGate
 from matchday.waitingroom.models import ADMITTED, CLOSED, DROP_ID_RE
-from matchday.waitingroom.rates import RateSource
-from matchday.waitingroom.redis_store import RedisDemand, RedisQueue
-from matchday.waitingroom.service import EXPIRED, DropAdmin, WaitingRoom
-from matchday.waitingroom.tokens import Tokens
-from matchday.web.context import ShopContext
+from matchday.waitingroom.service import EXPIRED, WaitingRoom
+from matchday.web.context import ShopContext, WaitingRoomParts
 from matchday.web.schemas import ErrorBody
 
 DropPath = Annotated[str, Path(min_length=18, max_length=18, pattern=f"^{DROP_ID_RE.pattern}$")]
@@ -60,59 +49,9 @@ KEEPALIVE_S = 15.0
 _FINAL = frozenset({ADMITTED, CLOSED, EXPIRED})
 
 
-@dataclass
-class WaitingRoomParts:
-    room: WaitingRoom
-    gate: PassGate
-    admin: DropAdmin
-    auto: AutoDrops | None = None  # MATCHDAY_AUTO_DROP
-
-    def tick(self) -> None:
-        if self.auto is not None:
-            self.auto.tick()
-
-
 def waiting_room(ctx: ShopContext) -> WaitingRoomParts:
-    """The process's one waiting room (its caches and SKU map shared by its apps)."""
-    found = ctx.extras.get("waitingroom")
-    if not isinstance(found, WaitingRoomParts):
-        tokens = Tokens(ctx.settings.secret_key.get_secret_value())
-        drops = DropsRepository(ctx.pool)
-        queue = RedisQueue(ctx.redis)
-        levels = InventoryLevels(ctx.pool)
-        clock = SystemClock()
-        room = WaitingRoom(drops, queue, levels, tokens, clock, metrics=ctx.metrics)
-        rates = rate_source(ctx.settings)
-        found = WaitingRoomParts(
-            room,
-            PassGate(drops.live_skus, tokens, clock, room.spent, metrics=ctx.metrics),
-            DropAdmin(drops, queue, levels, clock, rates),
-        )
-        if ctx.settings.auto_drop:
-            audit = AuditLog(AdminRepository(ctx.pool))
-            found.auto = AutoDrops(
-                auto_config(ctx.settings), found.gate, RedisDemand(ctx.redis), drops, queue,
-                audit, clock, metrics=ctx.metrics,
-            )  # fmt: skip
-            found.gate.on_refresh = found.auto.tick
-        ctx.extras["waitingroom"] = found
-    return found
-
-
-def rate_source(settings: Settings) -> RateSource:
-    """Where ``auto`` rates come from: MATCHDAY_CAPACITY_PROFILE (422 when unset)."""
-    return RateSource(settings.capacity_profile, settings.capacity_utilisation)
-
-
-def auto_config(settings: Settings) -> AutoConfig:
-    return AutoConfig(
-        adds_per_s=settings.auto_drop_adds_per_s,
-        window_s=settings.auto_drop_window_s,
-        hold_s=settings.auto_drop_hold_s,
-        bucket_s=min(5.0, settings.auto_drop_window_s),
-        rate_per_s=settings.auto_drop_rate_per_s,
-        rates=rate_source(settings),
-    )
+    """The process's one waiting room (built by matchday.bootstrap)."""
+    return ctx.waitingroom
 
 
 class JoinIn(BaseModel):

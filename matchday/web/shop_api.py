@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from matchday.waitingroom.gate import PASS_HEADER
 from matchday.web import queue_api
 from matchday.web.base import idempotent, make_app
-from matchday.web.context import ShopContext
+from matchday.web.context import EngineContext
 from matchday.web.fast_add import (
     ADD_PATH,
     CART_ID_PATTERN,
@@ -39,10 +39,9 @@ SHOPPER_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def build(ctx: ShopContext, *, lean_route: bool = True) -> FastAPI:
+def build(ctx: EngineContext, *, lean_route: bool = True) -> FastAPI:
     """The shop app; ``lean_route=False`` leaves every add to the FastAPI route (the
     equivalence tests compare the two)."""
-    assert ctx.carts is not None, "the shop API needs the inventory engine"
     carts = ctx.carts
     app = make_app(
         "matchday shop",

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
+from matchday import bootstrap
 from matchday.catalog.models import CategoryIn, ProductIn, VariantIn
 from matchday.inventory.routing import Router
 from matchday.storage.db import make_pool
 from matchday.storage.inventory_repo import InventoryRepository
-from matchday.web.context import ShopContext
 from tests.conftest import uid
 from tests.e2e.conftest import Served
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 async def new_product(served: Served, stock: int, limit: int | None = None) -> tuple[str, str]:
     s = served.settings
-    ctx = await ShopContext.open(s)
+    ctx = await bootstrap.open_shop(s)
     try:
         await ctx.catalog.put_category(CategoryIn(slug="jerseys", name="Jerseys"))
         slug = uid("e2e").lower()

@@ -21,12 +21,12 @@ import pytest
 from loadtests.acks import Ack, AckJournal, read_acks
 from loadtests.audit import run_audit, summary
 from loadtests.audit_checks import Scope
+from matchday import bootstrap
 from matchday.admin.auth import AdminAuth
 from matchday.catalog.models import CategoryIn, ProductIn, VariantIn
 from matchday.inventory.routing import Router
 from matchday.storage.admin_repo import AdminRepository
 from matchday.storage.db import make_pool
-from matchday.web.context import ShopContext
 from tests.conftest import uid
 from tests.e2e.conftest import Served
 
@@ -51,7 +51,7 @@ async def surge_catalog(served: Served) -> Surge:
     prefix = uid("SURGE").upper()
     slug = prefix.lower()
     hot, regular = f"{prefix}-LTD", [f"{prefix}-M", f"{prefix}-L"]
-    ctx = await ShopContext.open(s)
+    ctx = await bootstrap.open_shop(s)
     try:
         await ctx.catalog.put_category(CategoryIn(slug="jerseys", name="Jerseys"))
         await ctx.catalog.create_product(

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from matchday import bootstrap
 from matchday.catalog.models import CategoryIn, ProductIn, VariantIn
 from matchday.inventory.client import InventoryClient
 from matchday.inventory.routing import Router
@@ -23,7 +24,7 @@ from matchday.payments.gateway import TestGateway
 from matchday.settings import Settings
 from matchday.storage.inventory_repo import InventoryRepository
 from matchday.web import catalog_api, orders_api, shop_api
-from matchday.web.context import ShopContext
+from matchday.web.context import CheckoutContext
 from tests.background import stop
 from tests.conftest import uid
 
@@ -32,7 +33,7 @@ ROUTER = Router(1, 0)
 
 @dataclass
 class Stack:
-    ctx: ShopContext
+    ctx: CheckoutContext
     shop: httpx.AsyncClient
     orders: httpx.AsyncClient
     catalog: httpx.AsyncClient
@@ -92,14 +93,18 @@ def stack_settings(settings: Settings, **overrides: Any) -> Settings:
 @contextlib.asynccontextmanager
 async def open_stack(settings: Settings, **overrides: Any) -> AsyncIterator[Stack]:
     s = stack_settings(settings, **overrides)
-    ctx0 = await ShopContext.open(s)  # the pool the shard core and fixtures share
+    ctx0 = await bootstrap.open_shop(s)  # the pool the shard core and fixtures share
     repo = InventoryRepository(ctx0.pool)
     core = ShardCore(0, ROUTER, repo, policy=s.policy())
     await core.start()
 
     stock = InventoryClient(lambda _shard, batch: core.apply_wire(batch), ROUTER, policy=s.policy())
     gateway = TestGateway()
-    ctx = await ShopContext.open(s, stock=stock, gateway=gateway)
+    # No velocity rules: tests place many orders from one address (test_payments_admin
+    # sets its own).
+    ctx = bootstrap.with_checkout(
+        bootstrap.with_engine(await bootstrap.open_shop(s), stock), gateway, screen_orders=False
+    )
     await ctx.catalog.put_category(CategoryIn(slug="jerseys", name="Jerseys"))
     timers = asyncio.create_task(core.run_timers(core.apply))
 

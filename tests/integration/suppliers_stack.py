@@ -12,9 +12,10 @@ from typing import Any
 
 import httpx
 
+from matchday import bootstrap
 from matchday.settings import Settings
 from matchday.suppliers.admin import MappingIn, MappingsIn, SupplierIn
-from matchday.suppliers.config import SupplierServices, SupplierSettings, wire
+from matchday.suppliers.config import SupplierServices, SupplierSettings
 from matchday.suppliers.ports import StockEngine
 from matchday.suppliers.signing import signed_headers
 from matchday.web import suppliers_api
@@ -75,10 +76,9 @@ async def open_supplier_stack(
 ) -> AsyncIterator[SupplierStack]:
     async with open_stack(settings) as shop:
         ctx = shop.ctx
-        assert ctx.stock is not None
-        services = wire(
+        services = bootstrap.supplier_services(
             ctx.pool,
-            engine or ctx.stock,  # type: ignore[arg-type]
+            engine or ctx.stock,
             ctx.settings.secret_key.get_secret_value(),
             settings=SupplierSettings(**tuning),
         )

@@ -19,6 +19,7 @@ import pyotp
 import pytest
 
 from actors.pinning import pin_sku, unpin_sku
+from matchday import bootstrap
 from matchday.admin.auth import AdminAuth
 from matchday.admin.records import AuditEntry
 from matchday.inventory.routing import Router
@@ -119,7 +120,7 @@ class Admin:
 async def open_admin(settings: Settings, **overrides: Any) -> AsyncIterator[Admin]:
     async with open_stack(settings, **overrides) as stack:
         pinning = InProcessPinning(stack.inventory)
-        app = admin_api.build(stack.ctx, pins=pinning, router=ROUTER)
+        app = admin_api.build(bootstrap.with_admin(stack.ctx), pins=pinning, router=ROUTER)
         transport = httpx.ASGITransport(app=app, root_path="/api/admin")
         async with httpx.AsyncClient(
             transport=transport, base_url="http://shop.test/api/admin"

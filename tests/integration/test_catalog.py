@@ -24,6 +24,7 @@ from matchday.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
 from matchday.embedded import EmbeddedPostgres, EmbeddedRedis
 from matchday.inventory.routing import Router
 from matchday.settings import Settings
+from matchday.storage.catalog_repo import CatalogRepository
 from matchday.storage.db import make_pool
 from matchday.storage.inventory_repo import InventoryRepository
 from tests.conftest import uid
@@ -63,7 +64,7 @@ async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
 def make_service(pool: AsyncConnectionPool, redis: aioredis.Redis, **kw: Any) -> CatalogService:
     kw.setdefault("availability_key", uid("avail"))
     kw.setdefault("cache_prefix", uid("catalog"))
-    return CatalogService(pool, redis, **kw)
+    return CatalogService(CatalogRepository(pool), redis, **kw)
 
 
 @pytest.fixture
@@ -566,7 +567,7 @@ async def test_a_hung_redis_costs_a_bounded_wait_not_a_failed_read(
     p = product_in(category)
     await service.create_product(p, ROUTER)
     hung = CatalogService(
-        pool,
+        CatalogRepository(pool),
         Hanging(),
         availability_key=uid("a"),
         redis_timeout_s=0.05,  # type: ignore[arg-type]
@@ -610,8 +611,9 @@ async def test_the_demo_seed_is_idempotent_and_serves_every_demo_sku(
     pool: AsyncConnectionPool, service: CatalogService
 ) -> None:
     await InventoryRepository(pool).create_skus(demo_stock(), ROUTER)
-    first = await seed_catalog(pool)
-    again, concurrently = await asyncio.gather(seed_catalog(pool), seed_catalog(pool))
+    first = await seed_catalog(CatalogRepository(pool))
+    store = CatalogRepository(pool)
+    again, concurrently = await asyncio.gather(seed_catalog(store), seed_catalog(store))
     assert first in (0, len(demo_products()))  # 0 if an earlier test in this run seeded
     assert again == concurrently == 0
 

@@ -17,10 +17,9 @@ import httpx
 import pytest
 
 from cluster.cli import main as cli_main
-from matchday.channels.sales import ChannelSales
+from matchday import bootstrap
 from matchday.reports.registry import REPORTS
 from matchday.settings import Settings
-from matchday.storage.channels_repo import ChannelsRepository
 from matchday.storage.reports_repo import ReportsRepository
 from matchday.web import channels_api
 from tests.conftest import uid
@@ -58,7 +57,7 @@ class Market:
 async def market(settings: Settings) -> AsyncIterator[Market]:
     async with open_admin(settings) as admin:
         ctx = admin.stack.ctx
-        app = channels_api.build(ctx, ChannelSales(ChannelsRepository(ctx.pool), ctx.stock))  # type: ignore[arg-type]
+        app = channels_api.build(ctx, bootstrap.channel_sales(ctx))
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app, root_path="/api/channels"),
             base_url="http://shop.test/api/channels",

@@ -23,13 +23,11 @@ from typing import Any, cast
 
 import pytest
 
-from matchday.channels.sales import ChannelSales
+from matchday import bootstrap
 from matchday.payments.events import StripeEvents
 from matchday.settings import Settings
-from matchday.storage.channels_repo import ChannelsRepository
 from matchday.storefront.build import bundle
 from matchday.web import channels_api, storefront_app, suppliers_api, webhooks_api
-from matchday.web.admin_suppliers import services_of
 from tests.integration.asgi_raw import Answer, Headers, call
 from tests.integration.test_polls_api import Polls, open_polls
 
@@ -100,7 +98,7 @@ async def apps(settings: Settings) -> AsyncIterator[Apps]:
         order = r.json()["order_id"]
         open_poll = (await polls.create())["poll_id"]
         session = polls.session["Authorization"].encode()
-        sales = ChannelSales(ChannelsRepository(ctx.pool), cast(Any, ctx.stock))
+        sales = bootstrap.channel_sales(ctx)
         apps = {
             "shop": (stack.shop._transport.app, "/api/shop"),  # type: ignore[attr-defined]
             "orders": (stack.orders._transport.app, "/api/orders"),  # type: ignore[attr-defined]
@@ -108,7 +106,7 @@ async def apps(settings: Settings) -> AsyncIterator[Apps]:
             "polls": (polls.http._transport.app, "/api/polls"),  # type: ignore[attr-defined]
             "admin": (polls.admin.http._transport.app, "/api/admin"),  # type: ignore[attr-defined]
             "webhooks": (hooks, "/api/webhooks"),
-            "suppliers": (suppliers_api.build(ctx, services_of(ctx).push), "/api/suppliers"),
+            "suppliers": (suppliers_api.build(ctx, ctx.suppliers.push), "/api/suppliers"),
             "channels": (channels_api.build(ctx, sales), "/api/channels"),
             "storefront": (storefront_app.build(bundle()), ""),
         }

@@ -23,16 +23,18 @@ import ray
 from actors.client import connect_client, start_inventory, stop_inventory
 from actors.inventory import InventoryShard
 from actors.pinning import pin_sku, unpin_sku
+from matchday import bootstrap
 from matchday.admin.auth import AdminAuth
 from matchday.domain.errors import MatchdayError, Unavailable
 from matchday.inventory.commands import Release, Reserve
 from matchday.inventory.records import SkuRow
 from matchday.inventory.routing import Router
+from matchday.payments.gateway import TestGateway
 from matchday.settings import Settings
 from matchday.storage.admin_repo import AdminRepository
 from matchday.storage.inventory_repo import InventoryRepository
 from matchday.web import admin_api
-from matchday.web.context import ShopContext
+from matchday.web.context import AdminContext
 from serve.admin import RayPinning
 from tests.conftest import uid
 from tests.e2e.error_shape import LEAK, idempotency_key
@@ -55,16 +57,18 @@ def engine(settings: Settings, ray_session: Any) -> Iterator[tuple[Settings, dic
 
 
 @pytest.fixture
-async def ctx(engine: tuple[Settings, dict[int, Any]]) -> AsyncIterator[ShopContext]:
+async def ctx(engine: tuple[Settings, dict[int, Any]]) -> AsyncIterator[AdminContext]:
     s, handles = engine
-    c = await ShopContext.open(s, stock=connect_client(s, handles))
+    shop = await bootstrap.open_shop(s)
+    engine_ctx = bootstrap.with_engine(shop, connect_client(s, handles))
+    c = bootstrap.with_admin(bootstrap.with_checkout(engine_ctx, TestGateway()))
     try:
         yield c
     finally:
         await c.close()
 
 
-async def new_sku(ctx: ShopContext, s: Settings) -> str:
+async def new_sku(ctx: AdminContext, s: Settings) -> str:
     sku = uid("PIN").upper()
     router = Router(s.shards, s.dedicated_shards)
     await InventoryRepository(ctx.pool).create_skus([SkuRow(sku, 1_000, 0, 0)], router)
@@ -82,7 +86,7 @@ def clean(err: BaseException) -> bool:
 
 
 async def test_racing_pins_and_reserves_fail_only_with_clean_typed_errors(
-    engine: tuple[Settings, dict[int, Any]], ctx: ShopContext
+    engine: tuple[Settings, dict[int, Any]], ctx: AdminContext
 ) -> None:
     s, handles = engine
     sku = await new_sku(ctx, s)
@@ -126,7 +130,7 @@ async def test_racing_pins_and_reserves_fail_only_with_clean_typed_errors(
 
 
 async def test_a_shard_that_is_gone_is_a_retryable_unavailable_with_a_fixed_message(
-    engine: tuple[Settings, dict[int, Any]], ctx: ShopContext
+    engine: tuple[Settings, dict[int, Any]], ctx: AdminContext
 ) -> None:
     s, handles = engine
     sku = await new_sku(ctx, s)
@@ -152,7 +156,7 @@ async def test_a_shard_that_is_gone_is_a_retryable_unavailable_with_a_fixed_mess
 
 @contextlib.asynccontextmanager
 async def admin_over(
-    ctx: ShopContext, repo: InventoryRepository, router: Router, handles: dict[int, Any], n: int
+    ctx: AdminContext, repo: InventoryRepository, router: Router, handles: dict[int, Any], n: int
 ) -> AsyncIterator[tuple[httpx.AsyncClient, list[dict[str, str]]]]:
     """The admin API with the Serve wrapper's RayPinning over real shards; ``n`` sessions."""
     app = admin_api.build(ctx, pins=RayPinning(repo, router, handles), router=router)
@@ -170,7 +174,7 @@ async def admin_over(
 
 
 async def test_the_admin_api_over_real_shards_answers_every_race_cleanly(
-    engine: tuple[Settings, dict[int, Any]], ctx: ShopContext
+    engine: tuple[Settings, dict[int, Any]], ctx: AdminContext
 ) -> None:
     s, handles = engine
     sku = await new_sku(ctx, s)
@@ -208,7 +212,7 @@ class _Overtaken(InventoryRepository):
 
 
 async def test_a_pin_overtaken_by_a_concurrent_unpin_is_a_409_that_says_so(
-    engine: tuple[Settings, dict[int, Any]], ctx: ShopContext
+    engine: tuple[Settings, dict[int, Any]], ctx: AdminContext
 ) -> None:
     s, handles = engine
     sku = await new_sku(ctx, s)
@@ -224,7 +228,7 @@ async def test_a_pin_overtaken_by_a_concurrent_unpin_is_a_409_that_says_so(
 
 
 async def test_after_a_move_only_its_target_holds_the_sku_whatever_the_row_said(
-    engine: tuple[Settings, dict[int, Any]], ctx: ShopContext
+    engine: tuple[Settings, dict[int, Any]], ctx: AdminContext
 ) -> None:
     """A stale holder answered a release from memory (404 unknown_reservation): the move
     evicted only the shard the inventory row named, and a concurrent move can leave that

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
+from matchday import bootstrap
 from matchday.polls.drain import VoteDrain
 from matchday.polls.service import PollService
 from matchday.settings import Settings
-from matchday.storage.polls_repo import PollsRepository
 from matchday.web import polls_api
 from tests.conftest import uid
 from tests.integration.test_admin_api import Admin, open_admin
@@ -72,8 +72,8 @@ async def open_polls(settings: Settings, **overrides: Any) -> AsyncIterator[Poll
     async with open_admin(settings, **overrides) as admin:
         ctx = admin.stack.ctx
         app = polls_api.build(ctx)
-        service = polls_api.service_of(ctx)
-        drain = VoteDrain(ctx.redis, PollsRepository(ctx.pool), service.tally.stream)
+        service = ctx.polls
+        drain = bootstrap.vote_drain(ctx)
         transport = httpx.ASGITransport(app=app, root_path="/api/polls")
         async with httpx.AsyncClient(
             transport=transport, base_url="http://shop.test/api/polls"

@@ -2,7 +2,7 @@
 
 redis-py's default asyncio pool raises MaxConnectionsError as soon as 100 connections are in
 use, fewer than a Serve replica has requests in flight: a burst became 503s with Redis
-healthy. ShopContext builds its client on a BlockingConnectionPool (redis_max_connections,
+healthy. matchday.bootstrap builds its client on a BlockingConnectionPool (redis_max_connections,
 redis_pool_timeout_s). On the real embedded Redis; nothing of Redis is mocked.
 """
 
@@ -18,10 +18,10 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
 
+from matchday import bootstrap
 from matchday.polls.models import OptionIn, PollIn
 from matchday.settings import Settings
 from matchday.web import polls_api
-from matchday.web.context import ShopContext
 from tests.conftest import uid
 from tests.integration.shop_stack import stack_settings
 from tests.logs import messages_of
@@ -41,7 +41,7 @@ async def clients(probe: Redis) -> int:
 async def test_a_burst_beyond_redis_py_default_pool_waits_instead_of_failing(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # What ShopContext used to build: the same burst is refused at once.
+    # What the shop's context used to build: the same burst is refused at once.
     plain = Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
     try:
         got = await asyncio.gather(
@@ -53,7 +53,7 @@ async def test_a_burst_beyond_redis_py_default_pool_waits_instead_of_failing(
 
     probe = Redis.from_url(settings.redis_url)
     before = await clients(probe)
-    ctx = await ShopContext.open(stack_settings(settings))
+    ctx = await bootstrap.open_shop(stack_settings(settings))
     try:
         assert isinstance(ctx.redis.connection_pool, BlockingConnectionPool)
         key = uid("burst")
@@ -83,9 +83,9 @@ async def test_an_exhausted_pool_waits_its_timeout_then_is_a_retryable_503(
     settings: Settings,
 ) -> None:
     s = stack_settings(settings, redis_max_connections=2, redis_pool_timeout_s=0.2)
-    ctx = await ShopContext.open(s)
+    ctx = await bootstrap.open_shop(s)
     try:
-        polls = polls_api.service_of(ctx)
+        polls = ctx.polls
         spec = PollIn(
             question="Which kit?",
             placement="checkout",

@@ -23,13 +23,14 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from cluster.cli import main as cli_main
+from matchday.bootstrap import open_reports
 from matchday.catalog.models import CategoryIn, ProductIn, VariantIn
 from matchday.embedded import EmbeddedPostgres, EmbeddedRedis
 from matchday.inventory.commands import Commit, ReservationView, Reserve
 from matchday.inventory.routing import Router
 from matchday.inventory.shard import ShardCore
 from matchday.reports.output import write_csv, write_png
-from matchday.reports.reader import open_reports, reader_url
+from matchday.reports.reader import reader_url
 from matchday.reports.registry import REPORTS, run_report
 from matchday.reports.schedule import refresh_every
 from matchday.settings import Settings

@@ -21,7 +21,6 @@ from matchday.settings import Settings
 from matchday.suppliers.admin import SupplierIn
 from matchday.suppliers.signing import SecretSeal, signed_headers
 from matchday.web import suppliers_api
-from matchday.web.admin_suppliers import services_of
 from tests.conftest import uid
 from tests.integration.test_admin_api import Admin, open_admin
 
@@ -35,7 +34,7 @@ async def admin(settings: Settings) -> AsyncIterator[Admin]:
 
 
 async def push(admin: Admin, supplier_id: str, secret: str, lines: list[dict[str, object]]) -> int:
-    app = suppliers_api.build(admin.stack.ctx, services_of(admin.stack.ctx).push)
+    app = suppliers_api.build(admin.stack.ctx, admin.stack.ctx.suppliers.push)
     body = json.dumps({"message_id": uid("m"), "lines": lines}).encode()
     headers = {**signed_headers(secret, int(time.time()), body), "Content-Type": "application/json"}
     async with httpx.AsyncClient(
@@ -58,9 +57,7 @@ async def test_a_supplier_gets_its_secret_once_and_a_retry_with_the_key_gets_it_
     assert r.headers["Cache-Control"] == "no-store"
     secret = r.json()["secret"]
     assert secret.startswith("mdsup_") and r.json()["max_units"] == 500
-    again = await admin.http.post(
-        "/suppliers", json=spec, headers={**auth, "Idempotency-Key": key}
-    )
+    again = await admin.http.post("/suppliers", json=spec, headers={**auth, "Idempotency-Key": key})
     assert again.status_code == 201 and again.json()["secret"] == secret  # the lost answer
     other = await admin.http.post(
         "/suppliers", json=spec, headers={**auth, "Idempotency-Key": key + "-other"}
@@ -237,7 +234,7 @@ async def test_reseal_keeps_every_supplier_secret_across_a_secret_key_rotation(
 ) -> None:
     s = admin.stack.ctx.settings
     old_key, new_key = s.secret_key.get_secret_value(), secrets.token_hex(32)
-    issued = await services_of(admin.stack.ctx).admin.create(
+    issued = await admin.stack.ctx.suppliers.admin.create(
         SupplierIn(supplier_id=uid("rk").lower(), name="Rotated")
     )
     sid = issued.supplier.supplier_id
@@ -252,7 +249,7 @@ async def test_reseal_keeps_every_supplier_secret_across_a_secret_key_rotation(
     await asyncio.to_thread(cli_main, argv)
     out, err = capsys.readouterr()
     assert "resealed" in out and sid not in err
-    repo = services_of(admin.stack.ctx).repo
+    repo = admin.stack.ctx.suppliers.repo
     sealed = dict(await repo.sealed_rows())[sid]
     assert SecretSeal(new_key).open_current(sid, sealed) == issued.secret  # same secret
     await asyncio.to_thread(cli_main, argv)  # again: already current, left as it is

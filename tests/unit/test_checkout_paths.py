@@ -13,7 +13,7 @@ import pytest
 from matchday.domain.errors import CartClosed, Conflict, InvalidInput, NotFound, OutOfStock
 from matchday.polls.models import OfferInvalid
 from matchday.shop import models as st
-from tests.unit.checkout_harness import OFFER, PAY_WITHIN_S, PRICE, Shop
+from tests.unit.checkout_harness import HOLD_TTL_S, OFFER, PAY_WITHIN_S, PRICE, Shop
 
 
 async def test_a_paid_checkout_sells_the_held_units_and_closes_the_cart() -> None:
@@ -331,3 +331,24 @@ async def test_a_card_still_waiting_on_its_bank_at_the_deadline_is_ended_by_the_
     done = shop.now(order)
     assert (done.status, done.failure_code) == (st.FAILED, "payment_timeout")
     assert shop.units("A") == (5, 0, 0) and shop.payments.queue == {}
+
+
+async def test_holds_past_their_expiry_by_the_checkouts_clock_are_not_checked_out() -> None:
+    shop = Shop()
+    cart = await shop.cart(("A", 1))
+    shop.clock.advance(HOLD_TTL_S + 1)  # the injected clock, not the wall clock, says when
+    with pytest.raises(Conflict, match="the cart holds nothing"):
+        await shop.pay(cart)
+    assert shop.store.orders == {} and shop.gateway.calls == []
+
+
+async def test_the_workers_next_look_is_never_past_the_deadline_by_the_checkouts_clock() -> None:
+    shop = Shop("down")
+    cart = await shop.cart(("A", 1))
+    order = await shop.pay(cart)
+    assert order.pay_by is not None
+    shop.clock.advance(PAY_WITHIN_S - 0.5)  # half a second left: less than any backoff
+    counters = await shop.worker_round()
+    assert counters["retried"] == 1 and shop.now(order).status == st.AMBIGUOUS
+    next_at, _ = shop.payments.queue[order.order_id]
+    assert next_at == pytest.approx(order.pay_by, abs=0.01)

@@ -17,9 +17,9 @@ import pyotp
 import pytest
 
 from bench.browser import VIEWPORT, launch, missing_reason
+from matchday import bootstrap
 from matchday.catalog.models import CategoryIn, ProductIn, VariantIn
 from matchday.inventory.routing import Router
-from matchday.web.context import ShopContext
 from tests.conftest import uid
 from tests.e2e.conftest import Served
 from tests.e2e.test_admin_http import admin_key
@@ -90,7 +90,7 @@ async def shop_product(
     slug = uid("br").lower()
     category = category or uid("cat").lower()
     skus = {size: f"{slug.upper()}-{size}" for size in sizes}
-    ctx = await ShopContext.open(s)
+    ctx = await bootstrap.open_shop(s)
     try:
         await ctx.catalog.put_category(CategoryIn(slug=category, name=f"Cat {category[-6:]}"))
         await ctx.catalog.create_product(
