@@ -39,6 +39,7 @@ from matchday.inventory.client import InventoryClient
 from matchday.inventory.routing import Router
 from matchday.metrics import NOOP, Metrics
 from matchday.payments.events import StripeEvents
+from matchday.payments.factory import build_gateway
 from matchday.payments.fraud import FraudRules, VelocityLimits
 from matchday.payments.gateway import PaymentGateway
 from matchday.payments.router import PaymentRouter
@@ -246,7 +247,7 @@ def with_checkout(
             per_card=s.fraud_max_per_card,
             per_ip=s.fraud_max_per_ip,
         )
-        fraud = FraudRules(PaymentsRepository(ctx.pool), limits)
+        fraud = FraudRules(payments_repository(s, ctx.pool), limits)
     checkout = CheckoutService(
         ctx.repo,
         ctx.stock,
@@ -254,7 +255,7 @@ def with_checkout(
         gateway,
         ctx.events,
         payment_hold_s=s.payment_hold_s,
-        payments=PaymentsRepository(ctx.pool),
+        payments=payments_repository(s, ctx.pool),
         fraud=fraud,
         settle_grace_s=s.payment_settle_grace_s,
         offers=OfferBook(PollsRepository(ctx.pool), OfferCodes(s.secret_key.get_secret_value())),
@@ -267,6 +268,56 @@ def routed_gateways(gateway: PaymentGateway) -> Mapping[str, PaymentGateway]:
     """The accounts behind a Stripe router (the worker and webhooks ask each by name); none
     behind the test gateway's handle (its memory lives in the Payments deployment)."""
     return gateway.gateways if isinstance(gateway, PaymentRouter) else {}
+
+
+# -- the payment gateway ---------------------------------------------------------------------
+
+
+def payments_repository(settings: Settings, pool: AsyncConnectionPool) -> PaymentsRepository:
+    """The payment records over ``pool``, in this process's region: every attempt row it
+    writes carries ``payment_region``, which the payments report splits success by."""
+    return PaymentsRepository(pool, settings.payment_region)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewayParts:
+    """A process's payment gateway, and the close of the pool its records go through."""
+
+    gateway: PaymentGateway
+    close: Callable[[], Awaitable[None]]
+
+
+async def open_gateway(
+    settings: Settings,
+    *,
+    test_gateway: Callable[[], PaymentGateway],
+    pool_size: int = 2,
+    pool_name: str,
+) -> GatewayParts:
+    """The gateway a process pays through, built the same way in every process that pays
+    (the Payments deployment, the webhooks, the payments worker; ADR 0008).
+
+    With Stripe: the router over the configured accounts (their keys, region, breakers and
+    timeouts from ``settings``), its records on a small pool of its own, so the gateway is
+    an input of the process's wiring rather than a part of it. With the test gateway:
+    ``test_gateway()``, which the caller injects because only it knows where that gateway's
+    memory lives (in the Payments deployment; a handle to it everywhere else). It is asked
+    before any pool opens, so one that raises (Serve not deployed yet) leaves nothing open.
+    """
+    if settings.gateway_kind != "stripe":
+        return GatewayParts(gateway=test_gateway(), close=_nothing_to_close)
+    pool = make_pool(settings.database_url, max_size=pool_size, name=pool_name)
+    await pool.open(wait=False)
+    try:
+        gateway = build_gateway(settings, payments_repository(settings, pool))
+    except BaseException:
+        await pool.close()
+        raise
+    return GatewayParts(gateway=gateway, close=pool.close)
+
+
+async def _nothing_to_close() -> None:
+    return None
 
 
 # -- what one app or actor adds --------------------------------------------------------------
@@ -300,16 +351,63 @@ def channel_sales(ctx: EngineContext) -> ChannelSales:
 
 def stripe_events(ctx: CheckoutContext, gateway: PaymentGateway) -> StripeEvents:
     return StripeEvents(
-        ctx.repo, PaymentsRepository(ctx.pool), ctx.checkout, routed_gateways(gateway)
+        ctx.repo,
+        payments_repository(ctx.settings, ctx.pool),
+        ctx.checkout,
+        routed_gateways(gateway),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhooksParts:
+    """What the webhooks app runs on: checkout over the process's gateway, the events it
+    applies, each account's signing secret, and the close of everything it opened."""
+
+    ctx: CheckoutContext
+    events: StripeEvents
+    secrets: Mapping[str, str]
+    close: Callable[[], Awaitable[None]]
+
+
+async def open_webhooks(
+    settings: Settings,
+    stock: InventoryClient,
+    *,
+    test_gateway: Callable[[], PaymentGateway],
+    metrics: Metrics = NOOP,
+    clock: Clock = SYSTEM_CLOCK,
+) -> WebhooksParts:
+    """The webhooks app's parts. With Stripe it pays through a router of its own over the
+    same accounts as checkout (their state is in PostgreSQL and at Stripe); with the test
+    gateway no account has a signing secret, so every webhook route answers 404."""
+    gw = await open_gateway(settings, test_gateway=test_gateway, pool_name="matchday-webhooks-gw")
+    ctx = await _after(gw.close, open_shop(settings, metrics=metrics, clock=clock))
+    ctx = with_checkout(with_engine(ctx, stock, clock=clock), gw.gateway, clock=clock)
+
+    async def close() -> None:
+        try:
+            await ctx.close()
+        finally:
+            await gw.close()
+
+    return WebhooksParts(
+        ctx=ctx,
+        events=stripe_events(ctx, gw.gateway),
+        secrets={
+            "primary": settings.stripe_webhook_secret.get_secret_value(),
+            "backup": settings.stripe_backup_webhook_secret.get_secret_value(),
+        },
+        close=close,
     )
 
 
 @dataclass(frozen=True, kw_only=True)
 class PaymentsWorkerParts:
-    """What the payments worker actor runs: the worker, the deadline gauges' source, and
-    the close of the pool and Redis client they share."""
+    """What the payments worker actor runs: the worker, the gateway it pays through, the
+    deadline gauges' source, and the close of the pools and Redis client they use."""
 
     worker: PaymentsWorker
+    gateway: PaymentGateway
     watch: PaymentWatch
     close: Callable[[], Awaitable[None]]
 
@@ -317,25 +415,48 @@ class PaymentsWorkerParts:
 async def open_payments_worker(
     settings: Settings,
     stock: InventoryClient,
-    gateway: PaymentGateway,
     *,
+    test_gateway: Callable[[], PaymentGateway],
     metrics: Metrics = NOOP,
     clock: Clock = SYSTEM_CLOCK,
 ) -> PaymentsWorkerParts:
-    """The worker that settles what checkout left in flight (ADR 0008), over a small pool."""
-    shop = await open_shop(settings, metrics=metrics, clock=clock, pool_size=4)
-    ctx = with_checkout(with_engine(shop, stock, clock=clock), gateway, clock=clock)
+    """The worker that settles what checkout left in flight (ADR 0008), over a small pool,
+    paying through the gateway :func:`open_gateway` builds for every process that pays."""
+    gw = await open_gateway(settings, test_gateway=test_gateway, pool_name="payments-worker-gw")
+    shop = await _after(gw.close, open_shop(settings, metrics=metrics, clock=clock, pool_size=4))
+    ctx = with_checkout(with_engine(shop, stock, clock=clock), gw.gateway, clock=clock)
     s = settings
     worker = PaymentsWorker(
         ctx.repo,
-        PaymentsRepository(ctx.pool),
+        payments_repository(s, ctx.pool),
         ctx.checkout,
-        routed_gateways(gateway),
+        routed_gateways(gw.gateway),
         base_s=s.payment_retry_base_s,
         max_s=s.payment_retry_max_s,
         stale_s=max(s.payment_settle_grace_s, 2 * s.stripe_timeout_s),
     )
-    return PaymentsWorkerParts(worker=worker, watch=PaymentWatch(ctx.pool), close=ctx.close)
+
+    async def close() -> None:
+        try:
+            await ctx.close()
+        finally:
+            await gw.close()
+
+    return PaymentsWorkerParts(
+        worker=worker, gateway=gw.gateway, watch=PaymentWatch(ctx.pool), close=close
+    )
+
+
+async def _after(
+    close: Callable[[], Awaitable[None]], opening: Awaitable[ShopContext]
+) -> ShopContext:
+    """``opening``'s context; ``close`` runs if it fails, so what was opened before it (a
+    gateway's pool) is not left open by a process whose start is retried."""
+    try:
+        return await opening
+    except BaseException:
+        await close()
+        raise
 
 
 def supplier_services(
