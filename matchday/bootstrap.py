@@ -35,6 +35,7 @@ from matchday.channels.admin import ChannelAdmin
 from matchday.channels.sales import ChannelSales
 from matchday.demo import demo_stock
 from matchday.domain.clock import Clock, SystemClock
+from matchday.events.relay import OutboxRelay
 from matchday.inventory.client import InventoryClient
 from matchday.inventory.routing import Router
 from matchday.metrics import NOOP, Metrics
@@ -47,7 +48,7 @@ from matchday.payments.worker import PaymentsWorker
 from matchday.polls.drain import VoteDrain
 from matchday.polls.offers import OfferBook, OfferCodes
 from matchday.polls.service import PollService
-from matchday.reports.ports import ReportViews
+from matchday.reports.ports import Refresh, ReportViews
 from matchday.reports.reader import Reports
 from matchday.settings import Settings
 from matchday.shop.carts import CartService
@@ -483,6 +484,43 @@ def supplier_services(
         bulk=bulk,
         applier=applier,
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublisherParts:
+    """What the event publisher actor runs: the outbox relay, the reports' refresh on the
+    same pool, and the close of that pool and the relay's Redis client."""
+
+    relay: OutboxRelay
+    reports: Refresh
+    close: Callable[[], Awaitable[None]]
+
+
+async def open_publisher(settings: Settings) -> PublisherParts:
+    """The outbox relay (ADR 0002) and the reports' refresh (issue 6), over a small pool."""
+    s = settings
+    # No check round trip per borrow: the relay borrows once per run, 20 times a second
+    # when idle; a dead connection fails that run, and the next borrows another.
+    pool = make_pool(s.database_url, min_size=1, max_size=2, name="outbox-relay", check=False)
+    await pool.open(wait=False)
+    # Not redis_client's pool: one relay, one connection at a time, and a publish of a
+    # whole batch may take longer than that client's 1 s timeout.
+    redis = Redis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    relay = OutboxRelay(
+        pool,
+        redis,
+        stream=s.stream_name,
+        availability_key=s.availability_key,
+        maxlen=s.stream_maxlen,
+    )
+
+    async def close() -> None:
+        try:
+            await redis.aclose()
+        finally:
+            await pool.close()
+
+    return PublisherParts(relay=relay, reports=ReportsRepository(pool), close=close)
 
 
 @asynccontextmanager
