@@ -18,6 +18,7 @@ from typing import Any
 
 import ray
 
+from actors.detached import detached_options
 from actors.metrics import GatewayCounters, payment_queue_sampler, safe_metrics, sample_every
 from matchday.metrics import LATE_PAYMENTS, ORDERS_UNPAID, PAYMENTS_OVERDUE, Metrics
 from matchday.settings import Settings
@@ -123,15 +124,7 @@ def start_payments_worker(settings: Settings) -> Any:
     """Create (or find) the detached worker actor; returns its handle."""
     handle = (
         ray.remote(PaymentsWorkerActor)
-        .options(  # type: ignore[attr-defined]
-            name=WORKER_NAME,
-            namespace=settings.namespace,
-            lifetime="detached",
-            get_if_exists=True,
-            max_restarts=-1,
-            max_task_retries=-1,
-            num_cpus=0,
-        )
+        .options(**detached_options(WORKER_NAME, settings))  # type: ignore[attr-defined]
         .remote(settings.payload())
     )
     ray.get(handle.stats.remote())
