@@ -10,6 +10,7 @@ that success away from the region everyone else reported.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import SimpleNamespace
@@ -19,6 +20,7 @@ import httpx
 import pytest
 
 import actors.client
+from actors.payments_worker import PaymentsWorkerActor
 from matchday import bootstrap
 from matchday.domain.errors import Unavailable
 from matchday.inventory.client import InventoryClient
@@ -28,7 +30,7 @@ from matchday.payments.stripe_gateway import StripeGateway
 from matchday.settings import Settings
 from matchday.shop import models as st
 from serve.webhooks import WebhooksAPI
-from tests.conftest import uid
+from tests.conftest import database_of_its_own, uid
 from tests.integration.test_payments_support import (
     LocalStripe,
     PayStack,
@@ -51,11 +53,25 @@ def accounts() -> Iterator[tuple[LocalStripe, LocalStripe]]:
         yield both
 
 
+@pytest.fixture(scope="module")
+def own(settings: Settings) -> Iterator[Settings]:
+    """A database of this module's own: the worker actor below claims every due order."""
+    with database_of_its_own(settings, "gateways") as s:
+        yield s
+
+
 @pytest.fixture
-async def ps(settings: Settings, accounts: tuple[LocalStripe, LocalStripe]):
-    # One shard, as the stack's in-process engine has: a deployment below reaches it.
-    more = {"payment_region": REGION, "shards": 1, "dedicated_shards": 0}
-    async with open_pay_stack(settings, *accounts, **more) as s:
+async def ps(own: Settings, accounts: tuple[LocalStripe, LocalStripe]):
+    more = {
+        "payment_region": REGION,
+        # One shard, as the stack's in-process engine has: the deployments below reach it.
+        "shards": 1,
+        "dedicated_shards": 0,
+        # The worker picks an order up at once, and looks for work often.
+        "payment_settle_grace_s": 0.0,
+        "payment_worker_poll_s": 0.1,
+    }
+    async with open_pay_stack(own, *accounts, **more) as s:
         yield s
 
 
@@ -164,11 +180,21 @@ class NeverSent:
 
 
 class ShardHandle:
-    """A shard actor's handle over the stack's in-process engine: the deployment below runs
-    its own ``__init__`` as on Ray, reaching the shards through ``actors.client``."""
+    """A shard actor's handle over the stack's in-process engine, for a deployment or actor
+    run as on Ray (reaching the shards through ``actors.client``) but without Ray. From
+    another thread's event loop, the call is handed to the stack's."""
 
     def __init__(self, stock: InventoryClient) -> None:
-        self.apply = SimpleNamespace(remote=lambda batch: stock._send(0, batch))
+        home = asyncio.get_running_loop()
+
+        def remote(batch: Any) -> Awaitable[Any]:
+            if asyncio.get_running_loop() is home:
+                return stock._send(0, batch)
+            return asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(stock._send(0, batch), home)
+            )
+
+        self.apply = SimpleNamespace(remote=remote)
 
 
 async def test_a_charge_the_webhooks_deployment_starts_is_written_in_the_configured_region(
@@ -212,4 +238,31 @@ async def test_a_charge_the_webhooks_deployment_starts_is_written_in_the_configu
             assert r.status_code == 200 and r.json()["outcome"] == "order_paid", r.text
     finally:
         await replica.__del__()
+    assert await regions_of(ps, order["order_id"]) == {"stripe-primary": REGION}
+
+
+async def test_the_worker_actor_settles_an_order_through_the_gateway_bootstrap_built(
+    ps: PayStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The payments-worker actor as Ray hosts it (its loop on a thread of its own), without
+    Ray: an order whose first charge never reached Stripe is charged and settled by it."""
+    (sku,) = await ps.stack.product(stock=2)
+    auth, cart = await filled_cart(ps.stack, sku)
+    ps.stack.ctx.checkout.gateway = NeverSent()
+    order = (await pay(ps.stack, auth, cart, "pm_card_visa")).json()
+    assert order["status"] == st.AMBIGUOUS, order
+
+    handles = {0: ShardHandle(ps.stack.ctx.stock)}
+    monkeypatch.setattr(actors.client, "shard_handles", lambda _settings: handles)
+    actor = PaymentsWorkerActor(ps.stack.ctx.settings.payload())
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while (await ps.stack.ctx.repo.order(order["order_id"])).status != st.PAID:
+            assert asyncio.get_running_loop().time() < deadline, actor.stats()
+            await asyncio.sleep(0.1)
+        assert actor.stats()["running"] == 1 and actor.restarts == 0
+    finally:
+        actor.stop()
+        await asyncio.to_thread(actor._thread.join, 30)
+    assert not actor._thread.is_alive()
     assert await regions_of(ps, order["order_id"]) == {"stripe-primary": REGION}
