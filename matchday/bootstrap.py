@@ -38,6 +38,7 @@ from matchday.domain.clock import Clock, SystemClock
 from matchday.events.relay import OutboxRelay
 from matchday.inventory.client import InventoryClient
 from matchday.inventory.routing import Router
+from matchday.inventory.shard import ShardCore
 from matchday.metrics import NOOP, Metrics
 from matchday.payments.events import StripeEvents
 from matchday.payments.factory import build_gateway
@@ -458,6 +459,36 @@ async def _after(
     except BaseException:
         await close()
         raise
+
+
+async def open_shard_core(
+    settings: Settings,
+    shard_id: int,
+    *,
+    pool_name: str,
+    after_recovery: Callable[[], None] | None = None,
+) -> ShardCore:
+    """One shard of the inventory engine over a small pool of its own (ADR 0001); not yet
+    started (recovering is the caller's, which may fail and be tried again)."""
+    s = settings
+    # No check on borrow: it costs a round trip per batch. After a PostgreSQL restart a
+    # dead connection fails one batch, the pool discards it, and the shard recovers.
+    pool = make_pool(s.database_url, min_size=1, max_size=2, name=pool_name, check=False)
+    await pool.open(wait=False)
+    return ShardCore(
+        shard_id,
+        Router(s.shards, s.dedicated_shards),
+        InventoryRepository(pool),
+        policy=s.policy(),
+        cache_size=s.shard_cache_size,
+        dedupe_window_s=s.dedupe_window_s,
+        after_recovery=after_recovery,
+    )
+
+
+def pin_rows(ctx: ShopContext) -> InventoryRepository:
+    """The engine's SKU pins, over ``ctx``'s pool, for pinning through the shard actors."""
+    return InventoryRepository(ctx.pool)
 
 
 def supplier_services(
