@@ -23,7 +23,7 @@ from matchday.inventory.routing import Router
 
 
 class PinRows(Protocol):
-    """Where pins are recorded (the engine's ``sku_pins``; bootstrap.pin_rows)."""
+    """Where pins are recorded (the engine's ``sku_pins``; bootstrap.engine_rows)."""
 
     async def pins(self) -> dict[str, int]: ...
 

@@ -486,11 +486,6 @@ async def open_shard_core(
     )
 
 
-def pin_rows(ctx: ShopContext) -> InventoryRepository:
-    """The engine's SKU pins, over ``ctx``'s pool, for pinning through the shard actors."""
-    return InventoryRepository(ctx.pool)
-
-
 def supplier_services(
     pool: AsyncConnectionPool,
     engine: StockEngine,
@@ -598,6 +593,75 @@ def admin_reports(ctx: ShopContext) -> Callable[[], Awaitable[ReportViews]]:
         return replica[0]
 
     return on_replica
+
+
+# -- operators' commands (the CLI) -----------------------------------------------------------
+
+
+@asynccontextmanager
+async def operator_pool(
+    settings: Settings, name: str, *, max_size: int = 2
+) -> AsyncIterator[AsyncConnectionPool]:
+    """A small pool for one operator's command, closed on exit. Opened waiting: a command
+    that cannot reach PostgreSQL fails at once, with the reason, instead of at its first
+    query."""
+    pool = make_pool(settings.database_url, max_size=max_size, name=name)
+    await pool.open()
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@asynccontextmanager
+async def operator_redis(settings: Settings) -> AsyncIterator[Redis]:
+    """A Redis client for one operator's command, closed on exit."""
+    redis = Redis.from_url(settings.redis_url, socket_timeout=5.0)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+def audit_log(pool: AsyncConnectionPool) -> AuditLog:
+    return AuditLog(AdminRepository(pool))
+
+
+def admin_auth(pool: AsyncConnectionPool, secret_key: str) -> AdminAuth:
+    """The operators' keys, their TOTP secrets sealed with ``secret_key`` (the admin API's)."""
+    return AdminAuth(AdminRepository(pool), seal=TotpSeal(secret_key))
+
+
+def channel_admin(pool: AsyncConnectionPool, engine: InventoryClient | None) -> ChannelAdmin:
+    """Marketplace channels; ``engine`` for the commands that move stock (allocations)."""
+    return ChannelAdmin(ChannelsRepository(pool), engine)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SupplierTools:
+    admin: SupplierAdmin
+    bulk: BulkSyncs
+
+
+def supplier_tools(pool: AsyncConnectionPool, secret_key: str) -> SupplierTools:
+    """Supplier administration and bulk syncs, their secrets sealed with ``secret_key``."""
+    repo = SuppliersRepository(pool)
+    return SupplierTools(
+        admin=SupplierAdmin(repo, SecretSeal(secret_key)),
+        bulk=BulkSyncs(repo, SyncsRepository(pool)),
+    )
+
+
+def drop_admin(
+    pool: AsyncConnectionPool, redis: Redis, rates: RateSource, *, clock: Clock = SYSTEM_CLOCK
+) -> DropAdmin:
+    """Drops and their queues, over ``pool`` and ``redis``, with ``rates`` for ``auto``."""
+    return DropAdmin(DropsRepository(pool), RedisQueue(redis), InventoryLevels(pool), clock, rates)
+
+
+def engine_rows(pool: AsyncConnectionPool) -> InventoryRepository:
+    """The engine's tables: SKU pins and stock rows, read or pinned by an operator."""
+    return InventoryRepository(pool)
 
 
 async def seed_demo(settings: Settings) -> int:

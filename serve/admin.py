@@ -44,7 +44,7 @@ class AdminAPI:
         ctx = bootstrap.with_checkout(await open_engine(s), HandleGateway.deployed())
         self.ctx = bootstrap.with_admin(ctx)
         self.router = Router(s.shards, s.dedicated_shards)
-        self.pins = RayPinning(bootstrap.pin_rows(self.ctx), self.router, shard_handles(s))
+        self.pins = RayPinning(bootstrap.engine_rows(self.ctx.pool), self.router, shard_handles(s))
 
     def __serve_build_asgi_app__(self) -> Any:
         return admin_api.build(self.ctx, pins=self.pins, router=self.router)

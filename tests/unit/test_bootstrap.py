@@ -118,3 +118,12 @@ async def test_a_gateway_that_cannot_be_built_closes_its_pool(
     with pytest.raises(ValueError, match="capture method"):
         await bootstrap.open_gateway(Settings(**STRIPE), test_gateway=never, pool_name="p")
     assert pools.made == ["p"] and pools.open == set()
+
+
+async def test_an_operators_pool_is_closed_when_the_command_fails(pools: Pools) -> None:
+    with pytest.raises(RuntimeError, match="refused"):
+        async with bootstrap.operator_pool(Settings(), "matchday-cli") as pool:
+            assert pools.open == {"matchday-cli"}
+            bootstrap.audit_log(pool)
+            raise RuntimeError("refused")
+    assert pools.made == ["matchday-cli"] and pools.open == set()
