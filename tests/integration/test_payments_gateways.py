@@ -29,7 +29,9 @@ from matchday.payments.router import PaymentRouter
 from matchday.payments.stripe_gateway import StripeGateway
 from matchday.settings import Settings
 from matchday.shop import models as st
+from serve.payments import Payments
 from serve.webhooks import WebhooksAPI
+from tests.background import stop
 from tests.conftest import database_of_its_own, uid
 from tests.integration.test_payments_support import (
     LocalStripe,
@@ -80,8 +82,15 @@ def never() -> PaymentGateway:
 
 
 async def payments(s: Settings, stock: InventoryClient) -> Opened:
-    parts = await bootstrap.open_gateway(s, test_gateway=never, pool_size=4, pool_name="t-pay")
-    return parts.gateway, parts.close
+    """The Payments deployment's replica, started by its own ``__init__`` (without Ray)."""
+    replica = object.__new__(Payments.func_or_class)
+    await replica.__init__(s.payload())
+
+    async def close() -> None:
+        await stop(replica._sampler)  # on Ray, it ends with the replica's process
+        await replica.__del__()
+
+    return replica.gateway, close
 
 
 async def webhooks(s: Settings, stock: InventoryClient) -> Opened:
