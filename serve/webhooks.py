@@ -22,11 +22,8 @@ from matchday.web import webhooks_api
 from serve import presets
 from serve.common import AppArgs, settings_of
 
-# Webhooks are a trickle next to checkouts: Stripe retries for days, so shedding is safe.
-WEBHOOKS = presets.autoscaled(min_replicas=1, max_replicas=2, target=16, ongoing=64, queued=256)
 
-
-@serve.deployment(name="Webhooks", **WEBHOOKS)
+@serve.deployment(name="Webhooks", **presets.WEBHOOKS)
 @serve.ingress()
 class WebhooksAPI:
     async def __init__(self, settings: dict[str, Any]) -> None:
