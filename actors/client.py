@@ -7,6 +7,7 @@ from typing import Any
 
 import ray
 
+from actors.detached import detached_options
 from actors.inventory import InventoryShard, shard_name
 from actors.publisher import PUBLISHER_NAME, EventPublisher
 from matchday.inventory.client import InventoryClient
@@ -32,27 +33,16 @@ def start_inventory(
     router = Router(settings.shards, settings.dedicated_shards)
     for sid in router.all_shards:
         handles[sid] = shard_cls.options(  # type: ignore[attr-defined]
-            name=shard_name(sid),
-            namespace=settings.namespace,
-            lifetime="detached",
-            get_if_exists=True,
-            max_restarts=-1,
-            max_task_retries=-1,
-            max_concurrency=SHARD_MAX_CONCURRENCY,
-            num_cpus=0,
-            **(shard_options or {}),
+            **detached_options(
+                shard_name(sid),
+                settings,
+                max_concurrency=SHARD_MAX_CONCURRENCY,
+                **(shard_options or {}),
+            )
         ).remote(sid, payload)
     publisher = (
         ray.remote(EventPublisher)
-        .options(  # type: ignore[attr-defined]
-            name=PUBLISHER_NAME,
-            namespace=settings.namespace,
-            lifetime="detached",
-            get_if_exists=True,
-            max_restarts=-1,
-            max_task_retries=-1,
-            num_cpus=0,
-        )
+        .options(**detached_options(PUBLISHER_NAME, settings))  # type: ignore[attr-defined]
         .remote(payload)
     )
     ray.get([h.ready.remote() for h in handles.values()] + [publisher.start.remote()])

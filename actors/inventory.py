@@ -16,7 +16,6 @@ from typing import Any
 from actors.metrics import metered_batches
 from matchday.batching import Coalescer
 from matchday.inventory.commands import Outcome
-from matchday.inventory.routing import Router
 from matchday.inventory.shard import ShardCore
 from matchday.inventory.wire import WireMutation, WireOutcome
 from matchday.settings import Settings
@@ -55,7 +54,6 @@ class InventoryShard:
         self._core: ShardCore | None = None
         self._committer: Coalescer[WireMutation, WireOutcome] | None = None
         self._start_lock = asyncio.Lock()
-        self._pool: Any = None
         self._timers: asyncio.Task[None] | None = None
 
     async def _ready(self) -> tuple[ShardCore, Coalescer[WireMutation, WireOutcome]]:
@@ -69,29 +67,19 @@ class InventoryShard:
         return self._core, self._committer
 
     async def _start(self) -> None:
-        from matchday.storage.db import make_pool
-        from matchday.storage.inventory_repo import InventoryRepository
+        from matchday import bootstrap
 
-        s = self.settings
-        # No check on borrow: it costs a round trip per batch. After a PostgreSQL restart a
-        # dead connection fails one batch, the pool discards it, and the shard recovers.
-        self._pool = make_pool(
-            s.database_url, min_size=1, max_size=2, name=shard_name(self.shard_id), check=False
-        )
-        await self._pool.open(wait=False)
-        core = ShardCore(
+        core = await bootstrap.open_shard_core(
+            self.settings,
             self.shard_id,
-            Router(s.shards, s.dedicated_shards),
-            InventoryRepository(self._pool),
-            policy=s.policy(),
-            cache_size=s.shard_cache_size,
-            dedupe_window_s=s.dedupe_window_s,
+            pool_name=shard_name(self.shard_id),
             after_recovery=settle_heap,
         )
         try:
             await core.start()
         except Exception as exc:  # recovered on the next batch instead
             log.warning("shard %s could not recover at start: %r", self.shard_id, exc)
+        s = self.settings
         self._committer = Coalescer(metered_batches(core), max_batch=s.max_batch, max_in_flight=1)
         self._core = core
         self._timers = asyncio.get_running_loop().create_task(

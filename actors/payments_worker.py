@@ -18,6 +18,7 @@ from typing import Any
 
 import ray
 
+from actors.detached import detached_options
 from actors.metrics import GatewayCounters, payment_queue_sampler, safe_metrics, sample_every
 from matchday.metrics import LATE_PAYMENTS, ORDERS_UNPAID, PAYMENTS_OVERDUE, Metrics
 from matchday.settings import Settings
@@ -73,32 +74,21 @@ class PaymentsWorkerActor:
 
     async def _serve(self) -> None:
         from actors.client import connect_client
+        from actors.payments_handle import HandleGateway
         from matchday import bootstrap
-        from matchday.payments.factory import build_gateway
-        from matchday.storage.db import make_pool
-        from matchday.storage.payments_repo import PaymentsRepository
 
         s = self.settings
-        # The Stripe accounts' records go through a pool of their own, opened first: the
-        # gateway is an input of the worker's wiring, not a part of it.
-        pool = make_pool(s.database_url, max_size=2, name="payments-worker-gw")
-        await pool.open(wait=False)
+        # The test gateway's memory lives in the Payments deployment: its handle, which
+        # raises until Serve has deployed it (and supervise tries again).
+        parts = await bootstrap.open_payments_worker(
+            s, connect_client(s), test_gateway=HandleGateway.deployed
+        )
         try:
-            if s.gateway_kind == "stripe":
-                gateway: Any = build_gateway(s, PaymentsRepository(pool, s.payment_region))
-            else:  # the test gateway's memory lives in the Payments deployment
-                from actors.payments_handle import HandleGateway
-
-                gateway = HandleGateway.deployed()  # raises until Serve has deployed it
-            parts = await bootstrap.open_payments_worker(s, connect_client(s), gateway)
-            try:
-                await self._work(parts, gateway)
-            finally:
-                await parts.close()
+            await self._work(parts)
         finally:
-            await pool.close()
+            await parts.close()
 
-    async def _work(self, parts: Any, gateway: Any) -> None:
+    async def _work(self, parts: Any) -> None:
         s = self.settings
         assert self._stop is not None
         self._worker = parts.worker
@@ -106,7 +96,9 @@ class PaymentsWorkerActor:
         deadlines = sample_every(deadline_sampler(parts.watch, s.payment_hold_s))
         # The worker's retries charge through its own router: its counts are exported too
         # (a HandleGateway's charges are counted by the Payments deployment itself).
-        charges = sample_every(GatewayCounters(gateway).sample) if parts.worker.gateways else None
+        charges = (
+            sample_every(GatewayCounters(parts.gateway).sample) if parts.worker.gateways else None
+        )
         self._running = True
         try:
             await self._worker.run(self._stop, poll_s=s.payment_worker_poll_s)
@@ -132,15 +124,7 @@ def start_payments_worker(settings: Settings) -> Any:
     """Create (or find) the detached worker actor; returns its handle."""
     handle = (
         ray.remote(PaymentsWorkerActor)
-        .options(  # type: ignore[attr-defined]
-            name=WORKER_NAME,
-            namespace=settings.namespace,
-            lifetime="detached",
-            get_if_exists=True,
-            max_restarts=-1,
-            max_task_retries=-1,
-            num_cpus=0,
-        )
+        .options(**detached_options(WORKER_NAME, settings))  # type: ignore[attr-defined]
         .remote(settings.payload())
     )
     ray.get(handle.stats.remote())

@@ -14,17 +14,26 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Any
+from typing import Any, Protocol
 
 from actors.remote import call
 from matchday.domain.errors import Conflict, InvalidInput, UnknownSku, WrongShard
 from matchday.inventory.commands import check_sku
 from matchday.inventory.routing import Router
-from matchday.storage.inventory_repo import InventoryRepository
+
+
+class PinRows(Protocol):
+    """Where pins are recorded (the engine's ``sku_pins``; bootstrap.engine_rows)."""
+
+    async def pins(self) -> dict[str, int]: ...
+
+    async def set_pin(self, sku: str, shard_id: int | None) -> int | None:
+        """Pin (or with None unpin) a SKU; returns the shard that owned it before."""
+        ...
 
 
 async def pin_sku(
-    repo: InventoryRepository,
+    repo: PinRows,
     router: Router,
     handles: dict[int, Any],
     sku: str,
@@ -43,15 +52,13 @@ async def pin_sku(
     return await _move(repo, router, handles, sku, shard, pin=shard)
 
 
-async def unpin_sku(
-    repo: InventoryRepository, router: Router, handles: dict[int, Any], sku: str
-) -> int:
+async def unpin_sku(repo: PinRows, router: Router, handles: dict[int, Any], sku: str) -> int:
     check_sku(sku)
     return await _move(repo, router, handles, sku, router.ring.owner(sku), pin=None)
 
 
 async def _move(
-    repo: InventoryRepository,
+    repo: PinRows,
     router: Router,
     handles: dict[int, Any],
     sku: str,

@@ -19,6 +19,7 @@ from typing import Any
 
 import ray
 
+from actors.detached import detached_options
 from actors.metrics import safe_metrics
 from matchday.settings import Settings
 
@@ -102,15 +103,7 @@ def start_supplier_worker(settings: Settings) -> Any:
     """Create (or find) the detached worker actor; returns its handle."""
     handle = (
         ray.remote(SupplierWorkerActor)
-        .options(  # type: ignore[attr-defined]
-            name=WORKER_NAME,
-            namespace=settings.namespace,
-            lifetime="detached",
-            get_if_exists=True,
-            max_restarts=-1,
-            max_task_retries=-1,
-            num_cpus=0,
-        )
+        .options(**detached_options(WORKER_NAME, settings))  # type: ignore[attr-defined]
         .remote(settings.payload())
     )
     ray.get(handle.stats.remote())

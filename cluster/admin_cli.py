@@ -66,25 +66,16 @@ def _with_admin(settings: Settings, work: Callable[[Any, Any], Awaitable[T]]) ->
     """Run ``work(auth, audit)`` against the stack's database."""
     from cluster.cli_common import resolve
     from cluster.local import secret_key
-    from matchday.admin.audit import AuditLog
-    from matchday.admin.auth import AdminAuth
-    from matchday.admin.sealing import TotpSeal
-    from matchday.storage.admin_repo import AdminRepository
-    from matchday.storage.db import make_pool
+    from matchday import bootstrap
 
     settings = resolve(settings)
 
     async def run() -> T:
-        pool = make_pool(settings.database_url, max_size=2, name="matchday-admin-cli")
-        await pool.open()
-        try:
-            repo = AdminRepository(pool)
+        async with bootstrap.operator_pool(settings, "matchday-admin-cli") as pool:
             # The same key `matchday run` gives the admin API: the configured one, else the
             # data directory's generated one.
-            seal = TotpSeal(secret_key(settings))
-            return await work(AdminAuth(repo, seal=seal), AuditLog(repo))
-        finally:
-            await pool.close()
+            auth = bootstrap.admin_auth(pool, secret_key(settings))
+            return await work(auth, bootstrap.audit_log(pool))
 
     return asyncio.run(run())
 

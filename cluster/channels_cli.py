@@ -68,23 +68,15 @@ def _run(
     ChannelAdmin) and ``audit`` (what the audit entry records besides the target)."""
     from cluster.admin_cli import _operator
     from cluster.cli_common import resolve, with_ray
-    from matchday.admin.audit import AuditLog
-    from matchday.channels.admin import ChannelAdmin
+    from matchday import bootstrap
     from matchday.domain.errors import MatchdayError
-    from matchday.storage.admin_repo import AdminRepository
-    from matchday.storage.channels_repo import ChannelsRepository
-    from matchday.storage.db import make_pool
 
     settings = resolve(settings)
 
     async def run(client: Any) -> T:
-        pool = make_pool(settings.database_url, max_size=2, name="matchday-channels-cli")
-        await pool.open()
-        try:
-            tools = argparse.Namespace(
-                admin=ChannelAdmin(ChannelsRepository(pool), client), audit={}
-            )
-            audit = AuditLog(AdminRepository(pool))
+        async with bootstrap.operator_pool(settings, "matchday-channels-cli") as pool:
+            tools = argparse.Namespace(admin=bootstrap.channel_admin(pool, client), audit={})
+            audit = bootstrap.audit_log(pool)
             try:
                 result = await work(tools)
             except MatchdayError as exc:
@@ -94,8 +86,6 @@ def _run(
             if action:
                 await audit.record(_operator(), action, target, tools.audit)
             return result
-        finally:
-            await pool.close()
 
     if engine:
         return with_ray(settings, lambda ctx: run(ctx[0]))  # type: ignore[no-any-return]

@@ -159,18 +159,15 @@ def cmd_engine(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_pin(args: argparse.Namespace, settings: Settings) -> int:
     from actors.pinning import pin_sku, unpin_sku
+    from matchday import bootstrap
     from matchday.inventory.routing import Router
-    from matchday.storage.db import make_pool
-    from matchday.storage.inventory_repo import InventoryRepository
 
     settings = resolve(settings)
 
     async def work(ctx: Any) -> Any:
         _, handles = ctx
-        pool = make_pool(settings.database_url)
-        await pool.open()
-        try:
-            repo = InventoryRepository(pool)
+        async with bootstrap.operator_pool(settings, "matchday-cli", max_size=4) as pool:
+            repo = bootstrap.engine_rows(pool)
             router = Router(settings.shards, settings.dedicated_shards)
             if args.cmd == "pin":
                 return {
@@ -178,24 +175,19 @@ def cmd_pin(args: argparse.Namespace, settings: Settings) -> int:
                     "shard": await pin_sku(repo, router, handles, args.sku, args.shard),
                 }
             return {"sku": args.sku, "shard": await unpin_sku(repo, router, handles, args.sku)}
-        finally:
-            await pool.close()
 
     print_json(with_ray(settings, work))
     return 0
 
 
 def cmd_read(args: argparse.Namespace, settings: Settings) -> int:
-    from matchday.storage.db import make_pool
-    from matchday.storage.inventory_repo import InventoryRepository
+    from matchday import bootstrap
 
     settings = resolve(settings)
 
     async def work() -> Any:
-        pool = make_pool(settings.database_url)
-        await pool.open()
-        try:
-            repo = InventoryRepository(pool)
+        async with bootstrap.operator_pool(settings, "matchday-cli", max_size=4) as pool:
+            repo = bootstrap.engine_rows(pool)
             if args.cmd == "pins":
                 return await repo.pins()
             rows = await repo.stock_rows(args.skus)
@@ -205,8 +197,6 @@ def cmd_read(args: argparse.Namespace, settings: Settings) -> int:
                 for s, r in rows.items()
             }
             return {**out, **({"unknown": missing} if missing else {})}
-        finally:
-            await pool.close()
 
     print_json(asyncio.run(work()))
     return 0

@@ -86,32 +86,18 @@ def _with_drops(
     settings: Settings, work: Callable[[Any, Any], Awaitable[T]], profile: str | None = None
 ) -> T:
     """Run ``work(drop_admin, audit)`` against the stack's PostgreSQL and Redis."""
-    from redis.asyncio import Redis
-
     from cluster.cli_common import resolve
-    from matchday.admin.audit import AuditLog
-    from matchday.domain.clock import SystemClock
-    from matchday.storage.admin_repo import AdminRepository
-    from matchday.storage.db import make_pool
-    from matchday.storage.drops_repo import DropsRepository, InventoryLevels
-    from matchday.waitingroom.redis_store import RedisQueue
-    from matchday.waitingroom.service import DropAdmin
+    from matchday import bootstrap
 
     settings = resolve(settings)
 
     async def run() -> T:
-        pool = make_pool(settings.database_url, max_size=2, name="matchday-drops-cli")
-        await pool.open()
-        redis = Redis.from_url(settings.redis_url, socket_timeout=5.0)
-        try:
-            admin = DropAdmin(
-                DropsRepository(pool), RedisQueue(redis), InventoryLevels(pool), SystemClock(),
-                _rates(settings, profile),
-            )  # fmt: skip
-            return await work(admin, AuditLog(AdminRepository(pool)))
-        finally:
-            await redis.aclose()
-            await pool.close()
+        async with (
+            bootstrap.operator_pool(settings, "matchday-drops-cli") as pool,
+            bootstrap.operator_redis(settings) as redis,
+        ):
+            admin = bootstrap.drop_admin(pool, redis, _rates(settings, profile))
+            return await work(admin, bootstrap.audit_log(pool))
 
     return asyncio.run(run())
 

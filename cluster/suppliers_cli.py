@@ -91,29 +91,20 @@ def _with_suppliers(
     from cluster.admin_cli import _operator
     from cluster.cli_common import resolve
     from cluster.local import secret_key
-    from matchday.admin.audit import AuditLog
+    from matchday import bootstrap
     from matchday.domain.errors import MatchdayError
-    from matchday.storage.admin_repo import AdminRepository
-    from matchday.storage.db import make_pool
-    from matchday.storage.supplier_syncs_repo import SyncsRepository
-    from matchday.storage.suppliers_repo import SuppliersRepository
-    from matchday.suppliers.admin import SupplierAdmin
-    from matchday.suppliers.bulk import BulkSyncs
-    from matchday.suppliers.signing import SecretSeal
 
     settings = resolve(settings)
 
     async def run() -> T:
-        pool = make_pool(settings.database_url, max_size=2, name="matchday-suppliers-cli")
-        await pool.open()
-        try:
-            repo = SuppliersRepository(pool)
+        async with bootstrap.operator_pool(settings, "matchday-suppliers-cli") as pool:
+            made = bootstrap.supplier_tools(pool, secret_key(settings))
             tools = argparse.Namespace(
-                admin=SupplierAdmin(repo, SecretSeal(secret_key(settings))),
-                bulk=BulkSyncs(repo, SyncsRepository(pool)),
+                admin=made.admin,
+                bulk=made.bulk,
                 audit={},  # what the audit entry records besides the target
             )
-            audit = AuditLog(AdminRepository(pool))
+            audit = bootstrap.audit_log(pool)
             try:
                 result = await work(tools)
             except MatchdayError as exc:
@@ -123,8 +114,6 @@ def _with_suppliers(
             if action:
                 await audit.record(_operator(), action, target, tools.audit)
             return result
-        finally:
-            await pool.close()
 
     return asyncio.run(run())
 

@@ -35,10 +35,13 @@ from matchday.channels.admin import ChannelAdmin
 from matchday.channels.sales import ChannelSales
 from matchday.demo import demo_stock
 from matchday.domain.clock import Clock, SystemClock
+from matchday.events.relay import OutboxRelay
 from matchday.inventory.client import InventoryClient
 from matchday.inventory.routing import Router
+from matchday.inventory.shard import ShardCore
 from matchday.metrics import NOOP, Metrics
 from matchday.payments.events import StripeEvents
+from matchday.payments.factory import build_gateway
 from matchday.payments.fraud import FraudRules, VelocityLimits
 from matchday.payments.gateway import PaymentGateway
 from matchday.payments.router import PaymentRouter
@@ -46,7 +49,7 @@ from matchday.payments.worker import PaymentsWorker
 from matchday.polls.drain import VoteDrain
 from matchday.polls.offers import OfferBook, OfferCodes
 from matchday.polls.service import PollService
-from matchday.reports.ports import ReportViews
+from matchday.reports.ports import Refresh, ReportViews
 from matchday.reports.reader import Reports
 from matchday.settings import Settings
 from matchday.shop.carts import CartService
@@ -246,7 +249,7 @@ def with_checkout(
             per_card=s.fraud_max_per_card,
             per_ip=s.fraud_max_per_ip,
         )
-        fraud = FraudRules(PaymentsRepository(ctx.pool), limits)
+        fraud = FraudRules(payments_repository(s, ctx.pool), limits)
     checkout = CheckoutService(
         ctx.repo,
         ctx.stock,
@@ -254,7 +257,7 @@ def with_checkout(
         gateway,
         ctx.events,
         payment_hold_s=s.payment_hold_s,
-        payments=PaymentsRepository(ctx.pool),
+        payments=payments_repository(s, ctx.pool),
         fraud=fraud,
         settle_grace_s=s.payment_settle_grace_s,
         offers=OfferBook(PollsRepository(ctx.pool), OfferCodes(s.secret_key.get_secret_value())),
@@ -267,6 +270,56 @@ def routed_gateways(gateway: PaymentGateway) -> Mapping[str, PaymentGateway]:
     """The accounts behind a Stripe router (the worker and webhooks ask each by name); none
     behind the test gateway's handle (its memory lives in the Payments deployment)."""
     return gateway.gateways if isinstance(gateway, PaymentRouter) else {}
+
+
+# -- the payment gateway ---------------------------------------------------------------------
+
+
+def payments_repository(settings: Settings, pool: AsyncConnectionPool) -> PaymentsRepository:
+    """The payment records over ``pool``, in this process's region: every attempt row it
+    writes carries ``payment_region``, which the payments report splits success by."""
+    return PaymentsRepository(pool, settings.payment_region)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewayParts:
+    """A process's payment gateway, and the close of the pool its records go through."""
+
+    gateway: PaymentGateway
+    close: Callable[[], Awaitable[None]]
+
+
+async def open_gateway(
+    settings: Settings,
+    *,
+    test_gateway: Callable[[], PaymentGateway],
+    pool_size: int = 2,
+    pool_name: str,
+) -> GatewayParts:
+    """The gateway a process pays through, built the same way in every process that pays
+    (the Payments deployment, the webhooks, the payments worker; ADR 0008).
+
+    With Stripe: the router over the configured accounts (their keys, region, breakers and
+    timeouts from ``settings``), its records on a small pool of its own, so the gateway is
+    an input of the process's wiring rather than a part of it. With the test gateway:
+    ``test_gateway()``, which the caller injects because only it knows where that gateway's
+    memory lives (in the Payments deployment; a handle to it everywhere else). It is asked
+    before any pool opens, so one that raises (Serve not deployed yet) leaves nothing open.
+    """
+    if settings.gateway_kind != "stripe":
+        return GatewayParts(gateway=test_gateway(), close=_nothing_to_close)
+    pool = make_pool(settings.database_url, max_size=pool_size, name=pool_name)
+    await pool.open(wait=False)
+    try:
+        gateway = build_gateway(settings, payments_repository(settings, pool))
+    except BaseException:
+        await pool.close()
+        raise
+    return GatewayParts(gateway=gateway, close=pool.close)
+
+
+async def _nothing_to_close() -> None:
+    return None
 
 
 # -- what one app or actor adds --------------------------------------------------------------
@@ -300,16 +353,63 @@ def channel_sales(ctx: EngineContext) -> ChannelSales:
 
 def stripe_events(ctx: CheckoutContext, gateway: PaymentGateway) -> StripeEvents:
     return StripeEvents(
-        ctx.repo, PaymentsRepository(ctx.pool), ctx.checkout, routed_gateways(gateway)
+        ctx.repo,
+        payments_repository(ctx.settings, ctx.pool),
+        ctx.checkout,
+        routed_gateways(gateway),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhooksParts:
+    """What the webhooks app runs on: checkout over the process's gateway, the events it
+    applies, each account's signing secret, and the close of everything it opened."""
+
+    ctx: CheckoutContext
+    events: StripeEvents
+    secrets: Mapping[str, str]
+    close: Callable[[], Awaitable[None]]
+
+
+async def open_webhooks(
+    settings: Settings,
+    stock: InventoryClient,
+    *,
+    test_gateway: Callable[[], PaymentGateway],
+    metrics: Metrics = NOOP,
+    clock: Clock = SYSTEM_CLOCK,
+) -> WebhooksParts:
+    """The webhooks app's parts. With Stripe it pays through a router of its own over the
+    same accounts as checkout (their state is in PostgreSQL and at Stripe); with the test
+    gateway no account has a signing secret, so every webhook route answers 404."""
+    gw = await open_gateway(settings, test_gateway=test_gateway, pool_name="matchday-webhooks-gw")
+    ctx = await _after(gw.close, open_shop(settings, metrics=metrics, clock=clock))
+    ctx = with_checkout(with_engine(ctx, stock, clock=clock), gw.gateway, clock=clock)
+
+    async def close() -> None:
+        try:
+            await ctx.close()
+        finally:
+            await gw.close()
+
+    return WebhooksParts(
+        ctx=ctx,
+        events=stripe_events(ctx, gw.gateway),
+        secrets={
+            "primary": settings.stripe_webhook_secret.get_secret_value(),
+            "backup": settings.stripe_backup_webhook_secret.get_secret_value(),
+        },
+        close=close,
     )
 
 
 @dataclass(frozen=True, kw_only=True)
 class PaymentsWorkerParts:
-    """What the payments worker actor runs: the worker, the deadline gauges' source, and
-    the close of the pool and Redis client they share."""
+    """What the payments worker actor runs: the worker, the gateway it pays through, the
+    deadline gauges' source, and the close of the pools and Redis client they use."""
 
     worker: PaymentsWorker
+    gateway: PaymentGateway
     watch: PaymentWatch
     close: Callable[[], Awaitable[None]]
 
@@ -317,25 +417,73 @@ class PaymentsWorkerParts:
 async def open_payments_worker(
     settings: Settings,
     stock: InventoryClient,
-    gateway: PaymentGateway,
     *,
+    test_gateway: Callable[[], PaymentGateway],
     metrics: Metrics = NOOP,
     clock: Clock = SYSTEM_CLOCK,
 ) -> PaymentsWorkerParts:
-    """The worker that settles what checkout left in flight (ADR 0008), over a small pool."""
-    shop = await open_shop(settings, metrics=metrics, clock=clock, pool_size=4)
-    ctx = with_checkout(with_engine(shop, stock, clock=clock), gateway, clock=clock)
+    """The worker that settles what checkout left in flight (ADR 0008), over a small pool,
+    paying through the gateway :func:`open_gateway` builds for every process that pays."""
+    gw = await open_gateway(settings, test_gateway=test_gateway, pool_name="payments-worker-gw")
+    shop = await _after(gw.close, open_shop(settings, metrics=metrics, clock=clock, pool_size=4))
+    ctx = with_checkout(with_engine(shop, stock, clock=clock), gw.gateway, clock=clock)
     s = settings
     worker = PaymentsWorker(
         ctx.repo,
-        PaymentsRepository(ctx.pool),
+        payments_repository(s, ctx.pool),
         ctx.checkout,
-        routed_gateways(gateway),
+        routed_gateways(gw.gateway),
         base_s=s.payment_retry_base_s,
         max_s=s.payment_retry_max_s,
         stale_s=max(s.payment_settle_grace_s, 2 * s.stripe_timeout_s),
     )
-    return PaymentsWorkerParts(worker=worker, watch=PaymentWatch(ctx.pool), close=ctx.close)
+
+    async def close() -> None:
+        try:
+            await ctx.close()
+        finally:
+            await gw.close()
+
+    return PaymentsWorkerParts(
+        worker=worker, gateway=gw.gateway, watch=PaymentWatch(ctx.pool), close=close
+    )
+
+
+async def _after(
+    close: Callable[[], Awaitable[None]], opening: Awaitable[ShopContext]
+) -> ShopContext:
+    """``opening``'s context; ``close`` runs if it fails, so what was opened before it (a
+    gateway's pool) is not left open by a process whose start is retried."""
+    try:
+        return await opening
+    except BaseException:
+        await close()
+        raise
+
+
+async def open_shard_core(
+    settings: Settings,
+    shard_id: int,
+    *,
+    pool_name: str,
+    after_recovery: Callable[[], None] | None = None,
+) -> ShardCore:
+    """One shard of the inventory engine over a small pool of its own (ADR 0001); not yet
+    started (recovering is the caller's, which may fail and be tried again)."""
+    s = settings
+    # No check on borrow: it costs a round trip per batch. After a PostgreSQL restart a
+    # dead connection fails one batch, the pool discards it, and the shard recovers.
+    pool = make_pool(s.database_url, min_size=1, max_size=2, name=pool_name, check=False)
+    await pool.open(wait=False)
+    return ShardCore(
+        shard_id,
+        Router(s.shards, s.dedicated_shards),
+        InventoryRepository(pool),
+        policy=s.policy(),
+        cache_size=s.shard_cache_size,
+        dedupe_window_s=s.dedupe_window_s,
+        after_recovery=after_recovery,
+    )
 
 
 def supplier_services(
@@ -362,6 +510,43 @@ def supplier_services(
         bulk=bulk,
         applier=applier,
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublisherParts:
+    """What the event publisher actor runs: the outbox relay, the reports' refresh on the
+    same pool, and the close of that pool and the relay's Redis client."""
+
+    relay: OutboxRelay
+    reports: Refresh
+    close: Callable[[], Awaitable[None]]
+
+
+async def open_publisher(settings: Settings) -> PublisherParts:
+    """The outbox relay (ADR 0002) and the reports' refresh (issue 6), over a small pool."""
+    s = settings
+    # No check round trip per borrow: the relay borrows once per run, 20 times a second
+    # when idle; a dead connection fails that run, and the next borrows another.
+    pool = make_pool(s.database_url, min_size=1, max_size=2, name="outbox-relay", check=False)
+    await pool.open(wait=False)
+    # Not redis_client's pool: one relay, one connection at a time, and a publish of a
+    # whole batch may take longer than that client's 1 s timeout.
+    redis = Redis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    relay = OutboxRelay(
+        pool,
+        redis,
+        stream=s.stream_name,
+        availability_key=s.availability_key,
+        maxlen=s.stream_maxlen,
+    )
+
+    async def close() -> None:
+        try:
+            await redis.aclose()
+        finally:
+            await pool.close()
+
+    return PublisherParts(relay=relay, reports=ReportsRepository(pool), close=close)
 
 
 @asynccontextmanager
@@ -408,6 +593,75 @@ def admin_reports(ctx: ShopContext) -> Callable[[], Awaitable[ReportViews]]:
         return replica[0]
 
     return on_replica
+
+
+# -- operators' commands (the CLI) -----------------------------------------------------------
+
+
+@asynccontextmanager
+async def operator_pool(
+    settings: Settings, name: str, *, max_size: int = 2
+) -> AsyncIterator[AsyncConnectionPool]:
+    """A small pool for one operator's command, closed on exit. Opened waiting: a command
+    that cannot reach PostgreSQL fails at once, with the reason, instead of at its first
+    query."""
+    pool = make_pool(settings.database_url, max_size=max_size, name=name)
+    await pool.open()
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@asynccontextmanager
+async def operator_redis(settings: Settings) -> AsyncIterator[Redis]:
+    """A Redis client for one operator's command, closed on exit."""
+    redis = Redis.from_url(settings.redis_url, socket_timeout=5.0)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+def audit_log(pool: AsyncConnectionPool) -> AuditLog:
+    return AuditLog(AdminRepository(pool))
+
+
+def admin_auth(pool: AsyncConnectionPool, secret_key: str) -> AdminAuth:
+    """The operators' keys, their TOTP secrets sealed with ``secret_key`` (the admin API's)."""
+    return AdminAuth(AdminRepository(pool), seal=TotpSeal(secret_key))
+
+
+def channel_admin(pool: AsyncConnectionPool, engine: InventoryClient | None) -> ChannelAdmin:
+    """Marketplace channels; ``engine`` for the commands that move stock (allocations)."""
+    return ChannelAdmin(ChannelsRepository(pool), engine)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SupplierTools:
+    admin: SupplierAdmin
+    bulk: BulkSyncs
+
+
+def supplier_tools(pool: AsyncConnectionPool, secret_key: str) -> SupplierTools:
+    """Supplier administration and bulk syncs, their secrets sealed with ``secret_key``."""
+    repo = SuppliersRepository(pool)
+    return SupplierTools(
+        admin=SupplierAdmin(repo, SecretSeal(secret_key)),
+        bulk=BulkSyncs(repo, SyncsRepository(pool)),
+    )
+
+
+def drop_admin(
+    pool: AsyncConnectionPool, redis: Redis, rates: RateSource, *, clock: Clock = SYSTEM_CLOCK
+) -> DropAdmin:
+    """Drops and their queues, over ``pool`` and ``redis``, with ``rates`` for ``auto``."""
+    return DropAdmin(DropsRepository(pool), RedisQueue(redis), InventoryLevels(pool), clock, rates)
+
+
+def engine_rows(pool: AsyncConnectionPool) -> InventoryRepository:
+    """The engine's tables: SKU pins and stock rows, read or pinned by an operator."""
+    return InventoryRepository(pool)
 
 
 async def seed_demo(settings: Settings) -> int:

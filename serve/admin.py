@@ -9,10 +9,9 @@ from ray.serve import Application
 
 from actors.client import shard_handles
 from actors.payments_handle import HandleGateway
-from actors.pinning import pin_sku, unpin_sku
+from actors.pinning import PinRows, pin_sku, unpin_sku
 from matchday import bootstrap
 from matchday.inventory.routing import Router
-from matchday.storage.inventory_repo import InventoryRepository
 from matchday.web import admin_api
 from serve import presets
 from serve.common import AppArgs, open_engine, settings_of
@@ -21,7 +20,7 @@ from serve.common import AppArgs, open_engine, settings_of
 class RayPinning:
     """Pins through the shard actors (actors/pinning.py): the admin API's Pinning."""
 
-    def __init__(self, repo: InventoryRepository, router: Router, handles: dict[int, Any]) -> None:
+    def __init__(self, repo: PinRows, router: Router, handles: dict[int, Any]) -> None:
         self.repo = repo
         self.router = router
         self.handles = handles
@@ -45,7 +44,7 @@ class AdminAPI:
         ctx = bootstrap.with_checkout(await open_engine(s), HandleGateway.deployed())
         self.ctx = bootstrap.with_admin(ctx)
         self.router = Router(s.shards, s.dedicated_shards)
-        self.pins = RayPinning(InventoryRepository(self.ctx.pool), self.router, shard_handles(s))
+        self.pins = RayPinning(bootstrap.engine_rows(self.ctx.pool), self.router, shard_handles(s))
 
     def __serve_build_asgi_app__(self) -> Any:
         return admin_api.build(self.ctx, pins=self.pins, router=self.router)

@@ -17,11 +17,9 @@ from ray import serve
 
 from actors.metrics import GatewayCounters, counted, sample_every
 from actors.payments_handle import DEPLOYMENT
+from matchday import bootstrap
 from matchday.domain.errors import MatchdayError, error_to_record
-from matchday.payments.factory import build_gateway
-from matchday.payments.gateway import ChargeRequest
-from matchday.storage.db import make_pool
-from matchday.storage.payments_repo import PaymentsRepository
+from matchday.payments.gateway import ChargeRequest, TestGateway
 from serve import presets
 from serve.common import settings_of
 
@@ -29,12 +27,14 @@ from serve.common import settings_of
 @serve.deployment(name=DEPLOYMENT, **presets.PAYMENTS)
 class Payments:
     async def __init__(self, settings: dict[str, Any] | None = None) -> None:
-        s = settings_of(settings or {})
-        self.pool = make_pool(s.database_url, max_size=4, name="matchday-payments")
-        await self.pool.open(wait=False)
-        self.gateway: Any = counted(
-            build_gateway(s, PaymentsRepository(self.pool, s.payment_region))
+        # The one process that keeps the test gateway's memory: it builds that gateway itself.
+        self.parts = await bootstrap.open_gateway(
+            settings_of(settings or {}),
+            test_gateway=TestGateway,
+            pool_size=4,
+            pool_name="matchday-payments",
         )
+        self.gateway: Any = counted(self.parts.gateway)
         self._sampler = sample_every(GatewayCounters(self.gateway).sample)
 
     async def charge(self, req: ChargeRequest) -> tuple[str, Any]:
@@ -62,4 +62,4 @@ class Payments:
         return {"gateway": self.gateway.name, **(stats() if stats else {})}
 
     async def __del__(self) -> None:
-        await self.pool.close()
+        await self.parts.close()

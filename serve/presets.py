@@ -49,6 +49,8 @@ CHANNELS = autoscaled(min_replicas=1, max_replicas=2, target=32, ongoing=128, qu
 POLLS = autoscaled(min_replicas=1, max_replicas=4, target=64, ongoing=256, queued=1024)
 # Static files from memory: cheap per request, and a CDN takes most of them in production.
 STOREFRONT = autoscaled(min_replicas=1, max_replicas=4, target=64, ongoing=256, queued=1024)
+# Webhooks are a trickle next to checkouts: Stripe retries for days, so shedding is safe.
+WEBHOOKS = autoscaled(min_replicas=1, max_replicas=2, target=16, ongoing=64, queued=256)
 # The test gateway keeps its idempotency memory in the replica: exactly one of it.
 PAYMENTS: dict[str, Any] = {
     "num_replicas": 1,

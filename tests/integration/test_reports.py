@@ -41,7 +41,6 @@ from matchday.storage.inventory_repo import InventoryRepository
 from matchday.storage.payments_repo import PaymentsRepository
 from matchday.storage.reports_repo import ReportsRepository
 from matchday.storage.shop_repo import ShopRepository
-from tests.background import stop
 from tests.conftest import uid
 
 pytestmark = pytest.mark.integration
@@ -473,8 +472,5 @@ async def test_the_event_publisher_refreshes_the_reports(
             assert time.monotonic() < deadline, "the publisher never refreshed the reports"
             await asyncio.sleep(0.1)
     finally:
-        for task in (publisher._task, publisher._reports, publisher._sampler):
-            if task is not None:
-                await stop(task)
-        await publisher._relay.pool.close()
+        await publisher.close()
         await pool.close()

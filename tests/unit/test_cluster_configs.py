@@ -156,6 +156,24 @@ def test_the_deployment_numbers_agree_across_the_code_and_the_three_configs() ->
             assert production[name][knob] in (None, ours[knob]), (name, knob)
 
 
+def test_each_deployments_numbers_are_its_preset_in_serve_presets() -> None:
+    """The code's numbers have one home, serve/presets.py: each deployment takes the preset
+    named after it, and nothing else sets a knob."""
+    from serve import presets
+
+    for name, ours in knobs_in_code().items():
+        preset = getattr(presets, name.upper())
+        scaling = preset.get("autoscaling_config") or {}
+        assert ours == {
+            "max_ongoing_requests": preset["max_ongoing_requests"],
+            "max_queued_requests": preset["max_queued_requests"],
+            "target_ongoing_requests": scaling.get("target_ongoing_requests"),
+            "min_replicas": scaling.get("min_replicas"),
+            "max_replicas": scaling.get("max_replicas"),
+            "num_replicas": preset.get("num_replicas"),
+        }, name
+
+
 def test_the_rayservice_embeds_the_production_serve_config() -> None:
     from ray.serve.schema import ServeDeploySchema
 
