@@ -206,8 +206,8 @@ class PaymentsRepository:
     async def claim_due(
         self, limit: int, lease_s: float, *, at: float | None = None
     ) -> list[tuple[str, int]]:
-        """(order, tries) of due rows; each is leased (next_at pushed out) in the same
-        transaction, so concurrent workers never take the same order."""
+        """(order, tries) of due rows; each is leased (next_at pushed out) by the statement
+        that finds it, so concurrent workers never take the same order."""
         async with autocommit(self.pool, "payments") as conn:
             rows = await (
                 await conn.execute(
