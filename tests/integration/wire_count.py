@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,9 +80,11 @@ class Wire:
         return Cost(trips, statements, transactions, tuple(commands))
 
     def close(self) -> None:
+        """Stop tracing and remove the traces (after the pool closed)."""
         for conn, _path in self.traced:
             if not conn.closed:
                 conn.pgconn.untrace()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 _QUERY = re.compile(r'\s*"(\w*)')
