@@ -192,8 +192,10 @@ class FakeShopStore:
     (the engine's add fence reads it) and a cart's lines are the engine's reservations.
 
     ``captures`` is payment_captures (FakePaymentsStore writes it); ``offers`` is
-    offer_redemptions (code -> order id). Edits of a cart and its checkout take one lock
-    (the real cart_for_edit shares its lock between edits: here they queue)."""
+    offer_redemptions (code -> order id); ``queue`` is payment_queue (order -> [next_at,
+    tries]: FakePaymentsStore's, an order's move may empty it). Edits of a cart and its
+    checkout take one lock (the real cart_for_edit shares its lock between edits: here they
+    queue)."""
 
     def __init__(self, engine: FakeShardRepository, clock: ManualClock) -> None:
         self.engine = engine
@@ -204,6 +206,7 @@ class FakeShopStore:
         self.events: list[tuple[str, str]] = []  # order_events: (order, status)
         self.captures: dict[str, tuple[str, str]] = {}
         self.offers: dict[str, str] = {}
+        self.queue: dict[str, list[float]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     # -- carts ---------------------------------------------------------------------------------
@@ -309,9 +312,15 @@ class FakeShopStore:
         detail: dict[str, Any] | None = None,
         reopen_cart: bool = False,
         unless_captured: bool = False,
+        close_cart: bool = False,
+        dequeue: bool = False,
         **fields: Any,
     ) -> bool:
         o = self.orders[order_id]
+        if close_cart:
+            await self.set_cart_status(o.cart_id, "checked_out", order_id)
+        if dequeue:
+            self.queue.pop(order_id, None)
         if o.status not in from_statuses or (unless_captured and order_id in self.captures):
             return False
         self.orders[order_id] = replace(o, status=status, updated_at=self.clock.now(), **fields)
@@ -321,12 +330,6 @@ class FakeShopStore:
                 await self.set_cart_status(o.cart_id, "open", None)
         self.events.append((order_id, status))
         return True
-
-    async def bump_attempt(self, order_id: str, pay_within_s: float) -> int:
-        o = self.orders[order_id]
-        pay_by = o.pay_by or self.clock.now() + pay_within_s
-        self.orders[order_id] = replace(o, attempts=o.attempts + 1, pay_by=pay_by)
-        return o.attempts + 1
 
     async def reservation_state(self, reservation_id: str) -> tuple[str, str | None] | None:
         r = self.engine.reservations.get(reservation_id)
@@ -351,7 +354,7 @@ class FakePaymentsStore:
 
     def __init__(self, shop: FakeShopStore) -> None:
         self.shop = shop
-        self.queue: dict[str, list[float]] = {}
+        self.queue = shop.queue
         self.refunds: dict[str, tuple[str, int]] = {}  # key -> (intent, amount)
         self.signals: list[tuple[float, str, str | None, str | None]] = []
         self.suspicions: list[tuple[str, str | None, dict[str, Any]]] = []
@@ -374,6 +377,13 @@ class FakePaymentsStore:
 
     async def done(self, order_id: str) -> None:
         self.queue.pop(order_id, None)
+
+    async def start_attempt(self, order_id: str, pay_within_s: float, queue_after_s: float) -> int:
+        o = self.shop.orders[order_id]
+        pay_by = o.pay_by or self.shop.clock.now() + pay_within_s
+        self.shop.orders[order_id] = replace(o, attempts=o.attempts + 1, pay_by=pay_by)
+        await self.schedule(order_id, queue_after_s, only_if_absent=True)
+        return o.attempts + 1
 
     async def queued(self, order_id: str) -> tuple[int, float] | None:
         row = self.queue.get(order_id)

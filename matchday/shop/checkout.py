@@ -276,11 +276,11 @@ class CheckoutService(OrderPayments):
             raise Conflict("the cart mixes currencies")
         lines = tuple(
             OrderLine(
-                line.reservation_id,
-                line.sku,
-                line.qty,
-                prices[line.sku].price_cents,
-                prices[line.sku].title,
+                reservation_id=line.reservation_id,
+                sku=line.sku,
+                qty=line.qty,
+                unit_price_cents=prices[line.sku].price_cents,
+                title=prices[line.sku].title,
             )
             for line in held
         )
@@ -290,21 +290,21 @@ class CheckoutService(OrderPayments):
                 raise OfferInvalid("offers are not enabled here")
             discount = await self.offers.discount(customer_id, offer_code, lines, now)
         return Order(
-            order_id,
-            cart_id,
-            customer_id,
-            st.PENDING,
-            sum(ln.qty * ln.unit_price_cents for ln in lines),
-            currencies.pop(),
-            payment_token,
-            0,
-            None,
-            None,
-            None,
-            None,
-            now,
-            now,
-            lines,
-            discount,
-            offer_code or None,
+            order_id=order_id,
+            cart_id=cart_id,
+            customer_id=customer_id,
+            status=st.PENDING,
+            total_cents=sum(ln.qty * ln.unit_price_cents for ln in lines),
+            currency=currencies.pop(),
+            payment_token=payment_token,
+            attempts=0,
+            gateway=None,
+            payment_ref=None,
+            failure_code=None,
+            failure_message=None,
+            created_at=now,
+            updated_at=now,
+            lines=lines,
+            discount_cents=discount,
+            offer_code=offer_code or None,
         )

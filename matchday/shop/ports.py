@@ -80,11 +80,15 @@ class Orders(Protocol):
         detail: dict[str, Any] | None = None,
         reopen_cart: bool = False,
         unless_captured: bool = False,
+        close_cart: bool = False,
+        dequeue: bool = False,
         **fields: Any,
     ) -> bool:
         """Move to ``status`` only from one of ``from_statuses`` (exactly one of two racing
         callers wins); ``unless_captured``: not if a payment was claimed for capture. A
-        failed or cancelled order (or ``reopen_cart``) gives its cart and its offer back."""
+        failed or cancelled order (or ``reopen_cart``) gives its cart and its offer back.
+        With the move, whether or not it happens: ``close_cart`` (the cart stays checked out
+        with the order), ``dequeue`` (out of the payments worker's queue, Queue.done)."""
         ...
 
 
@@ -108,12 +112,6 @@ class OrderStore(Orders, HoldRecords, Protocol):
         was used."""
         ...
 
-    async def bump_attempt(self, order_id: str, pay_within_s: float) -> int:
-        """Count a charge attempt; the first one sets ``pay_by`` (the deadline)."""
-        ...
-
-    async def set_cart_status(self, cart_id: str, status: str, order_id: str | None) -> None: ...
-
 
 class OrderHistory(Protocol):
     """A customer's orders and an order's events, as the orders API reads them."""
@@ -133,6 +131,11 @@ class ShopStore(CartStore, OrderStore, OrderHistory, Protocol):
 
 class PaymentLedger(Suspicions, Queue, Captures, Refunds, Protocol):
     """The payments records checkout keeps and reads (checkout.py, settle.py)."""
+
+    async def start_attempt(self, order_id: str, pay_within_s: float, queue_after_s: float) -> int:
+        """Count the order's first charge attempt (it sets ``pay_by``, the deadline) and queue
+        the order (Queue.schedule, only if absent) at once; the attempt number."""
+        ...
 
     async def refunded_cents(self, intent_id: str) -> int: ...
 

@@ -75,10 +75,14 @@ class OrderPayments:
     # -- steps ---------------------------------------------------------------------------------
 
     async def _charge(self, order: Order) -> Order:
-        if order.attempts == 0:
-            order = replace(
-                order, attempts=await self.repo.bump_attempt(order.order_id, self.payment_hold_s)
+        # Before the charge: if this process dies anywhere after it, the worker finds the order.
+        if order.attempts == 0:  # the first starts the deadline; one statement queues it too
+            attempts = await self.payments.start_attempt(
+                order.order_id, self.payment_hold_s, self.settle_grace_s
             )
+            order = replace(order, attempts=attempts)
+        else:
+            await self.payments.schedule(order.order_id, self.settle_grace_s, only_if_absent=True)
         req = ChargeRequest(
             order.order_id,
             order.attempts,
@@ -87,8 +91,6 @@ class OrderPayments:
             order.payment_token,
             order.customer_id,
         )
-        # Before the charge: if this process dies anywhere after it, the worker finds the order.
-        await self.payments.schedule(order.order_id, self.settle_grace_s, only_if_absent=True)
         try:
             result = await self.gateway.charge(req)
         except Conflict:  # the order ended meanwhile (its deadline): what was found was voided
@@ -121,8 +123,7 @@ class OrderPayments:
         }
         if result.status == "declined":
             await self.holds.release(order)
-            await self._move(order, st.FAILED, {"code": result.code}, **fields)
-            await self.payments.done(order.order_id)
+            await self._move(order, st.FAILED, {"code": result.code}, dequeue=True, **fields)
         else:  # requires_action: the bank's answer comes by webhook; the worker looks at the
             # order again at its deadline, and ends it there if it is still waiting.
             if order.status != st.REQUIRES_ACTION:
@@ -156,9 +157,15 @@ class OrderPayments:
         if unsold:
             sold_none = len(unsold) == len(order.lines)
             return await self._refund_unsold(order, gateway, payment_ref, unsold, sold_none)
-        await self._move(order, st.PAID, {}, gateway=gateway, payment_ref=payment_ref)
-        await self.repo.set_cart_status(order.cart_id, "checked_out", order.order_id)
-        await self.payments.done(order.order_id)
+        await self._move(
+            order,
+            st.PAID,
+            {},
+            close_cart=True,
+            dequeue=True,
+            gateway=gateway,
+            payment_ref=payment_ref,
+        )
         return await self._reload(order)
 
     async def _close_unpaid(self, order: Order, code: str, message: str) -> bool:
@@ -211,10 +218,9 @@ class OrderPayments:
             failure_code=code,
             failure_message=message,
             reopen_cart=full,
+            close_cart=not full,
+            dequeue=True,
         )
-        if not full:
-            await self.repo.set_cart_status(order.cart_id, "checked_out", order.order_id)
-        await self.payments.done(order.order_id)
         return await self._reload(order)
 
     async def _give_back(
@@ -247,14 +253,20 @@ class OrderPayments:
         detail: dict[str, Any],
         *,
         reopen_cart: bool = False,
+        close_cart: bool = False,
+        dequeue: bool = False,
         **fields: Any,
     ) -> None:
+        """``close_cart``: the cart stays checked out with the order; ``dequeue``: out of the
+        payments worker's queue; both in the move's statement, whether or not it moved."""
         moved = await self.repo.update_order(
             order.order_id,
             status,
             from_statuses=st.PAYABLE,
             detail=told(status, detail),
             reopen_cart=reopen_cart,
+            close_cart=close_cart,
+            dequeue=dequeue,
             **fields,
         )
         if moved:

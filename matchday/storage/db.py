@@ -8,12 +8,15 @@ its own transaction, under an advisory lock so that several processes starting a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import select
+from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
 from matchday.domain.errors import Unavailable
@@ -148,3 +151,35 @@ class StorageConnection:
         if isinstance(ev, psycopg.OperationalError | psycopg.InterfaceError):
             raise self._down(ev) from ev
         return None
+
+
+@contextlib.asynccontextmanager
+async def autocommit(
+    pool: AsyncConnectionPool, what: str
+) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A pooled connection (:class:`StorageConnection`) in autocommit mode, for the hot paths.
+
+    psycopg otherwise wraps every statement in BEGIN ... COMMIT, each its own round trip: a
+    read cost three, where one statement is atomic on its own. A block that needs a
+    transaction sends ``BEGIN`` itself (pipelined with its statements, see
+    ShopRepository.create_order); one it leaves open by raising is rolled back here. The
+    connection goes back to the pool as it came (not autocommit), or is closed: the pool's
+    other users rely on psycopg's implicit transactions.
+    """
+    async with StorageConnection(pool, what) as conn:
+        await conn.set_autocommit(True)
+        try:
+            yield conn
+        finally:
+            await _restore(conn)
+
+
+async def _restore(conn: psycopg.AsyncConnection[Any]) -> None:
+    if conn.closed or conn.broken:
+        return
+    try:
+        if conn.pgconn.transaction_status != TransactionStatus.IDLE:
+            await conn.execute("ROLLBACK")
+        await conn.set_autocommit(False)
+    except psycopg.Error:
+        await conn.close()  # never lent again half-reset: the pool drops a closed connection

@@ -8,7 +8,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from matchday.payments.ports import Attempt
-from matchday.storage.db import StorageConnection
+from matchday.storage.db import autocommit
 
 _ATTEMPT = "order_id, attempt, gateway, intent_id, status, error, risk_level, fingerprint"
 # Order statuses under which a payment may still be claimed for capture.
@@ -24,7 +24,7 @@ class PaymentsRepository:
     # -- attempts ------------------------------------------------------------------------------
 
     async def attempt(self, order_id: str, attempt: int, gateway: str) -> Attempt | None:
-        async with StorageConnection(self.pool, "payments") as conn:
+        async with autocommit(self.pool, "payments") as conn:
             row = await (
                 await conn.execute(
                     f"SELECT {_ATTEMPT} FROM payment_attempts"
@@ -35,7 +35,7 @@ class PaymentsRepository:
         return None if row is None else Attempt(*row)
 
     async def attempts_of(self, order_id: str) -> list[Attempt]:
-        async with StorageConnection(self.pool, "payments") as conn:
+        async with autocommit(self.pool, "payments") as conn:
             rows = await (
                 await conn.execute(
                     f"SELECT {_ATTEMPT} FROM payment_attempts WHERE order_id = %s"
@@ -46,7 +46,7 @@ class PaymentsRepository:
         return [Attempt(*r) for r in rows]
 
     async def by_intent(self, intent_id: str) -> Attempt | None:
-        async with StorageConnection(self.pool, "payments") as conn:
+        async with autocommit(self.pool, "payments") as conn:
             row = await (
                 await conn.execute(
                     f"SELECT {_ATTEMPT} FROM payment_attempts WHERE intent_id = %s LIMIT 1",
@@ -68,10 +68,11 @@ class PaymentsRepository:
         fingerprint: str | None = None,
     ) -> None:
         """Upsert the attempt's latest state (an intent id, once known, is never lost) and
-        append it to the attempt log."""
-        async with StorageConnection(self.pool, "payments") as conn, conn.transaction():
+        append it to the attempt log; one statement."""
+        async with autocommit(self.pool, "payments") as conn:
             await conn.execute(
-                "INSERT INTO payment_attempts (order_id, attempt, gateway, intent_id, status,"
+                "WITH a AS (INSERT INTO payment_attempts (order_id, attempt, gateway, intent_id,"
+                " status,"
                 " error, risk_level, fingerprint, region)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (order_id, attempt, gateway) DO UPDATE SET"
@@ -79,7 +80,9 @@ class PaymentsRepository:
                 " status = EXCLUDED.status, error = EXCLUDED.error,"
                 " risk_level = COALESCE(EXCLUDED.risk_level, payment_attempts.risk_level),"
                 " fingerprint = COALESCE(EXCLUDED.fingerprint, payment_attempts.fingerprint),"
-                " updated_at = now()",
+                " updated_at = now())"
+                " INSERT INTO payment_attempt_log (order_id, attempt, gateway, intent_id, status,"
+                " error) VALUES (%s, %s, %s, %s, %s, %s)",
                 (
                     order_id,
                     attempt,
@@ -90,18 +93,19 @@ class PaymentsRepository:
                     risk_level,
                     fingerprint,
                     self.region,
+                    order_id,
+                    attempt,
+                    gateway,
+                    intent_id,
+                    status,
+                    error,
                 ),
-            )
-            await conn.execute(
-                "INSERT INTO payment_attempt_log (order_id, attempt, gateway, intent_id, status,"
-                " error) VALUES (%s, %s, %s, %s, %s, %s)",
-                (order_id, attempt, gateway, intent_id, status, error),
             )
 
     async def open_attempts(self, older_than_s: float, limit: int = 100) -> list[Attempt]:
         """Attempts whose outcome we never learned (or that waited on the customer's bank),
         of orders that have since settled."""
-        async with StorageConnection(self.pool, "payments") as conn:
+        async with autocommit(self.pool, "payments") as conn:
             rows = await (
                 await conn.execute(
                     f"SELECT {', '.join('a.' + c for c in _ATTEMPT.split(', '))}"
@@ -128,38 +132,50 @@ class PaymentsRepository:
         holds lost, cancelled): nothing may be captured for it any more. The claim locks the
         order's row, as ShopRepository.update_order(unless_captured=True) does, so a deadline
         and a claim never both happen."""
-        async with StorageConnection(self.pool, "payments") as conn, conn.transaction():
-            row = await (
+        async with autocommit(self.pool, "payments") as conn:
+            # One round trip: the lock, the claim if the order may still be captured, and
+            # the claim as it stands, read after the lock (its own statement: it sees a claim
+            # committed while we waited), in one transaction sent at once.
+            async with conn.pipeline():
+                await conn.execute("BEGIN")
                 await conn.execute(
-                    "SELECT status FROM orders WHERE order_id = %s FOR NO KEY UPDATE",
-                    (order_id,),
+                    "SELECT 1 FROM orders WHERE order_id = %s FOR NO KEY UPDATE", (order_id,)
                 )
-            ).fetchone()
-            if row is not None and row[0] in CAPTURABLE:
-                cur = await conn.execute(
+                await conn.execute(
                     "INSERT INTO payment_captures (order_id, gateway, intent_id)"
-                    " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                    (order_id, gateway, intent_id),
+                    " SELECT order_id, %s, %s FROM orders"
+                    " WHERE order_id = %s AND status = ANY(%s) ON CONFLICT DO NOTHING",
+                    (gateway, intent_id, order_id, list(CAPTURABLE)),
                 )
-                if cur.rowcount == 1:
-                    return gateway, intent_id
-            return await self._claimed(conn, order_id)  # read after the lock: up to date
-
-    @staticmethod
-    async def _claimed(conn: Any, order_id: str) -> tuple[str, str] | None:
-        row = await (
-            await conn.execute(
-                "SELECT gateway, intent_id FROM payment_captures WHERE order_id = %s",
-                (order_id,),
-            )
-        ).fetchone()
-        return None if row is None else (str(row[0]), str(row[1]))
+                claimed = await conn.execute(_CLAIMED, (order_id,))
+                await conn.execute("COMMIT")
+            return _claim(await claimed.fetchone())
 
     async def captured(self, order_id: str) -> tuple[str, str] | None:
-        async with StorageConnection(self.pool, "payments") as conn:
-            return await self._claimed(conn, order_id)
+        async with autocommit(self.pool, "payments") as conn:
+            return _claim(await (await conn.execute(_CLAIMED, (order_id,))).fetchone())
 
     # -- the retry queue -----------------------------------------------------------------------
+
+    async def start_attempt(self, order_id: str, pay_within_s: float, queue_after_s: float) -> int:
+        """Count the order's first charge attempt, which starts its payment deadline, and queue
+        the order for the payments worker (due in ``queue_after_s``) unless it is queued:
+        one statement. The attempt number."""
+        async with autocommit(self.pool, "payments") as conn:
+            row = await (
+                await conn.execute(
+                    "WITH b AS (UPDATE orders SET attempts = attempts + 1, updated_at = now(),"
+                    " pay_by = COALESCE(pay_by, now() + %s * interval '1 s')"
+                    " WHERE order_id = %s RETURNING order_id, attempts),"
+                    " q AS (INSERT INTO payment_queue (order_id, next_at)"
+                    " SELECT order_id, now() + %s * interval '1 s' FROM b"
+                    " ON CONFLICT (order_id) DO NOTHING)"
+                    " SELECT attempts FROM b",
+                    (pay_within_s, order_id, queue_after_s),
+                )
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
 
     async def schedule(
         self,
@@ -175,7 +191,7 @@ class PaymentsRepository:
             else "DO UPDATE SET next_at = EXCLUDED.next_at,"
             " last_error = COALESCE(EXCLUDED.last_error, payment_queue.last_error)"
         )
-        async with StorageConnection(self.pool, "payments") as conn:
+        async with autocommit(self.pool, "payments") as conn:
             await conn.execute(
                 "INSERT INTO payment_queue (order_id, next_at, last_error)"
                 " VALUES (%s, now() + %s * interval '1 s', %s)"
@@ -184,34 +200,32 @@ class PaymentsRepository:
             )
 
     async def done(self, order_id: str) -> None:
-        async with StorageConnection(self.pool, "payments") as conn:
+        async with autocommit(self.pool, "payments") as conn:
             await conn.execute("DELETE FROM payment_queue WHERE order_id = %s", (order_id,))
 
     async def claim_due(
         self, limit: int, lease_s: float, *, at: float | None = None
     ) -> list[tuple[str, int]]:
-        """(order, tries) of due rows; each is leased (next_at pushed out) in the same
-        transaction, so concurrent workers never take the same order."""
-        async with StorageConnection(self.pool, "payments") as conn, conn.transaction():
+        """(order, tries) of due rows; each is leased (next_at pushed out) by the statement
+        that finds it, so concurrent workers never take the same order."""
+        async with autocommit(self.pool, "payments") as conn:
             rows = await (
                 await conn.execute(
-                    "SELECT order_id, tries FROM payment_queue"
+                    "WITH due AS (SELECT order_id, next_at FROM payment_queue"
                     " WHERE next_at <= COALESCE(to_timestamp(%s::float8), now())"
-                    " ORDER BY next_at LIMIT %s FOR UPDATE SKIP LOCKED",
-                    (at, limit),
+                    " ORDER BY next_at LIMIT %s FOR UPDATE SKIP LOCKED),"
+                    " leased AS (UPDATE payment_queue q SET tries = q.tries + 1,"
+                    " next_at = now() + %s * interval '1 s' FROM due"
+                    " WHERE q.order_id = due.order_id RETURNING q.order_id, q.tries, due.next_at)"
+                    " SELECT order_id, tries FROM leased ORDER BY next_at",
+                    (at, limit, lease_s),
                 )
             ).fetchall()
-            if rows:
-                await conn.execute(
-                    "UPDATE payment_queue SET tries = tries + 1,"
-                    " next_at = now() + %s * interval '1 s' WHERE order_id = ANY(%s)",
-                    (lease_s, [r[0] for r in rows]),
-                )
-        return [(str(r[0]), int(r[1]) + 1) for r in rows]
+        return [(str(r[0]), int(r[1])) for r in rows]
 
     async def enqueue_stale(self, older_than_s: float, limit: int = 500) -> int:
         """Orders in flight missing from the queue (a crash before their row was written)."""
-        async with StorageConnection(self.pool, "payments") as conn:
+        async with autocommit(self.pool, "payments") as conn:
             cur = await conn.execute(
                 "INSERT INTO payment_queue (order_id, next_at)"
                 " SELECT order_id, now() FROM orders"
@@ -223,12 +237,12 @@ class PaymentsRepository:
             return cur.rowcount
 
     async def queue_depth(self) -> int:
-        async with StorageConnection(self.pool, "payments") as conn:
+        async with autocommit(self.pool, "payments") as conn:
             row = await (await conn.execute("SELECT count(*) FROM payment_queue")).fetchone()
         return int(row[0]) if row else 0
 
     async def queued(self, order_id: str) -> tuple[int, float] | None:
-        async with StorageConnection(self.pool, "payments") as conn:
+        async with autocommit(self.pool, "payments") as conn:
             row = await (
                 await conn.execute(
                     "SELECT tries, extract(epoch FROM next_at) FROM payment_queue"
@@ -243,7 +257,7 @@ class PaymentsRepository:
     async def first_delivery(
         self, event_id: str, account: str, type_: str, object_id: str | None
     ) -> bool:
-        async with StorageConnection(self.pool, "payments") as conn:
+        async with autocommit(self.pool, "payments") as conn:
             cur = await conn.execute(
                 "INSERT INTO webhook_events (event_id, account, type, object_id)"
                 " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
@@ -253,13 +267,13 @@ class PaymentsRepository:
 
     async def forget_delivery(self, event_id: str) -> None:
         """Handling failed: let the gateway's redelivery be handled again."""
-        async with StorageConnection(self.pool, "payments") as conn:
+        async with autocommit(self.pool, "payments") as conn:
             await conn.execute("DELETE FROM webhook_events WHERE event_id = %s", (event_id,))
 
     async def add_signal(
         self, order_id: str, customer_id: str, fingerprint: str | None, client_ip: str | None
     ) -> None:
-        async with StorageConnection(self.pool, "payments") as conn:
+        async with autocommit(self.pool, "payments") as conn:
             await conn.execute(
                 "INSERT INTO checkout_signals (order_id, customer_id, fingerprint, client_ip)"
                 " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
@@ -270,7 +284,7 @@ class PaymentsRepository:
         self, window_s: float, customer_id: str, fingerprint: str | None, client_ip: str | None
     ) -> dict[str, int]:
         """Checkouts in the last ``window_s`` per customer, card fingerprint and address."""
-        async with StorageConnection(self.pool, "payments") as conn:
+        async with autocommit(self.pool, "payments") as conn:
             row = await (
                 await conn.execute(
                     "SELECT count(*) FILTER (WHERE customer_id = %s),"
@@ -295,7 +309,7 @@ class PaymentsRepository:
     async def suspicious(
         self, kind: str, order_id: str | None, customer_id: str | None, detail: dict[str, Any]
     ) -> None:
-        async with StorageConnection(self.pool, "payments") as conn:
+        async with autocommit(self.pool, "payments") as conn:
             await conn.execute(
                 "INSERT INTO suspicious_activity (kind, order_id, customer_id, detail)"
                 " VALUES (%s, %s, %s, %s)",
@@ -303,7 +317,7 @@ class PaymentsRepository:
             )
 
     async def suspicious_of(self, order_id: str) -> list[tuple[str, dict[str, Any]]]:
-        async with StorageConnection(self.pool, "payments") as conn:
+        async with autocommit(self.pool, "payments") as conn:
             rows = await (
                 await conn.execute(
                     "SELECT kind, detail FROM suspicious_activity WHERE order_id = %s ORDER BY seq",
@@ -324,7 +338,7 @@ class PaymentsRepository:
         reason: str | None,
         status: str | None,
     ) -> None:
-        async with StorageConnection(self.pool, "payments") as conn:
+        async with autocommit(self.pool, "payments") as conn:
             await conn.execute(
                 "INSERT INTO disputes (dispute_id, account, charge_id, intent_id, order_id,"
                 " amount_cents, reason, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
@@ -336,7 +350,7 @@ class PaymentsRepository:
 
     async def refund_row(self, key: str) -> tuple[str, str, str | None, int, str] | None:
         """(gateway, intent, refund id, amount, status) of the refund under ``key``."""
-        async with StorageConnection(self.pool, "payments") as conn:
+        async with autocommit(self.pool, "payments") as conn:
             row = await (
                 await conn.execute(
                     "SELECT gateway, intent_id, refund_id, amount_cents, status"
@@ -355,7 +369,7 @@ class PaymentsRepository:
         status: str,
         refund_id: str | None = None,
     ) -> None:
-        async with StorageConnection(self.pool, "payments") as conn:
+        async with autocommit(self.pool, "payments") as conn:
             await conn.execute(
                 "INSERT INTO payment_refunds (idempotency_key, gateway, intent_id, refund_id,"
                 " amount_cents, status) VALUES (%s, %s, %s, %s, %s, %s)"
@@ -365,7 +379,7 @@ class PaymentsRepository:
             )
 
     async def refunded_cents(self, intent_id: str) -> int:
-        async with StorageConnection(self.pool, "payments") as conn:
+        async with autocommit(self.pool, "payments") as conn:
             row = await (
                 await conn.execute(
                     "SELECT COALESCE(sum(amount_cents), 0) FROM payment_refunds"
@@ -374,6 +388,13 @@ class PaymentsRepository:
                 )
             ).fetchone()
         return int(row[0]) if row else 0
+
+
+_CLAIMED = "SELECT gateway, intent_id FROM payment_captures WHERE order_id = %s"
+
+
+def _claim(row: tuple[Any, ...] | None) -> tuple[str, str] | None:
+    return None if row is None else (str(row[0]), str(row[1]))
 
 
 if TYPE_CHECKING:  # mypy proves the repository implements the features' ports (issue 14)

@@ -107,6 +107,7 @@ class FakeOrders:
         self.captures: dict[str, tuple[str, str]] = {}
         self.cart_status: dict[str, str] = {}
         self.events: list[tuple[str, str]] = []
+        self.queue: dict[str, float] = {}  # payment_queue (FakePayments'), order -> due in
         self.stock: FakeStock  # what storage knows of reservations: the fake engine's
 
     async def order(self, order_id: str) -> Order | None:
@@ -114,8 +115,13 @@ class FakeOrders:
 
     async def update_order(self, order_id: str, status: str, *, from_statuses: frozenset[str],
                            detail: Any = None, reopen_cart: bool = False,
-                           unless_captured: bool = False, **fields: Any) -> bool:  # fmt: skip
+                           unless_captured: bool = False, close_cart: bool = False,
+                           dequeue: bool = False, **fields: Any) -> bool:  # fmt: skip
         o = self.orders[order_id]
+        if close_cart:
+            self.cart_status[o.cart_id] = "checked_out"
+        if dequeue:
+            self.queue.pop(order_id, None)
         if o.status not in from_statuses or (unless_captured and order_id in self.captures):
             return False
         self.orders[order_id] = replace(o, status=status, **fields)
@@ -124,20 +130,11 @@ class FakeOrders:
         self.events.append((order_id, status))
         return True
 
-    async def bump_attempt(self, order_id: str, pay_within_s: float) -> int:
-        o = self.orders[order_id]
-        pay_by = o.pay_by or self.clock.now() + pay_within_s
-        self.orders[order_id] = replace(o, attempts=o.attempts + 1, pay_by=pay_by)
-        return o.attempts + 1
-
     async def replace_line(self, order_id: str, old: str, new: str) -> None:
         o = self.orders[order_id]
         lines = tuple(replace(ln, reservation_id=new) if ln.reservation_id == old else ln
                       for ln in o.lines)  # fmt: skip
         self.orders[order_id] = replace(o, lines=lines)
-
-    async def set_cart_status(self, cart_id: str, status: str, order_id: str | None) -> None:
-        self.cart_status[cart_id] = status
 
     async def reservation_state(self, rid: str) -> tuple[str, str | None] | None:
         h = self.stock.holds.get(rid)
@@ -147,7 +144,7 @@ class FakeOrders:
 class FakePayments:
     def __init__(self, orders: FakeOrders) -> None:
         self.orders = orders
-        self.queue: dict[str, float] = {}
+        self.queue = orders.queue
         self.suspicious_log: list[tuple[str, str | None]] = []
         self.refunds: dict[str, int] = {}
 
@@ -166,6 +163,13 @@ class FakePayments:
 
     async def done(self, order_id: str) -> None:
         self.queue.pop(order_id, None)
+
+    async def start_attempt(self, order_id: str, pay_within_s: float, queue_after_s: float) -> int:
+        o = self.orders.orders[order_id]
+        pay_by = o.pay_by or self.orders.clock.now() + pay_within_s
+        self.orders.orders[order_id] = replace(o, attempts=o.attempts + 1, pay_by=pay_by)
+        await self.schedule(order_id, queue_after_s, only_if_absent=True)
+        return o.attempts + 1
 
     async def suspicious(self, kind: str, order_id: str | None, *args: Any) -> None:
         self.suspicious_log.append((kind, order_id))
@@ -286,7 +290,7 @@ async def test_a_payment_claimed_before_the_deadline_still_goes_through() -> Non
     shop = Shop("succeeded")
     order = shop.order(("A", 1))
     shop.stock.holds[order.lines[0].reservation_id][3] += HOLD_S  # extended at the charge
-    await shop.orders.bump_attempt("o_1", HOLD_S)
+    await shop.payments.start_attempt("o_1", HOLD_S, 60.0)
     shop.orders.captures["o_1"] = ("fake", "pi_o_1")  # claimed, then the process died
     shop.clock.advance(HOLD_S + 1)
     done = await shop.checkout.resume(shop.now())
