@@ -115,9 +115,12 @@ def login_router(gate: AdminGate, ctx: AdminContext) -> APIRouter:
             await gate.record(None, "login", f"key:{key_id}", {}, exc.code, client=client)
             raise
         assert who.key_id is not None  # authenticate() always names the key
-        token, expires_at = ctx.sessions.issue(who.key_id)
-        await gate.record(who, "login", f"key:{who.key_id}", {"expires_at": expires_at}, "ok")
-        return LoginOut(session_token=token, expires_at=expires_at, key_id=who.key_id)
+        session = ctx.sessions.issue(who.key_id)
+        params = {"expires_at": session.expires_at}
+        await gate.record(who, "login", f"key:{who.key_id}", params, "ok")
+        return LoginOut(
+            session_token=session.token, expires_at=session.expires_at, key_id=who.key_id
+        )
 
     return routes
 
@@ -148,7 +151,7 @@ class _SmallBodiesExceptImport:
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
-        self.small = BodyLimit(app, limit)
+        self.small = BodyLimit(app, limit=limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         is_import = (
