@@ -20,17 +20,19 @@ retry after a lost answer gets that secret again rather than a second rotation.
 # No "from __future__ import annotations": FastAPI resolves the route's annotations.
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from matchday.domain.errors import MatchdayError
 from matchday.suppliers.admin import Issued, MappingsIn, SupplierIn, SupplierPatch
 from matchday.suppliers.config import SupplierServices
 from matchday.suppliers.model import FeedRejected
+from matchday.suppliers.model import Mapping as SkuMapping
 from matchday.web.admin_session import AdminCall, AdminGate
 from matchday.web.base import router
 from matchday.web.context import EngineContext
@@ -56,6 +58,22 @@ SYNC_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "Malformed feed: every problem listed, nothing queued",
     },
 }
+
+
+class MappingOut(BaseModel):
+    supplier_sku: str
+    sku: str
+    level_as_of: float | None = Field(description="As-of time of the last level applied")
+
+
+class MappingsOut(BaseModel):
+    mappings: list[MappingOut]
+
+
+class MappingDeleted(BaseModel):
+    supplier_id: str
+    supplier_sku: str
+    deleted: bool
 
 
 def routers(gate: AdminGate, ctx: EngineContext) -> list[APIRouter]:
@@ -118,30 +136,29 @@ def mappings_router(gate: AdminGate, services: SupplierServices) -> APIRouter:
     Unmapper = Annotated[AdminCall, Depends(gate.require("supplier.unmap"))]
     mappings = router(responses=RESPONSES, tags=["suppliers"])
 
-    @mappings.get("/suppliers/{supplier}/mappings")
-    async def list_mappings(supplier: SupplierPath, call: Reader) -> dict[str, Any]:
-        found = await services.admin.mappings(supplier)
-        return {"mappings": [_mapping(m) for m in found.values()]}
+    @mappings.get("/suppliers/{supplier}/mappings", response_model=MappingsOut)
+    async def list_mappings(supplier: SupplierPath, call: Reader) -> MappingsOut:
+        return _mappings(await services.admin.mappings(supplier))
 
-    @mappings.post("/suppliers/{supplier}/mappings")
+    @mappings.post("/suppliers/{supplier}/mappings", response_model=MappingsOut)
     async def put_mappings(
         request: Request, supplier: SupplierPath, body: MappingsIn, call: Mapper
     ) -> JSONResponse:
         """Map supplier SKUs to SKUs, all or none (every SKU must exist)."""
 
         async def produce(rid: str) -> tuple[int, Any]:
-            found = await services.admin.map(supplier, body)
-            return 200, {"mappings": [_mapping(m) for m in found.values()]}
+            return 200, _mappings(await services.admin.map(supplier, body)).model_dump()
 
         return await gate.run(request, call, body.model_dump(), produce)
 
-    @mappings.delete("/suppliers/{supplier}/mappings/{supplier_sku}")
+    @mappings.delete("/suppliers/{supplier}/mappings/{supplier_sku}", response_model=MappingDeleted)
     async def delete_mapping(
         request: Request, supplier: SupplierPath, supplier_sku: SupplierSkuPath, call: Unmapper
     ) -> JSONResponse:
         async def produce(rid: str) -> tuple[int, Any]:
             await services.admin.unmap(supplier, supplier_sku)
-            return 200, {"supplier_id": supplier, "supplier_sku": supplier_sku, "deleted": True}
+            deleted = MappingDeleted(supplier_id=supplier, supplier_sku=supplier_sku, deleted=True)
+            return 200, deleted.model_dump()
 
         return await gate.run(request, call, {}, produce)
 
@@ -247,8 +264,13 @@ def is_sync_upload(path: str) -> bool:
     return _SYNC_UPLOAD.search(path) is not None
 
 
-def _mapping(m: Any) -> dict[str, Any]:
-    return {"supplier_sku": m.supplier_sku, "sku": m.sku, "level_as_of": m.level_as_of}
+def _mappings(found: Mapping[str, SkuMapping]) -> MappingsOut:
+    return MappingsOut(
+        mappings=[
+            MappingOut(supplier_sku=m.supplier_sku, sku=m.sku, level_as_of=m.level_as_of)
+            for m in found.values()
+        ]
+    )
 
 
 def _who(call: AdminCall) -> str:

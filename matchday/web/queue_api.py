@@ -61,6 +61,22 @@ class JoinIn(BaseModel):
     nonce: str | None = Field(None, max_length=64)
 
 
+class DropOfSku(BaseModel):
+    sku: str
+    drop_id: str
+
+
+class DropInfo(BaseModel):
+    """A drop as fans see it (admin_drops shows operators the rest)."""
+
+    drop_id: str
+    name: str
+    skus: list[str]
+    state: str
+    opens_at: float | None
+    pow_bits: int
+
+
 class ClaimIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     ticket: str = Field(min_length=1, max_length=300)
@@ -83,21 +99,27 @@ def drops_router(ctx: ShopContext, shopper: Callable[..., Awaitable[str]]) -> AP
         await ctx.limiter.check(f"ip:{address}")
         return address
 
-    @drops.get("/drops")
-    async def drop_of(sku: SkuQuery, _: Annotated[str, Depends(by_address)]) -> Any:
+    @drops.get("/drops", response_model=DropOfSku)
+    async def drop_of(sku: SkuQuery, _: Annotated[str, Depends(by_address)]) -> DropOfSku:
         """The drop that ``sku`` is in (404: none; it needs no pass)."""
         await parts.gate.fresh()
         drop_id = parts.gate.skus.get(sku)
         if drop_id is None:
             raise NotFound("drop of SKU", sku)
-        return {"sku": sku, "drop_id": drop_id}
+        return DropOfSku(sku=sku, drop_id=drop_id)
 
-    @drops.get("/drops/{drop_id}")
-    async def drop_info(drop_id: DropPath, _: Annotated[str, Depends(by_address)]) -> Any:
+    @drops.get("/drops/{drop_id}", response_model=DropInfo)
+    async def drop_info(drop_id: DropPath, _: Annotated[str, Depends(by_address)]) -> DropInfo:
         """The drop as fans see it."""
         drop = await room.drop(drop_id)
-        public = drop.to_dict(time.time())
-        return {k: public[k] for k in ("drop_id", "name", "skus", "state", "opens_at", "pow_bits")}
+        return DropInfo(
+            drop_id=drop.drop_id,
+            name=drop.name,
+            skus=list(drop.skus),
+            state=drop.state_at(time.time()),
+            opens_at=drop.opens_at,
+            pow_bits=drop.pow_bits,
+        )
 
     @drops.post("/drops/{drop_id}/challenge")
     async def challenge(drop_id: DropPath, customer: Shopper) -> Any:
