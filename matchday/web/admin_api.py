@@ -12,12 +12,12 @@ No Ray here: pinning moves a SKU between shard actors, so the caller passes a ``
 """
 
 # No "from __future__ import annotations": FastAPI must resolve the dependency aliases
-# defined inside build(), which string annotations would hide from it.
+# defined inside the router factories, which string annotations would hide from it.
 
 import re
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -43,7 +43,8 @@ from matchday.web.admin_session import (
     client_of,
 )
 from matchday.web.admin_stock import IMPORT_MAX_BYTES, IMPORT_PATH, Pinning
-from matchday.web.base import BodyLimit, make_app
+from matchday.web.base import BodyLimit, include, make_app
+from matchday.web.base import router as api_router
 from matchday.web.context import AdminContext
 
 _KEY_ID_RE = re.compile(r"mdk_([0-9a-f]{16})_")
@@ -67,7 +68,6 @@ class AuditOut(BaseModel):
 
 
 def build(ctx: AdminContext, *, pins: Pinning, router: Router) -> FastAPI:
-    auth, audit, sessions = ctx.auth, ctx.audit, ctx.sessions
     app = make_app(
         "matchday admin",
         "Stock, pins and the catalogue for operators. POST /login with an API key and a TOTP "
@@ -76,17 +76,30 @@ def build(ctx: AdminContext, *, pins: Pinning, router: Router) -> FastAPI:
         max_body_bytes=max(IMPORT_MAX_BYTES, ctx.settings.max_body_bytes),
     )
     app.add_middleware(_SmallBodiesExceptImport, limit=ctx.settings.max_body_bytes)
-    gate = AdminGate(sessions, audit, ctx.limiter, ctx.idempotency)
-    admin_refunds.include(app, gate, ctx)
-    admin_reports.include(app, gate, ctx)
-    admin_polls.include(app, gate, ctx)
-    admin_suppliers.include(app, gate, ctx)
-    admin_channels.include(app, gate, ctx)
-    admin_drops.include(app, gate, ctx)
+    gate = AdminGate(
+        sessions=ctx.sessions, audit=ctx.audit, limiter=ctx.limiter, idempotency=ctx.idempotency
+    )
+    include(
+        app,
+        admin_refunds.router(gate, ctx),
+        admin_reports.router(gate, ctx),
+        admin_polls.router(gate, ctx),
+        *admin_suppliers.routers(gate, ctx),
+        *admin_channels.routers(gate, ctx),
+        admin_drops.router(gate, ctx),
+        login_router(gate, ctx),
+        *admin_stock.routers(gate, ctx, pins=pins),
+        *admin_catalog.routers(gate, ctx, router=router),
+        audit_router(gate, ctx),
+    )
+    return app
 
-    Reader = Annotated[AdminCall, Depends(gate.require(None))]
 
-    @app.post("/login", response_model=LoginOut, responses=ADMIN_RESPONSES, tags=["session"])
+def login_router(gate: AdminGate, ctx: AdminContext) -> APIRouter:
+    """``POST /login``: an API key and a TOTP code for a session token."""
+    routes = api_router(responses=ADMIN_RESPONSES, tags=["session"])
+
+    @routes.post("/login", response_model=LoginOut)
     async def login(request: Request, body: LoginIn) -> LoginOut:
         """Spend an API key and a fresh TOTP code on a session token (~15 minutes).
 
@@ -97,21 +110,27 @@ def build(ctx: AdminContext, *, pins: Pinning, router: Router) -> FastAPI:
         named = _KEY_ID_RE.match(body.api_key)  # the public part: it says which key was tried
         key_id = named.group(1) if named else ""
         try:
-            who = await auth.authenticate(body.api_key, body.totp_code, client)
+            who = await ctx.auth.authenticate(body.api_key, body.totp_code, client)
         except MatchdayError as exc:
             await gate.record(None, "login", f"key:{key_id}", {}, exc.code, client=client)
             raise
         assert who.key_id is not None  # authenticate() always names the key
-        token, expires_at = sessions.issue(who.key_id)
-        await gate.record(who, "login", f"key:{who.key_id}", {"expires_at": expires_at}, "ok")
-        return LoginOut(session_token=token, expires_at=expires_at, key_id=who.key_id)
+        session = ctx.sessions.issue(who.key_id)
+        params = {"expires_at": session.expires_at}
+        await gate.record(who, "login", f"key:{who.key_id}", params, "ok")
+        return LoginOut(
+            session_token=session.token, expires_at=session.expires_at, key_id=who.key_id
+        )
 
-    admin_stock.include(app, gate, ctx, pins=pins)
-    admin_catalog.include(app, gate, ctx, router=router)
+    return routes
 
-    # -- audit -------------------------------------------------------------------------------
 
-    @app.get("/audit", response_model=AuditOut, responses=ADMIN_RESPONSES, tags=["audit"])
+def audit_router(gate: AdminGate, ctx: AdminContext) -> APIRouter:
+    """``GET /audit``: the audit log, newest first."""
+    Reader = Annotated[AdminCall, Depends(gate.require(None))]
+    routes = api_router(responses=ADMIN_RESPONSES, tags=["audit"])
+
+    @routes.get("/audit", response_model=AuditOut)
     async def audit_log(
         call: Reader,
         limit: Annotated[int, Query(ge=1, le=MAX_RECENT)] = 50,
@@ -120,10 +139,9 @@ def build(ctx: AdminContext, *, pins: Pinning, router: Router) -> FastAPI:
         ] = None,
     ) -> AuditOut:
         """The newest entries first, optionally of one action only."""
-        entries = await audit.recent(limit, action)
-        return AuditOut(entries=entries)
+        return AuditOut(entries=await ctx.audit.recent(limit, action))
 
-    return app
+    return routes
 
 
 class _SmallBodiesExceptImport:
@@ -133,7 +151,7 @@ class _SmallBodiesExceptImport:
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
-        self.small = BodyLimit(app, limit)
+        self.small = BodyLimit(app, limit=limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         is_import = (

@@ -15,15 +15,17 @@ go through the idempotency store (a stored answer would be a stored credential).
 
 # No "from __future__ import annotations": FastAPI resolves the route's annotations.
 
+from collections.abc import Awaitable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 
-from matchday.channels.admin import AllocationIn, ChannelIn
+from matchday.channels.admin import AllocationIn, ChannelAdmin, ChannelIn, Issued
 from matchday.domain.errors import MatchdayError
 from matchday.inventory.commands import CHANNEL_RE
 from matchday.web.admin_session import AdminCall, AdminGate
+from matchday.web.base import router
 from matchday.web.context import AdminContext
 from matchday.web.schemas import ErrorBody
 
@@ -36,59 +38,58 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def include(app: FastAPI, gate: AdminGate, ctx: AdminContext) -> None:
-    admin = ctx.channels
+def routers(gate: AdminGate, ctx: AdminContext) -> list[APIRouter]:
+    """The channel routes, for the admin app to include: channels, their allocations."""
+    return [channels_router(gate, ctx.channels), allocations_router(gate, ctx.channels)]
+
+
+def channels_router(gate: AdminGate, admin: ChannelAdmin) -> APIRouter:
+    """Channels: list, create, read, rotate the key, disable and enable."""
     Reader = Annotated[AdminCall, Depends(gate.require(None))]
     Creator = Annotated[AdminCall, Depends(gate.require("channel.create"))]
     Rotator = Annotated[AdminCall, Depends(gate.require("channel.rotate"))]
     Disabler = Annotated[AdminCall, Depends(gate.require("channel.disable"))]
     Enabler = Annotated[AdminCall, Depends(gate.require("channel.enable"))]
-    Allocator = Annotated[AdminCall, Depends(gate.require("channel.allocate"))]
+    channels = router(responses=RESPONSES, tags=["channels"])
 
-    async def issue(call: AdminCall, target: str, params: dict[str, Any], make: Any) -> Any:
-        try:
-            issued = await make()
-        except MatchdayError as exc:
-            await gate.record(call.who, call.action, target, params, exc.code)
-            raise
-        await gate.record(call.who, call.action, target, params, "ok")
-        headers = {"Cache-Control": "no-store"}
-        return JSONResponse(issued.public(), status_code=201, headers=headers)
-
-    @app.get("/channels", responses=RESPONSES, tags=["channels"])
+    @channels.get("/channels")
     async def list_channels(call: Reader) -> dict[str, Any]:
         return {"channels": [c.public() for c in await admin.channels()]}
 
-    @app.post("/channels", status_code=201, responses=RESPONSES, tags=["channels"])
+    @channels.post("/channels", status_code=201)
     async def create_channel(body: ChannelIn, call: Creator) -> Any:
         """A channel and its API key, shown in this answer only."""
-        return await issue(call, body.channel_id, body.model_dump(), lambda: admin.create(body))
+        made = admin.create(body)
+        return await _issue(gate, call, body.channel_id, body.model_dump(), made)
 
-    @app.get("/channels/{channel}", responses=RESPONSES, tags=["channels"])
+    @channels.get("/channels/{channel}")
     async def get_channel(channel: ChannelPath, call: Reader) -> dict[str, Any]:
         return (await admin.get(channel)).public()
 
-    @app.post("/channels/{channel}/key", status_code=201, responses=RESPONSES, tags=["channels"])
+    @channels.post("/channels/{channel}/key", status_code=201)
     async def rotate_key(channel: ChannelPath, call: Rotator) -> Any:
         """A new API key; the previous one is refused from now on."""
-        return await issue(call, channel, {}, lambda: admin.rotate(channel))
+        return await _issue(gate, call, channel, {}, admin.rotate(channel))
 
-    async def flip(request: Request, call: AdminCall, channel: str, active: bool) -> JSONResponse:
-        async def produce(rid: str) -> tuple[int, Any]:
-            return 200, (await admin.set_active(channel, active)).public()
-
-        return await gate.run(request, call, {"active": active}, produce)
-
-    @app.post("/channels/{channel}/disable", responses=RESPONSES, tags=["channels"])
+    @channels.post("/channels/{channel}/disable")
     async def disable(request: Request, channel: ChannelPath, call: Disabler) -> JSONResponse:
         """Its key is refused from now on; its holds expire or are committed as usual."""
-        return await flip(request, call, channel, False)
+        return await _flip(gate, admin, request, call, channel, active=False)
 
-    @app.post("/channels/{channel}/enable", responses=RESPONSES, tags=["channels"])
+    @channels.post("/channels/{channel}/enable")
     async def enable(request: Request, channel: ChannelPath, call: Enabler) -> JSONResponse:
-        return await flip(request, call, channel, True)
+        return await _flip(gate, admin, request, call, channel, active=True)
 
-    @app.put("/channels/{channel}/allocations", responses=RESPONSES, tags=["channels"])
+    return channels
+
+
+def allocations_router(gate: AdminGate, admin: ChannelAdmin) -> APIRouter:
+    """What share of a SKU's stock a channel may hold or sell: set one, list them."""
+    Reader = Annotated[AdminCall, Depends(gate.require(None))]
+    Allocator = Annotated[AdminCall, Depends(gate.require("channel.allocate"))]
+    shares = router(responses=RESPONSES, tags=["channels"])
+
+    @shares.put("/channels/{channel}/allocations")
     async def allocate(
         request: Request, channel: ChannelPath, body: AllocationIn, call: Allocator
     ) -> JSONResponse:
@@ -100,7 +101,38 @@ def include(app: FastAPI, gate: AdminGate, ctx: AdminContext) -> None:
 
         return await gate.run(request, call, body.model_dump(), produce)
 
-    @app.get("/channels/{channel}/allocations", responses=RESPONSES, tags=["channels"])
+    @shares.get("/channels/{channel}/allocations")
     async def allocations(channel: ChannelPath, call: Reader) -> dict[str, Any]:
         await admin.get(channel)
         return {"stock": [v.public() for v in await admin.stock(channel)]}
+
+    return shares
+
+
+async def _issue(
+    gate: AdminGate, call: AdminCall, target: str, params: dict[str, Any], made: Awaitable[Issued]
+) -> JSONResponse:
+    """Await the issuing call and audit it, the key left out of both."""
+    try:
+        issued = await made
+    except MatchdayError as exc:
+        await gate.record(call.who, call.action, target, params, exc.code)
+        raise
+    await gate.record(call.who, call.action, target, params, "ok")
+    headers = {"Cache-Control": "no-store"}
+    return JSONResponse(issued.public(), status_code=201, headers=headers)
+
+
+async def _flip(
+    gate: AdminGate,
+    admin: ChannelAdmin,
+    request: Request,
+    call: AdminCall,
+    channel: str,
+    *,
+    active: bool,
+) -> JSONResponse:
+    async def produce(rid: str) -> tuple[int, Any]:
+        return 200, (await admin.set_active(channel, active)).public()
+
+    return await gate.run(request, call, {"active": active}, produce)

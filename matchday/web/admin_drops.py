@@ -15,11 +15,12 @@ where it came from in ``rate_source``.
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from matchday.waitingroom.models import DROP_ID_RE, Drop, DropIn, RateIn
 from matchday.web.admin_session import AdminCall, AdminGate
+from matchday.web.base import router as api_router
 from matchday.web.context import ShopContext
 from matchday.web.queue_api import waiting_room
 from matchday.web.schemas import ErrorBody
@@ -34,14 +35,16 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 MOVES = ("open", "pause", "resume", "close")
 
 
-def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
+def router(gate: AdminGate, ctx: ShopContext) -> APIRouter:
+    """The waiting room's drops: create, list, read, move, and set the rate."""
     admin = waiting_room(ctx).admin
     Reader = Annotated[AdminCall, Depends(gate.require(None))]
+    drops = api_router(responses=RESPONSES, tags=["drops"])
 
     def now_dict(drop: Drop) -> dict[str, Any]:
         return drop.to_dict(admin.clock.now())
 
-    @app.post("/drops", status_code=201, responses=RESPONSES, tags=["drops"])
+    @drops.post("/drops", status_code=201)
     async def create_drop(
         request: Request,
         body: DropIn,
@@ -54,22 +57,22 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
 
         return await gate.run(request, call, body.model_dump(), produce, target=body.name)
 
-    @app.get("/drops", responses=RESPONSES, tags=["drops"])
+    @drops.get("/drops")
     async def list_drops(
         call: Reader, limit: Annotated[int, Query(ge=1, le=200)] = 50
     ) -> dict[str, Any]:
         return {"drops": [now_dict(d) for d in await admin.drops.recent(limit)]}
 
-    @app.get("/drops/{drop_id}", responses=RESPONSES, tags=["drops"])
+    @drops.get("/drops/{drop_id}")
     async def drop_stats(drop_id: DropPath, call: Reader) -> dict[str, Any]:
         """The drop, its stock, and its queue: waiting, admitted, pending (admitted, no hold
         yet), tickets, refused and pushed back as bots."""
         return await admin.stats(drop_id)
 
     for verb in MOVES:
-        _move_route(app, gate, verb, getattr(admin, verb), now_dict)
+        _move_route(drops, gate, verb, getattr(admin, verb), now_dict)
 
-    @app.put("/drops/{drop_id}/rate", responses=RESPONSES, tags=["drops"])
+    @drops.put("/drops/{drop_id}/rate")
     async def set_rate(
         request: Request,
         drop_id: DropPath,
@@ -83,9 +86,11 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
 
         return await gate.run(request, call, body.model_dump(), produce)
 
+    return drops
+
 
 def _move_route(
-    app: FastAPI,
+    drops: APIRouter,
     gate: AdminGate,
     verb: str,
     move: Callable[[str], Awaitable[Drop]],
@@ -99,10 +104,8 @@ def _move_route(
 
         return await gate.run(request, call, {}, produce)
 
-    app.post(
+    drops.post(
         f"/drops/{{drop_id}}/{verb}",
-        responses=RESPONSES,
-        tags=["drops"],
         name=f"{verb}_drop",
         summary=f"{verb.capitalize()} the drop",
     )(route)

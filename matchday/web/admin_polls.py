@@ -11,11 +11,12 @@ audited and idempotent by ``Idempotency-Key`` through the admin gate.
 
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from matchday.polls.models import POLL_ID_RE, PollIn
 from matchday.web.admin_session import AdminCall, AdminGate
+from matchday.web.base import router as api_router
 from matchday.web.context import ShopContext
 from matchday.web.schemas import ErrorBody
 
@@ -26,12 +27,14 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
+def router(gate: AdminGate, ctx: ShopContext) -> APIRouter:
+    """Polls: create, list, close."""
     Reader = Annotated[AdminCall, Depends(gate.require(None))]
     Creator = Annotated[AdminCall, Depends(gate.require("poll.create"))]
     Closer = Annotated[AdminCall, Depends(gate.require("poll.close"))]
+    polls = api_router(responses=RESPONSES, tags=["polls"])
 
-    @app.post("/polls", status_code=201, responses=RESPONSES, tags=["polls"])
+    @polls.post("/polls", status_code=201)
     async def create_poll(request: Request, body: PollIn, call: Creator) -> JSONResponse:
         """Create a poll (with an optional offer for its voters)."""
 
@@ -40,14 +43,14 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
 
         return await gate.run(request, call, body.model_dump(), produce, target=body.placement)
 
-    @app.get("/polls", responses=RESPONSES, tags=["polls"])
+    @polls.get("/polls")
     async def list_polls(
         call: Reader, limit: Annotated[int, Query(ge=1, le=200)] = 50
     ) -> dict[str, Any]:
         """The newest polls, open and closed, with their results."""
         return {"polls": await ctx.polls.recent(limit)}
 
-    @app.post("/polls/{poll_id}/close", responses=RESPONSES, tags=["polls"])
+    @polls.post("/polls/{poll_id}/close")
     async def close_poll(request: Request, poll_id: PollPath, call: Closer) -> JSONResponse:
         """Close a poll now. Closing a closed poll answers the same."""
 
@@ -55,3 +58,5 @@ def include(app: FastAPI, gate: AdminGate, ctx: ShopContext) -> None:
             return 200, await ctx.polls.close(poll_id)
 
         return await gate.run(request, call, {}, produce)
+
+    return polls

@@ -1,6 +1,6 @@
 """Admin routes for payments: refunds and review decisions (included by the admin app).
 
-``include(app, gate, ctx)`` adds, behind the admin session and audit of every other admin
+``router(gate, ctx)`` has, behind the admin session and audit of every other admin
 change (``gate``), idempotent by ``Idempotency-Key``:
 
 - ``POST /orders/{order_id}/refund`` ``{"amount_cents": n | null}``: gives back part or all
@@ -17,11 +17,12 @@ change (``gate``), idempotent by ``Idempotency-Key``:
 
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from matchday.web.admin_session import AdminCall, AdminGate
+from matchday.web.base import router as api_router
 from matchday.web.context import CheckoutContext
 from matchday.web.schemas import ErrorBody
 
@@ -43,14 +44,16 @@ class ReviewIn(BaseModel):
     decision: Literal["approve", "reject"]
 
 
-def include(app: FastAPI, gate: AdminGate, ctx: CheckoutContext) -> None:
+def router(gate: AdminGate, ctx: CheckoutContext) -> APIRouter:
+    """An order's payment: refund, review decision, and the payment's story."""
     checkout = ctx.checkout
 
     Reader = Annotated[AdminCall, Depends(gate.require(None))]
     Refunder = Annotated[AdminCall, Depends(gate.require("order.refund"))]
     Reviewer = Annotated[AdminCall, Depends(gate.require("order.review"))]
+    orders = api_router(responses=RESPONSES, tags=["orders"])
 
-    @app.post("/orders/{order_id}/refund", responses=RESPONSES, tags=["orders"])
+    @orders.post("/orders/{order_id}/refund")
     async def refund(
         request: Request, order_id: OrderPath, body: RefundIn, call: Refunder
     ) -> JSONResponse:
@@ -62,7 +65,7 @@ def include(app: FastAPI, gate: AdminGate, ctx: CheckoutContext) -> None:
 
         return await gate.run(request, call, body.model_dump(), produce)
 
-    @app.post("/orders/{order_id}/review", responses=RESPONSES, tags=["orders"])
+    @orders.post("/orders/{order_id}/review")
     async def review(
         request: Request, order_id: OrderPath, body: ReviewIn, call: Reviewer
     ) -> JSONResponse:
@@ -74,8 +77,10 @@ def include(app: FastAPI, gate: AdminGate, ctx: CheckoutContext) -> None:
 
         return await gate.run(request, call, body.model_dump(), produce)
 
-    @app.get("/orders/{order_id}/payment", responses=RESPONSES, tags=["orders"])
+    @orders.get("/orders/{order_id}/payment")
     async def payment(order_id: OrderPath, call: Reader) -> dict[str, Any]:
         """How an order's payment went: why it ended, its deadline, every attempt, the
         retry queue, the capture claim and anything suspicious about it."""
         return await checkout.payment_story(order_id)
+
+    return orders

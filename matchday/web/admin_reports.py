@@ -12,7 +12,7 @@ import io
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 
@@ -20,6 +20,7 @@ from matchday.domain.errors import NotFound
 from matchday.reports.output import csv_cell
 from matchday.reports.registry import REPORTS
 from matchday.web.admin_session import AdminCall, AdminGate
+from matchday.web.base import router as api_router
 from matchday.web.context import AdminContext
 from matchday.web.schemas import ErrorBody
 
@@ -31,16 +32,18 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def include(app: FastAPI, gate: AdminGate, ctx: AdminContext) -> None:
+def router(gate: AdminGate, ctx: AdminContext) -> APIRouter:
+    """The reports: which there are, and one's rows as JSON or CSV."""
     Reader = Annotated[AdminCall, Depends(gate.require(None))]
     repository = ctx.reports
+    reports = api_router(tags=["reports"])
 
-    @app.get("/reports", responses={401: RESPONSES[401]}, tags=["reports"])
+    @reports.get("/reports", responses={401: RESPONSES[401]})
     async def list_reports(call: Reader) -> dict[str, str]:
         """The reports there are, with what each shows."""
         return {name: r.description for name, r in REPORTS.items()}
 
-    @app.get("/reports/{name}", responses=RESPONSES, tags=["reports"])
+    @reports.get("/reports/{name}", responses=RESPONSES)
     async def report(
         name: ReportName,
         call: Reader,
@@ -68,3 +71,5 @@ def include(app: FastAPI, gate: AdminGate, ctx: AdminContext) -> None:
             media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
         )
+
+    return reports

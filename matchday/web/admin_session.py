@@ -24,7 +24,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
@@ -69,6 +69,20 @@ _TOKEN_RE = re.compile(r"mds1\.([0-9a-f]{16})\.([0-9]{1,12})\.([0-9a-f]{64})")
 _KEY_LABEL = b"matchday admin session v1"
 
 
+class Session(NamedTuple):
+    """A session just issued: the bearer token and when it stops working (epoch s)."""
+
+    token: str
+    expires_at: int
+
+
+class Claims(NamedTuple):
+    """What a genuine, unexpired session token says: whose key, and until when."""
+
+    key_id: str
+    expires_at: int
+
+
 class AdminSessions:
     def __init__(
         self,
@@ -87,13 +101,14 @@ class AdminSessions:
         self.ttl_s = ttl_s
         self.clock = clock or SystemClock()
 
-    def issue(self, key_id: str) -> tuple[str, int]:
-        """(token, expires_at in epoch seconds) for a key that just passed both factors."""
+    def issue(self, key_id: str) -> Session:
+        """A session for a key that just passed both factors."""
         expires_at = int(self.clock.now()) + self.ttl_s
-        return f"{SESSION_FORMAT}.{key_id}.{expires_at}.{self._mac(key_id, expires_at)}", expires_at
+        token = f"{SESSION_FORMAT}.{key_id}.{expires_at}.{self._mac(key_id, expires_at)}"
+        return Session(token=token, expires_at=expires_at)
 
-    def claims(self, token: str | None) -> tuple[str, int]:
-        """(key_id, expires_at) of a genuine, unexpired token, or :class:`Unauthorized`.
+    def claims(self, token: str | None) -> Claims:
+        """The claims of a genuine, unexpired token, or :class:`Unauthorized`.
 
         Pure: no storage read. :meth:`verify` adds the revocation check."""
         if not token:
@@ -112,17 +127,17 @@ class AdminSessions:
             # Genuine but from a configuration with a longer lifetime: do not honour more
             # than today's policy grants (the 60 s absorb clock skew between replicas).
             raise Unauthorized("admin session outlives the session policy: log in again")
-        return key_id, expires_at
+        return Claims(key_id=key_id, expires_at=expires_at)
 
     async def verify(self, token: str | None, client: str = "") -> AdminIdentity:
         """The identity behind a session token whose key is still valid."""
-        key_id, _ = self.claims(token)
+        key_id = self.claims(token).key_id
         # KeyRecord carries the key's secrets; only its name and revocation are used here.
         key = await self.repo.get_key(key_id)
         if key is None or key.revoked_at is not None:
             log.warning("admin session of key %s refused from %r: key revoked", key_id, client)
             raise Unauthorized("API key revoked")
-        return AdminIdentity(key_id, key.name, client)
+        return AdminIdentity(key_id=key_id, name=key.name, client=client)
 
     def _mac(self, key_id: str, expires_at: int) -> str:
         return hmac.new(self._key, f"{key_id}.{expires_at}".encode(), hashlib.sha256).hexdigest()
@@ -213,7 +228,7 @@ class AdminGate:
                     await self.record(None, action, target, {}, exc.code, client=client)
                 raise
             await self.limiter.check(f"admin:{who.key_id}")
-            return AdminCall(who, action or "read", target)
+            return AdminCall(who=who, action=action or "read", target=target)
 
         return check
 

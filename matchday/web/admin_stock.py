@@ -10,14 +10,16 @@ import dataclasses
 import hashlib
 from typing import Annotated, Any, Protocol, runtime_checkable
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from matchday.admin.stock_import import ImportLimits, ImportRejected, ImportReport
+from matchday.admin.ports import StockRows
+from matchday.admin.stock_import import ImportLimits, ImportRejected, ImportReport, StockImporter
 from matchday.domain.errors import UnknownSku
 from matchday.inventory.commands import DEFAULT_POLICY, SKU_RE, StockView, fields_of
 from matchday.web.admin_session import ADMIN_RESPONSES, AdminCall, AdminGate, StrictBody
+from matchday.web.base import router
 from matchday.web.context import AdminContext
 from matchday.web.schemas import ErrorBody
 
@@ -29,6 +31,12 @@ IMPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": f"File over {IMPORT_MAX_BYTES} bytes"},
     415: {"model": ErrorBody, "description": "Body is not text/csv"},
     422: {"model": ErrorBody, "description": "Rejected: every row error listed, none applied"},
+}
+IMPORT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"text/csv": {"schema": {"type": "string", "maxLength": IMPORT_MAX_BYTES}}},
+    }
 }
 
 
@@ -90,14 +98,24 @@ class PinsOut(BaseModel):
     pins: dict[str, int]
 
 
-def include(app: FastAPI, gate: AdminGate, ctx: AdminContext, *, pins: Pinning) -> None:
-    stock: StockAdmin = ctx.stock
-    inventory, importer = ctx.stock_rows, ctx.importer
+def routers(gate: AdminGate, ctx: AdminContext, *, pins: Pinning) -> list[APIRouter]:
+    """The stock routes, for the admin app to include: stock, the CSV import, pins."""
+    return [
+        stock_router(gate, ctx.stock, ctx.stock_rows),
+        import_router(gate, ctx.importer),
+        pins_router(gate, pins),
+    ]
+
+
+def stock_router(gate: AdminGate, stock: StockAdmin, inventory: StockRows) -> APIRouter:
+    """A SKU's counters: read them, restock, set what is on hand, set its limits."""
     Reader = Annotated[AdminCall, Depends(gate.require(None))]
+    Restocker = Annotated[AdminCall, Depends(gate.require("stock.restock"))]
+    Setter = Annotated[AdminCall, Depends(gate.require("stock.set"))]
+    Limiter = Annotated[AdminCall, Depends(gate.require("stock.limits"))]
+    routes = router(responses=ADMIN_RESPONSES, tags=["stock"])
 
-    # -- stock -------------------------------------------------------------------------------
-
-    @app.get("/stock/{sku}", response_model=StockView, responses=ADMIN_RESPONSES, tags=["stock"])
+    @routes.get("/stock/{sku}", response_model=StockView)
     async def get_stock(sku: SkuPath, call: Reader) -> StockView:
         """Durable counters from PostgreSQL, as of the engine's last group commit."""
         row = (await inventory.stock_rows([sku])).get(sku)
@@ -105,17 +123,9 @@ def include(app: FastAPI, gate: AdminGate, ctx: AdminContext, *, pins: Pinning) 
             raise UnknownSku(sku)
         return StockView(**row._asdict(), available=row.on_hand - row.reserved - row.sold)
 
-    @app.post(
-        "/stock/{sku}/restock",
-        response_model=StockView,
-        responses=ADMIN_RESPONSES,
-        tags=["stock"],
-    )
+    @routes.post("/stock/{sku}/restock", response_model=StockView)
     async def restock(
-        request: Request,
-        sku: SkuPath,
-        body: RestockIn,
-        call: Annotated[AdminCall, Depends(gate.require("stock.restock"))],
+        request: Request, sku: SkuPath, body: RestockIn, call: Restocker
     ) -> JSONResponse:
         """Add ``qty`` received units."""
 
@@ -124,12 +134,9 @@ def include(app: FastAPI, gate: AdminGate, ctx: AdminContext, *, pins: Pinning) 
 
         return await gate.run(request, call, body.model_dump(), produce)
 
-    @app.put("/stock/{sku}", response_model=StockView, responses=ADMIN_RESPONSES, tags=["stock"])
+    @routes.put("/stock/{sku}", response_model=StockView)
     async def set_stock(
-        request: Request,
-        sku: SkuPath,
-        body: SetStockIn,
-        call: Annotated[AdminCall, Depends(gate.require("stock.set"))],
+        request: Request, sku: SkuPath, body: SetStockIn, call: Setter
     ) -> JSONResponse:
         """Supplier sync: ``units`` present and unsold. Below what carts hold, the newest
         holds are revoked (listed in ``revoked``)."""
@@ -139,17 +146,9 @@ def include(app: FastAPI, gate: AdminGate, ctx: AdminContext, *, pins: Pinning) 
 
         return await gate.run(request, call, body.model_dump(), produce)
 
-    @app.put(
-        "/stock/{sku}/limits",
-        response_model=StockView,
-        responses=ADMIN_RESPONSES,
-        tags=["stock"],
-    )
+    @routes.put("/stock/{sku}/limits", response_model=StockView)
     async def set_limits(
-        request: Request,
-        sku: SkuPath,
-        body: LimitsIn,
-        call: Annotated[AdminCall, Depends(gate.require("stock.limits"))],
+        request: Request, sku: SkuPath, body: LimitsIn, call: Limiter
     ) -> JSONResponse:
         """Replace the SKU's limits; an omitted one is removed. A low-stock order cap needs
         a low-stock threshold (409 otherwise)."""
@@ -159,23 +158,16 @@ def include(app: FastAPI, gate: AdminGate, ctx: AdminContext, *, pins: Pinning) 
 
         return await gate.run(request, call, body.model_dump(), produce)
 
-    @app.post(
-        IMPORT_PATH,
-        response_model=ImportReport,
-        responses=IMPORT_RESPONSES,
-        tags=["stock"],
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "text/csv": {"schema": {"type": "string", "maxLength": IMPORT_MAX_BYTES}}
-                },
-            }
-        },
-    )
-    async def import_stock(
-        request: Request, call: Annotated[AdminCall, Depends(gate.require("stock.import"))]
-    ) -> JSONResponse:
+    return routes
+
+
+def import_router(gate: AdminGate, importer: StockImporter) -> APIRouter:
+    """``POST /stock/import``: a CSV of restocks and levels, all or nothing."""
+    Importer = Annotated[AdminCall, Depends(gate.require("stock.import"))]
+    routes = router(responses=IMPORT_RESPONSES, tags=["stock"])
+
+    @routes.post(IMPORT_PATH, response_model=ImportReport, openapi_extra=IMPORT_BODY)
+    async def import_stock(request: Request, call: Importer) -> JSONResponse:
         """A CSV ``sku,action,quantity`` (action ``restock`` or ``set``), validated all or
         nothing. Re-sending the same file (or the same Idempotency-Key) applies nothing
         twice; the report says which rows the engine refused, if any."""
@@ -186,11 +178,11 @@ def include(app: FastAPI, gate: AdminGate, ctx: AdminContext, *, pins: Pinning) 
             await gate.record(call.who, call.action, "", params, "unsupported_media_type")
             raise HTTPException(415, "send the file with Content-Type: text/csv")
         header_key = request.headers.get("idempotency-key")
+        # The importer derives its row request ids from the import id: from the admin's
+        # own key when one is given, else from the content (same bytes, same import).
+        scoped = f"admin:{call.who.key_id}:{header_key}" if header_key else None
 
         async def produce(rid: str) -> tuple[int, Any]:
-            # The importer derives its row request ids from the import id: from the admin's
-            # own key when one is given, else from the content (same bytes, same import).
-            scoped = f"admin:{call.who.key_id}:{header_key}" if header_key else None
             try:
                 report = await importer.run(raw, call.who, scoped)
             except ImportRejected as exc:
@@ -200,34 +192,40 @@ def include(app: FastAPI, gate: AdminGate, ctx: AdminContext, *, pins: Pinning) 
 
         return await gate.run(request, call, params, produce, target="")
 
-    # -- pins --------------------------------------------------------------------------------
+    return routes
 
-    @app.get("/pins", response_model=PinsOut, responses=ADMIN_RESPONSES, tags=["pins"])
+
+def pins_router(gate: AdminGate, pins: Pinning) -> APIRouter:
+    """Hot SKUs on dedicated shards: list the pins, pin, unpin."""
+    Reader = Annotated[AdminCall, Depends(gate.require(None))]
+    Pinner = Annotated[AdminCall, Depends(gate.require("pin"))]
+    Unpinner = Annotated[AdminCall, Depends(gate.require("unpin"))]
+    routes = router(responses=ADMIN_RESPONSES, tags=["pins"])
+
+    @routes.get("/pins", response_model=PinsOut)
     async def list_pins(call: Reader) -> PinsOut:
         return PinsOut(pins=await pins.pins())
 
-    @app.put("/pins/{sku}", response_model=PinOut, responses=ADMIN_RESPONSES, tags=["pins"])
-    async def pin(
-        request: Request, sku: SkuPath, call: Annotated[AdminCall, Depends(gate.require("pin"))]
-    ) -> JSONResponse:
+    @routes.put("/pins/{sku}", response_model=PinOut)
+    async def pin(request: Request, sku: SkuPath, call: Pinner) -> JSONResponse:
         """Serve a hot SKU from a dedicated shard (the least loaded one)."""
 
         async def produce(rid: str) -> tuple[int, Any]:
-            return 200, {"sku": sku, "shard": await pins.pin(sku)}
+            return 200, PinOut(sku=sku, shard=await pins.pin(sku)).model_dump()
 
         return await gate.run(request, call, {}, produce)
 
-    @app.delete("/pins/{sku}", response_model=PinOut, responses=ADMIN_RESPONSES, tags=["pins"])
-    async def unpin(
-        request: Request, sku: SkuPath, call: Annotated[AdminCall, Depends(gate.require("unpin"))]
-    ) -> JSONResponse:
+    @routes.delete("/pins/{sku}", response_model=PinOut)
+    async def unpin(request: Request, sku: SkuPath, call: Unpinner) -> JSONResponse:
         """Send the SKU back to its shard on the hash ring."""
 
         async def produce(rid: str) -> tuple[int, Any]:
             await pins.unpin(sku)
-            return 200, {"sku": sku, "shard": None}
+            return 200, PinOut(sku=sku, shard=None).model_dump()
 
         return await gate.run(request, call, {}, produce)
+
+    return routes
 
 
 def _stock(view: StockView) -> dict[str, Any]:

@@ -20,15 +20,21 @@ retry after a lost answer gets that secret again rather than a second rotation.
 # No "from __future__ import annotations": FastAPI resolves the route's annotations.
 
 import re
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from matchday.domain.errors import MatchdayError
-from matchday.suppliers.admin import MappingsIn, SupplierIn, SupplierPatch
+from matchday.suppliers.admin import Issued, MappingsIn, SupplierIn, SupplierPatch
+from matchday.suppliers.config import SupplierServices
 from matchday.suppliers.model import FeedRejected
+from matchday.suppliers.model import Mapping as SkuMapping
 from matchday.web.admin_session import AdminCall, AdminGate
+from matchday.web.base import router
 from matchday.web.context import EngineContext
 from matchday.web.errors import error_response
 from matchday.web.schemas import ErrorBody
@@ -54,51 +60,58 @@ SYNC_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def include(app: FastAPI, gate: AdminGate, ctx: EngineContext) -> None:
+class MappingOut(BaseModel):
+    supplier_sku: str
+    sku: str
+    level_as_of: float | None = Field(description="As-of time of the last level applied")
+
+
+class MappingsOut(BaseModel):
+    mappings: list[MappingOut]
+
+
+class MappingDeleted(BaseModel):
+    supplier_id: str
+    supplier_sku: str
+    deleted: bool
+
+
+def routers(gate: AdminGate, ctx: EngineContext) -> list[APIRouter]:
+    """The supplier routes, for the admin app to include: suppliers, mappings, syncs."""
     services = ctx.suppliers
+    return [
+        suppliers_router(gate, services),
+        mappings_router(gate, services),
+        syncs_router(gate, services),
+    ]
+
+
+def suppliers_router(gate: AdminGate, services: SupplierServices) -> APIRouter:
+    """Suppliers: list, create, read, change, and rotate a signing secret."""
     Reader = Annotated[AdminCall, Depends(gate.require(None))]
     Creator = Annotated[AdminCall, Depends(gate.require("supplier.create"))]
     Updater = Annotated[AdminCall, Depends(gate.require("supplier.update"))]
     Rotator = Annotated[AdminCall, Depends(gate.require("supplier.rotate"))]
-    Mapper = Annotated[AdminCall, Depends(gate.require("supplier.map"))]
-    Unmapper = Annotated[AdminCall, Depends(gate.require("supplier.unmap"))]
-    Syncer = Annotated[AdminCall, Depends(gate.require("supplier.sync"))]
-    Forcer = Annotated[AdminCall, Depends(gate.require("supplier.sync.force"))]
-    Canceller = Annotated[AdminCall, Depends(gate.require("supplier.sync.cancel"))]
+    suppliers = router(responses=RESPONSES, tags=["suppliers"])
 
-    async def issue(request: Request, call: AdminCall, params: dict[str, Any], make: Any) -> Any:
-        """Run ``make(idempotency key)`` and audit it, the secret left out of both."""
-        key = request.headers.get("idempotency-key")
-        try:
-            issued = await make(key)
-        except MatchdayError as exc:
-            await gate.record(call.who, call.action, call.target, params, exc.code)
-            raise
-        await gate.record(call.who, call.action, issued.supplier.supplier_id, params, "ok")
-        headers = {"Cache-Control": "no-store"}
-        return JSONResponse(issued.public(), status_code=201, headers=headers)
-
-    @app.get("/suppliers", responses=RESPONSES, tags=["suppliers"])
+    @suppliers.get("/suppliers")
     async def list_suppliers(call: Reader) -> dict[str, Any]:
         """Every supplier, without secrets."""
         return {"suppliers": [s.public() for s in await services.admin.list()]}
 
-    @app.post("/suppliers", status_code=201, responses=RESPONSES, tags=["suppliers"])
+    @suppliers.post("/suppliers", status_code=201)
     async def create_supplier(request: Request, body: SupplierIn, call: Creator) -> Any:
         """A supplier and its signing secret, shown in this answer only."""
-        params = body.model_dump()
-        return await issue(request, call, params, lambda k: services.admin.create(body, k))
+        make = partial(services.admin.create, body)
+        return await _issue(gate, request, call, body.model_dump(), make)
 
-    @app.get("/suppliers/{supplier}", responses=RESPONSES, tags=["suppliers"])
+    @suppliers.get("/suppliers/{supplier}")
     async def get_supplier(supplier: SupplierPath, call: Reader) -> dict[str, Any]:
         return (await services.admin.get(supplier)).public()
 
-    @app.patch("/suppliers/{supplier}", responses=RESPONSES, tags=["suppliers"])
+    @suppliers.patch("/suppliers/{supplier}")
     async def update_supplier(
-        request: Request,
-        supplier: SupplierPath,
-        body: SupplierPatch,
-        call: Updater,
+        request: Request, supplier: SupplierPath, body: SupplierPatch, call: Updater
     ) -> JSONResponse:
         """Change the fields given; ``null`` removes the feed URL or the schedule."""
 
@@ -107,86 +120,78 @@ def include(app: FastAPI, gate: AdminGate, ctx: EngineContext) -> None:
 
         return await gate.run(request, call, body.model_dump(exclude_unset=True), produce)
 
-    @app.post(
-        "/suppliers/{supplier}/secret", status_code=201, responses=RESPONSES, tags=["suppliers"]
-    )
+    @suppliers.post("/suppliers/{supplier}/secret", status_code=201)
     async def rotate_secret(request: Request, supplier: SupplierPath, call: Rotator) -> Any:
         """A new signing secret; the previous one keeps verifying until
         ``previous_valid_until``, so the supplier can switch without dropping a message."""
-        return await issue(request, call, {}, lambda k: services.admin.rotate(supplier, k))
+        return await _issue(gate, request, call, {}, partial(services.admin.rotate, supplier))
 
-    @app.get("/suppliers/{supplier}/mappings", responses=RESPONSES, tags=["suppliers"])
-    async def list_mappings(supplier: SupplierPath, call: Reader) -> dict[str, Any]:
-        found = await services.admin.mappings(supplier)
-        return {"mappings": [_mapping(m) for m in found.values()]}
+    return suppliers
 
-    @app.post("/suppliers/{supplier}/mappings", responses=RESPONSES, tags=["suppliers"])
+
+def mappings_router(gate: AdminGate, services: SupplierServices) -> APIRouter:
+    """Which of the shop's SKUs each supplier SKU is: list, map (all or none), unmap."""
+    Reader = Annotated[AdminCall, Depends(gate.require(None))]
+    Mapper = Annotated[AdminCall, Depends(gate.require("supplier.map"))]
+    Unmapper = Annotated[AdminCall, Depends(gate.require("supplier.unmap"))]
+    mappings = router(responses=RESPONSES, tags=["suppliers"])
+
+    @mappings.get("/suppliers/{supplier}/mappings", response_model=MappingsOut)
+    async def list_mappings(supplier: SupplierPath, call: Reader) -> MappingsOut:
+        return _mappings(await services.admin.mappings(supplier))
+
+    @mappings.post("/suppliers/{supplier}/mappings", response_model=MappingsOut)
     async def put_mappings(
         request: Request, supplier: SupplierPath, body: MappingsIn, call: Mapper
     ) -> JSONResponse:
         """Map supplier SKUs to SKUs, all or none (every SKU must exist)."""
 
         async def produce(rid: str) -> tuple[int, Any]:
-            found = await services.admin.map(supplier, body)
-            return 200, {"mappings": [_mapping(m) for m in found.values()]}
+            return 200, _mappings(await services.admin.map(supplier, body)).model_dump()
 
         return await gate.run(request, call, body.model_dump(), produce)
 
-    @app.delete(
-        "/suppliers/{supplier}/mappings/{supplier_sku}", responses=RESPONSES, tags=["suppliers"]
-    )
+    @mappings.delete("/suppliers/{supplier}/mappings/{supplier_sku}", response_model=MappingDeleted)
     async def delete_mapping(
-        request: Request,
-        supplier: SupplierPath,
-        supplier_sku: SupplierSkuPath,
-        call: Unmapper,
+        request: Request, supplier: SupplierPath, supplier_sku: SupplierSkuPath, call: Unmapper
     ) -> JSONResponse:
         async def produce(rid: str) -> tuple[int, Any]:
             await services.admin.unmap(supplier, supplier_sku)
-            return 200, {"supplier_id": supplier, "supplier_sku": supplier_sku, "deleted": True}
+            deleted = MappingDeleted(supplier_id=supplier, supplier_sku=supplier_sku, deleted=True)
+            return 200, deleted.model_dump()
 
         return await gate.run(request, call, {}, produce)
 
-    @app.post(
-        "/suppliers/{supplier}/syncs", status_code=202, responses=SYNC_RESPONSES, tags=["syncs"]
-    )
+    return mappings
+
+
+def syncs_router(gate: AdminGate, services: SupplierServices) -> APIRouter:
+    """Bulk syncs: queue a feed, list a supplier's, read, force or cancel one."""
+    Reader = Annotated[AdminCall, Depends(gate.require(None))]
+    Syncer = Annotated[AdminCall, Depends(gate.require("supplier.sync"))]
+    Forcer = Annotated[AdminCall, Depends(gate.require("supplier.sync.force"))]
+    Canceller = Annotated[AdminCall, Depends(gate.require("supplier.sync.cancel"))]
+    syncs = router(tags=["syncs"])
+
+    @syncs.post("/suppliers/{supplier}/syncs", status_code=202, responses=SYNC_RESPONSES)
     async def queue_sync(request: Request, supplier: SupplierPath, call: Syncer) -> JSONResponse:
         """Queue a feed (``sku,level`` or ``sku,delta`` CSV, or JSON lines) as a bulk sync.
         It runs when the shop is quiet, in chunks; a small one runs at once."""
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        fmt = SYNC_MEDIA.get(media)
-        if fmt is None:
-            return error_response(
-                415, "unsupported_media_type", "send text/csv or application/json"
-            )
-        data = await request.body()
-        bulk = services.bulk
-        params = {"format": fmt, "bytes": len(data)}
-        try:
-            sync, created = await bulk.queue(supplier, data, fmt, queued_by=_who(call))
-        except FeedRejected as exc:
-            await gate.record(call.who, call.action, call.target, params, exc.code)
-            return error_response(422, exc.code, exc.message, errors=exc.records())
-        except MatchdayError as exc:
-            await gate.record(call.who, call.action, call.target, params, exc.code)
-            raise
-        params = {**params, "lines": sync.total_lines, "new": created}
-        await gate.record(call.who, call.action, sync.sync_id, params, "ok")
-        return JSONResponse(sync.public(), status_code=202 if created else 200)
+        return await _queue_sync(gate, services, request, supplier, call)
 
-    @app.get("/suppliers/{supplier}/syncs", responses=RESPONSES, tags=["syncs"])
+    @syncs.get("/suppliers/{supplier}/syncs", responses=RESPONSES)
     async def list_syncs(
         supplier: SupplierPath, call: Reader, limit: Annotated[int, Query(ge=1, le=200)] = 20
     ) -> dict[str, Any]:
         recent = await services.bulk.syncs.recent(supplier, limit)
         return {"syncs": [s.public() for s in recent]}
 
-    @app.get("/syncs/{sync_id}", responses=RESPONSES, tags=["syncs"])
+    @syncs.get("/syncs/{sync_id}", responses=RESPONSES)
     async def get_sync(sync_id: SyncPath, call: Reader) -> dict[str, Any]:
         """A sync's progress and, once it ended, its report (counts, reasons, drift)."""
         return (await services.bulk.get(sync_id)).public()
 
-    @app.post("/syncs/{sync_id}/force", responses=RESPONSES, tags=["syncs"])
+    @syncs.post("/syncs/{sync_id}/force", responses=RESPONSES)
     async def force_sync(request: Request, sync_id: SyncPath, call: Forcer) -> JSONResponse:
         """Run it now, whatever the load."""
 
@@ -195,7 +200,7 @@ def include(app: FastAPI, gate: AdminGate, ctx: EngineContext) -> None:
 
         return await gate.run(request, call, {}, produce)
 
-    @app.post("/syncs/{sync_id}/cancel", responses=RESPONSES, tags=["syncs"])
+    @syncs.post("/syncs/{sync_id}/cancel", responses=RESPONSES)
     async def cancel_sync(request: Request, sync_id: SyncPath, call: Canceller) -> JSONResponse:
         """Stop it after the chunk in flight; what was applied stays and is reported."""
 
@@ -204,6 +209,54 @@ def include(app: FastAPI, gate: AdminGate, ctx: EngineContext) -> None:
 
         return await gate.run(request, call, {}, produce)
 
+    return syncs
+
+
+async def _issue(
+    gate: AdminGate,
+    request: Request,
+    call: AdminCall,
+    params: dict[str, Any],
+    make: Callable[[str | None], Awaitable[Issued]],
+) -> JSONResponse:
+    """Run ``make(idempotency key)`` and audit it, the secret left out of both."""
+    key = request.headers.get("idempotency-key")
+    try:
+        issued = await make(key)
+    except MatchdayError as exc:
+        await gate.record(call.who, call.action, call.target, params, exc.code)
+        raise
+    await gate.record(call.who, call.action, issued.supplier.supplier_id, params, "ok")
+    headers = {"Cache-Control": "no-store"}
+    return JSONResponse(issued.public(), status_code=201, headers=headers)
+
+
+async def _queue_sync(
+    gate: AdminGate,
+    services: SupplierServices,
+    request: Request,
+    supplier: str,
+    call: AdminCall,
+) -> JSONResponse:
+    """The upload's format from its Content-Type, the feed queued, the outcome audited."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    fmt = SYNC_MEDIA.get(media)
+    if fmt is None:
+        return error_response(415, "unsupported_media_type", "send text/csv or application/json")
+    data = await request.body()
+    params: dict[str, Any] = {"format": fmt, "bytes": len(data)}
+    try:
+        sync, created = await services.bulk.queue(supplier, data, fmt, queued_by=_who(call))
+    except FeedRejected as exc:
+        await gate.record(call.who, call.action, call.target, params, exc.code)
+        return error_response(422, exc.code, exc.message, errors=exc.records())
+    except MatchdayError as exc:
+        await gate.record(call.who, call.action, call.target, params, exc.code)
+        raise
+    params = {**params, "lines": sync.total_lines, "new": created}
+    await gate.record(call.who, call.action, sync.sync_id, params, "ok")
+    return JSONResponse(sync.public(), status_code=202 if created else 200)
+
 
 def is_sync_upload(path: str) -> bool:
     """A bulk sync's upload, which may be as large as the admin app's outer body limit (a
@@ -211,8 +264,13 @@ def is_sync_upload(path: str) -> bool:
     return _SYNC_UPLOAD.search(path) is not None
 
 
-def _mapping(m: Any) -> dict[str, Any]:
-    return {"supplier_sku": m.supplier_sku, "sku": m.sku, "level_as_of": m.level_as_of}
+def _mappings(found: Mapping[str, SkuMapping]) -> MappingsOut:
+    return MappingsOut(
+        mappings=[
+            MappingOut(supplier_sku=m.supplier_sku, sku=m.sku, level_as_of=m.level_as_of)
+            for m in found.values()
+        ]
+    )
 
 
 def _who(call: AdminCall) -> str:

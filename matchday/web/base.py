@@ -6,8 +6,9 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from matchday.shop.carts import check_key
@@ -110,6 +111,58 @@ def make_app(
 
     _declare_error_schema(app)
     return app
+
+
+def router(**options: Any) -> APIRouter:
+    """One resource's routes (``options``: the ``APIRouter``'s, e.g. tags, responses); its
+    JSON bodies are parsed strictly, as the app's own routes' are."""
+    return APIRouter(route_class=StrictJSONRoute, **options)
+
+
+def include(app: FastAPI, *routers: APIRouter) -> None:
+    """Add the routers' routes to ``app`` as routes of its own, in order: what
+    ``app.include_router`` did before FastAPI 0.137.
+
+    Since 0.137 ``include_router`` keeps each router as a node that every request walks (its
+    routes' effective contexts, a version check, a second match): 20-27 us more CPU a request
+    (+7-9%) on a 12-route app in four routers (2026-12-02, 2-core machine, a bare GET), on
+    every app's every route. Copied, a route costs what a route declared on the app costs,
+    and ``app.routes`` stays the flat list Ray Serve names its metrics from (and
+    ``fast_add.front_route`` reorders)."""
+    for one in routers:
+        for route in one.routes:
+            if not isinstance(route, APIRoute):
+                raise TypeError(f"only API routes can be included, not {route!r}")
+            app.router.add_api_route(
+                route.path,
+                route.endpoint,
+                response_model=route.response_model,
+                status_code=route.status_code,
+                tags=route.tags,
+                dependencies=route.dependencies,
+                summary=route.summary,
+                description=route.description,
+                response_description=route.response_description,
+                responses=route.responses,
+                deprecated=route.deprecated,
+                methods=route.methods,
+                operation_id=route.operation_id,
+                response_model_include=route.response_model_include,
+                response_model_exclude=route.response_model_exclude,
+                response_model_by_alias=route.response_model_by_alias,
+                response_model_exclude_unset=route.response_model_exclude_unset,
+                response_model_exclude_defaults=route.response_model_exclude_defaults,
+                response_model_exclude_none=route.response_model_exclude_none,
+                include_in_schema=route.include_in_schema,
+                response_class=route.response_class,
+                name=route.name,
+                route_class_override=type(route),
+                callbacks=route.callbacks,
+                openapi_extra=route.openapi_extra,
+                generate_unique_id_function=route.generate_unique_id_function,
+                strict_content_type=route.strict_content_type,
+                max_body_size=route.max_body_size,
+            )
 
 
 def _declare_error_schema(app: FastAPI) -> None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from starlette.middleware.gzip import GZipMiddleware
 
 from matchday.catalog.models import BestSeller, CategoryOut, ListQuery, ProductOut, ProductPage
-from matchday.web.base import make_app
+from matchday.web.base import include, make_app, router
 from matchday.web.context import ShopContext
 from matchday.web.schemas import ErrorBody
 
@@ -29,7 +29,6 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 
 def build(ctx: ShopContext) -> FastAPI:
-    catalog = ctx.catalog
     app = make_app(
         "matchday catalogue",
         "Products with sizes and colours, prices, live availability and best-sellers.",
@@ -40,53 +39,39 @@ def build(ctx: ShopContext) -> FastAPI:
     # downloads; gzip takes it to a few KB. Level 5: most of level 9's gain at a fraction of
     # the CPU, on the most requested app. Small answers (availability) go as they are.
     app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=5)
+    include(app, catalog_router(ctx))
+    return app
+
+
+def catalog_router(ctx: ShopContext) -> APIRouter:
+    """Products, best-sellers, categories and availability, rate-limited by client address."""
+    catalog = ctx.catalog
 
     async def limited(request: Request) -> None:
         await ctx.limiter.check(f"ip:{request.client.host if request.client else '-'}")
 
-    @app.get(
-        "/products",
-        response_model=ProductPage,
-        dependencies=[Depends(limited)],
-        tags=["catalogue"],
-    )
+    routes = router(dependencies=[Depends(limited)], tags=["catalogue"])
+
+    @routes.get("/products", response_model=ProductPage)
     async def list_products(query: Annotated[ListQuery, Query()]) -> ProductPage:
         """Filter by category, team, tag, size, colour, price range, words, and in-stock."""
         return await catalog.list_products(query)
 
-    @app.get(
-        "/products/{slug}",
-        response_model=ProductOut,
-        responses=NOT_FOUND,
-        dependencies=[Depends(limited)],
-        tags=["catalogue"],
-    )
+    @routes.get("/products/{slug}", response_model=ProductOut, responses=NOT_FOUND)
     async def product(slug: Slug) -> ProductOut:
         return await catalog.get_product(slug)
 
-    @app.get(
-        "/best-sellers",
-        response_model=list[BestSeller],
-        dependencies=[Depends(limited)],
-        tags=["catalogue"],
-    )
-    async def best_sellers(
-        limit: Annotated[int, Query(ge=1, le=50)] = 10,
-    ) -> list[BestSeller]:
+    @routes.get("/best-sellers", response_model=list[BestSeller])
+    async def best_sellers(limit: Annotated[int, Query(ge=1, le=50)] = 10) -> list[BestSeller]:
         return await catalog.best_sellers(limit)
 
-    @app.get(
-        "/categories",
-        response_model=list[CategoryOut],
-        dependencies=[Depends(limited)],
-        tags=["catalogue"],
-    )
+    @routes.get("/categories", response_model=list[CategoryOut])
     async def categories() -> list[CategoryOut]:
         return await catalog.categories()
 
-    @app.get("/availability", dependencies=[Depends(limited)], tags=["catalogue"])
+    @routes.get("/availability")
     async def availability(sku: Skus) -> dict[str, int]:
         """Units available now per SKU (unknown SKUs are left out)."""
         return await catalog.availability(sku)
 
-    return app
+    return routes

@@ -19,13 +19,13 @@ with Retry-After (the shop's handlers).
 
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query
+from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from matchday.channels.sales import DEFAULT_TTL_S, ChannelSales, public
 from matchday.inventory.commands import SKU_RE
-from matchday.web.base import make_app
+from matchday.web.base import include, make_app, router
 from matchday.web.context import ShopContext
 from matchday.web.schemas import ErrorBody
 
@@ -84,6 +84,12 @@ def build(ctx: ShopContext, sales: ChannelSales) -> FastAPI:
         ready=ctx.ready,
         max_body_bytes=ctx.settings.max_body_bytes,
     )
+    include(app, sales_router(ctx, sales))
+    return app
+
+
+def sales_router(ctx: ShopContext, sales: ChannelSales) -> APIRouter:
+    """A channel's sales: reserve, commit, release, and its stock; each behind its API key."""
 
     async def channel_of(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
@@ -93,8 +99,9 @@ def build(ctx: ShopContext, sales: ChannelSales) -> FastAPI:
         return channel
 
     Channel = Annotated[str, Depends(channel_of)]
+    routes = router(responses=RESPONSES)
 
-    @app.post("/reserve", status_code=201, response_model=HeldOut, responses=RESPONSES)
+    @routes.post("/reserve", status_code=201, response_model=HeldOut)
     async def reserve(body: ReserveIn, channel: Channel) -> Any:
         held = await sales.reserve(
             channel,
@@ -107,17 +114,17 @@ def build(ctx: ShopContext, sales: ChannelSales) -> FastAPI:
         )
         return public(held)
 
-    @app.post("/commit", response_model=HeldOut, responses=RESPONSES)
+    @routes.post("/commit", response_model=HeldOut)
     async def commit(body: CommitIn, channel: Channel) -> Any:
         return public(
             await sales.commit(channel, body.request_id, body.reservation_id, body.order_id)
         )
 
-    @app.post("/release", response_model=HeldOut, responses=RESPONSES)
+    @routes.post("/release", response_model=HeldOut)
     async def release(body: ReleaseIn, channel: Channel) -> Any:
         return public(await sales.release(channel, body.request_id, body.reservation_id))
 
-    @app.get("/stock", responses=RESPONSES)
+    @routes.get("/stock")
     async def stock(
         channel: Channel,
         sku: Annotated[list[Sku] | None, Query(max_length=100)] = None,
@@ -126,4 +133,4 @@ def build(ctx: ShopContext, sales: ChannelSales) -> FastAPI:
         views = await sales.stock(channel, sku)
         return {"channel_id": channel, "stock": [v.public() for v in views]}
 
-    return app
+    return routes

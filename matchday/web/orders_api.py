@@ -7,16 +7,16 @@ changes as server-sent events: history first, from PostgreSQL, then live.
 """
 
 # No "from __future__ import annotations": FastAPI must resolve the dependency aliases
-# defined inside build(), which string annotations would hide from it.
+# defined inside the router factories, which string annotations would hide from it.
 
 import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from redis.exceptions import RedisError
 
@@ -24,7 +24,7 @@ from matchday.metrics import CHECKOUT_LATENCY
 from matchday.shop.models import TERMINAL
 from matchday.waitingroom.gate import PASS_HEADER
 from matchday.web import queue_api
-from matchday.web.base import idempotent, make_app
+from matchday.web.base import idempotent, include, make_app, router
 from matchday.web.context import CheckoutContext, ShopContext
 from matchday.web.schemas import CheckoutIn, ErrorBody, OrderList, OrderOut, QuoteIn, QuoteOut
 
@@ -38,6 +38,10 @@ ORDER_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorBody, "description": "Cart empty, closed, or already checking out"},
 }
 
+QUOTE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "Cart empty or closed; offer code refused"},
+}
+
 # A stream ends after this long (the client reconnects with Last-Event-ID), so replicas never
 # collect connections that outlived their shoppers.
 STREAM_MAX_S = 300.0
@@ -47,29 +51,35 @@ BLOCK_S = 0.8
 
 
 def build(ctx: CheckoutContext) -> FastAPI:
-    checkout = ctx.checkout
-    gate = queue_api.waiting_room(ctx).gate
     app = make_app(
         "matchday orders",
         "Checkout (cart to paid order), order status, history, and live status events.",
         ready=ctx.ready,
         max_body_bytes=ctx.settings.max_body_bytes,
     )
+    shopper = shopper_of(ctx)
+    include(app, checkout_router(ctx, shopper), orders_router(ctx, shopper))
+    return app
+
+
+def shopper_of(ctx: ShopContext) -> Callable[..., Awaitable[str]]:
+    """The dependency naming the shopper: the bearer token, then the shopper's rate limit."""
 
     async def shopper(authorization: Annotated[str | None, Header()] = None) -> str:
         customer = ctx.identity.customer(authorization)
         await ctx.limiter.check(f"c:{customer}")
         return customer
 
-    Shopper = Annotated[str, Depends(shopper)]
+    return shopper
 
-    @app.post(
-        "/",
-        status_code=201,
-        response_model=OrderOut,
-        responses=ORDER_RESPONSES,
-        tags=["checkout"],
-    )
+
+def checkout_router(ctx: CheckoutContext, shopper: Callable[..., Awaitable[str]]) -> APIRouter:
+    """Placing an order (``POST /``) and what it would charge (``POST /quote``)."""
+    checkout, gate = ctx.checkout, queue_api.waiting_room(ctx).gate
+    Shopper = Annotated[str, Depends(shopper)]
+    routes = router(responses=ORDER_RESPONSES, tags=["checkout"])
+
+    @routes.post("/", status_code=201, response_model=OrderOut)
     async def place_order(request: Request, body: CheckoutIn, customer: Shopper) -> JSONResponse:
         """Check the cart out and pay. Retrying with the same Idempotency-Key resumes the same
         order and can never charge twice."""
@@ -89,47 +99,46 @@ def build(ctx: CheckoutContext) -> FastAPI:
             ctx.metrics.observe(CHECKOUT_LATENCY, took, {"status": order.status})
             return 201, order.to_dict()
 
-        return await idempotent(
-            request, ctx.idempotency, f"order:{customer}", body.model_dump(), produce
-        )
+        scope = f"order:{customer}"
+        return await idempotent(request, ctx.idempotency, scope, body.model_dump(), produce)
 
-    @app.post(
-        "/quote",
-        response_model=QuoteOut,
-        responses={
-            **ORDER_RESPONSES,
-            409: {"model": ErrorBody, "description": "Cart empty or closed; offer code refused"},
-        },
-        tags=["checkout"],
-    )
+    @routes.post("/quote", response_model=QuoteOut, responses=QUOTE_RESPONSES)
     async def quote(body: QuoteIn, customer: Shopper) -> dict[str, Any]:
         """What placing the order would charge now, a poll offer's discount included: the
         checkout page shows it before the shopper pays. Creates and claims nothing."""
         return await checkout.quote(customer, body.cart_id, body.offer_code or None)
 
-    @app.get("/", response_model=OrderList, responses=ORDER_RESPONSES, tags=["orders"])
+    return routes
+
+
+def orders_router(ctx: CheckoutContext, shopper: Callable[..., Awaitable[str]]) -> APIRouter:
+    """The shopper's orders: history, one order, and its status changes as a stream."""
+    checkout = ctx.checkout
+    Shopper = Annotated[str, Depends(shopper)]
+    orders = router(responses=ORDER_RESPONSES, tags=["orders"])
+
+    @orders.get("/", response_model=OrderList)
     async def history(
         customer: Shopper,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         before: Annotated[float | None, Query(ge=0, le=1e11)] = None,
-    ) -> dict[str, Any]:
+    ) -> OrderList:
         """Your orders, newest first; pass ``next_before`` back as ``before`` for more."""
-        orders = await ctx.repo.orders_of(customer, limit, before)
-        more = len(orders) == limit
-        return {
-            "orders": [o.to_dict() for o in orders],
-            "next_before": orders[-1].created_at if more else None,
-        }
+        found = await ctx.repo.orders_of(customer, limit, before)
+        more = len(found) == limit
+        return OrderList(
+            orders=[OrderOut.model_validate(o.to_dict()) for o in found],
+            next_before=found[-1].created_at if more else None,
+        )
 
-    @app.get("/{order_id}", response_model=OrderOut, responses=ORDER_RESPONSES, tags=["orders"])
+    @orders.get("/{order_id}", response_model=OrderOut)
     async def get_order(order_id: OrderId, customer: Shopper) -> dict[str, Any]:
         return (await checkout.order(customer, order_id)).to_dict()
 
-    @app.get(
+    @orders.get(
         "/{order_id}/events",
-        responses={**ORDER_RESPONSES, 200: {"content": {"text/event-stream": {}}}},
+        responses={200: {"content": {"text/event-stream": {}}}},
         response_class=StreamingResponse,
-        tags=["orders"],
     )
     async def order_events(
         order_id: OrderId,
@@ -145,7 +154,7 @@ def build(ctx: CheckoutContext) -> FastAPI:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    return app
+    return orders
 
 
 async def _follow(ctx: ShopContext, order_id: str, after: int) -> AsyncIterator[str]:
@@ -181,7 +190,7 @@ async def _follow(ctx: ShopContext, order_id: str, after: int) -> AsyncIterator[
         try:
             woke = await ctx.events.wait(order_id, redis_id, int(min(BLOCK_S, left) * 1000))
             if woke:
-                redis_id, look = woke[-1][0], True
+                (redis_id, _status), look = woke[-1], True
         except (RedisError, OSError) as exc:
             log.warning("order stream %s polling PostgreSQL, Redis: %s", order_id, exc)
             look = True

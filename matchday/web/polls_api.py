@@ -6,7 +6,7 @@ or checkout. Votes have their own, tighter rate limit per shopper.
 """
 
 # No "from __future__ import annotations": FastAPI must resolve the dependency aliases
-# defined inside build(), which string annotations would hide from it.
+# defined inside polls_router(), which string annotations would hide from it.
 
 import asyncio
 import json
@@ -14,13 +14,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from matchday.domain.errors import Unavailable
 from matchday.polls.models import CLOSED, PLACEMENT_RE, POLL_ID_RE, VoteIn
 from matchday.polls.service import PollService
-from matchday.web.base import idempotent, make_app
+from matchday.web.base import idempotent, include, make_app, router
 from matchday.web.context import ShopContext
 from matchday.web.ratelimit import RateLimiter
 from matchday.web.schemas import ErrorBody
@@ -43,16 +43,22 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def build(ctx: ShopContext) -> FastAPI:
-    polls = ctx.polls  # the process's one (its memo and live hub are shared by its apps)
-    votes_limiter = RateLimiter(
-        ctx.redis, per_s=VOTE_PER_S, burst=VOTE_BURST, prefix="matchday:rl:vote"
-    )
     app = make_app(
         "matchday polls",
         "Live polls on product and checkout pages: one vote per shopper, live results, and "
         "a personal offer code for voters when the poll carries one.",
         ready=ctx.ready,
         max_body_bytes=ctx.settings.max_body_bytes,
+    )
+    include(app, polls_router(ctx))
+    return app
+
+
+def polls_router(ctx: ShopContext) -> APIRouter:
+    """Open polls by placement, one poll, a vote, and the live results."""
+    polls = ctx.polls  # the process's one (its memo and live hub are shared by its apps)
+    votes_limiter = RateLimiter(
+        ctx.redis, per_s=VOTE_PER_S, burst=VOTE_BURST, prefix="matchday:rl:vote"
     )
 
     async def shopper(authorization: Annotated[str | None, Header()] = None) -> str:
@@ -65,18 +71,19 @@ def build(ctx: ShopContext) -> FastAPI:
 
     Shopper = Annotated[str, Depends(shopper)]
     MaybeShopper = Annotated[str | None, Depends(maybe_shopper)]
+    routes = router(responses=RESPONSES, tags=["polls"])
 
-    @app.get("/", responses=RESPONSES, tags=["polls"])
+    @routes.get("/")
     async def list_polls(placement: PlacementQ, customer: MaybeShopper) -> dict[str, Any]:
         """Open polls for ``product:<slug>`` or ``checkout``, newest first."""
         return {"polls": await polls.listing(placement, customer)}
 
-    @app.get("/{poll_id}", responses=RESPONSES, tags=["polls"])
+    @routes.get("/{poll_id}")
     async def get_poll(poll_id: PollId, customer: MaybeShopper) -> dict[str, Any]:
         """One poll with its results; with a shopper token also your vote and offer."""
         return await polls.view(poll_id, customer)
 
-    @app.post("/{poll_id}/votes", status_code=201, responses=RESPONSES, tags=["polls"])
+    @routes.post("/{poll_id}/votes", status_code=201)
     async def vote(
         request: Request, poll_id: PollId, body: VoteIn, customer: Shopper
     ) -> JSONResponse:
@@ -86,15 +93,13 @@ def build(ctx: ShopContext) -> FastAPI:
             new, answer = await polls.vote(poll_id, customer, body.option_id)
             return (201 if new else 200), answer
 
-        return await idempotent(
-            request, ctx.idempotency, f"vote:{customer}", body.model_dump(), produce
-        )
+        scope = f"vote:{customer}"
+        return await idempotent(request, ctx.idempotency, scope, body.model_dump(), produce)
 
-    @app.get(
+    @routes.get(
         "/{poll_id}/events",
-        responses={**RESPONSES, 200: {"content": {"text/event-stream": {}}}},
+        responses={200: {"content": {"text/event-stream": {}}}},
         response_class=StreamingResponse,
-        tags=["polls"],
     )
     async def events(poll_id: PollId) -> StreamingResponse:
         """``event: results`` now and on every change; ends when the poll closes."""
@@ -105,7 +110,7 @@ def build(ctx: ShopContext) -> FastAPI:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    return app
+    return routes
 
 
 async def _follow(polls: PollService, poll_id: str) -> AsyncIterator[str]:

@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,6 +28,7 @@ from matchday.domain.errors import MatchdayError, NotFound
 from matchday.inventory.commands import SKU_RE
 from matchday.waitingroom.models import ADMITTED, CLOSED, DROP_ID_RE
 from matchday.waitingroom.service import EXPIRED, WaitingRoom
+from matchday.web.base import router
 from matchday.web.context import ShopContext, WaitingRoomParts
 from matchday.web.schemas import ErrorBody
 
@@ -60,68 +61,104 @@ class JoinIn(BaseModel):
     nonce: str | None = Field(None, max_length=64)
 
 
+class DropOfSku(BaseModel):
+    sku: str
+    drop_id: str
+
+
+class DropInfo(BaseModel):
+    """A drop as fans see it (admin_drops shows operators the rest)."""
+
+    drop_id: str
+    name: str
+    skus: list[str]
+    state: str
+    opens_at: float | None
+    pow_bits: int
+
+
 class ClaimIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     ticket: str = Field(min_length=1, max_length=300)
 
 
-def include(app: FastAPI, ctx: ShopContext, shopper: Callable[..., Awaitable[str]]) -> None:
+def routers(ctx: ShopContext, shopper: Callable[..., Awaitable[str]]) -> list[APIRouter]:
+    """The waiting room's routes, for the shop app to include: drops, then tickets."""
+    return [drops_router(ctx, shopper), tickets_router(ctx, shopper)]
+
+
+def drops_router(ctx: ShopContext, shopper: Callable[..., Awaitable[str]]) -> APIRouter:
+    """A drop as fans see it: which drop a SKU is in, the drop, its proof-of-work puzzle."""
     parts = waiting_room(ctx)
     room = parts.room
     Shopper = Annotated[str, Depends(shopper)]
+    drops = router(responses=RESPONSES, tags=["waiting room"])
 
     async def by_address(request: Request) -> str:
         address = request.client.host if request.client else "-"
         await ctx.limiter.check(f"ip:{address}")
         return address
 
-    async def by_ticket(drop_id: str, ticket: str) -> None:
-        held = room.tokens.read_ticket(ticket, drop_id, time.time())
-        await ctx.limiter.check(f"c:{held.customer}")
-
-    @app.get("/drops", responses=RESPONSES, tags=["waiting room"])
-    async def drop_of(sku: SkuQuery, _: Annotated[str, Depends(by_address)]) -> Any:
+    @drops.get("/drops", response_model=DropOfSku)
+    async def drop_of(sku: SkuQuery, _: Annotated[str, Depends(by_address)]) -> DropOfSku:
         """The drop that ``sku`` is in (404: none; it needs no pass)."""
         await parts.gate.fresh()
         drop_id = parts.gate.skus.get(sku)
         if drop_id is None:
             raise NotFound("drop of SKU", sku)
-        return {"sku": sku, "drop_id": drop_id}
+        return DropOfSku(sku=sku, drop_id=drop_id)
 
-    @app.get("/drops/{drop_id}", responses=RESPONSES, tags=["waiting room"])
-    async def drop_info(drop_id: DropPath, _: Annotated[str, Depends(by_address)]) -> Any:
+    @drops.get("/drops/{drop_id}", response_model=DropInfo)
+    async def drop_info(drop_id: DropPath, _: Annotated[str, Depends(by_address)]) -> DropInfo:
         """The drop as fans see it."""
         drop = await room.drop(drop_id)
-        public = drop.to_dict(time.time())
-        return {k: public[k] for k in ("drop_id", "name", "skus", "state", "opens_at", "pow_bits")}
+        return DropInfo(
+            drop_id=drop.drop_id,
+            name=drop.name,
+            skus=list(drop.skus),
+            state=drop.state_at(time.time()),
+            opens_at=drop.opens_at,
+            pow_bits=drop.pow_bits,
+        )
 
-    @app.post("/drops/{drop_id}/challenge", responses=RESPONSES, tags=["waiting room"])
+    @drops.post("/drops/{drop_id}/challenge")
     async def challenge(drop_id: DropPath, customer: Shopper) -> Any:
         """A proof-of-work puzzle: find a nonce with sha256(challenge + "." + nonce) starting
         with ``bits`` zero bits, and send both when joining."""
         return await room.challenge(drop_id, customer)
 
-    @app.post(
-        "/drops/{drop_id}/tickets", status_code=201, responses=RESPONSES, tags=["waiting room"]
-    )
+    return drops
+
+
+def tickets_router(ctx: ShopContext, shopper: Callable[..., Awaitable[str]]) -> APIRouter:
+    """A fan's place in a drop's queue: the ticket, its status (polled or streamed), the pass."""
+    parts = waiting_room(ctx)
+    room = parts.room
+    Shopper = Annotated[str, Depends(shopper)]
+    tickets = router(responses=RESPONSES, tags=["waiting room"])
+
+    async def by_ticket(drop_id: str, ticket: str) -> None:
+        held = room.tokens.read_ticket(ticket, drop_id, time.time())
+        await ctx.limiter.check(f"c:{held.customer}")
+
+    @tickets.post("/drops/{drop_id}/tickets", status_code=201)
     async def join(request: Request, drop_id: DropPath, body: JoinIn, customer: Shopper) -> Any:
         """Join the queue: a signed ticket holding your place. One per shopper per drop."""
         address = request.client.host if request.client else "-"
         status = await room.join(drop_id, customer, address, body.challenge, body.nonce)
         return status.to_dict()
 
-    @app.get("/drops/{drop_id}/status", responses=RESPONSES, tags=["waiting room"])
+    @tickets.get("/drops/{drop_id}/status")
     async def status(drop_id: DropPath, ticket: TicketQuery) -> Any:
         """Your position and estimated wait (``admitted``: claim your pass)."""
         await by_ticket(drop_id, ticket)
         parts.tick()  # an automatic drop's fans keep its demand measured while they wait
         return (await room.status(drop_id, ticket)).to_dict()
 
-    @app.get(
+    @tickets.get(
         "/drops/{drop_id}/events",
         response_class=StreamingResponse,
-        tags=["waiting room"],
-        responses={**RESPONSES, 200: {"content": {"text/event-stream": {}}}},
+        responses={200: {"content": {"text/event-stream": {}}}},
     )
     async def events(drop_id: DropPath, ticket: TicketQuery) -> StreamingResponse:
         """The status as server-sent events, each time it changes; ends once admitted."""
@@ -133,11 +170,13 @@ def include(app: FastAPI, ctx: ShopContext, shopper: Callable[..., Awaitable[str
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    @app.post("/drops/{drop_id}/pass", responses=RESPONSES, tags=["waiting room"])
+    @tickets.post("/drops/{drop_id}/pass")
     async def claim(drop_id: DropPath, body: ClaimIn, customer: Shopper) -> Any:
         """The pass of an admitted fan: send it as X-Matchday-Pass when adding the drop's
         SKUs to a cart and at checkout."""
         return await room.claim(drop_id, body.ticket, customer)
+
+    return tickets
 
 
 async def _follow(

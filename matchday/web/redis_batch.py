@@ -52,7 +52,8 @@ class RedisBatch:
         self.batches += 1
         try:
             if len(batch) == 1:
-                one = await self.redis.execute_command(*batch[0][0])  # type: ignore[no-untyped-call]
+                [(args, _)] = batch
+                one = await self.redis.execute_command(*args)  # type: ignore[no-untyped-call]
                 replies: list[Any] = [one]
             else:
                 async with self.redis.pipeline(transaction=False) as pipe:

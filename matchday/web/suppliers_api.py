@@ -13,13 +13,13 @@ limit, 415 not JSON, 422 a malformed message (every problem listed in ``errors``
 
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Path, Request
+from fastapi import APIRouter, FastAPI, Header, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from matchday.suppliers.model import SUPPLIER_ID_RE, FeedRejected
 from matchday.suppliers.push import PushService
-from matchday.web.base import make_app
+from matchday.web.base import include, make_app, router
 from matchday.web.context import ShopContext
 from matchday.web.errors import error_response
 from matchday.web.schemas import ErrorBody
@@ -69,10 +69,15 @@ def build(ctx: ShopContext, push: PushService) -> FastAPI:
         ready=ctx.ready,
         max_body_bytes=ctx.settings.max_body_bytes,
     )
+    include(app, push_router(ctx, push))
+    return app
 
-    @app.post(
-        "/{supplier}/stock", response_model=PushOut, responses=PUSH_RESPONSES, tags=["suppliers"]
-    )
+
+def push_router(ctx: ShopContext, push: PushService) -> APIRouter:
+    """``POST /{supplier}/stock``: a supplier's signed push of levels or deltas."""
+    routes = router(tags=["suppliers"])
+
+    @routes.post("/{supplier}/stock", response_model=PushOut, responses=PUSH_RESPONSES)
     async def push_stock(
         request: Request,
         supplier: SupplierPath,
@@ -92,4 +97,4 @@ def build(ctx: ShopContext, push: PushService) -> FastAPI:
         headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
         return JSONResponse(answer.body, headers=headers)
 
-    return app
+    return routes

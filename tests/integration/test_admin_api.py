@@ -213,18 +213,18 @@ async def test_revoking_a_key_ends_its_sessions_and_refuses_its_logins(admin: Ad
 
 def _forged(admin: Admin, key_id: str) -> dict[str, str]:
     other = AdminSessions(secrets.token_hex(24), admin.repo)  # another shop's secret
-    return {"Authorization": f"Bearer {other.issue(key_id)[0]}"}
+    return {"Authorization": f"Bearer {other.issue(key_id).token}"}
 
 
 def _expired(admin: Admin, key_id: str) -> dict[str, str]:
     secret = admin.stack.ctx.settings.secret_key.get_secret_value()
     past = AdminSessions(secret, admin.repo, clock=ManualClock(time.time() - 16 * 60))
-    return {"Authorization": f"Bearer {past.issue(key_id)[0]}"}
+    return {"Authorization": f"Bearer {past.issue(key_id).token}"}
 
 
 def _tampered(admin: Admin, key_id: str) -> dict[str, str]:
     secret = admin.stack.ctx.settings.secret_key.get_secret_value()
-    token = AdminSessions(secret, admin.repo).issue(key_id)[0]
+    token = AdminSessions(secret, admin.repo).issue(key_id).token
     prefix, kid, expires, mac = token.split(".")
     return {"Authorization": f"Bearer {prefix}.{kid}.{int(expires) + 3600}.{mac}"}
 

@@ -56,7 +56,7 @@ class OpenGate:
 def admin_client(ps: PayStack) -> httpx.AsyncClient:
     app = FastAPI()
     errors.install(app)
-    admin_refunds.include(app, OpenGate(), ps.stack.ctx)  # type: ignore[arg-type]
+    app.include_router(admin_refunds.router(OpenGate(), ps.stack.ctx))  # type: ignore[arg-type]
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://admin.test")
 
 
