@@ -25,13 +25,17 @@ pytestmark = pytest.mark.integration
 
 ENGINE_ROLES = {LOAD_GENERATOR, "shards", "postgres", "redis", "ray:gcs", "ray:raylet",
                 "ray:publisher", SERVER_TOTAL, "ray"}  # fmt: skip
+# One concurrency and 1 s phases: a quarter of the smoke's time less, and every phase kind
+# (the hot SKU against both baselines, scaling, memory, recovery) still runs.
+QUICK = [sys.executable, "-m", "bench.inventory", "--quick", "--concurrency", "64",
+         "--seconds", "1", "--warmup", "0.3", "--idle-seconds", "1"]  # fmt: skip
 
 
 def test_the_quick_benchmark_runs_and_every_acknowledged_reserve_is_durable(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MATCHDAY_")}
     done = subprocess.run(
-        [sys.executable, "-m", "bench.inventory", "--quick", "--json", str(out)],
+        [*QUICK, "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=400,
@@ -57,7 +61,9 @@ def test_the_quick_benchmark_runs_and_every_acknowledged_reserve_is_durable(tmp_
         assert phase["durability"]["ok"] is True
     assert figures["recovery"]["in_process"], "recovery was measured"
     assert set(figures["summary"]) == set(run)
-    assert figures["targets"] and all(t["met"] in (True, False) for t in figures["targets"])
+    measured = [t for t in figures["targets"] if t["measured"] != "not measured"]
+    assert measured and all(t["met"] in (True, False) for t in measured)
+    assert all(t["met"] is None for t in figures["targets"] if t not in measured)
     assert "engine/row-lock" in done.stdout
     assert "issue 12 targets" in done.stdout
     # No role's CPU per reserve grew grossly past the budget (never a timing or a throughput).
