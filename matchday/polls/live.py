@@ -23,7 +23,7 @@ from matchday.tasks import raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
-# Under the Redis client's socket timeout (1 s, matchday/bootstrap.py), or every wait would fail.
+# Under the Redis client's socket timeout (1 s, bootstrap.redis_client), or every wait fails.
 BLOCK_MS = 800
 # How long aclose() waits for the loops to unwind (each is at most one Redis wait away).
 CLOSE_WAIT_S = 2.0

@@ -1,7 +1,7 @@
 """Supplier settings (``MATCHDAY_SUPPLIER_*``) and the services a process holds.
 
 Read where a process starts (a Serve replica, the sync actor, the CLI), never at import;
-matchday/bootstrap.py builds the services from them (``supplier_services``).
+matchday/bootstrap/contexts.py builds the services from them (``supplier_services``).
 """
 
 from __future__ import annotations

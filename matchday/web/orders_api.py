@@ -46,7 +46,7 @@ QUOTE_RESPONSES: dict[int | str, dict[str, Any]] = {
 # collect connections that outlived their shoppers.
 STREAM_MAX_S = 300.0
 KEEPALIVE_S = 15.0
-# One XREAD BLOCK; under the Redis client's socket timeout (1 s, matchday/bootstrap.py).
+# One XREAD BLOCK; under the Redis client's socket timeout (1 s, bootstrap.redis_client).
 BLOCK_S = 0.8
 
 

@@ -13,9 +13,11 @@ from matchday import bootstrap
 from matchday.inventory.client import InventoryClient
 from matchday.inventory.routing import Router
 from matchday.inventory.wire import WireMutation, WireOutcome
+from matchday.payments import factory
 from matchday.payments.gateway import PaymentGateway, TestGateway
 from matchday.payments.router import PaymentRouter
 from matchday.settings import Settings
+from matchday.storage import db
 
 STRIPE = {"stripe_api_key": "sk_test_primary", "payment_region": "eu-test"}
 KEY = secrets.token_hex(24)
@@ -53,7 +55,7 @@ class Pools:
 @pytest.fixture
 def pools(monkeypatch: pytest.MonkeyPatch) -> Pools:
     made = Pools()
-    monkeypatch.setattr(bootstrap, "make_pool", made)
+    monkeypatch.setattr(db, "make_pool", made)  # every bootstrap module calls db.make_pool
     return made
 
 
@@ -114,7 +116,7 @@ async def test_a_gateway_that_cannot_be_built_closes_its_pool(
     def broken(*_: Any) -> PaymentGateway:
         raise ValueError("no such capture method")
 
-    monkeypatch.setattr(bootstrap, "build_gateway", broken)
+    monkeypatch.setattr(factory, "build_gateway", broken)
     with pytest.raises(ValueError, match="capture method"):
         await bootstrap.open_gateway(Settings(**STRIPE), test_gateway=never, pool_name="p")
     assert pools.made == ["p"] and pools.open == set()

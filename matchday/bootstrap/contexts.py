@@ -1,24 +1,9 @@
-"""The composition root: every pool, client, repository and service a process uses is built
-here, from :class:`Settings` and the ports a caller injects (the inventory engine, a payment
-gateway, a clock, a metrics recorder), and nowhere else (ADR 0029).
-
-A process opens the context it needs and extends it step by step:
-
-    ctx = await open_shop(settings, metrics=m)        # catalogue, polls, sessions, ...
-    ctx = with_engine(ctx, stock)                      # + carts, supplier services
-    ctx = with_checkout(ctx, gateway)                  # + checkout
-    ctx = with_admin(ctx)                              # + operators' auth, audit, imports
-
-Features never build their own collaborators, and the HTTP layer (matchday.web) receives
-them ready, as the fields of a typed context without optional fields. The Serve
-deployments and Ray actors inject what only they can make (an engine client over actor
-handles, a gateway over a deployment handle, Ray's metrics) and call in here.
-"""
+"""The contexts the apps run on: the shared one, the engine and checkout steps, the payment
+gateway, and what one app adds (ADR 0029)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -29,40 +14,32 @@ from matchday.admin.audit import AuditLog
 from matchday.admin.auth import AdminAuth
 from matchday.admin.sealing import TotpSeal
 from matchday.admin.stock_import import StockImporter
-from matchday.catalog.demo import seed_catalog
 from matchday.catalog.service import CatalogService
 from matchday.channels.admin import ChannelAdmin
 from matchday.channels.sales import ChannelSales
-from matchday.demo import demo_stock
 from matchday.domain.clock import Clock, SystemClock
-from matchday.events.relay import OutboxRelay
 from matchday.inventory.client import InventoryClient
-from matchday.inventory.routing import Router
-from matchday.inventory.shard import ShardCore
 from matchday.metrics import NOOP, Metrics
+from matchday.payments import factory
 from matchday.payments.events import StripeEvents
-from matchday.payments.factory import build_gateway
 from matchday.payments.fraud import FraudRules, VelocityLimits
 from matchday.payments.gateway import PaymentGateway
 from matchday.payments.router import PaymentRouter
-from matchday.payments.worker import PaymentsWorker
 from matchday.polls.drain import VoteDrain
 from matchday.polls.offers import OfferBook, OfferCodes
 from matchday.polls.service import PollService
-from matchday.reports.ports import Refresh, ReportViews
-from matchday.reports.reader import Reports
+from matchday.reports.ports import ReportViews
 from matchday.settings import Settings
 from matchday.shop.carts import CartService
 from matchday.shop.checkout import CheckoutService
 from matchday.shop.events import RedisOrderEvents
+from matchday.storage import db
 from matchday.storage.admin_repo import AdminRepository
 from matchday.storage.catalog_repo import CatalogRepository
 from matchday.storage.channels_repo import ChannelsRepository
-from matchday.storage.db import make_pool
 from matchday.storage.drops_repo import DropsRepository, InventoryLevels
 from matchday.storage.inventory_repo import InventoryRepository
 from matchday.storage.payments_repo import PaymentsRepository
-from matchday.storage.payments_watch import PaymentWatch
 from matchday.storage.polls_repo import PollsRepository
 from matchday.storage.reports_repo import ReportsRepository
 from matchday.storage.shop_repo import ShopRepository
@@ -114,7 +91,7 @@ async def open_shop(
     identity = Identity(secret)
     # No check per borrow: it cost a round trip per query on the hot path, and a dead
     # connection already surfaces as a 503 (StorageConnection) and leaves the pool.
-    pool = make_pool(settings.database_url, max_size=pool_size, name=pool_name, check=False)
+    pool = db.make_pool(settings.database_url, max_size=pool_size, name=pool_name, check=False)
     await pool.open(wait=False)
     redis = redis_client(settings)
     catalog = CatalogService(
@@ -308,10 +285,10 @@ async def open_gateway(
     """
     if settings.gateway_kind != "stripe":
         return GatewayParts(gateway=test_gateway(), close=_nothing_to_close)
-    pool = make_pool(settings.database_url, max_size=pool_size, name=pool_name)
+    pool = db.make_pool(settings.database_url, max_size=pool_size, name=pool_name)
     await pool.open(wait=False)
     try:
-        gateway = build_gateway(settings, payments_repository(settings, pool))
+        gateway = factory.build_gateway(settings, payments_repository(settings, pool))
     except BaseException:
         await pool.close()
         raise
@@ -360,130 +337,10 @@ def stripe_events(ctx: CheckoutContext, gateway: PaymentGateway) -> StripeEvents
     )
 
 
-@dataclass(frozen=True, kw_only=True)
-class WebhooksParts:
-    """What the webhooks app runs on: checkout over the process's gateway, the events it
-    applies, each account's signing secret, and the close of everything it opened."""
-
-    ctx: CheckoutContext
-    events: StripeEvents
-    secrets: Mapping[str, str]
-    close: Callable[[], Awaitable[None]]
-
-
-async def open_webhooks(
-    settings: Settings,
-    stock: InventoryClient,
-    *,
-    test_gateway: Callable[[], PaymentGateway],
-    metrics: Metrics = NOOP,
-    clock: Clock = SYSTEM_CLOCK,
-) -> WebhooksParts:
-    """The webhooks app's parts. With Stripe it pays through a router of its own over the
-    same accounts as checkout (their state is in PostgreSQL and at Stripe); with the test
-    gateway no account has a signing secret, so every webhook route answers 404."""
-    gw = await open_gateway(settings, test_gateway=test_gateway, pool_name="matchday-webhooks-gw")
-    ctx = await _after(gw.close, open_shop(settings, metrics=metrics, clock=clock))
-    ctx = with_checkout(with_engine(ctx, stock, clock=clock), gw.gateway, clock=clock)
-
-    async def close() -> None:
-        try:
-            await ctx.close()
-        finally:
-            await gw.close()
-
-    return WebhooksParts(
-        ctx=ctx,
-        events=stripe_events(ctx, gw.gateway),
-        secrets={
-            "primary": settings.stripe_webhook_secret.get_secret_value(),
-            "backup": settings.stripe_backup_webhook_secret.get_secret_value(),
-        },
-        close=close,
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class PaymentsWorkerParts:
-    """What the payments worker actor runs: the worker, the gateway it pays through, the
-    deadline gauges' source, and the close of the pools and Redis client they use."""
-
-    worker: PaymentsWorker
-    gateway: PaymentGateway
-    watch: PaymentWatch
-    close: Callable[[], Awaitable[None]]
-
-
-async def open_payments_worker(
-    settings: Settings,
-    stock: InventoryClient,
-    *,
-    test_gateway: Callable[[], PaymentGateway],
-    metrics: Metrics = NOOP,
-    clock: Clock = SYSTEM_CLOCK,
-) -> PaymentsWorkerParts:
-    """The worker that settles what checkout left in flight (ADR 0008), over a small pool,
-    paying through the gateway :func:`open_gateway` builds for every process that pays."""
-    gw = await open_gateway(settings, test_gateway=test_gateway, pool_name="payments-worker-gw")
-    shop = await _after(gw.close, open_shop(settings, metrics=metrics, clock=clock, pool_size=4))
-    ctx = with_checkout(with_engine(shop, stock, clock=clock), gw.gateway, clock=clock)
-    s = settings
-    worker = PaymentsWorker(
-        ctx.repo,
-        payments_repository(s, ctx.pool),
-        ctx.checkout,
-        routed_gateways(gw.gateway),
-        base_s=s.payment_retry_base_s,
-        max_s=s.payment_retry_max_s,
-        stale_s=max(s.payment_settle_grace_s, 2 * s.stripe_timeout_s),
-    )
-
-    async def close() -> None:
-        try:
-            await ctx.close()
-        finally:
-            await gw.close()
-
-    return PaymentsWorkerParts(
-        worker=worker, gateway=gw.gateway, watch=PaymentWatch(ctx.pool), close=close
-    )
-
-
-async def _after(
-    close: Callable[[], Awaitable[None]], opening: Awaitable[ShopContext]
-) -> ShopContext:
-    """``opening``'s context; ``close`` runs if it fails, so what was opened before it (a
-    gateway's pool) is not left open by a process whose start is retried."""
-    try:
-        return await opening
-    except BaseException:
-        await close()
-        raise
-
-
-async def open_shard_core(
-    settings: Settings,
-    shard_id: int,
-    *,
-    pool_name: str,
-    after_recovery: Callable[[], None] | None = None,
-) -> ShardCore:
-    """One shard of the inventory engine over a small pool of its own (ADR 0001); not yet
-    started (recovering is the caller's, which may fail and be tried again)."""
-    s = settings
-    # No check on borrow: it costs a round trip per batch. After a PostgreSQL restart a
-    # dead connection fails one batch, the pool discards it, and the shard recovers.
-    pool = make_pool(s.database_url, min_size=1, max_size=2, name=pool_name, check=False)
-    await pool.open(wait=False)
-    return ShardCore(
-        shard_id,
-        Router(s.shards, s.dedicated_shards),
-        InventoryRepository(pool),
-        policy=s.policy(),
-        cache_size=s.shard_cache_size,
-        dedupe_window_s=s.dedupe_window_s,
-        after_recovery=after_recovery,
-    )
+def _fields_of(ctx: ShopContext) -> dict[str, Any]:
+    """A context's fields by name, to build the next context up from it (shallow: the
+    pools, clients and services are shared, not copied)."""
+    return {f.name: getattr(ctx, f.name) for f in fields(ctx)}
 
 
 def supplier_services(
@@ -512,66 +369,6 @@ def supplier_services(
     )
 
 
-@dataclass(frozen=True, kw_only=True)
-class PublisherParts:
-    """What the event publisher actor runs: the outbox relay, the reports' refresh on the
-    same pool, and the close of that pool and the relay's Redis client."""
-
-    relay: OutboxRelay
-    reports: Refresh
-    close: Callable[[], Awaitable[None]]
-
-
-async def open_publisher(settings: Settings) -> PublisherParts:
-    """The outbox relay (ADR 0002) and the reports' refresh (issue 6), over a small pool."""
-    s = settings
-    # No check round trip per borrow: the relay borrows once per run, 20 times a second
-    # when idle; a dead connection fails that run, and the next borrows another.
-    pool = make_pool(s.database_url, min_size=1, max_size=2, name="outbox-relay", check=False)
-    await pool.open(wait=False)
-    # Not redis_client's pool: one relay, one connection at a time, and a publish of a
-    # whole batch may take longer than that client's 1 s timeout.
-    redis = Redis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=5)
-    relay = OutboxRelay(
-        pool,
-        redis,
-        stream=s.stream_name,
-        availability_key=s.availability_key,
-        maxlen=s.stream_maxlen,
-    )
-
-    async def close() -> None:
-        try:
-            await redis.aclose()
-        finally:
-            await pool.close()
-
-    return PublisherParts(relay=relay, reports=ReportsRepository(pool), close=close)
-
-
-@asynccontextmanager
-async def open_reports(settings: Settings) -> AsyncIterator[Reports]:
-    """Small pools for a report run (the CLI), closed on exit: the replica's for reading when
-    one is configured, the primary's for refreshing."""
-    primary_pool = make_pool(settings.database_url, min_size=1, max_size=2, name="reports")
-    await primary_pool.open()
-    try:
-        if not settings.reports_database_url:
-            repo = ReportsRepository(primary_pool)
-            yield Reports(repo, repo)
-            return
-        replica_pool = make_pool(
-            settings.reports_database_url, min_size=1, max_size=2, name="reports-replica"
-        )
-        await replica_pool.open()
-        try:
-            yield Reports(ReportsRepository(replica_pool), ReportsRepository(primary_pool))
-        finally:
-            await replica_pool.close()
-    finally:
-        await primary_pool.close()
-
-
 def admin_reports(ctx: ShopContext) -> Callable[[], Awaitable[ReportViews]]:
     """The admin app's reports: the primary's views, or the replica's over a small pool of
     its own, opened on first use (most admin calls never need it)."""
@@ -587,100 +384,9 @@ def admin_reports(ctx: ShopContext) -> Callable[[], Awaitable[ReportViews]]:
 
     async def on_replica() -> ReportViews:
         if not replica:
-            pool = make_pool(url, max_size=2, name="admin-reports", check=False)
+            pool = db.make_pool(url, max_size=2, name="admin-reports", check=False)
             await pool.open(wait=False)
             replica.append(ReportsRepository(pool))
         return replica[0]
 
     return on_replica
-
-
-# -- operators' commands (the CLI) -----------------------------------------------------------
-
-
-@asynccontextmanager
-async def operator_pool(
-    settings: Settings, name: str, *, max_size: int = 2
-) -> AsyncIterator[AsyncConnectionPool]:
-    """A small pool for one operator's command, closed on exit. Opened waiting: a command
-    that cannot reach PostgreSQL fails at once, with the reason, instead of at its first
-    query."""
-    pool = make_pool(settings.database_url, max_size=max_size, name=name)
-    await pool.open()
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
-@asynccontextmanager
-async def operator_redis(settings: Settings) -> AsyncIterator[Redis]:
-    """A Redis client for one operator's command, closed on exit."""
-    redis = Redis.from_url(settings.redis_url, socket_timeout=5.0)
-    try:
-        yield redis
-    finally:
-        await redis.aclose()
-
-
-def audit_log(pool: AsyncConnectionPool) -> AuditLog:
-    return AuditLog(AdminRepository(pool))
-
-
-def admin_auth(pool: AsyncConnectionPool, secret_key: str) -> AdminAuth:
-    """The operators' keys, their TOTP secrets sealed with ``secret_key`` (the admin API's)."""
-    return AdminAuth(AdminRepository(pool), seal=TotpSeal(secret_key))
-
-
-def channel_admin(pool: AsyncConnectionPool, engine: InventoryClient | None) -> ChannelAdmin:
-    """Marketplace channels; ``engine`` for the commands that move stock (allocations)."""
-    return ChannelAdmin(ChannelsRepository(pool), engine)
-
-
-@dataclass(frozen=True, kw_only=True)
-class SupplierTools:
-    admin: SupplierAdmin
-    bulk: BulkSyncs
-
-
-def supplier_tools(pool: AsyncConnectionPool, secret_key: str) -> SupplierTools:
-    """Supplier administration and bulk syncs, their secrets sealed with ``secret_key``."""
-    repo = SuppliersRepository(pool)
-    return SupplierTools(
-        admin=SupplierAdmin(repo, SecretSeal(secret_key)),
-        bulk=BulkSyncs(repo, SyncsRepository(pool)),
-    )
-
-
-def drop_admin(
-    pool: AsyncConnectionPool, redis: Redis, rates: RateSource, *, clock: Clock = SYSTEM_CLOCK
-) -> DropAdmin:
-    """Drops and their queues, over ``pool`` and ``redis``, with ``rates`` for ``auto``."""
-    return DropAdmin(DropsRepository(pool), RedisQueue(redis), InventoryLevels(pool), clock, rates)
-
-
-def engine_rows(pool: AsyncConnectionPool) -> InventoryRepository:
-    """The engine's tables: SKU pins and stock rows, read or pinned by an operator."""
-    return InventoryRepository(pool)
-
-
-async def seed_demo(settings: Settings) -> int:
-    """The demo shop: its SKUs in the engine's tables and its catalogue; how many SKUs were new.
-
-    Safe on every start: it inserts what is missing and never changes what is there."""
-    pool = make_pool(settings.database_url)
-    await pool.open()
-    try:
-        n = await InventoryRepository(pool).create_skus(
-            demo_stock(), Router(settings.shards, settings.dedicated_shards)
-        )
-        await seed_catalog(CatalogRepository(pool))
-        return n
-    finally:
-        await pool.close()
-
-
-def _fields_of(ctx: ShopContext) -> dict[str, Any]:
-    """A context's fields by name, to build the next context up from it (shallow: the
-    pools, clients and services are shared, not copied)."""
-    return {f.name: getattr(ctx, f.name) for f in fields(ctx)}

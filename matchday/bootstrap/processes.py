@@ -1,0 +1,227 @@
+"""What the processes that are not plain HTTP apps run on: the webhooks app, the payments
+worker, the shards, the supplier services, the event publisher and the reports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from matchday.bootstrap.contexts import (
+    SYSTEM_CLOCK,
+    open_gateway,
+    open_shop,
+    payments_repository,
+    routed_gateways,
+    stripe_events,
+    with_checkout,
+    with_engine,
+)
+from matchday.domain.clock import Clock
+from matchday.events.relay import OutboxRelay
+from matchday.inventory.client import InventoryClient
+from matchday.inventory.routing import Router
+from matchday.inventory.shard import ShardCore
+from matchday.metrics import NOOP, Metrics
+from matchday.payments.events import StripeEvents
+from matchday.payments.gateway import PaymentGateway
+from matchday.payments.worker import PaymentsWorker
+from matchday.reports.ports import Refresh
+from matchday.reports.reader import Reports
+from matchday.settings import Settings
+from matchday.storage import db
+from matchday.storage.inventory_repo import InventoryRepository
+from matchday.storage.payments_watch import PaymentWatch
+from matchday.storage.reports_repo import ReportsRepository
+from matchday.web.context import (
+    CheckoutContext,
+    ShopContext,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhooksParts:
+    """What the webhooks app runs on: checkout over the process's gateway, the events it
+    applies, each account's signing secret, and the close of everything it opened."""
+
+    ctx: CheckoutContext
+    events: StripeEvents
+    secrets: Mapping[str, str]
+    close: Callable[[], Awaitable[None]]
+
+
+async def open_webhooks(
+    settings: Settings,
+    stock: InventoryClient,
+    *,
+    test_gateway: Callable[[], PaymentGateway],
+    metrics: Metrics = NOOP,
+    clock: Clock = SYSTEM_CLOCK,
+) -> WebhooksParts:
+    """The webhooks app's parts. With Stripe it pays through a router of its own over the
+    same accounts as checkout (their state is in PostgreSQL and at Stripe); with the test
+    gateway no account has a signing secret, so every webhook route answers 404."""
+    gw = await open_gateway(settings, test_gateway=test_gateway, pool_name="matchday-webhooks-gw")
+    ctx = await _after(gw.close, open_shop(settings, metrics=metrics, clock=clock))
+    ctx = with_checkout(with_engine(ctx, stock, clock=clock), gw.gateway, clock=clock)
+
+    async def close() -> None:
+        try:
+            await ctx.close()
+        finally:
+            await gw.close()
+
+    return WebhooksParts(
+        ctx=ctx,
+        events=stripe_events(ctx, gw.gateway),
+        secrets={
+            "primary": settings.stripe_webhook_secret.get_secret_value(),
+            "backup": settings.stripe_backup_webhook_secret.get_secret_value(),
+        },
+        close=close,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaymentsWorkerParts:
+    """What the payments worker actor runs: the worker, the gateway it pays through, the
+    deadline gauges' source, and the close of the pools and Redis client they use."""
+
+    worker: PaymentsWorker
+    gateway: PaymentGateway
+    watch: PaymentWatch
+    close: Callable[[], Awaitable[None]]
+
+
+async def open_payments_worker(
+    settings: Settings,
+    stock: InventoryClient,
+    *,
+    test_gateway: Callable[[], PaymentGateway],
+    metrics: Metrics = NOOP,
+    clock: Clock = SYSTEM_CLOCK,
+) -> PaymentsWorkerParts:
+    """The worker that settles what checkout left in flight (ADR 0008), over a small pool,
+    paying through the gateway :func:`open_gateway` builds for every process that pays."""
+    gw = await open_gateway(settings, test_gateway=test_gateway, pool_name="payments-worker-gw")
+    shop = await _after(gw.close, open_shop(settings, metrics=metrics, clock=clock, pool_size=4))
+    ctx = with_checkout(with_engine(shop, stock, clock=clock), gw.gateway, clock=clock)
+    s = settings
+    worker = PaymentsWorker(
+        ctx.repo,
+        payments_repository(s, ctx.pool),
+        ctx.checkout,
+        routed_gateways(gw.gateway),
+        base_s=s.payment_retry_base_s,
+        max_s=s.payment_retry_max_s,
+        stale_s=max(s.payment_settle_grace_s, 2 * s.stripe_timeout_s),
+    )
+
+    async def close() -> None:
+        try:
+            await ctx.close()
+        finally:
+            await gw.close()
+
+    return PaymentsWorkerParts(
+        worker=worker, gateway=gw.gateway, watch=PaymentWatch(ctx.pool), close=close
+    )
+
+
+async def _after(
+    close: Callable[[], Awaitable[None]], opening: Awaitable[ShopContext]
+) -> ShopContext:
+    """``opening``'s context; ``close`` runs if it fails, so what was opened before it (a
+    gateway's pool) is not left open by a process whose start is retried."""
+    try:
+        return await opening
+    except BaseException:
+        await close()
+        raise
+
+
+async def open_shard_core(
+    settings: Settings,
+    shard_id: int,
+    *,
+    pool_name: str,
+    after_recovery: Callable[[], None] | None = None,
+) -> ShardCore:
+    """One shard of the inventory engine over a small pool of its own (ADR 0001); not yet
+    started (recovering is the caller's, which may fail and be tried again)."""
+    s = settings
+    # No check on borrow: it costs a round trip per batch. After a PostgreSQL restart a
+    # dead connection fails one batch, the pool discards it, and the shard recovers.
+    pool = db.make_pool(s.database_url, min_size=1, max_size=2, name=pool_name, check=False)
+    await pool.open(wait=False)
+    return ShardCore(
+        shard_id,
+        Router(s.shards, s.dedicated_shards),
+        InventoryRepository(pool),
+        policy=s.policy(),
+        cache_size=s.shard_cache_size,
+        dedupe_window_s=s.dedupe_window_s,
+        after_recovery=after_recovery,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublisherParts:
+    """What the event publisher actor runs: the outbox relay, the reports' refresh on the
+    same pool, and the close of that pool and the relay's Redis client."""
+
+    relay: OutboxRelay
+    reports: Refresh
+    close: Callable[[], Awaitable[None]]
+
+
+async def open_publisher(settings: Settings) -> PublisherParts:
+    """The outbox relay (ADR 0002) and the reports' refresh (issue 6), over a small pool."""
+    s = settings
+    # No check round trip per borrow: the relay borrows once per run, 20 times a second
+    # when idle; a dead connection fails that run, and the next borrows another.
+    pool = db.make_pool(s.database_url, min_size=1, max_size=2, name="outbox-relay", check=False)
+    await pool.open(wait=False)
+    # Not redis_client's pool: one relay, one connection at a time, and a publish of a
+    # whole batch may take longer than that client's 1 s timeout.
+    redis = Redis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    relay = OutboxRelay(
+        pool,
+        redis,
+        stream=s.stream_name,
+        availability_key=s.availability_key,
+        maxlen=s.stream_maxlen,
+    )
+
+    async def close() -> None:
+        try:
+            await redis.aclose()
+        finally:
+            await pool.close()
+
+    return PublisherParts(relay=relay, reports=ReportsRepository(pool), close=close)
+
+
+@asynccontextmanager
+async def open_reports(settings: Settings) -> AsyncIterator[Reports]:
+    """Small pools for a report run (the CLI), closed on exit: the replica's for reading when
+    one is configured, the primary's for refreshing."""
+    primary_pool = db.make_pool(settings.database_url, min_size=1, max_size=2, name="reports")
+    await primary_pool.open()
+    try:
+        if not settings.reports_database_url:
+            repo = ReportsRepository(primary_pool)
+            yield Reports(repo, repo)
+            return
+        replica_pool = db.make_pool(
+            settings.reports_database_url, min_size=1, max_size=2, name="reports-replica"
+        )
+        await replica_pool.open()
+        try:
+            yield Reports(ReportsRepository(replica_pool), ReportsRepository(primary_pool))
+        finally:
+            await replica_pool.close()
+    finally:
+        await primary_pool.close()
