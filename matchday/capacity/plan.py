@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from matchday.capacity import classes as k
 from matchday.capacity.demand import Demand
 from matchday.capacity.profile import PlanInputError, Profile
+from matchday.capacity.scaling import rate_factors
 
 # Autoscaling maxima (replicas, nodes) leave room for a crowd this much bigger than planned.
 OVERSHOOT = 1.5
@@ -213,13 +214,16 @@ def batching(
 def cores_by_component(
     profile: Profile, rates: Mapping[str, float], load: EngineLoad
 ) -> dict[str, float]:
+    """Cores per component: each (class, role) light cost x its rate x a factor, the
+    shards' and the publisher's from their batching, every other role's from the class's
+    two measured rates (``matchday.capacity.scaling``; 1.0 in a one-rate profile)."""
     out: dict[str, float] = {}
-    factor = batching(profile, rates, load)
+    factor = {**rate_factors(profile, rates), **batching(profile, rates, load)}
     for cls, rate in rates.items():
         for role, us in profile.classes[cls].cpu_us.items():
             comp = k.component(role)
             if comp is not None:
-                f = factor[role][cls] if role in factor else 1.0
+                f = factor.get(role, {}).get(cls, 1.0)
                 out[comp] = out.get(comp, 0.0) + rate * us * f / 1e6
     return out
 
