@@ -191,7 +191,7 @@ def markdown(results: list[dict[str, Any]], profile: Profile, args: argparse.Nam
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
-    from cluster.capacity_measure import MeasureError, measure, resolve_target
+    from cluster.capacity_measure import MeasureError, measure, resolve_target, second_rate
 
     args.out = args.out or settings.data_dir / "capacity" / time.strftime("validate-%Y%m%d-%H%M%S")
     args.data_dir = settings.data_dir
@@ -201,9 +201,10 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
         if args.profile:
             profile = read_profile(args.profile)
         else:
+            rate_high = second_rate(args)
             target = resolve_target(args, settings)
             args.host = target.host
-            profile = measure(target, args.phase_s, args.rate, args.callers)
+            profile = measure(target, args.phase_s, args.rate, args.callers, rate_high=rate_high)
         args.host = args.host or f"http://{settings.http_host}:{settings.http_port}"
         for scenario in args.scenarios:
             predict(args, profile, scenario, 0.0)  # refuse bad input before any load
@@ -237,6 +238,8 @@ def register(action: Any) -> None:
     v.add_argument("--calibrate-s", type=float, default=10.0, help="Locust calibration (10)")
     v.add_argument("--phase-s", type=float, default=8.0, help="measure: seconds per class")
     v.add_argument("--rate", type=float, default=40.0, help="measure: requests/s per class")
+    v.add_argument("--rate-high", type=float, default=None,
+                   help="measure: each class's second rate (2.5 x --rate; 0: none)")  # fmt: skip
     v.add_argument("--callers", type=int, default=256, help="measure: hot-shard callers")
     v.add_argument("--stack-pid", type=int, help="measure: the stack's root process")
     v.add_argument("--replay", type=Path,
