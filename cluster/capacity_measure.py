@@ -211,8 +211,8 @@ async def measure_class_high(
     say(f"{tag}: {count} requests at {rate:g}/s ...")
     out, w, took = await run_phase(run, probe, cls, count, rate, 0)
     if not healthy(out, count):
-        say(f"      warning: answers {out.statuses} at {rate:g}/s: one rate only for {cls}"
-            " (and the classes its fans prepare)")  # fmt: skip
+        say(f"{tag}: one rate only: answers {out.statuses} at {rate:g}/s, expected"
+            f" {sorted(EXPECTED[cls])} (and none for the classes its fans prepare)")  # fmt: skip
         return None
     cost = class_cost(w, run.idle, ok=out.ok, errors=out.errors, rate_per_s=count / took,
                       latencies_ms=out.latencies_ms, cls=cls)  # fmt: skip

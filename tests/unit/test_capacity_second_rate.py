@@ -129,4 +129,4 @@ def test_the_second_pass_measures_what_it_can_and_skips_what_depends_on_a_skip(
     err = capsys.readouterr().err
     assert "[9/11 high] checkout: one rate only" in err
     assert "[10/11 high] order_status: one rate only: checkout had no second phase" in err
-    assert "warning: answers {'503': 100}" in err
+    assert "[11/11 high] poll_vote: one rate only: answers {'503': 100}" in err
