@@ -219,9 +219,10 @@ async def measure_class_high(
     if count / took < QUEUEING * rate:
         say(f"      warning: {cls} kept {count / took:.1f} of {rate:g} requests/s: the stack"
             " was queueing (the cost holds, at the rate reached)")  # fmt: skip
-    ratio = cost.shop_cpu_us() / light.shop_cpu_us()
+    was = light.shop_cpu_us()
+    ratio = f" (x{cost.shop_cpu_us() / was:.2f} the light rate's)" if was > 0 else ""
     say(f"      {out.ok} ok, {out.errors} errors at {count / took:.1f}/s;"
-        f" {cost.shop_cpu_us():,.0f} us of CPU a request (x{ratio:.2f} the light rate's)")
+        f" {cost.shop_cpu_us():,.0f} us of CPU a request{ratio}")  # fmt: skip
     return rate_point(cost)
 
 

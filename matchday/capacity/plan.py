@@ -439,11 +439,12 @@ def scaled(d: Demand, share: float) -> Demand:
 def at_saturation(profile: Profile, d: Demand, opts: Options, rounds: int = 8) -> Plan:
     """The plan made again at the load where its first component saturates.
 
-    A plan's headroom is worked out at the scenario's peak, but the shards' and the
-    publisher's cost per call depends on the load (``batch_factor``), so peak x headroom is
-    only a first estimate of where saturation comes; the plan is re-made there until its
-    first component's headroom is within 1% of 1 (it converges: those roles' cores change
-    far less than in proportion to the load).
+    A plan's headroom is worked out at the scenario's peak, but a role's cost per request
+    depends on the load (the shards' and the publisher's ``batch_factor``, every other
+    role's two measured rates), so peak x headroom is only a first estimate of where
+    saturation comes; the plan is re-made there until its first component's headroom is
+    within 1% of 1 (it converges: the factors are held between two measured rates, so cores
+    move with the load by a bounded ratio; ``rounds`` bounds it anyway).
     """
     plan = make_plan(profile, d, opts)
     for _ in range(rounds):

@@ -11,7 +11,7 @@ import math
 import pytest
 
 from matchday.capacity import classes as k
-from matchday.capacity.plan import Node, Options, make_plan
+from matchday.capacity.plan import Node, Options, at_saturation, make_plan
 from matchday.capacity.profile import ClassCost, ProfileError, parse_profile
 from matchday.capacity.report import markdown
 from matchday.capacity.scaling import (
@@ -127,3 +127,10 @@ def test_the_report_says_which_roles_and_classes_got_a_rate_dependent_cost() -> 
     old = profile()
     text = markdown(make_plan(old, hand_demand(), OPTS), old, "test")
     assert "one rate per class" in text
+
+
+def test_the_saturation_plan_converges_with_costs_that_move_with_the_load() -> None:
+    # One node: the plan is re-made at its saturation load, where the factors are taken.
+    opts = Options(Node(4, 8), 0.5, fixed_nodes=1)
+    at = at_saturation(two_rate_profile(), hand_demand(), opts)
+    assert at.first.headroom == pytest.approx(1.0, abs=0.01)
