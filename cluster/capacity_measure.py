@@ -13,9 +13,11 @@ answered request. Then each class again at ``--rate-high`` (2.5x ``--rate`` by d
 same number of requests, sooner, for a second point of its cost per request at a higher
 rate (``ClassCost.high``; the plan scales every role's cost by the two, ADR 0023). A class
 whose light cost says the higher rate would take more than ``HIGH_LOAD`` of the machine
-gets a lower one, or none (a checkout that overloads 2 cores at 40/s), and so do the
-classes whose fans it prepares. Last, many callers reserve one hot SKU through Ray for the
-ceiling of one shard. Start the stack with a high rate limit (all requests come from one address):
+gets a lower one, or none (a checkout that overloads 2 cores at 40/s; it still runs,
+unmetered at the light rate, so the order status after it has orders); one the stack
+answers badly at the higher rate keeps one rate, and so do the classes that need what it
+makes. Last, many callers reserve one hot SKU through Ray for the ceiling of one shard.
+Start the stack with a high rate limit (all requests come from one address):
 MATCHDAY_RATE_LIMIT_PER_S=100000 MATCHDAY_RATE_LIMIT_BURST=100000. The profile (JSON) goes
 to stdout, progress to stderr.
 """
@@ -192,32 +194,29 @@ async def measure_class(run: Run, probe: Probe, cls: str, index: int) -> ClassCo
     return cost
 
 
+def high_count(run: Run, probe: Probe, cls: str) -> int:
+    """The light phase's number of requests (sooner), one per fan of ``probe`` at most."""
+    count = round(run.rate * run.phase_s)
+    return min(count, len(probe.fans)) if cls in FAN_CLASSES else count
+
+
 async def measure_class_high(
-    run: Run, probe: Probe, cls: str, index: int, light: ClassCost
+    run: Run, probe: Probe, cls: str, tag: str, light: ClassCost, rate: float
 ) -> RatePoint | None:
-    """The class again at the second rate, on ``probe``'s own fans; None if it was skipped
-    or the stack did not answer it well (the class keeps one rate: factor 1)."""
+    """The class again at ``rate``, on ``probe``'s own fans; None if the stack did not answer
+    it well (the class keeps one rate: factor 1)."""
     assert run.idle is not None
-    tag = f"[{index}/{len(k.CLASSES)} high] {cls}"
-    cores = os.cpu_count() or 1
-    rate = high_rate(light, run.rate_high, cores, run.idle)
-    if rate is None:
-        say(f"{tag}: one rate only: at its light cost ({sum(light.cpu_us.values()):,.0f} us a"
-            f" request) a rate worth measuring would take over {HIGH_LOAD:.0%} of {cores} cores")
-        return None
-    count = round(run.rate * run.phase_s)  # the light phase's requests, sooner
-    if cls in FAN_CLASSES:
-        count = min(count, len(probe.fans))
-    say(f"{tag}: {count} requests at {rate:g}/s ...")
+    count = high_count(run, probe, cls)
+    say(f"{tag}: {count} requests at {rate:.3g}/s ...")
     out, w, took = await run_phase(run, probe, cls, count, rate, 0)
     if not healthy(out, count):
-        say(f"{tag}: one rate only: answers {out.statuses} at {rate:g}/s, expected"
+        say(f"{tag}: one rate only: answers {out.statuses} at {rate:.3g}/s, expected"
             f" {sorted(EXPECTED[cls])} (and none for the classes its fans prepare)")  # fmt: skip
         return None
     cost = class_cost(w, run.idle, ok=out.ok, errors=out.errors, rate_per_s=count / took,
                       latencies_ms=out.latencies_ms, cls=cls)  # fmt: skip
     if count / took < QUEUEING * rate:
-        say(f"      warning: {cls} kept {count / took:.1f} of {rate:g} requests/s: the stack"
+        say(f"      warning: {cls} kept {count / took:.1f} of {rate:.3g} requests/s: the stack"
             " was queueing (the cost holds, at the rate reached)")  # fmt: skip
     was = light.shop_cpu_us()
     ratio = f" (x{cost.shop_cpu_us() / was:.2f} the light rate's)" if was > 0 else ""
@@ -226,19 +225,37 @@ async def measure_class_high(
     return rate_point(cost)
 
 
+async def prepare(run: Run, probe: Probe, cls: str, tag: str) -> bool:
+    """A class too dear for a second rate, run unmetered at the light rate (which the stack
+    took), so that the classes after it have carts, items and orders to work on."""
+    count = high_count(run, probe, cls)
+    say(f"{tag}: {count} requests at {run.rate:g}/s, not measured: the next classes' fans")
+    out = await at_fixed_rate(probe.call(cls), count, run.rate, EXPECTED[cls])
+    return healthy(out, count)
+
+
 async def measure_high(run: Run, probe: Probe) -> None:
     """Every class at the second rate, in the same order, with fans of its own."""
-    done: set[str] = set()
+    assert run.idle is not None
+    ready: set[str] = set()  # classes whose requests the fans have had
+    cores = os.cpu_count() or 1
     for i, cls in enumerate(k.CLASSES, start=1):
-        need = NEEDS.get(cls)
-        if need is not None and need not in done:
-            say(f"[{i}/{len(k.CLASSES)} high] {cls}: one rate only: {need} had no second"
-                " phase to prepare its fans")  # fmt: skip
+        tag, need, light = f"[{i}/{len(k.CLASSES)} high] {cls}", NEEDS.get(cls), run.costs[cls]
+        if need is not None and need not in ready:
+            say(f"{tag}: one rate only: the fans have no {need} to work on")
             continue
-        point = await measure_class_high(run, probe, cls, i, run.costs[cls])
+        rate = high_rate(light, run.rate_high, cores, run.idle)
+        if rate is None:
+            say(f"{tag}: one rate only: at its light cost ({sum(light.cpu_us.values()):,.0f} us"
+                f" a request) a rate worth measuring would take over {HIGH_LOAD:.0%} of"
+                f" {cores} cores")  # fmt: skip
+            if cls in NEEDS.values() and await prepare(run, probe, cls, tag):
+                ready.add(cls)
+            continue
+        point = await measure_class_high(run, probe, cls, tag, light, rate)
         if point is not None:
-            run.costs[cls] = run.costs[cls].model_copy(update={"high": point})
-            done.add(cls)
+            run.costs[cls] = light.model_copy(update={"high": point})
+            ready.add(cls)
 
 
 async def catalogue_slugs(probe: Probe) -> tuple[str, ...]:

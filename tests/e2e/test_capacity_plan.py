@@ -71,8 +71,8 @@ def test_measure_costs_every_class_in_its_own_apps_replicas(measured: Path) -> N
         assert all(k.reachable(cls, r) for r in cost.cpu_us), (cls, cost.cpu_us)
         assert cost.latency.p50_ms > 0
     # A second rate for each class, or the reason it has none on stderr (too dear for this
-    # machine at 40/s, or a class whose fans such a class would have prepared); the cheapest
-    # class always has one.
+    # machine at 40/s, answered badly there, or in need of what such a class makes); the
+    # cheapest class always has one.
     log = (measured.parent / "stderr.txt").read_text()
     high_lines = [line for line in log.splitlines() if " high] " in line]
     assert profile.version == 2

@@ -61,11 +61,22 @@ def test_a_rate_point_keeps_what_the_plan_and_a_reader_need() -> None:
 
 
 class FakeProbe(Probe):
-    """Answers every class as expected, but refuses votes (503): a phase that failed."""
+    """Answers every class as expected, but refuses votes and cart views (503): phases that
+    failed. Counts each class's calls."""
 
     def __init__(self) -> None:
         super().__init__(None, "http://probe", Fixture("R", "s", ("A", "B"), "C", "D", "p"))
         self.answered = 0
+        self.calls: dict[str, int] = {}
+
+    def call(self, cls: str) -> Any:
+        fn = super().call(cls)
+
+        async def counted(i: int) -> int:
+            self.calls[cls] = self.calls.get(cls, 0) + 1
+            return await fn(i)
+
+        return counted
 
     async def _ok(self, status: int) -> int:
         self.answered += 1
@@ -74,7 +85,7 @@ class FakeProbe(Probe):
     async def browse(self, i: int) -> int:
         return await self._ok(200)
 
-    product = availability = cart_view = order_status = browse
+    product = availability = order_status = browse
 
     async def session(self, i: int) -> int:
         self.fans.append(Fan(f"c{i}", "t"))
@@ -91,6 +102,8 @@ class FakeProbe(Probe):
     async def poll_vote(self, i: int) -> int:
         return 503
 
+    cart_view = poll_vote
+
 
 class FakeMeter:
     """200 us of ingress CPU per answered request, nothing else."""
@@ -106,7 +119,7 @@ class FakeMeter:
         return Window(after.at - before.at, {"haproxy": 200e-6 * calls})
 
 
-def test_the_second_pass_measures_what_it_can_and_skips_what_depends_on_a_skip(
+def test_the_second_pass_measures_what_it_can_and_prepares_what_a_skip_would_have(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
@@ -118,9 +131,10 @@ def test_the_second_pass_measures_what_it_can_and_skips_what_depends_on_a_skip(
     asyncio.run(measure_high(run, probe))
     got = {c: cost.high for c, cost in run.costs.items()}
     measured = {c for c, point in got.items() if point is not None}
-    # The checkout is left out, and so is the order status its orders would have prepared;
-    # the votes failed at the higher rate: one rate for them too.
-    assert measured == set(k.CLASSES) - {k.CHECKOUT, k.ORDER_STATUS, k.POLL_VOTE}
+    # The checkout is left out, but still run (unmetered, at the light rate) so the order
+    # status has orders; the votes and cart views failed at the higher rate: one rate.
+    assert measured == set(k.CLASSES) - {k.CHECKOUT, k.POLL_VOTE, k.CART_VIEW}
+    assert probe.calls[k.CHECKOUT] == probe.calls[k.ORDER_STATUS] == 100
     for c in measured:
         point = got[c]
         assert point is not None and point.requests == 100  # the light phase's, sooner
@@ -128,5 +142,27 @@ def test_the_second_pass_measures_what_it_can_and_skips_what_depends_on_a_skip(
         assert 200 * 1.25 < point.rate_per_s <= 500 * 1.05
     err = capsys.readouterr().err
     assert "[9/11 high] checkout: one rate only" in err
-    assert "[10/11 high] order_status: one rate only: checkout had no second phase" in err
+    assert "[9/11 high] checkout: 100 requests at 200/s, not measured" in err
     assert "[11/11 high] poll_vote: one rate only: answers {'503': 100}" in err
+
+
+def test_a_class_that_failed_at_the_second_rate_leaves_its_dependents_one_rate(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    probe = FakeProbe()
+
+    async def refused(i: int) -> int:
+        return 503
+
+    monkeypatch.setattr(probe, "cart", refused)  # no carts: nothing to add to or view
+    run = Run(None, FakeMeter(probe), phase_s=0.5, rate=200.0, tail_s=0.0,  # type: ignore[arg-type]
+              rate_high=500.0, idle=IDLE)  # fmt: skip
+    run.costs = {c: light(400, 200.0) for c in k.CLASSES}
+    asyncio.run(measure_high(run, probe))
+    measured = {c for c, cost in run.costs.items() if cost.high is not None}
+    assert measured == {k.BROWSE, k.PRODUCT, k.AVAILABILITY, k.SESSION}
+    err = capsys.readouterr().err
+    assert "[6/11 high] add_to_cart: one rate only: the fans have no cart to work on" in err
+    assert "[10/11 high] order_status: one rate only: the fans have no checkout" in err
+    assert k.ADD not in probe.calls and k.CHECKOUT not in probe.calls  # nothing sent
