@@ -139,7 +139,8 @@ def test_the_second_pass_measures_what_it_can_and_prepares_what_a_skip_would_hav
         point = got[c]
         assert point is not None and point.requests == 100  # the light phase's, sooner
         assert point.cpu_us["haproxy"] == pytest.approx(200)
-        assert 200 * 1.25 < point.rate_per_s <= 500 * 1.05
+        # Reached, never past the schedule (how close depends on the machine: not asserted).
+        assert 0 < point.rate_per_s <= 500 * 100 / 99
     err = capsys.readouterr().err
     assert "[9/11 high] checkout: one rate only" in err
     assert "[9/11 high] checkout: 100 requests at 200/s, not measured" in err
