@@ -2,14 +2,22 @@
 
     matchday capacity measure                        # the local stack (`matchday run`)
     matchday capacity measure --rate 40 --phase-s 10 --out profile.json
+    matchday capacity measure --rate 20 --rate-high 50     # the second rate (0: none)
 
 Run it on the machine that runs the stack: CPU is read per process (``matchday.ops.
 cpu_roles``), so the stack's processes must be local; PostgreSQL and Redis may be elsewhere
 (their transactions, WAL and commands are read over their own protocols; their CPU only
 when local). First an idle window (no traffic) gives each process's burn; then each class
 runs for ``--phase-s`` at ``--rate`` requests/s, and its cost is what it used beyond idle per
-answered request; last, many callers reserve one hot SKU through Ray for the ceiling of one
-shard. Start the stack with a high rate limit (all requests come from one address):
+answered request. Then each class again at ``--rate-high`` (2.5x ``--rate`` by default): the
+same number of requests, sooner, for a second point of its cost per request at a higher
+rate (``ClassCost.high``; the plan scales every role's cost by the two, ADR 0023). A class
+whose light cost says the higher rate would take more than ``HIGH_LOAD`` of the machine
+gets a lower one, or none (a checkout that overloads 2 cores at 40/s; it still runs,
+unmetered at the light rate, so the order status after it has orders); one the stack
+answers badly at the higher rate keeps one rate, and so do the classes that need what it
+makes. Last, many callers reserve one hot SKU through Ray for the ceiling of one shard.
+Start the stack with a high rate limit (all requests come from one address):
 MATCHDAY_RATE_LIMIT_PER_S=100000 MATCHDAY_RATE_LIMIT_BURST=100000. The profile (JSON) goes
 to stdout, progress to stderr.
 """
@@ -37,7 +45,9 @@ from cluster.capacity_meter import (
 from cluster.capacity_probe import (
     EXPECTED,
     MAX_IN_FLIGHT,
+    NEEDS,
     Fixture,
+    Outcome,
     Probe,
     at_fixed_rate,
     create_fixture,
@@ -45,7 +55,7 @@ from cluster.capacity_probe import (
     one_at_a_time,
 )
 from matchday.capacity import classes as k
-from matchday.capacity.costs import Window, class_cost, idle_of
+from matchday.capacity.costs import HIGH_LOAD, Window, class_cost, high_rate, idle_of, rate_point
 from matchday.capacity.profile import (
     SCHEMA,
     VERSION,
@@ -55,6 +65,7 @@ from matchday.capacity.profile import (
     Idle,
     PlanInputError,
     Profile,
+    RatePoint,
 )
 from matchday.settings import Settings
 
@@ -68,6 +79,10 @@ WARM_UP = 20  # requests per catalogue class before anything is timed (caches, c
 # that is not queueing (what the plan's loops use), whatever the phase's rate does to it.
 LATENCY_PROBES = 10
 QUEUEING = 0.8  # a phase that kept under this share of its rate was queueing
+HIGH_MULTIPLE = 2.5  # --rate-high's default, x --rate
+# Classes whose requests each need a fan the session phase made.
+FAN_CLASSES = tuple(c for c in k.CLASSES if c not in (k.BROWSE, k.PRODUCT, k.AVAILABILITY,
+                                                      k.SESSION))  # fmt: skip
 
 
 class MeasureError(RuntimeError):
@@ -112,6 +127,7 @@ class Run:
     phase_s: float
     rate: float
     tail_s: float = TAIL_S
+    rate_high: float = 0.0  # the second rate asked for each class; 0: none
     idle: Idle | None = None
     costs: dict[str, ClassCost] = field(default_factory=dict)
     foreign: list[float] = field(default_factory=list)
@@ -129,17 +145,13 @@ async def measure_idle(run: Run, seconds: float) -> Idle:
     return run.idle
 
 
-async def measure_class(run: Run, probe: Probe, cls: str, index: int) -> ClassCost:
-    assert run.idle is not None
-    count = round(run.rate * run.phase_s)
-    if cls not in (k.BROWSE, k.PRODUCT, k.AVAILABILITY, k.SESSION):
-        # One request per fan the session phase made (the first ones are the probes').
-        count = min(count, len(probe.fans) - LATENCY_PROBES)
-    say(f"[{index}/{len(k.CLASSES)}] {cls}: {count} requests at {run.rate:g}/s ...")
-    alone = await one_at_a_time(probe.call(cls), LATENCY_PROBES, EXPECTED[cls])
+async def run_phase(
+    run: Run, probe: Probe, cls: str, count: int, rate: float, first: int
+) -> tuple[Outcome, Window, float]:
+    """One metered phase: (what was answered, the window around it, seconds it took)."""
     before = run.meter.read()
     started = time.monotonic()
-    out = await at_fixed_rate(probe.call(cls), count, run.rate, EXPECTED[cls], LATENCY_PROBES)
+    out = await at_fixed_rate(probe.call(cls), count, rate, EXPECTED[cls], first)
     took = time.monotonic() - started
     await asyncio.sleep(run.tail_s)
     after = run.meter.read()
@@ -149,12 +161,28 @@ async def measure_class(run: Run, probe: Probe, cls: str, index: int) -> ClassCo
             f"{cls}: the shop rate-limited the probe (429): start the stack with"
             " MATCHDAY_RATE_LIMIT_PER_S=100000 MATCHDAY_RATE_LIMIT_BURST=100000"
         )
-    if out.ok == 0 or out.errors > MAX_ERROR_SHARE * count:
-        raise MeasureError(f"{cls}: answers {out.statuses}, expected {sorted(EXPECTED[cls])};"
-                           " is the stack healthy? try a lower --rate")  # fmt: skip
     w = run.meter.window(before, after)
     run.foreign.append(w.foreign_cores)
     run.steal.append(w.steal_cores)
+    return out, w, took
+
+
+def healthy(out: Outcome, count: int) -> bool:
+    return out.ok > 0 and out.errors <= MAX_ERROR_SHARE * count
+
+
+async def measure_class(run: Run, probe: Probe, cls: str, index: int) -> ClassCost:
+    assert run.idle is not None
+    count = round(run.rate * run.phase_s)
+    if cls in FAN_CLASSES:
+        # One request per fan the session phase made (the first ones are the probes').
+        count = min(count, len(probe.fans) - LATENCY_PROBES)
+    say(f"[{index}/{len(k.CLASSES)}] {cls}: {count} requests at {run.rate:g}/s ...")
+    alone = await one_at_a_time(probe.call(cls), LATENCY_PROBES, EXPECTED[cls])
+    out, w, took = await run_phase(run, probe, cls, count, run.rate, LATENCY_PROBES)
+    if not healthy(out, count):
+        raise MeasureError(f"{cls}: answers {out.statuses}, expected {sorted(EXPECTED[cls])};"
+                           " is the stack healthy? try a lower --rate")  # fmt: skip
     cost = class_cost(w, run.idle, ok=out.ok, errors=out.errors, rate_per_s=count / took,
                       latencies_ms=alone.latencies_ms or out.latencies_ms, cls=cls)  # fmt: skip
     if count / took < QUEUEING * run.rate:
@@ -164,6 +192,70 @@ async def measure_class(run: Run, probe: Probe, cls: str, index: int) -> ClassCo
         f" {cost.shop_cpu_us():,.0f} us of CPU a request, {cost.pg_write_xacts:.2f}"
         f" PostgreSQL commits, {cost.redis_cmds:.1f} Redis commands")  # fmt: skip
     return cost
+
+
+def high_count(run: Run, probe: Probe, cls: str) -> int:
+    """The light phase's number of requests (sooner), one per fan of ``probe`` at most."""
+    count = round(run.rate * run.phase_s)
+    return min(count, len(probe.fans)) if cls in FAN_CLASSES else count
+
+
+async def measure_class_high(
+    run: Run, probe: Probe, cls: str, tag: str, light: ClassCost, rate: float
+) -> RatePoint | None:
+    """The class again at ``rate``, on ``probe``'s own fans; None if the stack did not answer
+    it well (the class keeps one rate: factor 1)."""
+    assert run.idle is not None
+    count = high_count(run, probe, cls)
+    say(f"{tag}: {count} requests at {rate:.3g}/s ...")
+    out, w, took = await run_phase(run, probe, cls, count, rate, 0)
+    if not healthy(out, count):
+        say(f"{tag}: one rate only: answers {out.statuses} at {rate:.3g}/s, expected"
+            f" {sorted(EXPECTED[cls])} (and none for the classes its fans prepare)")  # fmt: skip
+        return None
+    cost = class_cost(w, run.idle, ok=out.ok, errors=out.errors, rate_per_s=count / took,
+                      latencies_ms=out.latencies_ms, cls=cls)  # fmt: skip
+    if count / took < QUEUEING * rate:
+        say(f"      warning: {cls} kept {count / took:.1f} of {rate:.3g} requests/s: the stack"
+            " was queueing (the cost holds, at the rate reached)")  # fmt: skip
+    was = light.shop_cpu_us()
+    ratio = f" (x{cost.shop_cpu_us() / was:.2f} the light rate's)" if was > 0 else ""
+    say(f"      {out.ok} ok, {out.errors} errors at {count / took:.1f}/s;"
+        f" {cost.shop_cpu_us():,.0f} us of CPU a request{ratio}")  # fmt: skip
+    return rate_point(cost)
+
+
+async def prepare(run: Run, probe: Probe, cls: str, tag: str) -> bool:
+    """A class too dear for a second rate, run unmetered at the light rate (which the stack
+    took), so that the classes after it have carts, items and orders to work on."""
+    count = high_count(run, probe, cls)
+    say(f"{tag}: {count} requests at {run.rate:g}/s, not measured: the next classes' fans")
+    out = await at_fixed_rate(probe.call(cls), count, run.rate, EXPECTED[cls])
+    return healthy(out, count)
+
+
+async def measure_high(run: Run, probe: Probe) -> None:
+    """Every class at the second rate, in the same order, with fans of its own."""
+    assert run.idle is not None
+    ready: set[str] = set()  # classes whose requests the fans have had
+    cores = os.cpu_count() or 1
+    for i, cls in enumerate(k.CLASSES, start=1):
+        tag, need, light = f"[{i}/{len(k.CLASSES)} high] {cls}", NEEDS.get(cls), run.costs[cls]
+        if need is not None and need not in ready:
+            say(f"{tag}: one rate only: the fans have no {need} to work on")
+            continue
+        rate = high_rate(light, run.rate_high, cores, run.idle)
+        if rate is None:
+            say(f"{tag}: one rate only: at its light cost ({sum(light.cpu_us.values()):,.0f} us"
+                f" a request) a rate worth measuring would take over {HIGH_LOAD:.0%} of"
+                f" {cores} cores")  # fmt: skip
+            if cls in NEEDS.values() and await prepare(run, probe, cls, tag):
+                ready.add(cls)
+            continue
+        point = await measure_class_high(run, probe, cls, tag, light, rate)
+        if point is not None:
+            run.costs[cls] = light.model_copy(update={"high": point})
+            ready.add(cls)
 
 
 async def catalogue_slugs(probe: Probe) -> tuple[str, ...]:
@@ -187,6 +279,8 @@ async def measure_http(run: Run, fixture: Fixture) -> None:
         await measure_idle(run, max(2 * run.phase_s, 5.0))
         for i, cls in enumerate(k.CLASSES, start=1):
             run.costs[cls] = await measure_class(run, probe, cls, i)
+        if run.rate_high > 0:
+            await measure_high(run, Probe(http, run.target.host, probe.fx))
 
 
 def measure_hot_shard(run: Run, fixture: Fixture, callers: int) -> HotShard:
@@ -235,12 +329,14 @@ def measure_hot_shard(run: Run, fixture: Fixture, callers: int) -> HotShard:
 
 
 def measure(
-    target: Target, phase_s: float, rate: float, callers: int, tail_s: float = TAIL_S
-) -> Profile:
+    target: Target, phase_s: float, rate: float, callers: int, tail_s: float = TAIL_S,
+    rate_high: float = 0.0,
+) -> Profile:  # fmt: skip
     meter = Meter(target)
-    run = Run(target, meter, phase_s, rate, tail_s)
-    say(f"measuring {target.host}: {len(k.CLASSES)} classes x {phase_s:g} s at {rate:g}/s,"
-        f" then the hot shard")  # fmt: skip
+    run = Run(target, meter, phase_s, rate, tail_s, rate_high=rate_high)
+    again = f", again at up to {rate_high:g}/s (as many requests, sooner)" if rate_high else ""
+    say(f"measuring {target.host}: {len(k.CLASSES)} classes x {phase_s:g} s at {rate:g}/s"
+        f"{again}, then the hot shard")  # fmt: skip
     fixture = asyncio.run(create_fixture(target.settings))
     try:
         asyncio.run(measure_http(run, fixture))
@@ -260,17 +356,26 @@ def measure(
     )  # fmt: skip
 
 
+def second_rate(args: argparse.Namespace) -> float:
+    """--rate-high, or its default; refuses one that is not above --rate (0 turns it off)."""
+    high = HIGH_MULTIPLE * args.rate if args.rate_high is None else args.rate_high
+    if high != 0 and high <= args.rate:
+        raise PlanInputError("--rate-high must be above --rate (or 0: no second rate)")
+    return float(high)
+
+
 def cmd_measure(args: argparse.Namespace, settings: Settings) -> int:
     if args.rate <= 0 or args.phase_s <= 0 or args.callers < 1:
         say("matchday capacity measure: --rate, --phase-s and --callers must be positive")
         return 2
     try:
+        rate_high = second_rate(args)
         target = resolve_target(args, settings)
     except (PlanInputError, SystemExit) as exc:
         say(f"matchday capacity measure: {exc}")
         return 2
     try:
-        profile = measure(target, args.phase_s, args.rate, args.callers, args.tail_s)
+        profile = measure(target, args.phase_s, args.rate, args.callers, args.tail_s, rate_high)
     except MeasureError as exc:
         say(f"matchday capacity measure: {exc}")
         return 1
@@ -282,12 +387,19 @@ def cmd_measure(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def add_rate_high(parser: Any) -> None:
+    parser.add_argument("--rate-high", type=float, default=None,
+                        help="the second rate of each class, capped per class by its light"
+                             " cost (default 2.5 x --rate; 0: none)")  # fmt: skip
+
+
 def register(action: Any) -> None:
     m = action.add_parser("measure", help="what each request class costs the running stack")
     m.add_argument("--host", help="the shop's base URL (default: this stack's HTTP address)")
     m.add_argument("--phase-s", type=float, default=8.0, help="seconds per class (8)")
     # 40/s x 8 s = 320 requests a class: a 10 ms clock tick is ~30 us of a request.
     m.add_argument("--rate", type=float, default=40.0, help="requests/s in each phase (40)")
+    add_rate_high(m)
     m.add_argument("--callers", type=int, default=256,
                    help="concurrent reserves in the hot-shard phase (256)")  # fmt: skip
     m.add_argument("--tail-s", type=float, default=TAIL_S,

@@ -30,6 +30,7 @@ from typing import Any
 from cluster.capacity_cli import add_plan_options, build_plan, read_profile, say
 from matchday.capacity.demand import SOLD_OUT
 from matchday.capacity.profile import PlanInputError, Profile
+from matchday.capacity.scaling import rate_factors, two_rate_classes
 from matchday.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,6 +158,9 @@ def validate_one(args: argparse.Namespace, profile: Profile, scenario: str) -> d
     if not args.replay:
         steps_dir = out / "steps"
         steps = run_steps(args, scenario, steps_dir)
+    from matchday.capacity.report import markdown as plan_markdown
+
+    (out / "plan.md").write_text(plan_markdown(plan, profile, scenario))  # with the factors
     measured, saturated = measured_saturation(steps, steps_dir)
     error = plan.saturation_requests_per_s / measured - 1 if measured > 0 else float("inf")
     return {
@@ -165,6 +169,7 @@ def validate_one(args: argparse.Namespace, profile: Profile, scenario: str) -> d
         "first": plan.first.name, "locust_us_per_request": client_us,
         "measured_rps": measured, "saturated": saturated, "error": error,
         "within_target": saturated and abs(error) <= TARGET_ERROR,
+        "rate_factors": rate_factors(profile, plan.rates_at_peak),
         "steps": [{"users": s["users"], "rps": s["rps"], "p99_ms": s["p99_ms"],
                    "errors": s["failures"] / max(1, s["requests"])} for s in steps],
     }  # fmt: skip
@@ -187,11 +192,29 @@ def markdown(results: list[dict[str, Any]], profile: Profile, args: argparse.Nam
             f" {r['error']:+.0%} | {r['first']} | {r['locust_us_per_request']:,.0f} |"
             f" {'yes' if r['saturated'] else 'no: add a bigger step'} |"
         )
-    return "\n".join(out) + "\n"
+    return "\n".join(out + rate_lines(results, profile)) + "\n"
+
+
+def rate_lines(results: list[dict[str, Any]], profile: Profile) -> list[str]:
+    """Which roles the prediction planned at a cost other than the light phase's."""
+    two = two_rate_classes(profile)
+    out = ["", "## Costs with the rate", ""]
+    if not two:
+        return [*out, "The profile has one rate per class (schema version 1, or no class took a"
+                " second rate): every role but the shards and the publisher is planned at its"
+                " light-load cost."]  # fmt: skip
+    out.append(f"{len(two)} of {len(profile.classes)} classes measured at two rates. The roles"
+               " whose cost per request the prediction scaled (each scenario's plan.md has"
+               " the factor per class):")  # fmt: skip
+    for r in results:
+        roles = [f"{role} (x{min(f.values()):.2f}-{max(f.values()):.2f} over {len(f)} classes)"
+                 for role, f in sorted(r["rate_factors"].items())]  # fmt: skip
+        out.append(f"- {r['scenario']}: {', '.join(roles) or 'none'}")
+    return out
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
-    from cluster.capacity_measure import MeasureError, measure, resolve_target
+    from cluster.capacity_measure import MeasureError, measure, resolve_target, second_rate
 
     args.out = args.out or settings.data_dir / "capacity" / time.strftime("validate-%Y%m%d-%H%M%S")
     args.data_dir = settings.data_dir
@@ -201,9 +224,10 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
         if args.profile:
             profile = read_profile(args.profile)
         else:
+            rate_high = second_rate(args)
             target = resolve_target(args, settings)
             args.host = target.host
-            profile = measure(target, args.phase_s, args.rate, args.callers)
+            profile = measure(target, args.phase_s, args.rate, args.callers, rate_high=rate_high)
         args.host = args.host or f"http://{settings.http_host}:{settings.http_port}"
         for scenario in args.scenarios:
             predict(args, profile, scenario, 0.0)  # refuse bad input before any load
@@ -237,6 +261,8 @@ def register(action: Any) -> None:
     v.add_argument("--calibrate-s", type=float, default=10.0, help="Locust calibration (10)")
     v.add_argument("--phase-s", type=float, default=8.0, help="measure: seconds per class")
     v.add_argument("--rate", type=float, default=40.0, help="measure: requests/s per class")
+    v.add_argument("--rate-high", type=float, default=None,
+                   help="measure: each class's second rate (2.5 x --rate; 0: none)")  # fmt: skip
     v.add_argument("--callers", type=int, default=256, help="measure: hot-shard callers")
     v.add_argument("--stack-pid", type=int, help="measure: the stack's root process")
     v.add_argument("--replay", type=Path,

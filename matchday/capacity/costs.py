@@ -13,11 +13,15 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from matchday.capacity.classes import reachable
-from matchday.capacity.profile import ClassCost, Idle, Latency
+from matchday.capacity.classes import component, reachable
+from matchday.capacity.profile import ClassCost, Idle, Latency, RatePoint
+from matchday.capacity.scaling import MIN_SPREAD
 
 # Each window reads Redis's counters once, with one INFO command of its own.
 OWN_REDIS_COMMANDS = 1
+# The second rate's phase keeps the stack under this share of the machine's cores, idle burn
+# included: past it, it measures the machine's run queue, not a cost per request.
+HIGH_LOAD = 0.75
 # Linux accounts process CPU in clock ticks (USER_HZ, 100 a second): a role's net CPU
 # under one tick in a window is indistinguishable from its idle burn.
 TICK_S = 0.01
@@ -102,3 +106,24 @@ def class_cost(
             3,
         ),
     )
+
+
+def high_rate(light: ClassCost, asked: float, cores: float, idle: Idle) -> float | None:
+    """The rate a class's second phase runs at: ``asked``, capped where the light phase's
+    cost says the stack (and the probe) would take more than ``HIGH_LOAD`` of the machine
+    on top of its idle burn; None when that cap leaves no second rate worth measuring (under
+    ``MIN_SPREAD`` x the light phase's: a checkout that costs 80 ms on 2 cores)."""
+    busy = sum(v for r, v in idle.cores.items() if component(r) is not None)
+    us = sum(light.cpu_us.values())  # the shop's roles and the probe's own
+    cap = (HIGH_LOAD * cores - busy) * 1e6 / us if us > 0 else asked
+    rate = min(asked, cap)
+    return rate if rate >= MIN_SPREAD * light.rate_per_s else None
+
+
+def rate_point(cost: ClassCost) -> RatePoint:
+    """A class's second phase, as the profile keeps it beside the first."""
+    return RatePoint(
+        requests=cost.requests, errors=cost.errors, rate_per_s=cost.rate_per_s,
+        cpu_us=cost.cpu_us, pg_write_xacts=cost.pg_write_xacts,
+        pg_wal_bytes=cost.pg_wal_bytes, redis_cmds=cost.redis_cmds,
+    )  # fmt: skip

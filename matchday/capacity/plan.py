@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from matchday.capacity import classes as k
 from matchday.capacity.demand import Demand
 from matchday.capacity.profile import PlanInputError, Profile
+from matchday.capacity.scaling import rate_factors
 
 # Autoscaling maxima (replicas, nodes) leave room for a crowd this much bigger than planned.
 OVERSHOOT = 1.5
@@ -213,13 +214,16 @@ def batching(
 def cores_by_component(
     profile: Profile, rates: Mapping[str, float], load: EngineLoad
 ) -> dict[str, float]:
+    """Cores per component: each (class, role) light cost x its rate x a factor, the
+    shards' and the publisher's from their batching, every other role's from the class's
+    two measured rates (``matchday.capacity.scaling``; 1.0 in a one-rate profile)."""
     out: dict[str, float] = {}
-    factor = batching(profile, rates, load)
+    factor = {**rate_factors(profile, rates), **batching(profile, rates, load)}
     for cls, rate in rates.items():
         for role, us in profile.classes[cls].cpu_us.items():
             comp = k.component(role)
             if comp is not None:
-                f = factor[role][cls] if role in factor else 1.0
+                f = factor.get(role, {}).get(cls, 1.0)
                 out[comp] = out.get(comp, 0.0) + rate * us * f / 1e6
     return out
 
@@ -435,11 +439,12 @@ def scaled(d: Demand, share: float) -> Demand:
 def at_saturation(profile: Profile, d: Demand, opts: Options, rounds: int = 8) -> Plan:
     """The plan made again at the load where its first component saturates.
 
-    A plan's headroom is worked out at the scenario's peak, but the shards' and the
-    publisher's cost per call depends on the load (``batch_factor``), so peak x headroom is
-    only a first estimate of where saturation comes; the plan is re-made there until its
-    first component's headroom is within 1% of 1 (it converges: those roles' cores change
-    far less than in proportion to the load).
+    A plan's headroom is worked out at the scenario's peak, but a role's cost per request
+    depends on the load (the shards' and the publisher's ``batch_factor``, every other
+    role's two measured rates), so peak x headroom is only a first estimate of where
+    saturation comes; the plan is re-made there until its first component's headroom is
+    within 1% of 1 (it converges: the factors are held between two measured rates, so cores
+    move with the load by a bounded ratio; ``rounds`` bounds it anyway).
     """
     plan = make_plan(profile, d, opts)
     for _ in range(rounds):

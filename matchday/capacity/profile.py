@@ -10,15 +10,18 @@ hold up when the machine is shared; ``contention`` says how busy the rest of it 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from matchday.capacity.classes import CLASSES, component
 
 SCHEMA = "matchday.capacity.profile"
-# Bump on any change a reader must know about; readers refuse every other version.
-VERSION = 1
+# Bump on any change a reader must know about; readers refuse every version outside
+# OLDEST..VERSION. Version 2 added a second measured rate per class (``ClassCost.high``);
+# a version 1 profile reads as one without it, and plans exactly as it did.
+VERSION = 2
+OLDEST = 1
 
 
 class PlanInputError(ValueError):
@@ -55,23 +58,40 @@ class Latency(_Model):
     p99_ms: float = Field(ge=0)
 
 
+def _not_negative(v: dict[str, float]) -> dict[str, float]:
+    if any(x < 0 for x in v.values()):
+        raise ValueError("CPU per request is never negative")
+    return v
+
+
+# CPU microseconds per request, per process role, net of the idle burn.
+CpuUs = Annotated[dict[str, float], AfterValidator(_not_negative)]
+
+
+class RatePoint(_Model):
+    """A class measured a second time, at a higher rate: the same request count, sooner."""
+
+    requests: int = Field(ge=1)
+    errors: int = Field(ge=0)
+    rate_per_s: float = Field(gt=0)  # reached
+    cpu_us: CpuUs
+    pg_write_xacts: float = Field(ge=0)
+    pg_wal_bytes: float = Field(ge=0)
+    redis_cmds: float = Field(ge=0)
+
+
 class ClassCost(_Model):
     requests: int = Field(ge=1)  # answered as the class expects (2xx, or 409 for sold out)
     errors: int = Field(ge=0)
     rate_per_s: float = Field(gt=0)
     latency: Latency
-    # CPU microseconds per request, per process role, net of the idle burn.
-    cpu_us: dict[str, float]
+    cpu_us: CpuUs
     pg_write_xacts: float = Field(ge=0)  # PostgreSQL transactions that wrote, per request
     pg_wal_bytes: float = Field(ge=0)
     redis_cmds: float = Field(ge=0)
-
-    @field_validator("cpu_us")
-    @classmethod
-    def _not_negative(cls, v: dict[str, float]) -> dict[str, float]:
-        if any(x < 0 for x in v.values()):
-            raise ValueError("CPU per request is never negative")
-        return v
+    # The second measured rate (version 2); None in version 1, or where measure left it out
+    # (the base phase already took most of the machine, or the higher rate failed).
+    high: RatePoint | None = None
 
     def shop_cpu_us(self) -> float:
         """Every role of the shop (not the load generator)."""
@@ -141,9 +161,9 @@ def check_header(data: Any) -> None:
     version = data.get("version")
     if not isinstance(version, int):
         raise ProfileError("the profile has no schema version")
-    if version < VERSION:
+    if version < OLDEST:
         raise ProfileError(
-            f"the profile is schema version {version}, older than this matchday's {VERSION}:"
+            f"the profile is schema version {version}, older than this matchday's oldest, {OLDEST}:"
             " measure again with `matchday capacity measure`"
         )
     if version > VERSION:

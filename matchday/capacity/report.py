@@ -11,6 +11,7 @@ from matchday.capacity.admission import SHARD_CALLS_PER_FAN, admission_adds_per_
 from matchday.capacity.demand import sell_out_s
 from matchday.capacity.plan import Limit, Plan, batch_factor, engine_rates
 from matchday.capacity.profile import Profile
+from matchday.capacity.scaling import rate_factors, role_rates, two_rate_classes
 
 ADR_PAST_ONE_PRIMARY = "docs/adr/0024-past-one-postgresql-primary.md"
 # Ray's published scalability envelope (ray-project/ray release/benchmarks/README.md): what
@@ -124,6 +125,34 @@ def deployments_table(p: Plan) -> list[str]:
     return out
 
 
+def rate_section(p: Plan, profile: Profile) -> list[str]:
+    """Which roles and classes were planned at a cost other than the light phase's."""
+    measured = two_rate_classes(profile)
+    if not measured:
+        return [
+            "The profile has one rate per class (schema version 1, or no class took a second"
+            " rate): every role but the shards and the publisher is planned at its light-load"
+            " cost per request."
+        ]
+    one = [c for c in profile.classes if c not in measured]
+    factors = rate_factors(profile, p.rates_at_peak)
+    seen = role_rates(profile, p.rates_at_peak)
+    out = [
+        f"Costs measured at two rates: {len(measured)} of {len(profile.classes)} classes"
+        + (f" (one rate only: {', '.join(one)})" if one else "")
+        + ". Each role's light-load cost for a class is scaled by the power law through the"
+        " class's two rates, at the requests/s the role takes at the peak, held at both"
+        " measured rates (ADR 0023); the shards and the publisher keep their batching above."
+        + (" Roles and classes whose cost changed:" if factors else " No cost changed."),
+    ]
+    if factors:
+        out += ["", "| role | requests/s at the peak | cost x, per class |", "| --- | --- | --- |"]
+        for role in sorted(factors):
+            each = ", ".join(f"{c} x{f:.3g}" for c, f in sorted(factors[role].items()))
+            out.append(f"| {role} | {_n(seen[role])} | {each} |")
+    return out
+
+
 def stores_section(p: Plan) -> list[str]:
     s, o = p.stores, p.options.stores
     out = [
@@ -197,6 +226,7 @@ def markdown(p: Plan, profile: Profile, scenario: str, drop_units: int | None = 
             f" measured ceiling at {p.options.utilisation:.0%}), {fans:,.1f} fans/s at"
             f" {SHARD_CALLS_PER_FAN:g} shard calls per fan (what `--rate auto` sets).",
         ]
+    out += ["", "## Cost with the rate", "", *rate_section(p, profile)]
     n = p.nodes
     out += [
         "",

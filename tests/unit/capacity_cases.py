@@ -100,3 +100,29 @@ BUYER = Persona(
 
 def steady_mix(*weights: tuple[Persona, float]) -> Mix:
     return Mix("test", {p.name: w for p, w in weights}, {p.name: p for p, _ in weights})
+
+
+def with_high(data: dict[str, Any], cls: str, rate: float, cpu_us: dict[str, float]) -> None:
+    """Give ``cls`` in profile ``data`` a second measured rate (profile version 2)."""
+    data["classes"][cls]["high"] = {
+        "requests": 100, "errors": 0, "rate_per_s": rate, "cpu_us": cpu_us,
+        "pg_write_xacts": PG_XACTS.get(cls, 0.0), "pg_wal_bytes": WAL_BYTES.get(cls, 0.0),
+        "redis_cmds": REDIS_CMDS.get(cls, 0.0),
+    }  # fmt: skip
+
+
+def two_rate_profile() -> Profile:
+    """Every class measured again at 50/s (2.5x its 20/s): the shop's replica cheaper per
+    request (x0.64), the ingress dearer (x1.5: contention), the catalog's replica falling
+    faster than 1/rate (x0.2, which the model refuses to follow past x0.4), the rest as
+    before."""
+    data = profile_data()
+    for c in k.CLASSES:
+        high = dict(COSTS[c])
+        high["haproxy"] = 150.0
+        if "replica:shop" in high:
+            high["replica:shop"] *= 0.64
+        if "replica:catalog" in high:
+            high["replica:catalog"] *= 0.2
+        with_high(data, c, 50.0, high)
+    return Profile.model_validate(data)

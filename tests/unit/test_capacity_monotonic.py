@@ -9,9 +9,12 @@ from hypothesis import strategies as st
 from loadtests import mixes
 from matchday.capacity.demand import SOLD_OUT, WORST, demand
 from matchday.capacity.plan import Node, Options, Plan, make_plan
-from tests.unit.capacity_cases import profile
+from matchday.capacity.profile import Profile
+from tests.unit.capacity_cases import profile, two_rate_profile
 
 PROFILE = profile()
+# Costs that fall, rise and fall too steeply with the rate (profile version 2).
+TWO_RATES = two_rate_profile()
 LATENCY = {c: cost.latency.mean_ms for c, cost in PROFILE.classes.items()}
 MIXES = {name: mixes.load_mix(name) for name in mixes.SCENARIOS}
 
@@ -48,16 +51,17 @@ def counts(p: Plan) -> dict[str, float]:
     utilisation=st.sampled_from([0.5, 0.7, 0.9, 1.0]),
     think=st.sampled_from([0.1, 1.0, 2.0]),
     state=st.sampled_from([WORST, SOLD_OUT]),
+    prof=st.sampled_from([PROFILE, TWO_RATES]),
 )
 def test_a_plan_for_twice_the_users_needs_at_least_as_many_of_everything(
     scenario: str, users: int, cores: int, memory: int, utilisation: float, think: float,
-    state: str,
+    state: str, prof: Profile,
 ) -> None:  # fmt: skip
     opts = Options(node=Node(cores, memory), utilisation=utilisation)
     mix = MIXES[scenario]
     assume(users > mix.fixed_users)
-    small = make_plan(PROFILE, demand(mix, users, LATENCY, think=think, state=state), opts)  # type: ignore[arg-type]
-    big = make_plan(PROFILE, demand(mix, 2 * users, LATENCY, think=think, state=state), opts)  # type: ignore[arg-type]
+    small = make_plan(prof, demand(mix, users, LATENCY, think=think, state=state), opts)  # type: ignore[arg-type]
+    big = make_plan(prof, demand(mix, 2 * users, LATENCY, think=think, state=state), opts)  # type: ignore[arg-type]
     before, after = counts(small), counts(big)
     shrunk = {k: (v, after.get(k, 0)) for k, v in before.items() if after.get(k, 0) < v - 1e-9}
     assert not shrunk, shrunk

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from matchday.capacity import classes as k
-from matchday.capacity.profile import VERSION, ProfileError, parse_profile
+from matchday.capacity.profile import OLDEST, VERSION, ProfileError, parse_profile
 from tests.unit.capacity_cases import profile, profile_data
 
 
@@ -21,7 +21,7 @@ def test_a_profile_round_trips_through_its_json() -> None:
 
 @pytest.mark.parametrize(
     ("version", "complaint"),
-    [(VERSION - 1, "older than this matchday's"), (VERSION + 1, "newer than this matchday's")],
+    [(OLDEST - 1, "older than this matchday's"), (VERSION + 1, "newer than this matchday's")],
 )
 def test_a_profile_of_another_version_is_refused_before_its_fields_are_read(
     version: int, complaint: str
