@@ -423,7 +423,10 @@ class FakePaymentsStore:
         self, order_id: str, gateway: str, intent_id: str
     ) -> tuple[str, str] | None:
         order = self.shop.orders.get(order_id)
-        if order is not None and order.status in st.PAYABLE:
+        in_time = order is not None and (
+            order.pay_by is None or order.pay_by > self.shop.clock.now()
+        )
+        if order is not None and order.status in st.PAYABLE and in_time:
             self.shop.captures.setdefault(order_id, (gateway, intent_id))
         return self.shop.captures.get(order_id)
 

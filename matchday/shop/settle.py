@@ -134,8 +134,13 @@ class OrderPayments:
 
     async def _fulfil(self, order: Order, gateway: str, payment_ref: str) -> Order:
         claim = await self.payments.claim_capture(order.order_id, gateway, payment_ref)
-        if claim is None:  # the order ended without a payment: this one came too late
-            return await self._give_back(order, gateway, payment_ref, "late_charge_refunded")
+        if claim is None:  # the order ended, or its deadline passed: this one came too late
+            fresh = await self._give_back(order, gateway, payment_ref, "late_charge_refunded")
+            if fresh.status in st.PAYABLE and await self._close_unpaid(
+                fresh, "payment_timeout", self._timeout_message()
+            ):  # past its deadline, not yet failed by the worker: now, not at its next round
+                return await self._reload(fresh)
+            return fresh
         if claim != (gateway, payment_ref):
             raise Unavailable(f"order {order.order_id} is being paid by {claim[0]} {claim[1]}")
         try:

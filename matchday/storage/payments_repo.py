@@ -129,7 +129,8 @@ class PaymentsRepository:
         claimed first. Two processes racing for different intents: exactly one wins.
 
         None when the order settled without a claim (failed at its payment deadline, its
-        holds lost, cancelled): nothing may be captured for it any more. The claim locks the
+        holds lost, cancelled), or its deadline has passed with no claim made: nothing may be
+        captured for it any more, even before the worker has failed it. The claim locks the
         order's row, as ShopRepository.update_order(unless_captured=True) does, so a deadline
         and a claim never both happen."""
         async with autocommit(self.pool, "payments") as conn:
@@ -144,7 +145,8 @@ class PaymentsRepository:
                 await conn.execute(
                     "INSERT INTO payment_captures (order_id, gateway, intent_id)"
                     " SELECT order_id, %s, %s FROM orders"
-                    " WHERE order_id = %s AND status = ANY(%s) ON CONFLICT DO NOTHING",
+                    " WHERE order_id = %s AND status = ANY(%s)"
+                    " AND (pay_by IS NULL OR pay_by > now()) ON CONFLICT DO NOTHING",
                     (gateway, intent_id, order_id, list(CAPTURABLE)),
                 )
                 claimed = await conn.execute(_CLAIMED, (order_id,))

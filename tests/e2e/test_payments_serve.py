@@ -195,9 +195,13 @@ async def test_an_order_unanswered_past_its_deadline_fails_and_late_authorisatio
             # answers, so no retry can find their authorisations first. On a busy machine a
             # retry has been seen to pay the order before this statement ran (the scenario
             # did not happen, nothing wrong with that); then the test starts it again.
+            # Nor must a payment have been claimed already (it then goes through, by design);
+            # one claimed after this statement is refused, being past pay_by.
             moved = sql(
                 served, "UPDATE orders SET pay_by = now() - interval '1 s'"
-                " WHERE order_id = %s AND status = 'payment_pending' RETURNING order_id", oid,
+                " WHERE order_id = %s AND status = 'payment_pending' AND NOT EXISTS"
+                " (SELECT 1 FROM payment_captures c WHERE c.order_id = orders.order_id)"
+                " RETURNING order_id", oid,
             )  # fmt: skip
         finally:
             primary.resume()  # they wake and authorise what they had queued: late

@@ -151,8 +151,11 @@ class FakePayments:
     async def claim_capture(self, order_id: str, gateway: str, ref: str) -> tuple[str, str] | None:
         if order_id in self.orders.captures:
             return self.orders.captures[order_id]
-        if self.orders.orders[order_id].status not in st.PAYABLE:
-            return None
+        o = self.orders.orders[order_id]
+        if o.status not in st.PAYABLE or (
+            o.pay_by is not None and o.pay_by <= self.orders.clock.now()
+        ):
+            return None  # ended, or past its deadline (as the repository's claim)
         self.orders.captures[order_id] = (gateway, ref)
         return gateway, ref
 
@@ -284,6 +287,27 @@ async def test_a_charge_that_went_through_after_the_deadline_is_refunded_and_log
     assert shop.gateway.refunded == {"late_charge_refunded:o_1": 1000}
     assert ("late_charge_refunded", "o_1") in shop.payments.suspicious_log
     assert shop.stock.sold["A"] == 0 and shop.stock.available("A") == 5
+
+
+async def test_a_charge_through_after_the_deadline_is_voided_before_the_worker_comes() -> None:
+    """The deadline holds on its own: a payment that goes through past it is never captured,
+    even while the order is still in flight (the worker has not failed it yet): the claim
+    refuses it, it is given back, and the order fails there and then."""
+    shop = Shop("succeeded")
+    shop.gateway.gate = asyncio.Event()
+    paying = asyncio.create_task(shop.checkout.resume(shop.order(("A", 1))))
+    while not shop.gateway.charged:
+        await asyncio.sleep(0)
+    shop.clock.advance(HOLD_S + 1)  # past the deadline, and no worker round ran
+    assert shop.now().status in st.PAYABLE
+    shop.gateway.gate.set()
+    late = await paying
+    assert (late.status, late.failure_code) == (st.FAILED, "payment_timeout")
+    assert "o_1" not in shop.orders.captures
+    assert shop.gateway.refunded == {"late_charge_refunded:o_1": 1000}
+    assert ("late_charge_refunded", "o_1") in shop.payments.suspicious_log
+    assert shop.stock.sold["A"] == 0 and shop.stock.available("A") == 5
+    assert "o_1" not in shop.payments.queue
 
 
 async def test_a_payment_claimed_before_the_deadline_still_goes_through() -> None:
