@@ -18,6 +18,8 @@ MATCHDAY_RATE_LIMIT_PER_S=100000 MATCHDAY_RATE_LIMIT_BURST=100000, then:
         -t 90s --csv loadtests/out/drop
     python -m loadtests.drop_report loadtests/out/drop loadtests/out/drop_stats.csv
     python -m loadtests.audit --acks loadtests/out/acks
+(with a fresh stack, clear loadtests/out/acks or set MATCHDAY_LT_ACK_DIR first: the audit
+reads every acks file there, and an earlier run's name reservations this stack never had)
 """
 
 from __future__ import annotations
