@@ -42,6 +42,8 @@ class Load:
     bad: list[str] = field(default_factory=list)  # anything but a success, 503 or 429
     held: set[str] = field(default_factory=set)  # reservation ids acknowledged with 201
     paid: dict[str, str] = field(default_factory=dict)  # order id: its reservation id
+    spans: list[tuple[float, float]] = field(default_factory=list)  # (sent, answered)
+    outages: list[tuple[float, float]] = field(default_factory=list)  # (stopped, started)
 
     def created_since(self, what: str, since: float) -> int:
         return sum(1 for t, w, status in self.answers if w == what and t > since and status < 300)
@@ -52,12 +54,14 @@ async def until_final(
 ) -> httpx.Response:
     """Send until the answer is final; every answer on the way must be a clear one."""
     while True:
+        sent = time.monotonic()
         try:
             r: httpx.Response = await asyncio.wait_for(send(), REQUEST_TIMEOUT_S)
         except TimeoutError:
             load.bad.append(f"{what}: no answer within {REQUEST_TIMEOUT_S} s")
             raise
         load.answers.append((time.monotonic(), what, r.status_code))
+        load.spans.append((sent, time.monotonic()))
         if r.status_code in ok:
             return r
         body = r.json()
@@ -122,6 +126,7 @@ async def outage(load: Load, stop: Any, start: Any) -> tuple[float, float]:
     await asyncio.sleep(OUTAGE_S)
     await asyncio.to_thread(start)
     up_at = time.monotonic()
+    load.outages.append((down_at, up_at))
     while load.created_since("add", up_at) == 0:
         assert time.monotonic() - up_at < RECOVERY_S, "no add-to-cart succeeded after restart"
         assert not load.bad, load.bad
@@ -151,7 +156,13 @@ async def test_postgres_and_redis_restarts_under_load_are_clear_503s_and_lose_no
 
         assert not load.bad, load.bad
         statuses = {status for _, _, status in load.answers}
-        assert 503 in statuses  # the PostgreSQL outage was seen, and seen as a clear 503
+        # The PostgreSQL outage was felt: answered as a clear 503, or ridden through (a
+        # request in flight while it was down answered, with success, once it was back: the
+        # pools wait for a connection up to 10 s). Which one depends on where each request
+        # was when the server stopped; both are right, nothing else is.
+        _, pg_started = load.outages[0]
+        waited = any(a < pg_started <= b for a, b in load.spans)
+        assert 503 in statuses or waited, "no request met the PostgreSQL outage"
         assert statuses <= {200, 201, 409, 429, 503}
         # Redis down must not stop add-to-cart: the limiter and idempotency fail open.
         redis_window = (redis_started + 1.0, redis_started + 1.0 + redis_down)
