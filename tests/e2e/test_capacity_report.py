@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,5 +47,6 @@ async def test_a_stepped_run_writes_a_report_with_charts_and_the_settings_used(
     for chart in ("throughput.png", "latency.png", "errors.png"):
         assert (out / chart).read_bytes()[:8] == PNG, chart
     report = (out / "report.md").read_text()
-    assert "| 2 |" in report and "| 4 |" in report
+    # A row per step; on a busy machine the first may already be marked "(saturated)".
+    assert all(re.search(rf"^\| {n}( \(saturated\))? \|", report, re.M) for n in (2, 4)), report
     assert "Shop" in report  # the replica settings used, from serve_config.yaml
