@@ -3,9 +3,10 @@
 Two SKUs with the same stock: ``MATCHDAY_LT_QUEUED_SKU`` is in the open drop
 ``MATCHDAY_LT_DROP_ID``; ``MATCHDAY_LT_OPEN_SKU`` is in no drop. Fans and bots go for each.
 
-- Fan: one identity; queued, it solves the proof of work, joins, polls its status every
-  second (as the queue page's fallback does), claims its pass, adds one and pays; open, it
-  adds one (retrying a 503 after Retry-After, as the app does) and pays. One journey each.
+- Fan: one identity; queued, it solves the proof of work, joins, follows its status over
+  server-sent events as the queue page does (polling every second, the page's fallback, if
+  the stream breaks), claims its pass, adds one and pays; open, it adds one (retrying a 503
+  after Retry-After, as the app does) and pays. One journey each.
 - Bot: a fresh identity per attempt, all from this one address, no proof of work, polling
   every 0.25 s; it buys two units whenever it gets in, and never stops.
 
@@ -25,6 +26,7 @@ reads every acks file there, and an earlier run's name reservations this stack n
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -43,6 +45,8 @@ QUEUED_SKU = os.environ.get("MATCHDAY_LT_QUEUED_SKU", "JERSEY-FINAL-LTD-M")
 OPEN_SKU = os.environ.get("MATCHDAY_LT_OPEN_SKU", "JERSEY-FINAL-LTD-L")
 JOURNAL = Path(os.environ.get("MATCHDAY_LT_DROP_JOURNAL", "loadtests/out/drop"))
 GIVE_UP_S = 120.0  # a fan waits this long in the queue at most
+FINAL = ("admitted", "closed", "expired")
+log = logging.getLogger(__name__)
 
 
 def record(**entry: Any) -> None:
@@ -54,6 +58,7 @@ def record(**entry: Any) -> None:
 class Shopper(personas.Fan):
     abstract = True
     side = "open"
+    sse = True  # the queue page's live status; polling is its fallback
     poll_s = 1.0
     pow_ok = True
     units = 1
@@ -77,7 +82,9 @@ class Shopper(personas.Fan):
             return None, {}
         ticket, deadline = joined.body["ticket"], time.time() + GIVE_UP_S
         state = joined.body["state"]
-        while state not in ("admitted", "closed", "expired") and time.time() < deadline:
+        if self.sse and state not in FINAL:
+            state = self.follow(ticket, state, deadline)
+        while state not in FINAL and time.time() < deadline:
             gevent.sleep(self.poll_s)
             a = self.api.call("GET", f"/api/shop/drops/{DROP_ID}/status", name="queue: status",
                               params={"ticket": ticket})  # fmt: skip
@@ -88,6 +95,21 @@ class Shopper(personas.Fan):
         p = self.api.call("POST", f"/api/shop/drops/{DROP_ID}/pass", name="queue: pass",
                           json={"ticket": ticket}, token=token, key=new_key())  # fmt: skip
         return (admitted, {"X-Matchday-Pass": p.body["pass"]}) if p.ok else (None, {})
+
+    def follow(self, ticket: str, state: str, deadline: float) -> str:
+        """The queue page's live status (server-sent events) until a final state; the last
+        state seen, from which polling carries on if the stream ended without one."""
+        try:
+            for line in self.client.iter_lines(f"/api/shop/drops/{DROP_ID}/events",
+                                               params={"ticket": ticket},
+                                               name="queue: events"):  # fmt: skip
+                if line.startswith("data: "):
+                    state = json.loads(line[6:]).get("state", state)
+                if state in FINAL or time.time() >= deadline:
+                    break
+        except Exception as exc:  # a broken stream: the page falls back to polling
+            log.info("event stream ended: %s", exc)
+        return state
 
     def journey(self) -> None:
         fan = self.identity()
@@ -144,7 +166,7 @@ class OpenFan(QueuedFan):
 class QueuedBot(Shopper):
     weight = 1
     side, persona = "queued", "bot"
-    poll_s, pow_ok, units = 0.25, False, 2
+    sse, poll_s, pow_ok, units = False, 0.25, False, 2
     wait_time = constant(0.05)
 
     @task
