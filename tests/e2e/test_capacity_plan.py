@@ -19,7 +19,7 @@ import pytest
 
 from cluster.cli import main
 from matchday.capacity import classes as k
-from matchday.capacity.profile import Profile, parse_profile
+from matchday.capacity.profile import VERSION, Profile, parse_profile
 from tests.e2e.conftest import Served
 
 pytestmark = pytest.mark.e2e
@@ -75,7 +75,7 @@ def test_measure_costs_every_class_in_its_own_apps_replicas(measured: Path) -> N
     # cheapest class always has one.
     log = (measured.parent / "stderr.txt").read_text()
     high_lines = [line for line in log.splitlines() if " high] " in line]
-    assert profile.version == 2
+    assert profile.version == VERSION
     for cls, cost in profile.classes.items():
         if cost.high is None:
             assert any(f"high] {cls}: one rate only" in x for x in high_lines), (cls, log)
