@@ -77,9 +77,11 @@ def latency_ms(profile: Profile) -> dict[str, float]:
 def build_plan(
     args: argparse.Namespace, profile: Profile, client_us: float = 0.0,
     replica_caps: dict[str, int] | None = None, saturation: bool = False,
+    mixed: bool | None = None,
 ) -> Plan:  # fmt: skip
     """Everything ``plan`` checks before it writes anything; with ``saturation``, the plan
-    re-made where its first component saturates (what ``validate`` predicts)."""
+    re-made where its first component saturates (what ``validate`` predicts); ``mixed``
+    False: the classes' costs only, whatever ``--classes-only`` says."""
     from loadtests.mixes import load_mix
 
     mix = load_mix(args.scenario)
@@ -93,6 +95,7 @@ def build_plan(
         node=node, utilisation=args.target_utilisation, stores=stores,
         hot_skus=tuple(args.hot_skus), fixed_nodes=args.nodes, client_us=client_us,
         replica_caps=replica_caps or {},
+        mixed=not args.classes_only if mixed is None else mixed,
     )  # fmt: skip
     return at_saturation(profile, d, opts) if saturation else make_plan(profile, d, opts)
 
@@ -195,6 +198,9 @@ def add_plan_options(p: argparse.ArgumentParser, cluster: bool = True) -> None:
                    help="personas' think time multiplier, as MATCHDAY_LT_THINK_SCALE (1.0)")
     p.add_argument("--stock", choices=[WORST, IN_STOCK, SOLD_OUT], default=WORST,
                    help="size for the drop in stock, sold out, or the worse per class")
+    p.add_argument("--classes-only", action="store_true",
+                   help="sum the classes' costs even where the profile measured the"
+                        " scenario's own mix (to compare)")  # fmt: skip
     p.add_argument("--base-config", type=Path, default=BASE_CONFIG, help=argparse.SUPPRESS)
     p.add_argument("--rayservice", type=Path, default=RAYSERVICE, help=argparse.SUPPRESS)
     if not cluster:

@@ -3,6 +3,7 @@
     matchday capacity measure                        # the local stack (`matchday run`)
     matchday capacity measure --rate 40 --phase-s 10 --out profile.json
     matchday capacity measure --rate 20 --rate-high 50     # the second rate (0: none)
+    matchday capacity measure --mixes steady --mix-think 1   # the mixed phase (--mixes: none)
 
 Run it on the machine that runs the stack: CPU is read per process (``matchday.ops.
 cpu_roles``), so the stack's processes must be local; PostgreSQL and Redis may be elsewhere
@@ -16,7 +17,10 @@ whose light cost says the higher rate would take more than ``HIGH_LOAD`` of the 
 gets a lower one, or none (a checkout that overloads 2 cores at 40/s; it still runs,
 unmetered at the light rate, so the order status after it has orders); one the stack
 answers badly at the higher rate keeps one rate, and so do the classes that need what it
-makes. Last, many callers reserve one hot SKU through Ray for the ceiling of one shard.
+makes. Then each scenario of ``--mixes`` (steady and flash_sale) runs its own request mix
+together, at ``--rate`` and the second rate (``cluster/capacity_mixed.py``): the plan of that
+scenario takes each role's cost per request from it (``Profile.mixes``, ADR 0023). Last,
+many callers reserve one hot SKU through Ray for the ceiling of one shard.
 Start the stack with a high rate limit (all requests come from one address):
 MATCHDAY_RATE_LIMIT_PER_S=100000 MATCHDAY_RATE_LIMIT_BURST=100000. The profile (JSON) goes
 to stdout, progress to stderr.
@@ -29,9 +33,10 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cluster.capacity_meter import (
     Meter,
@@ -63,11 +68,15 @@ from matchday.capacity.profile import (
     Contention,
     HotShard,
     Idle,
+    MixedCost,
     PlanInputError,
     Profile,
     RatePoint,
 )
 from matchday.settings import Settings
+
+if TYPE_CHECKING:
+    from cluster.capacity_mixed import Mixes
 
 # After a phase: the outbox relay, the vote drain (0.25 s linger, ADR 0013) and expiring
 # work finish inside the window.
@@ -128,8 +137,10 @@ class Run:
     rate: float
     tail_s: float = TAIL_S
     rate_high: float = 0.0  # the second rate asked for each class; 0: none
+    mixes: Mixes | None = None  # the scenarios whose own mix is measured together
     idle: Idle | None = None
     costs: dict[str, ClassCost] = field(default_factory=dict)
+    mixed: dict[str, MixedCost] = field(default_factory=dict)
     foreign: list[float] = field(default_factory=list)
     steal: list[float] = field(default_factory=list)
     last: Any = None  # the last CPU sample, for the process table
@@ -145,26 +156,36 @@ async def measure_idle(run: Run, seconds: float) -> Idle:
     return run.idle
 
 
-async def run_phase(
-    run: Run, probe: Probe, cls: str, count: int, rate: float, first: int
+async def metered(
+    run: Run, label: str, work: Callable[[], Awaitable[Outcome]]
 ) -> tuple[Outcome, Window, float]:
-    """One metered phase: (what was answered, the window around it, seconds it took)."""
+    """One metered phase running ``work``: (what was answered, the window around it and its
+    tail, seconds the work took)."""
     before = run.meter.read()
     started = time.monotonic()
-    out = await at_fixed_rate(probe.call(cls), count, rate, EXPECTED[cls], first)
+    out = await work()
     took = time.monotonic() - started
     await asyncio.sleep(run.tail_s)
     after = run.meter.read()
     run.last = after.cpu
     if "429" in out.statuses:
         raise MeasureError(
-            f"{cls}: the shop rate-limited the probe (429): start the stack with"
+            f"{label}: the shop rate-limited the probe (429): start the stack with"
             " MATCHDAY_RATE_LIMIT_PER_S=100000 MATCHDAY_RATE_LIMIT_BURST=100000"
         )
     w = run.meter.window(before, after)
     run.foreign.append(w.foreign_cores)
     run.steal.append(w.steal_cores)
     return out, w, took
+
+
+async def run_phase(
+    run: Run, probe: Probe, cls: str, count: int, rate: float, first: int
+) -> tuple[Outcome, Window, float]:
+    """One metered phase of ``cls`` at ``rate``."""
+    return await metered(
+        run, cls, lambda: at_fixed_rate(probe.call(cls), count, rate, EXPECTED[cls], first)
+    )
 
 
 def healthy(out: Outcome, count: int) -> bool:
@@ -281,6 +302,10 @@ async def measure_http(run: Run, fixture: Fixture) -> None:
             run.costs[cls] = await measure_class(run, probe, cls, i)
         if run.rate_high > 0:
             await measure_high(run, Probe(http, run.target.host, probe.fx))
+        if run.mixes is not None and run.mixes.scenarios:
+            from cluster.capacity_mixed import measure_mixes
+
+            await measure_mixes(run, Probe(http, run.target.host, probe.fx))
 
 
 def measure_hot_shard(run: Run, fixture: Fixture, callers: int) -> HotShard:
@@ -330,13 +355,14 @@ def measure_hot_shard(run: Run, fixture: Fixture, callers: int) -> HotShard:
 
 def measure(
     target: Target, phase_s: float, rate: float, callers: int, tail_s: float = TAIL_S,
-    rate_high: float = 0.0,
+    rate_high: float = 0.0, mixes: Mixes | None = None,
 ) -> Profile:  # fmt: skip
     meter = Meter(target)
-    run = Run(target, meter, phase_s, rate, tail_s, rate_high=rate_high)
+    run = Run(target, meter, phase_s, rate, tail_s, rate_high=rate_high, mixes=mixes)
     again = f", again at up to {rate_high:g}/s (as many requests, sooner)" if rate_high else ""
+    mixed = f", the mixes of {', '.join(mixes.scenarios)}" if mixes and mixes.scenarios else ""
     say(f"measuring {target.host}: {len(k.CLASSES)} classes x {phase_s:g} s at {rate:g}/s"
-        f"{again}, then the hot shard")  # fmt: skip
+        f"{again}{mixed}, then the hot shard")  # fmt: skip
     fixture = asyncio.run(create_fixture(target.settings))
     try:
         asyncio.run(measure_http(run, fixture))
@@ -352,7 +378,7 @@ def measure(
         software=software(target.settings), idle=run.idle,
         contention=Contention(foreign_cores=round(sum(run.foreign) / len(run.foreign), 3),
                               steal_cores=round(sum(run.steal) / len(run.steal), 3)),
-        classes=run.costs, hot_shard=hot, processes=processes(run.last),
+        classes=run.costs, hot_shard=hot, processes=processes(run.last), mixes=run.mixed,
     )  # fmt: skip
 
 
@@ -368,14 +394,18 @@ def cmd_measure(args: argparse.Namespace, settings: Settings) -> int:
     if args.rate <= 0 or args.phase_s <= 0 or args.callers < 1:
         say("matchday capacity measure: --rate, --phase-s and --callers must be positive")
         return 2
+    from cluster.capacity_mixed import mixes_of
+
     try:
         rate_high = second_rate(args)
+        mixes = mixes_of(args)
         target = resolve_target(args, settings)
     except (PlanInputError, SystemExit) as exc:
         say(f"matchday capacity measure: {exc}")
         return 2
     try:
-        profile = measure(target, args.phase_s, args.rate, args.callers, args.tail_s, rate_high)
+        profile = measure(target, args.phase_s, args.rate, args.callers, args.tail_s, rate_high,
+                          mixes)  # fmt: skip
     except MeasureError as exc:
         say(f"matchday capacity measure: {exc}")
         return 1
@@ -400,6 +430,9 @@ def register(action: Any) -> None:
     # 40/s x 8 s = 320 requests a class: a 10 ms clock tick is ~30 us of a request.
     m.add_argument("--rate", type=float, default=40.0, help="requests/s in each phase (40)")
     add_rate_high(m)
+    from cluster.capacity_mixed import add_mixes
+
+    add_mixes(m)
     m.add_argument("--callers", type=int, default=256,
                    help="concurrent reserves in the hot-shard phase (256)")  # fmt: skip
     m.add_argument("--tail-s", type=float, default=TAIL_S,

@@ -35,6 +35,7 @@ EXPECTED = {
     k.ADD: {201}, k.ADD_SOLD_OUT: {409}, k.CART_VIEW: {200}, k.CHECKOUT: {201},
     k.ORDER_STATUS: {200}, k.POLL_VOTE: {201},
 }  # fmt: skip
+FANLESS = (k.BROWSE, k.PRODUCT, k.AVAILABILITY)  # the catalogue's: no fan, no token
 STOCK = 1_000_000  # catalog.models.MAX_STOCK: room for any measurement
 # What a fan's request of each class needs an earlier phase to have made: the second rate's
 # pass skips a class whose prerequisite it could not run (its fans have no cart, no order).
@@ -142,7 +143,9 @@ async def hide_fixture(settings: Settings, fixture: Fixture) -> None:
 
 
 class Probe:
-    """One method per request class; ``i`` numbers the request within its phase."""
+    """One method per request class; ``i`` numbers the request within its phase. A fan's
+    request is made for ``fan`` when given (a mixed phase's journey), else for the ``i``-th
+    fan the session phase made."""
 
     def __init__(self, http: Any, base: str, fixture: Fixture) -> None:
         self.http, self.base, self.fx = http, base.rstrip("/"), fixture
@@ -170,14 +173,19 @@ class Probe:
     async def availability(self, i: int) -> int:
         return (await self.send("GET", "/api/catalog/availability", params={"sku": self.fx.hot}))[0]
 
-    async def session(self, i: int) -> int:
+    def _fan(self, i: int, fan: Fan | None) -> Fan:
+        return self.fans[i] if fan is None else fan
+
+    async def session(self, i: int, fan: Fan | None = None) -> int:
         status, data = await self.send("POST", "/api/shop/session", key=True)
-        if status == 201:
+        if status == 201 and fan is not None:
+            fan.customer, fan.token = data["customer_id"], data["token"]
+        elif status == 201:
             self.fans.append(Fan(data["customer_id"], data["token"]))
         return status
 
-    async def cart(self, i: int) -> int:
-        fan = self.fans[i]
+    async def cart(self, i: int, fan: Fan | None = None) -> int:
+        fan = self._fan(i, fan)
         status, data = await self.send("POST", "/api/shop/carts", token=fan.token, key=True)
         fan.cart = data["cart_id"] if status == 201 else ""
         return status
@@ -185,21 +193,21 @@ class Probe:
     def _items(self, fan: Fan) -> str:
         return f"/api/shop/carts/{fan.cart}/items"
 
-    async def add_to_cart(self, i: int) -> int:
-        fan, sku = self.fans[i], self.fx.regular[i % 2]
+    async def add_to_cart(self, i: int, fan: Fan | None = None) -> int:
+        fan, sku = self._fan(i, fan), self.fx.regular[i % 2]
         body = {"sku": sku, "qty": 1}
         return (await self.send("POST", self._items(fan), token=fan.token, body=body, key=True))[0]
 
-    async def add_sold_out(self, i: int) -> int:
-        fan, body = self.fans[i], {"sku": self.fx.sold_out, "qty": 1}
+    async def add_sold_out(self, i: int, fan: Fan | None = None) -> int:
+        fan, body = self._fan(i, fan), {"sku": self.fx.sold_out, "qty": 1}
         return (await self.send("POST", self._items(fan), token=fan.token, body=body, key=True))[0]
 
-    async def cart_view(self, i: int) -> int:
-        fan = self.fans[i]
+    async def cart_view(self, i: int, fan: Fan | None = None) -> int:
+        fan = self._fan(i, fan)
         return (await self.send("GET", f"/api/shop/carts/{fan.cart}", token=fan.token))[0]
 
-    async def checkout(self, i: int) -> int:
-        fan = self.fans[i]
+    async def checkout(self, i: int, fan: Fan | None = None) -> int:
+        fan = self._fan(i, fan)
         declined = i % DECLINE_EVERY == DECLINE_EVERY - 1
         card = "pm_card_chargeDeclined" if declined else "pm_card_visa"
         body = {"cart_id": fan.cart, "payment_token": card}
@@ -207,12 +215,12 @@ class Probe:
         fan.order = data.get("order_id", "") if status == 201 and data else ""
         return status
 
-    async def order_status(self, i: int) -> int:
-        fan = self.fans[i]
+    async def order_status(self, i: int, fan: Fan | None = None) -> int:
+        fan = self._fan(i, fan)
         return (await self.send("GET", f"/api/orders/{fan.order}", token=fan.token))[0]
 
-    async def poll_vote(self, i: int) -> int:
-        fan, body = self.fans[i], {"option_id": f"o{1 + i % 2}"}
+    async def poll_vote(self, i: int, fan: Fan | None = None) -> int:
+        fan, body = self._fan(i, fan), {"option_id": f"o{1 + i % 2}"}
         path = f"/api/polls/{self.fx.poll_id}/votes"
         return (await self.send("POST", path, token=fan.token, body=body, key=True))[0]
 
@@ -220,8 +228,15 @@ class Probe:
         fn: Callable[[int], Awaitable[int]] = getattr(self, cls)
         return fn
 
+    def for_fan(self, cls: str, fan: Fan) -> Callable[[int], Awaitable[int]]:
+        """``cls``'s call for ``fan`` (the catalogue's classes need none)."""
+        fn: Callable[[int, Fan], Awaitable[int]] = getattr(self, cls)
+        if cls in FANLESS:
+            return self.call(cls)
+        return lambda i: fn(i, fan)
 
-async def _timed(call: Callable[[int], Awaitable[int]], i: int, expected: set[int],
+
+async def timed(call: Callable[[int], Awaitable[int]], i: int, expected: set[int],
                  out: Outcome) -> None:  # fmt: skip
     began = time.perf_counter()
     try:
@@ -242,7 +257,7 @@ async def one_at_a_time(
     """Calls ``0..count-1`` in turn: the latency of a request that waits for nothing else."""
     out = Outcome()
     for i in range(count):
-        await _timed(call, i, expected, out)
+        await timed(call, i, expected, out)
     return out
 
 
@@ -258,7 +273,7 @@ async def at_fixed_rate(
 
     async def one(i: int) -> None:
         try:
-            await _timed(call, i, expected, out)
+            await timed(call, i, expected, out)
         finally:
             gate.release()
 

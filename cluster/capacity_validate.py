@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.capacity_cli import add_plan_options, build_plan, read_profile, say
-from matchday.capacity.demand import SOLD_OUT
+from matchday.capacity.demand import SOLD_OUT, WORST
 from matchday.capacity.profile import PlanInputError, Profile
 from matchday.capacity.scaling import rate_factors, two_rate_classes
 from matchday.settings import Settings
@@ -116,7 +116,10 @@ def replica_caps(config: Path) -> dict[str, int]:
     return caps
 
 
-def predict(args: argparse.Namespace, profile: Profile, scenario: str, client_us: float) -> Any:
+def predict(
+    args: argparse.Namespace, profile: Profile, scenario: str, client_us: float,
+    mixed: bool | None = None,
+) -> Any:  # fmt: skip
     plan_args = argparse.Namespace(**{
         **vars(args), "scenario": scenario, "peak_users": max(args.users), "nodes": 1,
         "node_cores": float(os.cpu_count() or 1), "colocate_datastores": True,
@@ -127,7 +130,8 @@ def predict(args: argparse.Namespace, profile: Profile, scenario: str, client_us
 
         plan_args.node_memory = f"{psutil.virtual_memory().total / 2**30:.1f}Gi"
     caps = replica_caps(ROOT / "serve_config.yaml")  # what `matchday run` deploys
-    return build_plan(plan_args, profile, client_us=client_us, replica_caps=caps, saturation=True)
+    return build_plan(plan_args, profile, client_us=client_us, replica_caps=caps, saturation=True,
+                      mixed=mixed)  # fmt: skip
 
 
 def replayed(args: argparse.Namespace, scenario: str) -> tuple[float, list[dict[str, Any]], Path]:
@@ -153,11 +157,16 @@ def validate_one(args: argparse.Namespace, profile: Profile, scenario: str) -> d
         client_us = calibrate_client(scenario, args.host, args.think_scale, args.calibrate_s, out)
     plan = predict(args, profile, scenario, client_us)
     alone = predict(args, profile, scenario, 0.0)
+    classes = predict(args, profile, scenario, client_us, mixed=False)
     say(f"[{scenario}] predicted: {plan.saturation_requests_per_s:,.0f} requests/s, first"
         f" {plan.first.name} (Locust {client_us:,.0f} us a request)")  # fmt: skip
+    from cluster.capacity_steps_cpu import sampled_steps
+
+    beside: list[str] = []
     if not args.replay:
         steps_dir = out / "steps"
-        steps = run_steps(args, scenario, steps_dir)
+        steps, beside = sampled_steps(args, lambda: run_steps(args, scenario, steps_dir),
+                                      steps_dir, plan, profile)  # fmt: skip
     from matchday.capacity.report import markdown as plan_markdown
 
     (out / "plan.md").write_text(plan_markdown(plan, profile, scenario))  # with the factors
@@ -166,6 +175,8 @@ def validate_one(args: argparse.Namespace, profile: Profile, scenario: str) -> d
     return {
         "scenario": scenario, "predicted_rps": plan.saturation_requests_per_s,
         "predicted_rps_without_locust": alone.saturation_requests_per_s,
+        "predicted_rps_classes_only": classes.saturation_requests_per_s,
+        "mixed_phase": plan.mixed is not None, "cpu_beside_saturation": beside,
         "first": plan.first.name, "locust_us_per_request": client_us,
         "measured_rps": measured, "saturated": saturated, "error": error,
         "within_target": saturated and abs(error) <= TARGET_ERROR,
@@ -185,14 +196,25 @@ def markdown(results: list[dict[str, Any]], profile: Profile, args: argparse.Nam
            + (f" Replayed: the profile and steps measured in {args.replay}, the model of"
               f" this matchday." if args.replay else ""), "",
            "| scenario | predicted req/s | measured req/s | error | first to saturate |"
-           " Locust us/request | saturated in the run |", "| --- " * 7 + "|"]  # fmt: skip
+           " Locust us/request | saturated in the run | from the classes alone |",
+           "| --- " * 8 + "|"]  # fmt: skip
     for r in results:
+        alone = r["predicted_rps_classes_only"]
         out.append(
             f"| {r['scenario']} | {r['predicted_rps']:,.0f} | {r['measured_rps']:,.0f} |"
             f" {r['error']:+.0%} | {r['first']} | {r['locust_us_per_request']:,.0f} |"
             f" {'yes' if r['saturated'] else 'no: add a bigger step'} |"
-        )
-    return "\n".join(out + rate_lines(results, profile)) + "\n"
+            + (f" {alone:,.0f} ({alone / r['measured_rps'] - 1:+.0%}) |" if r["mixed_phase"]
+               else " (no mixed phase: the same) |")
+        )  # fmt: skip
+    out += rate_lines(results, profile)
+    for r in results:
+        if r["cpu_beside_saturation"]:
+            out += ["", f"## {r['scenario']}: CPU beside the saturation", "",
+                    "Cores per component during the last two steps (measured, net of the"
+                    " stack's idle burn) and what the prediction's model gives at each step's"
+                    " requests/s:", "", *r["cpu_beside_saturation"]]  # fmt: skip
+    return "\n".join(out) + "\n"
 
 
 def rate_lines(results: list[dict[str, Any]], profile: Profile) -> list[str]:
@@ -215,6 +237,8 @@ def rate_lines(results: list[dict[str, Any]], profile: Profile) -> list[str]:
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     from cluster.capacity_measure import MeasureError, measure, resolve_target, second_rate
+    from cluster.capacity_mixed import Mixes
+    from cluster.capacity_steps_cpu import stack_of
 
     args.out = args.out or settings.data_dir / "capacity" / time.strftime("validate-%Y%m%d-%H%M%S")
     args.data_dir = settings.data_dir
@@ -223,11 +247,15 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
             args.profile = args.replay / "profile.json"
         if args.profile:
             profile = read_profile(args.profile)
+            args.target = None if args.replay else stack_of(args, settings, resolve_target)
         else:
             rate_high = second_rate(args)
-            target = resolve_target(args, settings)
+            target = args.target = resolve_target(args, settings)
             args.host = target.host
-            profile = measure(target, args.phase_s, args.rate, args.callers, rate_high=rate_high)
+            stock = SOLD_OUT if args.stock == WORST else args.stock
+            mixes = Mixes(() if args.no_mixes else tuple(args.scenarios), args.think_scale, stock)
+            profile = measure(target, args.phase_s, args.rate, args.callers, rate_high=rate_high,
+                              mixes=mixes)  # fmt: skip
         args.host = args.host or f"http://{settings.http_host}:{settings.http_port}"
         for scenario in args.scenarios:
             predict(args, profile, scenario, 0.0)  # refuse bad input before any load
@@ -265,6 +293,8 @@ def register(action: Any) -> None:
                    help="measure: each class's second rate (2.5 x --rate; 0: none)")  # fmt: skip
     v.add_argument("--callers", type=int, default=256, help="measure: hot-shard callers")
     v.add_argument("--stack-pid", type=int, help="measure: the stack's root process")
+    v.add_argument("--no-mixes", action="store_true",
+                   help="measure: no mixed phase (the plan then sums the classes)")  # fmt: skip
     v.add_argument("--replay", type=Path,
                    help="an earlier run's --out: its profile and measured steps, no load sent"
                         " (checks a model change against recorded runs)")  # fmt: skip

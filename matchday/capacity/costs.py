@@ -74,14 +74,17 @@ def class_cost(
     rate_per_s: float,
     latencies_ms: Sequence[float],
     cls: str | None = None,
+    among: Sequence[str] = (),
 ) -> ClassCost:
-    """The cost of one request of ``cls`` (roles it cannot reach are left out)."""
+    """The cost of one request of ``cls`` (roles it cannot reach are left out), or of a
+    mixed phase's request: roles no class ``among`` its classes can reach are left out."""
     if ok <= 0:
         raise ValueError("no request of the phase was answered as expected")
+    classes = (cls,) if cls is not None else tuple(among)
     cpu_us = {}
     for role, cpu in w.cpu_s.items():
         net = max(0.0, cpu - idle.cores.get(role, 0.0) * w.seconds)
-        if net >= TICK_S and (cls is None or reachable(cls, role)):
+        if net >= TICK_S and (not classes or any(reachable(c, role) for c in classes)):
             cpu_us[role] = round(net * 1e6 / ok, 2)
     return ClassCost(
         requests=ok,

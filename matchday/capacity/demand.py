@@ -164,6 +164,18 @@ def iteration_rate(
     return 1.0 / seconds
 
 
+def persona_iterations(
+    mix: Mix, latency_ms: Mapping[str, float], think: float, state: str
+) -> dict[str, float]:
+    """Iterations/s of each persona per weighted user: its weight's share x its loop rate
+    (``state`` in stock or sold out). The mix's requests are these iterations' requests."""
+    total = sum(mix.weights.values())
+    return {
+        name: (weight / total) * iteration_rate(mix.personas[name], latency_ms, think, state)
+        for name, weight in mix.weights.items()
+    }
+
+
 def per_user_rates(
     mix: Mix, latency_ms: Mapping[str, float], think: float, state: str
 ) -> tuple[dict[str, float], float, float]:
@@ -172,12 +184,10 @@ def per_user_rates(
         a = per_user_rates(mix, latency_ms, think, IN_STOCK)
         b = per_user_rates(mix, latency_ms, think, SOLD_OUT)
         return {c: max(a[0][c], b[0][c]) for c in CLASSES}, max(a[1], b[1]), a[2]
-    total = sum(mix.weights.values())
     rates = dict.fromkeys(CLASSES, 0.0)
     hot_adds = hot_units = 0.0
-    for name, weight in mix.weights.items():
+    for name, per_s in persona_iterations(mix, latency_ms, think, state).items():
         persona = mix.personas[name]
-        per_s = (weight / total) * iteration_rate(persona, latency_ms, think, state)
         counts = persona.sold_out if state == SOLD_OUT else persona.in_stock
         for c, n in counts.items():
             rates[c] += per_s * n

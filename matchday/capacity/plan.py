@@ -18,7 +18,8 @@ from dataclasses import dataclass, field, replace
 
 from matchday.capacity import classes as k
 from matchday.capacity.demand import Demand
-from matchday.capacity.profile import PlanInputError, Profile
+from matchday.capacity.mixed import mixed_roles
+from matchday.capacity.profile import MixedCost, PlanInputError, Profile
 from matchday.capacity.scaling import rate_factors
 
 # Autoscaling maxima (replicas, nodes) leave room for a crowd this much bigger than planned.
@@ -59,6 +60,9 @@ class Options:
     client_us: float = 0.0  # CPU per request of a load generator on the same nodes
     # A deployed config's replica maxima (role -> replicas), instead of the plan's own.
     replica_caps: Mapping[str, int] = field(default_factory=dict)
+    # Take each role's cost from the scenario's mixed phase when the profile has one
+    # (``matchday.capacity.mixed``); False: the classes' sum only.
+    mixed: bool = True
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,8 @@ class Plan:
     stores: StoresPlan
     limits: tuple[Limit, ...]  # least headroom first
     engine: EngineLoad  # what the shards' and the publisher's batching was sized for
+    mixed: MixedCost | None = None  # the scenario's mixed phase the costs came from
+    classes_only: Mapping[str, float] = field(default_factory=dict)  # cores without it
 
     @property
     def first(self) -> Limit:
@@ -212,19 +218,29 @@ def batching(
 
 
 def cores_by_component(
-    profile: Profile, rates: Mapping[str, float], load: EngineLoad
+    profile: Profile,
+    rates: Mapping[str, float],
+    load: EngineLoad,
+    mixed: MixedCost | None = None,
 ) -> dict[str, float]:
     """Cores per component: each (class, role) light cost x its rate x a factor, the
     shards' and the publisher's from their batching, every other role's from the class's
-    two measured rates (``matchday.capacity.scaling``; 1.0 in a one-rate profile)."""
+    two measured rates (``matchday.capacity.scaling``; 1.0 in a one-rate profile). With
+    ``mixed`` (the scenario's mix measured together), the roles it decides take their
+    cores from it instead (``matchday.capacity.mixed``)."""
     out: dict[str, float] = {}
+    decided = mixed_roles(profile, mixed, rates) if mixed is not None else {}
     factor = {**rate_factors(profile, rates), **batching(profile, rates, load)}
     for cls, rate in rates.items():
         for role, us in profile.classes[cls].cpu_us.items():
             comp = k.component(role)
-            if comp is not None:
+            if comp is not None and role not in decided:
                 f = factor.get(role, {}).get(cls, 1.0)
                 out[comp] = out.get(comp, 0.0) + rate * us * f / 1e6
+    for role, cores in decided.items():
+        comp = k.component(role)
+        if comp is not None:
+            out[comp] = out.get(comp, 0.0) + cores
     return out
 
 
@@ -251,9 +267,13 @@ def _replicas(cores: float, utilisation: float) -> int:
 
 
 def plan_deployments(
-    profile: Profile, d: Demand, cores: Mapping[str, float], utilisation: float
+    profile: Profile,
+    d: Demand,
+    cores: Mapping[str, float],
+    utilisation: float,
+    mixed: MixedCost | None = None,
 ) -> tuple[DeploymentPlan, ...]:
-    base = cores_by_component(profile, d.at_baseline(), EngineLoad(0.0, 1, 1))
+    base = cores_by_component(profile, d.at_baseline(), EngineLoad(0.0, 1, 1), mixed)
     peak_rates = d.at_peak()
     out = []
     for role in sorted(r for r in cores if r.startswith(k.REPLICA) and cores[r] > 0):
@@ -400,13 +420,14 @@ def make_plan(profile: Profile, d: Demand, opts: Options) -> Plan:
     if opts.fixed_nodes is not None and opts.fixed_nodes < 1:
         raise PlanInputError("a cluster has at least one node")
     rates = d.at_peak()
+    mixed = profile.mixes.get(d.mix) if opts.mixed else None
     # A shard's cost per call depends on how many calls share its batches, so on the ring's
     # size, which depends on the shards' cores: start from the measured stack's ring, then
     # size it once more with the costs that ring gives.
     ring = int(profile.software.settings.get("shards", 1) or 1)
     for _ in range(2):
         load = EngineLoad(d.hot_adds_at_peak(), len(opts.hot_skus), ring)
-        cores = cores_by_component(profile, rates, load)
+        cores = cores_by_component(profile, rates, load, mixed)
         if opts.client_us > 0:
             cores[k.LOAD_GENERATOR] = sum(rates.values()) * opts.client_us / 1e6
         shards = plan_shards(profile, d, cores, opts)
@@ -415,11 +436,14 @@ def make_plan(profile: Profile, d: Demand, opts: Options) -> Plan:
         ring = shards.ring
     deployments = tuple(
         replace(x, max_replicas=opts.replica_caps[x.role]) if x.role in opts.replica_caps else x
-        for x in plan_deployments(profile, d, cores, opts.utilisation)
+        for x in plan_deployments(profile, d, cores, opts.utilisation, mixed)
     )
     nodes = plan_nodes(profile, cores, deployments, shards, opts)
     stores = plan_stores(profile, rates, cores, opts)
-    draft = Plan(d, opts, rates, cores, deployments, shards, nodes, stores, (), load)
+    alone = cores_by_component(profile, rates, load) if mixed is not None else {}
+    if alone and k.LOAD_GENERATOR in cores:
+        alone[k.LOAD_GENERATOR] = cores[k.LOAD_GENERATOR]
+    draft = Plan(d, opts, rates, cores, deployments, shards, nodes, stores, (), load, mixed, alone)
     found = limits(draft, profile)
     if not found:
         raise PlanInputError("the scenario puts no load on any component at this peak")

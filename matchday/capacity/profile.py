@@ -10,18 +10,27 @@ hold up when the machine is shared; ``contention`` says how busy the rest of it 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from matchday.capacity.classes import CLASSES, component
 
 SCHEMA = "matchday.capacity.profile"
 # Bump on any change a reader must know about; readers refuse every version outside
 # OLDEST..VERSION. Version 2 added a second measured rate per class (``ClassCost.high``);
-# a version 1 profile reads as one without it, and plans exactly as it did.
-VERSION = 2
+# version 3 the mixed phase (``Profile.mixes``: each scenario's own mix at two rates). An
+# older profile reads as one without them, and plans exactly as it did.
+VERSION = 3
 OLDEST = 1
+MIXES_SINCE = 3
 
 
 class PlanInputError(ValueError):
@@ -98,6 +107,27 @@ class ClassCost(_Model):
         return sum(v for k, v in self.cpu_us.items() if component(k) is not None)
 
 
+class MixedCost(_Model):
+    """A scenario's own request mix measured together (version 3): what one request of the
+    mix costs each role, at a total rate (``cost``) and again at a higher one
+    (``cost.high``), with the shares of the classes it was made of."""
+
+    think: float = Field(ge=0)  # the think scale the mix was derived at
+    stock: Literal["in_stock", "sold_out"]
+    shares: dict[str, float]  # class -> share of the requests sent, summing to 1
+    cost: ClassCost  # per request of the mix; rate_per_s is the whole mix's
+
+    @field_validator("shares")
+    @classmethod
+    def _shares(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = [c for c in v if c not in CLASSES]
+        if unknown:
+            raise ValueError(f"no request class {', '.join(unknown)}")
+        if any(x < 0 for x in v.values()) or abs(sum(v.values()) - 1.0) > 1e-3:
+            raise ValueError("the shares of a mix are not negative and sum to 1")
+        return v
+
+
 class HotShard(_Model):
     """One shard serving one hot SKU: many callers reserving it at once, through Ray."""
 
@@ -147,6 +177,8 @@ class Profile(_Model):
     classes: dict[str, ClassCost]
     hot_shard: HotShard
     processes: Processes
+    # Scenario -> its mix measured together (version 3; none before, or when not measured).
+    mixes: dict[str, MixedCost] = Field(default_factory=dict)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -180,6 +212,11 @@ def parse_profile(text: str) -> Profile:
     except json.JSONDecodeError as exc:
         raise ProfileError(f"the profile is not JSON: {exc}") from None
     check_header(data)
+    if data.get("mixes") and data["version"] < MIXES_SINCE:
+        raise ProfileError(
+            f"the profile is schema version {data['version']} but has mixed phases, which"
+            f" version {MIXES_SINCE} added: measure again"
+        )
     try:
         profile = Profile.model_validate(data)
     except ValidationError as exc:

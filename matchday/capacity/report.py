@@ -9,6 +9,7 @@ from typing import Any
 from matchday.capacity import classes as k
 from matchday.capacity.admission import SHARD_CALLS_PER_FAN, admission_adds_per_s
 from matchday.capacity.demand import sell_out_s
+from matchday.capacity.mixed import report_lines
 from matchday.capacity.plan import Limit, Plan, batch_factor, engine_rates
 from matchday.capacity.profile import Profile
 from matchday.capacity.scaling import rate_factors, role_rates, two_rate_classes
@@ -227,6 +228,8 @@ def markdown(p: Plan, profile: Profile, scenario: str, drop_units: int | None = 
             f" {SHARD_CALLS_PER_FAN:g} shard calls per fan (what `--rate auto` sets).",
         ]
     out += ["", "## Cost with the rate", "", *rate_section(p, profile)]
+    mix = report_lines(p.mixed, p.cores, p.classes_only, p.requests_per_s)
+    out += ["", "## Cost from the scenario's mix", "", *mix]
     n = p.nodes
     out += [
         "",
@@ -281,6 +284,8 @@ def as_dict(p: Plan, scenario: str) -> dict[str, Any]:
             {**asdict(x), "headroom": x.headroom, "saturates_at_users": x.saturates_at_users}
             for x in p.limits
         ],
+        "mixed_phase": p.mixed is not None,
+        "cores_from_classes_only": dict(p.classes_only),
         "first": p.first.name,
         "saturation_requests_per_s": p.saturation_requests_per_s,
         "beyond_one_primary": p.beyond_one_primary,

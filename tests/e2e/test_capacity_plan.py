@@ -2,8 +2,9 @@
 
 Short phases (2 s a class at 20/s, then the same requests at 40/s), so only structure and
 invariants are asserted, never timings: every class measured, each one costing CPU in its own
-app's replicas, a second rate for each class or the reason it has none, the hot shard's ceiling
-found, and a plan for twice the users asking at least as much of everything.
+app's replicas, a second rate for each class or the reason it has none, each default scenario's
+mix measured together or the reason it was not kept, the hot shard's ceiling found, and a plan
+for twice the users asking at least as much of everything.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 
 from cluster.cli import main
 from matchday.capacity import classes as k
-from matchday.capacity.profile import Profile, parse_profile
+from matchday.capacity.profile import VERSION, Profile, parse_profile
 from tests.e2e.conftest import Served
 
 pytestmark = pytest.mark.e2e
@@ -75,7 +76,7 @@ def test_measure_costs_every_class_in_its_own_apps_replicas(measured: Path) -> N
     # cheapest class always has one.
     log = (measured.parent / "stderr.txt").read_text()
     high_lines = [line for line in log.splitlines() if " high] " in line]
-    assert profile.version == 2
+    assert profile.version == VERSION
     for cls, cost in profile.classes.items():
         if cost.high is None:
             assert any(f"high] {cls}: one rate only" in x for x in high_lines), (cls, log)
@@ -83,6 +84,15 @@ def test_measure_costs_every_class_in_its_own_apps_replicas(measured: Path) -> N
             assert cost.high.rate_per_s > cost.rate_per_s and cost.high.errors <= 2, cls
             assert all(k.reachable(cls, r) for r in cost.high.cpu_us), (cls, cost.high)
     assert profile.classes[k.AVAILABILITY].high is not None, high_lines
+    # The mixed phase: each scenario's own mix, costing only roles its classes reach.
+    assert "[mix 2/2] flash_sale" in log
+    for name in ("steady", "flash_sale"):
+        mixed = profile.mixes.get(name)
+        if mixed is None:
+            assert f"] {name}: not kept" in log, log
+            continue
+        assert abs(sum(mixed.shares.values()) - 1) < 1e-3 and mixed.cost.shop_cpu_us() > 0
+        assert all(any(k.reachable(c, r) for c in mixed.shares) for r in mixed.cost.cpu_us)
     # Writes reach PostgreSQL; the ceiling of one shard on one hot SKU was found.
     assert profile.classes[k.CHECKOUT].pg_write_xacts > 0
     assert profile.classes[k.ADD].pg_wal_bytes > 0

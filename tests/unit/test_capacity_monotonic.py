@@ -8,15 +8,28 @@ from hypothesis import strategies as st
 
 from loadtests import mixes
 from matchday.capacity.demand import SOLD_OUT, WORST, demand
+from matchday.capacity.journeys import mix_shares
 from matchday.capacity.plan import Node, Options, Plan, make_plan
 from matchday.capacity.profile import Profile
-from tests.unit.capacity_cases import profile, two_rate_profile
+from tests.unit.capacity_cases import profile, profile_data, two_rate_profile, with_mix
 
 PROFILE = profile()
 # Costs that fall, rise and fall too steeply with the rate (profile version 2).
 TWO_RATES = two_rate_profile()
 LATENCY = {c: cost.latency.mean_ms for c, cost in PROFILE.classes.items()}
 MIXES = {name: mixes.load_mix(name) for name in mixes.SCENARIOS}
+
+
+def _mixed() -> Profile:
+    """Every scenario's mix measured together (version 3), as validate's steps run it."""
+    data = profile_data()
+    for name, mix in MIXES.items():
+        with_mix(data, name, mix_shares(mix, LATENCY, 0.1, SOLD_OUT))
+    return Profile.model_validate(data)
+
+
+# Costs from each scenario's own mix, corrected where the plan's mix differs.
+MIXED = _mixed()
 
 
 def counts(p: Plan) -> dict[str, float]:
@@ -51,7 +64,7 @@ def counts(p: Plan) -> dict[str, float]:
     utilisation=st.sampled_from([0.5, 0.7, 0.9, 1.0]),
     think=st.sampled_from([0.1, 1.0, 2.0]),
     state=st.sampled_from([WORST, SOLD_OUT]),
-    prof=st.sampled_from([PROFILE, TWO_RATES]),
+    prof=st.sampled_from([PROFILE, TWO_RATES, MIXED]),
 )
 def test_a_plan_for_twice_the_users_needs_at_least_as_many_of_everything(
     scenario: str, users: int, cores: int, memory: int, utilisation: float, think: float,
