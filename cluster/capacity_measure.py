@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import sys
 import time
@@ -81,6 +82,7 @@ if TYPE_CHECKING:
 # After a phase: the outbox relay, the vote drain (0.25 s linger, ADR 0013) and expiring
 # work finish inside the window.
 TAIL_S = 1.5
+IDLE_PARTS = 5  # the idle window's parts, for the datastores' median rates
 MAX_ERROR_SHARE = 0.05  # more than this and the stack is not healthy at this rate
 HOT_TTL_S = 30.0  # the hot phase's holds expire by themselves after the measurement
 WARM_UP = 20  # requests per catalogue class before anything is timed (caches, connections)
@@ -147,10 +149,11 @@ class Run:
 
 
 async def measure_idle(run: Run, seconds: float) -> Idle:
-    before = run.meter.read()
-    await asyncio.sleep(seconds)
-    after = run.meter.read()
-    run.idle = idle_of(run.meter.window(before, after))
+    readings = [run.meter.read()]
+    for _ in range(IDLE_PARTS):
+        await asyncio.sleep(seconds / IDLE_PARTS)
+        readings.append(run.meter.read())
+    run.idle = idle_of(*(run.meter.window(a, b) for a, b in itertools.pairwise(readings)))
     busy = sum(run.idle.cores.values())
     say(f"[idle] {seconds:.0f} s with no traffic: the stack burns {busy:.2f} cores")
     return run.idle
@@ -207,8 +210,10 @@ async def measure_class(run: Run, probe: Probe, cls: str, index: int) -> ClassCo
     cost = class_cost(w, run.idle, ok=out.ok, errors=out.errors, rate_per_s=count / took,
                       latencies_ms=alone.latencies_ms or out.latencies_ms, cls=cls)  # fmt: skip
     if count / took < QUEUEING * run.rate:
-        say(f"      warning: {cls} kept {count / took:.1f} of {run.rate:g} requests/s: the stack"
-            " was queueing (its cost holds; measure again with a lower --rate to be sure)")
+        say(
+            f"      warning: {cls} kept {count / took:.1f} of {run.rate:g} requests/s: the stack"
+            " was queueing (its cost holds; measure again with a lower --rate to be sure)"
+        )
     say(f"      {out.ok} ok, {out.errors} errors, p50 alone {cost.latency.p50_ms:.1f} ms;"
         f" {cost.shop_cpu_us():,.0f} us of CPU a request, {cost.pg_write_xacts:.2f}"
         f" PostgreSQL commits, {cost.redis_cmds:.1f} Redis commands")  # fmt: skip
@@ -348,8 +353,10 @@ def measure_hot_shard(run: Run, fixture: Fixture, callers: int) -> HotShard:
                    reserves_per_s=reserves / run.phase_s, shard_cpu_us=shard_us,
                    pg_write_xacts=cost.pg_write_xacts, pg_wal_bytes=cost.pg_wal_bytes,
                    cpu_us=cost.cpu_us)  # fmt: skip
-    say(f"      {hot.reserves_per_s:,.0f} reserves/s, {shard_us:.1f} us of shard CPU each"
-        f" (its core alone would allow {hot.cpu_ceiling_per_s:,.0f}/s)")
+    say(
+        f"      {hot.reserves_per_s:,.0f} reserves/s, {shard_us:.1f} us of shard CPU each"
+        f" (its core alone would allow {hot.cpu_ceiling_per_s:,.0f}/s)"
+    )
     return hot
 
 
@@ -435,8 +442,12 @@ def register(action: Any) -> None:
     add_mixes(m)
     m.add_argument("--callers", type=int, default=256,
                    help="concurrent reserves in the hot-shard phase (256)")  # fmt: skip
-    m.add_argument("--tail-s", type=float, default=TAIL_S,
-                   help="seconds after each phase for its late work, inside its window (1.5)")
+    m.add_argument(
+        "--tail-s",
+        type=float,
+        default=TAIL_S,
+        help="seconds after each phase for its late work, inside its window (1.5)",
+    )
     m.add_argument("--stack-pid", type=int, help="the stack's root process (default: stack.json)")
     m.add_argument("--out", type=Path, help="also write the profile to this file")
     m.set_defaults(fn=cmd_measure)

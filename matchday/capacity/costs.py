@@ -10,7 +10,8 @@ beyond that, divided by the requests it answered as expected.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import statistics
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from matchday.capacity.classes import component, reachable
@@ -39,15 +40,32 @@ class Window:
     notes: dict[str, float] = field(default_factory=dict)
 
 
-def idle_of(w: Window) -> Idle:
-    if w.seconds <= 0:
+def idle_of(*parts: Window) -> Idle:
+    """The idle burn from one window, or from consecutive equal parts of it.
+
+    CPU is each role's mean over the whole: the stack's idle work is steady or periodic, and
+    the mean is what a phase pays for it. The datastores' counters are the median of the
+    parts' rates: they rest near zero at idle, and a burst in one or two parts (autovacuum,
+    an expiry sweep of an earlier run's holds, a checkpoint) is not a rate every phase pays.
+    Taken whole, such a burst ate a whole phase's WAL and left a class's writes at zero.
+    """
+    if not parts or any(p.seconds <= 0 for p in parts):
         raise ValueError("an idle window has a duration")
+    seconds = sum(p.seconds for p in parts)
+    cpu: dict[str, float] = {}
+    for p in parts:
+        for role, v in p.cpu_s.items():
+            cpu[role] = cpu.get(role, 0.0) + v
+
+    def rate(of: Callable[[Window], float]) -> float:
+        return max(0.0, statistics.median(of(p) / p.seconds for p in parts))
+
     return Idle(
-        seconds=w.seconds,
-        cores={r: round(v / w.seconds, 5) for r, v in w.cpu_s.items()},
-        pg_write_xacts_per_s=max(0.0, w.pg_write_xacts / w.seconds),
-        pg_wal_bytes_per_s=max(0.0, w.pg_wal_bytes / w.seconds),
-        redis_cmds_per_s=max(0.0, (w.redis_cmds - OWN_REDIS_COMMANDS) / w.seconds),
+        seconds=seconds,
+        cores={r: round(v / seconds, 5) for r, v in cpu.items()},
+        pg_write_xacts_per_s=rate(lambda p: p.pg_write_xacts),
+        pg_wal_bytes_per_s=rate(lambda p: p.pg_wal_bytes),
+        redis_cmds_per_s=rate(lambda p: p.redis_cmds - OWN_REDIS_COMMANDS),
     )
 
 

@@ -70,3 +70,28 @@ def test_which_roles_each_class_can_reach() -> None:
     assert k.reachable(k.CHECKOUT, "replica:orders/Payments")
     assert k.reachable(k.POLL_VOTE, "replica:polls") and k.reachable(k.POLL_VOTE, "postgres")
     assert not k.reachable(k.ADD, k.PAYMENTS_WORKER_ROLE)
+
+
+def test_a_burst_in_part_of_the_idle_window_is_not_charged_to_every_phase() -> None:
+    # Five idle seconds: autovacuum writes 500 kB of WAL and an expiry sweep runs 300 Redis
+    # commands in one of them; otherwise 1 kB and 5 commands a second (+ our INFO each).
+    quiet = Window(1.0, {"shards": 0.01}, 1, 1_000, 6)
+    burst = Window(1.0, {"shards": 0.06}, 2, 500_000, 301)
+    idle = idle_of(quiet, quiet, burst, quiet, quiet)
+    assert idle.seconds == 5.0
+    assert (idle.pg_wal_bytes_per_s, idle.redis_cmds_per_s) == (1_000, 5)
+    assert idle.pg_write_xacts_per_s == 1
+    assert idle.cores == {"shards": pytest.approx(0.02)}  # CPU: the mean, burst included
+    # A 2 s phase of 40 adds still shows its writes (the whole window's mean would have
+    # charged it 100 kB/s of idle WAL: nothing left).
+    add = Window(2.0, {"shards": 0.1}, 60, 122_000, 91)
+    cost = class_cost(add, idle, ok=40, errors=0, rate_per_s=20, latencies_ms=[1.0])
+    assert cost.pg_wal_bytes == pytest.approx(3000)
+    assert cost.redis_cmds == pytest.approx(2.0)
+
+
+def test_an_idle_window_needs_a_duration() -> None:
+    with pytest.raises(ValueError, match="duration"):
+        idle_of()
+    with pytest.raises(ValueError, match="duration"):
+        idle_of(Window(1.0, {}), Window(0.0, {}))
