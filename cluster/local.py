@@ -28,6 +28,7 @@ from cluster.serving import (
     haproxy_folder,
     ingress_env,
     load_config,
+    serve_env_defaults,
     shutdown,
 )
 from matchday.bootstrap import seed_demo
@@ -102,6 +103,7 @@ class LocalStack:
             if settings.ingress == "haproxy":
                 for name, value in haproxy_files(settings.data_dir).items():
                     os.environ.setdefault(name, value)
+            serve_env_defaults()
             say("starting Ray ...")
             if not ray.is_initialized():
                 ctx = ray.init(

@@ -18,7 +18,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,21 @@ LOOPBACK = "127.0.0.1"
 SETUP_HOOK_ENV = "__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR"
 SETUP_HOOK = "cluster.serve_hook.setup_worker"
 LOOPBACK_ENV = {SETUP_HOOK_ENV: SETUP_HOOK}
+
+
+# Serve's own knobs, as matchday runs it (ADR 0030); an operator's environment wins.
+# The controller's loop every 0.1 s (Ray's default) burned 0.14 of an idle 9-app stack's
+# 0.51 cores on 2 cores; every 0.5 s, 0.05, with the same start time. Autoscaling decisions
+# (delays of seconds) and health checks (every 10 s) do not notice the difference.
+SERVE_ENV = {"RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5"}
+
+
+def serve_env_defaults(environ: MutableMapping[str, str] | None = None) -> None:
+    """Set :data:`SERVE_ENV` where the environment does not already say (before Ray starts:
+    its processes inherit it, and Serve reads it at import)."""
+    env = os.environ if environ is None else environ
+    for name, value in SERVE_ENV.items():
+        env.setdefault(name, value)
 
 
 def ingress_env(ingress: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:

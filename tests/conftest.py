@@ -22,6 +22,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from actors.ray_env import keep_ray_on_loopback
+from cluster.serving import serve_env_defaults
 from matchday.embedded import EmbeddedPostgres, EmbeddedRedis, remove_tree, start_servers
 from matchday.settings import Settings
 from matchday.storage.db import make_pool, migrate
@@ -120,6 +121,7 @@ def ray_session(settings: Settings) -> Iterator[Any]:
     # CLI's main() (which defaults it to "token" for joining a running stack) must not leave
     # the session's GCS expecting a token its driver never sends.
     os.environ["RAY_AUTH_MODE"] = "disabled"
+    serve_env_defaults()  # Serve tuned as `matchday run` tunes it
     ray.init(
         num_cpus=2,
         namespace=settings.namespace,
