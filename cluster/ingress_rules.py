@@ -18,6 +18,13 @@ Values, and why an operator can defend them (docs/threat-model.md, ADR 0020):
 - HAProxy's own error answers (408 after a slow body, 502/503/504 when no replica answers)
   are JSON in matchday's shape, 503 with Retry-After; so are Serve's plain-text ones (the
   load-shedding 503 past ``max_queued_requests``, its 408/500).
+- A waiting-room ticket's status polls and event streams (``/api/shop/drops/{id}/status``
+  and ``/events``) are answered at most ``QUEUE_POLLS`` times in ``QUEUE_POLL_WINDOW_S`` per
+  ticket; past that HAProxy answers 429 with Retry-After itself (ADR 0026). The queue page
+  polls every 2 s and reconnects its stream after 2 s, so a fan never meets it; a bot that
+  polls four times a second gets one in four through, and its polls no longer queue in the
+  shop replica beside the admitted fans' adds. The key is a SHA-1 of the whole ticket, the
+  fan's signed credential: nobody can spend another fan's budget without holding its ticket.
 - Requests HAProxy cannot parse (a NUL in a header, a header block past its buffer, headers
   trickled past ``timeout http-request``) are answered by HAProxy 2.8's connection layer,
   which sends a compiled-in HTML page for 400/408 whatever the config says (``mux_h1.c``,
@@ -52,6 +59,14 @@ ERRORS: Mapping[int, tuple[str, str, bool]] = {
     503: ("unavailable", "the shop cannot take this request now; retry after the delay", True),
     504: ("gateway_timeout", "the shop did not answer in time; retry", True),
 }
+QUEUE_POLLS = 2
+QUEUE_POLL_WINDOW_S = 2
+QUEUE_POLL_PATH = r"^/api/shop/drops/[^/]+/(status|events)$"
+QUEUE_POLL_LIMIT = (
+    "rate_limited",
+    "the status of this ticket was asked too often; retry after the delay",
+    True,
+)
 # Serve's own 503 (a deployment's queue is full): matchday's code for load shedding.
 SHED = ("overloaded", "the shop is at capacity; retry after the delay", True)
 
@@ -140,6 +155,7 @@ def frontend_lines(trusted: Sequence[str] = ()) -> str:
             "http-request del-header X-Forwarded-Proto",
         ]
     lines += ["http-request del-header Forwarded", "http-request del-header X-Real-IP"]
+    lines += queue_poll_lines()
     # Serve's per-request hints are for its own proxies, never a client's: honoured, a
     # client's "x-request-timeout-seconds: 0" held a replica's request slot for as long as it
     # liked, a tiny one got a 500, and a value that is not UTF-8 crashed the replica's parse.
@@ -159,3 +175,17 @@ def frontend_lines(trusted: Sequence[str] = ()) -> str:
         ),
     ]
     return "".join(f"    {line}\n" for line in lines)
+
+
+def queue_poll_lines() -> list[str]:
+    """A waiting-room ticket's polls, limited at the ingress (module docstring)."""
+    retry = str(QUEUE_POLL_WINDOW_S // QUEUE_POLLS or 1)
+    return [
+        f"stick-table type binary len 20 size 1m expire {QUEUE_POLL_WINDOW_S * 5}s"
+        f" store http_req_rate({QUEUE_POLL_WINDOW_S}s)",
+        f"acl md_queue_poll path_reg {QUEUE_POLL_PATH}",
+        "acl md_ticket url_param(ticket) -m found",
+        "http-request track-sc2 url_param(ticket),sha1 if md_queue_poll md_ticket",
+        f"http-request return {_reply(429, QUEUE_POLL_LIMIT, retry)}"
+        f" if md_queue_poll md_ticket {{ sc_http_req_rate(2) gt {QUEUE_POLLS} }}",
+    ]

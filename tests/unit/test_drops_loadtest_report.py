@@ -38,6 +38,7 @@ def test_the_report_compares_the_two_sides(tmp_path: Path) -> None:
         "Type,Name,Request Count,Failure Count,99%\n"
         "POST,admitted: add,10,0,120\nPOST,admitted: checkout,10,1,250\n"
         "GET,queue: status,100,0,40\nPOST,open: add,50,5,900\nGET,Aggregated,170,6,800\n"
+        "GET,throttled: queue status,300,0,3\n"
     )
     assert main([str(journal), str(stats)]) == 0
     from loadtests.drop_report import latency, read_journal
@@ -51,6 +52,9 @@ def test_the_report_compares_the_two_sides(tmp_path: Path) -> None:
         "requests": 20, "failures": 1, "p99_ms": 250.0, "error_rate": 0.05,
     }  # fmt: skip
     assert result["requests"]["open"]["error_rate"] == 0.1
+    # Polls the ingress refused by design are apart from the queue's own requests.
+    assert result["requests"]["queue"]["requests"] == 100
+    assert result["requests"]["throttled"]["requests"] == 300
 
 
 def test_the_load_test_solves_challenges_as_the_shop_checks_them() -> None:

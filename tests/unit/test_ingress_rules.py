@@ -17,6 +17,7 @@ from cluster.ingress_rules import (
     ERRORS,
     MAX_HEADER_BYTES,
     MAX_URL_BYTES,
+    QUEUE_POLLS,
     SERVE_HINT_HEADERS,
     defaults_lines,
     frontend_lines,
@@ -79,6 +80,9 @@ def test_the_patched_template_renders_a_config_haproxy_accepts(
     frontend = text.split("frontend http_frontend", 1)[1].split("\nbackend ", 1)[0]
     # One address per request, never the client's own claim.
     assert "http-request set-header X-Forwarded-For %[src]" in frontend
+    # A waiting-room ticket's polls are counted per ticket and limited here (ADR 0026).
+    assert "http-request track-sc2 url_param(ticket),sha1 if md_queue_poll" in frontend
+    assert f"sc_http_req_rate(2) gt {QUEUE_POLLS}" in frontend
     assert "option forwardfor" not in text
     if trusted:
         assert f"acl md_trusted_peer src {' '.join(trusted)}" in frontend

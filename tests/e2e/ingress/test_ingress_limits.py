@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from cluster.ingress_rules import HTTP_REQUEST_TIMEOUT_S, MAX_HEADER_BYTES, MAX_URL_BYTES
+from cluster.ingress_rules import (
+    HTTP_REQUEST_TIMEOUT_S,
+    MAX_HEADER_BYTES,
+    MAX_URL_BYTES,
+    QUEUE_POLL_WINDOW_S,
+    QUEUE_POLLS,
+)
 from tests.e2e.run_stack import RunStack
 
 # A `matchday run` stack starts within the first test that uses it: minutes on a loaded machine.
@@ -160,3 +166,33 @@ def test_what_haproxy_cannot_parse_is_refused_with_400(haproxy_run: RunStack) ->
     )
     status, _, _ = raw(haproxy_run, "127.0.0.8", huge)
     assert status == 400
+
+
+def test_a_tickets_polls_past_its_budget_are_answered_by_the_ingress(haproxy_run: RunStack) -> None:
+    """A waiting-room ticket's status polls and streams share a budget per ticket; past it
+    HAProxy answers 429 itself, so a bot's polling never queues in the shop replica."""
+    drop = "/api/shop/drops/d_aaaaaaaaaaaaaaaa"
+    transport = httpx.HTTPTransport(local_address="127.0.0.13")
+    with httpx.Client(base_url=haproxy_run.base, transport=transport, timeout=30.0) as client:
+
+        def by_ingress(answer: httpx.Response) -> bool:
+            if answer.status_code != 429 or "this ticket" not in answer.text:
+                return False
+            assert_json_error(answer.content, "rate_limited")
+            assert answer.headers["retry-after"] == "1"
+            return True
+
+        # The ingress does not judge the ticket (the app does, with 422): it counts it.
+        first = [client.get(f"{drop}/status", params={"ticket": "mdt1.a"}) for _ in range(5)]
+        assert [by_ingress(a) for a in first].count(False) == QUEUE_POLLS, [
+            (a.status_code, a.text) for a in first
+        ]
+        assert all(a.status_code == 422 for a in first if not by_ingress(a))
+        assert by_ingress(client.get(f"{drop}/events", params={"ticket": "mdt1.a"}))
+        # Another ticket has a budget of its own; a request with no ticket is the app's.
+        assert not by_ingress(client.get(f"{drop}/status", params={"ticket": "mdt1.b"}))
+        assert all(not by_ingress(client.get(f"{drop}/status")) for _ in range(4))
+        # Refused polls count too (a bot that keeps polling stays refused); HAProxy weighs the
+        # previous window into the rate, so a ticket that waits two windows is answered again.
+        time.sleep(2 * QUEUE_POLL_WINDOW_S + 1)
+        assert not by_ingress(client.get(f"{drop}/status", params={"ticket": "mdt1.a"}))
