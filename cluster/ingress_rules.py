@@ -20,11 +20,12 @@ Values, and why an operator can defend them (docs/threat-model.md, ADR 0020):
   load-shedding 503 past ``max_queued_requests``, its 408/500).
 - A waiting-room ticket's status polls and event streams (``/api/shop/drops/{id}/status``
   and ``/events``) are answered at most ``QUEUE_POLLS`` times in ``QUEUE_POLL_WINDOW_S`` per
-  ticket; past that HAProxy answers 429 with Retry-After itself (ADR 0026). The queue page
-  polls every 2 s and reconnects its stream after 2 s, so a fan never meets it; a bot that
-  polls four times a second gets one in four through, and its polls no longer queue in the
-  shop replica beside the admitted fans' adds. The key is a SHA-1 of the whole ticket, the
-  fan's signed credential: nobody can spend another fan's budget without holding its ticket.
+  ticket; past that HAProxy answers 429 itself, with the window as Retry-After (ADR 0026).
+  The queue page polls every 2 s and reconnects its stream after 2 s, so a fan never meets
+  it. Refused polls count too: a bot polling four times a second stays refused (in the long
+  drop run, 102 of its 20,731 polls got through), and its polls no longer queue in the shop
+  replica beside the admitted fans' adds. The key is a SHA-1 of the whole ticket, the fan's
+  signed credential: nobody can spend another fan's budget without holding its ticket.
 - Requests HAProxy cannot parse (a NUL in a header, a header block past its buffer, headers
   trickled past ``timeout http-request``) are answered by HAProxy 2.8's connection layer,
   which sends a compiled-in HTML page for 400/408 whatever the config says (``mux_h1.c``,
@@ -179,7 +180,9 @@ def frontend_lines(trusted: Sequence[str] = ()) -> str:
 
 def queue_poll_lines() -> list[str]:
     """A waiting-room ticket's polls, limited at the ingress (module docstring)."""
-    retry = str(QUEUE_POLL_WINDOW_S // QUEUE_POLLS or 1)
+    # A client that waits this long between polls stays under the budget: HAProxy weighs the
+    # previous window into the rate, and one poll a second can be refused now and then.
+    retry = str(QUEUE_POLL_WINDOW_S)
     return [
         f"stick-table type binary len 20 size 1m expire {QUEUE_POLL_WINDOW_S * 5}s"
         f" store http_req_rate({QUEUE_POLL_WINDOW_S}s)",
