@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matchday.capacity.plan import Plan
+from matchday.capacity.plan_model import Plan
 
 
 def _pyplot():  # type: ignore[no-untyped-def]

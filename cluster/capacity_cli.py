@@ -26,7 +26,8 @@ from typing import Any
 
 from matchday.capacity import classes as k
 from matchday.capacity.demand import IN_STOCK, SOLD_OUT, WORST, demand
-from matchday.capacity.plan import Node, Options, Plan, Stores, at_saturation, make_plan
+from matchday.capacity.plan import at_saturation, make_plan
+from matchday.capacity.plan_model import Node, Options, Plan, Stores
 from matchday.capacity.profile import PlanInputError, Profile, parse_profile
 from matchday.settings import Settings
 
@@ -44,7 +45,7 @@ def say(message: str) -> None:
 
 
 def parse_memory_gib(text: str) -> float:
-    """"16Gi", "16GiB", "16G" or "16" (GiB) -> GiB; "512Mi" -> 0.5."""
+    """ "16Gi", "16GiB", "16G" or "16" (GiB) -> GiB; "512Mi" -> 0.5."""
     m = _MEMORY.match(text)
     if not m:
         raise PlanInputError(f"node memory {text!r}: write it like 16Gi, 512Mi or 16")
@@ -191,13 +192,25 @@ def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_plan_options(p: argparse.ArgumentParser, cluster: bool = True) -> None:
     """What shapes a plan; ``validate`` plans for this machine and sets the cluster itself."""
-    p.add_argument("--hot-skus", nargs="+", metavar="SKU",
-                   default=[os.environ.get("MATCHDAY_LT_HOT_SKU", DEFAULT_HOT_SKU)],
-                   help="the limited SKUs the drop traffic goes to, split evenly")
-    p.add_argument("--think-scale", type=float, default=1.0,
-                   help="personas' think time multiplier, as MATCHDAY_LT_THINK_SCALE (1.0)")
-    p.add_argument("--stock", choices=[WORST, IN_STOCK, SOLD_OUT], default=WORST,
-                   help="size for the drop in stock, sold out, or the worse per class")
+    p.add_argument(
+        "--hot-skus",
+        nargs="+",
+        metavar="SKU",
+        default=[os.environ.get("MATCHDAY_LT_HOT_SKU", DEFAULT_HOT_SKU)],
+        help="the limited SKUs the drop traffic goes to, split evenly",
+    )
+    p.add_argument(
+        "--think-scale",
+        type=float,
+        default=1.0,
+        help="personas' think time multiplier, as MATCHDAY_LT_THINK_SCALE (1.0)",
+    )
+    p.add_argument(
+        "--stock",
+        choices=[WORST, IN_STOCK, SOLD_OUT],
+        default=WORST,
+        help="size for the drop in stock, sold out, or the worse per class",
+    )
     p.add_argument("--classes-only", action="store_true",
                    help="sum the classes' costs even where the profile measured the"
                         " scenario's own mix (to compare)")  # fmt: skip
@@ -207,16 +220,32 @@ def add_plan_options(p: argparse.ArgumentParser, cluster: bool = True) -> None:
         return
     p.add_argument("--node-cores", type=float, default=8.0, help="cores per node (8)")
     p.add_argument("--node-memory", default="16Gi", help="memory per node (16Gi)")
-    p.add_argument("--target-utilisation", type=float, default=0.7,
-                   help="plan each component to this share of its capacity (0.7)")
+    p.add_argument(
+        "--target-utilisation",
+        type=float,
+        default=0.7,
+        help="plan each component to this share of its capacity (0.7)",
+    )
     p.add_argument("--pg-cores", type=float, default=16.0, help="the primary's cores (16)")
-    p.add_argument("--pg-wal-mbs", type=float, default=64.0,
-                   help="WAL MB/s the primary writes and ships, sustained (64)")
-    p.add_argument("--add", action="append", default=[], metavar="CLASS=RATE",
-                   help=f"extra requests/s at the peak, e.g. {k.POLL_VOTE}=300 (repeatable)")
+    p.add_argument(
+        "--pg-wal-mbs",
+        type=float,
+        default=64.0,
+        help="WAL MB/s the primary writes and ships, sustained (64)",
+    )
+    p.add_argument(
+        "--add",
+        action="append",
+        default=[],
+        metavar="CLASS=RATE",
+        help=f"extra requests/s at the peak, e.g. {k.POLL_VOTE}=300 (repeatable)",
+    )
     p.add_argument("--nodes", type=int, help="a given cluster size: where does it saturate?")
-    p.add_argument("--colocate-datastores", action="store_true",
-                   help="PostgreSQL and Redis run on the nodes (one machine)")
+    p.add_argument(
+        "--colocate-datastores",
+        action="store_true",
+        help="PostgreSQL and Redis run on the nodes (one machine)",
+    )
 
 
 def register(sub: Any) -> None:

@@ -182,5 +182,3 @@ def processes(sample: Any) -> Processes:
         count[role] = count.get(role, 0) + 1
         rss[role] = rss.get(role, 0.0) + mb
     return Processes(count=count, rss_mb={r: round(rss[r] / count[r], 1) for r in count})
-
-

@@ -54,11 +54,20 @@ def mixes_of(args: argparse.Namespace) -> Mixes:
 
 def add_mixes(parser: Any) -> None:
     """``measure``'s options for the mixed phase (``validate`` measures its scenarios')."""
-    parser.add_argument("--mixes", nargs="*", default=list(MIXES), metavar="SCENARIO",
-                        help="scenarios whose own mix is measured together, at --rate and the"
-                             " second rate (default steady flash_sale; none: no mixed phase)")
-    parser.add_argument("--mix-think", type=float, default=MIX_THINK,
-                        help="the mixes' think scale, as the plan's --think-scale (0.1)")
+    parser.add_argument(
+        "--mixes",
+        nargs="*",
+        default=list(MIXES),
+        metavar="SCENARIO",
+        help="scenarios whose own mix is measured together, at --rate and the"
+        " second rate (default steady flash_sale; none: no mixed phase)",
+    )
+    parser.add_argument(
+        "--mix-think",
+        type=float,
+        default=MIX_THINK,
+        help="the mixes' think scale, as the plan's --think-scale (0.1)",
+    )
     parser.add_argument("--mix-stock", choices=[IN_STOCK, SOLD_OUT], default=SOLD_OUT,
                         help="the mixes' drop in stock or sold out (sold_out)")  # fmt: skip
 

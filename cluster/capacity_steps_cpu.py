@@ -20,7 +20,8 @@ from typing import Any
 
 from matchday.capacity import classes as k
 from matchday.capacity.beside import StepCpu, net_by_component, table
-from matchday.capacity.plan import Plan, make_plan, scaled
+from matchday.capacity.plan import make_plan, scaled
+from matchday.capacity.plan_model import Plan
 from matchday.capacity.profile import PlanInputError, Profile
 
 EVERY_S = 2.0  # a sample walks every process of the stack: not too often on 2 cores

@@ -72,8 +72,10 @@ def calibrate_client(scenario: str, host: str, think: float, seconds: float, out
     cpu1, n1 = locust_run(scenario, host, think, seconds, out / f"calibrate-{scenario}-1")
     cpu2, n2 = locust_run(scenario, host, think, 2 * seconds, out / f"calibrate-{scenario}-2")
     if n2 <= n1 or cpu2 <= cpu1:
-        raise PlanInputError(f"calibrating {scenario}: Locust's runs of {seconds:g} and"
-                             f" {2 * seconds:g} s did not differ ({n1}, {n2} requests)")
+        raise PlanInputError(
+            f"calibrating {scenario}: Locust's runs of {seconds:g} and"
+            f" {2 * seconds:g} s did not differ ({n1}, {n2} requests)"
+        )
     return (cpu2 - cpu1) * 1e6 / (n2 - n1)
 
 
@@ -302,5 +304,14 @@ def register(action: Any) -> None:
     v.add_argument("--out", type=Path, help="directory (default .data/capacity/validate-...)")
     add_plan_options(v, cluster=False)
     # Like loadtests.capacity: think x0.1, and the demo's drop sells out in the first seconds.
-    v.set_defaults(think_scale=0.1, stock=SOLD_OUT, node_memory=None, peak_users=None,
-                   drop_units=None, pg_cores=1.0, pg_wal_mbs=1.0, add=[], fn=cmd_validate)
+    v.set_defaults(
+        think_scale=0.1,
+        stock=SOLD_OUT,
+        node_memory=None,
+        peak_users=None,
+        drop_units=None,
+        pg_cores=1.0,
+        pg_wal_mbs=1.0,
+        add=[],
+        fn=cmd_validate,
+    )

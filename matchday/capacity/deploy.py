@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from matchday.capacity.classes import replica_role
-from matchday.capacity.plan import Plan
+from matchday.capacity.plan_model import Plan
 
 # KubeRay's RayService: `kubectl patch --type merge` replaces lists whole, so the patch
 # carries each container list it changes in full.

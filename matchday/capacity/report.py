@@ -10,7 +10,8 @@ from matchday.capacity import classes as k
 from matchday.capacity.admission import SHARD_CALLS_PER_FAN, admission_adds_per_s
 from matchday.capacity.demand import sell_out_s
 from matchday.capacity.mixed import report_lines
-from matchday.capacity.plan import Limit, Plan, batch_factor, engine_rates
+from matchday.capacity.plan import batch_factor, engine_rates
+from matchday.capacity.plan_model import Limit, Plan
 from matchday.capacity.profile import Profile
 from matchday.capacity.scaling import rate_factors, role_rates, two_rate_classes
 

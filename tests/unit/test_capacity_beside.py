@@ -13,7 +13,8 @@ import pytest
 from cluster.capacity_steps_cpu import StepSampler, beside_saturation, step_window
 from matchday.capacity import classes as k
 from matchday.capacity.beside import StepCpu, net_by_component, table
-from matchday.capacity.plan import Node, Options, make_plan
+from matchday.capacity.plan import make_plan
+from matchday.capacity.plan_model import Node, Options
 from matchday.capacity.profile import Idle
 from tests.unit.capacity_cases import mixed_profile
 from tests.unit.test_capacity_model import hand_demand

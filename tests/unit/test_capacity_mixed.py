@@ -13,7 +13,8 @@ import pytest
 
 from matchday.capacity import classes as k
 from matchday.capacity.mixed import correction, mixed_roles
-from matchday.capacity.plan import Node, Options, at_saturation, make_plan
+from matchday.capacity.plan import at_saturation, make_plan
+from matchday.capacity.plan_model import Node, Options
 from matchday.capacity.profile import ProfileError, parse_profile
 from matchday.capacity.report import markdown
 from tests.unit.capacity_cases import (

@@ -24,14 +24,8 @@ from matchday.capacity.demand import (
     sell_out_s,
     users_curve,
 )
-from matchday.capacity.plan import (
-    Node,
-    Options,
-    Stores,
-    at_saturation,
-    batch_factor,
-    make_plan,
-)
+from matchday.capacity.plan import at_saturation, batch_factor, make_plan
+from matchday.capacity.plan_model import Node, Options, Stores
 from matchday.capacity.profile import PlanInputError, Profile
 from tests.unit.capacity_cases import BROWSER, BUYER, profile, profile_data, steady_mix
 

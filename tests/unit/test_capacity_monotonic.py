@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from loadtests import mixes
 from matchday.capacity.demand import SOLD_OUT, WORST, demand
 from matchday.capacity.journeys import mix_shares
-from matchday.capacity.plan import Node, Options, Plan, make_plan
+from matchday.capacity.plan import make_plan
+from matchday.capacity.plan_model import Node, Options, Plan
 from matchday.capacity.profile import Profile
 from tests.unit.capacity_cases import profile, profile_data, two_rate_profile, with_mix
 

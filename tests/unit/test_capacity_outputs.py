@@ -20,7 +20,8 @@ from cluster.cli import main
 from matchday.capacity import classes as k
 from matchday.capacity.demand import IN_STOCK, demand
 from matchday.capacity.deploy import rayservice_patch, serve_config
-from matchday.capacity.plan import Node, Options, Plan, Stores, make_plan
+from matchday.capacity.plan import make_plan
+from matchday.capacity.plan_model import Node, Options, Plan, Stores
 from matchday.capacity.report import markdown
 from tests.unit.capacity_cases import BROWSER, BUYER, profile, profile_data, steady_mix
 from tests.unit.test_cluster_configs import PRODUCTION, rayservice, rayservice_errors

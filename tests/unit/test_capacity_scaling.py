@@ -11,7 +11,8 @@ import math
 import pytest
 
 from matchday.capacity import classes as k
-from matchday.capacity.plan import Node, Options, at_saturation, make_plan
+from matchday.capacity.plan import at_saturation, make_plan
+from matchday.capacity.plan_model import Node, Options
 from matchday.capacity.profile import ClassCost, ProfileError, parse_profile
 from matchday.capacity.report import markdown
 from matchday.capacity.scaling import (

@@ -12,7 +12,8 @@ import pytest
 
 from matchday.capacity.admission import SHARD_CALLS_PER_FAN, admission_fans_per_s
 from matchday.capacity.demand import IN_STOCK, demand
-from matchday.capacity.plan import Node, Options, make_plan
+from matchday.capacity.plan import make_plan
+from matchday.capacity.plan_model import Node, Options
 from matchday.capacity.report import markdown
 from matchday.domain.errors import InvalidInput
 from matchday.metrics import WR_AUTO, MemoryMetrics
