@@ -18,27 +18,17 @@ import argparse
 import asyncio
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from cluster.capacity_measure import Run, healthy, metered, say
 from cluster.capacity_probe import EXPECTED, MAX_IN_FLIGHT, Fan, Outcome, Probe, timed
+from cluster.capacity_run import MIX_THINK, Run, healthy, metered, say
+from cluster.capacity_run import Mixes as Mixes  # a Run carries it; importable here too
 from matchday.capacity.costs import HIGH_LOAD, class_cost, high_rate, rate_point
 from matchday.capacity.demand import IN_STOCK, SOLD_OUT
 from matchday.capacity.journeys import Journey, counted, journeys, shares_of
 from matchday.capacity.profile import ClassCost, MixedCost, PlanInputError
 
 MIXES = ("steady", "flash_sale")  # validate's scenarios
-MIX_THINK = 0.1  # the think scale validate's steps (and their prediction) run at
-
-
-@dataclass(frozen=True)
-class Mixes:
-    """The mixed phase's scenarios, think scale and stock state (none: no mixed phase)."""
-
-    scenarios: tuple[str, ...] = ()
-    think: float = MIX_THINK
-    stock: str = SOLD_OUT
 
 
 def mixes_of(args: argparse.Namespace) -> Mixes:

@@ -238,8 +238,9 @@ def rate_lines(results: list[dict[str, Any]], profile: Profile) -> list[str]:
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
-    from cluster.capacity_measure import MeasureError, measure, resolve_target, second_rate
-    from cluster.capacity_mixed import Mixes
+    from cluster.capacity_high import second_rate
+    from cluster.capacity_measure import measure, resolve_target
+    from cluster.capacity_run import MeasureError, Mixes
     from cluster.capacity_steps_cpu import stack_of
 
     args.out = args.out or settings.data_dir / "capacity" / time.strftime("validate-%Y%m%d-%H%M%S")

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from cluster.capacity_measure import Run
-from cluster.capacity_mixed import Mixes, measure_mixes
+from cluster.capacity_mixed import measure_mixes
 from cluster.capacity_probe import Fan, Fixture, Probe
+from cluster.capacity_run import Mixes, Run
 from loadtests import mixes
 from matchday.capacity import classes as k
 from matchday.capacity.costs import Window

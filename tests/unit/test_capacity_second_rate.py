@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from cluster.capacity_measure import Run, measure_high, second_rate
+from cluster.capacity_high import measure_high, second_rate
 from cluster.capacity_probe import Fan, Fixture, Probe
+from cluster.capacity_run import Run
 from matchday.capacity import classes as k
 from matchday.capacity.costs import Window, high_rate, rate_point
 from matchday.capacity.profile import ClassCost, Idle, PlanInputError
