@@ -36,7 +36,7 @@ def run_env(scratch: Path, **settings: str) -> dict[str, str]:
         {
             "MATCHDAY_DATA_DIR": str(scratch / "data"),  # run --fresh empties it: files beside
             "RAY_AUTH_MODE": "disabled",  # a private, loopback-only cluster (ADR 0004)
-            **settings,  # may turn token authentication back on (tests/e2e/test_attach.py)
+            **settings,  # may turn token authentication back on (tests/e2e/attach_checks.py)
         }
     )
     return env

@@ -1,7 +1,8 @@
 """Stopping `matchday run` takes a bounded time, also when Ctrl-C reaches its whole process
 group, and leaves nothing running; a run killed with SIGKILL leaves HAProxy, Redis and
 PostgreSQL behind, and the next start of the same data directory ends them and comes up on
-the same ports (issue 13 item 15, ADR 0020).
+the same ports (issue 13 item 15, ADR 0020). The runs have Ray's token authentication on,
+and an operator attaches to the second with what it printed (tests/e2e/attach_checks.py).
 
 Only processes of this test's own data directory are looked at (cluster.processes).
 """
@@ -24,6 +25,7 @@ import pytest
 
 from cluster.processes import ProcessBook, leftovers
 from cluster.serving import haproxy_folder
+from tests.e2e.attach_checks import attaches_with_only_the_printed_variables, token_settings
 from tests.e2e.run_stack import ROOT, run_env, stack_settings, start_until_up, stop_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
@@ -96,7 +98,7 @@ def stops_on_ctrl_c_to_its_group(
 def test_a_killed_runs_leftovers_are_ended_by_the_next_start_which_stops_on_ctrl_c() -> None:
     # One test, two starts: each start of `matchday run` costs 40-70 s of the suite.
     scratch = Path(tempfile.mkdtemp(prefix="matchday-killed-"))
-    settings = stack_settings("haproxy")
+    settings = stack_settings("haproxy", **token_settings(scratch))
     stats = int(settings["RAY_SERVE_HAPROXY_STATS_PORT"])
     first = start_until_up(scratch, *APPS, new_session=True, **settings)
     try:
@@ -144,6 +146,7 @@ def test_a_killed_runs_leftovers_are_ended_by_the_next_start_which_stops_on_ctrl
             assert third.returncode == 1
             assert f"already running (pid {second.pid})" in third.stdout + third.stderr
             assert stats in haproxy_ports(second.pid)
+            attaches_with_only_the_printed_variables(scratch, settings)
             stops_on_ctrl_c_to_its_group(second, scratch, settings)
         finally:
             stop_run(second)

@@ -1,7 +1,7 @@
 """`matchday env`: the attach file says where Ray is and where its token lives, privately.
 
-Pure file handling here; tests/e2e/test_attach.py attaches a fresh process to a real
-`matchday run` stack with nothing but these variables.
+Pure file handling here; tests/e2e/attach_checks.py (on the lifecycle test's stack) attaches
+a fresh process to a real `matchday run` stack with nothing but these variables.
 """
 
 from __future__ import annotations
