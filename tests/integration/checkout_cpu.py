@@ -17,7 +17,9 @@ import os
 import statistics
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from matchday.embedded import remove_tree, start_servers
 from matchday.settings import Settings
@@ -57,11 +59,54 @@ def cpu_s(pids: list[int]) -> float:
     return ticks / TICK
 
 
+class Timed:
+    """``inner`` with each awaited method call's wall time added to ``spent[name.method]``."""
+
+    def __init__(self, name: str, inner: Any, spent: dict[str, float]) -> None:
+        self._name, self._inner, self._spent = name, inner, spent
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(self._inner, attr)
+        if not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            got = value(*args, **kwargs)
+            if not hasattr(got, "__await__"):
+                return got
+
+            async def timed() -> Any:
+                started = time.perf_counter()
+                try:
+                    return await got
+                finally:
+                    key = f"{self._name}.{attr}"
+                    self._spent[key] += time.perf_counter() - started
+
+            return timed()
+
+        return call
+
+
+PORTS = ("repo", "stock", "prices", "gateway", "events", "payments", "fraud", "offers")
+
+
+def time_ports(checkout: Any, spent: dict[str, float]) -> None:
+    for port in PORTS:
+        if getattr(checkout, port, None) is not None:
+            setattr(checkout, port, Timed(port, getattr(checkout, port), spent))
+    checkout.holds.stock, checkout.holds.repo = checkout.stock, checkout.repo
+
+
 async def measure(settings: Settings, postgres_dir: Path, n: int) -> str:
     walls: list[float] = []
     own = server = 0.0
+    steps: dict[str, list[float]] = defaultdict(list)
     async with open_stack(settings) as stack:
         checkout = stack.ctx.checkout
+        spent: dict[str, float] = defaultdict(float)
+        if os.environ.get("STEPS") == "1":
+            time_ports(checkout, spent)
         for i in range(n + 5):
             (sku,) = await stack.product(stock=5)
             auth = await stack.session()
@@ -71,6 +116,7 @@ async def measure(settings: Settings, postgres_dir: Path, n: int) -> str:
             header = await stack.ctx.repo.cart_header(cart)
             assert header is not None
             pids = postgres_pids(postgres_dir)
+            spent.clear()
             c0, s0, w0 = time.process_time(), cpu_s(pids), time.perf_counter()
             order = await checkout.checkout(header.customer_id, cart, "pm_card_visa", f"k{i}")
             w1, c1, s1 = time.perf_counter(), time.process_time(), cpu_s(pids)
@@ -78,10 +124,16 @@ async def measure(settings: Settings, postgres_dir: Path, n: int) -> str:
             if i >= 5:
                 walls.append(w1 - w0)
                 own, server = own + c1 - c0, server + s1 - s0
+                for step, took in spent.items():
+                    steps[step].append(took)
+    by_step = "".join(
+        f"\n  {step}: {statistics.median(v + [0.0] * (n - len(v))) * 1000:.2f} ms"
+        for step, v in sorted(steps.items(), key=lambda kv: -sum(kv[1]))
+    )
     return (
         f"N={n} wall median {statistics.median(walls) * 1000:.1f} ms;"
         f" this process {own / n * 1000:.1f} ms CPU per checkout;"
-        f" PostgreSQL {server / n * 1000:.1f} ms CPU per checkout"
+        f" PostgreSQL {server / n * 1000:.1f} ms CPU per checkout{by_step}"
     )
 
 
