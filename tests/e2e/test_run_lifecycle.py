@@ -1,14 +1,18 @@
 """Stopping `matchday run` takes a bounded time, also when Ctrl-C reaches its whole process
 group, and leaves nothing running; a run killed with SIGKILL leaves HAProxy, Redis and
 PostgreSQL behind, and the next start of the same data directory ends them and comes up on
-the same ports (issue 13 item 15, ADR 0020). The runs have Ray's token authentication on,
-and an operator attaches to the second with what it printed (tests/e2e/attach_checks.py).
+the same ports (issue 13 item 15, ADR 0020). The runs have Ray's token authentication on.
+Before the second is stopped, its PostgreSQL and Redis are killed under shoppers' load and
+healed by it (tests/e2e/outage_checks.py), and an operator attaches to it with what it
+printed (tests/e2e/attach_checks.py): each of those on a stack of its own cost the suite
+30-60 s to start.
 
 Only processes of this test's own data directory are looked at (cluster.processes).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -26,13 +30,21 @@ import pytest
 from cluster.processes import ProcessBook, leftovers
 from cluster.serving import haproxy_folder
 from tests.e2e.attach_checks import attaches_with_only_the_printed_variables, token_settings
-from tests.e2e.run_stack import ROOT, run_env, stack_settings, start_until_up, stop_run
+from tests.e2e.outage_checks import LIMITS, heals_kill_9_under_load
+from tests.e2e.run_stack import (
+    INGRESS_APPS,
+    ROOT,
+    run_env,
+    stack_settings,
+    start_until_up,
+    stop_run,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
-# One app: what is stopped and left behind is Ray, Serve, HAProxy and the servers, whatever
-# the number of apps, and each app costs a start ~7 s of CPU.
-APPS = ("--apps", "catalog")
+# What is stopped and left behind is Ray, Serve, HAProxy and the servers, whatever the
+# number of apps, and each app costs a start ~7 s of CPU: the two the outage's shoppers use.
+APPS = INGRESS_APPS
 # A hang detector, not a target: a stop takes ~10 s here (ADR 0020); the issue's never ended.
 STOP_BOUND_S = 120
 
@@ -98,7 +110,7 @@ def stops_on_ctrl_c_to_its_group(
 def test_a_killed_runs_leftovers_are_ended_by_the_next_start_which_stops_on_ctrl_c() -> None:
     # One test, two starts: each start of `matchday run` costs 40-70 s of the suite.
     scratch = Path(tempfile.mkdtemp(prefix="matchday-killed-"))
-    settings = stack_settings("haproxy", **token_settings(scratch))
+    settings = stack_settings("haproxy", **token_settings(scratch), **LIMITS)
     stats = int(settings["RAY_SERVE_HAPROXY_STATS_PORT"])
     first = start_until_up(scratch, *APPS, new_session=True, **settings)
     try:
@@ -130,10 +142,10 @@ def test_a_killed_runs_leftovers_are_ended_by_the_next_start_which_stops_on_ctrl
             assert "left running:" in log and all(f"(pid {pid})" in log for pid in left), log
             assert not any(psutil.pid_exists(pid) and pid in ours(scratch) for pid in left)
             listening(second.pid, stats)
-            # --apps: the one app is served, and only it.
-            assert "Apps        catalog\n" in log, log[-2000:]
+            # --apps: its apps are served, and only they.
+            assert "Apps        catalog, shop\n" in log, log[-2000:]
             base = f"http://127.0.0.1:{settings['MATCHDAY_HTTP_PORT']}"
-            assert httpx.get(f"{base}/api/shop/healthz", timeout=30).status_code == 404
+            assert httpx.get(f"{base}/api/orders/healthz", timeout=30).status_code == 404
             # A third start while the second runs refuses, naming it, and touches nothing.
             third = subprocess.run(
                 [sys.executable, "-m", "cluster.cli", "run", "--no-dashboard"],
@@ -146,6 +158,8 @@ def test_a_killed_runs_leftovers_are_ended_by_the_next_start_which_stops_on_ctrl
             assert third.returncode == 1
             assert f"already running (pid {second.pid})" in third.stdout + third.stderr
             assert stats in haproxy_ports(second.pid)
+            port = int(settings["MATCHDAY_HTTP_PORT"])
+            print(asyncio.run(heals_kill_9_under_load(scratch, second.pid, port)))
             attaches_with_only_the_printed_variables(scratch, settings)
             stops_on_ctrl_c_to_its_group(second, scratch, settings)
         finally:

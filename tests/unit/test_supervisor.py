@@ -1,6 +1,6 @@
 """The supervisor's decisions, on a fake clock: when a dead server is restarted, how the
 pauses grow, what it logs and counts. The real servers under kill -9:
-tests/integration/test_supervisor.py and tests/e2e/test_outages_serve.py."""
+tests/integration/test_supervisor.py and tests/e2e/outage_checks.py."""
 
 from __future__ import annotations
 

@@ -6,6 +6,9 @@ Shoppers browse and add to carts and retry a 503 or 429 with the same Idempotenc
 browser would. Meanwhile every answer must be a clear one, recovery must come without
 restarting a replica, and PostgreSQL must then hold exactly the acknowledged holds.
 
+Run on the second start of tests/e2e/test_run_lifecycle.py, before it is stopped (a stack
+start of its own cost the suite about a minute): :func:`heals_kill_9_under_load`.
+
 Orderly restarts of servers the stack does not own, with checkout and Redis failing open,
 are the in-process tier's (tests/integration/test_outages_under_load.py): the replicas run
 the same code there, and a stack start of its own here cost the suite about two minutes.
@@ -17,9 +20,7 @@ import asyncio
 import itertools
 import json
 import os
-import shutil
 import signal
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -31,14 +32,13 @@ from typing import Any
 
 import httpx
 import psycopg
-import pytest
 
 from cluster.processes import ProcessBook
 from matchday.embedded import EmbeddedPostgres
-from tests.e2e.run_stack import INGRESS_APPS, matchday_run, processes, stack_settings
+from tests.e2e.run_stack import processes
 
-# A `matchday run` stack starts within each test: minutes on a loaded machine.
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+# The stack's rate limits: six shoppers retrying on one address must not be throttled.
+LIMITS = {"MATCHDAY_RATE_LIMIT_PER_S": "10000", "MATCHDAY_RATE_LIMIT_BURST": "10000"}
 
 SHOPPERS = 6
 PACE_S = 0.05  # between a shopper's cycles: the demo stock must last the whole test
@@ -214,12 +214,16 @@ def kill_9(data: Path, server: str) -> Callable[[], None]:
     return kill
 
 
-def restarted_by_the_run(log: Path, server: str, times: int) -> Callable[[], None]:
-    """Waits until `matchday run` says it has the server back (its start returned)."""
+def since(log: Path, offset: int) -> str:
+    return log.read_text()[offset:]
+
+
+def restarted_by_the_run(log: Path, offset: int, server: str, times: int) -> Callable[[], None]:
+    """Waits until `matchday run` says (past ``offset`` of its log) it has the server back."""
 
     def wait() -> None:
         deadline = time.monotonic() + RECOVERY_S
-        while log.read_text().count(f"{server} restarted") < times:
+        while since(log, offset).count(f"{server} restarted") < times:
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.05)
 
@@ -236,64 +240,55 @@ def metric(port: int, name: str, server: str) -> float:
     return max(values, default=0.0)
 
 
-async def test_kill_9_of_the_embedded_postgres_and_redis_is_healed_by_matchday_run() -> None:
-    scratch = Path(tempfile.mkdtemp(prefix="matchday-kill9-"))
-    settings = stack_settings(
-        "haproxy", MATCHDAY_RATE_LIMIT_PER_S="10000", MATCHDAY_RATE_LIMIT_BURST="10000"
+async def heals_kill_9_under_load(scratch: Path, pid: int, port: int) -> str:
+    """On the running `matchday run` ``pid`` of ``scratch`` (HAProxy on ``port``, catalog and
+    shop, LIMITS): PostgreSQL, then Redis, killed under load and healed by the run. Returns
+    what it saw, for the test's output."""
+    data, log = scratch / "data", scratch / "run.log"
+    offset = len(log.read_text())  # an earlier run of the same log is not this one
+    state = json.loads((data / "stack.json").read_text())
+    # By pid: a replica's process title names the method it is running now.
+    replicas = set(processes(pid, "ray::ServeReplica"))
+    seen = await two_outages(
+        port,
+        (kill_9(data, "postgres"), restarted_by_the_run(log, offset, "postgres", 1)),
+        (kill_9(data, "redis"), restarted_by_the_run(log, offset, "redis", 1)),
+        settle_s=QUIET_AFTER_S,
     )
-    port = int(settings["MATCHDAY_HTTP_PORT"])
-    data = scratch / "data"
-    try:
-        with matchday_run(scratch, *INGRESS_APPS, **settings) as (log, pid):
-            state = json.loads((data / "stack.json").read_text())
-            # By pid: a replica's process title names the method it is running now.
-            replicas = set(processes(pid, "ray::ServeReplica"))
-            seen = await two_outages(
-                port,
-                (kill_9(data, "postgres"), restarted_by_the_run(log, "postgres", 1)),
-                (kill_9(data, "redis"), restarted_by_the_run(log, "redis", 1)),
-                settle_s=QUIET_AFTER_S,
-            )
-            assert set(processes(pid, "ray::ServeReplica")) == replicas
-            # Visible in metrics: Ray exports what `matchday run` records (10 s period).
-            deadline = time.monotonic() + 60
-            restarts = {"postgres": 0.0, "redis": 0.0}
-            while min(restarts.values()) < 1:
-                assert time.monotonic() < deadline, restarts
-                time.sleep(2)
-                restarts = {
-                    s: metric(
-                        state["metrics_export_port"], "ray_matchday_embedded_restarts_total", s
-                    )
-                    for s in restarts
-                }
-            durable, on_hand_ok = held_in(state["database_url"])
+    assert set(processes(pid, "ray::ServeReplica")) == replicas
+    # Visible in metrics: Ray exports what `matchday run` records (10 s period).
+    deadline = time.monotonic() + 60
+    restarts = {"postgres": 0.0, "redis": 0.0}
+    while min(restarts.values()) < 1:
+        assert time.monotonic() < deadline, restarts
+        await asyncio.sleep(2)
+        restarts = {
+            s: metric(state["metrics_export_port"], "ray_matchday_embedded_restarts_total", s)
+            for s in restarts
+        }
+    durable, on_hand_ok = held_in(state["database_url"])
 
-        load = seen.load
-        assert not load.bad, load.bad
-        assert {s for _, _, s in load.answers} <= {200, 201, 409, 429, 503}
-        pg_window = Counter((w, s) for t, w, s in load.answers if seen.pg_at < t < seen.redis_at)
-        # The kills were real, and healed by the run: shoppers added before and after each.
-        # (Whether any request saw a 503 depends on the timing: a request waits up to the
-        # pool's 10 s for a connection, and PostgreSQL is back in 2-4 s.)
-        text = log.read_text()
-        assert text.count("postgres is gone") == 1 and text.count("redis is gone") == 1
-        assert load.ok_since("add", seen.redis_at) > 0
-        assert seen.pg_recovered < RECOVERY_S and seen.redis_recovered < RECOVERY_S
-        # The 503s stop within QUIET_AFTER_S of PostgreSQL being back.
-        late = [
-            t - seen.pg_up
-            for t, _, s in load.answers
-            if s == 503 and seen.pg_up < t < seen.redis_at
-        ]
-        assert max(late, default=0.0) < QUIET_AFTER_S, late
-        assert durable == load.held
-        assert on_hand_ok == (True,)
-        print(
-            f"kill -9: adds again {seen.pg_recovered:.2f}s after matchday run restarted"
-            f" PostgreSQL, {seen.redis_recovered:.2f}s after Redis; last 503"
-            f" {max(late, default=0.0):.2f}s after; {len(load.held)} holds durable;"
-            f" during PostgreSQL's: {pg_window}"
-        )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    load = seen.load
+    assert not load.bad, load.bad
+    assert {s for _, _, s in load.answers} <= {200, 201, 409, 429, 503}
+    pg_window = Counter((w, s) for t, w, s in load.answers if seen.pg_at < t < seen.redis_at)
+    # The kills were real, and healed by the run: shoppers added before and after each.
+    # (Whether any request saw a 503 depends on the timing: a request waits up to the
+    # pool's 10 s for a connection, and PostgreSQL is back in 2-4 s.)
+    text = since(log, offset)
+    assert text.count("postgres is gone") == 1 and text.count("redis is gone") == 1
+    assert load.ok_since("add", seen.redis_at) > 0
+    assert seen.pg_recovered < RECOVERY_S and seen.redis_recovered < RECOVERY_S
+    # The 503s stop within QUIET_AFTER_S of PostgreSQL being back.
+    late = [
+        t - seen.pg_up for t, _, s in load.answers if s == 503 and seen.pg_up < t < seen.redis_at
+    ]
+    assert max(late, default=0.0) < QUIET_AFTER_S, late
+    assert durable == load.held
+    assert on_hand_ok == (True,)
+    return (
+        f"kill -9: adds again {seen.pg_recovered:.2f}s after matchday run restarted"
+        f" PostgreSQL, {seen.redis_recovered:.2f}s after Redis; last 503"
+        f" {max(late, default=0.0):.2f}s after; {len(load.held)} holds durable;"
+        f" during PostgreSQL's: {pg_window}"
+    )
