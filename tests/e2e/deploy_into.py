@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 
 from actors.ray_env import keep_ray_on_loopback
@@ -26,7 +27,12 @@ def main(state_json: str, apps_json: str) -> None:
         log_to_driver=False,
     )
     # The stack's own apps (`matchday run --apps`), so that none it left out starts here.
-    config = load_config(host="127.0.0.1", port=int(state["http_port"]), apps=state.get("apps"))
+    # Its TLS too: Serve's HTTP options are the stack's, and a deploy should not differ.
+    config = load_config(
+        host="127.0.0.1", port=int(state["http_port"]), apps=state.get("apps"),
+        tls_certfile=os.environ.get("MATCHDAY_TLS_CERTFILE"),
+        tls_keyfile=os.environ.get("MATCHDAY_TLS_KEYFILE"),
+    )  # fmt: skip
     config["applications"] += json.loads(apps_json)
     deploy(config, say=lambda _: None)
 

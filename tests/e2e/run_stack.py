@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from typing import Any
 
 import psutil
 
+from tests.e2e.certs import self_signed
 from tests.e2e.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,10 +144,16 @@ class RunStack:
     pid: int
     port: int
     settings: dict[str, str]
+    cert: Path | None = None  # its self-signed certificate, when it speaks HTTPS
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.cert else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What a client verifies this stack's certificate with (httpx's ``verify``)."""
+        return ssl.create_default_context(cafile=str(self.cert)) if self.cert else True
 
     @property
     def log(self) -> Path:
@@ -188,12 +196,18 @@ INGRESS_APPS = ("--apps", "catalog,shop")
 
 
 @contextmanager
-def run_stack(ingress: str, *flags: str, **extra: str) -> Iterator[RunStack]:
+def run_stack(ingress: str, *flags: str, tls: bool = False, **extra: str) -> Iterator[RunStack]:
+    """``tls``: HTTPS only, with a self-signed certificate (the Python proxy's, ADR 0012)."""
     scratch = Path(tempfile.mkdtemp(prefix=f"matchday-{ingress}-"))
+    cert = None
+    if tls:
+        (scratch / "tls").mkdir()
+        cert, key = self_signed(scratch / "tls")  # beside data/, which --fresh empties
+        extra = {**extra, "MATCHDAY_TLS_CERTFILE": str(cert), "MATCHDAY_TLS_KEYFILE": str(key)}
     settings = stack_settings(ingress, **extra)
     try:
         with matchday_run(scratch, *flags, **settings) as (_, pid):
-            yield RunStack(scratch, pid, int(settings["MATCHDAY_HTTP_PORT"]), settings)
+            yield RunStack(scratch, pid, int(settings["MATCHDAY_HTTP_PORT"]), settings, cert)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -81,7 +81,7 @@ def test_a_client_cannot_choose_its_own_rate_limit_bucket(
     stack: RunStack = request.getfixturevalue(f"{ingress}_run")
 
     def post(source: str, forwarded: str | None = None) -> int:
-        transport = httpx.HTTPTransport(local_address=source)
+        transport = httpx.HTTPTransport(local_address=source, verify=stack.verify)
         headers = {"X-Forwarded-For": forwarded} if forwarded else {}
         with httpx.Client(transport=transport, timeout=30.0) as client:
             return client.post(f"{stack.base}/api/shop/session", headers=headers).status_code

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import select
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,9 @@ def connect(stack: RunStack, source: str) -> socket.socket:
     sock.bind((source, 0))
     sock.settimeout(CUT_WITHIN_S)
     sock.connect(("127.0.0.1", stack.port))
+    if stack.cert is not None:  # the Python proxy's stack speaks HTTPS only
+        context = ssl.create_default_context(cafile=str(stack.cert))
+        return context.wrap_socket(sock, server_hostname="127.0.0.1")
     return sock
 
 

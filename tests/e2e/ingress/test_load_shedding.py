@@ -57,7 +57,7 @@ async def test_a_surge_past_the_queue_bound_is_shed_with_a_json_503_and_retry_af
     stack: RunStack = request.getfixturevalue(f"{ingress}_run")
     stack.deploy_extra(tiny_shop(load_config()))
     before = reserved(stack)
-    transport = httpx.AsyncHTTPTransport(local_address="127.0.0.10")
+    transport = httpx.AsyncHTTPTransport(local_address="127.0.0.10", verify=stack.verify)
     async with httpx.AsyncClient(
         base_url=f"{stack.base}/api/shop-tiny", transport=transport, timeout=60.0
     ) as shop:

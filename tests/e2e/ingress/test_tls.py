@@ -1,16 +1,15 @@
 """HTTPS on the Serve ingress with a self-signed certificate (ADR 0012).
 
 Serve's HTTP options are fixed at ``serve.start``, and the suite's shared Serve (the
-``served`` fixture) is plain HTTP, so this test runs its own stack: ``matchday run`` in a
-subprocess with ``MATCHDAY_TLS_CERTFILE``/``MATCHDAY_TLS_KEYFILE`` and the Python proxy
-(Serve 2.60 terminates TLS only there), in a scratch data directory. The HAProxy ingress
-gets TLS from a front proxy (cluster/tls), tested below on a `matchday run` of its own.
+``served`` fixture) is plain HTTP, so these tests run on the package's Python-proxy stack
+(``python_run``): ``matchday run`` started with ``MATCHDAY_TLS_CERTFILE``/
+``MATCHDAY_TLS_KEYFILE`` (Serve 2.60 terminates TLS only in the Python proxy). The HAProxy
+ingress gets TLS from a front proxy (cluster/tls), tested below on the package's HAProxy
+stack.
 """
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import shutil
 import socket
 import ssl
@@ -20,52 +19,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from cluster.serving import load_config, refuse_tls_with_haproxy
 from cluster.tls.front import FrontConfig, FrontProxy, TlsFrontError, write
+from tests.e2e.certs import self_signed
 from tests.e2e.conftest import free_port
-from tests.e2e.run_stack import RunStack, matchday_run
+from tests.e2e.run_stack import RunStack
 
 pytestmark = pytest.mark.e2e
-
-
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and localhost, valid for a day; (cert, key) PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "matchday-test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
-    return cert_path, key_path
 
 
 class TlsStack:
@@ -75,25 +36,10 @@ class TlsStack:
         self.log = log
 
 
-@pytest.fixture(scope="module")
-def tls_stack() -> Iterator[TlsStack]:
-    scratch = Path(tempfile.mkdtemp(prefix="matchday-tls-"))
-    cert, key = self_signed(scratch)
-    port = free_port()
-    try:
-        with matchday_run(
-            scratch,
-            "--no-seed",
-            "--apps",
-            "catalog",
-            MATCHDAY_INGRESS="python",
-            MATCHDAY_HTTP_PORT=str(port),
-            MATCHDAY_TLS_CERTFILE=str(cert),
-            MATCHDAY_TLS_KEYFILE=str(key),
-        ) as (log, _):
-            yield TlsStack(port, cert, log)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+@pytest.fixture
+def tls_stack(python_run: RunStack) -> TlsStack:
+    assert python_run.cert is not None, "the package's Python-proxy stack speaks HTTPS"
+    return TlsStack(python_run.port, python_run.cert, python_run.log)
 
 
 def test_the_ingress_answers_https_trusted_through_its_own_certificate(
