@@ -1,8 +1,10 @@
-"""``measure``'s second rate: each class again, sooner, for a second point of its cost.
+"""``measure``'s second rate: each class again, faster, for a second point of its cost.
 
 After the class phases, each class runs again at ``--rate-high`` (2.5x ``--rate`` by
-default): the same number of requests, sooner, for a second point of its cost per request at
-a higher rate (``ClassCost.high``; the plan scales every role's cost by the two, ADR 0023). A
+default) for as long as the first, with more requests, for a second point of its cost per
+request at a higher rate (``ClassCost.high``; the plan scales every role's cost by the two,
+ADR 0023). An equal window weighs a periodic burst of a process (a metrics export) the same
+at both rates; the same requests sooner had put it on fewer requests at the higher one. A
 class whose light cost says the higher rate would take more than ``HIGH_LOAD`` of the machine
 gets a lower one, or none (a checkout that overloads 2 cores at 40/s; it still runs,
 unmetered at the light rate, so the order status after it has orders); one the stack
@@ -27,14 +29,19 @@ from matchday.capacity.scaling import MIN_SPREAD
 HIGH_MULTIPLE = 2.5  # --rate-high's default, x --rate
 
 
-def high_count(run: Run, probe: Probe, cls: str) -> int:
-    """The light phase's number of requests (sooner), one per fan of ``probe`` at most."""
-    count = round(run.rate * run.phase_s)
-    return min(count, len(probe.fans)) if cls in FAN_CLASSES else count
+def high_count(run: Run, probe: Probe, cls: str, rate: float, made: dict[str, int]) -> int:
+    """The requests of a phase as long as the light one at ``rate``. A fan's class sends
+    one per fan that has what it needs: each class's phase reaches fans 0 to n - 1, and
+    ``made`` says each one's n (their rates, so their counts, differ by class)."""
+    count = max(1, round(rate * run.phase_s))
+    if cls not in FAN_CLASSES:
+        return count
+    need = NEEDS.get(cls)
+    return min(count, len(probe.fans), made.get(need, count) if need else count)
 
 
 async def measure_class_high(
-    run: Run, probe: Probe, cls: str, tag: str, light: ClassCost, rate: float
+    run: Run, probe: Probe, cls: str, tag: str, light: ClassCost, rate: float, count: int
 ) -> tuple[bool, RatePoint | None]:
     """The class again at ``rate``, on ``probe``'s own fans: whether the stack answered it
     well (its fans then have what the next classes need), and the second point, None when
@@ -42,7 +49,6 @@ async def measure_class_high(
     point (a stall on a busy machine: the class keeps one rate, factor 1). A read that
     stalls runs once more: it changes nothing, and a stall seldom lasts two phases."""
     assert run.idle is not None
-    count = high_count(run, probe, cls)
     tries = 1 if cls in FAN_CLASSES else 2  # a fan's request is one per fan, so once
     for left in range(tries - 1, -1, -1):
         say(f"{tag}: {count} requests at {rate:.3g}/s ...")
@@ -70,10 +76,9 @@ async def measure_class_high(
     return True, rate_point(cost)
 
 
-async def prepare(run: Run, probe: Probe, cls: str, tag: str) -> bool:
+async def prepare(run: Run, probe: Probe, cls: str, tag: str, count: int) -> bool:
     """A class too dear for a second rate, run unmetered at the light rate (which the stack
     took), so that the classes after it have carts, items and orders to work on."""
-    count = high_count(run, probe, cls)
     say(f"{tag}: {count} requests at {run.rate:g}/s, not measured: the next classes' fans")
     out = await at_fixed_rate(probe.call(cls), count, run.rate, EXPECTED[cls])
     return healthy(out, count)
@@ -82,11 +87,11 @@ async def prepare(run: Run, probe: Probe, cls: str, tag: str) -> bool:
 async def measure_high(run: Run, probe: Probe) -> None:
     """Every class at the second rate, in the same order, with fans of its own."""
     assert run.idle is not None
-    ready: set[str] = set()  # classes whose requests the fans have had
+    made: dict[str, int] = {}  # class -> the fans (0 to n - 1) that have had its request
     cores = os.cpu_count() or 1
     for i, cls in enumerate(k.CLASSES, start=1):
         tag, need, light = f"[{i}/{len(k.CLASSES)} high] {cls}", NEEDS.get(cls), run.costs[cls]
-        if need is not None and need not in ready:
+        if need is not None and need not in made:
             say(f"{tag}: one rate only: the fans have no {need} to work on")
             continue
         rate = high_rate(light, run.rate_high, cores, run.idle)
@@ -94,14 +99,16 @@ async def measure_high(run: Run, probe: Probe) -> None:
             say(f"{tag}: one rate only: at its light cost ({sum(light.cpu_us.values()):,.0f} us"
                 f" a request) a rate worth measuring would take over {HIGH_LOAD:.0%} of"
                 f" {cores} cores")  # fmt: skip
-            if cls in NEEDS.values() and await prepare(run, probe, cls, tag):
-                ready.add(cls)
+            count = high_count(run, probe, cls, run.rate, made)
+            if cls in NEEDS.values() and await prepare(run, probe, cls, tag, count):
+                made[cls] = count
             continue
-        answered, point = await measure_class_high(run, probe, cls, tag, light, rate)
+        count = high_count(run, probe, cls, rate, made)
+        answered, point = await measure_class_high(run, probe, cls, tag, light, rate, count)
         if point is not None:
             run.costs[cls] = light.model_copy(update={"high": point})
         if answered:
-            ready.add(cls)
+            made[cls] = count
 
 
 def second_rate(args: argparse.Namespace) -> float:

@@ -156,7 +156,7 @@ def measure(
 ) -> Profile:  # fmt: skip
     meter = Meter(target)
     run = Run(target, meter, phase_s, rate, tail_s, rate_high=rate_high, mixes=mixes)
-    again = f", again at up to {rate_high:g}/s (as many requests, sooner)" if rate_high else ""
+    again = f", again at up to {rate_high:g}/s (as long, more requests)" if rate_high else ""
     mixed = f", the mixes of {', '.join(mixes.scenarios)}" if mixes and mixes.scenarios else ""
     say(f"measuring {target.host}: {len(k.CLASSES)} classes x {phase_s:g} s at {rate:g}/s"
         f"{again}{mixed}, then the hot shard")  # fmt: skip

@@ -5,11 +5,12 @@ replica's event loop, one PostgreSQL, one Redis). For each scenario of ``--mixes
 the scenario's mix (``matchday.capacity.journeys``: the planner's demand model, at
 ``--mix-think`` with the drop ``--mix-stock``, from the latencies the class phases measured)
 at ``--rate`` requests/s in all for ``--phase-s``, and again at the second rate (capped by
-the mix's light cost, as a class's is), with the meter read around each phase as for the
-classes. Each journey is one persona iteration for a fan of its own (session, cart, adds,
-view, checkout in order), started so that their requests come at the phase's rate. The
-profile keeps each scenario's cost per request of the mix (``Profile.mixes``); a mix the
-stack answered badly is left out with a warning (the plan then sums the classes).
+the mix's light cost, as a class's is) for as long, with more journeys, with the meter read
+around each phase as for the classes. Each journey is one persona iteration for a fan of
+its own (session, cart, adds, view, checkout in order), started so that their requests come
+at the phase's rate. The profile keeps each scenario's cost per request of the mix
+(``Profile.mixes``); a mix the stack answered badly is left out with a warning (the plan
+then sums the classes).
 """
 
 from __future__ import annotations
@@ -118,8 +119,8 @@ async def measure_mix(run: Run, probe: Probe, scenario: str, tag: str) -> MixedC
     assert run.idle is not None and run.mixes is not None
     think, stock = run.mixes.think, run.mixes.stock
     latency = {c: cost.latency.mean_ms for c, cost in run.costs.items()}
-    count = round(run.rate * run.phase_s)
-    trips = journeys(load_mix(scenario), latency, think, stock, count)
+    mix = load_mix(scenario)
+    trips = journeys(mix, latency, think, stock, round(run.rate * run.phase_s))
     shares = shares_of(counted(trips))
     say(f"{tag}: think x{think:g}, drop {stock.replace('_', ' ')}: "
         + ", ".join(f"{c} {s:.0%}" for c, s in shares.items()))  # fmt: skip
@@ -132,7 +133,8 @@ async def measure_mix(run: Run, probe: Probe, scenario: str, tag: str) -> MixedC
         say(f"{tag}: one rate only: a rate worth measuring would take over {HIGH_LOAD:.0%} of"
             f" {cores} cores")  # fmt: skip
     if rate is not None:
-        high = await mixed_phase(run, probe, f"{tag} high", trips, rate)
+        more = journeys(mix, latency, think, stock, max(1, round(rate * run.phase_s)))
+        high = await mixed_phase(run, probe, f"{tag} high", more, rate)
         if high is not None:
             light = light.model_copy(update={"high": rate_point(high)})
     kept = SOLD_OUT if stock == SOLD_OUT else IN_STOCK

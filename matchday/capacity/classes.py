@@ -58,7 +58,7 @@ POSTGRES = "postgres"
 REDIS = "redis"
 PUBLISHER = "publisher"
 PAYMENTS_WORKER = "payments worker"
-RAY = "ray"  # GCS, raylets, the Serve controller, agents: per node, and per request a little
+RAY = "ray"  # GCS, raylets, the Serve controller, agents: per node, not per request
 LOAD_GENERATOR = "load generator"
 REPLICA = "replica:"
 # Roles whose processes are one per cluster and single-threaded: a core is their ceiling.
@@ -101,10 +101,13 @@ def deployment_of(role: str) -> tuple[str, str | None]:
 
 def reachable(cls: str, role: str) -> bool:
     """Whether a request of ``cls`` can make ``role`` work: never another app's replicas,
-    and only a checkout wakes the payments worker. CPU a phase shows elsewhere is noise of
-    the measurement (other apps' health checks, a tick of the clock), not the class's cost."""
+    only a checkout wakes the payments worker, and none reaches Ray's control plane (GCS,
+    raylets, Serve's controller, agents: replicas call the shards worker to worker). CPU a
+    phase shows elsewhere is noise of the measurement (other apps' health checks, a metrics
+    export, a tick of the clock), not the class's cost: the plan counts the control plane's
+    burn per node, from the idle window."""
     if role.startswith(REPLICA):
         return deployment_of(role)[0] == APP[cls]
     if role == PAYMENTS_WORKER_ROLE:
         return cls == CHECKOUT
-    return True
+    return component(role) != RAY

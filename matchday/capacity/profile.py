@@ -78,7 +78,7 @@ CpuUs = Annotated[dict[str, float], AfterValidator(_not_negative)]
 
 
 class RatePoint(_Model):
-    """A class measured a second time, at a higher rate: the same request count, sooner."""
+    """A class measured a second time, at a higher rate, for as long (more requests)."""
 
     requests: int = Field(ge=1)
     errors: int = Field(ge=0)

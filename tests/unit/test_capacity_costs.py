@@ -70,6 +70,11 @@ def test_which_roles_each_class_can_reach() -> None:
     assert k.reachable(k.CHECKOUT, "replica:orders/Payments")
     assert k.reachable(k.POLL_VOTE, "replica:polls") and k.reachable(k.POLL_VOTE, "postgres")
     assert not k.reachable(k.ADD, k.PAYMENTS_WORKER_ROLE)
+    # Ray's control plane does no work per request (replicas call shards worker to worker):
+    # its burn is per node, from the idle window, never a class's. Its proxy is the ingress.
+    for role in ("ray:gcs", "ray:raylet", "ray:controller", "ray:dashboard", "ray:other"):
+        assert not k.reachable(k.ADD, role) and not k.reachable(k.CHECKOUT, role)
+    assert k.reachable(k.ADD, "ray:proxy") and k.reachable(k.ADD, "ray:publisher")
 
 
 def test_a_burst_in_part_of_the_idle_window_is_not_charged_to_every_phase() -> None:

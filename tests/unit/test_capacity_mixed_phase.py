@@ -135,6 +135,8 @@ def test_the_mixed_phase_sends_each_scenarios_mix_as_journeys_and_keeps_its_cost
                                    "replica:shop": pytest.approx(100)}  # fmt: skip
         assert 200 <= got.cost.requests <= 210
         assert got.cost.high is not None and got.cost.high.rate_per_s > got.cost.rate_per_s
+        # The second phase as long as the first, at 1,000/s: 2.5x the journeys' requests.
+        assert 500 <= got.cost.high.requests <= 510
     # Each fan's requests came from one journey, its session first (checked as they came).
     sessions = sum(1 for c, _ in probe.sent if c == k.SESSION)
     fans = {id(f) for c, f in probe.sent if c not in (k.BROWSE, k.PRODUCT, k.AVAILABILITY)}

@@ -138,14 +138,16 @@ def test_the_second_pass_measures_what_it_can_and_prepares_what_a_skip_would_hav
     assert probe.calls[k.CHECKOUT] == probe.calls[k.ORDER_STATUS] == 100
     for c in measured:
         point = got[c]
-        assert point is not None and point.requests == 100  # the light phase's, sooner
+        # As long as the light phase, at 500/s: 250 requests; the order status only for the
+        # 100 fans the unmetered checkout gave an order.
+        assert point is not None and point.requests == (100 if c == k.ORDER_STATUS else 250)
         assert point.cpu_us["haproxy"] == pytest.approx(200)
         # Reached, never past the schedule (how close depends on the machine: not asserted).
         assert 0 < point.rate_per_s <= 500 * 100 / 99
     err = capsys.readouterr().err
     assert "[9/11 high] checkout: one rate only" in err
     assert "[9/11 high] checkout: 100 requests at 200/s, not measured" in err
-    assert "[11/11 high] poll_vote: one rate only: answers {'503': 100}" in err
+    assert "[11/11 high] poll_vote: one rate only: answers {'503': 250}" in err
 
 
 def test_a_class_that_failed_at_the_second_rate_leaves_its_dependents_one_rate(
@@ -179,7 +181,7 @@ def test_a_class_that_stalled_at_the_second_rate_keeps_one_rate_but_its_fans_are
     probe = FakeProbe()
 
     async def stalled(i: int) -> int:
-        await asyncio.sleep(0.6)  # 100 requests take over 0.6 s: under 250/s
+        await asyncio.sleep(1.0)  # 250 requests take over 1.5 s: under 250/s
         return await probe._ok(201)
 
     monkeypatch.setattr(probe, "add_to_cart", stalled)
@@ -187,8 +189,8 @@ def test_a_class_that_stalled_at_the_second_rate_keeps_one_rate_but_its_fans_are
 
     async def stalled_once(i: int) -> int:
         if stalls["availability"]:
-            await asyncio.sleep(0.6)
-            if i == 99:
+            await asyncio.sleep(1.0)
+            if i == 249:
                 stalls["availability"] = 0
         return await probe._ok(200)
 
@@ -206,4 +208,24 @@ def test_a_class_that_stalled_at_the_second_rate_keeps_one_rate_but_its_fans_are
     assert "under 1.25x the light phase's 200.0/s (the machine was busy)" in err
     # The read ran again and kept its second point; the add (a fan's) ran once.
     assert "[3/11 high] availability: it reached" in err and "; once more" in err
-    assert probe.calls[k.AVAILABILITY] == 200 and probe.calls[k.ADD] == 100
+    assert probe.calls[k.AVAILABILITY] == 500 and probe.calls[k.ADD] == 250
+
+
+def test_a_fans_class_at_the_second_rate_reaches_only_fans_its_prerequisite_reached(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each class's phase lasts as long as its light one, so its count follows its own rate:
+    # carts, dearer, get 300/s (150 in 0.5 s) where sessions get 500/s (250 fans). Adds
+    # then go to the 150 fans with a cart only, and so on down the chain.
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    probe = FakeProbe()
+    run = Run(None, FakeMeter(probe), phase_s=0.5, rate=200.0, tail_s=0.0,  # type: ignore[arg-type]
+              rate_high=500.0, idle=IDLE)  # fmt: skip
+    # 2 cores x 75% less the stack's idle 0.25 core, at 1.25e6 / 300 us a cart: 300/s.
+    run.costs = {c: light(1.25e6 / 300 if c == k.CART else 400, 200.0) for c in k.CLASSES}
+    asyncio.run(measure_high(run, probe))
+    assert probe.calls[k.SESSION] == 250 and probe.calls[k.CART] == 150
+    for c in (k.ADD, k.ADD_SOLD_OUT, k.CHECKOUT, k.ORDER_STATUS):
+        assert probe.calls[c] == 150, c
+        point = run.costs[c].high
+        assert point is not None and point.requests == 150
