@@ -74,8 +74,11 @@ class Expiry:
             timeout = None if deadline is None else max(0.0, deadline - self.clock.now())
             if not self.healthy and not self.fenced:
                 timeout = RECOVERY_RETRY_S  # storage still down: try again soon, do not spin
+            # asyncio.timeout, not wait_for: no task of its own per wait (3.11's wait_for
+            # wraps the wait in one, which outlives the caller's view of what it started).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self.wake.wait()
 
     async def _recover_quietly(self) -> None:
         async with self._lock:
