@@ -2,6 +2,12 @@
 
 No Ray: the inventory client sends its batches straight to in-process ShardCores, so these
 tests exercise everything but the actor hop (tests/e2e covers that, over real HTTP).
+
+Building the apps costs ~0.7 s of CPU (FastAPI makes a validator per route parameter), so a
+module whose tests isolate by fresh SKUs, carts and keys shares one stack (a module-scoped
+fixture). A test there that needs other settings opens its own apps over the shared
+stack's engine (``engine=``): a second ShardCore for shard 0 would claim the shard's epoch
+and fence the shared one for the rest of the module.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ class Stack:
     catalog: httpx.AsyncClient
     gateway: TestGateway
     inventory: InventoryRepository
+    client: InventoryClient  # the inventory engine's, over ``core``
+    core: ShardCore
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     async def session(self) -> dict[str, str]:
@@ -91,14 +99,40 @@ def stack_settings(settings: Settings, **overrides: Any) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def open_stack(settings: Settings, **overrides: Any) -> AsyncIterator[Stack]:
+async def open_stack(
+    settings: Settings, *, engine: Stack | None = None, **overrides: Any
+) -> AsyncIterator[Stack]:
+    """The apps over a shard core of their own, or over ``engine``'s (its core, client and
+    repository; the overrides may then change the apps, not the engine's policy)."""
     s = stack_settings(settings, **overrides)
-    ctx0 = await bootstrap.open_shop(s)  # the pool the shard core and fixtures share
-    repo = InventoryRepository(ctx0.pool)
-    core = ShardCore(0, ROUTER, repo, policy=s.policy())
-    await core.start()
+    async with contextlib.AsyncExitStack() as exits:
+        if engine is None:
+            ctx0 = await bootstrap.open_shop(s)  # the pool the shard core and fixtures share
+            exits.push_async_callback(ctx0.close)
+            repo = InventoryRepository(ctx0.pool)
+            core = ShardCore(0, ROUTER, repo, policy=s.policy())
+            await core.start()
+            stock = InventoryClient(
+                lambda _shard, batch: core.apply_wire(batch), ROUTER, policy=s.policy()
+            )
+            timers = [asyncio.create_task(core.run_timers(core.apply))]
+            exits.push_async_callback(stop, timers[0])  # before the pool closes
+        else:
+            if s.policy() != engine.core.policy:
+                raise ValueError("overrides that change the engine's policy need an engine")
+            repo, core, stock, timers = engine.inventory, engine.core, engine.client, []
+        async with _apps(s, repo, core, stock) as stack:
+            stack.tasks.extend(timers)
+            yield stack
 
-    stock = InventoryClient(lambda _shard, batch: core.apply_wire(batch), ROUTER, policy=s.policy())
+
+@contextlib.asynccontextmanager
+async def _apps(
+    s: Settings,
+    repo: InventoryRepository,
+    core: ShardCore,
+    stock: InventoryClient,
+) -> AsyncIterator[Stack]:
     gateway = TestGateway()
     # No velocity rules: tests place many orders from one address (test_payments_admin
     # sets its own).
@@ -106,7 +140,6 @@ async def open_stack(settings: Settings, **overrides: Any) -> AsyncIterator[Stac
         bootstrap.with_engine(await bootstrap.open_shop(s), stock), gateway, screen_orders=False
     )
     await ctx.catalog.put_category(CategoryIn(slug="jerseys", name="Jerseys"))
-    timers = asyncio.create_task(core.run_timers(core.apply))
 
     def client(app: Any, prefix: str) -> httpx.AsyncClient:
         # Serve mounts each app under its route prefix as the ASGI root_path: so do we.
@@ -119,10 +152,8 @@ async def open_stack(settings: Settings, **overrides: Any) -> AsyncIterator[Stac
     orders = client(orders_api.build(ctx), "/api/orders")
     catalog = client(catalog_api.build(ctx), "/api/catalog")
     try:
-        yield Stack(ctx, shop, orders, catalog, gateway, repo, [timers])
+        yield Stack(ctx, shop, orders, catalog, gateway, repo, stock, core)
     finally:
-        await stop(timers)
         for c in (shop, orders, catalog):
             await c.aclose()
         await ctx.close()
-        await ctx0.close()

@@ -129,8 +129,10 @@ async def open_admin(settings: Settings, **overrides: Any) -> AsyncIterator[Admi
             yield Admin(stack, http, AdminAuth(repo), repo, pinning)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def admin(settings: Settings) -> AsyncIterator[Admin]:
+    """One stack for the module (tests/integration/shop_stack.py: its tests isolate by fresh
+    keys and SKUs)."""
     async with open_admin(settings) as a:
         yield a
 
@@ -315,8 +317,11 @@ async def test_an_oversized_json_body_is_413_before_it_is_read(admin: Admin) -> 
     assert (r.status_code, r.json()["code"]) == (413, "payload_too_large")
 
 
-async def test_an_admin_key_over_its_budget_is_told_to_wait_with_429(settings: Settings) -> None:
-    async with open_admin(settings, rate_limit_per_s=0.05, rate_limit_burst=3) as admin:
+async def test_an_admin_key_over_its_budget_is_told_to_wait_with_429(
+    settings: Settings, admin: Admin
+) -> None:
+    limits = {"rate_limit_per_s": 0.05, "rate_limit_burst": 3}
+    async with open_admin(settings, engine=admin.stack, **limits) as admin:
         (sku,) = await admin.stack.product(stock=5)
         auth = await admin.login()
         codes = [

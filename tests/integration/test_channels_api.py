@@ -53,7 +53,7 @@ class Market:
         return await self.api.post("/reserve", json=body, headers=key)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # one stack: tests/integration/shop_stack.py
 async def market(settings: Settings) -> AsyncIterator[Market]:
     async with open_admin(settings) as admin:
         ctx = admin.stack.ctx

@@ -41,7 +41,7 @@ class Paths:
         return int(self.lean.state.lean_add.answered)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # one stack: tests/integration/shop_stack.py
 async def paths(settings: Settings) -> AsyncIterator[Paths]:
     async with open_stack(settings, max_body_bytes=4096) as stack:
         assert stack.ctx.carts is not None

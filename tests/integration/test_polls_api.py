@@ -84,7 +84,7 @@ async def open_polls(settings: Settings, **overrides: Any) -> AsyncIterator[Poll
                 await service.aclose()  # live-results loops of streams still open
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # one stack: tests/integration/shop_stack.py
 async def polls(settings: Settings) -> AsyncIterator[Polls]:
     async with open_polls(settings) as p:
         yield p

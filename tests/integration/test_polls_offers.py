@@ -18,7 +18,7 @@ from tests.integration.test_polls_api import Polls, open_polls
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # one stack: tests/integration/shop_stack.py
 async def polls(settings: Settings) -> AsyncIterator[Polls]:
     async with open_polls(settings) as p:
         yield p

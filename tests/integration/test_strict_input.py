@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 JSON = {"Content-Type": "application/json"}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # one stack: tests/integration/shop_stack.py
 async def polls(settings: Settings) -> AsyncIterator[Polls]:
     async with open_polls(settings) as p:
         yield p

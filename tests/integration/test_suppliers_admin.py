@@ -27,7 +27,7 @@ from tests.integration.test_admin_api import Admin, open_admin
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # one stack: tests/integration/shop_stack.py
 async def admin(settings: Settings) -> AsyncIterator[Admin]:
     async with open_admin(settings) as a:
         yield a
