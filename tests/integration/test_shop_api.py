@@ -7,12 +7,13 @@ import asyncio
 import pytest
 
 from matchday.settings import Settings
+from tests.conftest import database_of_its_own
 from tests.integration.shop_stack import Stack, open_stack
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # one stack: tests/integration/shop_stack.py
 async def stack(settings: Settings):
     async with open_stack(settings) as s:
         yield s
@@ -178,25 +179,32 @@ async def test_health_and_readiness_answer(stack: Stack) -> None:
 
 
 async def test_an_abandoned_cart_releases_its_stock_by_itself(settings: Settings) -> None:
-    async with open_stack(settings, default_ttl_s=1.0) as stack:
-        (sku,) = await stack.product(stock=4)
-        auth = await stack.session()
-        cart = await stack.cart(auth)
-        r = await stack.shop.post(f"/carts/{cart}/items", json={"sku": sku, "qty": 3}, headers=auth)
-        assert r.status_code == 201
-        assert await stack.stock(sku) == (4, 3, 0)
-        for _ in range(50):
-            await asyncio.sleep(0.1)
-            if await stack.stock(sku) == (4, 0, 0):
-                break
-        assert await stack.stock(sku) == (4, 0, 0)
-        view = (await stack.shop.get(f"/carts/{cart}", headers=auth)).json()
-        assert [ln["status"] for ln in view["lines"]] == ["expired"]
-        assert view["units"] == 0
+    # A hold's lifetime is the engine's policy: a shard core of its own, on a database of
+    # its own so that it does not fence the module's (tests/integration/shop_stack.py).
+    with database_of_its_own(settings, "ttl") as own:
+        async with open_stack(own, default_ttl_s=1.0) as stack:
+            (sku,) = await stack.product(stock=4)
+            auth = await stack.session()
+            cart = await stack.cart(auth)
+            body = {"sku": sku, "qty": 3}
+            r = await stack.shop.post(f"/carts/{cart}/items", json=body, headers=auth)
+            assert r.status_code == 201
+            assert await stack.stock(sku) == (4, 3, 0)
+            for _ in range(50):
+                await asyncio.sleep(0.1)
+                if await stack.stock(sku) == (4, 0, 0):
+                    break
+            assert await stack.stock(sku) == (4, 0, 0)
+            view = (await stack.shop.get(f"/carts/{cart}", headers=auth)).json()
+            assert [ln["status"] for ln in view["lines"]] == ["expired"]
+            assert view["units"] == 0
 
 
-async def test_a_client_over_its_rate_limit_gets_429_with_retry_after(settings: Settings) -> None:
-    async with open_stack(settings, rate_limit_per_s=1.0, rate_limit_burst=3) as stack:
+async def test_a_client_over_its_rate_limit_gets_429_with_retry_after(
+    settings: Settings, stack: Stack
+) -> None:
+    limits = {"rate_limit_per_s": 1.0, "rate_limit_burst": 3}
+    async with open_stack(settings, engine=stack, **limits) as stack:
         auth = await stack.session()
         cart = await stack.cart(auth)
         codes = [
