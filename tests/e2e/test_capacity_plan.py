@@ -1,6 +1,6 @@
 """``matchday capacity measure`` against the served stack, then ``plan`` from what it found.
 
-Short phases (2 s a class at 20/s, then the same requests at 40/s), so only structure and
+Short phases (2 s a class at 20/s, then 2 s more at 40/s), so only structure and
 invariants are asserted, never timings: every class measured, each one costing CPU in its own
 app's replicas, a second rate for each class or the reason it has none, each default scenario's
 mix measured together or the reason it was not kept, the hot shard's ceiling found, and a plan
