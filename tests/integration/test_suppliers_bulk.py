@@ -30,7 +30,7 @@ TUNING = {"sync_chunk_lines": 10, "sync_immediate_lines": 5, "sync_max_load": MA
           "sync_lease_s": 5, "sync_idle_s": 0.05}  # fmt: skip
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # one stack: tests/integration/shop_stack.py
 async def stack(settings: Settings) -> AsyncIterator[SupplierStack]:
     async with open_supplier_stack(settings, **TUNING) as s:
         yield s

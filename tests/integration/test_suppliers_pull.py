@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 TUNING = PullTuning(timeout_s=0.4, attempts=2, backoff_s=0.05, breaker_failures=2)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # one stack: tests/integration/shop_stack.py
 async def stack(settings: Settings) -> AsyncIterator[SupplierStack]:
     async with open_supplier_stack(settings) as s:
         yield s

@@ -18,7 +18,7 @@ from tests.integration.suppliers_stack import SupplierStack, open_supplier_stack
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # one stack: tests/integration/shop_stack.py
 async def stack(settings: Settings):
     async with open_supplier_stack(settings) as s:
         yield s
