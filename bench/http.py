@@ -6,6 +6,7 @@ Usage::
     python -m bench.http --quick                # short phases, 1 run (the smoke test's call)
     python -m bench.http --ingress haproxy --concurrency 16 64 --runs 1
     python -m bench.http --ingress haproxy --set MATCHDAY_CLIENT_LINGER_MS=0   # an A/B
+    python -m bench.http --quick --attach       # the running stack MATCHDAY_DATA_DIR names
 
 Options:
 
@@ -17,6 +18,12 @@ Options:
 ``--runs N``           system-vs-baseline pairs, each a fresh stack (default 3; 1 with --quick)
 ``--idle-seconds S``   idle window before each system's phases (default 5; 2 with --quick)
 ``--json PATH``        where to write every figure (default bench/results/http-<time>.json)
+``--attach``           measure the ``matchday run`` already running (found as ``matchday``
+                       commands find it: MATCHDAY_* and ``<data_dir>/stack.json``) instead of
+                       starting one per ingress and run; its ingress, its PostgreSQL and Redis.
+                       It must serve the shop app with a high rate limit
+                       (MATCHDAY_RATE_LIMIT_PER_S=1000000 MATCHDAY_RATE_LIMIT_BURST=1000000)
+``--stack-pid PID``    with --attach: its root process (default: its stack.json's ``pid``)
 
 In ONE run, side by side, with the same client (``bench.http_client``: one process, aiohttp
 on uvloop, C keep-alive connections, each looping one request at a time) and the same
@@ -46,6 +53,11 @@ pass/short lines. ``durability``: after each matchday phase PostgreSQL's ``reser
 of that phase's SKU must equal the number of 201 answers (warm-up included); for the
 baseline, the units taken from its row. Exit status 1 if a check fails or a phase stalls
 (every wait is bounded, ``bench.watch``), never because of a figure.
+
+With ``--attach`` every run measures the same running stack (not a fresh one), and the
+baseline runs beside it, on its PostgreSQL: the stack's idle burn shows as ``foreign`` load
+in the baseline's phases, as any other work on the machine would (the tests share one stack
+between this benchmark and ``bench.polls``, ``tests/integration/test_bench_stack_smoke.py``).
 """
 
 from __future__ import annotations
@@ -55,7 +67,6 @@ import asyncio
 import json
 import os
 import platform
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -68,13 +79,13 @@ from typing import Any
 from bench.baseline_app import TABLE, create_table_sql
 from bench.costs import idle_window, phase_cost
 from bench.http_report import checks_ok, finish, fmt_cores, line_of, report, say
-from bench.http_stack import ROOT, Baseline, Stack, postmaster_pid
+from bench.http_stack import ROOT, Attached, AttachError, Baseline, Stack, servers
 from bench.provenance import git_state
 from bench.watch import Stalled, bounded_sync
-from matchday.embedded import remove_tree, start_servers
+from matchday.embedded import remove_tree
 from matchday.ops.cpu_roles import BASELINE, LOAD_GENERATOR, CpuSample, cpu_sample
 from matchday.settings import Settings
-from matchday.storage.db import make_pool, migrate
+from matchday.storage.db import make_pool
 
 HOT_STOCK = 1_000_000  # the catalogue's maximum; a phase takes ~100k at most: never sold out
 SETUP_LIMIT_S = 120.0  # for C connections to open a session and a cart each (2 requests)
@@ -167,17 +178,18 @@ def idle_of(roots: dict[str, Any], seconds: float, what: str) -> dict[str, Any]:
 
 def measure_stack(
     ingress: str, urls: tuple[str, str], skus: dict[int, str], args: argparse.Namespace,
-    work: Path, roots: dict[str, Any],
+    work: Path, roots: dict[str, Any], attached: Attached | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
     """(per concurrency: the phase, its durability check), the idle window's figures."""
     figures: dict[str, Any] = {}
     started = time.monotonic()
     name = f"matchday/{ingress}"
-    say(f"  starting the {ingress} stack ...")
     # The shop app alone, as the baseline is one app: the seven others only burned CPU beside
     # it (~0.15 cores idle together, more while Serve's controller probed them).
-    stack = Stack(ingress, *urls, work, apps="shop")
-    stack.env.update(args.setting)  # an A/B of a setting: the same run, another value
+    stack = attached or Stack(ingress, *urls, work, apps="shop")
+    if isinstance(stack, Stack):
+        say(f"  starting the {ingress} stack ...")
+        stack.env.update(args.setting)  # an A/B of a setting: the same run, another value
     with stack.start(say=say):
         say(f"  {ingress} stack up after {time.monotonic() - started:.0f} s")
         roots = {**roots, "auto": stack.pid()}
@@ -222,19 +234,24 @@ def measure_baseline(
 
 def one_run(
     r: int, args: argparse.Namespace, urls: tuple[str, str], skus: dict[str, dict[int, str]],
-    work: Path, roots: dict[str, Any], figures: dict[str, Any],
+    work: Path, roots: dict[str, Any], figures: dict[str, Any], attached: Attached | None = None,
 ) -> None:  # fmt: skip
-    """Run r: each ingress on a fresh stack, then the baseline; appended to figures["runs"]
-    as it goes, so that a run that fails midway keeps what it measured."""
+    """Run r: each ingress on a fresh stack (or the attached one), then the baseline; appended
+    to figures["runs"] as it goes, so that a run that fails midway keeps what it measured."""
     run: dict[str, Any] = {"phases": {}, "idle": {}}
     figures["runs"].append(run)
     say(f"run {r + 1} of {args.runs}")
     for ingress in args.ingress:
         name = f"matchday/{ingress}"
-        phases, run["idle"][name] = measure_stack(ingress, urls, skus[ingress], args, work, roots)
+        phases, run["idle"][name] = measure_stack(
+            ingress, urls, skus[ingress], args, work, roots, attached
+        )
         for c, phase in phases.items():
             run["phases"].setdefault(c, {})[name] = phase
     if not args.no_baseline:
+        # On the same PostgreSQL as matchday, attached or not: the stack's PostgreSQL when
+        # attached (its pollers' idle burn is in the baseline's idle window and netted out like
+        # every role's), so the ratio compares the two systems on one server.
         phases, run["idle"]["baseline"] = measure_baseline(urls[0], args, work, roots)
         for c, phase in phases.items():
             run["phases"].setdefault(c, {})["baseline"] = phase
@@ -246,12 +263,21 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--warmup", type=float)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
-    parser.add_argument("--ingress", nargs="+", default=["haproxy", "python"],
-                        choices=["haproxy", "python"])  # fmt: skip
+    parser.add_argument("--ingress", nargs="+", choices=["haproxy", "python"])
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--runs", type=int)
     parser.add_argument("--idle-seconds", type=float)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--attach",
+        action="store_true",
+        help="measure the running stack (MATCHDAY_*, <data_dir>/stack.json)",
+    )
+    parser.add_argument(
+        "--stack-pid",
+        type=int,
+        help="with --attach: the stack's root process (default: its stack.json)",
+    )
     parser.add_argument(
         "--set", dest="setting", action="append", default=[], metavar="MATCHDAY_NAME=VALUE",
         help="a setting for matchday's stack, e.g. MATCHDAY_CLIENT_LINGER_MS=0 (repeatable)",
@@ -261,6 +287,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if any(not k.startswith("MATCHDAY_") or not sep for k, sep, _ in pairs):
         parser.error("--set takes MATCHDAY_NAME=VALUE")
     args.setting = {k: v for k, _, v in pairs}
+    if args.setting and args.attach:
+        parser.error("--set needs a stack of the benchmark's own, not --attach")
+    if args.stack_pid is not None and not args.attach:
+        parser.error("--stack-pid goes with --attach")
+    if not args.attach:  # attached: the stack's own ingress (main)
+        args.ingress = args.ingress or ["haproxy", "python"]
     if (args.runs is not None and args.runs < 1) or any(c < 1 for c in args.concurrency):
         parser.error("--runs and --concurrency must be positive")
     args.seconds = args.seconds or (2.0 if args.quick else 10.0)
@@ -273,6 +305,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    attached = None
+    try:
+        if args.attach:
+            attached = Attached.find(args.stack_pid, ["shop"], args.ingress or ())
+            args.ingress = [attached.ingress]
+    except AttachError as exc:
+        print(f"bench.http --attach: {exc}", file=sys.stderr)
+        return 2
     work = Path(tempfile.mkdtemp(prefix="matchday-bench-http-"))
     out = args.json or RESULTS / f"http-{time.strftime('%Y%m%d-%H%M%S')}.json"
     figures: dict[str, Any] = {
@@ -284,38 +324,28 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [],
     }
     failure = ""
-    db_url, redis_url, servers = start_servers("", "", work / "servers")
     try:
-        migrate(db_url)
-        settings = Settings(
-            database_url=db_url,
-            redis_url=redis_url,
-            data_dir=work,
-            secret_key=secrets.token_hex(24),
-        )
-        roots = {"postgres": postmaster_pid(work / "servers" / "postgres" / "pgdata")}
-        roots["redis"] = next((s.proc.pid for s in servers if hasattr(s, "proc")), None)
-        skus = [
-            {m: {c: hot_sku(m, c) for c in args.concurrency} for m in args.ingress}
-            for _ in range(args.runs)
-        ]
-        every = [s for run in skus for per in run.values() for s in per.values()]
-        asyncio.run(create_hot_skus(settings, every))
-        asyncio.run(sql(db_url, create_table_sql()))
-        say(
-            f"add-to-cart over HTTP, {args.runs} run(s), {args.seconds:g} s per phase after "
-            f"{args.warmup:g} s"
-        )
-        for r in range(args.runs):
-            one_run(r, args, (db_url, redis_url), skus[r], work, roots, figures)
+        with servers(attached, work) as (settings, roots):
+            urls = (settings.database_url, settings.redis_url)
+            skus = [
+                {m: {c: hot_sku(m, c) for c in args.concurrency} for m in args.ingress}
+                for _ in range(args.runs)
+            ]
+            every = [s for run in skus for per in run.values() for s in per.values()]
+            asyncio.run(create_hot_skus(settings, every))
+            asyncio.run(sql(urls[0], create_table_sql()))
+            say(
+                f"add-to-cart over HTTP, {args.runs} run(s), {args.seconds:g} s per phase after "
+                f"{args.warmup:g} s"
+            )
+            for r in range(args.runs):
+                one_run(r, args, urls, skus[r], work, roots, figures, attached)
     except Stalled as exc:
         failure = f"STALLED: {exc}"
     except Exception:
         traceback.print_exc()
         failure = "FAILED: see the traceback above"
     finally:
-        for server in reversed(servers):
-            server.stop()
         remove_tree(work)
     summary, idle = finish(figures)
     print("\n".join(report(figures, summary, idle)))

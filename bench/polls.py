@@ -2,18 +2,20 @@
 
     python -m bench.polls              # ~2 min: phases of 15 s, 300 votes/s, 8 checkout workers
     python -m bench.polls --quick      # short phases (the smoke test's call)
+    python -m bench.polls --attach     # the running stack MATCHDAY_DATA_DIR names (as bench.http)
 
 One ``matchday run`` stack (HAProxy ingress, ``bench.http_stack`` as in ``bench.http``), embedded
-PostgreSQL 16 and Redis; each load generator is a process of its own. ``idle``: the stack's own
-cores and commits. ``votes``: the storm alone (cores over idle, commits; the engine's journal
-and the poll SKUs' stock must not move). ``a``: checkout alone: C workers, each looping: a new
-shopper (token signed here with the stack's secret), a new cart, then timed: ``POST
-/api/shop/carts/{cart}/items`` (1 unit of a hot SKU) + ``POST /api/orders/`` with
-``pm_card_visa`` (test gateway). ``b``: the same during the storm (open-loop votes at a fixed
-rate, each by a new shopper on one of P open polls whose options name real SKUs; S results
-streams open). ``c``: the same beside a CPU burner as big as the storm alone was: CPU
-contention (2 cores) vs contention on shared state. Reported: per phase checkouts/s, p50/p95/p99
-ms, ratios to a; votes/s; accepted votes vs ``poll_votes`` rows after the drain and the
+PostgreSQL 16 and Redis (``--attach [--stack-pid PID]``: a running stack serving shop, orders and
+polls with a high rate limit, and its servers, found as ``bench.http --attach`` finds them); each
+load generator is a process of its own. ``idle``: the stack's own cores and commits. ``votes``: the
+storm alone (cores over idle, commits; the engine's journal and the poll SKUs' stock must not
+move). ``a``: checkout alone: C workers, each looping: a new shopper (token signed here with the
+stack's secret), a new cart, then timed: ``POST /api/shop/carts/{cart}/items`` (1 unit of a hot
+SKU) + ``POST /api/orders/`` with ``pm_card_visa`` (test gateway). ``b``: the same during the storm
+(open-loop votes at a fixed rate, each by a new shopper on one of P open polls whose options name
+real SKUs; S results streams open). ``c``: the same beside a CPU burner as big as the storm alone
+was: CPU contention (2 cores) vs contention on shared state. Reported: per phase checkouts/s,
+p50/p95/p99 ms, ratios to a; votes/s; accepted votes vs ``poll_votes`` rows after the drain and the
 transactions that wrote them (distinct ``stored_at``: ``now()`` is one per transaction); engine
 journal rows per checkout and from votes; no oversell. Exit 1 if a check fails, never on timings.
 """
@@ -34,21 +36,20 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
-from secrets import token_hex
 from typing import Any
 
 import aiohttp
 
 from bench.http import RESULTS, create_hot_skus, sql
 from bench.http_client import percentile, uvloop
-from bench.http_stack import Stack, postmaster_pid
-from matchday.embedded import remove_tree, start_servers
+from bench.http_stack import Attached, AttachError, Stack, servers
+from matchday.embedded import remove_tree
 from matchday.ops.cpu_roles import NOT_ROLES, cores_used, cpu_sample
 from matchday.settings import Settings
-from matchday.storage.db import migrate
 from matchday.web.identity import Identity
 
 OPTIONS = 3
+APPS = "shop,orders,polls"  # what the storm and checkout reach
 KEYS = ("checkouts_per_s", "p50_ms", "p95_ms", "p99_ms")
 MAX_INFLIGHT_VOTES = 256  # beyond it a due vote is counted missed, not queued (open loop)
 ENGINE = (  # journal rows; those of the poll SKUs; the poll SKUs' counters
@@ -373,7 +374,11 @@ def parse(argv: list[str] | None) -> dict[str, Any]:
     add("--streams", type=int, default=4, help="live-results streams open during storms (4)")
     add("--no-burner", action="store_true", help="skip phase c")
     add("--json", type=Path, help="where to write every figure (bench/results/polls-<time>.json)")
+    add("--attach", action="store_true", help="measure the running stack, as bench.http --attach")
+    add("--stack-pid", type=int, help="with --attach: its root process (default: its stack.json)")
     cfg = vars(parser.parse_args(argv))
+    if cfg["stack_pid"] is not None and not cfg["attach"]:
+        parser.error("--stack-pid goes with --attach")
     defaults = {"seconds": (15, 2), "warmup": (3, 1), "idle_seconds": (5, 1),
                 "votes_per_s": (300, 100)}  # fmt: skip
     for key, (full, quick) in defaults.items():
@@ -384,35 +389,36 @@ def parse(argv: list[str] | None) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse(argv)
+    try:
+        attached = Attached.find(cfg["stack_pid"], APPS.split(",")) if cfg["attach"] else None
+    except AttachError as exc:
+        print(f"bench.polls --attach: {exc}", file=sys.stderr)
+        return 2
     figures: dict[str, Any] = {"settings": dict(cfg), "started": time.strftime("%FT%T%z")}
     figures["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
-    work, cfg["secret"] = Path(tempfile.mkdtemp(prefix="matchday-bench-polls-")), token_hex(24)
-    cfg["db"], redis_url, servers = start_servers("", "", work / "servers")
+    work = Path(tempfile.mkdtemp(prefix="matchday-bench-polls-"))
     try:
-        migrate(cfg["db"])
-        settings = Settings(database_url=cfg["db"], redis_url=redis_url, data_dir=work,
-                            secret_key=cfg["secret"])  # fmt: skip
-        tag = uuid.uuid4().hex[:6].upper()
-        cfg["sku"], cfg["skus"] = f"CHK-{tag}-M", [f"POLL{i}-{tag}-M" for i in range(OPTIONS)]
-        asyncio.run(create_hot_skus(settings, [cfg["sku"], *cfg["skus"]]))
-        cfg["poll_ids"] = asyncio.run(create_polls(settings, cfg["polls"], cfg["skus"]))
-        roots = {"postgres": postmaster_pid(work / "servers" / "postgres" / "pgdata")}
-        roots["redis"] = next((s.proc.pid for s in servers if hasattr(s, "proc")), None)
-        print(f"checkout ({cfg['concurrency']} workers) alone, under {cfg['votes_per_s']:g} "
-              f"votes/s ({cfg['polls']} polls, {cfg['streams']} streams), beside a CPU burner: "
-              f"{cfg['seconds']:g} s each after {cfg['warmup']:g} s", flush=True)  # fmt: skip
-        stack = Stack("haproxy", cfg["db"], redis_url, work, apps="shop,orders,polls")
-        started = time.monotonic()
-        stack.env["MATCHDAY_SECRET_KEY"] = cfg["secret"]  # shoppers' tokens are signed here
-        with stack:
-            print(f"  stack up after {time.monotonic() - started:.0f} s", flush=True)
-            cfg["base"], roots["stack"] = stack.base, stack.pid()
-            figures["phases"] = f = run_phases(cfg, roots)
-            print("  waiting for the drain to store every vote", flush=True)
-            figures["checks"] = c = asyncio.run(checks(cfg, f))
+        with servers(attached, work) as (settings, roots):
+            cfg["db"], cfg["secret"] = settings.database_url, settings.secret_key.get_secret_value()
+            tag = uuid.uuid4().hex[:6].upper()
+            cfg["sku"], cfg["skus"] = f"CHK-{tag}-M", [f"POLL{i}-{tag}-M" for i in range(OPTIONS)]
+            asyncio.run(create_hot_skus(settings, [cfg["sku"], *cfg["skus"]]))
+            cfg["poll_ids"] = asyncio.run(create_polls(settings, cfg["polls"], cfg["skus"]))
+            print(f"checkout ({cfg['concurrency']} workers) alone, under {cfg['votes_per_s']:g} "
+                  f"votes/s ({cfg['polls']} polls, {cfg['streams']} streams), beside a CPU "
+                  f"burner: {cfg['seconds']:g} s each after {cfg['warmup']:g} s",
+                  flush=True)  # fmt: skip
+            stack = attached or Stack("haproxy", cfg["db"], settings.redis_url, work, apps=APPS)
+            if isinstance(stack, Stack):  # shoppers' tokens are signed here
+                stack.env["MATCHDAY_SECRET_KEY"] = cfg["secret"]
+            started = time.monotonic()
+            with stack.start():
+                print(f"  stack up after {time.monotonic() - started:.0f} s", flush=True)
+                cfg["base"], roots["stack"] = stack.base, stack.pid()
+                figures["phases"] = f = run_phases(cfg, roots)
+                print("  waiting for the drain to store every vote", flush=True)
+                figures["checks"] = c = asyncio.run(checks(cfg, f))
     finally:
-        for server in reversed(servers):
-            server.stop()
         remove_tree(work)
     print(report(f, c, cfg))
     Path(cfg["json"]).parent.mkdir(parents=True, exist_ok=True)
