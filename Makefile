@@ -2,6 +2,9 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The unit and integration tiers run on this many pytest-xdist workers, a file to a worker (their
+# tests wait on servers about half the time); e2e stacks run one at a time (tests/README.md).
+TEST_WORKERS ?= 2
 
 .PHONY: run test lint typecheck unit integration bench bench-http fuzz perf perf-run perf-record clean
 
@@ -12,7 +15,7 @@ run: $(BIN)/.installed
 	$(BIN)/matchday run
 
 test: $(BIN)/.installed
-	scripts/ensure-chromium && $(BIN)/ruff check . && $(BIN)/ruff format --check matchday && $(BIN)/mypy && $(BIN)/python -m pytest
+	scripts/ensure-chromium && $(BIN)/ruff check . && $(BIN)/ruff format --check matchday && $(BIN)/mypy && $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests/unit tests/integration && $(BIN)/python -m pytest tests/e2e
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check matchday
