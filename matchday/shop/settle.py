@@ -60,19 +60,28 @@ class OrderPayments:
             return order
         if order.attempts and self.clock.now() >= self.deadline(order):
             closed = await self._close_unpaid(order, "payment_timeout", self._timeout_message())
-        else:
-            order, lost = await self.holds.secure(order, self._hold_ttl(order))
-            closed = bool(lost) and await self._close_unpaid(order, "hold_lost", lost_message(lost))
-            if not lost:
-                return await self._charge(order)
+            return await self._after_close(order, closed, movable)
+        order, lost = await self.holds.secure(order, self._hold_ttl(order))
+        return await self._charge_held(order, lost, movable)
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    async def _charge_held(
+        self, order: Order, lost: list[OrderLine], movable: frozenset[str]
+    ) -> Order:
+        """After :meth:`OrderHolds.secure`: charge the order, or fail it as hold_lost."""
+        if not lost:
+            return await self._charge(order)
+        closed = await self._close_unpaid(order, "hold_lost", lost_message(lost))
+        return await self._after_close(order, closed, movable)
+
+    async def _after_close(self, order: Order, closed: bool, movable: frozenset[str]) -> Order:
         if closed:
             return await self._reload(order)
         # A payment of it was claimed first (or it ended otherwise meanwhile): a payment that
         # went through is asked for again, never made anew, and settled.
         fresh = await self._reload(order)
         return await self._charge(fresh) if fresh.status in movable else fresh
-
-    # -- steps ---------------------------------------------------------------------------------
 
     async def _charge(self, order: Order) -> Order:
         # Before the charge: if this process dies anywhere after it, the worker finds the order.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import pytest
 
@@ -352,3 +353,39 @@ async def test_the_workers_next_look_is_never_past_the_deadline_by_the_checkouts
     assert counters["retried"] == 1 and shop.now(order).status == st.AMBIGUOUS
     next_at, _ = shop.payments.queue[order.order_id]
     assert next_at == pytest.approx(order.pay_by, abs=0.01)
+
+
+async def test_a_new_orders_steps_that_wait_on_different_servers_overlap() -> None:
+    """The card's fingerprint is asked while the order is inserted; then the order's first
+    event, its screening and its holds' extension wait at once. Each step below waits for
+    another to have started, which steps taken one after another never let happen."""
+    shop = Shop()
+    shop.with_fraud_rules(per_customer=10)
+    started: dict[str, asyncio.Event] = {}
+
+    def after(name: str, partner: str, step: Any) -> Any:
+        started[name] = asyncio.Event()
+
+        async def waits(*args: Any, **kwargs: Any) -> Any:
+            started[name].set()
+            await started[partner].wait()
+            return await step(*args, **kwargs)
+
+        return waits
+
+    async def fingerprint(token: str) -> str:
+        return f"fp-{token}"
+
+    fraud = shop.checkout.fraud
+    assert fraud is not None
+    shop.store.create_order = after("insert", "fingerprint", shop.store.create_order)  # type: ignore[method-assign]
+    shop.gateway.fingerprint = after("fingerprint", "insert", fingerprint)  # type: ignore[attr-defined]
+    shop.events.publish = after("event", "extend", shop.events.publish)  # type: ignore[method-assign]
+    fraud.assess = after("screen", "event", fraud.assess)  # type: ignore[method-assign]
+    shop.stock.extend = after("extend", "screen", shop.stock.extend)  # type: ignore[method-assign]
+    cart = await shop.cart(("A", 1))
+    async with asyncio.timeout(5):
+        order = await shop.pay(cart)
+    assert order.status == st.PAID and shop.units("A") == (5, 0, 1)
+    assert [s for _, s, _ in shop.events.published] == [st.PENDING, st.PAID]
+    assert all(event.is_set() for event in started.values())
