@@ -1,13 +1,12 @@
 """What the processes that are not plain HTTP apps run on: the webhooks app, the payments
-worker, the shards, the supplier services, the event publisher and the reports."""
+worker, the supplier services and the reports (the shards and the event publisher:
+``engine``)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-
-from redis.asyncio import Redis
 
 from matchday.bootstrap.contexts import (
     SYSTEM_CLOCK,
@@ -20,19 +19,14 @@ from matchday.bootstrap.contexts import (
     with_engine,
 )
 from matchday.domain.clock import Clock
-from matchday.events.relay import OutboxRelay
 from matchday.inventory.client import InventoryClient
-from matchday.inventory.routing import Router
-from matchday.inventory.shard import ShardCore
 from matchday.metrics import NOOP, Metrics
 from matchday.payments.events import StripeEvents
 from matchday.payments.gateway import PaymentGateway
 from matchday.payments.worker import PaymentsWorker
-from matchday.reports.ports import Refresh
 from matchday.reports.reader import Reports
 from matchday.settings import Settings
 from matchday.storage import db
-from matchday.storage.inventory_repo import InventoryRepository
 from matchday.storage.payments_watch import PaymentWatch
 from matchday.storage.reports_repo import ReportsRepository
 from matchday.web.context import (
@@ -140,68 +134,6 @@ async def _after(
     except BaseException:
         await close()
         raise
-
-
-async def open_shard_core(
-    settings: Settings,
-    shard_id: int,
-    *,
-    pool_name: str,
-    after_recovery: Callable[[], None] | None = None,
-) -> ShardCore:
-    """One shard of the inventory engine over a small pool of its own (ADR 0001); not yet
-    started (recovering is the caller's, which may fail and be tried again)."""
-    s = settings
-    # No check on borrow: it costs a round trip per batch. After a PostgreSQL restart a
-    # dead connection fails one batch, the pool discards it, and the shard recovers.
-    pool = db.make_pool(s.database_url, min_size=1, max_size=2, name=pool_name, check=False)
-    await pool.open(wait=False)
-    return ShardCore(
-        shard_id,
-        Router(s.shards, s.dedicated_shards),
-        InventoryRepository(pool),
-        policy=s.policy(),
-        cache_size=s.shard_cache_size,
-        dedupe_window_s=s.dedupe_window_s,
-        after_recovery=after_recovery,
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class PublisherParts:
-    """What the event publisher actor runs: the outbox relay, the reports' refresh on the
-    same pool, and the close of that pool and the relay's Redis client."""
-
-    relay: OutboxRelay
-    reports: Refresh
-    close: Callable[[], Awaitable[None]]
-
-
-async def open_publisher(settings: Settings) -> PublisherParts:
-    """The outbox relay (ADR 0002) and the reports' refresh (issue 6), over a small pool."""
-    s = settings
-    # No check round trip per borrow: the relay borrows once per run, 20 times a second
-    # when idle; a dead connection fails that run, and the next borrows another.
-    pool = db.make_pool(s.database_url, min_size=1, max_size=2, name="outbox-relay", check=False)
-    await pool.open(wait=False)
-    # Not redis_client's pool: one relay, one connection at a time, and a publish of a
-    # whole batch may take longer than that client's 1 s timeout.
-    redis = Redis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=5)
-    relay = OutboxRelay(
-        pool,
-        redis,
-        stream=s.stream_name,
-        availability_key=s.availability_key,
-        maxlen=s.stream_maxlen,
-    )
-
-    async def close() -> None:
-        try:
-            await redis.aclose()
-        finally:
-            await pool.close()
-
-    return PublisherParts(relay=relay, reports=ReportsRepository(pool), close=close)
 
 
 @asynccontextmanager

@@ -1,0 +1,38 @@
+"""The composition root loads a module on the first use of one of its names: a shard and the
+event publisher start without the apps' modules (FastAPI, the gateways, the supplier
+services), which cost each of them ~1.2 s of CPU at start; every exported name still
+resolves (matchday/bootstrap/__init__.py, engine.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from matchday import bootstrap
+
+HEAVY = ("fastapi", "stripe", "httpx", "matchday.bootstrap.contexts", "matchday.web")
+
+
+def test_a_shard_and_the_publisher_start_without_the_apps_modules() -> None:
+    # In a fresh interpreter: this one has imported everything already.
+    probe = (
+        "import json, sys, actors.inventory, actors.publisher\n"
+        "from matchday import bootstrap\n"
+        "bootstrap.open_shard_core, bootstrap.open_publisher\n"
+        f"print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_every_exported_name_resolves_and_an_unknown_one_is_an_attribute_error() -> None:
+    for name in bootstrap.__all__:
+        assert getattr(bootstrap, name) is not None, name
+    assert bootstrap.open_shard_core.__module__ == "matchday.bootstrap.engine"
+    with pytest.raises(AttributeError, match="no attribute 'open_everything'"):
+        bootstrap.open_everything  # noqa: B018
