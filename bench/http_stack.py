@@ -29,6 +29,7 @@ from pydantic import SecretStr
 
 from bench.watch import Stalled
 from matchday.embedded import start_servers
+from matchday.ops.server_pids import postmaster_pid, server_pids
 from matchday.ops.stack_state import load_state
 from matchday.settings import Settings
 from matchday.storage.db import migrate
@@ -213,29 +214,7 @@ class Attached:
 
     def server_pids(self) -> dict[str, int | None]:
         """PostgreSQL's postmaster and redis-server, when they run on this machine."""
-        import psycopg
-        import redis
-
-        with psycopg.connect(self.settings.database_url, autocommit=True) as conn:
-            row = conn.execute("SHOW data_directory").fetchone()
-        client = redis.Redis.from_url(self.settings.redis_url)
-        try:
-            redis_pid = int(client.info("server").get("process_id", 0))
-        finally:
-            client.close()
-        postmaster = postmaster_pid(Path(row[0])) if row else None
-        return {"postgres": _local(postmaster, "postgres"), "redis": _local(redis_pid, "redis")}
-
-
-def _local(pid: int | None, name: str) -> int | None:
-    """``pid`` if a process of that name runs here, else None: a server on another machine
-    has no CPU to read here, and its role is then missing from the figures."""
-    import psutil  # type: ignore[import-untyped]
-
-    try:
-        return pid if pid and name in psutil.Process(pid).name() else None
-    except psutil.Error:
-        return None
+        return server_pids(self.settings.database_url, self.settings.redis_url)
 
 
 @contextmanager
@@ -305,10 +284,3 @@ class Baseline:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def postmaster_pid(pgdata: Path) -> int | None:
-    try:
-        return int((pgdata / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None

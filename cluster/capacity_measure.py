@@ -34,7 +34,7 @@ from typing import Any
 
 from cluster.capacity_high import add_rate_high, measure_high, second_rate
 from cluster.capacity_hot import measure_hot_shard
-from cluster.capacity_meter import Meter, Target, machine, processes, server_pids, software, titled
+from cluster.capacity_meter import Meter, Target, machine, processes, software, titled
 from cluster.capacity_mixed import add_mixes, measure_mixes, mixes_of
 from cluster.capacity_probe import (
     EXPECTED,
@@ -68,6 +68,7 @@ from matchday.capacity.profile import (
     PlanInputError,
     Profile,
 )
+from matchday.ops.server_pids import server_pids
 from matchday.settings import Settings
 
 WARM_UP = 20  # requests per catalogue class before anything is timed (caches, connections)
@@ -89,7 +90,8 @@ def resolve_target(args: argparse.Namespace, settings: Settings) -> Target:
         raise PlanInputError(
             "no stack process to measure: run this beside `matchday run`, or pass --stack-pid"
         )
-    roots: dict[str, int | None] = {"auto": int(stack), **server_pids(settings)}
+    servers = server_pids(settings.database_url, settings.redis_url)
+    roots: dict[str, int | None] = {"auto": int(stack), **servers}
     for name, pid in roots.items():
         if pid is None and name != "auto":
             say(f"warning: {name} is not on this machine: its CPU is not in the profile")

@@ -3,9 +3,8 @@
 - :class:`Meter`: CPU seconds per process role (``matchday.ops.cpu_roles``), PostgreSQL's
   next transaction id (it moves only for transactions that write) and WAL position, and
   Redis's command counter, read together at the edges of a window.
-- :func:`server_pids`: PostgreSQL's postmaster and redis-server when they run on this
-  machine (their CPU is then read too); :func:`machine`, :func:`software`,
-  :func:`processes`: what the profile records about where it was measured.
+- :func:`machine`, :func:`software`, :func:`processes`: what the profile records about where
+  it was measured (the servers' pids: ``matchday.ops.server_pids``).
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from matchday.capacity import classes as k
 from matchday.capacity.costs import Window
 from matchday.capacity.profile import Machine, Processes, Software
 from matchday.settings import Settings
@@ -98,38 +96,6 @@ def titled(root: int, prefix: str) -> list[int]:
         except psutil.Error:
             continue
     return found
-
-
-def _local_pid(pid: int | None, name: str) -> int | None:
-    import psutil
-
-    try:
-        return pid if pid and name in psutil.Process(pid).name() else None
-    except psutil.Error:
-        return None
-
-
-def server_pids(settings: Settings) -> dict[str, int | None]:
-    """PostgreSQL's postmaster and redis-server, if they run on this machine."""
-    import psycopg
-    import redis
-
-    postmaster = None
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        row = conn.execute("SHOW data_directory").fetchone()
-    try:
-        postmaster = int((Path(row[0]) / "postmaster.pid").read_text().split()[0]) if row else None
-    except (OSError, ValueError, IndexError):
-        postmaster = None
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
-        redis_pid = int(client.info("server").get("process_id", 0))
-    finally:
-        client.close()
-    return {
-        k.POSTGRES: _local_pid(postmaster, "postgres"),
-        k.REDIS: _local_pid(redis_pid, "redis"),
-    }
 
 
 def machine() -> Machine:

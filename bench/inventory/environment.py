@@ -17,6 +17,7 @@ import psycopg
 
 from bench.inventory.harness import BenchBase
 from bench.provenance import git_state
+from matchday.ops.server_pids import postmaster_pid
 
 
 class Environment(BenchBase):
@@ -110,12 +111,8 @@ def _filesystem(path: Path) -> str:
 
 
 def _postmaster_pid(servers: list[Any]) -> int | None:
-    for server in servers:
-        pid_file = getattr(server, "pgdata", None)
-        if pid_file is not None:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                return int((pid_file / "postmaster.pid").read_text().splitlines()[0])
-    return None
+    pgdata = next((s.pgdata for s in servers if getattr(s, "pgdata", None) is not None), None)
+    return None if pgdata is None else postmaster_pid(pgdata)
 
 
 def _cpu_model() -> str:
