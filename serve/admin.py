@@ -12,7 +12,6 @@ from actors.payments_handle import HandleGateway
 from actors.pinning import PinRows, pin_sku, unpin_sku
 from matchday import bootstrap
 from matchday.inventory.routing import Router
-from matchday.web import admin_api
 from serve import presets
 from serve.common import AppArgs, open_engine, settings_of
 
@@ -47,6 +46,8 @@ class AdminAPI:
         self.pins = RayPinning(bootstrap.engine_rows(self.ctx.pool), self.router, shard_handles(s))
 
     def __serve_build_asgi_app__(self) -> Any:
+        from matchday.web import admin_api  # here, not above: serve/__init__.py
+
         return admin_api.build(self.ctx, pins=self.pins, router=self.router)
 
     async def __del__(self) -> None:

@@ -7,7 +7,6 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from matchday.web import catalog_api
 from serve import presets
 from serve.common import AppArgs, open_shop, settings_of
 
@@ -19,6 +18,8 @@ class CatalogAPI:
         self.ctx = await open_shop(settings_of(settings))
 
     def __serve_build_asgi_app__(self) -> Any:
+        from matchday.web import catalog_api  # here, not above: serve/__init__.py
+
         return catalog_api.build(self.ctx)
 
     async def __del__(self) -> None:

@@ -14,7 +14,6 @@ from ray import serve
 from ray.serve import Application
 
 from matchday import bootstrap
-from matchday.web import channels_api
 from serve import presets
 from serve.common import AppArgs, open_engine, settings_of
 
@@ -27,6 +26,8 @@ class ChannelsAPI:
         self.sales = bootstrap.channel_sales(self.ctx)
 
     def __serve_build_asgi_app__(self) -> Any:
+        from matchday.web import channels_api  # here, not above: serve/__init__.py
+
         return channels_api.build(self.ctx, self.sales)
 
     async def __del__(self) -> None:

@@ -4,7 +4,7 @@ Ray's metrics)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -12,7 +12,9 @@ from actors.client import connect_client
 from actors.metrics import safe_metrics
 from matchday import bootstrap
 from matchday.settings import Settings
-from matchday.web.context import EngineContext, ShopContext
+
+if TYPE_CHECKING:  # a build task imports this module only for AppArgs: serve/__init__.py
+    from matchday.web.context import EngineContext, ShopContext
 
 
 class AppArgs(BaseModel):

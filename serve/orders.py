@@ -9,7 +9,6 @@ from ray.serve import Application
 
 from actors.payments_handle import HandleGateway
 from matchday import bootstrap
-from matchday.web import orders_api
 from serve import presets
 from serve.common import AppArgs, open_engine, settings_of
 from serve.payments import Payments
@@ -23,6 +22,8 @@ class OrdersAPI:
         self.ctx = bootstrap.with_checkout(ctx, HandleGateway(payments))
 
     def __serve_build_asgi_app__(self) -> Any:
+        from matchday.web import orders_api  # here, not above: serve/__init__.py
+
         return orders_api.build(self.ctx)
 
     async def __del__(self) -> None:

@@ -11,7 +11,6 @@ from ray import serve
 from ray.serve import Application
 
 from matchday import bootstrap
-from matchday.web import polls_api
 from serve import presets
 from serve.common import AppArgs, open_shop, settings_of
 
@@ -25,6 +24,8 @@ class PollsAPI:
         self._drain = asyncio.get_running_loop().create_task(drain.run())
 
     def __serve_build_asgi_app__(self) -> Any:
+        from matchday.web import polls_api  # here, not above: serve/__init__.py
+
         return polls_api.build(self.ctx)
 
     async def __del__(self) -> None:

@@ -7,7 +7,6 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from matchday.web import shop_api
 from serve import presets
 from serve.common import AppArgs, open_engine, settings_of
 
@@ -19,6 +18,8 @@ class ShopAPI:
         self.ctx = await open_engine(settings_of(settings))
 
     def __serve_build_asgi_app__(self) -> Any:
+        from matchday.web import shop_api  # here, not above: serve/__init__.py
+
         return shop_api.build(self.ctx)
 
     async def __del__(self) -> None:

@@ -13,7 +13,6 @@ from ray import serve
 from ray.serve import Application
 
 from matchday.storefront.build import bundle
-from matchday.web import storefront_app
 from serve import presets
 from serve.common import AppArgs
 
@@ -25,6 +24,8 @@ class StorefrontApp:
         self.bundle = bundle()
 
     def __serve_build_asgi_app__(self) -> Any:
+        from matchday.web import storefront_app  # here, not above: serve/__init__.py
+
         return storefront_app.build(self.bundle)
 
 

@@ -14,7 +14,6 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from matchday.web import suppliers_api
 from serve import presets
 from serve.common import AppArgs, open_engine, settings_of
 
@@ -26,6 +25,8 @@ class SuppliersAPI:
         self.ctx = await open_engine(settings_of(settings))
 
     def __serve_build_asgi_app__(self) -> Any:
+        from matchday.web import suppliers_api  # here, not above: serve/__init__.py
+
         return suppliers_api.build(self.ctx, self.ctx.suppliers.push)
 
     async def __del__(self) -> None:

@@ -18,7 +18,6 @@ from actors.client import connect_client
 from actors.metrics import safe_metrics
 from actors.payments_handle import HandleGateway
 from matchday import bootstrap
-from matchday.web import webhooks_api
 from serve import presets
 from serve.common import AppArgs, settings_of
 
@@ -33,6 +32,8 @@ class WebhooksAPI:
         )
 
     def __serve_build_asgi_app__(self) -> Any:
+        from matchday.web import webhooks_api  # here, not above: serve/__init__.py
+
         p = self.parts
         return webhooks_api.build(p.ctx, secrets=dict(p.secrets), events=p.events)
 

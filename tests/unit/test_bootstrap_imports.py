@@ -1,18 +1,21 @@
 """The composition root loads a module on the first use of one of its names: a shard and the
 event publisher start without the apps' modules (FastAPI, the gateways, the supplier
 services), which cost each of them ~1.2 s of CPU at start; every exported name still
-resolves (matchday/bootstrap/__init__.py, engine.py)."""
+resolves (matchday/bootstrap/__init__.py, engine.py). Serve's build task of an app imports
+no HTTP layer either (serve/__init__.py)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from matchday import bootstrap
 
+ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("fastapi", "stripe", "httpx", "matchday.bootstrap.contexts", "matchday.web")
 
 
@@ -36,3 +39,22 @@ def test_every_exported_name_resolves_and_an_unknown_one_is_an_attribute_error()
     assert bootstrap.open_shard_core.__module__ == "matchday.bootstrap.engine"
     with pytest.raises(AttributeError, match="no attribute 'open_everything'"):
         bootstrap.open_everything  # noqa: B018
+
+
+def test_building_every_served_app_imports_no_http_layer() -> None:
+    """What Serve's build task does for each app of serve_config.yaml, in a process of its
+    own: import the module, call its builder. The replica imports ``matchday.web`` when it
+    builds the FastAPI app; the build task has no use for it (serve/__init__.py)."""
+    probe = (
+        "import importlib, json, sys, yaml\n"
+        f"config = yaml.safe_load(open({str(ROOT / 'serve_config.yaml')!r}))\n"
+        "for app in config['applications']:\n"
+        "    module, builder = app['import_path'].split(':')\n"
+        "    getattr(importlib.import_module(module), builder)(app.get('args') or {})\n"
+        "print(json.dumps([m for m in ('matchday.web', 'matchday.bootstrap.contexts', 'stripe')"
+        " if m in sys.modules]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
