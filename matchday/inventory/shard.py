@@ -115,10 +115,10 @@ class ShardCore(Expiry):
         # cache_size, the old one is dropped whole (no per-entry bookkeeping on the hot path).
         self._young: dict[str, WireOutcome] = {}
         self._old: dict[str, WireOutcome] = {}
-        # Until this time a request id missing from the cache may be a retry of one answered
-        # before the restart, so misses are looked up in the journal. After it (or after
-        # the cache dropped an answer) the journal's unique request key catches a retry
-        # applied as new: storage refuses the batch and it is applied again with a lookup.
+        # A retry applied as new meets the journal's unique request key: storage refuses the
+        # batch and it is applied again with a look-up. Until this time after a restart, a
+        # request that changed nothing may also be a retry of one answered before it, so
+        # those alone are looked up in the journal (``_answer_unjournaled``).
         self._lookup_until = 0.0
         self._heap: list[tuple[float, str, str]] = []
         self._new_id = ReservationIds(shard_id, 0)
@@ -222,9 +222,8 @@ class ShardCore(Expiry):
         now = self.clock.now()
         outs: list[WireOutcome | None] = [None] * len(batch)
         todo = self._triage(batch, outs)
-        if todo and now < self._lookup_until:
-            todo = await self._answer_from_journal(batch, todo, outs)
         closed: dict[str, str] = {}
+        looked_up = False
         for _ in range(MAX_ATTEMPTS):
             misrouted = await self._load_unknown({batch[i][2] for i in todo})
             bought = await self._bought(batch, todo)
@@ -240,11 +239,14 @@ class ShardCore(Expiry):
                 closed.update(refused.closed_carts)
                 if refused.duplicate:
                     todo = await self._answer_from_journal(batch, todo, outs)
+                    looked_up = True
         else:
             failed = refusal(Unavailable, "inventory batch refused by storage; retry")
             for i in todo:
                 outs[i] = failed
             return outs  # type: ignore[return-value]
+        if now < self._lookup_until and not looked_up:
+            await self._answer_unjournaled(batch, todo, outs, answered, ch)
         self._remember(answered)
         for at, rid, sku in armed:
             self._arm(at, rid, sku)
@@ -355,6 +357,32 @@ class ShardCore(Expiry):
             else:
                 outs[i] = self._young[rid] = out
         return rest
+
+    async def _answer_unjournaled(
+        self,
+        batch: list[WireMutation],
+        todo: list[int],
+        outs: list[WireOutcome | None],
+        answered: dict[str, WireOutcome],
+        ch: Changes,
+    ) -> None:
+        """After a restart, the first answer of a retried request that changed nothing now.
+
+        A retry that changes something again meets the journal's unique request key: its
+        batch is refused and answered from the journal (``_apply``). Only one that changed
+        nothing this time (a release of a hold it released before the restart, a reserve now
+        refused) could be answered differently from the first time, so only those are looked
+        up: the hot path, whose requests all write, makes no look-up at all.
+        """
+        written = {e[1] for e in ch.entries}
+        quiet = [i for i in todo if batch[i][1] not in written]
+        if not quiet:
+            return
+        found = await self.repo.lookup_results(list({batch[i][1] for i in quiet}))
+        for i in quiet:
+            out = found.get(batch[i][1])
+            if out is not None:
+                outs[i] = answered[batch[i][1]] = out
 
     async def _load_unknown(self, skus: set[str]) -> dict[str, WireOutcome]:
         unknown = sorted(s for s in skus if s not in self.ledgers)
