@@ -290,13 +290,28 @@ def limits(p: Plan, profile: Profile) -> tuple[Limit, ...]:
     return tuple(sorted((x for x in out if x.load > 0), key=lambda x: x.headroom))
 
 
-def make_plan(profile: Profile, d: Demand, opts: Options) -> Plan:
+def check_options(opts: Options) -> None:
+    """Refuses what the model would divide by, round to an int or turn into negative headroom
+    (``nan`` fails every comparison, so each test is written to fail on it)."""
     if not 0 < opts.utilisation <= 1:
         raise PlanInputError("the target utilisation must be above 0 and at most 1")
-    if opts.node.cores <= 0 or opts.node.memory_gib <= 0:
-        raise PlanInputError("node cores and memory must be positive")
+    sizes = {
+        "node cores": opts.node.cores,
+        "node memory": opts.node.memory_gib,
+        "the primary's cores": opts.stores.pg_cores,
+        "the primary's WAL MB/s": opts.stores.pg_wal_mb_s,
+    }
+    for name, value in sizes.items():
+        if not (math.isfinite(value) and value > 0):
+            raise PlanInputError(f"{name} must be a positive finite number, not {value:g}")
+    if not (math.isfinite(opts.client_us) and opts.client_us >= 0):
+        raise PlanInputError(f"a client's CPU per request cannot be {opts.client_us:g} us")
     if opts.fixed_nodes is not None and opts.fixed_nodes < 1:
         raise PlanInputError("a cluster has at least one node")
+
+
+def make_plan(profile: Profile, d: Demand, opts: Options) -> Plan:
+    check_options(opts)
     rates = d.at_peak()
     mixed = profile.mixes.get(d.mix) if opts.mixed else None
     # A shard's cost per call depends on how many calls share its batches, so on the ring's
