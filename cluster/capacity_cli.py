@@ -192,7 +192,8 @@ def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
         f" {p.nodes.at_peak} node(s) (up to {p.nodes.max}); shards {p.shards.ring}+"
         f"{p.shards.dedicated}; PostgreSQL {p.stores.pg_write_xacts_per_s:,.0f} commits/s"
         f" ({p.stores.primaries_needed} primary); first to saturate: {first.name} at"
-        f" {first.headroom:.2f}x the peak.\nreport: {out / 'report.md'}"
+        f" {first.headroom:.2f}x the peak{' (at least)' if first.lower_bound else ''}."
+        f"\nreport: {out / 'report.md'}"
     )
     return 0
 
