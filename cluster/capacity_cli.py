@@ -167,7 +167,10 @@ def write_plan(out: Path, files: dict[str, str], p: Plan) -> None:
 
 
 def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
+    from cluster import capacity_args
+
     try:
+        capacity_args.plan(args)
         profile = read_profile(args.profile)
         p = build_plan(args, profile)
         files = outputs(args, p, profile)
@@ -177,7 +180,11 @@ def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
     out = args.out or settings.data_dir / "capacity" / time.strftime(
         f"plan-{args.scenario}-{args.peak_users}u-%Y%m%d-%H%M%S"
     )
-    write_plan(out, files, p)
+    try:
+        write_plan(out, files, p)
+    except OSError as exc:
+        say(f"matchday capacity plan: cannot write {out}: {exc.strerror}")
+        return 2
     say(f"wrote {', '.join(sorted([*files, 'demand.png', 'load.png']))} to {out}")
     first = p.first
     print(
@@ -185,7 +192,8 @@ def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
         f" {p.nodes.at_peak} node(s) (up to {p.nodes.max}); shards {p.shards.ring}+"
         f"{p.shards.dedicated}; PostgreSQL {p.stores.pg_write_xacts_per_s:,.0f} commits/s"
         f" ({p.stores.primaries_needed} primary); first to saturate: {first.name} at"
-        f" {first.headroom:.2f}x the peak.\nreport: {out / 'report.md'}"
+        f" {first.headroom:.2f}x the peak{' (at least)' if first.lower_bound else ''}."
+        f"\nreport: {out / 'report.md'}"
     )
     return 0
 

@@ -182,10 +182,10 @@ def measure(
 
 
 def cmd_measure(args: argparse.Namespace, settings: Settings) -> int:
-    if args.rate <= 0 or args.phase_s <= 0 or args.callers < 1:
-        say("matchday capacity measure: --rate, --phase-s and --callers must be positive")
-        return 2
+    from cluster import capacity_args
+
     try:
+        capacity_args.measure(args)
         rate_high = second_rate(args)
         mixes = mixes_of(args)
         target = resolve_target(args, settings)

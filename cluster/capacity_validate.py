@@ -238,6 +238,7 @@ def rate_lines(results: list[dict[str, Any]], profile: Profile) -> list[str]:
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
+    from cluster import capacity_args
     from cluster.capacity_high import second_rate
     from cluster.capacity_measure import measure, resolve_target
     from cluster.capacity_run import MeasureError, Mixes
@@ -246,6 +247,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     args.out = args.out or settings.data_dir / "capacity" / time.strftime("validate-%Y%m%d-%H%M%S")
     args.data_dir = settings.data_dir
     try:
+        capacity_args.validate(args)
         if args.replay and not args.profile:
             args.profile = args.replay / "profile.json"
         if args.profile:

@@ -213,12 +213,15 @@ def demand(
             f"{peak_users} peak users leave no shoppers: scenario {mix.name!r} starts"
             f" {mix.fixed_users} fixed users (the admin) first"
         )
-    if think < 0:
-        raise PlanInputError("the think-time scale cannot be negative")
+    if not (math.isfinite(think) and think >= 0):
+        raise PlanInputError(f"the think-time scale must be a finite number from 0, not {think}")
     extra = dict(extra_at_peak or {})
     unknown = [c for c in extra if c not in CLASSES]
-    if unknown or any(v < 0 for v in extra.values()):
+    if unknown:
         raise PlanInputError(f"--add needs CLASS=RATE with a class of {', '.join(CLASSES)}")
+    for cls, rate in extra.items():
+        if not (math.isfinite(rate) and rate >= 0):
+            raise PlanInputError(f"--add {cls}={rate}: the rate must be a finite number from 0")
     times, users = users_curve(mix.stages, peak_users)
     weighted = [max(0.0, u - mix.fixed_users) for u in users]
     rates, hot_adds, hot_units = per_user_rates(mix, latency_ms, think, state)

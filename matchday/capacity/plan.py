@@ -29,7 +29,7 @@ from matchday.capacity.plan_model import (
     ShardPlan,
     StoresPlan,
 )
-from matchday.capacity.profile import MixedCost, PlanInputError, Profile
+from matchday.capacity.profile import ClassCost, MixedCost, PlanInputError, Profile, RatePoint
 from matchday.capacity.scaling import rate_factors
 
 # Autoscaling maxima (replicas, nodes) leave room for a crowd this much bigger than planned.
@@ -249,6 +249,25 @@ def plan_nodes(
     return NodePlan(at_peak, at_peak, top, need, gib, over_cores, over_gib)
 
 
+def redis_measured_cmds_per_s(profile: Profile) -> float:
+    """The most Redis commands/s any phase of ``profile`` sent (classes and mixes, both
+    rates).
+
+    Up to about this rate each command arrives alone and wakes Redis's event loop from
+    ``epoll_wait`` (measured 2026-12-03: 28-190 us of Redis CPU per command, ~200 us per
+    request plus ~25-30 us per command, flat from 20 to 50 requests/s; docs/capacity.md).
+    Busier, one wakeup serves the commands of many clients, so the cost per command can only
+    fall: past this rate the plan's Redis cores are an upper bound and its saturation point
+    a lower bound (``Limit.lower_bound``), until a profile measures Redis busy.
+    """
+    points: list[ClassCost | RatePoint] = []
+    for cost in [*profile.classes.values(), *(m.cost for m in profile.mixes.values())]:
+        points.append(cost)
+        if cost.high is not None:
+            points.append(cost.high)
+    return max((x.redis_cmds * x.rate_per_s for x in points), default=0.0)
+
+
 def plan_stores(
     profile: Profile, rates: Mapping[str, float], cores: Mapping[str, float], opts: Options
 ) -> StoresPlan:
@@ -258,7 +277,10 @@ def plan_stores(
     pg_cores = cores.get(k.POSTGRES, 0.0)
     s, u = opts.stores, opts.utilisation
     primaries = max(1, math.ceil(pg_cores / (s.pg_cores * u)), math.ceil(wal / (s.pg_wal_mb_s * u)))
-    return StoresPlan(xacts, wal, pg_cores, primaries, redis, cores.get(k.REDIS, 0.0))
+    return StoresPlan(
+        xacts, wal, pg_cores, primaries, redis, cores.get(k.REDIS, 0.0),
+        redis_measured_cmds_per_s(profile),
+    )  # fmt: skip
 
 
 def limits(p: Plan, profile: Profile) -> tuple[Limit, ...]:
@@ -275,12 +297,15 @@ def limits(p: Plan, profile: Profile) -> tuple[Limit, ...]:
         for sku, rate in p.shards.hot
     ]
     out += [Limit(c, 1.0, cores.get(c, 0.0), "cores", peak) for c in k.SINGLETONS]
-    out.append(Limit("redis (one core)", 1.0, p.stores.redis_cores, "cores", peak))
+    s = p.stores
+    # Where Redis saturates, it takes headroom x the peak's commands.
+    redis_at_saturation = s.redis_cmds_per_s / s.redis_cores if s.redis_cores > 0 else 0.0
+    beyond = redis_at_saturation > s.redis_measured_cmds_per_s
+    out.append(Limit("redis (one core)", 1.0, s.redis_cores, "cores", peak, lower_bound=beyond))
     if not opts.stores.colocated:
-        s = opts.stores
-        out.append(Limit("postgres primary (CPU)", s.pg_cores, p.stores.pg_cores, "cores", peak))
-        wal = Limit("postgres primary (WAL)", s.pg_wal_mb_s, p.stores.pg_wal_mb_s, "MB/s", peak)
-        out.append(wal)
+        o = opts.stores
+        out.append(Limit("postgres primary (CPU)", o.pg_cores, s.pg_cores, "cores", peak))
+        out.append(Limit("postgres primary (WAL)", o.pg_wal_mb_s, s.pg_wal_mb_s, "MB/s", peak))
     if profile.software.settings.get("ingress") == "python":
         out.append(
             Limit(
@@ -290,13 +315,28 @@ def limits(p: Plan, profile: Profile) -> tuple[Limit, ...]:
     return tuple(sorted((x for x in out if x.load > 0), key=lambda x: x.headroom))
 
 
-def make_plan(profile: Profile, d: Demand, opts: Options) -> Plan:
+def check_options(opts: Options) -> None:
+    """Refuses what the model would divide by, round to an int or turn into negative headroom
+    (``nan`` fails every comparison, so each test is written to fail on it)."""
     if not 0 < opts.utilisation <= 1:
         raise PlanInputError("the target utilisation must be above 0 and at most 1")
-    if opts.node.cores <= 0 or opts.node.memory_gib <= 0:
-        raise PlanInputError("node cores and memory must be positive")
+    sizes = {
+        "node cores": opts.node.cores,
+        "node memory": opts.node.memory_gib,
+        "the primary's cores": opts.stores.pg_cores,
+        "the primary's WAL MB/s": opts.stores.pg_wal_mb_s,
+    }
+    for name, value in sizes.items():
+        if not (math.isfinite(value) and value > 0):
+            raise PlanInputError(f"{name} must be a positive finite number, not {value:g}")
+    if not (math.isfinite(opts.client_us) and opts.client_us >= 0):
+        raise PlanInputError(f"a client's CPU per request cannot be {opts.client_us:g} us")
     if opts.fixed_nodes is not None and opts.fixed_nodes < 1:
         raise PlanInputError("a cluster has at least one node")
+
+
+def make_plan(profile: Profile, d: Demand, opts: Options) -> Plan:
+    check_options(opts)
     rates = d.at_peak()
     mixed = profile.mixes.get(d.mix) if opts.mixed else None
     # A shard's cost per call depends on how many calls share its batches, so on the ring's

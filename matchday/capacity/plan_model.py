@@ -84,6 +84,9 @@ class StoresPlan:
     primaries_needed: int
     redis_cmds_per_s: float
     redis_cores: float
+    # The most commands/s any phase of the profile sent Redis: past it, its cost per command
+    # is the low-rate one held (an upper bound, ``plan.redis_measured_cmds_per_s``).
+    redis_measured_cmds_per_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,9 @@ class Limit:
     load: float
     unit: str
     peak_users: int
+    # Its load was extrapolated from costs that can only fall with the rate: where it
+    # saturates is then the least it takes, not an estimate.
+    lower_bound: bool = False
 
     @property
     def headroom(self) -> float:

@@ -33,9 +33,23 @@ def _x(headroom: float) -> str:
 
 
 def _limit_row(x: Limit) -> str:
+    at_least = "at least " if x.lower_bound else ""
     return (
         f"| {x.name} | {_n(x.load)} {x.unit} | {_n(x.capacity)} {x.unit} | {x.headroom:.2f}x"
-        f" | {_n(x.saturates_at_users)} |"
+        f" | {at_least}{_n(x.saturates_at_users)} |"
+    )
+
+
+def redis_line(p: Plan, lead: str = "Redis") -> str:
+    s = p.stores
+    line = f"{lead} {s.redis_cmds_per_s:,.0f} commands/s on {s.redis_cores:.2f} of its one core"
+    if not any(x.lower_bound for x in p.limits if x.name.startswith("redis")):
+        return line + "."
+    return (
+        f"{line}: an upper bound. The profile measured Redis at up to"
+        f" {s.redis_measured_cmds_per_s:,.0f} commands/s, about one command per wakeup of its"
+        " event loop; a busy Redis serves many clients' commands per wakeup, so each costs"
+        " less. Where it saturates is the least it takes (docs/capacity.md, 2026-12-03)."
     )
 
 
@@ -54,11 +68,19 @@ def summary(p: Plan) -> list[str]:
             if p.beyond_one_primary
             else ": one primary is enough."
         ),
-        f"- **Redis**: {s.redis_cmds_per_s:,.0f} commands/s, {s.redis_cores:.2f} of its one core.",
+        f"- {redis_line(p, '**Redis**:')}",
         f"- **First to saturate: {first.name}**, at {_x(first.headroom)} the peak"
         f" (~{_n(first.saturates_at_users)} users, ~{_n(p.saturation_requests_per_s)}"
         f" requests/s); headroom at the peak {first.headroom - 1:+.0%}.",
     ]
+    if first.lower_bound:
+        lines[-1] += " That is the least it takes (see Redis above)."
+        then = next((x for x in p.limits if not x.lower_bound), None)
+        if then is not None:
+            lines[-1] += (
+                f" The first whose saturation is estimated, not bounded: **{then.name}** at"
+                f" {_x(then.headroom)} the peak (~{_n(then.saturates_at_users)} users)."
+            )
     return lines
 
 
@@ -160,8 +182,7 @@ def stores_section(p: Plan) -> list[str]:
     out = [
         f"PostgreSQL primary: {s.pg_write_xacts_per_s:,.0f} write transactions/s,"
         f" {s.pg_wal_mb_s:,.2f} MB/s of WAL, {s.pg_cores:,.2f} cores of {o.pg_cores:g}"
-        f" ({s.pg_cores / o.pg_cores:.0%}); Redis {s.redis_cmds_per_s:,.0f} commands/s on"
-        f" {s.redis_cores:.2f} of its one core.",
+        f" ({s.pg_cores / o.pg_cores:.0%}); {redis_line(p)}",
     ]
     if p.beyond_one_primary:
         out += [

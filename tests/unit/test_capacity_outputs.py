@@ -153,9 +153,36 @@ def test_plan_writes_the_report_charts_and_configs(
         ({"target_utilisation": "1.5"}, "utilisation"),
         ({"add": "teleport=5"}, "--add needs CLASS=RATE"),
         ({"missing_profile": True}, "cannot read the profile"),
+        ({"pg_cores": "0"}, "--pg-cores must be above 0"),
+        ({"pg_cores": "-4"}, "--pg-cores must be above 0, not -4"),
+        ({"pg_wal_mbs": "0"}, "--pg-wal-mbs must be above 0"),
+        ({"pg_wal_mbs": "nan"}, "--pg-wal-mbs must be a finite number"),
+        ({"node_cores": "inf"}, "--node-cores must be a finite number"),
+        ({"node_cores": "nan"}, "--node-cores must be a finite number"),
+        ({"node_memory": "9" * 400}, "node memory must be a positive finite number"),
+        ({"target_utilisation": "nan"}, "utilisation"),
+        ({"think_scale": "nan"}, "--think-scale must be a finite number"),
+        ({"think_scale": "-1"}, "--think-scale must be at least 0"),
+        ({"drop_units": "-3"}, "--drop-units must be at least 1"),
+        ({"drop_units": "0"}, "--drop-units must be at least 1"),
+        ({"nodes": "0"}, "--nodes must be at least 1"),
+        ({"peak_users": str(10**21)}, "--peak-users must be a positive number up to"),
+        ({"hot_skus": ""}, "--hot-skus '' is not a SKU"),
+        ({"hot_skus": "JERSEY/M"}, "is not a SKU"),
+        ({"hot_skus": "A" * 65}, "is not a SKU"),
+        ({"add": f"{k.POLL_VOTE}=nan"}, "the rate must be a finite number"),
+        ({"add": f"{k.POLL_VOTE}=inf"}, "the rate must be a finite number"),
+        ({"add": f"{k.POLL_VOTE}=-1"}, "the rate must be a finite number"),
+        ({"out_is_file": True}, "exists and is not a directory"),
+        ({"out_under_file": True}, "is not a directory"),
     ],
     ids=["old-profile", "scenario", "zero-users", "negative-users", "tiny-node-cores",
-         "tiny-node-memory", "memory-typo", "utilisation", "unknown-class", "no-profile"],
+         "tiny-node-memory", "memory-typo", "utilisation", "unknown-class", "no-profile",
+         "zero-pg-cores", "negative-pg-cores", "zero-pg-wal", "nan-pg-wal", "inf-node-cores",
+         "nan-node-cores", "inf-node-memory", "nan-utilisation", "nan-think", "negative-think",
+         "negative-drop", "zero-drop", "zero-nodes", "huge-users", "empty-sku", "slash-sku",
+         "long-sku", "nan-add", "inf-add", "negative-add", "out-is-a-file",
+         "out-under-a-file"],
 )  # fmt: skip
 def test_refused_input_exits_2_and_writes_nothing(
     cli: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, Any],
@@ -167,10 +194,90 @@ def test_refused_input_exits_2_and_writes_nothing(
     if flags.pop("missing_profile", False):
         cli.unlink()
     out = tmp_path / "plan"
+    blocker = None
+    if flags.pop("out_is_file", False):
+        blocker = out
+    if flags.pop("out_under_file", False):
+        blocker, out = out, out / "inside"
+    if blocker is not None:
+        blocker.write_text("a planner's notes\n")
     assert main(plan_args(cli, out, **flags)) == 2
-    assert complaint in capsys.readouterr().err
-    assert not out.exists() and not (tmp_path / "data").exists()
+    err = capsys.readouterr().err
+    assert complaint in err
+    # One line, the command's own: no traceback, no argparse usage.
+    assert err.startswith("matchday capacity plan: ") and err.count("\n") == 1, err
+    if blocker is not None:
+        assert blocker.read_text() == "a planner's notes\n"
+    else:
+        assert not out.exists()
+    assert not (tmp_path / "data").exists()
     assert not list(tmp_path.glob(".plan.tmp-*"))
+
+
+def measure_and_validate_args(cli: Path, out: Path) -> dict[str, list[str]]:
+    # The unreachable host proves the flags are refused before anything is contacted.
+    host = ["--host", "http://127.0.0.1:9"]
+    return {
+        "measure": ["capacity", "measure", *host],
+        "validate": ["capacity", "validate", "--profile", str(cli), *host, "--scenarios",
+                     "steady", "--out", str(out)],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("command", "flags", "complaint"),
+    [
+        ("measure", ["--rate", "nan"], "--rate must be a finite number"),
+        ("measure", ["--rate", "0"], "--rate must be above 0"),
+        ("measure", ["--rate", "-40"], "--rate must be above 0"),
+        ("measure", ["--phase-s", "inf"], "--phase-s must be a finite number"),
+        ("measure", ["--phase-s", "0"], "--phase-s must be above 0"),
+        ("measure", ["--rate-high", "nan"], "--rate-high must be a finite number"),
+        ("measure", ["--rate-high", "-1"], "--rate-high must be at least 0"),
+        ("measure", ["--rate-high", "20"], "--rate-high must be above --rate"),
+        ("measure", ["--callers", "0"], "--callers must be at least 1"),
+        ("measure", ["--tail-s", "-1"], "--tail-s must be at least 0"),
+        ("measure", ["--tail-s", "nan"], "--tail-s must be a finite number"),
+        ("measure", ["--mix-think", "nan"], "--mix-think must be a finite number"),
+        ("measure", ["--stack-pid", "0"], "--stack-pid must be at least 1"),
+        ("measure", ["--out", "{tmp}"], "is a directory"),
+        ("measure", ["--out", "{tmp}/no/such/dir/profile.json"], "no directory"),
+        ("validate", ["--users", "5", "0"], "--users must be at least 1"),
+        ("validate", ["--users", "-5"], "--users must be at least 1"),
+        ("validate", ["--step-s", "0"], "--step-s must be above 0"),
+        ("validate", ["--step-s", "inf"], "--step-s must be a finite number"),
+        ("validate", ["--ramp-s", "nan"], "--ramp-s must be a finite number"),
+        ("validate", ["--calibrate-s", "-10"], "--calibrate-s must be above 0"),
+        ("validate", ["--phase-s", "nan"], "--phase-s must be a finite number"),
+        ("validate", ["--rate", "inf"], "--rate must be a finite number"),
+        ("validate", ["--callers", "-1"], "--callers must be at least 1"),
+        ("validate", ["--think-scale", "nan"], "--think-scale must be a finite number"),
+        ("validate", ["--hot-skus", "bad sku"], "is not a SKU"),
+    ],
+)  # fmt: skip
+def test_measure_and_validate_refuse_bad_numbers_before_any_load(
+    cli: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str,
+    flags: list[str], complaint: str,
+) -> None:  # fmt: skip
+    out = tmp_path / "validate"
+    args = measure_and_validate_args(cli, out)[command]
+    args += [f.replace("{tmp}", str(tmp_path)) for f in flags]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert complaint in err
+    assert err.startswith(f"matchday capacity {command}: ") and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_validate_refuses_an_out_that_is_a_file(
+    cli: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "validate"
+    out.write_text("kept\n")
+    assert main(measure_and_validate_args(cli, out)["validate"]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+    assert out.read_text() == "kept\n"
 
 
 def test_the_installed_command_exits_non_zero_on_an_old_profile(tmp_path: Path) -> None:
