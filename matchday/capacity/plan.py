@@ -277,10 +277,9 @@ def plan_stores(
     pg_cores = cores.get(k.POSTGRES, 0.0)
     s, u = opts.stores, opts.utilisation
     primaries = max(1, math.ceil(pg_cores / (s.pg_cores * u)), math.ceil(wal / (s.pg_wal_mb_s * u)))
-    return StoresPlan(
-        xacts, wal, pg_cores, primaries, redis, cores.get(k.REDIS, 0.0),
-        redis_measured_cmds_per_s(profile),
-    )  # fmt: skip
+    measured = redis_measured_cmds_per_s(profile)
+    redis_cores = cores.get(k.REDIS, 0.0)
+    return StoresPlan(xacts, wal, pg_cores, primaries, redis, redis_cores, measured)
 
 
 def limits(p: Plan, profile: Profile) -> tuple[Limit, ...]:
