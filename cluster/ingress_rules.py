@@ -26,6 +26,12 @@ Values, and why an operator can defend them (docs/threat-model.md, ADR 0020):
   drop run, 102 of its 20,731 polls got through), and its polls no longer queue in the shop
   replica beside the admitted fans' adds. The key is a SHA-1 of the whole ticket, the fan's
   signed credential: nobody can spend another fan's budget without holding its ticket.
+- Serve's per-request hints (``x-request-timeout-seconds``, ``x-request-disconnect-disabled``)
+  are dropped from every client request. The ingress sets them itself on an ordinary
+  add-to-cart (POST, no query, a declared body of at most 4 KiB, which HAProxy holds whole
+  before it forwards), so Serve awaits the add directly instead of through a task, a
+  disconnect watcher and a timed wait; the app bounds the add itself (``ADD_TIMEOUT_S`` in
+  matchday/web/fast_add.py, Serve's 30 s) and answers 503 when it runs out (issue 12).
 - Requests HAProxy cannot parse (a NUL in a header, a header block past its buffer, headers
   trickled past ``timeout http-request``) are answered by HAProxy 2.8's connection layer,
   which sends a compiled-in HTML page for 400/408 whatever the config says (``mux_h1.c``,
@@ -126,6 +132,9 @@ def trusted_proxies(raw: str) -> list[str]:
 # Ray 2.60's per-request hints (ray/serve/_private/constants.py), read by its proxy and by a
 # replica's direct ingress from every request.
 SERVE_HINT_HEADERS = ("x-request-timeout-seconds", "x-request-disconnect-disabled")
+# The shop's add-to-cart (matchday.web.fast_add) and the most of a body it is sent with.
+HOT_ADD_PATH = r"^/api/shop/carts/[^/]+/items$"
+HOT_ADD_MAX_BODY = 4096
 
 
 def frontend_lines(trusted: Sequence[str] = ()) -> str:
@@ -161,6 +170,22 @@ def frontend_lines(trusted: Sequence[str] = ()) -> str:
     # client's "x-request-timeout-seconds: 0" held a replica's request slot for as long as it
     # liked, a tiny one got a 500, and a value that is not UTF-8 crashed the replica's parse.
     lines += [f"http-request del-header {name}" for name in SERVE_HINT_HEADERS]
+    # ...but the hot add gets two from the ingress itself: Serve then awaits the app directly
+    # instead of a task per request watching for a disconnect and a wait with its timeout
+    # (issue 12: ~10% of the shop replica's CPU per add). The app bounds the add instead
+    # (matchday.web.fast_add.ADD_TIMEOUT_S), and a client that leaves mid-add lets it
+    # finish: its retry, by the same Idempotency-Key, gets the answer. Only a body HAProxy
+    # has whole before it forwards (a declared length within its buffer, http-buffer-request)
+    # qualifies, so no client can hold the untimed request open by trickling its body.
+    hot = "md_hot_add md_post !md_query md_small_body"
+    lines += [
+        f"acl md_hot_add path_reg {HOT_ADD_PATH}",
+        "acl md_post method POST",
+        "acl md_query query -m found",
+        f"acl md_small_body req.hdr_val(content-length) le {HOT_ADD_MAX_BODY}",
+        f"http-request set-header x-request-disconnect-disabled ?1 if {hot}",
+        f"http-request set-header x-request-timeout-seconds 0 if {hot}",
+    ]
     # Serve's plain-text answers. Its 503 is load shedding (a full queue) and keeps the
     # Retry-After that backpressure_config gave it.
     plain = "!{ res.hdr(content-type) -m beg application/json }"

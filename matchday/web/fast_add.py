@@ -23,6 +23,7 @@ ingress (tests/e2e/test_lean_add_http.py).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import Any
@@ -33,7 +34,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from matchday.domain.errors import MatchdayError
+from matchday.domain.errors import MatchdayError, Unavailable
 from matchday.shop.carts import CartService
 from matchday.waitingroom.gate import PassGate
 from matchday.web.base import answer_once
@@ -45,6 +46,9 @@ from matchday.web.strict_json import loads
 
 ADD_PATH = "/carts/{cart_id}/items"
 CART_ID_PATTERN = r"^c_[a-z2-7]+$"
+# Serve's request_timeout_s in serve_config.yaml, which the ingress turns off for this route.
+ADD_TIMEOUT_S = 30.0
+TIMED_OUT = "the add did not finish in time; retry it with the same Idempotency-Key"
 # The route's path with its cart id, as FastAPI's CartId parameter accepts it (3-64 chars).
 _ADD = re.compile(r"/carts/(c_[a-z2-7]{1,62})/items")
 
@@ -109,6 +113,24 @@ class LeanFront:
         if cart_id is None:
             await self.app(scope, receive, send)
             return
+        # The ingress turns Serve's own request timeout off for this route (a task and a
+        # wait fewer per add: cluster/ingress_rules.py); this bound stands in for it.
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            async with asyncio.timeout(ADD_TIMEOUT_S):
+                await self._add(scope, receive, sending, cart_id)
+        except TimeoutError:
+            if started:
+                raise
+            await matchday_error_response(Unavailable(TIMED_OUT))(scope, receive, send)
+
+    async def _add(self, scope: Scope, receive: Receive, send: Send, cart_id: str) -> None:
         messages, body = await _read(receive, self.lean.limit)
         item = None if body is None or body_carries_pan(body) else _item(body)
         if item is None:

@@ -10,6 +10,7 @@ tests/e2e/test_lean_add_http.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -340,3 +341,30 @@ async def test_an_unexpected_failure_is_answered_alike_by_both_paths(
     assert (lean.status, lean.json()) == (plain.status, plain.json())
     assert lean.status == status and lean.json()["code"] == code
     assert lean.header(b"retry-after") == plain.header(b"retry-after")
+
+
+@pytest.mark.parametrize("path", ["lean", "replayed"])
+async def test_an_add_that_hangs_is_answered_503_when_its_bound_runs_out(
+    paths: Paths, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """The ingress turns Serve's request timeout off for the add (cluster/ingress_rules.py);
+    the lean front's own bound answers instead, on both of its paths: the engine call, and
+    a body handed on to FastAPI (here FastAPI itself hangs)."""
+    from matchday.web import fast_add
+
+    async def hanging(*args: Any) -> Any:
+        await asyncio.Event().wait()
+
+    assert paths.stack.ctx.carts is not None
+    monkeypatch.setattr(fast_add, "ADD_TIMEOUT_S", 0.2)
+    s = await shopper(paths.stack)
+    if path == "lean":
+        monkeypatch.setattr(paths.stack.ctx.carts, "add", hanging)
+        answer = await add(paths.lean, s)
+    else:
+        monkeypatch.setattr(paths.lean._front, "app", hanging)
+        answer = await add(paths.lean, s, f'{{"sku": "{s.sku}", "qty": 1.0}}'.encode())
+    assert answer.status == 503, answer.body
+    assert answer.json()["code"] == "unavailable"
+    assert answer.json()["message"] == fast_add.TIMED_OUT
+    assert answer.header(b"retry-after") == b"1"

@@ -26,7 +26,15 @@ from cluster.ingress_rules import (
 from cluster.serve_hook import haproxy_template, json_response_args
 
 
-def render(tmp_path: Path, *, loopback: bool, trusted: list[str]) -> str:
+def render(
+    tmp_path: Path,
+    *,
+    loopback: bool,
+    trusted: list[str],
+    ports: tuple[int, int, int, int] = (8000, 18404, 19101, 30001),
+) -> str:
+    """The config file's text; ``ports``: the frontend, stats, metrics and the one replica."""
+    port, stats_port, metrics_port, replica_port = ports
     from ray.serve._private import haproxy
     from ray.serve.config import HTTPOptions
 
@@ -34,11 +42,11 @@ def render(tmp_path: Path, *, loopback: bool, trusted: list[str]) -> str:
     haproxy.HAPROXY_CONFIG_TEMPLATE = haproxy_template(original, loopback=loopback, trusted=trusted)
     try:
         cfg = haproxy.HAProxyConfig(
-            http_options=HTTPOptions(host="127.0.0.1", port=8000, keep_alive_timeout_s=10),
+            http_options=HTTPOptions(host="127.0.0.1", port=port, keep_alive_timeout_s=10),
             socket_path=str(tmp_path / "admin.sock"),
             metrics_socket_path=str(tmp_path / "metrics.sock"),
-            stats_port=18404,
-            metrics_port=19101,
+            stats_port=stats_port,
+            metrics_port=metrics_port,
         )
         api = haproxy.HAProxyApi(cfg, config_file_path=str(tmp_path / "haproxy.cfg"))
         api.backend_configs = {
@@ -47,7 +55,7 @@ def render(tmp_path: Path, *, loopback: bool, trusted: list[str]) -> str:
                 path_prefix="/api/shop",
                 app_name="shop",
                 timeout_server_s=30,
-                servers=[haproxy.ServerConfig(name="r1", host="127.0.0.1", port=30001)],
+                servers=[haproxy.ServerConfig(name="r1", host="127.0.0.1", port=replica_port)],
             )
         }
         api._generate_config_file_internal()
