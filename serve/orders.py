@@ -18,8 +18,10 @@ from serve.payments import Payments
 @serve.ingress()
 class OrdersAPI:
     async def __init__(self, settings: dict[str, Any], payments: Any) -> None:
-        ctx = await open_engine(settings_of(settings))
-        self.ctx = bootstrap.with_checkout(ctx, HandleGateway(payments))
+        s = settings_of(settings)
+        ctx = await open_engine(s)
+        gateway = HandleGateway(payments, fingerprints=s.gateway_kind() != "test")
+        self.ctx = bootstrap.with_checkout(ctx, gateway)
 
     def __serve_build_asgi_app__(self) -> Any:
         from matchday.web import orders_api  # here, not above: serve/__init__.py
