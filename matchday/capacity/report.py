@@ -43,11 +43,24 @@ def _limit_row(x: Limit) -> str:
 def redis_line(p: Plan, lead: str = "Redis") -> str:
     s = p.stores
     line = f"{lead} {s.redis_cmds_per_s:,.0f} commands/s on {s.redis_cores:.2f} of its one core"
-    if not any(x.lower_bound for x in p.limits if x.name.startswith("redis")):
-        return line + "."
+    bound = any(x.lower_bound for x in p.limits if x.name.startswith("redis"))
+    if s.redis_busy:
+        busy = (
+            f"its cost per command from the busy-Redis phase (x{s.redis_factor:.2g} the light"
+            f" phases' at this rate; measured up to {s.redis_busy_max_cmds_per_s:,.0f}"
+            f" commands/s, one core at that cost serving ~{s.redis_busy_ceiling_cmds_per_s:,.0f}/s)"
+        )
+        if not bound:
+            return f"{line}, {busy}: where it saturates is an estimate."
+        return (
+            f"{line}, {busy}: an upper bound, since the plan asks more than that ceiling and"
+            " Redis past it was not measured. Where it saturates is the least it takes."
+        )
+    if not bound:
+        return f"{line}, at the light phases' cost per command (no busy-Redis phase)."
     return (
-        f"{line}: an upper bound. The profile measured Redis at up to"
-        f" {s.redis_measured_cmds_per_s:,.0f} commands/s, about one command per wakeup of its"
+        f"{line}: an upper bound. The profile has no busy-Redis phase; it measured Redis at up"
+        f" to {s.redis_measured_cmds_per_s:,.0f} commands/s, about one command per wakeup of its"
         " event loop; a busy Redis serves many clients' commands per wakeup, so each costs"
         " less. Where it saturates is the least it takes (docs/capacity.md, 2026-12-03)."
     )
