@@ -254,7 +254,9 @@ async def drive(
         finally:
             await redis.aclose()
     total = sum(mix.values())
-    shares = {name: round(n / total, 4) for name, n in sorted(mix.items(), key=lambda x: -x[1])}
+    ranked = sorted(mix.items(), key=lambda x: -x[1])
+    # Loading the scripts once is not part of the mix.
+    shares = {name: round(n / total, 4) for name, n in ranked if round(n / total, 4) > 0}
     return BusyRedis(idle_cores=round(idle_cores, 4), mix=shares, levels=tuple(found))
 
 

@@ -173,13 +173,17 @@ def rate_section(p: Plan, profile: Profile) -> list[str]:
         ]
     one = [c for c in profile.classes if c not in measured]
     factors = rate_factors(profile, p.rates_at_peak)
+    busy = " and Redis" if profile.redis_busy is not None else ""
+    if busy:  # its factor is the busy phase's, in the PostgreSQL and Redis section
+        factors.pop(k.REDIS, None)
     seen = role_rates(profile, p.rates_at_peak)
     out = [
         f"Costs measured at two rates: {len(measured)} of {len(profile.classes)} classes"
         + (f" (one rate only: {', '.join(one)})" if one else "")
         + ". Each role's light-load cost for a class is scaled by the power law through the"
         " class's two rates, at the requests/s the role takes at the peak, held at both"
-        " measured rates (ADR 0023); the shards and the publisher keep their batching above."
+        f" measured rates (ADR 0023); the shards and the publisher keep their batching above{busy}"
+        f"{' its busy phase' if busy else ''}."
         + (" Roles and classes whose cost changed:" if factors else " No cost changed."),
     ]
     if factors:

@@ -32,7 +32,11 @@ from matchday.capacity.report import markdown
 from tests.unit.capacity_cases import BROWSER, BUYER, mixed_profile, profile_data, steady_mix
 
 ROOT = Path(__file__).resolve().parents[2]
-RUN_1049 = ROOT / "docs" / "capacity-runs" / "2026-12-03-1049-validation" / "profile.json"
+RUNS = ROOT / "docs" / "capacity-runs"
+RUN_1049 = RUNS / "2026-12-03-1049-validation" / "profile.json"
+# 10:49's profile with the busy-Redis driver's figures of this machine planted in (not a
+# measure run: docs/capacity.md, 2026-12-03).
+PLANTED = RUNS / "2026-12-03-busy-redis-planted" / "profile.json"
 C_LIGHT = 300 / 11
 
 
@@ -156,6 +160,7 @@ def test_measured_busy_redis_takes_its_cost_from_there_and_is_an_estimate() -> N
     assert "its cost per command from the busy-Redis phase (x0.25" in report
     assert "where it saturates is an estimate." in report
     assert f"| {redis.saturates_at_users:,.0f} |" in report
+    assert "| redis |" not in report  # no two-rate factors for it: the busy phase's instead
 
 
 def test_past_the_busy_ceiling_redis_is_a_bound_again() -> None:
@@ -196,3 +201,17 @@ def test_twice_the_users_never_need_less_of_redis() -> None:
     p = busy_profile(busy(level(1, 300.0, 20.0), level(8, 900.0, 2.0), level(64, 5000.0, 3.0)))
     cores = [hand_plan(p, users).cores[k.REDIS] for users in (100, 200, 400, 800, 1600, 3200)]
     assert cores == sorted(cores)
+
+
+def test_the_recorded_kickoff_plan_with_the_planted_busy_figures_estimates_redis() -> None:
+    from loadtests.mixes import load_mix
+
+    p = parse_profile(PLANTED.read_text())
+    assert p.redis_busy is not None and p.classes == parse_profile(RUN_1049.read_text()).classes
+    d = demand(load_mix("kickoff"), 1000, {c: x.latency.mean_ms for c, x in p.classes.items()})
+    plan = make_plan(p, d, Options(node=Node(8, 16)))
+    # 17,484 commands/s: 1.00 core at the light cost (a bound), ~0.27 from the busy phase.
+    assert plan.stores.redis_cmds_per_s == pytest.approx(17_484, abs=1)
+    assert plan.stores.redis_cores == pytest.approx(0.27, abs=0.01)
+    assert not redis_limit(plan).lower_bound
+    assert plan.first.name == "postgres primary (CPU)" and not plan.first.lower_bound
