@@ -165,8 +165,10 @@ def measure(
     again = f", again at up to {rate_high:g}/s (as long, more requests)" if rate_high else ""
     mixed = f", the mixes of {', '.join(mixes.scenarios)}" if mixes and mixes.scenarios else ""
     busy_redis = ", then Redis busy" if redis_s > 0 else ""
-    say(f"measuring {target.host}: {len(k.CLASSES)} classes x {phase_s:g} s at {rate:g}/s"
-        f"{again}{mixed}, then the hot shard{busy_redis}")  # fmt: skip
+    say(
+        f"measuring {target.host}: {len(k.CLASSES)} classes x {phase_s:g} s at {rate:g}/s"
+        f"{again}{mixed}, then the hot shard{busy_redis}"
+    )
     fixture = asyncio.run(create_fixture(target.settings))
     try:
         asyncio.run(measure_http(run, fixture))
