@@ -107,6 +107,7 @@ def measure(args: argparse.Namespace) -> None:
     measuring(args)
     number("--tail-s", args.tail_s, at_least=0)
     number("--mix-think", args.mix_think, at_least=0)
+    number("--redis-s", args.redis_s, above=0)
     out_file("--out", args.out)
 
 

@@ -4,6 +4,7 @@
     matchday capacity measure --rate 40 --phase-s 10 --out profile.json
     matchday capacity measure --rate 20 --rate-high 50     # the second rate (0: none)
     matchday capacity measure --mixes steady --mix-think 1   # the mixed phase (--mixes: none)
+    matchday capacity measure --no-redis-busy               # without the busy-Redis phase
 
 Run it on the machine that runs the stack: CPU is read per process (``matchday.ops.
 cpu_roles``), so the stack's processes must be local; PostgreSQL and Redis may be elsewhere
@@ -16,7 +17,9 @@ of its cost per request (``cluster/capacity_high.py``). Then each scenario of ``
 (steady and flash_sale) runs its own request mix together, at ``--rate`` and the second rate
 (``cluster/capacity_mixed.py``): the plan of that scenario takes each role's cost per request
 from it (``Profile.mixes``, ADR 0023). Last, many callers reserve one hot SKU through Ray for
-the ceiling of one shard (``cluster/capacity_hot.py``).
+the ceiling of one shard (``cluster/capacity_hot.py``). Then, unless ``--no-redis-busy``,
+the shop's Redis commands from many concurrent clients against the stack's Redis, for what a
+command costs it busy (``cluster/capacity_redis.py``, ``Profile.redis_busy``).
 Start the stack with a high rate limit (all requests come from one address):
 MATCHDAY_RATE_LIMIT_PER_S=100000 MATCHDAY_RATE_LIMIT_BURST=100000. The profile (JSON) goes
 to stdout, progress to stderr.
@@ -45,6 +48,7 @@ from cluster.capacity_probe import (
     hide_fixture,
     one_at_a_time,
 )
+from cluster.capacity_redis import LEVEL_S, BusyRedisError, measure_busy_redis
 from cluster.capacity_run import (
     FAN_CLASSES,
     LATENCY_PROBES,
@@ -154,18 +158,28 @@ async def measure_http(run: Run, fixture: Fixture) -> None:
 
 def measure(
     target: Target, phase_s: float, rate: float, callers: int, tail_s: float = TAIL_S,
-    rate_high: float = 0.0, mixes: Mixes | None = None,
+    rate_high: float = 0.0, mixes: Mixes | None = None, redis_s: float = LEVEL_S,
 ) -> Profile:  # fmt: skip
     meter = Meter(target)
     run = Run(target, meter, phase_s, rate, tail_s, rate_high=rate_high, mixes=mixes)
     again = f", again at up to {rate_high:g}/s (as long, more requests)" if rate_high else ""
     mixed = f", the mixes of {', '.join(mixes.scenarios)}" if mixes and mixes.scenarios else ""
-    say(f"measuring {target.host}: {len(k.CLASSES)} classes x {phase_s:g} s at {rate:g}/s"
-        f"{again}{mixed}, then the hot shard")  # fmt: skip
+    busy_redis = ", then Redis busy" if redis_s > 0 else ""
+    say(
+        f"measuring {target.host}: {len(k.CLASSES)} classes x {phase_s:g} s at {rate:g}/s"
+        f"{again}{mixed}, then the hot shard{busy_redis}"
+    )
     fixture = asyncio.run(create_fixture(target.settings))
     try:
         asyncio.run(measure_http(run, fixture))
         hot = measure_hot_shard(run, fixture, callers)
+        busy = None
+        if redis_s > 0:
+            try:
+                busy = measure_busy_redis(target.settings.redis_url, redis_s, say)
+            except BusyRedisError as exc:
+                # The plan still has the light phases' cost, marked as a bound.
+                say(f"      warning: Redis could not be measured busy ({exc}): no redis_busy")
     finally:
         asyncio.run(hide_fixture(target.settings, fixture))
         meter.close()
@@ -178,6 +192,7 @@ def measure(
         contention=Contention(foreign_cores=round(sum(run.foreign) / len(run.foreign), 3),
                               steal_cores=round(sum(run.steal) / len(run.steal), 3)),
         classes=run.costs, hot_shard=hot, processes=processes(run.last), mixes=run.mixed,
+        redis_busy=busy,
     )  # fmt: skip
 
 
@@ -193,8 +208,10 @@ def cmd_measure(args: argparse.Namespace, settings: Settings) -> int:
         say(f"matchday capacity measure: {exc}")
         return 2
     try:
-        profile = measure(target, args.phase_s, args.rate, args.callers, args.tail_s, rate_high,
-                          mixes)  # fmt: skip
+        redis_s = 0.0 if args.no_redis_busy else args.redis_s
+        profile = measure(
+            target, args.phase_s, args.rate, args.callers, args.tail_s, rate_high, mixes, redis_s
+        )
     except MeasureError as exc:
         say(f"matchday capacity measure: {exc}")
         return 1
@@ -221,6 +238,17 @@ def register(action: Any) -> None:
         type=float,
         default=TAIL_S,
         help="seconds after each phase for its late work, inside its window (1.5)",
+    )
+    m.add_argument(
+        "--redis-s",
+        type=float,
+        default=LEVEL_S,
+        help=f"seconds per concurrency level of the busy-Redis phase ({LEVEL_S:g})",
+    )
+    m.add_argument(
+        "--no-redis-busy",
+        action="store_true",
+        help="leave out the busy-Redis phase (the plan then bounds Redis from the light phases)",
     )
     m.add_argument("--stack-pid", type=int, help="the stack's root process (default: stack.json)")
     m.add_argument("--out", type=Path, help="also write the profile to this file")

@@ -29,7 +29,8 @@ from matchday.capacity.plan_model import (
     ShardPlan,
     StoresPlan,
 )
-from matchday.capacity.profile import ClassCost, MixedCost, PlanInputError, Profile, RatePoint
+from matchday.capacity.profile import MixedCost, PlanInputError, Profile
+from matchday.capacity.redis_busy import commands_per_s, cost_factor, fastest_phase
 from matchday.capacity.scaling import rate_factors
 
 # Autoscaling maxima (replicas, nodes) leave room for a crowd this much bigger than planned.
@@ -105,10 +106,15 @@ def cores_by_component(
     shards' and the publisher's from their batching, every other role's from the class's
     two measured rates (``matchday.capacity.scaling``; 1.0 in a one-rate profile). With
     ``mixed`` (the scenario's mix measured together), the roles it decides take their
-    cores from it instead (``matchday.capacity.mixed``)."""
+    cores from it instead (``matchday.capacity.mixed``). Redis measured busy takes its
+    factor from that phase at the commands/s it gets (``matchday.capacity.redis_busy``),
+    whatever the mix says."""
     out: dict[str, float] = {}
     decided = mixed_roles(profile, mixed, rates) if mixed is not None else {}
     factor = {**rate_factors(profile, rates), **batching(profile, rates, load)}
+    if profile.redis_busy is not None:
+        decided.pop(k.REDIS, None)
+        factor[k.REDIS] = dict.fromkeys(rates, cost_factor(profile, commands_per_s(profile, rates)))
     for cls, rate in rates.items():
         for role, us in profile.classes[cls].cpu_us.items():
             comp = k.component(role)
@@ -257,15 +263,11 @@ def redis_measured_cmds_per_s(profile: Profile) -> float:
     ``epoll_wait`` (measured 2026-12-03: 28-190 us of Redis CPU per command, ~200 us per
     request plus ~25-30 us per command, flat from 20 to 50 requests/s; docs/capacity.md).
     Busier, one wakeup serves the commands of many clients, so the cost per command can only
-    fall: past this rate the plan's Redis cores are an upper bound and its saturation point
-    a lower bound (``Limit.lower_bound``), until a profile measures Redis busy.
+    fall: without a busy-Redis phase, past this rate the plan's Redis cores are an upper
+    bound and its saturation point a lower bound (``Limit.lower_bound``); with one, the cost
+    follows it from this rate on (``matchday.capacity.redis_busy``).
     """
-    points: list[ClassCost | RatePoint] = []
-    for cost in [*profile.classes.values(), *(m.cost for m in profile.mixes.values())]:
-        points.append(cost)
-        if cost.high is not None:
-            points.append(cost.high)
-    return max((x.redis_cmds * x.rate_per_s for x in points), default=0.0)
+    return fastest_phase(profile)
 
 
 def plan_stores(
@@ -273,13 +275,25 @@ def plan_stores(
 ) -> StoresPlan:
     xacts = sum(r * profile.classes[c].pg_write_xacts for c, r in rates.items())
     wal = sum(r * profile.classes[c].pg_wal_bytes for c, r in rates.items()) / 1e6
-    redis = sum(r * profile.classes[c].redis_cmds for c, r in rates.items())
+    redis = commands_per_s(profile, rates)
     pg_cores = cores.get(k.POSTGRES, 0.0)
     s, u = opts.stores, opts.utilisation
     primaries = max(1, math.ceil(pg_cores / (s.pg_cores * u)), math.ceil(wal / (s.pg_wal_mb_s * u)))
     measured = redis_measured_cmds_per_s(profile)
     redis_cores = cores.get(k.REDIS, 0.0)
-    return StoresPlan(xacts, wal, pg_cores, primaries, redis, redis_cores, measured)
+    busy = profile.redis_busy
+    return StoresPlan(
+        xacts,
+        wal,
+        pg_cores,
+        primaries,
+        redis,
+        redis_cores,
+        measured,
+        redis_busy_max_cmds_per_s=busy.busiest.cmds_per_s if busy is not None else 0.0,
+        redis_busy_ceiling_cmds_per_s=busy.ceiling_cmds_per_s if busy is not None else 0.0,
+        redis_factor=cost_factor(profile, redis),
+    )
 
 
 def limits(p: Plan, profile: Profile) -> tuple[Limit, ...]:
@@ -299,7 +313,12 @@ def limits(p: Plan, profile: Profile) -> tuple[Limit, ...]:
     s = p.stores
     # Where Redis saturates, it takes headroom x the peak's commands.
     redis_at_saturation = s.redis_cmds_per_s / s.redis_cores if s.redis_cores > 0 else 0.0
-    beyond = redis_at_saturation > s.redis_measured_cmds_per_s
+    if s.redis_busy:
+        # Measured busy: a bound only where the plan asks more than one core at the busiest
+        # level's cost would serve.
+        beyond = s.redis_cmds_per_s > s.redis_busy_ceiling_cmds_per_s
+    else:
+        beyond = redis_at_saturation > s.redis_measured_cmds_per_s
     out.append(Limit("redis (one core)", 1.0, s.redis_cores, "cores", peak, lower_bound=beyond))
     if not opts.stores.colocated:
         o = opts.stores

@@ -87,6 +87,16 @@ class StoresPlan:
     # The most commands/s any phase of the profile sent Redis: past it, its cost per command
     # is the low-rate one held (an upper bound, ``plan.redis_measured_cmds_per_s``).
     redis_measured_cmds_per_s: float = 0.0
+    # From the busy-Redis phase (0 without one): the most commands/s it reached, and the
+    # commands/s one core serves at that level's cost.
+    redis_busy_max_cmds_per_s: float = 0.0
+    redis_busy_ceiling_cmds_per_s: float = 0.0
+    # What the busy phase scaled Redis's light cost per command by at this plan's rate.
+    redis_factor: float = 1.0
+
+    @property
+    def redis_busy(self) -> bool:
+        return self.redis_busy_ceiling_cmds_per_s > 0
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,13 @@ from matchday.capacity.classes import CLASSES, component
 SCHEMA = "matchday.capacity.profile"
 # Bump on any change a reader must know about; readers refuse every version outside
 # OLDEST..VERSION. Version 2 added a second measured rate per class (``ClassCost.high``);
-# version 3 the mixed phase (``Profile.mixes``: each scenario's own mix at two rates). An
-# older profile reads as one without them, and plans exactly as it did.
-VERSION = 3
+# version 3 the mixed phase (``Profile.mixes``: each scenario's own mix at two rates);
+# version 4 the busy-Redis phase (``Profile.redis_busy``). An older profile reads as one
+# without them, and plans exactly as it did.
+VERSION = 4
 OLDEST = 1
 MIXES_SINCE = 3
+REDIS_BUSY_SINCE = 4
 
 
 class PlanInputError(ValueError):
@@ -146,6 +148,43 @@ class HotShard(_Model):
         return 1e6 / self.shard_cpu_us
 
 
+class RedisLevel(_Model):
+    """One window of the busy-Redis phase: ``clients`` connections sending the shop's
+    commands back to back."""
+
+    clients: int = Field(ge=1)
+    seconds: float = Field(gt=0)
+    requests: int = Field(ge=1)  # the shop's requests the driver made (each a few commands)
+    # As the class phases count them (``total_commands_processed``: a script's own calls
+    # too), net of the idle rate and of the phase's own INFO reads.
+    commands: float = Field(gt=0)
+    cmds_per_s: float = Field(gt=0)
+    cores: float = Field(gt=0)  # Redis's CPU (``INFO cpu``, all its threads) net of idle
+    cpu_us_per_cmd: float = Field(gt=0)
+    # Redis's own time inside the commands (``INFO commandstats``; a script's calls, not its
+    # interpreter), per command: the rest of ``cpu_us_per_cmd`` is its event loop, the
+    # sockets and Lua.
+    exec_us_per_cmd: float = Field(ge=0)
+
+
+class BusyRedis(_Model):
+    """Redis driven busy (version 4): the shop's commands from many concurrent clients at a
+    few concurrency levels, its CPU per command at each (``cluster/capacity_redis.py``)."""
+
+    idle_cores: float = Field(ge=0)
+    mix: dict[str, float]  # command -> share of the calls Redis counted (scripts' own too)
+    levels: tuple[RedisLevel, ...] = Field(min_length=1)
+
+    @property
+    def busiest(self) -> RedisLevel:
+        return max(self.levels, key=lambda x: x.cmds_per_s)
+
+    @property
+    def ceiling_cmds_per_s(self) -> float:
+        """Commands/s at one core of Redis, at the busiest level's cost per command."""
+        return 1e6 / self.busiest.cpu_us_per_cmd
+
+
 class Idle(_Model):
     seconds: float = Field(gt=0)
     cores: dict[str, float]  # per role, with no traffic
@@ -179,6 +218,8 @@ class Profile(_Model):
     processes: Processes
     # Scenario -> its mix measured together (version 3; none before, or when not measured).
     mixes: dict[str, MixedCost] = Field(default_factory=dict)
+    # Redis driven busy (version 4; None before, or when ``--no-redis-busy`` left it out).
+    redis_busy: BusyRedis | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -216,6 +257,11 @@ def parse_profile(text: str) -> Profile:
         raise ProfileError(
             f"the profile is schema version {data['version']} but has mixed phases, which"
             f" version {MIXES_SINCE} added: measure again"
+        )
+    if data.get("redis_busy") and data["version"] < REDIS_BUSY_SINCE:
+        raise ProfileError(
+            f"the profile is schema version {data['version']} but has a busy-Redis phase, which"
+            f" version {REDIS_BUSY_SINCE} added: measure again"
         )
     try:
         profile = Profile.model_validate(data)

@@ -43,11 +43,24 @@ def _limit_row(x: Limit) -> str:
 def redis_line(p: Plan, lead: str = "Redis") -> str:
     s = p.stores
     line = f"{lead} {s.redis_cmds_per_s:,.0f} commands/s on {s.redis_cores:.2f} of its one core"
-    if not any(x.lower_bound for x in p.limits if x.name.startswith("redis")):
-        return line + "."
+    bound = any(x.lower_bound for x in p.limits if x.name.startswith("redis"))
+    if s.redis_busy:
+        busy = (
+            f"its cost per command from the busy-Redis phase (x{s.redis_factor:.2g} the light"
+            f" phases' at this rate; measured up to {s.redis_busy_max_cmds_per_s:,.0f}"
+            f" commands/s, one core at that cost serving ~{s.redis_busy_ceiling_cmds_per_s:,.0f}/s)"
+        )
+        if not bound:
+            return f"{line}, {busy}: where it saturates is an estimate."
+        return (
+            f"{line}, {busy}: an upper bound, since the plan asks more than that ceiling and"
+            " Redis past it was not measured. Where it saturates is the least it takes."
+        )
+    if not bound:
+        return f"{line}, at the light phases' cost per command (no busy-Redis phase)."
     return (
-        f"{line}: an upper bound. The profile measured Redis at up to"
-        f" {s.redis_measured_cmds_per_s:,.0f} commands/s, about one command per wakeup of its"
+        f"{line}: an upper bound. The profile has no busy-Redis phase; it measured Redis at up"
+        f" to {s.redis_measured_cmds_per_s:,.0f} commands/s, about one command per wakeup of its"
         " event loop; a busy Redis serves many clients' commands per wakeup, so each costs"
         " less. Where it saturates is the least it takes (docs/capacity.md, 2026-12-03)."
     )
@@ -160,13 +173,17 @@ def rate_section(p: Plan, profile: Profile) -> list[str]:
         ]
     one = [c for c in profile.classes if c not in measured]
     factors = rate_factors(profile, p.rates_at_peak)
+    busy = " and Redis" if profile.redis_busy is not None else ""
+    if busy:  # its factor is the busy phase's, in the PostgreSQL and Redis section
+        factors.pop(k.REDIS, None)
     seen = role_rates(profile, p.rates_at_peak)
     out = [
         f"Costs measured at two rates: {len(measured)} of {len(profile.classes)} classes"
         + (f" (one rate only: {', '.join(one)})" if one else "")
         + ". Each role's light-load cost for a class is scaled by the power law through the"
         " class's two rates, at the requests/s the role takes at the peak, held at both"
-        " measured rates (ADR 0023); the shards and the publisher keep their batching above."
+        f" measured rates (ADR 0023); the shards and the publisher keep their batching above{busy}"
+        f"{' its busy phase' if busy else ''}."
         + (" Roles and classes whose cost changed:" if factors else " No cost changed."),
     ]
     if factors:

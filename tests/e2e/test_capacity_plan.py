@@ -48,7 +48,7 @@ def measured(served: Served, ray_session: Any, tmp_path_factory: pytest.TempPath
     done = subprocess.run(
         [sys.executable, "-m", "cluster.cli", "capacity", "measure", "--host", served.base,
          "--stack-pid", str(os.getpid()), "--phase-s", "2", "--rate", "20", "--rate-high", "40",
-         "--callers", "16", "--tail-s", "0.5",
+         "--callers", "16", "--tail-s", "0.5", "--redis-s", "1",
          "--out", str(profile)],
         env=stack_env(served, ray_session, out), cwd=ROOT, capture_output=True, text=True,
         timeout=240, check=False,
@@ -58,6 +58,7 @@ def measured(served: Served, ray_session: Any, tmp_path_factory: pytest.TempPath
     assert done.stdout.strip() == profile.read_text().strip()  # the result on stdout
     assert "[11/11] poll_vote" in done.stderr  # progress on stderr
     assert "[11/11 high] poll_vote" in done.stderr  # and the second rate's
+    assert "[redis] the shop's Redis commands from 1, 8, 64 concurrent clients" in done.stderr
     return profile
 
 
@@ -101,6 +102,11 @@ def test_measure_costs_every_class_in_its_own_apps_replicas(measured: Path) -> N
     assert profile.machine.cores == os.cpu_count()
     assert profile.software.ray == "2.60.0" and profile.software.settings["shards"] >= 1
     assert profile.idle.seconds > 0 and profile.processes.count
+    # Redis driven busy through the shop's code, on the stack's own Redis.
+    busy = profile.redis_busy
+    assert busy is not None and [x.clients for x in busy.levels] == [1, 8, 64]
+    assert all(x.commands > 0 and x.cpu_us_per_cmd > 0 for x in busy.levels)
+    assert "evalsha" in busy.mix and busy.ceiling_cmds_per_s > 0
 
 
 def plan_of(profile: Path, users: int, out: Path) -> dict[str, Any]:
@@ -137,4 +143,18 @@ def test_a_plan_for_twice_the_users_needs_at_least_as_much_of_everything(
                  "rayservice-patch.yaml"):  # fmt: skip
         assert (tmp_path / "two" / name).stat().st_size > 0
     assert Profile.model_validate_json(measured.read_text()).classes  # still a valid profile
-    assert "## Cost with the rate" in (tmp_path / "two" / "report.md").read_text()
+    report = (tmp_path / "two" / "report.md").read_text()
+    assert "## Cost with the rate" in report
+    assert "its cost per command from the busy-Redis phase" in report
+
+
+def test_the_busy_redis_phase_leaves_nothing_in_the_stacks_redis(
+    measured: Path, served: Served
+) -> None:
+    import redis
+
+    client = redis.Redis.from_url(served.settings.redis_url)
+    try:
+        assert not list(client.scan_iter(match="matchday:capacity:busy*", count=1000))
+    finally:
+        client.close()

@@ -57,7 +57,7 @@ def test_past_the_command_rate_it_was_measured_at_redis_saturates_at_least_there
     assert not any(x.lower_bound for x in plan.limits if x is not redis)
     report = markdown(plan, p, "steady")
     assert f"| at least {redis.saturates_at_users:,.0f} |" in report
-    assert "an upper bound. The profile measured Redis at up to 80 commands/s" in report
+    assert "The profile has no busy-Redis phase; it measured Redis at up to 80 commands/s" in report
 
 
 def test_a_profile_that_measured_redis_as_busy_as_its_saturation_gives_an_estimate() -> None:
