@@ -20,7 +20,7 @@ class OrdersAPI:
     async def __init__(self, settings: dict[str, Any], payments: Any) -> None:
         s = settings_of(settings)
         ctx = await open_engine(s)
-        gateway = HandleGateway(payments, fingerprints=s.gateway_kind() != "test")
+        gateway = HandleGateway(payments, fingerprints=s.gateway_kind != "test")
         self.ctx = bootstrap.with_checkout(ctx, gateway)
 
     def __serve_build_asgi_app__(self) -> Any:
