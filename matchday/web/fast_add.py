@@ -17,8 +17,8 @@ Anything else, it hands to FastAPI untouched (the body it read is replayed), so 
 of a malformed request (413, 422, a card number, a bad header) comes from the documented
 route and its middlewares, never from a second implementation of them. The FastAPI route stays
 for those requests and for the OpenAPI document; both call :meth:`LeanAdd.add`. Tests send
-every case to both paths (tests/integration/test_lean_add.py) and over HTTP through the
-ingress (tests/e2e/test_lean_add_http.py).
+every case to both paths (tests/integration/test_lean_add.py); an ordinary add goes over
+HTTP through the ingress in tests/e2e/ingress/test_hot_add_hints.py.
 """
 
 from __future__ import annotations

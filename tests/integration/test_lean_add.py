@@ -5,7 +5,7 @@ fresh sessions, carts and products: once to the shop app as deployed (the lean p
 and once to the same app built without it. Status, error bodies, Retry-After and
 Idempotent-Replayed must match, and success bodies match but for the hold's id and expiry.
 A key first answered by one path is replayed by the other. Over HTTP through the ingress:
-tests/e2e/test_lean_add_http.py.
+tests/e2e/ingress/test_hot_add_hints.py.
 """
 
 from __future__ import annotations
