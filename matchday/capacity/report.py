@@ -208,8 +208,18 @@ def stores_section(p: Plan) -> list[str]:
             f" (ADR 0024, `{ADR_PAST_ONE_PRIMARY}`): at {p.options.utilisation:.0%} it needs"
             f" {s.primaries_needed} primaries. Partition the inventory into"
             f" {s.primaries_needed} shard groups, each with its own primary (a shard's SKUs,"
-            " reservations and journal on one primary; checkout commits per group), or move to"
-            " a distributed PostgreSQL; the ADR gives the numbers for both.",
+            " reservations and journal on one primary; checkout commits per group), and the"
+            " orders and payments by customer the same way (checkout is most of a kick-off's"
+            " writes), or move to a distributed PostgreSQL; the ADR gives the numbers for both.",
+        ]
+    if s.redis_cores > p.options.utilisation:
+        out += [
+            "",
+            f"**This scenario takes Redis past {p.options.utilisation:.0%} of its one core**"
+            f" ({s.redis_cores:.2f} cores at the peak; ADR 0024, `{ADR_PAST_ONE_PRIMARY}`,"
+            ' "Redis and Ray"): split it by role (rate limits and idempotency keys; the'
+            " catalogue cache and availability; streams and poll tallies), then Redis Cluster"
+            " for the per-client keys. The engine never depends on Redis for correctness.",
         ]
     return out
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,7 @@ def test_the_report_names_the_point_past_one_primary_only_when_crossed() -> None
     two = markdown(a_plan(stores=Stores(pg_cores=1.0)), profile(), "steady")
     assert "crosses the point where one PostgreSQL primary is enough" in two
     assert "0024-past-one-postgresql-primary.md" in two and "2 shard groups" in two
+    assert "orders and payments by customer" in two
     for section in ("## Demand", "## Deployments", "## Shards", "## Nodes",
                     "## What saturates first", "matchday pin JERSEY-FINAL-LTD-M"):  # fmt: skip
         assert section in one
@@ -361,3 +363,13 @@ def test_validate_replays_an_earlier_run_against_the_model_without_sending_load(
     # A directory with no run of the scenario is refused, nothing written.
     assert main([*args[:3], str(tmp_path / "nothing"), *args[4:-1], str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_the_report_names_the_redis_split_only_when_redis_passes_its_share() -> None:
+    quiet = a_plan()
+    assert quiet.stores.redis_cores <= quiet.options.utilisation
+    assert "past 50% of its one core" not in markdown(quiet, profile(), "steady")
+    busy = replace(quiet, stores=replace(quiet.stores, redis_cores=0.9))
+    text = markdown(busy, profile(), "steady")
+    assert "This scenario takes Redis past 50% of its one core" in text
+    assert "0.90 cores at the peak" in text and "0024-past-one-postgresql-primary.md" in text
