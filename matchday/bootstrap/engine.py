@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
-
-from matchday.events.relay import OutboxRelay
 from matchday.inventory.routing import Router
 from matchday.inventory.shard import ShardCore
 from matchday.reports.ports import Refresh
@@ -23,6 +21,9 @@ from matchday.settings import Settings
 from matchday.storage import db
 from matchday.storage.inventory_repo import InventoryRepository
 from matchday.storage.reports_repo import ReportsRepository
+
+if TYPE_CHECKING:
+    from matchday.events.relay import OutboxRelay
 
 
 async def open_shard_core(
@@ -62,6 +63,12 @@ class PublisherParts:
 
 async def open_publisher(settings: Settings) -> PublisherParts:
     """The outbox relay (ADR 0002) and the reports' refresh (issue 6), over a small pool."""
+    # Here, not above: a restarted shard imports this module too, and Redis's client and
+    # the relay were ~0.3 s of its way back (issue 12: recovery after ray.kill).
+    from redis.asyncio import Redis
+
+    from matchday.events.relay import OutboxRelay
+
     s = settings
     # No check round trip per borrow: the relay borrows once per run, 20 times a second
     # when idle; a dead connection fails that run, and the next borrows another.
