@@ -213,6 +213,10 @@ class SkuLedger:
             return self._missing(m[3])
         if r[R_EXPIRES] <= now:
             return refusal(ReservationExpired, r[R_ID])
+        if r[R_EXPIRES] >= now + m[4]:
+            # Already lasts long enough: the answer is the check that it is still held, which
+            # is what a checkout asks before each charge, and it costs no write (ADR 0008).
+            return r
         r = self.held[r[R_ID]] = (*r[:R_EXPIRES], now + m[4], *r[R_STATUS:])
         self._log(ch, EXTEND, m[1], r, self.on_hand - self.reserved - self.sold)
         return r

@@ -83,6 +83,12 @@ _DISPATCH: tuple[Callable[[SkuLedger, Changes, WireMutation, float], Any], ...] 
 )
 
 
+def _wrote(ch: Changes, request_id: str) -> bool:
+    """Did the mutation just applied log a change (an extend of a hold that already lasts
+    long enough does not, and its deadline is armed already)?"""
+    return bool(ch.entries) and ch.entries[-1][1] == request_id
+
+
 class ShardCore(Expiry):
     def __init__(
         self,
@@ -312,7 +318,11 @@ class ShardCore(Expiry):
                 outs[i] = ledger.stock_wire()
                 continue
             outs[i] = answered[rid] = out
-            if kind in _TIMED_KINDS and out[0] == RESERVATION:
+            if (
+                kind in _TIMED_KINDS
+                and out[0] == RESERVATION
+                and (kind != EXTEND or _wrote(ch, rid))
+            ):
                 armed.append((out[6], out[1], sku))
         return answered, armed
 

@@ -415,6 +415,29 @@ def test_extending_a_held_reservation_moves_its_deadline_to_now_plus_the_new_ttl
     assert customers == []
 
 
+def test_extending_a_hold_that_already_lasts_long_enough_keeps_its_deadline_and_writes_nothing(
+    clock,
+):
+    """A checkout's extend is the check, before each charge, that the hold is still held; a
+    hold that outlives the payment deadline already (an add's 900 s against 720) needs no
+    write for it, and is never shortened."""
+    ledger = typed(SKU, on_hand=10)
+    held, _ = reserve(ledger, "r1", 3, now=clock.now(), ttl=900)
+    ledger.drain_dirty()
+    clock.advance(100)
+
+    for ttl in (720.0, 800.0):  # to exactly the deadline it has, and to before it
+        view, events = extend(ledger, "r1", clock.now(), ttl=ttl)
+        assert view.expires_at == held.expires_at
+        assert events == []
+        assert ledger.drain_dirty() == ([], [])
+    assert ledger.next_deadline("r1") == held.expires_at
+
+    view, events = extend(ledger, "r1", clock.now(), ttl=801)  # past it: extended as ever
+    assert view.expires_at == clock.now() + 801
+    assert kinds(events) == ["extended"]
+
+
 def test_an_extended_reservation_survives_its_original_deadline_and_can_still_be_committed(clock):
     ledger = typed(SKU, on_hand=10)
     reserve(ledger, "r1", 3, now=clock.now())

@@ -16,6 +16,7 @@ import pytest
 from matchday.domain.errors import (
     InvalidInput,
     OutOfStock,
+    ReservationClosed,
     StaleEpoch,
     Unavailable,
     UnknownSku,
@@ -712,6 +713,40 @@ async def test_due_expiries_skips_a_reservation_extended_meanwhile(
     assert [e.reservation_id for e in due] == [held.reservation_id]
     await core.apply(list[Mutation](due))
     assert stock_in_repo(repo, JERSEY) == (10, 0, 0)
+
+
+async def test_an_extend_its_hold_already_covers_is_answered_from_memory_and_armed_once(
+    repo: FakeShardRepository, clock: ManualClock
+) -> None:
+    """A checkout's extend of an add's hold (900 s against the payment's 720) checks the hold
+    and writes nothing: no batch reaches storage, and the deadline is not armed twice."""
+    core = await started(repo, clock)
+    held = view(await one(core, reserve("req-1", qty=3, ttl=900)))
+    written = len(repo.batches)
+
+    clock.advance(100)
+    checked = view(await one(core, Extend("chk-1", JERSEY, held.reservation_id, 720)))
+    again = view(await one(core, Extend("chk-2", JERSEY, held.reservation_id, 720)))
+
+    assert checked == again == held
+    assert len(repo.batches) == written
+    clock.advance(800)  # at the add's deadline
+    due = core.due_expiries(clock.now())
+    assert [e.reservation_id for e in due] == [held.reservation_id]
+    await core.apply(list[Mutation](due))
+    assert stock_in_repo(repo, JERSEY) == (10, 0, 0)
+
+
+async def test_an_extend_of_a_released_hold_is_still_refused_when_nothing_is_written(
+    repo: FakeShardRepository, clock: ManualClock
+) -> None:
+    core = await started(repo, clock)
+    held = view(await one(core, reserve("req-1", qty=3, ttl=900)))
+    await one(core, Release("rel-1", JERSEY, held.reservation_id))
+
+    refused = await one(core, Extend("chk-1", JERSEY, held.reservation_id, 720))
+
+    assert isinstance(refused.error, ReservationClosed)
 
 
 async def test_a_reservation_released_before_its_deadline_is_never_due_and_its_expiry_is_a_no_op(
