@@ -22,6 +22,7 @@ import logging
 import uuid
 from dataclasses import replace
 
+from matchday.domain.concurrent import all_of
 from matchday.domain.errors import MatchdayError, ReservationClosed, UnknownReservation
 from matchday.shop.models import Order, OrderLine
 from matchday.shop.ports import HoldRecords, Stock
@@ -46,40 +47,19 @@ class OrderHolds:
 
     async def secure(self, order: Order, ttl_s: float) -> tuple[Order, list[OrderLine]]:
         """Every hold extended by ``ttl_s``, or held again; (the order with its lines as they
-        are now held, the lines that could not be held)."""
+        are now held, the lines that could not be held). The lines are checked at once: their
+        shards' calls overlap, and lines on one shard share its batch."""
         check = uuid.uuid4().hex[:12]  # a new id per check: the engine must look, not replay
-        lines: list[OrderLine] = []
-        lost: list[OrderLine] = []
-        for line in order.lines:
-            try:
-                await self.stock.extend(
-                    f"chk:{order.order_id}:{line.reservation_id}:{check}",
-                    line.sku,
-                    line.reservation_id,
-                    ttl_s,
-                )
-                lines.append(line)
-                continue
-            except MatchdayError as exc:
-                if exc.retryable:
-                    raise
-                if await self._sold_to_this_order(order, line, exc):
-                    lines.append(line)
-                    continue
-            again = await self._hold_again(order, line, ttl_s)
-            (lines if again else lost).append(again or line)
-        return replace(order, lines=tuple(lines)), lost
+        done = await all_of(*(self._secure(order, line, ttl_s, check) for line in order.lines))
+        lines = [line for line, held in done if held]
+        return replace(order, lines=tuple(lines)), [line for line, held in done if not held]
 
     async def commit(self, order: Order) -> list[OrderLine]:
-        """Sell every hold of a paid order; the lines that could not be sold (their hold gone
-        between :meth:`secure` and now, and no units left to hold again)."""
-        unsold: list[OrderLine] = []
-        for line in order.lines:
-            if not await self._commit(order, line):
-                again = await self._hold_again(order, line, HOLD_MARGIN_S)
-                if again is None or not await self._commit(order, again):
-                    unsold.append(line)
-        return unsold
+        """Sell every hold of a paid order, the lines at once; the lines that could not be
+        sold (their hold gone between :meth:`secure` and now, and no units left to hold
+        again)."""
+        done = await all_of(*(self._sell(order, line) for line in order.lines))
+        return [line for line, sold in zip(order.lines, done, strict=True) if not sold]
 
     async def release(self, order: Order) -> None:
         for line in order.lines:
@@ -91,6 +71,31 @@ class OrderHolds:
                 if exc.retryable:
                     raise
                 # Already expired or released: the units are back either way.
+
+    async def _secure(
+        self, order: Order, line: OrderLine, ttl_s: float, check: str
+    ) -> tuple[OrderLine, bool]:
+        try:
+            await self.stock.extend(
+                f"chk:{order.order_id}:{line.reservation_id}:{check}",
+                line.sku,
+                line.reservation_id,
+                ttl_s,
+            )
+            return line, True
+        except MatchdayError as exc:
+            if exc.retryable:
+                raise
+            if await self._sold_to_this_order(order, line, exc):
+                return line, True
+        again = await self._hold_again(order, line, ttl_s)
+        return (again, True) if again else (line, False)
+
+    async def _sell(self, order: Order, line: OrderLine) -> bool:
+        if await self._commit(order, line):
+            return True
+        again = await self._hold_again(order, line, HOLD_MARGIN_S)
+        return again is not None and await self._commit(order, again)
 
     async def _commit(self, order: Order, line: OrderLine) -> bool:
         try:

@@ -389,3 +389,30 @@ async def test_a_new_orders_steps_that_wait_on_different_servers_overlap() -> No
     assert order.status == st.PAID and shop.units("A") == (5, 0, 1)
     assert [s for _, s, _ in shop.events.published] == [st.PENDING, st.PAID]
     assert all(event.is_set() for event in started.values())
+
+
+async def test_an_orders_lines_are_checked_and_sold_at_once() -> None:
+    """Each line's extend, then each line's commit, waits for the other line's to have
+    started: lines taken one after another (a shard round trip each) never let that happen."""
+    shop = Shop()
+    cart = await shop.cart(("A", 1), ("B", 2))
+
+    def together(step: Any) -> Any:
+        started: set[str] = set()
+        both = asyncio.Event()
+
+        async def waits(request_id: str, sku: str, *args: Any) -> Any:
+            started.add(sku)
+            if len(started) == 2:
+                both.set()
+            await both.wait()
+            return await step(request_id, sku, *args)
+
+        return waits
+
+    shop.stock.extend = together(shop.stock.extend)  # type: ignore[method-assign]
+    shop.stock.commit = together(shop.stock.commit)  # type: ignore[method-assign]
+    async with asyncio.timeout(5):
+        order = await shop.pay(cart)
+    assert order.status == st.PAID
+    assert shop.units("A") == (5, 0, 1) and shop.units("B") == (5, 0, 2)
