@@ -29,10 +29,10 @@ def start_inventory(
     """
     payload = settings.payload()
     shard_cls = ray.remote(InventoryShard)
-    handles = {}
+    handles: dict[int, Any] = {}
     router = Router(settings.shards, settings.dedicated_shards)
     for sid in router.all_shards:
-        handles[sid] = shard_cls.options(  # type: ignore[attr-defined]
+        handles[sid] = shard_cls.options(
             **detached_options(
                 shard_name(sid),
                 settings,
@@ -40,10 +40,9 @@ def start_inventory(
                 **(shard_options or {}),
             )
         ).remote(sid, payload)
-    publisher = (
-        ray.remote(EventPublisher)
-        .options(**detached_options(PUBLISHER_NAME, settings))  # type: ignore[attr-defined]
-        .remote(payload)
+    publisher_cls = ray.remote(EventPublisher)
+    publisher: Any = publisher_cls.options(**detached_options(PUBLISHER_NAME, settings)).remote(
+        payload
     )
     ray.get([h.ready.remote() for h in handles.values()] + [publisher.start.remote()])
     return handles

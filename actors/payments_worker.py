@@ -122,9 +122,9 @@ class PaymentsWorkerActor:
 
 def start_payments_worker(settings: Settings) -> Any:
     """Create (or find) the detached worker actor; returns its handle."""
-    handle = (
+    handle: Any = (  # Ray types a handle's methods as the class's, not as remote methods
         ray.remote(PaymentsWorkerActor)
-        .options(**detached_options(WORKER_NAME, settings))  # type: ignore[attr-defined]
+        .options(**detached_options(WORKER_NAME, settings))
         .remote(settings.payload())
     )
     ray.get(handle.stats.remote())

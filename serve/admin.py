@@ -37,7 +37,7 @@ class RayPinning:
 @serve.deployment(name="Admin", **presets.ADMIN)
 @serve.ingress()
 class AdminAPI:
-    async def __init__(self, settings: dict[str, Any]) -> None:
+    async def __init__(self, settings: dict[str, Any]) -> None:  # type: ignore[misc]
         s = settings_of(settings)
         # Refunds go through the Payments deployment of the orders app (admin_refunds.py).
         ctx = bootstrap.with_checkout(await open_engine(s), HandleGateway.deployed())
@@ -57,4 +57,4 @@ class AdminAPI:
 def build_app(args: dict[str, Any]) -> Application:
     """The app builder serve_config.yaml names; ``args`` is that app's ``args:``."""
     settings = AppArgs.model_validate(args).settings
-    return AdminAPI.bind(settings)  # type: ignore[attr-defined]
+    return AdminAPI.bind(settings)  # type: ignore[attr-defined,no-any-return]

@@ -14,7 +14,7 @@ from serve.common import AppArgs, open_shop, settings_of
 @serve.deployment(name="Catalog", **presets.CATALOG)
 @serve.ingress()
 class CatalogAPI:
-    async def __init__(self, settings: dict[str, Any]) -> None:
+    async def __init__(self, settings: dict[str, Any]) -> None:  # type: ignore[misc]
         self.ctx = await open_shop(settings_of(settings))
 
     def __serve_build_asgi_app__(self) -> Any:
@@ -29,4 +29,4 @@ class CatalogAPI:
 def build_app(args: dict[str, Any]) -> Application:
     """The app builder serve_config.yaml names; ``args`` is that app's ``args:``."""
     settings = AppArgs.model_validate(args).settings
-    return CatalogAPI.bind(settings)  # type: ignore[attr-defined]
+    return CatalogAPI.bind(settings)  # type: ignore[attr-defined,no-any-return]

@@ -17,7 +17,7 @@ from serve.payments import Payments
 @serve.deployment(name="Orders", **presets.ORDERS)
 @serve.ingress()
 class OrdersAPI:
-    async def __init__(self, settings: dict[str, Any], payments: Any) -> None:
+    async def __init__(self, settings: dict[str, Any], payments: Any) -> None:  # type: ignore[misc]
         s = settings_of(settings)
         ctx = await open_engine(s)
         gateway = HandleGateway(payments, fingerprints=s.gateway_kind != "test")
@@ -35,4 +35,5 @@ class OrdersAPI:
 def build_app(args: dict[str, Any]) -> Application:
     """The app builder serve_config.yaml names; ``args`` is that app's ``args:``."""
     settings = AppArgs.model_validate(args).settings
-    return OrdersAPI.bind(settings, Payments.bind(settings))  # type: ignore[attr-defined]
+    payments = Payments.bind(settings)  # type: ignore[attr-defined]
+    return OrdersAPI.bind(settings, payments)  # type: ignore[attr-defined,no-any-return]

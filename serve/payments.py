@@ -26,7 +26,7 @@ from serve.common import settings_of
 
 @serve.deployment(name=DEPLOYMENT, **presets.PAYMENTS)
 class Payments:
-    async def __init__(self, settings: dict[str, Any] | None = None) -> None:
+    async def __init__(self, settings: dict[str, Any] | None = None) -> None:  # type: ignore[misc]
         # The one process that keeps the test gateway's memory: it builds that gateway itself.
         self.parts = await bootstrap.open_gateway(
             settings_of(settings or {}),

@@ -18,7 +18,7 @@ from serve.common import AppArgs, open_shop, settings_of
 @serve.deployment(name="Polls", **presets.POLLS)
 @serve.ingress()
 class PollsAPI:
-    async def __init__(self, settings: dict[str, Any]) -> None:
+    async def __init__(self, settings: dict[str, Any]) -> None:  # type: ignore[misc]
         self.ctx = await open_shop(settings_of(settings))
         drain = bootstrap.vote_drain(self.ctx)
         self._drain = asyncio.get_running_loop().create_task(drain.run())
@@ -38,4 +38,4 @@ class PollsAPI:
 def build_app(args: dict[str, Any]) -> Application:
     """The app builder serve_config.yaml names; ``args`` is that app's ``args:``."""
     settings = AppArgs.model_validate(args).settings
-    return PollsAPI.bind(settings)  # type: ignore[attr-defined]
+    return PollsAPI.bind(settings)  # type: ignore[attr-defined,no-any-return]

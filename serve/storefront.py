@@ -32,4 +32,4 @@ class StorefrontApp:
 def build_app(args: dict[str, Any]) -> Application:
     """The app builder serve_config.yaml names; settings (if any) are accepted and unused."""
     AppArgs.model_validate(args)
-    return StorefrontApp.bind()  # type: ignore[attr-defined]
+    return StorefrontApp.bind()  # type: ignore[attr-defined,no-any-return]

@@ -21,7 +21,7 @@ from serve.common import AppArgs, open_engine, settings_of
 @serve.deployment(name="Suppliers", **presets.SUPPLIERS)
 @serve.ingress()
 class SuppliersAPI:
-    async def __init__(self, settings: dict[str, Any]) -> None:
+    async def __init__(self, settings: dict[str, Any]) -> None:  # type: ignore[misc]
         self.ctx = await open_engine(settings_of(settings))
 
     def __serve_build_asgi_app__(self) -> Any:
@@ -36,4 +36,4 @@ class SuppliersAPI:
 def build_app(args: dict[str, Any]) -> Application:
     """The app builder serve_config.yaml names; ``args`` is that app's ``args:``."""
     settings = AppArgs.model_validate(args).settings
-    return SuppliersAPI.bind(settings)  # type: ignore[attr-defined]
+    return SuppliersAPI.bind(settings)  # type: ignore[attr-defined,no-any-return]

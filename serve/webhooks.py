@@ -25,7 +25,7 @@ from serve.common import AppArgs, settings_of
 @serve.deployment(name="Webhooks", **presets.WEBHOOKS)
 @serve.ingress()
 class WebhooksAPI:
-    async def __init__(self, settings: dict[str, Any]) -> None:
+    async def __init__(self, settings: dict[str, Any]) -> None:  # type: ignore[misc]
         s = settings_of(settings)
         self.parts = await bootstrap.open_webhooks(
             s, connect_client(s), test_gateway=HandleGateway.deployed, metrics=safe_metrics()
@@ -44,4 +44,4 @@ class WebhooksAPI:
 def build_app(args: dict[str, Any]) -> Application:
     """The app builder serve_config.yaml names; ``args`` is that app's ``args:``."""
     settings = AppArgs.model_validate(args).settings
-    return WebhooksAPI.bind(settings)  # type: ignore[attr-defined]
+    return WebhooksAPI.bind(settings)  # type: ignore[attr-defined,no-any-return]
