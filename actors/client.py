@@ -10,6 +10,7 @@ import ray
 from actors.detached import detached_options
 from actors.inventory import InventoryShard, shard_name
 from actors.publisher import PUBLISHER_NAME, EventPublisher
+from actors.shard_link import ShardLinks, endpoint_of
 from matchday.inventory.client import InventoryClient
 from matchday.inventory.routing import Router
 from matchday.inventory.wire import WireMutation, WireOutcome
@@ -60,10 +61,11 @@ def connect_client(settings: Settings, handles: dict[int, Any] | None = None) ->
     """A client for this process (a Serve replica, the CLI, a test, the benchmark)."""
     handles = handles or shard_handles(settings)
 
-    async def send(shard_id: int, batch: list[WireMutation]) -> list[WireOutcome]:
+    async def over_ray(shard_id: int, batch: list[WireMutation]) -> list[WireOutcome]:
         result: list[WireOutcome] = await handles[shard_id].apply.remote(batch)
         return result
 
+    send = ShardLinks(endpoint_of(handles), over_ray).send if settings.shard_link else over_ray
     return InventoryClient(
         send,
         Router(settings.shards, settings.dedicated_shards),

@@ -13,7 +13,10 @@ import logging
 import os
 from typing import Any
 
+import ray
+
 from actors.metrics import metered_batches
+from actors.shard_link import Endpoint, LinkServer
 from matchday.batching import Coalescer
 from matchday.inventory.commands import Outcome
 from matchday.inventory.shard import ShardCore
@@ -55,6 +58,8 @@ class InventoryShard:
         self._committer: Coalescer[WireMutation, WireOutcome] | None = None
         self._start_lock = asyncio.Lock()
         self._timers: asyncio.Task[None] | None = None
+        self._link: LinkServer | None = None
+        self._endpoint: Endpoint | None = None
 
     async def _ready(self) -> tuple[ShardCore, Coalescer[WireMutation, WireOutcome]]:
         # Async start on first call: __init__ cannot await, and a shard that cannot reach
@@ -82,6 +87,14 @@ class InventoryShard:
         s = self.settings
         self._committer = Coalescer(metered_batches(core), max_batch=s.max_batch, max_in_flight=1)
         self._core = core
+        if s.shard_link:
+            link = LinkServer(self.apply)
+            host = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+            try:
+                self._endpoint = await link.start(host)
+                self._link = link
+            except OSError as exc:  # batches keep coming over Ray
+                log.warning("shard %s: no direct link on %s: %r", self.shard_id, host, exc)
         self._timers = asyncio.get_running_loop().create_task(
             core.run_timers(self._committer.submit_many)
         )
@@ -94,6 +107,11 @@ class InventoryShard:
             # for the live shard. Ray only restarts it if it still counts as the live one.
             asyncio.get_running_loop().call_later(0.1, os._exit, 1)
         return outcomes
+
+    async def link(self) -> Endpoint | None:
+        """Where this incarnation takes batches directly (actors/shard_link.py), if it does."""
+        await self._ready()
+        return self._endpoint
 
     async def stock(self, sku: str) -> Outcome:
         core, _ = await self._ready()
@@ -114,6 +132,7 @@ class InventoryShard:
             "pid": os.getpid(),
             "batches": committer.batches,
             "mutations": committer.items,
+            "link_calls": self._link.calls if self._link else 0,
         }
 
     async def ready(self) -> bool:

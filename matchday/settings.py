@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     # A client keeps up to this many calls in flight per shard: the next batch is already
     # queued at the shard while the previous one commits.
     client_in_flight: int = Field(default=2, ge=1, le=16)
+    # Batches go to a shard over a direct link, Ray's call the fallback (ADR 0031).
+    shard_link: bool = True
     # How long a call waits for more mutations while another to its shard is in flight
     # (matchday.inventory.client.LINGER_S says what it was measured at); 0 turns it off.
     client_linger_ms: float = Field(default=2.0, ge=0.0, le=50.0)

@@ -91,6 +91,8 @@ async def test_thousands_of_concurrent_reserves_on_one_sku_sell_exactly_its_stoc
     assert (row.reserved, row.sold) == (stock, 0)
     calls = sum(b for c in clients for b, _ in c.stats().values())
     assert calls < len(attempts) / 5, "callers were not coalesced into batches"
+    owner = handles[Router(s.shards, s.dedicated_shards).owner(sku)]
+    assert (await owner.stats.remote())["link_calls"] > 0  # over the direct link (ADR 0031)
 
 
 async def test_killing_a_shard_mid_surge_loses_no_acknowledged_sale_and_sells_nothing_twice(
