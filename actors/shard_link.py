@@ -43,6 +43,11 @@ HELLO_TIMEOUT_S = 5.0
 # After a shard said it has no link, or a link failed, Ray carries its batches this long
 # before the link is asked for again: a restart is not retried on every batch.
 RETRY_AFTER_S = 1.0
+# A connection not accepted within this is taken for a firewall dropping the link's port (on
+# a cluster whose nodes open only Ray's own ports to each other): Ray carries that shard's
+# batches for BLOCKED_RETRY_S before the next try, so one batch a minute waits a second.
+CONNECT_TIMEOUT_S = 1.0
+BLOCKED_RETRY_S = 60.0
 
 Apply = Callable[[list[WireMutation]], Awaitable[list[WireOutcome]]]
 Endpoint = tuple[str, int, bytes]
@@ -176,22 +181,26 @@ class ShardLinks:
                 self._not_before[shard_id] = self._clock() + RETRY_AFTER_S
                 return None
             host, port, token = where
-            reader, writer = await asyncio.open_connection(host, port)
+            connect = asyncio.open_connection(host, port)
+            reader, writer = await asyncio.wait_for(connect, CONNECT_TIMEOUT_S)
             writer.write(token)
+        except TimeoutError as exc:
+            self._forget(shard_id, exc, BLOCKED_RETRY_S)
+            return None
         except OSError as exc:
             self._forget(shard_id, exc)
             return None
         self._where[shard_id] = where
         return _Conn(reader, writer)
 
-    def _forget(self, shard_id: int, exc: BaseException) -> None:
+    def _forget(self, shard_id: int, exc: BaseException, wait_s: float = RETRY_AFTER_S) -> None:
         """The link failed (a shard restarting, most likely): Ray carries the batch, and the
-        shard is asked for its link again a little later."""
-        log.info("shard %s link failed (%r); over Ray meanwhile", shard_id, exc)
+        shard is asked for its link again ``wait_s`` later."""
+        log.info("shard %s link failed (%r); over Ray for %.0f s", shard_id, exc, wait_s)
         self._where.pop(shard_id, None)
         for conn in self._idle.pop(shard_id, []):
             conn.close()
-        self._not_before[shard_id] = self._clock() + RETRY_AFTER_S
+        self._not_before[shard_id] = self._clock() + wait_s
 
 
 def endpoint_of(handles: dict[int, Any]) -> Callable[[int], Awaitable[Endpoint | None]]:

@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 import actors.shard_link as shard_link
-from actors.shard_link import FRAME, MAX_FRAME, RETRY_AFTER_S, Endpoint, LinkServer, ShardLinks
+from actors.shard_link import (
+    BLOCKED_RETRY_S,
+    FRAME,
+    MAX_FRAME,
+    RETRY_AFTER_S,
+    Endpoint,
+    LinkServer,
+    ShardLinks,
+)
 from matchday.inventory.wire import WireMutation, WireOutcome
 from tests.fakes import ManualClock
 
@@ -168,3 +176,28 @@ async def test_a_connection_that_never_says_the_token_is_closed(
         assert shard.applied == []
     finally:
         shard.server.close()
+
+
+async def test_a_link_port_a_firewall_drops_costs_one_batch_a_second_then_a_minute_of_ray(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cluster whose nodes open only Ray's ports to each other: connecting hangs. The batch
+    goes over Ray after CONNECT_TIMEOUT_S, and the link is not tried again for a minute."""
+    monkeypatch.setattr(shard_link, "CONNECT_TIMEOUT_S", 0.1)
+    tried = 0
+
+    async def dropped(host: str, port: int) -> Any:
+        nonlocal tried
+        tried += 1
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(shard_link.asyncio, "open_connection", dropped)
+    client = Client([("10.0.0.9", 40000, b"t" * 32)])
+    async with asyncio.timeout(5):
+        assert await client.send("a") == ["a:ray"]
+    client.clock.advance(RETRY_AFTER_S)
+    assert await client.send("b") == ["b:ray"]
+    assert tried == 1  # not a restart: no retry after a second
+    client.clock.advance(BLOCKED_RETRY_S)
+    assert await client.send("c") == ["c:ray"]
+    assert tried == 2
