@@ -20,7 +20,8 @@ upgrade undoes them. Nothing is exposed when one fails; the test is the guard.
   (``:9101``) frontends bind 127.0.0.1 instead of all interfaces.
 - ``ray.serve._private.replica``: on a loopback-only node each replica's inter-deployment
   gRPC server binds 127.0.0.1 instead of ``[::]``; Serve's own plain-text 503 inside a
-  replica (a downstream deployment's queue is full) becomes JSON.
+  replica (a downstream deployment's queue is full) becomes JSON; the requests a replica
+  sheds are counted in Serve's HTTP metrics, as the ones it serves are (ADR 0032).
 - ``ray.serve._private.proxy`` (Python proxy mode): Serve's own plain-text answers (the
   load-shedding 503 past ``max_queued_requests``, its 408 request timeout) become JSON in
   matchday's shape, with Retry-After; a client's own timeout and disconnect hints
@@ -132,6 +133,16 @@ def json_response_args(status: int, headers: list[tuple[bytes, bytes]] | None) -
     return {"body": json.loads(body(error)), "headers": list(out.items())}
 
 
+def _unpatched(owner: Any, name: str, lost: str) -> Any:
+    """``owner.name`` if Ray still has it and this hook has not replaced it yet, else None;
+    a warning saying what is ``lost`` when Ray's replica no longer has it."""
+    original = getattr(owner, name, None)
+    if original is None:
+        log.warning("Ray's replica changed: %s", lost)
+        return None
+    return None if getattr(original, "_matchday", False) else original
+
+
 def _patch_replica(module: ModuleType) -> None:
     original = getattr(module, "add_port_to_grpc_server")  # noqa: B009 - Ray-private
 
@@ -141,12 +152,11 @@ def _patch_replica(module: ModuleType) -> None:
         return int(original(server, address))
 
     setattr(module, "add_port_to_grpc_server", add_port)  # noqa: B010
+    _count_shed_requests(module)
 
     wrapper = getattr(module, "UserCallableWrapper", None)
-    handle = getattr(wrapper, "handle_exception", None)
-    if wrapper is None or handle is None or getattr(handle, "_matchday", False):
-        if wrapper is None or handle is None:
-            log.warning("Ray's replica changed: Serve's 503s inside a replica stay plain text")
+    handle = _unpatched(wrapper, "handle_exception", "Serve's 503s inside it stay plain text")
+    if handle is None:
         return
 
     def handle_exception(self: Any, exc: Exception) -> Any:
@@ -167,6 +177,36 @@ def _patch_replica(module: ModuleType) -> None:
 
     handle_exception._matchday = True  # type: ignore[attr-defined]
     wrapper.handle_exception = handle_exception
+
+
+def _count_shed_requests(module: ModuleType) -> None:
+    """Serve's HTTP metrics count the requests a replica sheds (its 503 past
+    ``max_queued_requests``) where each replica counts the rest: with HAProxy's per-request
+    metrics off (ADR 0032), Ray 2.60's replica answers them without counting them."""
+    replica = getattr(module, "Replica", None)
+    accepts = _unpatched(replica, "_can_accept_request", "it sheds requests uncounted")
+    protocol = getattr(module, "RequestProtocol", None)
+    if accepts is None or protocol is None:
+        return
+
+    def can_accept(self: Any, meta: Any) -> bool:
+        if accepts(self, meta):
+            return True
+        if meta.is_direct_ingress and meta.is_http_request:
+            self._metrics_manager.record_ingress_request_metrics(
+                protocol=protocol.HTTP,
+                method=meta._http_method,
+                route=meta.route,
+                app_name=self._deployment_id.app_name,
+                deployment_name=self._deployment_id.name,
+                latency_ms=0.0,
+                is_error=True,
+                status_code=str(self.backpressure_config.status_code),
+            )
+        return False
+
+    can_accept._matchday = True  # type: ignore[attr-defined]
+    replica._can_accept_request = can_accept
 
 
 # ---- Python proxy ----

@@ -73,6 +73,7 @@ def test_the_launcher_keeps_the_dashboard_on_loopback_and_the_gcs_fault_tolerant
         # matchday's ingress limits and client addresses on every node (ADR 0020)
         assert f"{HOOK_ENV}=cluster.serve_hook.setup_worker" in commands
         assert "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S=60" in commands
+        assert "RAY_SERVE_HAPROXY_METRICS_ENABLED=0" in commands  # ADR 0032
 
 
 def test_the_production_serve_config_is_what_serve_deploy_accepts() -> None:
@@ -202,6 +203,7 @@ def test_the_rayservice_has_what_kuberay_needs() -> None:
         assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
         assert env[HOOK_ENV] == "cluster.serve_hook.setup_worker"  # ADR 0020
         assert env["RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S"] == "60"
+        assert env["RAY_SERVE_HAPROXY_METRICS_ENABLED"] == "0"  # ADR 0032
         assert env["MATCHDAY_TRUSTED_PROXIES"] and env["FORWARDED_ALLOW_IPS"]
         assert group["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == "matchday"
 
@@ -318,3 +320,11 @@ def test_the_crd_schema_needs_what_kuberay_requires() -> None:
         "name"
     ]
     assert any("'name' is a required property" in e for e in rayservice_errors(service))
+
+
+def test_the_haproxy_ingress_leaves_request_metrics_to_the_replicas_unless_told() -> None:
+    from cluster.serving import HAPROXY_METRICS, ingress_env
+
+    assert ingress_env("haproxy", {})[HAPROXY_METRICS] == "0"  # ADR 0032
+    assert ingress_env("haproxy", {HAPROXY_METRICS: "1"})[HAPROXY_METRICS] == "1"
+    assert HAPROXY_METRICS not in ingress_env("python", {})

@@ -4,16 +4,21 @@ matchday's JSON shape, and the engine sees nothing of the refused requests."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import psycopg
 import pytest
 
 from cluster.serving import deploy, load_config
 from tests.e2e.conftest import Served
 from tests.e2e.run_stack import RunStack
+from tests.integration.test_metrics_on_ray import scrape, total
 
 # A `matchday run` stack starts within the first test that uses it: minutes on a loaded machine.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -81,6 +86,43 @@ async def test_a_surge_past_the_queue_bound_is_shed_with_a_json_503_and_retry_af
         assert int(shed.headers["Retry-After"]) >= 1
     # Only what was acknowledged holds stock: a shed request changed nothing.
     assert reserved(stack) - before == codes.count(201)
+    if ingress == "haproxy":
+        counted_by_the_replica(stack, sent=2 + len(answers), shed=codes.count(503))
+
+
+def counted_by_the_replica(stack: RunStack, *, sent: int, shed: int) -> None:
+    """With HAProxy's per-request metrics off (ADR 0032), Serve's HTTP metrics still count
+    every request the app answered and every one its replica shed, under the same names the
+    alerts and the dashboard read (cluster/monitoring)."""
+    url = metrics_url(stack.pid)
+    deadline = time.monotonic() + 60  # replicas report every 100 ms, the agent every ~10 s
+    while True:
+        # HAProxy's health checks of the replica count too, under their own routes.
+        samples = [x for x in scrape(url) if not x[1].get("route", "").startswith("/-/")]
+        requests = total(samples, "ray_serve_num_http_requests_total", application="shop-tiny")
+        refused = total(
+            samples,
+            "ray_serve_num_http_error_requests_total",
+            application="shop-tiny",
+            error_code="503",
+        )
+        if requests == sent and refused == shed:
+            return
+        assert time.monotonic() < deadline, (requests, refused, sent, shed)
+        time.sleep(1)
+
+
+def metrics_url(pid: int) -> str:
+    """Ray's Prometheus endpoint of the stack under ``pid``: the port Ray wrote into the
+    session directory its processes name on their command lines."""
+    for proc in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            for arg in proc.cmdline():
+                name, _, folder = arg.partition("=")
+                if name in ("--session-dir", "--session_dir") and folder:
+                    (port,) = Path(folder).glob("metrics_export_port_*")
+                    return f"http://127.0.0.1:{port.read_text().strip()}/metrics"
+    raise AssertionError(f"no Ray session under pid {pid}")
 
 
 async def test_a_client_over_its_rate_limit_over_http_gets_429_with_retry_after(
