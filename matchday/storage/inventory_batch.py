@@ -20,6 +20,7 @@ No pipeline mode: psycopg's pipeline stopped flushing a large batch halfway (iss
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from itertools import zip_longest
 from typing import Any
 
@@ -35,6 +36,7 @@ from matchday.inventory.changes import (
     R_STATUS,
 )
 from matchday.inventory.records import BatchWrite
+from matchday.storage.pg_arrays import PgArray, float8, int2, int4, int8, text
 
 BATCH_SQL = """
 WITH ep AS (
@@ -194,22 +196,42 @@ _ENTRY_COLUMNS = (
 )
 
 
+# Each array parameter's element type, as the statements cast it: encoded here once
+# (pg_arrays), not adapted by psycopg list by list.
+_ARRAYS: dict[str, Callable[[Sequence[Any]], PgArray]] = {
+    "carts": text,
+    **dict.fromkeys(("c_sku", "rn_id", "rn_sku", "rn_cart", "rn_customer", "rn_status"), text),
+    **dict.fromkeys(("rn_order", "ru_id", "ru_status", "ru_order", "cu_sku", "cu_customer"), text),
+    **dict.fromkeys(("rids", "skus", "refs", "rn_channel", "cs_sku", "cs_channel"), text),
+    **dict.fromkeys(("c_on_hand", "c_reserved", "c_sold", "qtys", "before", "after"), int8),
+    **dict.fromkeys(("on_hand", "sold", "cs_held", "cs_sold"), int8),
+    **dict.fromkeys(("c_pcl", "c_lst", "c_cap", "rn_qty", "ru_qty", "cu_units"), int4),
+    **dict.fromkeys(("pcl", "lst", "cap", "cs_units", "cs_percent"), int4),
+    **dict.fromkeys(("rn_created", "rn_expires", "ru_expires", "expires"), float8),
+    "kinds": int2,
+}
+
+
 def batch_sql(batch: BatchWrite) -> tuple[str, dict[str, Any]]:
     """The statement that writes ``batch``, and its parameters."""
     params = batch_params(batch)
-    if not batch.channels:
-        return BATCH_SQL, params
-    rn, cs = batch.created, batch.channels
-    params.update(
-        rn_channel=[r[R_CHANNEL] if len(r) > R_CHANNEL else None for r in rn],
-        cs_sku=[x[0] for x in cs],
-        cs_channel=[x[1] for x in cs],
-        cs_units=[x[2] for x in cs],
-        cs_percent=[x[3] for x in cs],
-        cs_held=[x[4] for x in cs],
-        cs_sold=[x[5] for x in cs],
-    )
-    return BATCH_SQL_CHANNELS, params
+    sql = BATCH_SQL
+    if batch.channels:
+        rn, cs = batch.created, batch.channels
+        params.update(
+            rn_channel=[r[R_CHANNEL] if len(r) > R_CHANNEL else None for r in rn],
+            cs_sku=[x[0] for x in cs],
+            cs_channel=[x[1] for x in cs],
+            cs_units=[x[2] for x in cs],
+            cs_percent=[x[3] for x in cs],
+            cs_held=[x[4] for x in cs],
+            cs_sold=[x[5] for x in cs],
+        )
+        sql = BATCH_SQL_CHANNELS
+    for name, encode in _ARRAYS.items():
+        if name in params:
+            params[name] = encode(params[name])
+    return sql, params
 
 
 def batch_params(batch: BatchWrite) -> dict[str, Any]:

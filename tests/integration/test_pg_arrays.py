@@ -1,0 +1,70 @@
+"""The batch's hand-encoded arrays (matchday/storage/pg_arrays.py) read back in PostgreSQL
+exactly as psycopg's own adaptation of the same lists does: every element type the batch
+statement uses, NULLs, empty arrays, non-ASCII text and the types' limits."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from matchday.settings import Settings
+from matchday.storage import pg_arrays
+
+pytestmark = pytest.mark.integration
+
+# PostgreSQL's text holds any Unicode but NUL; lone surrogates are not UTF-8 at all.
+LETTERS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+TYPES: dict[str, tuple[Callable[[Sequence[Any]], bytes], Any]] = {
+    "text": (pg_arrays.text, st.text(alphabet=LETTERS)),
+    "smallint": (pg_arrays.int2, st.integers(-(2**15), 2**15 - 1)),
+    "int": (pg_arrays.int4, st.integers(-(2**31), 2**31 - 1)),
+    "bigint": (pg_arrays.int8, st.integers(-(2**63), 2**63 - 1)),
+    "float8": (pg_arrays.float8, st.floats(allow_nan=False)),
+}
+
+
+@pytest.fixture(scope="module")
+def conn(settings: Settings) -> Any:
+    with psycopg.connect(settings.database_url, autocommit=True) as c:
+        yield c
+
+
+def read_back(conn: Any, sql_type: str, value: Any) -> Any:
+    row = conn.execute(f"SELECT %b::{sql_type}[]", (value,)).fetchone()
+    return row[0]
+
+
+@pytest.mark.parametrize("sql_type", list(TYPES))
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_an_encoded_array_reads_back_as_psycopgs_list_does(
+    conn: Any, sql_type: str, data: st.DataObject
+) -> None:
+    encode, elements = TYPES[sql_type]
+    values = data.draw(st.lists(st.one_of(st.none(), elements), max_size=40))
+    expected = read_back(conn, sql_type, values) if values else []
+    assert read_back(conn, sql_type, encode(values)) == expected == values
+
+
+def test_an_empty_array_is_empty_not_null(conn: Any) -> None:
+    for sql_type, (encode, _) in TYPES.items():
+        row = conn.execute(
+            f"SELECT %b::{sql_type}[] IS NULL, cardinality(%b::{sql_type}[])",
+            (encode([]), encode([])),
+        ).fetchone()
+        assert row == (False, 0), sql_type
+
+
+def test_a_value_of_the_wrong_type_is_refused_before_it_is_sent() -> None:
+    with pytest.raises(AttributeError):
+        pg_arrays.text([1])  # type: ignore[list-item]
+    with pytest.raises(struct.error):
+        pg_arrays.int2([2**15])
