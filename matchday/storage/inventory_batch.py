@@ -12,7 +12,9 @@ error rolls the whole statement back (010_compact_journal.sql):
 - every cart the batch takes more units for is still open (FOR SHARE on its carts row:
   checkout's UPDATE of the row waits for this batch, so it then sees its holds; or this
   batch waits for checkout, then sees the cart closed);
-- every SKU is still owned by this shard (its counters row was updated);
+- every SKU is still owned by this shard (its counters row was updated), and every new
+  reservation's SKU is one of them: the batch, not a foreign key, keeps a hold's SKU real
+  (017_reservations_sku_checked_by_the_batch.sql);
 - no request id was journaled before (the dedupe keys were all new).
 
 No pipeline mode: psycopg's pipeline stopped flushing a large batch halfway (issue 12).
@@ -62,7 +64,7 @@ WITH ep AS (
                 %(rn_customer)b::text[], %(rn_status)b::text[], %(rn_order)b::text[],
                 %(rn_created)b::float8[], %(rn_expires)b::float8[])
         AS v(id, sku, qty, cart, customer, status, order_id, created, expires)
-    RETURNING 1
+    RETURNING sku
 ), ru AS (
     UPDATE reservations AS r SET qty = v.qty, status = v.status, order_id = v.order_id,
         expires_at = to_timestamp(v.expires),
@@ -107,6 +109,8 @@ SELECT CASE
         'cart_closed ' || (SELECT json_object_agg(cart_id, status) FROM carts_now
                            WHERE status <> 'open'))
     WHEN (SELECT count(*) FROM c) <> %(n_counters)s THEN inventory_batch_refused('moved')
+    WHEN EXISTS (SELECT 1 FROM rn WHERE rn.sku NOT IN (SELECT sku FROM c))
+        THEN inventory_batch_refused('unknown_sku a new reservation names a SKU not counted')
     WHEN (SELECT count(*) FROM d) <> %(n_requests)s THEN inventory_batch_refused('duplicate')
     WHEN (SELECT count(*) FROM ru) <> %(n_changed)s
         THEN inventory_batch_refused('a changed reservation has no row')

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import psycopg
 import pytest
 
 from matchday.domain.errors import InvalidInput, OutOfStock, StaleEpoch, Unavailable, WrongShard
+from matchday.inventory.changes import R_SKU
 from matchday.inventory.commands import Commit, Release, Reserve, Resize, Restock
-from matchday.inventory.records import SkuRow
+from matchday.inventory.records import BatchWrite, SkuRow
 from matchday.inventory.routing import Router
 from matchday.inventory.shard import ShardCore
 from matchday.settings import Settings
@@ -312,3 +314,37 @@ async def test_a_request_whose_journal_key_another_id_took_is_refused_alone(
         assert other.error is None
         core._young.clear()
     assert (await repo.stock_rows([sku]))[sku].reserved == 3
+
+
+async def test_a_batch_whose_new_hold_names_a_sku_it_did_not_count_writes_nothing(
+    repo: InventoryRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No foreign key checks a hold's SKU (017): the batch does. A hold forged onto a SKU
+    the batch did not count, or onto no SKU at all, rolls the whole batch back."""
+    sku, other = await make_sku(repo, 5), await make_sku(repo, 5)
+    core = ShardCore(0, ROUTER, repo)
+    await core.start()
+    kept: list[BatchWrite] = []
+
+    async def keep(batch: BatchWrite) -> None:
+        kept.append(batch)
+        raise Unavailable("kept by the test, not written")
+
+    with monkeypatch.context() as m:
+        m.setattr(repo, "write_batch", keep)
+        (out,) = await core.apply([reserve(sku)])
+    assert isinstance(out.error, Unavailable)
+    (batch,) = kept
+    for bad in (other, uid("NO-SUCH-SKU")):
+        created = [(*r[:R_SKU], bad, *r[R_SKU + 1 :]) for r in batch.created]
+        with pytest.raises(Unavailable, match="unknown_sku"):
+            await repo.write_batch(dataclasses.replace(batch, created=created))
+    async with repo.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM reservations WHERE sku = ANY(%s)", ([sku, other],)
+        )
+        assert await cur.fetchone() == (0,)
+    rows = await repo.stock_rows([sku, other])
+    assert [(r.reserved, r.sold) for r in rows.values()] == [(0, 0), (0, 0)]
+    await repo.write_batch(batch)  # the batch as the shard made it is written
+    assert (await repo.stock_rows([sku]))[sku].reserved == 1
