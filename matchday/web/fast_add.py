@@ -51,6 +51,14 @@ ADD_TIMEOUT_S = 30.0
 TIMED_OUT = "the add did not finish in time; retry it with the same Idempotency-Key"
 # The route's path with its cart id, as FastAPI's CartId parameter accepts it (3-64 chars).
 _ADD = re.compile(r"/carts/(c_[a-z2-7]{1,62})/items")
+# Any cart id: what the ingress sends to the add lane (its HOT_ADD_PATH), where FastAPI
+# refuses an id it does not accept as it does on the Serve port.
+_ANY_ADD = re.compile(r"/carts/[^/]+/items")
+
+
+def is_add_path(path: str) -> bool:
+    """Whether ``path``, relative to the shop's prefix, is the add route's."""
+    return _ANY_ADD.fullmatch(path) is not None
 
 
 class LeanAdd:

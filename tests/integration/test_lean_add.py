@@ -4,8 +4,10 @@ Every case is sent twice on one stack (real PostgreSQL, Redis, shard core), each
 fresh sessions, carts and products: once to the shop app as deployed (the lean path in front)
 and once to the same app built without it. Status, error bodies, Retry-After and
 Idempotent-Replayed must match, and success bodies match but for the hold's id and expiry.
-A key first answered by one path is replayed by the other. Over HTTP through the ingress:
-tests/e2e/ingress/test_hot_add_hints.py.
+A key first answered by one path is replayed by the other. Every case is also sent over HTTP
+through the add lane serving the deployed app (matchday/web/add_lane.py, ADR 0033), and must be
+answered as the app answers it. Over HTTP through the ingress:
+tests/e2e/ingress/test_hot_add_hints.py and test_add_lane.py.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from matchday.settings import Settings
 from matchday.web import shop_api
+from matchday.web.add_lane import AddLane
+from matchday.web.fast_add import is_add_path
 from matchday.web.ratelimit import LEASE_S
+from tests.http_raw import OverHTTP
 from tests.integration.asgi_raw import Answer, Headers, call
 from tests.integration.shop_stack import Stack, open_stack
 
@@ -37,6 +42,7 @@ class Paths:
     stack: Stack
     lean: Any  # the shop app as deployed
     plain: Any  # the same app without the lean path
+    lane: Any  # the deployed app through an add lane, over HTTP
 
     def lean_count(self) -> int:
         return int(self.lean.state.lean_add.answered)
@@ -47,7 +53,11 @@ async def paths(settings: Settings) -> AsyncIterator[Paths]:
     async with open_stack(settings, max_body_bytes=4096) as stack:
         assert stack.ctx.carts is not None
         plain = shop_api.build(stack.ctx, lean_route=False)
-        yield Paths(stack, shop_api.build(stack.ctx), plain)
+        lean = shop_api.build(stack.ctx)
+        lane = AddLane(lean, accepts=is_add_path, root_path=ROOT, max_body=4096)
+        port = (await lane.start("127.0.0.1", 0)).sockets[0].getsockname()[1]
+        yield Paths(stack, lean, plain, OverHTTP(port))
+        await lane.close()
 
 
 @dataclass
@@ -266,11 +276,13 @@ STATUS = [201, 201, 201, 201, 422, 422, 401, 401, 429, 404, 404, 409, 409, 409,
           422, 422, 413, 201, 201]  # fmt: skip
 
 
-@pytest.mark.parametrize(("case", "status"), zip(LEAN + DELEGATED, STATUS, strict=True),
+@pytest.mark.parametrize("via", ["lean", "lane"])
+@pytest.mark.parametrize(("case", "status"), list(zip(LEAN + DELEGATED, STATUS, strict=True)),
                          ids=lambda c: getattr(c, "__name__", str(c)))  # fmt: skip
-async def test_both_paths_answer_alike(paths: Paths, case: Case, status: int) -> None:
+async def test_both_paths_answer_alike(paths: Paths, case: Case, status: int, via: str) -> None:
+    """``via``: the deployed app called directly, or over HTTP through the add lane."""
     before, start = paths.lean_count(), len(made)
-    lean = await case(paths, paths.lean)
+    lean = await case(paths, paths.lean if via == "lean" else paths.lane)
     answered = paths.lean_count() - before
     middle = len(made)
     plain = await case(paths, paths.plain)
@@ -341,6 +353,9 @@ async def test_an_unexpected_failure_is_answered_alike_by_both_paths(
     assert (lean.status, lean.json()) == (plain.status, plain.json())
     assert lean.status == status and lean.json()["code"] == code
     assert lean.header(b"retry-after") == plain.header(b"retry-after")
+    laned = await add(paths.lane, await shopper(paths.stack))  # the lane logs what it raised
+    assert (laned.status, laned.json()) == (plain.status, plain.json())
+    assert laned.header(b"retry-after") == plain.header(b"retry-after")
 
 
 @pytest.mark.parametrize("path", ["lean", "replayed"])
