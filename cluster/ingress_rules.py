@@ -32,6 +32,9 @@ Values, and why an operator can defend them (docs/threat-model.md, ADR 0020):
   before it forwards), so Serve awaits the add directly instead of through a task, a
   disconnect watcher and a timed wait; the app bounds the add itself (``ADD_TIMEOUT_S`` in
   matchday/web/fast_add.py, Serve's 30 s) and answers 503 when it runs out (issue 12).
+- An ordinary add goes to the shop replicas' add lanes (ADR 0033), each replica's Serve port
+  plus ``ADD_LANE_PORT_OFFSET``, while any lane's health check passes; else to the shop's
+  backend, where the two hints above apply.
 - Requests HAProxy cannot parse (a NUL in a header, a header block past its buffer, headers
   trickled past ``timeout http-request``) are answered by HAProxy 2.8's connection layer,
   which sends a compiled-in HTML page for 400/408 whatever the config says (``mux_h1.c``,
@@ -133,8 +136,15 @@ def trusted_proxies(raw: str) -> list[str]:
 # replica's direct ingress from every request.
 SERVE_HINT_HEADERS = ("x-request-timeout-seconds", "x-request-disconnect-disabled")
 # The shop's add-to-cart (matchday.web.fast_add) and the most of a body it is sent with.
-HOT_ADD_PATH = r"^/api/shop/carts/[^/]+/items$"
+SHOP_PREFIX = "/api/shop"
+HOT_ADD_PATH = rf"^{SHOP_PREFIX}/carts/[^/]+/items$"
 HOT_ADD_MAX_BODY = 4096
+# The add lane (ADR 0033): each shop replica serves ordinary adds on its Serve port plus
+# this, a port Ray's own ranges leave free (Serve's HTTP ports are 30000-31000, its gRPC
+# ports 40000-41000, Linux's ephemeral ones start at 32768).
+ADD_LANE_PORT_OFFSET = 1000
+ADD_LANE_HEALTH_PATH = "/-/add-lane"
+HOT_ADD = "md_hot_add md_post !md_query md_small_body"
 
 
 def frontend_lines(trusted: Sequence[str] = ()) -> str:
@@ -177,7 +187,7 @@ def frontend_lines(trusted: Sequence[str] = ()) -> str:
     # finish: its retry, by the same Idempotency-Key, gets the answer. Only a body HAProxy
     # has whole before it forwards (a declared length within its buffer, http-buffer-request)
     # qualifies, so no client can hold the untimed request open by trickling its body.
-    hot = "md_hot_add md_post !md_query md_small_body"
+    hot = HOT_ADD
     lines += [
         f"acl md_hot_add path_reg {HOT_ADD_PATH}",
         "acl md_post method POST",
@@ -217,3 +227,48 @@ def queue_poll_lines() -> list[str]:
         f"http-request return {_reply(429, QUEUE_POLL_LIMIT, retry)}"
         f" if md_queue_poll md_ticket {{ sc_http_req_rate(2) gt {QUEUE_POLLS} }}",
     ]
+
+
+def add_lane_routing() -> str:
+    """Jinja for the frontend, before Ray's own routing: an ordinary add goes to the shop
+    replicas' add lanes while any is up, else on to the shop's backend as before."""
+    lane = "{{ backend.name or 'unknown' }}-add-lane"
+    return (
+        "{%- for backend in backends %}{%- if backend.path_prefix == '" + SHOP_PREFIX + "' %}\n"
+        f"    use_backend {lane} if {HOT_ADD} {{ nbsrv({lane}) ge 1 }}\n"
+        "{%- endif %}{%- endfor %}\n"
+    )
+
+
+def add_lane_backend() -> str:
+    """Jinja for the add lanes' backend: the shop's servers at the lane's port, each checked
+    on the lane's own health path, with the shop backend's timeouts."""
+    return (
+        "{%- for item in backends_with_health_config %}{%- set backend = item.backend %}"
+        "{%- if backend.path_prefix == '" + SHOP_PREFIX + "' %}\n"
+        "backend {{ backend.name or 'unknown' }}-add-lane\n"
+        "    log global\n"
+        "    http-reuse always\n"
+        "    {%- if backend.timeout_connect_s is not none %}\n"
+        "    timeout connect {{ backend.timeout_connect_s }}s\n"
+        "    {%- endif %}\n"
+        "    {%- if backend.timeout_server_s is not none %}\n"
+        "    timeout server {{ backend.timeout_server_s }}s\n"
+        "    {%- endif %}\n"
+        f"    option httpchk GET {ADD_LANE_HEALTH_PATH}\n"
+        "    http-check expect status 200\n"
+        "    {{ item.health_config.default_server_directive }}\n"
+        # HAProxy counts a new server UP until its checks fail: a lane that is not listening
+        # (switched off, or its port taken) is marked down by its first refused connection,
+        # and the retry goes to a backup, the same replica's Serve port (its health tracked).
+        "    {%- for server in backend.servers %}\n"
+        "    server {{ server.name }} {{ server.host }}:{{ server.port + "
+        + str(ADD_LANE_PORT_OFFSET)
+        + " }} check observe layer4 error-limit 1 on-error mark-down\n"
+        "    {%- endfor %}\n"
+        "    {%- for server in backend.servers %}\n"
+        "    server {{ server.name }}-serve {{ server.host }}:{{ server.port }} backup no-check"
+        " track {{ backend.name or 'unknown' }}/{{ server.name }}\n"
+        "    {%- endfor %}\n"
+        "{%- endif %}{%- endfor %}\n"
+    )

