@@ -10,7 +10,8 @@ It is narrow on purpose:
 
 - it answers ``POST`` to the add route (``accepts``) and its own health check, and 404 to
   anything else, so no other route loses Serve's request timeout;
-- one request at a time per connection (HAProxy does not pipeline to servers), a body of at
+- one request at a time per connection (HAProxy does not pipeline to servers; a client that
+  does is read no further past ``MAX_PIPELINED`` waiting requests), a body of at
   most ``max_body`` bytes (413), headers within ``MAX_HEADER_BYTES`` (431), a whole request
   within ``REQUEST_TIMEOUT_S`` of its first byte and an idle connection closed after
   ``IDLE_TIMEOUT_S``: a client that reaches the port directly gets no more than through the
@@ -48,6 +49,7 @@ MAX_HEADER_BYTES = 16 * 1024
 REQUEST_TIMEOUT_S = 10.0
 IDLE_TIMEOUT_S = 90.0  # uvicorn's keep-alive in Serve's own replica server
 RETRY_AFTER_S = 1.0
+MAX_PIPELINED = 8  # requests parsed ahead of the one being answered (HAProxy sends one)
 BACKLOG = 2048  # Serve's own server's (uvicorn's default): a surge opens connections at once
 
 
@@ -216,6 +218,8 @@ class _Connection(asyncio.Protocol):
         assert request is not None
         method = self.parser.get_method().decode("ascii", "replace")
         self.pending.append((request, method, self.parser.should_keep_alive()))
+        if len(self.pending) >= MAX_PIPELINED and self.transport is not None:
+            self.transport.pause_reading()  # a client pipelining without end waits its turn
         if not self.busy:
             self._next()
 
@@ -235,6 +239,8 @@ class _Connection(asyncio.Protocol):
         self.busy = True
         self._disarm()
         request, method, keep_alive = self.pending.popleft()
+        if len(self.pending) == MAX_PIPELINED - 1 and self.transport is not None:
+            self.transport.resume_reading()
         asyncio.get_running_loop().create_task(self._serve(request, method, keep_alive))
 
     async def _serve(self, request: _Request, method: str, keep_alive: bool) -> None:

@@ -132,6 +132,24 @@ async def test_keep_alive_serves_requests_one_after_another_and_pipelined(lane: 
     assert len(lane.app.scopes) == 3
 
 
+async def test_a_client_pipelining_without_end_is_read_no_further_than_its_turn(
+    lane: Lane,
+) -> None:
+    lane.app.gate = asyncio.Event()
+    one = post(b"1").replace(b"Connection: close\r\n", b"")
+    reader, writer = await asyncio.open_connection("127.0.0.1", lane.port)
+    for _ in range(40):  # one packet each, while the first is being answered
+        writer.write(one)
+        await writer.drain()
+        await asyncio.sleep(0.01)
+    (connection,) = lane.lane.connections
+    assert len(connection.pending) == add_lane.MAX_PIPELINED  # the rest waits in the socket
+    lane.app.gate.set()
+    answers = [await asyncio.wait_for(read_answer(reader), 5) for _ in range(40)]
+    writer.close()
+    assert [a[0] for a in answers] == [201] * 40
+
+
 async def test_the_health_check_says_whether_the_host_takes_adds(lane: Lane) -> None:
     raw = await lane.send(f"GET {HEALTH_PATH} HTTP/1.1\r\nConnection: close\r\n\r\n".encode())
     assert parse(raw)[:1] == (200,)
