@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import psycopg
+from psycopg.errors import UniqueViolation
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -145,6 +146,8 @@ class InventoryRepository:
         except psycopg.Error as exc:
             if exc.sqlstate == "MD001":
                 raise _refusal(batch, exc.diag.message_primary or "") from None
+            if isinstance(exc, UniqueViolation) and exc.diag.constraint_name == _DEDUPE_KEY:
+                raise BatchRefused(duplicate=True) from None  # a request id journaled before
             raise
 
     # -- operators and seeding --------------------------------------------------------------
@@ -257,6 +260,8 @@ class InventoryRepository:
 
 
 Statement = tuple[str, tuple[Any, ...]]
+
+_DEDUPE_KEY = "inventory_requests_pkey"  # one row per request id (010_compact_journal.sql)
 
 # FOR SHARE: a new owner's epoch bump waits for an in-flight batch to commit, and every batch
 # after the bump sees the new epoch. A zombie can never write after a claim.
