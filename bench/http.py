@@ -79,9 +79,10 @@ from typing import Any
 from bench.baseline_app import TABLE, create_table_sql
 from bench.costs import idle_window, phase_cost
 from bench.http_report import checks_ok, finish, fmt_cores, line_of, report, say
-from bench.http_stack import ROOT, Attached, AttachError, Baseline, Stack, servers
+from bench.http_stack import ROOT, Attached, AttachError, Baseline, servers
 from bench.provenance import git_state
 from bench.watch import Stalled, bounded_sync
+from cluster.stack_process import Stack
 from matchday.embedded import remove_tree
 from matchday.ops.cpu_roles import BASELINE, LOAD_GENERATOR, CpuSample, cpu_sample
 from matchday.settings import Settings

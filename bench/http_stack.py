@@ -1,8 +1,8 @@
 """The systems ``bench.http`` and ``bench.polls`` measure, as processes they start, watch and
 stop, or find running.
 
-- :class:`Stack`: ``matchday run`` (``cluster.cli``) in a subprocess, on the benchmark's
-  PostgreSQL and Redis, with one ingress mode. Exactly what a newcomer runs.
+- :class:`~cluster.stack_process.Stack`: ``matchday run`` (``cluster.cli``) in a subprocess, on
+  the benchmark's PostgreSQL and Redis, with one ingress mode. Exactly what a newcomer runs.
 - :class:`Attached`: a ``matchday run`` already running (``--attach``), found as every
   ``matchday`` command finds it: MATCHDAY_* and ``<data_dir>/stack.json``. Never stopped here.
 - :class:`Baseline`: ``bench.baseline_app`` under uvicorn, in a subprocess.
@@ -14,9 +14,7 @@ Where their CPU goes, per process role, is :mod:`matchday.ops.cpu_roles`.
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -27,119 +25,12 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from bench.watch import Stalled
+from cluster.stack_process import LOOPBACK, ROOT, clean_env, free_port, stop_process
 from matchday.embedded import start_servers
 from matchday.ops.server_pids import postmaster_pid, server_pids
 from matchday.ops.stack_state import load_state
 from matchday.settings import Settings
 from matchday.storage.db import migrate
-
-LOOPBACK = "127.0.0.1"
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MATCHDAY_", "RAY_"))}
-    env.update(extra)
-    return env
-
-
-def _stop(proc: subprocess.Popen[bytes], grace_s: float = 90.0) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-class Stack:
-    """``matchday run --no-dashboard --no-seed`` with ``ingress``; stop() with SIGINT.
-
-    ``apps`` (``matchday run --apps``): only the Serve apps a benchmark reaches; each other
-    one would cost the start ~7 s of CPU and burn some while the benchmark measures.
-    """
-
-    def __init__(
-        self, ingress: str, database_url: str, redis_url: str, work: Path, apps: str | None = None
-    ) -> None:
-        self.ingress = ingress
-        self.apps = apps
-        self.port = free_port()
-        self.base = f"http://{LOOPBACK}:{self.port}"
-        self.data_dir = work / f"stack-{ingress}"
-        self.log = work / f"stack-{ingress}.log"
-        self.env = _clean_env(
-            MATCHDAY_DATABASE_URL=database_url,
-            MATCHDAY_REDIS_URL=redis_url,
-            MATCHDAY_DATA_DIR=str(self.data_dir),
-            MATCHDAY_INGRESS=ingress,
-            MATCHDAY_HTTP_PORT=str(self.port),
-            # Every worker is one shopper sending hundreds of adds a second: far past the
-            # per-client bucket (20/s). The bucket is still consulted on every request.
-            MATCHDAY_RATE_LIMIT_PER_S="1000000",
-            MATCHDAY_RATE_LIMIT_BURST="1000000",
-            # A private, loopback-only cluster, like the test suite's (ADR 0004).
-            RAY_AUTH_MODE="disabled",
-            # Other stacks on this machine may hold HAProxy's default 8404 and 9101.
-            RAY_SERVE_HAPROXY_STATS_PORT=str(free_port()),
-            RAY_SERVE_HAPROXY_METRICS_PORT=str(free_port()),
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout_s: float = 300.0, say: Callable[[str], None] = print) -> Stack:
-        apps = ["--apps", self.apps] if self.apps else []
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(  # noqa: S603 - our own CLI, no shell
-                [sys.executable, "-m", "cluster.cli", "run", "--no-dashboard", "--no-seed", *apps],
-                cwd=ROOT,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        started = time.monotonic()
-        deadline, next_word = started + timeout_s, started + 15
-        while b"Stop: Ctrl-C" not in self.log.read_bytes():
-            if self.proc.poll() is not None:
-                self.stop()
-                tail = self.log.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"the {self.ingress} stack did not start:\n{tail}")
-            if time.monotonic() > deadline:
-                self.stop()
-                last = self.log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-                raise Stalled(
-                    f"starting the {self.ingress} stack", f"'matchday run' to say it is up "
-                    f"(its log {self.log} ends: {last[0][:200]!r})", timeout_s,
-                )  # fmt: skip
-            if time.monotonic() > next_word:  # never silent: say where the start-up is
-                next_word += 15
-                last = self.log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-                say(f"  the {self.ingress} stack is still starting after "
-                    f"{time.monotonic() - started:.0f} s: {last[0][:160]}")  # fmt: skip
-            time.sleep(0.5)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            _stop(self.proc)
-
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def __enter__(self) -> Stack:
-        return self if self.proc is not None else self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class AttachError(Exception):
@@ -256,7 +147,7 @@ class Baseline:
             self.proc = subprocess.Popen(  # noqa: S603 - this interpreter, our module
                 [sys.executable, "-m", "bench.baseline_app", *args],
                 cwd=ROOT,
-                env=_clean_env(),
+                env=clean_env(),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -273,7 +164,7 @@ class Baseline:
 
     def stop(self) -> None:
         if self.proc is not None:
-            _stop(self.proc, 20.0)
+            stop_process(self.proc, 20.0)
 
     def pid(self) -> int:
         assert self.proc is not None

@@ -42,7 +42,8 @@ import aiohttp
 
 from bench.http import RESULTS, create_hot_skus, sql
 from bench.http_client import percentile, uvloop
-from bench.http_stack import Attached, AttachError, Stack, servers
+from bench.http_stack import Attached, AttachError, servers
+from cluster.stack_process import Stack
 from matchday.embedded import remove_tree
 from matchday.ops.cpu_roles import NOT_ROLES, cores_used, cpu_sample
 from matchday.settings import Settings

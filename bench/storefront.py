@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.browser import demo_stack, launch, missing_reason, settled
+from cluster.browser import demo_stack, launch, missing_reason, settled
 
 DEFAULT_SLUG = "jersey-final-ltd"  # the demo catalogue's headline product
 RESULTS = Path(__file__).resolve().parent / "results"

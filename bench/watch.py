@@ -1,6 +1,7 @@
 """The benchmarks never hang silently: every wait is bounded, says it is still waiting, and
 on overrun ends the run with :class:`Stalled`, whose message names the phase and what it was
-waiting for (the CLIs print it and exit 1).
+waiting for (the CLIs print it and exit 1). It is defined in ``cluster.stack_process``,
+whose start of ``matchday run`` raises it too.
 
 Issue 12: ``bench.inventory``'s recovery phase printed "holding 10,000 reservations ..." and
 then nothing for 60 s before a bare traceback. Now it prints how many of the reserves were
@@ -15,19 +16,10 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
+from cluster.stack_process import Stalled
+
 Say = Callable[[str], None]
 Progress = Callable[[], str]
-
-
-class Stalled(RuntimeError):
-    """A phase made no progress within its time limit."""
-
-    def __init__(self, phase: str, waiting_for: str, limit_s: float, progress: str = "") -> None:
-        self.phase = phase
-        detail = f"; {progress}" if progress else ""
-        super().__init__(
-            f"{phase}: no progress within {limit_s:g} s while waiting for {waiting_for}{detail}"
-        )
 
 
 def _still(

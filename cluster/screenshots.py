@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.browser import VIEWPORT, Target, demo_stack, launch, missing_reason, settled
+from cluster.browser import VIEWPORT, Target, demo_stack, launch, missing_reason, settled
 from matchday.settings import Settings
 
 PAGES = ("catalogue", "product", "poll", "cart", "checkout", "order-paid")

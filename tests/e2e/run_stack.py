@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from typing import Any
 
 import psutil
 
+from cluster.stack_process import stop_process
 from tests.e2e.certs import self_signed
 from tests.e2e.conftest import free_port
 
@@ -103,14 +103,7 @@ def start_until_up(
 
 
 def stop_run(run: subprocess.Popen[bytes]) -> None:
-    if run.poll() is not None:
-        return
-    run.send_signal(signal.SIGINT)
-    try:
-        run.wait(STOP_S)
-    except subprocess.TimeoutExpired:
-        run.kill()
-        run.wait()
+    stop_process(run, STOP_S)
 
 
 @contextmanager

@@ -34,9 +34,10 @@ import pytest
 from bench import http as bench_http
 from bench.budget import SMOKE_LIMIT, judge
 from bench.costs import GROSS, NET
-from bench.http_stack import Stack, servers
+from bench.http_stack import servers
 from bench.polls import APPS
 from bench.watch import Stalled
+from cluster.stack_process import Stack
 from matchday.embedded import remove_tree
 from matchday.ops.cpu_roles import LOAD_GENERATOR, SERVER_TOTAL
 

@@ -1,4 +1,4 @@
-"""Imports point down: cluster -> bench, loadtests -> serve -> actors -> matchday, and no Ray
+"""Imports point down: bench -> cluster -> loadtests -> serve -> actors -> matchday, and no Ray
 in matchday (the contracts in pyproject.toml, checked by import-linter; issue 14)."""
 
 from __future__ import annotations

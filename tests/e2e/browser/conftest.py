@@ -16,7 +16,7 @@ from typing import Any
 import pyotp
 import pytest
 
-from bench.browser import VIEWPORT, launch, missing_reason
+from cluster.browser import VIEWPORT, launch, missing_reason
 from matchday import bootstrap
 from matchday.catalog.models import CategoryIn, ProductIn, VariantIn
 from matchday.inventory.routing import Router

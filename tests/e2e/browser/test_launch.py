@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-import bench.browser
-from bench.browser import CHROMIUM, missing_reason
+import cluster.browser
+from cluster.browser import CHROMIUM, missing_reason
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_a_missing_chromium_is_named_with_its_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bench.browser, "CHROMIUM", Path("/nonexistent/chromium"))
+    monkeypatch.setattr(cluster.browser, "CHROMIUM", Path("/nonexistent/chromium"))
     reason = missing_reason()
     assert reason and "/nonexistent/chromium" in reason and "ensure-chromium" in reason
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from bench.browser import VIEWPORT, Target
+from cluster.browser import VIEWPORT, Target
 from cluster.screenshots import PAGES, shoot
 from tests.e2e.browser.conftest import shop_product
 from tests.e2e.conftest import Served

@@ -1,5 +1,8 @@
 """Debian's Chromium driven by Playwright: the one launch recipe for tests, screenshots, bench.
 
+In ``cluster/`` because ``matchday screenshots`` uses it and the product CLI never imports
+``bench/`` (issue 14); ``bench.storefront`` imports it from here.
+
 Never a downloaded browser (ADR 0015): ``executable_path`` is the distribution's binary, which
 ``scripts/ensure-chromium`` installs. Every launch gets a fresh temporary profile (Playwright
 makes one per ``launch()``) and flags that keep Chromium from calling anywhere but the
@@ -57,12 +60,12 @@ class Target:
 
 @contextmanager
 def demo_stack(say: Any = print) -> Iterator[Target]:
-    """``matchday run`` (a subprocess, as ``bench.http`` starts it) on fresh embedded
-    PostgreSQL and Redis seeded with the demo catalogue."""
+    """``matchday run`` (a subprocess, ``cluster.stack_process.Stack``, as ``bench.http`` starts
+    it) on fresh embedded PostgreSQL and Redis seeded with the demo catalogue."""
     import asyncio
     import tempfile
 
-    from bench.http_stack import Stack
+    from cluster.stack_process import Stack
     from matchday.bootstrap import seed_demo
     from matchday.embedded import remove_tree, start_servers
     from matchday.settings import Settings
