@@ -73,8 +73,8 @@ STOCK = (
 
 
 async def create_polls(settings: Settings, count: int, skus: list[str]) -> list[str]:
+    from matchday.domain.ids import derived_id
     from matchday.polls.models import OptionIn, PollIn
-    from matchday.shop.carts import derived_id
     from matchday.storage.db import make_pool
     from matchday.storage.polls_repo import PollsRepository
 

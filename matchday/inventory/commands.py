@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 from matchday.domain.errors import InvalidInput, MatchdayError
 
 SKU_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 CHANNEL_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 from matchday.domain.errors import InvalidInput, MatchdayError, error_class
+from matchday.domain.ids import ID_RE
 from matchday.inventory.commands import (
     CHANNEL_RE,
     DEFAULT_POLICY,
-    ID_RE,
     SKU_RE,
     Adjust,
     AdjustLimits,

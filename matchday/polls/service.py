@@ -16,6 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from matchday.domain.errors import InvalidInput, NotFound, Unavailable
+from matchday.domain.ids import derived_id
 from matchday.polls.live import LiveHub
 from matchday.polls.models import (
     CLOSED,
@@ -29,7 +30,6 @@ from matchday.polls.models import (
 from matchday.polls.offers import OfferCodes, offer_product
 from matchday.polls.ports import PollStore
 from matchday.polls.tally import Tally
-from matchday.shop.carts import derived_id
 
 log = logging.getLogger(__name__)
 

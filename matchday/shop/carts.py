@@ -8,16 +8,13 @@ engine request id, so a retried add never holds twice.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import time
-
-from matchday.domain.errors import CartClosed, Conflict, InvalidInput, NotFound
-from matchday.inventory.commands import ID_RE, ReservationView, check_sku
+from matchday.domain.errors import CartClosed, Conflict, NotFound
+from matchday.domain.ids import check_key, derived_id
+from matchday.domain.memo import Memo
+from matchday.inventory.commands import ReservationView, check_sku
 from matchday.shop.models import IN_FLIGHT, Cart, CartLine
 from matchday.shop.ports import CartStore, Prices, Stock
 
-MAX_KEY = 64
 # Per-replica memory of facts the add-to-cart hot path would otherwise read from PostgreSQL
 # on every request (bench/http.py profile: ~40% of a replica's CPU per add, 2026-11-25).
 #
@@ -37,49 +34,6 @@ CART_TTL_S = 600.0
 # Products: a product withdrawn may be added for up to SELLABLE_TTL_S more; checkout
 # re-prices from PostgreSQL, refusing it.
 SELLABLE_TTL_S = 5.0
-MEMO_SIZE = 100_000
-
-
-class Memo:
-    """A small time-bounded memo, oldest entries dropped first when full."""
-
-    def __init__(self, ttl_s: float, size: int = MEMO_SIZE) -> None:
-        self.ttl_s = ttl_s
-        self.size = size
-        self._data: dict[str, tuple[float, object]] = {}
-
-    def get(self, key: str) -> object | None:
-        hit = self._data.get(key)
-        if hit is None:
-            return None
-        if hit[0] < time.monotonic():
-            del self._data[key]
-            return None
-        return hit[1]
-
-    def drop(self, key: str) -> None:
-        self._data.pop(key, None)
-
-    def put(self, key: str, value: object) -> None:
-        if len(self._data) >= self.size:
-            self._data.pop(next(iter(self._data)))
-        self._data[key] = (time.monotonic() + self.ttl_s, value)
-
-
-def check_key(key: object, field: str = "Idempotency-Key") -> str:
-    if not isinstance(key, str) or len(key) > MAX_KEY or not ID_RE.fullmatch(key):
-        raise InvalidInput(field, f"must be 1-{MAX_KEY} characters of letters, digits, . _ : -")
-    return key
-
-
-def derived_id(prefix: str, *parts: str) -> str:
-    """A stable id from the caller's identity and idempotency key: a retry names the same thing.
-
-    Base32, not hex: a hex id has a 13-digit run (and so can look like a card number to the
-    PAN guard) about once in a thousand; with six digits among 32 symbols, never in practice.
-    """
-    digest = hashlib.blake2b("\0".join(parts).encode(), digest_size=15).digest()
-    return f"{prefix}_{base64.b32encode(digest).decode().lower()}"
 
 
 class CartService:

@@ -31,11 +31,11 @@ from typing import Any, Protocol
 from matchday.domain.clock import Clock
 from matchday.domain.concurrent import all_of
 from matchday.domain.errors import Conflict, InvalidInput, MatchdayError, NotFound
+from matchday.domain.ids import check_key, derived_id
 from matchday.payments.fraud import FraudRules
 from matchday.payments.gateway import PaymentGateway, check_token
 from matchday.polls.models import OfferInvalid
 from matchday.shop import models as st
-from matchday.shop.carts import check_key, derived_id
 from matchday.shop.holds import OrderHolds
 from matchday.shop.models import Order, OrderLine
 from matchday.shop.ports import OrderEvents, OrderStore, PaymentLedger, Prices, Stock

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from matchday.shop.carts import check_key
+from matchday.domain.ids import check_key
 from matchday.web import errors
 from matchday.web.errors import ERROR_SCHEMA, error_response
 from matchday.web.idempotency import IdempotencyStore, fingerprint

@@ -31,7 +31,7 @@ class Identity:
         return hmac.digest(self._key, customer_id.encode(), hashlib.sha256).hex()[:32]
 
     def new_customer(self) -> tuple[str, str]:
-        # Base32 for the same reason as shop.carts.derived_id: no card-number-like digit runs.
+        # Base32 for the same reason as domain.ids.derived_id: no card-number-like digit runs.
         customer_id = f"u_{base64.b32encode(secrets.token_bytes(10)).decode().lower()}"
         return customer_id, self.token(customer_id)
 

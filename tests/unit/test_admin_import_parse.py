@@ -19,7 +19,8 @@ from matchday.admin.stock_import import (
     validate_import,
 )
 from matchday.domain.errors import InvalidInput, MatchdayError
-from matchday.inventory.commands import ID_RE, Policy
+from matchday.domain.ids import ID_RE
+from matchday.inventory.commands import Policy
 
 KNOWN = {"JERSEY-M", "JERSEY-L", "BALL-5", "BOOTS-42"}
 POLICY = Policy(max_restock=500, max_on_hand=10_000)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from matchday.shop.carts import Memo
+from matchday.domain.memo import Memo
 
 
 def test_a_memo_forgets_an_entry_once_its_time_is_up() -> None:
