@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
 
-from matchday.admin.records import AdminIdentity
+from cluster.cli_common import cli_operator
 from matchday.settings import Settings
 
 T = TypeVar("T")
@@ -54,14 +52,6 @@ def register(subparsers: Any) -> None:
     reseal.set_defaults(fn=cmd_reseal)
 
 
-def _operator() -> AdminIdentity:
-    try:
-        user = getpass.getuser()
-    except Exception:  # no login name in some containers; the audit entry still matters
-        user = "unknown"
-    return AdminIdentity(None, "cli", client=f"cli:{user}@{socket.gethostname()}")
-
-
 def _with_admin(settings: Settings, work: Callable[[Any, Any], Awaitable[T]]) -> T:
     """Run ``work(auth, audit)`` against the stack's database."""
     from cluster.cli_common import resolve
@@ -84,7 +74,7 @@ def cmd_create_key(args: argparse.Namespace, settings: Settings) -> int:
     async def work(auth: Any, audit: Any) -> tuple[str, str, str]:
         api_key, totp_secret, uri = await auth.create_key(args.name)
         key_id = api_key.split("_")[1]
-        await audit.record(_operator(), "key.create", key_id, {"name": args.name})
+        await audit.record(cli_operator(), "key.create", key_id, {"name": args.name})
         return api_key, totp_secret, uri
 
     api_key, totp_secret, uri = _with_admin(settings, work)
@@ -117,9 +107,9 @@ def cmd_revoke(args: argparse.Namespace, settings: Settings) -> int:
         try:
             info = await auth.revoke(args.key_id)
         except MatchdayError as exc:
-            await audit.record(_operator(), "key.revoke", args.key_id, outcome=exc.code)
+            await audit.record(cli_operator(), "key.revoke", args.key_id, outcome=exc.code)
             raise
-        await audit.record(_operator(), "key.revoke", args.key_id)
+        await audit.record(cli_operator(), "key.revoke", args.key_id)
         return asdict(info)
 
     print_json(_with_admin(settings, work))
@@ -164,7 +154,7 @@ def cmd_reseal(args: argparse.Namespace, settings: Settings) -> int:
         )  # fmt: skip
         counts = {name: len(getattr(report, name)) for name in vars(report)}
         await audit.record(
-            _operator(), "key.reseal", "*", counts, outcome="ok" if report.ok else "incomplete"
+            cli_operator(), "key.reseal", "*", counts, outcome="ok" if report.ok else "incomplete"
         )
         return report, counts
 

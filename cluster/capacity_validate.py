@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cluster.capacity_cli import add_plan_options, build_plan, read_profile, say
+from cluster.capacity_common import add_plan_options, build_plan, read_profile, say
 from matchday.capacity.demand import SOLD_OUT, WORST
 from matchday.capacity.profile import PlanInputError, Profile
 from matchday.capacity.scaling import rate_factors, two_rate_classes

@@ -66,8 +66,7 @@ def _run(
     """Run ``work(tools)`` against the stack's database, with the engine when ``engine``;
     audit it when ``action`` is given, a refusal's code included. ``tools`` has ``admin`` (a
     ChannelAdmin) and ``audit`` (what the audit entry records besides the target)."""
-    from cluster.admin_cli import _operator
-    from cluster.cli_common import resolve, with_ray
+    from cluster.cli_common import cli_operator, resolve, with_ray
     from matchday import bootstrap
     from matchday.domain.errors import MatchdayError
 
@@ -81,10 +80,10 @@ def _run(
                 result = await work(tools)
             except MatchdayError as exc:
                 if action:
-                    await audit.record(_operator(), action, target, tools.audit, exc.code)
+                    await audit.record(cli_operator(), action, target, tools.audit, exc.code)
                 raise
             if action:
-                await audit.record(_operator(), action, target, tools.audit)
+                await audit.record(cli_operator(), action, target, tools.audit)
             return result
 
     if engine:
@@ -111,10 +110,10 @@ def _issued(issued: Any) -> int:
 
 
 def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
-    from cluster.suppliers_cli import _model
+    from cluster.cli_common import validated_model
     from matchday.channels.admin import ChannelIn
 
-    spec = _model(ChannelIn, channel_id=args.channel_id, name=args.name)
+    spec = validated_model(ChannelIn, channel_id=args.channel_id, name=args.name)
 
     async def work(t: Any) -> Any:
         t.audit = spec.model_dump()
@@ -155,10 +154,12 @@ def cmd_active(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_allocate(args: argparse.Namespace, settings: Settings) -> int:
-    from cluster.suppliers_cli import _model
+    from cluster.cli_common import validated_model
     from matchday.channels.admin import AllocationIn
 
-    body = _model(AllocationIn, sku=args.sku, max_units=args.units, max_percent=args.percent)
+    body = validated_model(
+        AllocationIn, sku=args.sku, max_units=args.units, max_percent=args.percent
+    )
     rid = args.request_id or f"cli-alloc:{uuid.uuid4().hex}"
 
     async def work(t: Any) -> Any:

@@ -1,19 +1,26 @@
-"""What the `matchday` subcommands share: finding the running stack, printing an answer.
+"""What the `matchday` subcommands share: finding the running stack, printing an answer,
+the operator an audit entry names, an input model built from command-line values.
 
 Its own module so that cluster/cli.py (which registers the subcommands) and each
-subcommand's module (admin_cli, backup_cli, reports_cli, suppliers_cli) import it, not each
-other (issue 14: there was a cycle through cli.py's private helpers).
+subcommand's module (admin_cli, backup_cli, channels_cli, drops_cli, reports_cli,
+screenshots, suppliers_cli) import it, not each other (issue 14: there was a cycle through
+cli.py's private helpers, and the subcommands borrowed each other's).
 """
 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
+import socket
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
+from matchday.admin.records import AdminIdentity
 from matchday.settings import Settings
+
+T = TypeVar("T")
 
 
 def resolve(settings: Settings) -> Settings:
@@ -64,3 +71,27 @@ def with_ray(settings: Settings, work: Callable[[Any], Coroutine[Any, Any, Any]]
         return asyncio.run(work((connect_client(settings, handles), handles)))
     finally:
         ray.shutdown()
+
+
+def cli_operator() -> AdminIdentity:
+    """Who an audit entry of a CLI command names: no key id, the operator's login as client."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name in some containers; the audit entry still matters
+        user = "unknown"
+    return AdminIdentity(None, "cli", client=f"cli:{user}@{socket.gethostname()}")
+
+
+def validated_model(cls: type[T], **values: Any) -> T:
+    """``cls(**values)``; bad values are an :class:`InvalidInput` (exit 1, the reason on
+    stderr in matchday's error shape), never a traceback."""
+    from pydantic import ValidationError
+
+    from matchday.domain.errors import InvalidInput
+
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "input"
+        raise InvalidInput(where, first["msg"]) from None

@@ -104,15 +104,15 @@ def _with_drops(
 
 async def _audited(audit: Any, action: str, target: str, params: dict[str, Any],
                    change: Awaitable[T]) -> T:  # fmt: skip
-    from cluster.admin_cli import _operator
+    from cluster.cli_common import cli_operator
     from matchday.domain.errors import MatchdayError
 
     try:
         result = await change
     except MatchdayError as exc:
-        await audit.record(_operator(), action, target, params, outcome=exc.code)
+        await audit.record(cli_operator(), action, target, params, outcome=exc.code)
         raise
-    await audit.record(_operator(), action, target, params)
+    await audit.record(cli_operator(), action, target, params)
     return result
 
 

@@ -147,7 +147,7 @@ async def open_demo_poll(target: Target, slug: str) -> str | None:
     import httpx
     import pyotp
 
-    from cluster.admin_cli import _operator
+    from cluster.cli_common import cli_operator
     from matchday.admin.audit import AuditLog
     from matchday.admin.auth import AdminAuth
     from matchday.storage.admin_repo import AdminRepository
@@ -160,7 +160,7 @@ async def open_demo_poll(target: Target, slug: str) -> str | None:
         auth, audit = AdminAuth(repo), AuditLog(repo)
         api_key, totp_secret, _ = await auth.create_key("screenshots")
         key_id = api_key.split("_")[1]
-        await audit.record(_operator(), "key.create", key_id, {"name": "screenshots"})
+        await audit.record(cli_operator(), "key.create", key_id, {"name": "screenshots"})
         try:
             async with httpx.AsyncClient(base_url=target.base, timeout=30.0) as http:
                 code = pyotp.TOTP(totp_secret).at(time.time())
@@ -189,6 +189,6 @@ async def open_demo_poll(target: Target, slug: str) -> str | None:
                 return poll_id
         finally:
             await auth.revoke(key_id)
-            await audit.record(_operator(), "key.revoke", key_id)
+            await audit.record(cli_operator(), "key.revoke", key_id)
     finally:
         await pool.close()

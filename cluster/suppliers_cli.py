@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cluster.cli_common import cli_operator, validated_model
 from matchday.settings import Settings
 
 T = TypeVar("T")
@@ -88,7 +89,6 @@ def _with_suppliers(
 ) -> T:
     """Run ``work(tools)`` against the stack's database; audit it when ``action`` is given
     (its outcome, a refusal's code included). ``tools`` has ``admin`` and ``bulk``."""
-    from cluster.admin_cli import _operator
     from cluster.cli_common import resolve
     from cluster.local import secret_key
     from matchday import bootstrap
@@ -109,10 +109,10 @@ def _with_suppliers(
                 result = await work(tools)
             except MatchdayError as exc:
                 if action:
-                    await audit.record(_operator(), action, target, tools.audit, exc.code)
+                    await audit.record(cli_operator(), action, target, tools.audit, exc.code)
                 raise
             if action:
-                await audit.record(_operator(), action, target, tools.audit)
+                await audit.record(cli_operator(), action, target, tools.audit)
             return result
 
     return asyncio.run(run())
@@ -128,21 +128,6 @@ def _show(obj: Any) -> int:
 def _spec(args: argparse.Namespace) -> dict[str, Any]:
     names = ("name", "feed_url", "feed_format", "pull_every_s", "max_units")
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-
-
-def _model(cls: type[T], **values: Any) -> T:
-    """``cls(**values)``; bad values are an :class:`InvalidInput` (exit 1, the reason on
-    stderr in matchday's error shape), never a traceback."""
-    from pydantic import ValidationError
-
-    from matchday.domain.errors import InvalidInput
-
-    try:
-        return cls(**values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "input"
-        raise InvalidInput(where, first["msg"]) from None
 
 
 def _issued(issued: Any) -> int:
@@ -161,7 +146,7 @@ def _issued(issued: Any) -> int:
 def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
     from matchday.suppliers.admin import SupplierIn
 
-    spec = _model(SupplierIn, supplier_id=args.supplier_id, **_spec(args))
+    spec = validated_model(SupplierIn, supplier_id=args.supplier_id, **_spec(args))
 
     async def work(t: Any) -> Any:
         t.audit = spec.model_dump()
@@ -201,7 +186,7 @@ def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
         changes["pull_every_s"] = None
     if args.active is not None:
         changes["active"] = args.active
-    patch = _model(SupplierPatch, **changes)
+    patch = validated_model(SupplierPatch, **changes)
 
     async def work(t: Any) -> Any:
         t.audit = patch.model_dump(exclude_unset=True)
@@ -217,7 +202,7 @@ def cmd_map(args: argparse.Namespace, settings: Settings) -> int:
     if rows and [c.strip().lower() for c in rows[0]] == ["supplier_sku", "sku"]:
         rows = rows[1:]
     pairs = [{"supplier_sku": r[0], "sku": r[1] if len(r) > 1 else ""} for r in rows if r]
-    body = _model(MappingsIn, mappings=pairs)
+    body = validated_model(MappingsIn, mappings=pairs)
 
     async def work(t: Any) -> Any:
         t.audit = {"mappings": len(body.mappings)}

@@ -295,7 +295,7 @@ def test_the_installed_command_exits_non_zero_on_an_old_profile(tmp_path: Path) 
 
 
 def test_memory_is_read_in_the_units_nodes_are_sold_in() -> None:
-    from cluster.capacity_cli import parse_memory_gib
+    from cluster.capacity_common import parse_memory_gib
 
     assert parse_memory_gib("16Gi") == parse_memory_gib("16GiB") == parse_memory_gib("16") == 16
     assert parse_memory_gib("512Mi") == 0.5 and parse_memory_gib("1Ti") == 1024
@@ -305,11 +305,11 @@ def test_an_installed_matchday_carries_the_files_plan_starts_from() -> None:
     import fnmatch
     import tomllib
 
-    from cluster import capacity_cli
+    from cluster import capacity_common
 
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
     globs = data["tool"]["setuptools"]["package-data"]["cluster"]
-    for path in (capacity_cli.BASE_CONFIG, capacity_cli.RAYSERVICE):
+    for path in (capacity_common.BASE_CONFIG, capacity_common.RAYSERVICE):
         inside = str(path.relative_to(ROOT / "cluster"))
         assert any(fnmatch.fnmatch(inside, g) for g in globs), inside
 
