@@ -144,7 +144,11 @@ def high_rate(light: ClassCost, asked: float, cores: float, idle: Idle) -> float
 def rate_point(cost: ClassCost) -> RatePoint:
     """A class's second phase, as the profile keeps it beside the first."""
     return RatePoint(
-        requests=cost.requests, errors=cost.errors, rate_per_s=cost.rate_per_s,
-        cpu_us=cost.cpu_us, pg_write_xacts=cost.pg_write_xacts,
-        pg_wal_bytes=cost.pg_wal_bytes, redis_cmds=cost.redis_cmds,
-    )  # fmt: skip
+        requests=cost.requests,
+        errors=cost.errors,
+        rate_per_s=cost.rate_per_s,
+        cpu_us=cost.cpu_us,
+        pg_write_xacts=cost.pg_write_xacts,
+        pg_wal_bytes=cost.pg_wal_bytes,
+        redis_cmds=cost.redis_cmds,
+    )

@@ -379,7 +379,20 @@ def make_plan(profile: Profile, d: Demand, opts: Options) -> Plan:
     alone = cores_by_component(profile, rates, load) if mixed is not None else {}
     if alone and k.LOAD_GENERATOR in cores:
         alone[k.LOAD_GENERATOR] = cores[k.LOAD_GENERATOR]
-    draft = Plan(d, opts, rates, cores, deployments, shards, nodes, stores, (), load, mixed, alone)
+    draft = Plan(
+        demand=d,
+        options=opts,
+        rates_at_peak=rates,
+        cores=cores,
+        deployments=deployments,
+        shards=shards,
+        nodes=nodes,
+        stores=stores,
+        limits=(),
+        engine=load,
+        mixed=mixed,
+        classes_only=alone,
+    )
     found = limits(draft, profile)
     if not found:
         raise PlanInputError("the scenario puts no load on any component at this peak")

@@ -197,9 +197,17 @@ class OutboxRelay:
         for outbox_id, sku, events, on_hand, reserved, sold, at in rows:
             available = repr(on_hand - reserved - sold)
             entries.append(
-                (repr(outbox_id), sku, _compact(events),
-                 repr(on_hand), repr(reserved), repr(sold), available, repr(at))
-            )  # fmt: skip
+                (
+                    repr(outbox_id),
+                    sku,
+                    _compact(events),
+                    repr(on_hand),
+                    repr(reserved),
+                    repr(sold),
+                    available,
+                    repr(at),
+                )
+            )
         for n in range(0, len(entries), _CHUNK):
             chunk = entries[n : n + _CHUNK]
             latest = {e[1]: e[6] for e in chunk}  # a SKU's last entry has its availability

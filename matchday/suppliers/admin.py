@@ -112,15 +112,15 @@ class SupplierAdmin:
         unless by this same ``key`` (an Idempotency-Key), which gets the same answer."""
         now = self.clock.now()
         supplier = Supplier(
-            spec.supplier_id,
-            spec.name,
-            spec.feed_url,
-            spec.feed_format,
-            spec.pull_every_s,
-            spec.max_units,
-            True,
-            now,
-            now,
+            supplier_id=spec.supplier_id,
+            name=spec.name,
+            feed_url=spec.feed_url,
+            feed_format=spec.feed_format,
+            pull_every_s=spec.pull_every_s,
+            max_units=spec.max_units,
+            active=True,
+            created_at=now,
+            updated_at=now,
         )
         secret = new_secret()
         sealed = self.seal.seal(spec.supplier_id, secret)

@@ -245,8 +245,9 @@ class AutoDrops:
         }
         self.metrics.inc(WR_AUTO, tags={"action": "opened"})
         log.warning("automatic drop %s opened for %s at %.0f adds/s", made.drop_id, sku, adds_per_s)
-        await self.audit.record(SYSTEM_ACTOR, "drop.create", made.drop_id, params,
-                                request_id=request_id)  # fmt: skip
+        await self.audit.record(
+            SYSTEM_ACTOR, "drop.create", made.drop_id, params, request_id=request_id
+        )
 
     async def _close(self, drop_id: str, peak: float) -> None:
         closed = await self.drops.set_state(drop_id, CLOSED, (OPEN,))
