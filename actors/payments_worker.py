@@ -1,4 +1,4 @@
-"""PaymentsWorkerActor: hosts :class:`matchday.payments.worker.PaymentsWorker` on Ray.
+"""PaymentsWorkerActor: hosts :class:`matchday.shop.payments_worker.PaymentsWorker` on Ray.
 
 Detached and restartable: the worker loop starts in ``__init__`` (on its own event loop, in
 a thread), so a restarted actor resumes draining the queue without anyone calling it. A
@@ -66,11 +66,11 @@ class PaymentsWorkerActor:
         asyncio.run(self._run())
 
     async def _run(self) -> None:
-        from matchday.payments.worker import supervise
+        from matchday.tasks import supervise
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self.restarts = await supervise(self._serve, self._stop)
+        self.restarts = await supervise(self._serve, self._stop, what="payments worker")
 
     async def _serve(self) -> None:
         from actors.client import connect_client

@@ -54,7 +54,7 @@ class SupplierWorkerActor:
         asyncio.run(self._run())
 
     async def _run(self) -> None:
-        from matchday.payments.worker import supervise
+        from matchday.tasks import supervise
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()

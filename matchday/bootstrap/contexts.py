@@ -21,7 +21,6 @@ from matchday.domain.clock import Clock, SystemClock
 from matchday.inventory.client import InventoryClient
 from matchday.metrics import NOOP, Metrics
 from matchday.payments import factory
-from matchday.payments.events import StripeEvents
 from matchday.payments.fraud import FraudRules, VelocityLimits
 from matchday.payments.gateway import PaymentGateway
 from matchday.payments.router import PaymentRouter
@@ -33,6 +32,7 @@ from matchday.settings import Settings
 from matchday.shop.carts import CartService
 from matchday.shop.checkout import CheckoutService
 from matchday.shop.events import RedisOrderEvents
+from matchday.shop.payment_events import StripeEvents
 from matchday.storage import db
 from matchday.storage.admin_repo import AdminRepository
 from matchday.storage.catalog_repo import CatalogRepository

@@ -21,11 +21,11 @@ from matchday.bootstrap.contexts import (
 from matchday.domain.clock import Clock
 from matchday.inventory.client import InventoryClient
 from matchday.metrics import NOOP, Metrics
-from matchday.payments.events import StripeEvents
 from matchday.payments.gateway import PaymentGateway
-from matchday.payments.worker import PaymentsWorker
 from matchday.reports.reader import Reports
 from matchday.settings import Settings
+from matchday.shop.payment_events import StripeEvents
+from matchday.shop.payments_worker import PaymentsWorker
 from matchday.storage import db
 from matchday.storage.payments_watch import PaymentWatch
 from matchday.storage.reports_repo import ReportsRepository

@@ -3,7 +3,7 @@
 ``POST /stripe/{account}`` (``primary`` or ``backup``: each Stripe account signs with its
 own secret). The signature is verified with ``stripe.Webhook.construct_event`` on the raw
 body; the event id is recorded in PostgreSQL first, so a redelivery is answered 200 and
-changes nothing; :class:`matchday.payments.events.StripeEvents` applies it. A handling
+changes nothing; :class:`matchday.shop.payment_events.StripeEvents` applies it. A handling
 failure forgets the id and answers 503, so the provider delivers it again.
 """
 
@@ -18,7 +18,7 @@ from fastapi import APIRouter, FastAPI, Header, Path, Request
 from pydantic import BaseModel
 
 from matchday.domain.errors import MatchdayError, NotFound, Unavailable
-from matchday.payments.events import StripeEvents
+from matchday.shop.payment_events import StripeEvents
 from matchday.web.base import include, make_app, router
 from matchday.web.context import ShopContext
 from matchday.web.errors import error_response

@@ -19,10 +19,10 @@ import pytest
 
 from matchday.domain.errors import Unavailable
 from matchday.payments.gateway import ChargeRequest, ChargeResult, RefundResult, TestGateway
-from matchday.payments.worker import PaymentsWorker
 from matchday.settings import Settings
 from matchday.shop.checkout import CheckoutService
 from matchday.shop.models import PAID
+from matchday.shop.payments_worker import PaymentsWorker
 from matchday.storage.payments_repo import PaymentsRepository
 from matchday.storage.shop_repo import ShopRepository
 from tests.conftest import database_of_its_own

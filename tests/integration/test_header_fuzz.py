@@ -24,8 +24,8 @@ from typing import Any, cast
 import pytest
 
 from matchday import bootstrap
-from matchday.payments.events import StripeEvents
 from matchday.settings import Settings
+from matchday.shop.payment_events import StripeEvents
 from matchday.storefront.build import bundle
 from matchday.web import channels_api, storefront_app, suppliers_api, webhooks_api
 from tests.integration.asgi_raw import Answer, Headers, call

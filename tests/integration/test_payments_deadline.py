@@ -27,10 +27,10 @@ import pytest
 from actors.payments_worker import deadline_sampler
 from matchday.metrics import ORDERS_UNPAID, MemoryMetrics
 from matchday.payments.gateway import ChargeRequest, ChargeResult, RefundResult
-from matchday.payments.worker import PaymentsWorker
 from matchday.settings import Settings
 from matchday.shop import models as st
 from matchday.shop.models import Order
+from matchday.shop.payments_worker import PaymentsWorker
 from matchday.storage.payments_watch import PaymentWatch
 from tests.conftest import database_of_its_own
 from tests.integration.shop_stack import Stack, open_stack

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from matchday.payments.fraud import FraudRules, VelocityLimits
-from matchday.payments.worker import PaymentsWorker
 from matchday.settings import Settings
 from matchday.shop import models as st
+from matchday.shop.payments_worker import PaymentsWorker
 from tests.conftest import database_of_its_own
 from tests.integration.test_payments_support import (
     LocalStripe,

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import pytest
 
 from matchday.payments.gateway import ChargeRequest, ChargeResult, PaymentGateway, RefundResult
-from matchday.payments.worker import PaymentsWorker
 from matchday.settings import Settings
 from matchday.shop import models as st
+from matchday.shop.payments_worker import PaymentsWorker
 from tests.conftest import database_of_its_own
 from tests.integration.test_payments_support import (
     LocalStripe,

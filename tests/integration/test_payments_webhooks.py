@@ -14,10 +14,10 @@ import pytest
 import stripe
 
 from matchday.domain.errors import Unavailable
-from matchday.payments.events import StripeEvents
 from matchday.payments.gateway import ChargeRequest, ChargeResult, PaymentGateway, RefundResult
 from matchday.settings import Settings
 from matchday.shop import models as st
+from matchday.shop.payment_events import StripeEvents
 from matchday.web import webhooks_api
 from tests.integration.test_payments_support import (
     LocalStripe,

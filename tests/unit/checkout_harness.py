@@ -13,11 +13,11 @@ from matchday.inventory.client import InventoryClient
 from matchday.inventory.routing import Router
 from matchday.inventory.shard import ShardCore
 from matchday.inventory.wire import WireMutation, WireOutcome
-from matchday.payments.events import StripeEvents
 from matchday.payments.fraud import FraudRules, VelocityLimits
-from matchday.payments.worker import PaymentsWorker
 from matchday.shop.checkout import CheckoutService
 from matchday.shop.models import Order
+from matchday.shop.payment_events import StripeEvents
+from matchday.shop.payments_worker import PaymentsWorker
 from tests.fakes import (
     FakeGateway,
     FakeOffers,

@@ -1,4 +1,4 @@
-"""What a (verified, first-delivered) gateway event does to an order (payments/events.py),
+"""What a (verified, first-delivered) gateway event does to an order (shop/payment_events.py),
 in memory (tests/unit/checkout_harness.py). Events are hints: the gateway's answer under
 the attempt's key settles an order; a settled order never moves backwards."""
 

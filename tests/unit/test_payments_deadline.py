@@ -21,10 +21,10 @@ from matchday.domain.errors import (
 )
 from matchday.inventory.commands import ReservationView
 from matchday.payments.gateway import ChargeRequest, ChargeResult, RefundResult
-from matchday.payments.worker import PaymentsWorker
 from matchday.shop import models as st
 from matchday.shop.checkout import CheckoutService
 from matchday.shop.models import Order, OrderLine
+from matchday.shop.payments_worker import PaymentsWorker
 from tests.fakes import ManualClock
 
 HOLD_S = 600.0

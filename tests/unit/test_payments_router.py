@@ -180,7 +180,7 @@ async def test_a_refund_goes_to_the_gateway_that_took_the_payment() -> None:
 def test_worker_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
     import random
 
-    from matchday.payments.worker import PaymentsWorker
+    from matchday.shop.payments_worker import PaymentsWorker
 
     w = PaymentsWorker(None, None, None, {}, base_s=2, max_s=60, rng=random.Random(7))  # type: ignore[arg-type]
     delays = [w.backoff(n) for n in range(1, 10)]
@@ -193,7 +193,7 @@ def test_worker_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
 async def test_a_worker_whose_setup_fails_is_started_again_until_it_runs() -> None:
     import asyncio
 
-    from matchday.payments.worker import supervise
+    from matchday.tasks import supervise
 
     stop = asyncio.Event()
     starts: list[float] = []
@@ -211,7 +211,7 @@ async def test_a_worker_whose_setup_fails_is_started_again_until_it_runs() -> No
 async def test_a_supervised_worker_that_keeps_failing_stops_when_told() -> None:
     import asyncio
 
-    from matchday.payments.worker import supervise
+    from matchday.tasks import supervise
 
     stop = asyncio.Event()
     calls = 0

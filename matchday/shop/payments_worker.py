@@ -22,7 +22,7 @@ import contextlib
 import logging
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from matchday.domain.errors import MatchdayError
@@ -140,32 +140,3 @@ class PaymentsWorker:
             return delay
         # The checkout's clock: the deadline is its reckoning (and a test's manual clock).
         return max(0.0, min(delay, self.checkout.deadline(order) - self.checkout.clock.now()))
-
-
-async def supervise(
-    body: Callable[[], Awaitable[None]],
-    stop: asyncio.Event,
-    *,
-    first_s: float = 0.5,
-    max_s: float = 30.0,
-    what: str = "payments worker",
-) -> int:
-    """Run ``body`` until it returns or ``stop`` is set, starting it again (with capped
-    exponential backoff) whenever it raises. Returns how many times it failed.
-
-    A worker whose setup fails once (PostgreSQL restarting, Serve not deployed yet) would
-    otherwise sit idle for good inside a live actor, and unsettled orders would wait forever.
-    """
-    failures = 0
-    delay = first_s
-    while not stop.is_set():
-        try:
-            await body()
-            return failures
-        except Exception:
-            failures += 1
-            log.exception("%s failed; starting it again in %.1f s", what, delay)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
-        delay = min(max_s, delay * 2)
-    return failures
