@@ -270,14 +270,18 @@ class _Connection(asyncio.Protocol):
         lane = self.lane
         if request.refused is not None:
             return _error(*request.refused)
-        url = httptools.parse_url(request.url)
+        try:
+            url = httptools.parse_url(request.url)
+        except httptools.HttpParserInvalidURLError:  # an absolute form the request parser let by
+            return _error(400, "bad_request", "the request target is not a path")
         raw_path = url.path or b"/"
         path = unquote(raw_path.decode("latin-1"))
-        if path == HEALTH_PATH and method in ("GET", "HEAD"):
+        if path == HEALTH_PATH and method == "GET":
             if lane.healthy():
                 return 200, _HEALTH, b'{"status":"ok"}'
             return _error(503, "unavailable", "this replica is not taking adds")
-        if method != "POST" or not lane.accepts(path[len(lane.root_path) :]):
+        root = lane.root_path
+        if method != "POST" or not path.startswith(root) or not lane.accepts(path[len(root) :]):
             return _error(404, "not_found", f"{method} {path} is not served on this port")
         if lane.in_flight >= lane.max_in_flight:
             return _respond(matchday_error_response(Overloaded(RETRY_AFTER_S)))

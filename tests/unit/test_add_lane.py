@@ -165,12 +165,30 @@ async def test_the_health_check_says_whether_the_host_takes_adds(lane: Lane) -> 
         post(path="/api/shop/carts/c_a"),  # another route of the app
         post(path="/api/shop/carts/c_b/items"),  # not what ``accepts`` takes
         b"GET /api/shop/carts/c_a/items HTTP/1.1\r\nConnection: close\r\n\r\n",
+        post(path="/zzzzzzzzz/carts/c_a/items"),  # the prefix's length, not the prefix
+        b"HEAD /-/add-lane HTTP/1.1\r\nConnection: close\r\n\r\n",
     ],
-    ids=["other route", "not accepted", "GET"],
+    ids=["other route", "not accepted", "GET", "other prefix", "HEAD health"],
 )
 async def test_anything_but_an_add_is_404(lane: Lane, request_bytes: bytes) -> None:
-    assert_error(await lane.send(request_bytes), 404, "not_found")
+    raw = await lane.send(request_bytes)
+    if request_bytes.startswith(b"HEAD"):  # a HEAD answer has headers only
+        assert raw.startswith(b"HTTP/1.1 404 ")
+    else:
+        assert_error(raw, 404, "not_found")
     assert lane.app.scopes == []
+
+
+async def test_a_target_that_is_not_a_path_is_400_and_the_connection_serves_on(
+    lane: Lane,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", lane.port)
+    writer.write(b"GET http://[::1 HTTP/1.1\r\nHost: x\r\n\r\n")  # parses; its URL does not
+    status, _, body = await asyncio.wait_for(read_answer(reader), 5)
+    assert status == 400 and json.loads(body)["code"] == "bad_request"
+    writer.write(post().replace(b"Connection: close\r\n", b""))
+    assert (await asyncio.wait_for(read_answer(reader), 5))[0] == 201
+    writer.close()
 
 
 async def test_limits_on_body_and_headers_and_a_malformed_request(lane: Lane) -> None:
