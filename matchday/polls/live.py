@@ -29,12 +29,18 @@ BLOCK_MS = 800
 CLOSE_WAIT_S = 2.0
 
 
+# How long a new watcher waits for the loop to learn where the poll's changes stand.
+READY_WAIT_S = 2.0
+
+
 @dataclass
 class _Watch:
     version: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     watchers: int = 0
     task: asyncio.Task[None] | None = None
+    # Set once the loop has read the newest change it starts after (or could not).
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class LiveHub:
@@ -52,6 +58,12 @@ class LiveHub:
                 self._follow(poll_id, watch), name=f"live results of {poll_id}"
             )
         try:
+            # A watcher reads its first snapshot after this: a vote the loop counts as
+            # already seen is in that snapshot, any later one wakes the watcher. Yielded
+            # before it, a vote landing between the two was in neither (the storefront
+            # showed 0 votes after its own vote until the next one).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(watch.ready.wait(), READY_WAIT_S)
             yield watch
         finally:
             watch.watchers -= 1
@@ -93,8 +105,10 @@ class LiveHub:
             try:
                 if last is None:
                     last = await self.tally.last_change(poll_id)
+                    watch.ready.set()
                 moved = await self.tally.wait_change(poll_id, last, BLOCK_MS)
             except Unavailable as exc:
+                watch.ready.set()  # watchers show what the stores have; a bump re-reads
                 if not self._watched(poll_id, watch):
                     return  # nobody to tell: a stopping loop says nothing
                 log.warning("live results of %s: %s", poll_id, exc)

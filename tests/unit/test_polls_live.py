@@ -116,3 +116,37 @@ async def test_a_swallowed_cancellation_is_raised_again() -> None:
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, ENDS_WITHIN_S)
     raise_if_cancelled()  # this task was never asked to stop: nothing happens
+
+
+class Stream:
+    """A changes stream whose newest id the test moves; a vote is a new id."""
+
+    def __init__(self) -> None:
+        self.newest = 0
+        self.read_newest = asyncio.Event()
+
+    async def last_change(self, poll_id: str) -> str:
+        await asyncio.sleep(0.05)  # a Redis round trip the watcher's snapshot could overtake
+        self.read_newest.set()
+        return f"{self.newest}-0"
+
+    async def wait_change(self, poll_id: str, after: str, block_ms: int) -> str | None:
+        deadline = asyncio.get_running_loop().time() + block_ms / 1000
+        while asyncio.get_running_loop().time() < deadline:
+            if self.newest > int(after.split("-")[0]):
+                return f"{self.newest}-0"
+            await asyncio.sleep(0.01)
+        return None
+
+
+async def test_a_new_watcher_starts_after_the_loop_knows_where_the_stream_stands() -> None:
+    """Its first snapshot is read after the loop's starting point: a vote after that
+    point wakes it, one before it is in the snapshot. Never in neither."""
+    stream = Stream()
+    hub = hub_over(stream)
+    async with hub.watching("p_one") as watch:
+        assert stream.read_newest.is_set()  # not handed over before the loop's first read
+        seen = watch.version
+        stream.newest += 1  # a vote after the watcher's snapshot
+        assert await LiveHub.wait(watch, seen, 2.0) != seen
+    await hub.aclose()
