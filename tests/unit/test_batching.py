@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -340,3 +341,38 @@ def test_a_linger_needs_a_positive_fill_and_no_negative_time(fill: int, linger_s
 
     with pytest.raises(ValueError, match="must be positive"):
         Coalescer(flush, fill=fill, linger_s=linger_s)
+
+
+async def _closed_loop(callers: int, rounds: int, **options: Any) -> list[int]:
+    """``callers`` each submitting again as soon as answered; the sizes of the flushes."""
+    sizes: list[int] = []
+
+    async def flush(items: list[int]) -> list[int]:
+        sizes.append(len(items))
+        await asyncio.sleep(0.001)  # the round trip
+        return items
+
+    c: Coalescer[int, int] = Coalescer(flush, **options)
+
+    async def caller(n: int) -> None:
+        for _ in range(rounds):
+            await c.submit(n)
+
+    await asyncio.gather(*(caller(n) for n in range(callers)))
+    return sizes
+
+
+# One flush at a time (the shard's committer), and two with a linger (the client's default).
+@pytest.mark.parametrize(
+    "options", [{}, {"max_in_flight": 2, "linger_s": 0.05, "fill": 1000}], ids=["one", "two"]
+)
+async def test_callers_answered_by_a_flush_join_the_next_one_instead_of_splitting(
+    options: dict[str, Any],
+) -> None:
+    # The first caller's flush leaves alone and the others queue behind it. Had the next
+    # flush left the moment the first returned, the first caller would have missed it, and
+    # the callers would have gone on in two groups (1 and 7) for good.
+    sizes = await _closed_loop(8, 20, **options)
+    assert sizes[0] == 1
+    assert sizes[1:-1] == [8] * 19  # the last one lacks the caller that started a round early
+    assert sum(sizes) == 8 * 20
