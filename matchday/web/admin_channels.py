@@ -20,12 +20,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from matchday.channels.admin import AllocationIn, ChannelAdmin, ChannelIn, Issued
 from matchday.domain.errors import MatchdayError
 from matchday.inventory.commands import CHANNEL_RE
 from matchday.web.admin_session import AdminCall, AdminGate
-from matchday.web.base import router
+from matchday.web.base import body_of, router
+from matchday.web.channels_api import ChannelStockOut
 from matchday.web.context import AdminContext
 from matchday.web.schemas import ErrorBody
 
@@ -36,6 +38,31 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorBody, "description": "Conflicts with the current state"},
     422: {"model": ErrorBody, "description": "Invalid input; nothing was changed"},
 }
+
+
+class ChannelOut(BaseModel):
+    """A channel, never its key."""
+
+    channel_id: str
+    name: str
+    active: bool
+    created_at: float
+    updated_at: float
+    key_issued_at: float
+
+
+class ChannelsOut(BaseModel):
+    channels: list[ChannelOut]
+
+
+class ChannelIssued(ChannelOut):
+    """A channel and the API key it was just given: in this answer only."""
+
+    api_key: str = Field(description="Send as 'Authorization: Bearer <api_key>'; not stored")
+
+
+class AllocationsOut(BaseModel):
+    stock: list[ChannelStockOut]
 
 
 def routers(gate: AdminGate, ctx: AdminContext) -> list[APIRouter]:
@@ -52,31 +79,32 @@ def channels_router(gate: AdminGate, admin: ChannelAdmin) -> APIRouter:
     Enabler = Annotated[AdminCall, Depends(gate.require("channel.enable"))]
     channels = router(responses=RESPONSES, tags=["channels"])
 
-    @channels.get("/channels")
-    async def list_channels(call: Reader) -> dict[str, Any]:
-        return {"channels": [c.public() for c in await admin.channels()]}
+    @channels.get("/channels", response_model=ChannelsOut)
+    async def list_channels(call: Reader) -> ChannelsOut:
+        found = await admin.channels()
+        return ChannelsOut(channels=[ChannelOut.model_validate(c.public()) for c in found])
 
-    @channels.post("/channels", status_code=201)
-    async def create_channel(body: ChannelIn, call: Creator) -> Any:
+    @channels.post("/channels", status_code=201, response_model=ChannelIssued)
+    async def create_channel(body: ChannelIn, call: Creator) -> JSONResponse:
         """A channel and its API key, shown in this answer only."""
         made = admin.create(body)
         return await _issue(gate, call, body.channel_id, body.model_dump(), made)
 
-    @channels.get("/channels/{channel}")
-    async def get_channel(channel: ChannelPath, call: Reader) -> dict[str, Any]:
-        return (await admin.get(channel)).public()
+    @channels.get("/channels/{channel}", response_model=ChannelOut)
+    async def get_channel(channel: ChannelPath, call: Reader) -> ChannelOut:
+        return ChannelOut.model_validate((await admin.get(channel)).public())
 
-    @channels.post("/channels/{channel}/key", status_code=201)
-    async def rotate_key(channel: ChannelPath, call: Rotator) -> Any:
+    @channels.post("/channels/{channel}/key", status_code=201, response_model=ChannelIssued)
+    async def rotate_key(channel: ChannelPath, call: Rotator) -> JSONResponse:
         """A new API key; the previous one is refused from now on."""
         return await _issue(gate, call, channel, {}, admin.rotate(channel))
 
-    @channels.post("/channels/{channel}/disable")
+    @channels.post("/channels/{channel}/disable", response_model=ChannelOut)
     async def disable(request: Request, channel: ChannelPath, call: Disabler) -> JSONResponse:
         """Its key is refused from now on; its holds expire or are committed as usual."""
         return await _flip(gate, admin, request, call, channel, active=False)
 
-    @channels.post("/channels/{channel}/enable")
+    @channels.post("/channels/{channel}/enable", response_model=ChannelOut)
     async def enable(request: Request, channel: ChannelPath, call: Enabler) -> JSONResponse:
         return await _flip(gate, admin, request, call, channel, active=True)
 
@@ -89,7 +117,7 @@ def allocations_router(gate: AdminGate, admin: ChannelAdmin) -> APIRouter:
     Allocator = Annotated[AdminCall, Depends(gate.require("channel.allocate"))]
     shares = router(responses=RESPONSES, tags=["channels"])
 
-    @shares.put("/channels/{channel}/allocations")
+    @shares.put("/channels/{channel}/allocations", response_model=ChannelStockOut)
     async def allocate(
         request: Request, channel: ChannelPath, body: AllocationIn, call: Allocator
     ) -> JSONResponse:
@@ -97,14 +125,17 @@ def allocations_router(gate: AdminGate, admin: ChannelAdmin) -> APIRouter:
         channel at once; neither removes the allocation. Enforced by the engine."""
 
         async def produce(rid: str) -> tuple[int, Any]:
-            return 200, (await admin.allocate(channel, body, rid)).public()
+            return 200, body_of(
+                ChannelStockOut, (await admin.allocate(channel, body, rid)).public()
+            )
 
         return await gate.run(request, call, body.model_dump(), produce)
 
-    @shares.get("/channels/{channel}/allocations")
-    async def allocations(channel: ChannelPath, call: Reader) -> dict[str, Any]:
+    @shares.get("/channels/{channel}/allocations", response_model=AllocationsOut)
+    async def allocations(channel: ChannelPath, call: Reader) -> AllocationsOut:
         await admin.get(channel)
-        return {"stock": [v.public() for v in await admin.stock(channel)]}
+        found = await admin.stock(channel)
+        return AllocationsOut(stock=[ChannelStockOut.model_validate(v.public()) for v in found])
 
     return shares
 
@@ -120,7 +151,7 @@ async def _issue(
         raise
     await gate.record(call.who, call.action, target, params, "ok")
     headers = {"Cache-Control": "no-store"}
-    return JSONResponse(issued.public(), status_code=201, headers=headers)
+    return JSONResponse(body_of(ChannelIssued, issued.public()), status_code=201, headers=headers)
 
 
 async def _flip(
@@ -133,6 +164,6 @@ async def _flip(
     active: bool,
 ) -> JSONResponse:
     async def produce(rid: str) -> tuple[int, Any]:
-        return 200, (await admin.set_active(channel, active)).public()
+        return 200, body_of(ChannelOut, (await admin.set_active(channel, active)).public())
 
     return await gate.run(request, call, {"active": active}, produce)

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from matchday.domain.ids import check_key
@@ -177,6 +178,15 @@ def _declare_error_schema(app: FastAPI) -> None:
 
 
 Produce = Callable[[str], Awaitable[tuple[int, Any]]]
+
+
+def body_of(model: type[BaseModel], data: Any) -> dict[str, Any]:
+    """``data`` (a feature's dict) as ``model`` answers it, for a route whose answer goes
+    through the idempotency store (``idempotent``, the admin gate) and so is not FastAPI's
+    to check: validated as FastAPI validates a returned value (a field missing or of another
+    type is an error, not a different answer; a key the model lacks is left out) and dumped
+    to JSON types."""
+    return model.model_validate(data).model_dump(mode="json")
 
 
 async def idempotent(

@@ -76,6 +76,26 @@ class HeldOut(BaseModel):
     expires_at: float
 
 
+class ChannelStockOut(BaseModel):
+    """A SKU as one channel sees it, from durable counters (as of the last group commit)."""
+
+    sku: str
+    channel_id: str
+    available: int = Field(description="the SKU's available units, for everyone")
+    max_units: int | None
+    max_percent: int | None
+    cap: int | None = Field(description="the allocation in units now; null: no allocation")
+    held: int
+    sold: int
+    remaining_allocation: int | None
+    available_to_channel: int
+
+
+class StockOut(BaseModel):
+    channel_id: str
+    stock: list[ChannelStockOut]
+
+
 def build(ctx: ShopContext, sales: ChannelSales) -> FastAPI:
     app = make_app(
         "matchday channels",
@@ -124,13 +144,15 @@ def sales_router(ctx: ShopContext, sales: ChannelSales) -> APIRouter:
     async def release(body: ReleaseIn, channel: Channel) -> Any:
         return public(await sales.release(channel, body.request_id, body.reservation_id))
 
-    @routes.get("/stock")
+    @routes.get("/stock", response_model=StockOut)
     async def stock(
         channel: Channel,
         sku: Annotated[list[Sku] | None, Query(max_length=100)] = None,
-    ) -> dict[str, Any]:
+    ) -> StockOut:
         """Per SKU: its allocation, held and sold units, and ``available_to_channel``."""
         views = await sales.stock(channel, sku)
-        return {"channel_id": channel, "stock": [v.public() for v in views]}
+        return StockOut(
+            channel_id=channel, stock=[ChannelStockOut.model_validate(v.public()) for v in views]
+        )
 
     return routes

@@ -27,6 +27,21 @@ from tests.integration.test_admin_api import Admin, open_admin
 
 pytestmark = pytest.mark.integration
 
+# What a channel's answers carry (its key only in the two that issue one), and a SKU's view.
+CHANNEL_KEYS = {"channel_id", "name", "active", "created_at", "updated_at", "key_issued_at"}
+STOCK_KEYS = {
+    "sku",
+    "channel_id",
+    "available",
+    "max_units",
+    "max_percent",
+    "cap",
+    "held",
+    "sold",
+    "remaining_allocation",
+    "available_to_channel",
+}
+
 
 @dataclass
 class Market:
@@ -41,6 +56,8 @@ class Market:
             "/channels", json={"channel_id": cid, "name": f"Market {cid}"}, headers=self.ops
         )
         assert r.status_code == 201, r.text
+        assert set(r.json()) == CHANNEL_KEYS | {"api_key"}  # the key in this answer only
+        assert r.headers["Cache-Control"] == "no-store"
         return cid, {"Authorization": f"Bearer {r.json()['api_key']}"}
 
     async def allocate(self, cid: str, **body: Any) -> httpx.Response:
@@ -77,9 +94,13 @@ async def test_a_channel_key_is_shown_once_stored_as_a_hash_and_a_rotation_retir
     assert row is not None and secret.encode() not in bytes(row[0])
     listed = (await market.admin.http.get("/channels", headers=market.ops)).json()
     assert secret not in str(listed) and any(c["channel_id"] == cid for c in listed["channels"])
+    assert set(listed) == {"channels"} and all(set(c) == CHANNEL_KEYS for c in listed["channels"])
+    one = (await market.admin.http.get(f"/channels/{cid}", headers=market.ops)).json()
+    assert set(one) == CHANNEL_KEYS and (one["channel_id"], one["active"]) == (cid, True)
     assert (await market.api.get("/stock", headers=key)).status_code == 200
     r = await market.admin.http.post(f"/channels/{cid}/key", headers=market.ops)
-    assert r.status_code == 201
+    assert r.status_code == 201 and r.headers["Cache-Control"] == "no-store"
+    assert set(r.json()) == CHANNEL_KEYS | {"api_key"} and r.json()["channel_id"] == cid
     new = {"Authorization": f"Bearer {r.json()['api_key']}"}
     old = await market.api.get("/stock", headers=key)
     assert old.status_code == 401 and set(old.json()) == {"code", "message", "retryable"}
@@ -99,6 +120,9 @@ async def test_a_channel_sells_within_its_allocation_idempotently(market: Market
     r = await market.allocate(cid, sku=sku, max_units=3)
     assert r.status_code == 200, r.text
     assert r.json()["cap"] == 3 and r.json()["available_to_channel"] == 3
+    assert set(r.json()) == STOCK_KEYS and r.json()["max_percent"] is None
+    shares = await market.admin.http.get(f"/channels/{cid}/allocations", headers=market.ops)
+    assert shares.json() == {"stock": [r.json()]}
     body = {"request_id": "order-7-line-1", "sku": sku, "qty": 2, "order_id": "order-7",
             "customer_id": "buyer-7"}  # fmt: skip
     first = await market.api.post("/reserve", json=body, headers=key)
@@ -114,7 +138,9 @@ async def test_a_channel_sells_within_its_allocation_idempotently(market: Market
     done = await market.api.post("/commit", json=paid, headers=key)
     assert done.status_code == 200 and done.json()["status"] == "committed"
     assert (await market.api.post("/commit", json=paid, headers=key)).json() == done.json()
-    view = (await market.api.get("/stock", params={"sku": sku}, headers=key)).json()["stock"][0]
+    stock = (await market.api.get("/stock", params={"sku": sku}, headers=key)).json()
+    assert stock["channel_id"] == cid and [set(v) for v in stock["stock"]] == [STOCK_KEYS]
+    view = stock["stock"][0]
     assert (view["held"], view["sold"], view["remaining_allocation"]) == (0, 2, 1)
     assert await market.admin.stack.stock(sku) == (10, 0, 2)
     assert any(e.action == "channel.allocate" for e in await market.admin.audit(cid))
@@ -167,6 +193,7 @@ async def test_no_key_a_forged_key_and_a_disabled_channel_are_refused(market: Ma
         assert r.status_code == 401 and r.json()["code"] == "unauthorized"
     off = await market.admin.http.post(f"/channels/{cid}/disable", headers=market.ops)
     assert off.status_code == 200 and off.json()["active"] is False
+    assert set(off.json()) == CHANNEL_KEYS
     r = await market.reserve(key, sku)
     assert r.status_code == 403
     assert (await market.admin.http.post(f"/channels/{cid}/enable", headers=market.ops)).json()[
