@@ -82,6 +82,35 @@ class ClaimIn(BaseModel):
     ticket: str = Field(min_length=1, max_length=300)
 
 
+class ChallengeOut(BaseModel):
+    challenge: str
+    bits: int = Field(description="zero bits sha256(challenge + '.' + nonce) must start with")
+    expires_in_s: int
+
+
+class TicketStatus(BaseModel):
+    """Where a fan stands: ``state`` is scheduled, waiting, admitted, expired, paused,
+    sold_out or closed."""
+
+    drop_id: str
+    state: str
+    position: int | None = Field(description="1 = next in line")
+    waiting: int
+    estimated_wait_s: float | None
+    held: int = Field(description="units in carts that may still come back (sold out)")
+    pass_expires_at: float | None
+
+
+class Joined(TicketStatus):
+    ticket: str = Field(description="signed, bound to the shopper: the place in the queue")
+
+
+class PassOut(BaseModel):
+    pass_: str = Field(alias="pass", description="send as X-Matchday-Pass")
+    expires_at: int
+    skus: list[str]
+
+
 def routers(ctx: ShopContext, shopper: Callable[..., Awaitable[str]]) -> list[APIRouter]:
     """The waiting room's routes, for the shop app to include: drops, then tickets."""
     return [drops_router(ctx, shopper), tickets_router(ctx, shopper)]
@@ -121,11 +150,11 @@ def drops_router(ctx: ShopContext, shopper: Callable[..., Awaitable[str]]) -> AP
             pow_bits=drop.pow_bits,
         )
 
-    @drops.post("/drops/{drop_id}/challenge")
-    async def challenge(drop_id: DropPath, customer: Shopper) -> Any:
+    @drops.post("/drops/{drop_id}/challenge", response_model=ChallengeOut)
+    async def challenge(drop_id: DropPath, customer: Shopper) -> ChallengeOut:
         """A proof-of-work puzzle: find a nonce with sha256(challenge + "." + nonce) starting
         with ``bits`` zero bits, and send both when joining."""
-        return await room.challenge(drop_id, customer)
+        return ChallengeOut.model_validate(await room.challenge(drop_id, customer))
 
     return drops
 
@@ -141,19 +170,19 @@ def tickets_router(ctx: ShopContext, shopper: Callable[..., Awaitable[str]]) -> 
         held = room.tokens.read_ticket(ticket, drop_id, time.time())
         await ctx.limiter.check(f"c:{held.customer}")
 
-    @tickets.post("/drops/{drop_id}/tickets", status_code=201)
-    async def join(request: Request, drop_id: DropPath, body: JoinIn, customer: Shopper) -> Any:
+    @tickets.post("/drops/{drop_id}/tickets", status_code=201, response_model=Joined)
+    async def join(request: Request, drop_id: DropPath, body: JoinIn, customer: Shopper) -> Joined:
         """Join the queue: a signed ticket holding your place. One per shopper per drop."""
         address = request.client.host if request.client else "-"
         status = await room.join(drop_id, customer, address, body.challenge, body.nonce)
-        return status.to_dict()
+        return Joined.model_validate(status.to_dict())
 
-    @tickets.get("/drops/{drop_id}/status")
-    async def status(drop_id: DropPath, ticket: TicketQuery) -> Any:
+    @tickets.get("/drops/{drop_id}/status", response_model=TicketStatus)
+    async def status(drop_id: DropPath, ticket: TicketQuery) -> TicketStatus:
         """Your position and estimated wait (``admitted``: claim your pass)."""
         await by_ticket(drop_id, ticket)
         parts.tick()  # an automatic drop's fans keep its demand measured while they wait
-        return (await room.status(drop_id, ticket)).to_dict()
+        return TicketStatus.model_validate((await room.status(drop_id, ticket)).to_dict())
 
     @tickets.get(
         "/drops/{drop_id}/events",
@@ -170,11 +199,11 @@ def tickets_router(ctx: ShopContext, shopper: Callable[..., Awaitable[str]]) -> 
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    @tickets.post("/drops/{drop_id}/pass")
-    async def claim(drop_id: DropPath, body: ClaimIn, customer: Shopper) -> Any:
+    @tickets.post("/drops/{drop_id}/pass", response_model=PassOut)
+    async def claim(drop_id: DropPath, body: ClaimIn, customer: Shopper) -> PassOut:
         """The pass of an admitted fan: send it as X-Matchday-Pass when adding the drop's
         SKUs to a cart and at checkout."""
-        return await room.claim(drop_id, body.ticket, customer)
+        return PassOut.model_validate(await room.claim(drop_id, body.ticket, customer))
 
     return tickets
 

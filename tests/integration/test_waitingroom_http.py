@@ -22,6 +22,33 @@ from tests.integration.test_admin_api import Admin, open_admin
 
 pytestmark = pytest.mark.integration
 
+# What a drop's answers carry: to operators (admin API), and a fan's status (never the
+# ticket but in the answer that issues it).
+DROP_KEYS = {
+    "drop_id",
+    "name",
+    "skus",
+    "state",
+    "opens_at",
+    "rate_per_s",
+    "pass_ttl_s",
+    "pow_bits",
+    "address_limit",
+    "created_at",
+    "origin",
+    "rate_source",
+}
+QUEUE_KEYS = {"waiting", "admitted", "pending", "tickets", "refused", "behind"}
+STATUS_KEYS = {
+    "drop_id",
+    "state",
+    "position",
+    "waiting",
+    "estimated_wait_s",
+    "held",
+    "pass_expires_at",
+}
+
 
 @pytest.fixture
 async def admin(settings: Settings) -> AsyncIterator[Admin]:
@@ -42,9 +69,11 @@ async def new_drop(admin: Admin, skus: list[str], **spec: Any) -> tuple[str, dic
     body = {"name": "Final jersey", "skus": skus, "pow_bits": 0, "rate_per_s": 100.0, **spec}
     r = await admin.http.post("/drops", json=body, headers={**ops, "Idempotency-Key": "k1"})
     assert r.status_code == 201, r.text
+    assert set(r.json()) == DROP_KEYS
     drop_id = str(r.json()["drop_id"])
     r = await admin.http.post(f"/drops/{drop_id}/open", headers=ops)
     assert r.json()["state"] == "open", r.text
+    assert set(r.json()) == DROP_KEYS
     # Every process binds a new drop's SKUs within its refresh period; this one at once.
     waiting_room(admin.stack.ctx).gate._next = 0.0
     return drop_id, ops
@@ -111,6 +140,8 @@ async def test_a_fan_queues_is_admitted_and_buys_with_a_pass_and_nobody_without(
     assert await admin.stack.stock(sku) == (3, 0, 1)
     stats = (await admin.http.get(f"/drops/{drop_id}", headers=ops)).json()
     assert (stats["available"], stats["queue"]["admitted"], stats["queue"]["pending"]) == (2, 1, 0)
+    assert set(stats) == DROP_KEYS | {"available", "held", "queue"}
+    assert set(stats["queue"]) == QUEUE_KEYS
     actions = {
         e.action
         for e in await admin.repo.recent_audit(200)
@@ -162,18 +193,20 @@ async def test_the_queue_holds_fans_in_order_streams_their_turn_and_says_sold_ou
     for _ in range(3):
         auth = await admin.stack.session()
         c = (await shop.post(f"/drops/{drop_id}/challenge", headers=auth)).json()
+        assert set(c) == {"challenge", "bits", "expires_in_s"} and c["bits"] == 4
         body = {"challenge": c["challenge"], "nonce": solve(c["challenge"], c["bits"])}
         r = await shop.post(f"/drops/{drop_id}/tickets", json=body, headers=auth)
         assert r.status_code == 201, r.text
+        assert set(r.json()) == STATUS_KEYS | {"ticket"}
         fans.append((auth, r.json()["ticket"]))
     positions = [(await shop.get(f"/drops/{drop_id}/status", params={"ticket": t})).json()
                  for _, t in fans]  # fmt: skip
-    assert all("state" in p for p in positions), positions
+    assert all(set(p) == STATUS_KEYS for p in positions), positions  # no ticket in a status
     assert [(p["state"], p["position"]) for p in positions] == [("waiting", n) for n in (1, 2, 3)]
     r = await shop.post(f"/drops/{drop_id}/pass", json={"ticket": fans[0][1]}, headers=fans[0][0])
     error(r, 409, "not_admitted")
     r = await admin.http.put(f"/drops/{drop_id}/rate", json={"rate_per_s": 50.0}, headers=ops)
-    assert r.json()["rate_per_s"] == 50.0
+    assert r.json()["rate_per_s"] == 50.0 and set(r.json()) == DROP_KEYS
     waiting_room(admin.stack.ctx).room._drops.clear()  # past the drop cache's second
     async with shop.stream("GET", f"/drops/{drop_id}/events", params={"ticket": fans[0][1]}) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
@@ -186,6 +219,7 @@ async def test_the_queue_holds_fans_in_order_streams_their_turn_and_says_sold_ou
     pass_ = (
         await shop.post(f"/drops/{drop_id}/pass", json={"ticket": ticket}, headers=auth)
     ).json()
+    assert set(pass_) == {"pass", "expires_at", "skus"} and pass_["skus"] == [sku]
     cart = await admin.stack.cart(auth)
     assert (await add(admin, auth, cart, sku, pass_["pass"])).status_code == 201
     room = waiting_room(admin.stack.ctx).room
@@ -216,8 +250,13 @@ async def test_admin_drop_routes_refuse_bad_input_and_unknown_drops(admin: Admin
     error(await admin.http.post(f"/drops/{drop_id}/resume", headers=ops), 409, "conflict")
     listed = (await admin.http.get("/drops", headers=ops)).json()["drops"]
     assert drop_id in {d["drop_id"] for d in listed}
+    assert all(set(d) == DROP_KEYS for d in listed)
     audit = [e for e in await admin.repo.recent_audit(200, "drop.resume") if e.target == drop_id]
     assert audit and audit[0].outcome == "conflict"
+    for verb, state in (("pause", "paused"), ("resume", "open")):
+        moved = await admin.http.post(f"/drops/{drop_id}/{verb}", headers=ops)
+        assert moved.status_code == 200 and set(moved.json()) == DROP_KEYS, moved.text
+        assert moved.json()["state"] == state
 
 
 async def test_with_redis_away_the_queue_answers_503_and_admitted_fans_keep_buying(
