@@ -16,11 +16,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
 
 from matchday.domain.errors import Unavailable
 from matchday.polls.models import CLOSED, PLACEMENT_RE, POLL_ID_RE, VoteIn
 from matchday.polls.service import PollService
-from matchday.web.base import idempotent, include, make_app, router
+from matchday.web.base import body_of, idempotent, include, make_app, router
 from matchday.web.context import ShopContext
 from matchday.web.ratelimit import RateLimiter
 from matchday.web.schemas import ErrorBody
@@ -40,6 +41,51 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such poll"},
     409: {"model": ErrorBody, "description": "Poll closed, or you voted another option"},
 }
+
+
+class OptionOut(BaseModel):
+    option_id: str
+    label: str
+    sku: str | None
+
+
+class OfferOut(BaseModel):
+    """A voter's personal offer: ``code`` is what checkout takes as ``offer_code``."""
+
+    code: str
+    percent_off: int
+    sku_prefix: str | None = Field(description="always null: an offer scopes a whole product")
+    product_slug: str
+    expires_at: float
+
+
+class PollOut(BaseModel):
+    """A poll with its results; ``my_vote`` and ``offer`` are the caller's (null without a
+    shopper token, and in the admin API)."""
+
+    poll_id: str
+    question: str
+    placement: str
+    status: str = Field(description="open or closed")
+    closes_at: float | None
+    options: list[OptionOut]
+    has_offer: bool
+    results: dict[str, int] = Field(description="votes per option_id")
+    total: int
+    my_vote: str | None
+    offer: OfferOut | None
+
+
+class PollsOut(BaseModel):
+    polls: list[PollOut]
+
+
+class VoteOut(BaseModel):
+    poll_id: str
+    option_id: str
+    results: dict[str, int] = Field(description="votes per option_id")
+    total: int
+    offer: OfferOut | None = Field(description="the voter's offer, when the poll carries one")
 
 
 def build(ctx: ShopContext) -> FastAPI:
@@ -73,17 +119,17 @@ def polls_router(ctx: ShopContext) -> APIRouter:
     MaybeShopper = Annotated[str | None, Depends(maybe_shopper)]
     routes = router(responses=RESPONSES, tags=["polls"])
 
-    @routes.get("/")
-    async def list_polls(placement: PlacementQ, customer: MaybeShopper) -> dict[str, Any]:
+    @routes.get("/", response_model=PollsOut)
+    async def list_polls(placement: PlacementQ, customer: MaybeShopper) -> PollsOut:
         """Open polls for ``product:<slug>`` or ``checkout``, newest first."""
-        return {"polls": await polls.listing(placement, customer)}
+        return PollsOut.model_validate({"polls": await polls.listing(placement, customer)})
 
-    @routes.get("/{poll_id}")
-    async def get_poll(poll_id: PollId, customer: MaybeShopper) -> dict[str, Any]:
+    @routes.get("/{poll_id}", response_model=PollOut)
+    async def get_poll(poll_id: PollId, customer: MaybeShopper) -> PollOut:
         """One poll with its results; with a shopper token also your vote and offer."""
-        return await polls.view(poll_id, customer)
+        return PollOut.model_validate(await polls.view(poll_id, customer))
 
-    @routes.post("/{poll_id}/votes", status_code=201)
+    @routes.post("/{poll_id}/votes", status_code=201, response_model=VoteOut)
     async def vote(
         request: Request, poll_id: PollId, body: VoteIn, customer: Shopper
     ) -> JSONResponse:
@@ -91,7 +137,7 @@ def polls_router(ctx: ShopContext) -> APIRouter:
 
         async def produce(key: str) -> tuple[int, Any]:
             new, answer = await polls.vote(poll_id, customer, body.option_id)
-            return (201 if new else 200), answer
+            return (201 if new else 200), body_of(VoteOut, answer)
 
         scope = f"vote:{customer}"
         return await idempotent(request, ctx.idempotency, scope, body.model_dump(), produce)

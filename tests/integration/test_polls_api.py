@@ -23,6 +23,22 @@ from tests.integration.test_admin_api import Admin, open_admin
 
 pytestmark = pytest.mark.integration
 
+# What a poll's answers carry, to shoppers and admins alike, and a vote's.
+POLL_KEYS = {
+    "poll_id",
+    "question",
+    "placement",
+    "status",
+    "closes_at",
+    "options",
+    "has_offer",
+    "results",
+    "total",
+    "my_vote",
+    "offer",
+}
+VOTE_KEYS = {"poll_id", "option_id", "results", "total", "offer"}
+
 
 @dataclass
 class Polls:
@@ -95,6 +111,7 @@ async def test_admin_creates_shoppers_list_vote_once_and_admin_closes(polls: Pol
     pid, placement = poll["poll_id"], poll["placement"]
     assert poll["status"] == "open" and poll["total"] == 0 and not poll["has_offer"]
     assert [o["option_id"] for o in poll["options"]] == ["o1", "o2", "o3"]
+    assert set(poll) == POLL_KEYS and set(poll["options"][0]) == {"option_id", "label", "sku"}
 
     r = await polls.http.get("/", params={"placement": placement})
     assert r.status_code == 200 and [p["poll_id"] for p in r.json()["polls"]] == [pid]
@@ -103,8 +120,10 @@ async def test_admin_creates_shoppers_list_vote_once_and_admin_closes(polls: Pol
     r = await polls.vote(pid, "o2", fan)
     assert r.status_code == 201, r.text
     assert r.json()["results"] == {"o1": 0, "o2": 1, "o3": 0} and r.json()["offer"] is None
+    assert set(r.json()) == VOTE_KEYS
     again = await polls.vote(pid, "o2", fan)
     assert again.status_code == 200 and again.json()["total"] == 1  # no double count
+    assert set(again.json()) == VOTE_KEYS
     other = await polls.vote(pid, "o1", fan)
     assert other.status_code == 409 and other.json()["code"] == "already_voted"
 
@@ -112,14 +131,17 @@ async def test_admin_creates_shoppers_list_vote_once_and_admin_closes(polls: Pol
     assert mine["my_vote"] == "o2" and mine["total"] == 1
     anon = (await polls.http.get(f"/{pid}")).json()
     assert anon["my_vote"] is None
+    assert set(mine) == set(anon) == POLL_KEYS
 
     r = await polls.admin.http.post(f"/polls/{pid}/close", headers=polls.session)
     assert r.status_code == 200 and r.json()["status"] == "closed", r.text
+    assert set(r.json()) == POLL_KEYS
     late = await polls.vote(pid, "o1", await polls.shopper())
     assert late.status_code == 409 and late.json()["code"] == "poll_closed"
     assert (await polls.http.get("/", params={"placement": placement})).json()["polls"] == []
     listed = (await polls.admin.http.get("/polls", headers=polls.session)).json()["polls"]
     assert any(p["poll_id"] == pid and p["status"] == "closed" for p in listed)
+    assert all(set(p) == POLL_KEYS for p in listed)
     audited = {e.action for e in await polls.admin.repo.recent_audit(200, None)
                if e.target in (pid, placement)}  # fmt: skip
     assert {"poll.create", "poll.close"} <= audited
