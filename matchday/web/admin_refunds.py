@@ -22,9 +22,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from matchday.web.admin_session import AdminCall, AdminGate
+from matchday.web.base import body_of
 from matchday.web.base import router as api_router
 from matchday.web.context import CheckoutContext
-from matchday.web.schemas import ErrorBody
+from matchday.web.schemas import ErrorBody, OrderOut
 
 OrderPath = Annotated[str, Path(min_length=3, max_length=64, pattern=r"^o_[a-z2-7]+$")]
 RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -44,6 +45,47 @@ class ReviewIn(BaseModel):
     decision: Literal["approve", "reject"]
 
 
+class AttemptOut(BaseModel):
+    """One charge attempt at one gateway."""
+
+    attempt: int
+    gateway: str
+    intent: str | None
+    status: str
+    error: str | None
+    risk_level: str | None
+
+
+class RetryOut(BaseModel):
+    """The order's row in the payments worker's retry queue."""
+
+    tries: int
+    next_at: float
+
+
+class CaptureOut(BaseModel):
+    """Which gateway's intent claimed the capture."""
+
+    gateway: str
+    intent: str
+
+
+class SuspicionOut(BaseModel):
+    kind: str
+    detail: dict[str, Any]
+
+
+class PaymentStory(BaseModel):
+    """How an order's payment went, as operators see it."""
+
+    order: OrderOut
+    deadline: float | None = Field(description="pay by then (epoch s), once a charge began")
+    attempts: list[AttemptOut]
+    queue: RetryOut | None
+    capture: CaptureOut | None
+    suspicious: list[SuspicionOut]
+
+
 def router(gate: AdminGate, ctx: CheckoutContext) -> APIRouter:
     """An order's payment: refund, review decision, and the payment's story."""
     checkout = ctx.checkout
@@ -53,7 +95,7 @@ def router(gate: AdminGate, ctx: CheckoutContext) -> APIRouter:
     Reviewer = Annotated[AdminCall, Depends(gate.require("order.review"))]
     orders = api_router(responses=RESPONSES, tags=["orders"])
 
-    @orders.post("/orders/{order_id}/refund")
+    @orders.post("/orders/{order_id}/refund", response_model=OrderOut)
     async def refund(
         request: Request, order_id: OrderPath, body: RefundIn, call: Refunder
     ) -> JSONResponse:
@@ -61,11 +103,11 @@ def router(gate: AdminGate, ctx: CheckoutContext) -> APIRouter:
 
         async def produce(rid: str) -> tuple[int, Any]:
             order = await checkout.refund(order_id, body.amount_cents, rid[:64])
-            return 200, order.to_dict()
+            return 200, body_of(OrderOut, order.to_dict())
 
         return await gate.run(request, call, body.model_dump(), produce)
 
-    @orders.post("/orders/{order_id}/review")
+    @orders.post("/orders/{order_id}/review", response_model=OrderOut)
     async def review(
         request: Request, order_id: OrderPath, body: ReviewIn, call: Reviewer
     ) -> JSONResponse:
@@ -73,14 +115,14 @@ def router(gate: AdminGate, ctx: CheckoutContext) -> APIRouter:
 
         async def produce(rid: str) -> tuple[int, Any]:
             order = await checkout.decide_review(order_id, body.decision == "approve")
-            return 200, order.to_dict()
+            return 200, body_of(OrderOut, order.to_dict())
 
         return await gate.run(request, call, body.model_dump(), produce)
 
-    @orders.get("/orders/{order_id}/payment")
-    async def payment(order_id: OrderPath, call: Reader) -> dict[str, Any]:
+    @orders.get("/orders/{order_id}/payment", response_model=PaymentStory)
+    async def payment(order_id: OrderPath, call: Reader) -> PaymentStory:
         """How an order's payment went: why it ended, its deadline, every attempt, the
         retry queue, the capture claim and anything suspicious about it."""
-        return await checkout.payment_story(order_id)
+        return PaymentStory.model_validate(await checkout.payment_story(order_id))
 
     return orders

@@ -15,11 +15,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, RootModel
 
 from matchday.domain.errors import NotFound
 from matchday.reports.output import csv_cell
 from matchday.reports.registry import REPORTS
 from matchday.web.admin_session import AdminCall, AdminGate
+from matchday.web.base import body_of
 from matchday.web.base import router as api_router
 from matchday.web.context import AdminContext
 from matchday.web.schemas import ErrorBody
@@ -32,18 +34,30 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+class ReportsOut(RootModel[dict[str, str]]):
+    """Each report's name, with what it shows."""
+
+
+class ReportOut(BaseModel):
+    report: str
+    rows: list[dict[str, Any]] = Field(
+        description="one object a row: the report's columns, as of its refresh"
+    )
+
+
 def router(gate: AdminGate, ctx: AdminContext) -> APIRouter:
     """The reports: which there are, and one's rows as JSON or CSV."""
     Reader = Annotated[AdminCall, Depends(gate.require(None))]
     repository = ctx.reports
     reports = api_router(tags=["reports"])
 
-    @reports.get("/reports", responses={401: RESPONSES[401]})
-    async def list_reports(call: Reader) -> dict[str, str]:
+    @reports.get("/reports", responses={401: RESPONSES[401]}, response_model=ReportsOut)
+    async def list_reports(call: Reader) -> ReportsOut:
         """The reports there are, with what each shows."""
-        return {name: r.description for name, r in REPORTS.items()}
+        return ReportsOut(root={name: r.description for name, r in REPORTS.items()})
 
-    @reports.get("/reports/{name}", responses=RESPONSES)
+    # JSON as ReportOut, or with format=csv a CSV file (RESPONSES[200]): a Response either way.
+    @reports.get("/reports/{name}", responses=RESPONSES, response_model=ReportOut)
     async def report(
         name: ReportName,
         call: Reader,
@@ -56,9 +70,8 @@ def router(gate: AdminGate, ctx: AdminContext) -> APIRouter:
             raise NotFound("report", name)
         rows = await found.fetch(await repository(), limit)
         if format == "json":
-            return JSONResponse(
-                {"report": name, "rows": jsonable_encoder([asdict(r) for r in rows])}
-            )
+            encoded = jsonable_encoder([asdict(r) for r in rows])
+            return JSONResponse(body_of(ReportOut, {"report": name, "rows": encoded}))
         out = io.StringIO()
         writer = csv.writer(out)
         if rows:

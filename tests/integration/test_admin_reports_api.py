@@ -35,8 +35,10 @@ async def test_a_session_reads_a_report_as_json_and_as_csv(admin: Admin) -> None
     session = await admin.login()
     names = (await admin.http.get("/reports", headers=session)).json()
     assert {"velocity", "dead-stock", "payments"} <= set(names)
+    assert all(isinstance(what, str) and what for what in names.values())
     r = await admin.http.get("/reports/velocity", params={"limit": 1000}, headers=session)
     assert r.status_code == 200, r.text
+    assert set(r.json()) == {"report", "rows"} and r.json()["report"] == "velocity"
     mine = [row for row in r.json()["rows"] if row["sku"] == sku]
     assert len(mine) == 1 and mine[0]["units_24h"] == 2, mine
 
@@ -44,6 +46,7 @@ async def test_a_session_reads_a_report_as_json_and_as_csv(admin: Admin) -> None
         "/reports/velocity", params={"format": "csv", "limit": 1000}, headers=session
     )
     assert r.headers["content-type"].startswith("text/csv")
+    assert r.headers["content-disposition"] == 'attachment; filename="velocity.csv"'
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert [row["units_24h"] for row in rows if row["sku"] == sku] == ["2"]
 

@@ -85,6 +85,7 @@ async def test_a_customer_over_the_velocity_limit_is_held_for_review_before_any_
     async with admin_client(ps) as admin:
         r = await admin.post(f"/orders/{held}/review", json={"decision": "approve"})
         assert r.status_code == 200 and r.json()["status"] == "paid", r.text
+        assert set(r.json()) == set(statuses[2])  # the order, as its shopper sees it
         r = await admin.post(f"/orders/{rejected}/review", json={"decision": "reject"})
         assert r.json()["status"] == "cancelled"
         r = await admin.post(f"/orders/{rejected}/review", json={"decision": "approve"})
@@ -102,8 +103,9 @@ async def test_admin_refunds_are_partial_or_full_and_idempotent(ps: PayStack) ->
         part = {"Idempotency-Key": "refund-1"}
         r = await admin.post(f"/orders/{oid}/refund", json={"amount_cents": 1000}, headers=part)
         assert r.status_code == 200 and r.json()["status"] == "paid", r.text
+        assert set(r.json()) == set(order)  # the order, as its shopper sees it
         again = await admin.post(f"/orders/{oid}/refund", json={"amount_cents": 1000}, headers=part)
-        assert again.status_code == 200
+        assert again.status_code == 200 and set(again.json()) == set(order)
         too_much = await admin.post(
             f"/orders/{oid}/refund", json={"amount_cents": 2500}, headers={"Idempotency-Key": "r2"}
         )
@@ -131,6 +133,11 @@ async def test_operators_see_how_an_orders_payment_went(ps: PayStack) -> None:
         story = (await admin.get(f"/orders/{oid}/payment")).json()
         missing = await admin.get("/orders/o_aaaaaaaaaaaaaaaaaaaaaaaa/payment")
     assert story["order"]["status"] == "paid" and story["order"]["pay_by"] is not None
+    assert set(story) == {"order", "deadline", "attempts", "queue", "capture", "suspicious"}
+    assert set(story["order"]) == set(order)
+    assert [set(a) for a in story["attempts"]] == [
+        {"attempt", "gateway", "intent", "status", "error", "risk_level"}
+    ]
     assert story["deadline"] == story["order"]["pay_by"]
     assert [(a["gateway"], a["intent"], a["status"]) for a in story["attempts"]] == [
         ("stripe-primary", order["payment_ref"], "succeeded")
