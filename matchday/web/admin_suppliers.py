@@ -34,7 +34,7 @@ from matchday.suppliers.config import SupplierServices
 from matchday.suppliers.model import FeedRejected
 from matchday.suppliers.model import Mapping as SkuMapping
 from matchday.web.admin_session import AdminCall, AdminGate
-from matchday.web.base import router
+from matchday.web.base import body_of, router
 from matchday.web.context import EngineContext
 from matchday.web.errors import error_response
 from matchday.web.schemas import ErrorBody
@@ -58,6 +58,63 @@ SYNC_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "Malformed feed: every problem listed, nothing queued",
     },
 }
+
+
+class SupplierOut(BaseModel):
+    """A supplier, never its secret."""
+
+    supplier_id: str
+    name: str
+    feed_url: str | None
+    feed_format: str
+    pull_every_s: int | None
+    max_units: int
+    active: bool
+    created_at: float
+    updated_at: float
+    etag: str | None = Field(description="of the feed's last pull")
+    last_modified: str | None = Field(description="of the feed's last pull")
+    last_pulled_at: float | None
+
+
+class SuppliersOut(BaseModel):
+    suppliers: list[SupplierOut]
+
+
+class SupplierIssued(SupplierOut):
+    """A supplier and the signing secret it was just given: in this answer only."""
+
+    secret: str
+    previous_valid_until: float | None = Field(
+        description="the previous secret verifies until then (a rotation)"
+    )
+
+
+class SyncOut(BaseModel):
+    """A bulk sync: its progress and, once it ended, its report."""
+
+    sync_id: str
+    supplier_id: str
+    source: str = Field(description="pull or upload")
+    status: str = Field(description="queued, running, done, cancelled or rejected")
+    forced: bool
+    content_sha256: str
+    as_of: float
+    total_lines: int
+    cursor: int
+    applied: int
+    unchanged: int
+    rejected: int
+    queued_by: str
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    report: dict[str, Any] | None = Field(description="counts, reasons and drift, once ended")
+    progress: float = Field(description="the share of lines with an outcome")
+
+
+class SyncsOut(BaseModel):
+    syncs: list[SyncOut]
 
 
 class MappingOut(BaseModel):
@@ -94,34 +151,37 @@ def suppliers_router(gate: AdminGate, services: SupplierServices) -> APIRouter:
     Rotator = Annotated[AdminCall, Depends(gate.require("supplier.rotate"))]
     suppliers = router(responses=RESPONSES, tags=["suppliers"])
 
-    @suppliers.get("/suppliers")
-    async def list_suppliers(call: Reader) -> dict[str, Any]:
+    @suppliers.get("/suppliers", response_model=SuppliersOut)
+    async def list_suppliers(call: Reader) -> SuppliersOut:
         """Every supplier, without secrets."""
-        return {"suppliers": [s.public() for s in await services.admin.list()]}
+        found = await services.admin.list()
+        return SuppliersOut(suppliers=[SupplierOut.model_validate(s.public()) for s in found])
 
-    @suppliers.post("/suppliers", status_code=201)
-    async def create_supplier(request: Request, body: SupplierIn, call: Creator) -> Any:
+    @suppliers.post("/suppliers", status_code=201, response_model=SupplierIssued)
+    async def create_supplier(request: Request, body: SupplierIn, call: Creator) -> JSONResponse:
         """A supplier and its signing secret, shown in this answer only."""
         make = partial(services.admin.create, body)
         return await _issue(gate, request, call, body.model_dump(), make)
 
-    @suppliers.get("/suppliers/{supplier}")
-    async def get_supplier(supplier: SupplierPath, call: Reader) -> dict[str, Any]:
-        return (await services.admin.get(supplier)).public()
+    @suppliers.get("/suppliers/{supplier}", response_model=SupplierOut)
+    async def get_supplier(supplier: SupplierPath, call: Reader) -> SupplierOut:
+        return SupplierOut.model_validate((await services.admin.get(supplier)).public())
 
-    @suppliers.patch("/suppliers/{supplier}")
+    @suppliers.patch("/suppliers/{supplier}", response_model=SupplierOut)
     async def update_supplier(
         request: Request, supplier: SupplierPath, body: SupplierPatch, call: Updater
     ) -> JSONResponse:
         """Change the fields given; ``null`` removes the feed URL or the schedule."""
 
         async def produce(rid: str) -> tuple[int, Any]:
-            return 200, (await services.admin.update(supplier, body)).public()
+            return 200, body_of(SupplierOut, (await services.admin.update(supplier, body)).public())
 
         return await gate.run(request, call, body.model_dump(exclude_unset=True), produce)
 
-    @suppliers.post("/suppliers/{supplier}/secret", status_code=201)
-    async def rotate_secret(request: Request, supplier: SupplierPath, call: Rotator) -> Any:
+    @suppliers.post("/suppliers/{supplier}/secret", status_code=201, response_model=SupplierIssued)
+    async def rotate_secret(
+        request: Request, supplier: SupplierPath, call: Rotator
+    ) -> JSONResponse:
         """A new signing secret; the previous one keeps verifying until
         ``previous_valid_until``, so the supplier can switch without dropping a message."""
         return await _issue(gate, request, call, {}, partial(services.admin.rotate, supplier))
@@ -173,39 +233,44 @@ def syncs_router(gate: AdminGate, services: SupplierServices) -> APIRouter:
     Canceller = Annotated[AdminCall, Depends(gate.require("supplier.sync.cancel"))]
     syncs = router(tags=["syncs"])
 
-    @syncs.post("/suppliers/{supplier}/syncs", status_code=202, responses=SYNC_RESPONSES)
+    @syncs.post(
+        "/suppliers/{supplier}/syncs",
+        status_code=202,
+        responses=SYNC_RESPONSES,
+        response_model=SyncOut,
+    )
     async def queue_sync(request: Request, supplier: SupplierPath, call: Syncer) -> JSONResponse:
         """Queue a feed (``sku,level`` or ``sku,delta`` CSV, or JSON lines) as a bulk sync.
         It runs when the shop is quiet, in chunks; a small one runs at once."""
         return await _queue_sync(gate, services, request, supplier, call)
 
-    @syncs.get("/suppliers/{supplier}/syncs", responses=RESPONSES)
+    @syncs.get("/suppliers/{supplier}/syncs", responses=RESPONSES, response_model=SyncsOut)
     async def list_syncs(
         supplier: SupplierPath, call: Reader, limit: Annotated[int, Query(ge=1, le=200)] = 20
-    ) -> dict[str, Any]:
+    ) -> SyncsOut:
         recent = await services.bulk.syncs.recent(supplier, limit)
-        return {"syncs": [s.public() for s in recent]}
+        return SyncsOut(syncs=[SyncOut.model_validate(s.public()) for s in recent])
 
-    @syncs.get("/syncs/{sync_id}", responses=RESPONSES)
-    async def get_sync(sync_id: SyncPath, call: Reader) -> dict[str, Any]:
+    @syncs.get("/syncs/{sync_id}", responses=RESPONSES, response_model=SyncOut)
+    async def get_sync(sync_id: SyncPath, call: Reader) -> SyncOut:
         """A sync's progress and, once it ended, its report (counts, reasons, drift)."""
-        return (await services.bulk.get(sync_id)).public()
+        return SyncOut.model_validate((await services.bulk.get(sync_id)).public())
 
-    @syncs.post("/syncs/{sync_id}/force", responses=RESPONSES)
+    @syncs.post("/syncs/{sync_id}/force", responses=RESPONSES, response_model=SyncOut)
     async def force_sync(request: Request, sync_id: SyncPath, call: Forcer) -> JSONResponse:
         """Run it now, whatever the load."""
 
         async def produce(rid: str) -> tuple[int, Any]:
-            return 200, (await services.bulk.force(sync_id)).public()
+            return 200, body_of(SyncOut, (await services.bulk.force(sync_id)).public())
 
         return await gate.run(request, call, {}, produce)
 
-    @syncs.post("/syncs/{sync_id}/cancel", responses=RESPONSES)
+    @syncs.post("/syncs/{sync_id}/cancel", responses=RESPONSES, response_model=SyncOut)
     async def cancel_sync(request: Request, sync_id: SyncPath, call: Canceller) -> JSONResponse:
         """Stop it after the chunk in flight; what was applied stays and is reported."""
 
         async def produce(rid: str) -> tuple[int, Any]:
-            return 200, (await services.bulk.cancel(sync_id)).public()
+            return 200, body_of(SyncOut, (await services.bulk.cancel(sync_id)).public())
 
         return await gate.run(request, call, {}, produce)
 
@@ -228,7 +293,7 @@ async def _issue(
         raise
     await gate.record(call.who, call.action, issued.supplier.supplier_id, params, "ok")
     headers = {"Cache-Control": "no-store"}
-    return JSONResponse(issued.public(), status_code=201, headers=headers)
+    return JSONResponse(body_of(SupplierIssued, issued.public()), status_code=201, headers=headers)
 
 
 async def _queue_sync(
@@ -255,7 +320,7 @@ async def _queue_sync(
         raise
     params = {**params, "lines": sync.total_lines, "new": created}
     await gate.record(call.who, call.action, sync.sync_id, params, "ok")
-    return JSONResponse(sync.public(), status_code=202 if created else 200)
+    return JSONResponse(body_of(SyncOut, sync.public()), status_code=202 if created else 200)
 
 
 def is_sync_upload(path: str) -> bool:

@@ -26,6 +26,42 @@ from tests.integration.test_admin_api import Admin, open_admin
 
 pytestmark = pytest.mark.integration
 
+# What a supplier's and a sync's answers carry (never a secret but in the issuing answers).
+SUPPLIER_KEYS = {
+    "supplier_id",
+    "name",
+    "feed_url",
+    "feed_format",
+    "pull_every_s",
+    "max_units",
+    "active",
+    "created_at",
+    "updated_at",
+    "etag",
+    "last_modified",
+    "last_pulled_at",
+}
+SYNC_KEYS = {
+    "sync_id",
+    "supplier_id",
+    "source",
+    "status",
+    "forced",
+    "content_sha256",
+    "as_of",
+    "total_lines",
+    "cursor",
+    "applied",
+    "unchanged",
+    "rejected",
+    "queued_by",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "report",
+    "progress",
+}
+
 
 @pytest.fixture(scope="module")  # one stack: tests/integration/shop_stack.py
 async def admin(settings: Settings) -> AsyncIterator[Admin]:
@@ -57,6 +93,8 @@ async def test_a_supplier_gets_its_secret_once_and_a_retry_with_the_key_gets_it_
     assert r.headers["Cache-Control"] == "no-store"
     secret = r.json()["secret"]
     assert secret.startswith("mdsup_") and r.json()["max_units"] == 500
+    assert set(r.json()) == SUPPLIER_KEYS | {"secret", "previous_valid_until"}
+    assert r.json()["previous_valid_until"] is None
     again = await admin.http.post("/suppliers", json=spec, headers={**auth, "Idempotency-Key": key})
     assert again.status_code == 201 and again.json()["secret"] == secret  # the lost answer
     other = await admin.http.post(
@@ -65,6 +103,9 @@ async def test_a_supplier_gets_its_secret_once_and_a_retry_with_the_key_gets_it_
     assert other.status_code == 409 and "secret" not in other.text
     listed = await admin.http.get("/suppliers", headers=auth)
     assert sid in [s["supplier_id"] for s in listed.json()["suppliers"]]
+    assert all(set(s) == SUPPLIER_KEYS for s in listed.json()["suppliers"])
+    one = (await admin.http.get(f"/suppliers/{sid}", headers=auth)).json()
+    assert set(one) == SUPPLIER_KEYS and (one["name"], one["feed_url"]) == ("Acme Sports", None)
     assert secret not in listed.text and secret not in caplog.text
     entries = await admin.audit(sid, "supplier.create")
     assert [e.outcome for e in entries] == ["ok", "ok"] and secret not in repr(entries)
@@ -96,6 +137,8 @@ async def test_a_rotation_keeps_the_old_secret_for_its_grace_and_is_not_repeated
     assert rotated.status_code == 201, rotated.text
     new = rotated.json()["secret"]
     assert new != old and rotated.json()["previous_valid_until"] > time.time()
+    assert set(rotated.json()) == SUPPLIER_KEYS | {"secret", "previous_valid_until"}
+    assert rotated.headers["Cache-Control"] == "no-store"
     retried = await admin.http.post(
         f"/suppliers/{sid}/secret", headers={**auth, "Idempotency-Key": "r1"}
     )
@@ -128,6 +171,10 @@ async def test_mappings_are_all_or_none_and_bad_input_is_a_4xx_that_changes_noth
         r = await admin.http.post(path, json=body, headers=auth)
         assert r.status_code == 422 and r.json()["code"] and r.json()["retryable"] is False, r.text
     assert (await admin.http.get("/suppliers/nobody-here", headers=auth)).status_code == 404
+    change = {"name": "Map Two", "pull_every_s": 3600}
+    changed = await admin.http.patch(f"/suppliers/{sid}", json=change, headers=auth)
+    assert changed.status_code == 200 and set(changed.json()) == SUPPLIER_KEYS, changed.text
+    assert (changed.json()["name"], changed.json()["pull_every_s"]) == ("Map Two", 3600)
     assert (await admin.http.get(f"/suppliers/{sid}")).status_code == 401
     ok = await admin.http.post(
         f"/suppliers/{sid}/mappings", json={"mappings": [{"supplier_sku": "A", "sku": sku}]},
@@ -162,11 +209,17 @@ async def test_a_feed_is_queued_as_a_sync_that_can_be_forced_and_cancelled(admin
     assert r.status_code == 202, r.text
     sync = r.json()
     assert (sync["status"], sync["total_lines"], sync["forced"]) == ("queued", 6000, False)
+    assert set(sync) == SYNC_KEYS and (sync["report"], sync["progress"]) == (None, 0.0)
     same = await admin.http.post(f"/suppliers/{sid}/syncs", content=feed.encode(), headers=csv_auth)
     assert same.status_code == 200 and same.json()["sync_id"] == sync["sync_id"]
     path = f"/syncs/{sync['sync_id']}"
+    read = await admin.http.get(path, headers=auth)
+    assert read.status_code == 200 and set(read.json()) == SYNC_KEYS
+    assert read.json()["sync_id"] == sync["sync_id"]
+    listed = (await admin.http.get(f"/suppliers/{sid}/syncs", headers=auth)).json()["syncs"]
+    assert [(s["sync_id"], set(s)) for s in listed] == [(sync["sync_id"], SYNC_KEYS)]
     forced = await admin.http.post(f"{path}/force", headers=auth)
-    assert forced.json()["forced"] is True
+    assert forced.json()["forced"] is True and set(forced.json()) == SYNC_KEYS
     cancelled = await admin.http.post(f"{path}/cancel", headers=auth)
     assert cancelled.json()["status"] == "cancelled"
     assert (await admin.http.post(f"{path}/cancel", headers=auth)).status_code == 409
