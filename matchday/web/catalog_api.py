@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from pydantic import RootModel
 from starlette.middleware.gzip import GZipMiddleware
 
 from matchday.catalog.models import BestSeller, CategoryOut, ListQuery, ProductOut, ProductPage
@@ -26,6 +27,10 @@ Skus = Annotated[
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such product"}
 }
+
+
+class Availability(RootModel[dict[str, int]]):
+    """Units available now per SKU asked for; an unknown SKU is left out."""
 
 
 def build(ctx: ShopContext) -> FastAPI:
@@ -69,9 +74,9 @@ def catalog_router(ctx: ShopContext) -> APIRouter:
     async def categories() -> list[CategoryOut]:
         return await catalog.categories()
 
-    @routes.get("/availability")
-    async def availability(sku: Skus) -> dict[str, int]:
+    @routes.get("/availability", response_model=Availability)
+    async def availability(sku: Skus) -> Availability:
         """Units available now per SKU (unknown SKUs are left out)."""
-        return await catalog.availability(sku)
+        return Availability(root=await catalog.availability(sku))
 
     return routes
