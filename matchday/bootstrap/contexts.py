@@ -33,6 +33,7 @@ from matchday.shop.carts import CartService
 from matchday.shop.checkout import CheckoutService
 from matchday.shop.events import RedisOrderEvents
 from matchday.shop.payment_events import StripeEvents
+from matchday.shop.ports import ShopStore
 from matchday.storage import db
 from matchday.storage.admin_repo import AdminRepository
 from matchday.storage.catalog_repo import CatalogRepository
@@ -94,13 +95,7 @@ async def open_shop(
     pool = db.make_pool(settings.database_url, max_size=pool_size, name=pool_name, check=False)
     await pool.open(wait=False)
     redis = redis_client(settings)
-    catalog = CatalogService(
-        CatalogRepository(pool),
-        redis,
-        availability_key=settings.availability_key,
-        cache_ttl_s=settings.catalog_cache_ttl_s,
-        metrics=metrics,
-    )
+    catalog = catalog_service(settings, pool, redis, metrics)
     return ShopContext(
         settings=settings,
         pool=pool,
@@ -115,6 +110,18 @@ async def open_shop(
         events=RedisOrderEvents(redis),
         polls=PollService(PollsRepository(pool), redis, OfferCodes(secret)),
         waitingroom=waiting_room(settings, pool, redis, clock, metrics),
+        metrics=metrics,
+    )
+
+
+def catalog_service(
+    settings: Settings, pool: AsyncConnectionPool, redis: Redis, metrics: Metrics
+) -> CatalogService:
+    return CatalogService(
+        CatalogRepository(pool),
+        redis,
+        availability_key=settings.availability_key,
+        cache_ttl_s=settings.catalog_cache_ttl_s,
         metrics=metrics,
     )
 
@@ -221,7 +228,40 @@ def with_checkout(
     """``ctx`` and checkout over ``gateway``. ``screen_orders``: the velocity rules hold a
     new order for review (every process of a running shop; tests that place many orders
     from one address turn them off)."""
-    s = ctx.settings
+    checkout = checkout_service(
+        ctx.settings,
+        ctx.pool,
+        CheckoutPorts(repo=ctx.repo, stock=ctx.stock, catalog=ctx.catalog, events=ctx.events),
+        gateway,
+        clock=clock,
+        screen_orders=screen_orders,
+    )
+    return CheckoutContext(**_fields_of(ctx), checkout=checkout)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckoutPorts:
+    """What checkout works on besides payments: the shop's records, the stock, the prices
+    and the customers' order events."""
+
+    repo: ShopStore
+    stock: InventoryClient
+    catalog: CatalogService
+    events: RedisOrderEvents
+
+
+def checkout_service(
+    settings: Settings,
+    pool: AsyncConnectionPool,
+    ports: CheckoutPorts,
+    gateway: PaymentGateway,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    screen_orders: bool = True,
+) -> CheckoutService:
+    """Checkout over ``gateway``, its payment records, offers and (``screen_orders``)
+    velocity rules on ``pool``: the same in an HTTP process and in the payments worker."""
+    s = settings
     fraud = None
     if screen_orders:
         limits = VelocityLimits(
@@ -230,21 +270,20 @@ def with_checkout(
             per_card=s.fraud_max_per_card,
             per_ip=s.fraud_max_per_ip,
         )
-        fraud = FraudRules(payments_repository(s, ctx.pool), limits)
-    checkout = CheckoutService(
-        ctx.repo,
-        ctx.stock,
-        ctx.catalog,
+        fraud = FraudRules(payments_repository(s, pool), limits)
+    return CheckoutService(
+        ports.repo,
+        ports.stock,
+        ports.catalog,
         gateway,
-        ctx.events,
+        ports.events,
         payment_hold_s=s.payment_hold_s,
-        payments=payments_repository(s, ctx.pool),
+        payments=payments_repository(s, pool),
         fraud=fraud,
         settle_grace_s=s.payment_settle_grace_s,
-        offers=OfferBook(PollsRepository(ctx.pool), OfferCodes(s.secret_key.get_secret_value())),
+        offers=OfferBook(PollsRepository(pool), OfferCodes(s.secret_key.get_secret_value())),
         clock=clock,
     )
-    return CheckoutContext(**_fields_of(ctx), checkout=checkout)
 
 
 def routed_gateways(gateway: PaymentGateway) -> Mapping[str, PaymentGateway]:

@@ -5,14 +5,18 @@ worker, the supplier services and the reports (the shards and the event publishe
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from matchday.bootstrap.contexts import (
     SYSTEM_CLOCK,
+    CheckoutPorts,
+    catalog_service,
+    checkout_service,
     open_gateway,
     open_shop,
     payments_repository,
+    redis_client,
     routed_gateways,
     stripe_events,
     with_checkout,
@@ -24,11 +28,13 @@ from matchday.metrics import NOOP, Metrics
 from matchday.payments.gateway import PaymentGateway
 from matchday.reports.reader import Reports
 from matchday.settings import Settings
+from matchday.shop.events import RedisOrderEvents
 from matchday.shop.payment_events import StripeEvents
 from matchday.shop.payments_worker import PaymentsWorker
 from matchday.storage import db
 from matchday.storage.payments_watch import PaymentWatch
 from matchday.storage.reports_repo import ReportsRepository
+from matchday.storage.shop_repo import ShopRepository
 from matchday.web.context import (
     CheckoutContext,
     ShopContext,
@@ -100,27 +106,39 @@ async def open_payments_worker(
     """The worker that settles what checkout left in flight (ADR 0008), over a small pool,
     paying through the gateway :func:`open_gateway` builds for every process that pays."""
     gw = await open_gateway(settings, test_gateway=test_gateway, pool_name="payments-worker-gw")
-    shop = await _after(gw.close, open_shop(settings, metrics=metrics, clock=clock, pool_size=4))
-    ctx = with_checkout(with_engine(shop, stock, clock=clock), gw.gateway, clock=clock)
+    # Its own pool and Redis client, not an HTTP process's context: the worker needs the
+    # shop's records, checkout and the payment records, none of the web's services.
+    opened = AsyncExitStack()
+    opened.push_async_callback(gw.close)
+    try:
+        redis = redis_client(settings)
+        opened.push_async_callback(redis.aclose)
+        pool = db.make_pool(settings.database_url, max_size=4, name="payments-worker", check=False)
+        opened.push_async_callback(pool.close)
+        await pool.open(wait=False)
+        repo = ShopRepository(pool)
+        ports = CheckoutPorts(
+            repo=repo,
+            stock=stock,
+            catalog=catalog_service(settings, pool, redis, metrics),
+            events=RedisOrderEvents(redis),
+        )
+        checkout = checkout_service(settings, pool, ports, gw.gateway, clock=clock)
+    except BaseException:
+        await opened.aclose()
+        raise
     s = settings
     worker = PaymentsWorker(
-        ctx.repo,
-        payments_repository(s, ctx.pool),
-        ctx.checkout,
+        repo,
+        payments_repository(s, pool),
+        checkout,
         routed_gateways(gw.gateway),
         base_s=s.payment_retry_base_s,
         max_s=s.payment_retry_max_s,
         stale_s=max(s.payment_settle_grace_s, 2 * s.stripe_timeout_s),
     )
-
-    async def close() -> None:
-        try:
-            await ctx.close()
-        finally:
-            await gw.close()
-
     return PaymentsWorkerParts(
-        worker=worker, gateway=gw.gateway, watch=PaymentWatch(ctx.pool), close=close
+        worker=worker, gateway=gw.gateway, watch=PaymentWatch(pool), close=opened.aclose
     )
 
 

@@ -103,11 +103,13 @@ async def test_with_stripe_every_process_builds_the_same_router(pools: Pools) ->
 async def test_a_start_that_fails_after_the_gateway_opened_closes_its_pool(
     pools: Pools, role: str
 ) -> None:
-    s = Settings(secret_key="", **STRIPE)  # open_shop refuses it, after the gateway opened
+    # An empty key is refused once the gateway's pool is open.
+    s = Settings(secret_key="", redis_url="redis://127.0.0.1:1", **STRIPE)
     opening = bootstrap.open_payments_worker if role == "worker" else bootstrap.open_webhooks
     with pytest.raises(ValueError, match="secret_key"):
         await opening(s, engine(), test_gateway=never)
-    assert len(pools.made) == 1 and pools.open == set()
+    gateway_pool = "payments-worker-gw" if role == "worker" else "matchday-webhooks-gw"
+    assert pools.made[0] == gateway_pool and pools.open == set()
 
 
 async def test_a_gateway_that_cannot_be_built_closes_its_pool(
