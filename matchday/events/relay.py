@@ -31,7 +31,7 @@ import psycopg
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
-from matchday.inventory.journal import events_of
+from matchday.inventory.journal import events_text
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +155,9 @@ class OutboxRelay:
                 carts[e[4]] = e[14]
             thresholds[e[3]] = e[15]
         for outbox_id, skus, on_hand, reserved, sold, at in rows:
-            events = events_of(by_row[outbox_id], carts, thresholds)
+            events = events_text(by_row[outbox_id], carts, thresholds)
             for i, sku in enumerate(skus):
-                yield outbox_id, sku, events.get(sku, []), on_hand[i], reserved[i], sold[i], at
+                yield outbox_id, sku, events.get(sku, "[]"), on_hand[i], reserved[i], sold[i], at
 
     async def _run_legacy(self) -> int:
         async with self.pool.connection() as conn, conn.transaction():
@@ -200,7 +200,7 @@ class OutboxRelay:
                 (
                     repr(outbox_id),
                     sku,
-                    _compact(events),
+                    events if isinstance(events, str) else _compact(events),  # pre-010: stored
                     repr(on_hand),
                     repr(reserved),
                     repr(sold),

@@ -3,13 +3,15 @@
 The ledger answers wire tuples and records its changes in a batch's ``Changes``; these tests
 state its behaviour as typed calls instead: a mutation dataclass in, ``(view, events)`` out,
 a refusal raised as its typed error. The events are derived from the call's journal entries
-by ``journal.events_of``, the relay's own derivation, so these tests pin it down too.
+by ``journal.events_of``, the relay's own derivation, so these tests pin it down too, and
+the text the relay sends (``events_text``) as its compact JSON.
 ``drain_dirty`` reports what the calls since the last drain would write: the reservations
 and the customer totals.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,7 +28,7 @@ from matchday.inventory.commands import (
     Restock,
     SetOnHand,
 )
-from matchday.inventory.journal import Event, events_of
+from matchday.inventory.journal import Event, events_of, events_text
 from matchday.inventory.ledger import SkuLedger
 from matchday.inventory.wire import ERROR, exception_of, to_wire, value_of
 
@@ -60,7 +62,11 @@ class TypedLedger:
         self._customers.update(c for _, c in ch.customers)
         holds = [reservation_view(r) for r in (*ch.created.values(), *ch.changed.values())]
         carts = {r.reservation_id: r.cart_id for r in holds}
-        events = events_of(ch.entries, carts, {self.ledger.sku: self.ledger.low_stock_threshold})
+        thresholds = {self.ledger.sku: self.ledger.low_stock_threshold}
+        events = events_of(ch.entries, carts, thresholds)
+        # The relay's text of the same events is byte for byte their compact JSON.
+        texts = events_text(ch.entries, carts, thresholds)
+        assert texts == {sku: json.dumps(ev, separators=(",", ":")) for sku, ev in events.items()}
         return value_of(out), events.get(self.ledger.sku, [])
 
     def reserve(self, m: Reserve, reservation_id: str, now: float) -> Any:
