@@ -159,20 +159,16 @@ def waiting_room(
     room = WaitingRoom(drops, queue, levels, tokens, clock, metrics=metrics)
     gate = PassGate(drops.live_skus, tokens, clock, room.spent, metrics=metrics)
     rates = rate_source(settings)
-    tick = _no_tick
+    auto = None
     if settings.auto_drop:
         audit = AuditLog(AdminRepository(pool))
         demand = RedisDemand(redis)
         config = auto_config(settings)
         auto = AutoDrops(config, gate, demand, drops, queue, audit, clock, metrics=metrics)
-        gate.on_refresh = tick = auto.tick
+        gate.on_refresh = auto.tick
     return WaitingRoomParts(
-        room=room, gate=gate, admin=DropAdmin(drops, queue, levels, clock, rates), tick=tick
+        room=room, gate=gate, admin=DropAdmin(drops, queue, levels, clock, rates), auto=auto
     )
-
-
-def _no_tick() -> None:
-    """No automatic drops: a fan's request tells nobody."""
 
 
 def rate_source(settings: Settings) -> RateSource:

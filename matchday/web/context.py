@@ -39,6 +39,7 @@ from matchday.shop.checkout import CheckoutService
 from matchday.shop.events import RedisOrderEvents
 from matchday.shop.ports import ShopStore
 from matchday.suppliers.config import SupplierServices
+from matchday.waitingroom.auto import AutoDrops
 from matchday.waitingroom.gate import PassGate
 from matchday.waitingroom.service import DropAdmin, WaitingRoom
 from matchday.web.admin_session import AdminSessions
@@ -54,9 +55,11 @@ class WaitingRoomParts:
     room: WaitingRoom
     gate: PassGate
     admin: DropAdmin
-    # What a fan's request tells the automatic drops (MATCHDAY_AUTO_DROP: their
-    # ``AutoDrops.tick``; without them, nothing).
-    tick: Callable[[], None]
+    auto: AutoDrops | None = None  # MATCHDAY_AUTO_DROP
+
+    def tick(self) -> None:
+        if self.auto is not None:
+            self.auto.tick()
 
 
 @dataclass(frozen=True, kw_only=True)
