@@ -11,6 +11,7 @@ The arithmetic per sample lives in :mod:`matchday.ops.cpu_roles`.
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -40,6 +41,27 @@ ORDER = (
     "ray:gcs", "ray:raylet", "ray:dashboard", "ray:controller", "ray:proxy", "ray:publisher",
     "ray:other", *AGGREGATES,
 )  # fmt: skip
+
+
+def machine_probe(rounds: int = 5) -> float:
+    """CPU microseconds of one fixed piece of pure-Python work (dicts, strings, JSON), the
+    best of ``rounds``: how fast this machine runs the kind of work matchday's processes do.
+    ``bench.budget`` allows a slower machine than the budget's as much more CPU per op. The
+    best of five, in this thread's CPU time: other work on the machine barely moves it."""
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.thread_time()
+        _probe_work()
+        best = min(best, time.thread_time() - start)
+    return round(best * 1e6, 1)
+
+
+def _probe_work() -> int:
+    n = 0
+    for i in range(4_000):
+        line = {"sku": f"SKU-{i % 97}", "qty": i % 7, "cart": f"cart-{i}", "at": i * 0.5}
+        n += len(json.dumps(line)) + len(json.loads(json.dumps([line["sku"], i]))[0])
+    return n
 
 
 def phase_cost(

@@ -77,7 +77,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.baseline_app import TABLE, create_table_sql
-from bench.costs import idle_window, phase_cost
+from bench.costs import idle_window, machine_probe, phase_cost
 from bench.http_report import checks_ok, finish, fmt_cores, line_of, report, say
 from bench.http_stack import ROOT, Attached, AttachError, Baseline, servers
 from bench.provenance import git_state
@@ -319,7 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, Any] = {
         "kind": "http",
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "probe_us": machine_probe(),  # what bench.budget scales by
+        },
         "git": git_state(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "runs": [],

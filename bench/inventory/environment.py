@@ -15,6 +15,7 @@ from typing import Any
 import psutil
 import psycopg
 
+from bench.costs import machine_probe
 from bench.inventory.harness import BenchBase
 from bench.provenance import git_state
 from matchday.ops.server_pids import postmaster_pid
@@ -67,6 +68,7 @@ class Environment(BenchBase):
                 "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
                 "platform": platform.platform(),
                 "python": platform.python_version(),
+                "probe_us": machine_probe(),  # what bench.budget scales by
                 "ray": ray.__version__,
                 "psycopg": psycopg.__version__,
                 "data_dir": str(data_dir),

@@ -12,8 +12,17 @@ from typing import Any
 
 import pytest
 
-from bench.budget import SMOKE_LIMIT, checked_roles, compare, entries
-from bench.costs import GROSS, NET, phase_cost, spread, spreads, summarize, summary_json
+from bench.budget import SMOKE_LIMIT, checked_roles, compare, entries, probe_of
+from bench.costs import (
+    GROSS,
+    NET,
+    machine_probe,
+    phase_cost,
+    spread,
+    spreads,
+    summarize,
+    summary_json,
+)
 from bench.targets import http_targets, inventory_targets
 from bench.watch import Stalled, bounded, bounded_sync
 from matchday.ops.cpu_roles import SERVER_TOTAL, CpuSample
@@ -122,16 +131,61 @@ def test_a_3x_replica_regression_is_caught_at_the_smoke_tests_limit_and_noise_is
         "http matchday/haproxy c=16": {SERVER_TOTAL: 2700.0, "replica:shop": 1800.0,
                                        "shards": 390.0, "postgres": 300.0,
                                        "load generator": 260.0},
-        "http baseline c=16": {SERVER_TOTAL: 9000.0, "baseline app": 8000.0, "postgres": 1000.0},
+        "http baseline c=16": {SERVER_TOTAL: 600.0, "baseline app": 300.0, "postgres": 4000.0},
     }  # fmt: skip
     found = compare(BUDGET, measured, SMOKE_LIMIT)
     over = [(f.entry, f.role) for f in found if f.over]
     # The replica tripled (3.0x > 2.5x); the total grew 1.8x, shards 1.3x (contention): fine.
+    # A baseline cheaper than its budget (a faster machine) tightens nothing.
     assert over == [("http matchday/haproxy c=16", "replica:shop")]
-    # A baseline 10x over is printed for reference (a slower machine?), never a failure.
+    # A baseline's role 10x over is printed for reference, never a failure.
     base = [f for f in found if f.entry == "http baseline c=16"]
     assert base and all(f.reference and not f.over for f in base)
     assert "ref" in base[0].line()
+
+
+def test_on_a_slower_machine_the_plain_design_of_the_same_run_scales_what_is_allowed() -> None:
+    replica_3x = {SERVER_TOTAL: 2700.0, "replica:shop": 1800.0, "shards": 390.0,
+                  "postgres": 300.0}  # fmt: skip
+    # The FastAPI baseline of the same run cost 1.8x its budget: every process pays more on
+    # this machine, and the replica is allowed 1.8x more; at 3.0x it is still 1.67x of that.
+    slow = {"http matchday/haproxy c=16": replica_3x, "http baseline c=16": {SERVER_TOTAL: 1620.0}}
+    found = compare(BUDGET, slow, SMOKE_LIMIT)
+    assert not [f for f in found if f.over]
+    replica = next(f for f in found if f.role == "replica:shop")
+    assert replica.scale == pytest.approx(1.8) and replica.ratio == pytest.approx(3.0 / 1.8)
+    assert "machine 1.80x" in replica.line()
+    # Without the plain design in the run nothing is scaled: the budget as recorded.
+    alone = compare(BUDGET, {"http matchday/haproxy c=16": replica_3x}, SMOKE_LIMIT)
+    assert [f.role for f in alone if f.over] == ["replica:shop"]
+
+
+def test_a_slower_machine_probe_scales_the_engine_and_a_faster_one_tightens_nothing() -> None:
+    budget = {"inventory engine c=64": {SERVER_TOTAL: 50.0, "shards": 20.0}}
+    measured = {"inventory engine c=64": {SERVER_TOTAL: 150.0, "shards": 40.0}}
+    # The same run on a machine whose probe took 1.7x as long: 3.0x is 1.76x of what is allowed.
+    slow = compare(budget, measured, SMOKE_LIMIT, probes={"inventory": (19_000.0, 32_300.0)})
+    assert all(f.scale == pytest.approx(1.7) for f in slow) and not [f for f in slow if f.over]
+    fast = compare(budget, measured, SMOKE_LIMIT, probes={"inventory": (19_000.0, 9_500.0)})
+    assert [f.role for f in fast if f.over] == [SERVER_TOTAL]  # 3.0x: caught as recorded
+    # A run or a budget without a probe: nothing is scaled.
+    assert {f.scale for f in compare(budget, measured, SMOKE_LIMIT, probes={})} == {1.0}
+
+
+def test_the_machine_probe_is_read_from_either_benchmarks_json() -> None:
+    assert probe_of({"kind": "http", "machine": {"cpus": 2, "probe_us": 19_400.5}}) == 19_400.5
+    assert probe_of({"meta": {"machine": {"probe_us": 19_000.0}}}) == 19_000.0
+    assert probe_of({"kind": "http", "machine": {"cpus": 2}}) == 0.0
+    assert 0 < machine_probe(rounds=1) < 10_000_000
+
+
+def test_the_engine_is_not_scaled_by_the_row_lock() -> None:
+    budget = {"inventory engine c=64": {SERVER_TOTAL: 50.0},
+              "inventory row lock c=64": {SERVER_TOTAL: 300.0}}  # fmt: skip
+    measured = {"inventory engine c=64": {SERVER_TOTAL: 150.0},
+                "inventory row lock c=64": {SERVER_TOTAL: 600.0}}  # fmt: skip
+    [engine] = [f for f in compare(budget, measured, SMOKE_LIMIT) if not f.reference]
+    assert engine.scale == 1.0 and engine.over
 
 
 def test_a_figure_over_the_limit_only_by_its_tick_resolution_error_is_not_a_regression() -> None:
