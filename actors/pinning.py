@@ -71,7 +71,9 @@ async def _move(
     # concurrent move in flight, a shard can hold it in memory before its claim lands, and a
     # stale holder answered a release from memory (404 unknown_reservation, seen in
     # tests/e2e/test_errors_serve.py). A shard's evict waits for its loads (the shard's
-    # lock) and runs after our pin row committed, so no holder but ``to`` survives it.
+    # lock) and runs after our pin row committed, so no holder but ``to`` survives it; and a
+    # shard that read the old pin just before ours committed claims nothing (its claim reads
+    # the pin again after locking the SKU's row, which set_pin locks too).
     await asyncio.gather(
         *(call(h.evict.remote([sku]), f"inventory shard {sid}") for sid, h in handles.items()
           if sid != to)

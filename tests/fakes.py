@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -110,11 +110,14 @@ class FakeShardRepository:
     async def peek_skus(self, skus: list[str]) -> dict[str, int | None]:
         return {s: self.pins.get(s) for s in skus if s in self.skus}
 
-    async def claim_skus(self, shard_id: int, epoch: int, skus: list[str]) -> ShardState:
+    async def claim_skus(
+        self, shard_id: int, epoch: int, pins: Mapping[str, int | None]
+    ) -> ShardState:
         self._check(shard_id, epoch)
-        for s in skus:
+        still = [s for s in pins if self.pins.get(s) == pins[s]]  # a pin moved since: left out
+        for s in still:
             self.owner[s] = shard_id
-        return self._state(skus)
+        return self._state(still)
 
     async def bought_units(self, skus: list[str]) -> dict[str, dict[str, int]]:
         bought: dict[str, dict[str, int]] = {}

@@ -6,6 +6,7 @@ it over PostgreSQL and ``tests.fakes`` in memory.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -162,8 +163,12 @@ class ShardRepository(Protocol):
         """For each SKU that exists, its pinned shard (or None). Missing SKUs are absent."""
         ...
 
-    async def claim_skus(self, shard_id: int, epoch: int, skus: list[str]) -> ShardState:
-        """Record ``shard_id`` as the owner of ``skus`` (fencing any old owner) and load them."""
+    async def claim_skus(
+        self, shard_id: int, epoch: int, pins: Mapping[str, int | None]
+    ) -> ShardState:
+        """Record ``shard_id`` as the owner of ``pins``' SKUs and load them, each only if its
+        pin is still the one given (what the caller routed it by): a SKU pinned elsewhere since
+        is left out, unclaimed and unloaded, for the caller to route again."""
         ...
 
     async def bought_units(self, skus: list[str]) -> dict[str, dict[str, int]]:

@@ -411,7 +411,11 @@ class ShardCore(Expiry):
             else:
                 mine.append(sku)
         if mine:
-            self._install(await self.repo.claim_skus(self.shard_id, self.epoch, mine))
+            claim = {sku: pins[sku] for sku in mine}
+            self._install(await self.repo.claim_skus(self.shard_id, self.epoch, claim))
+            for sku in mine:
+                if sku not in self.ledgers:  # pinned elsewhere since the peek: route it again
+                    errors[sku] = refusal(Unavailable, "inventory SKU is moving between shards")
         return errors
 
     def _remember(self, answered: dict[str, WireOutcome]) -> None:

@@ -8,7 +8,7 @@ per batch, and the journal, outbox and dedupe keys are written once per batch (A
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import psycopg
@@ -88,14 +88,34 @@ class InventoryRepository:
             )
             return {sku: pin for sku, pin in await cur.fetchall()}
 
-    async def claim_skus(self, shard_id: int, epoch: int, skus: list[str]) -> ShardState:
+    async def claim_skus(
+        self, shard_id: int, epoch: int, pins: Mapping[str, int | None]
+    ) -> ShardState:
+        """Claim and load the SKUs whose pin is still the one the shard routed them by.
+
+        The shard read the pins (``peek_skus``) before this transaction: a pin that changed
+        in between, with its move's evictions already done, would have let a shard claim a
+        SKU that the pin's new owner was already serving from memory, and that owner answered
+        a release of the hold made here ``unknown_reservation`` (issue 12's race test). The
+        SKUs' rows are locked first, as ``set_pin`` locks them, so the pins are read by a
+        statement that starts after any pin change in flight has committed."""
+        skus = sorted(pins)
         async with self._conn() as conn, conn.transaction():
             await self._check_epoch(conn, shard_id, epoch)
             await conn.execute(
-                "UPDATE inventory SET shard_id = %s WHERE sku = ANY(%s::text[]) AND shard_id <> %s",
-                (shard_id, skus, shard_id),
+                "SELECT 1 FROM inventory WHERE sku = ANY(%s::text[]) ORDER BY sku FOR UPDATE",
+                (skus,),
             )
-            return await self._load(conn, "i.sku = ANY(%(skus)s::text[])", {"skus": skus})
+            cur = await conn.execute(
+                "SELECT sku, shard_id FROM sku_pins WHERE sku = ANY(%s::text[])", (skus,)
+            )
+            now: dict[str, int | None] = dict(await cur.fetchall())
+            still = [s for s in skus if now.get(s) == pins[s]]
+            await conn.execute(
+                "UPDATE inventory SET shard_id = %s WHERE sku = ANY(%s::text[]) AND shard_id <> %s",
+                (shard_id, still, shard_id),
+            )
+            return await self._load(conn, "i.sku = ANY(%(skus)s::text[])", {"skus": still})
 
     async def reload_skus(self, shard_id: int, skus: list[str]) -> ShardState:
         params = {"shard": shard_id, "skus": skus}

@@ -129,6 +129,27 @@ async def test_a_sku_claimed_by_another_shard_fences_the_old_owner(
     assert (await repo.stock_rows([sku]))[sku].reserved == 2
 
 
+async def test_a_claim_routed_by_a_pin_that_changed_since_claims_and_loads_nothing(
+    repo: InventoryRepository,
+) -> None:
+    # A shard read "no pin" (peek_skus), then the SKU was pinned to shard 1: the claim that
+    # follows must not take the SKU from the pin's owner (tests/unit/test_shard_core.py has
+    # the race end to end).
+    sku = await make_sku(repo, 10)
+    ring_epoch = await repo.claim_epoch(0)
+    pinned_epoch = await repo.claim_epoch(1)
+    assert await repo.peek_skus([sku]) == {sku: None}
+    await repo.set_pin(sku, 1)
+
+    stale = await repo.claim_skus(0, ring_epoch, {sku: None})
+    assert stale.skus == [] and stale.reservations == []
+    current = await repo.claim_skus(1, pinned_epoch, {sku: 1})
+    assert [row.sku for row in current.skus] == [sku]
+    async with repo.pool.connection() as conn:
+        cur = await conn.execute("SELECT shard_id FROM inventory WHERE sku = %s", (sku,))
+        assert await cur.fetchone() == (1,)
+
+
 async def test_reservations_that_expired_while_the_shard_was_down_are_released_at_once(
     repo: InventoryRepository,
 ) -> None:

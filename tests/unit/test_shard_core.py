@@ -850,3 +850,44 @@ async def test_run_timers_retries_an_expiry_whose_write_failed_on_an_idle_shard(
     assert repo.fail_writes == 0  # the expiry was attempted and failed
     assert repo.reservations[held.reservation_id].status == "expired"
     assert stock_in_repo(repo, JERSEY) == (10, 0, 0)
+
+
+async def test_a_claim_whose_pin_moved_after_the_peek_leaves_the_sku_to_the_new_owner(
+    clock: ManualClock,
+) -> None:
+    # The race of tests/integration/test_pinning_on_ray.py: shard 0 (the ring's owner) read
+    # "no pin" and was about to claim the SKU when it was pinned to shard 1, which loaded it
+    # (already recorded as its owner, so nothing changed in storage). Had shard 0 claimed
+    # it anyway, it would have committed a hold that shard 1 never saw, and shard 1 answered
+    # the hold's release unknown_reservation.
+    router = Router(1, dedicated_shards=1)
+    repo = FakeShardRepository()
+    repo.add_sku(JERSEY, 10, owner=1)  # left recorded with shard 1 by an earlier pin
+    ring = await started(repo, clock, shard_id=0, router=router)
+    dedicated = await started(repo, clock, shard_id=1, router=router)
+    await dedicated.evict([JERSEY])  # the unpin's move: every shard but the ring's forgets it
+    assert JERSEY not in ring.ledgers and JERSEY not in dedicated.ledgers
+
+    peek = repo.peek_skus
+
+    async def peek_then_pin(skus: list[str]) -> dict[str, int | None]:
+        seen = await peek(skus)
+        repo.peek_skus = peek  # type: ignore[method-assign]
+        repo.pins[JERSEY] = 1  # a pin commits; its move evicts the others, then adopts
+        assert await dedicated.adopt([JERSEY]) == [JERSEY]
+        return seen
+
+    repo.peek_skus = peek_then_pin  # type: ignore[method-assign]
+    outcome = await one(ring, reserve("req-1", JERSEY))
+
+    assert isinstance(outcome.error, Unavailable) and outcome.error.retryable
+    assert JERSEY not in ring.ledgers
+    assert repo.owner[JERSEY] == 1 and repo.writes == 0
+    # The retry is redirected to the new owner, which holds and releases it.
+    again = await one(ring, reserve("req-1", JERSEY))
+    assert isinstance(again.error, WrongShard) and again.error.owner == 1
+    held = await one(dedicated, reserve("req-1", JERSEY))
+    assert held.error is None
+    rid = held.value.reservation_id  # type: ignore[union-attr]
+    released = await one(dedicated, Release("req-2", JERSEY, rid))
+    assert released.error is None
