@@ -23,6 +23,7 @@ data is refused. Failures are collected over every operation, then reported at o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +33,7 @@ import pyotp
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import FlakyStrategyDefinition
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -218,14 +220,21 @@ def test_linked_operations_in_sequence_never_get_a_5xx(served: Served, prefix: s
             checks = STATEFUL_NEGATIVE_CHECKS if negative else POSITIVE_CHECKS
             fuzz.check(case, response, checks, recorder=self.recorder)
 
-    Workflow.run(
-        settings=settings(
-            max_examples=SCENARIOS,
-            stateful_step_count=STEPS,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            database=None,
+    # Which links can be followed depends on what the live stack answered (a bundle fills
+    # only when a response carried the id), so Hypothesis may find a sequence it generated
+    # before now drawing differently, and stops. Every request made until then was checked,
+    # and a failure is recorded, never raised (Fuzz.check): the exploration ends early,
+    # nothing is lost. Seen once the admin app's answers declared models (2026-12-04),
+    # which let schemathesis infer many more links.
+    with contextlib.suppress(FlakyStrategyDefinition):
+        Workflow.run(
+            settings=settings(
+                max_examples=SCENARIOS,
+                stateful_step_count=STEPS,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+                database=None,
+            )
         )
-    )
     assert not fuzz.failures, fuzz.report()
     assert len(fuzz.calls) > 1, fuzz.calls  # sequences, not one operation over and over
