@@ -96,7 +96,7 @@ class InventoryRepository:
         The shard read the pins (``peek_skus``) before this transaction: a pin that changed
         in between, with its move's evictions already done, would have let a shard claim a
         SKU that the pin's new owner was already serving from memory, and that owner answered
-        a release of the hold made here ``unknown_reservation`` (issue 12's race test). The
+        a release of the hold made here ``unknown_reservation`` (test_pinning_on_ray). The
         SKUs' rows are locked first, as ``set_pin`` locks them, so the pins are read by a
         statement that starts after any pin change in flight has committed."""
         skus = sorted(pins)
