@@ -93,18 +93,23 @@ class FakeShardRepository:
             ],
         )
 
-    def _owned(self, shard_id: int) -> list[str]:
+    def _owned(self, shard_id: int, pinned_only: bool = False) -> list[str]:
+        default = None if pinned_only else shard_id  # a dedicated shard: pinned SKUs only
         return [
             s
             for s, o in self.owner.items()
-            if o == shard_id and self.pins.get(s, shard_id) == shard_id
+            if o == shard_id and self.pins.get(s, default) == shard_id
         ]
 
-    async def load_shard(self, shard_id: int, epoch: int) -> ShardState:
-        return self._state(self._owned(shard_id))
+    async def load_shard(
+        self, shard_id: int, epoch: int, *, pinned_only: bool = False
+    ) -> ShardState:
+        return self._state(self._owned(shard_id, pinned_only))
 
-    async def reload_skus(self, shard_id: int, skus: list[str]) -> ShardState:
-        owned = set(self._owned(shard_id))
+    async def reload_skus(
+        self, shard_id: int, skus: list[str], *, pinned_only: bool = False
+    ) -> ShardState:
+        owned = set(self._owned(shard_id, pinned_only))
         return self._state([s for s in skus if s in owned])
 
     async def peek_skus(self, skus: list[str]) -> dict[str, int | None]:

@@ -151,11 +151,17 @@ class ShardRepository(Protocol):
         """
         ...
 
-    async def load_shard(self, shard_id: int, epoch: int) -> ShardState:
-        """The SKUs recorded as owned by ``shard_id``, their held reservations and limits."""
+    async def load_shard(
+        self, shard_id: int, epoch: int, *, pinned_only: bool = False
+    ) -> ShardState:
+        """The SKUs recorded as owned by ``shard_id``, their held reservations and limits.
+        ``pinned_only`` (a dedicated shard): only those pinned to it, since a dedicated shard
+        owns no SKU by the ring, whatever its rows still say."""
         ...
 
-    async def reload_skus(self, shard_id: int, skus: list[str]) -> ShardState:
+    async def reload_skus(
+        self, shard_id: int, skus: list[str], *, pinned_only: bool = False
+    ) -> ShardState:
         """Like load_shard, for ``skus`` only (those still owned by ``shard_id``)."""
         ...
 

@@ -104,6 +104,7 @@ class ShardCore(Expiry):
     ) -> None:
         self.shard_id = shard_id
         self.router = router
+        self._dedicated = shard_id in router.dedicated  # owns pinned SKUs only
         self.repo = repo
         self.clock = clock or SystemClock()
         self.policy = policy
@@ -151,7 +152,7 @@ class ShardCore(Expiry):
         except StaleEpoch:
             self.fenced = True
             raise
-        state = await self.repo.load_shard(self.shard_id, self.epoch)
+        state = await self.repo.load_shard(self.shard_id, self.epoch, pinned_only=self._dedicated)
         self._install(state)
         self._new_id = ReservationIds(self.shard_id, self.epoch)
         self._lookup_until = self.clock.now() + self.dedupe_window_s
@@ -331,7 +332,7 @@ class ShardCore(Expiry):
         skus = list(ch.touched)
         for sku in skus:
             self.ledgers.pop(sku, None)
-        self._install(await self.repo.reload_skus(self.shard_id, skus))
+        self._install(await self.repo.reload_skus(self.shard_id, skus, pinned_only=self._dedicated))
 
     async def _bought(
         self, batch: list[WireMutation], todo: list[int]

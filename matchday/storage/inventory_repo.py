@@ -32,11 +32,14 @@ _RES_COLUMNS = (
     "r.reservation_id, r.sku, r.qty, r.cart_id, r.customer_id,"
     " extract(epoch FROM r.expires_at)::float8, r.status, r.order_id, r.channel_id"
 )
-# A SKU is loaded by the shard recorded as its owner unless a pin sends it elsewhere.
+# A SKU is loaded by the shard recorded as its owner unless a pin sends it elsewhere; by a
+# dedicated shard only while pinned to it (after an unpin its row still names it until the
+# ring's owner claims the SKU, and a recovery in that window loaded a second copy).
 _OWNED = (
     "i.shard_id = %(shard)s AND NOT EXISTS"
     " (SELECT 1 FROM sku_pins p WHERE p.sku = i.sku AND p.shard_id <> %(shard)s)"
 )
+_PINNED_HERE = " AND EXISTS (SELECT 1 FROM sku_pins p WHERE p.sku = i.sku)"
 
 
 def _sku_row(row: tuple[Any, ...]) -> SkuRow:
@@ -74,10 +77,13 @@ class InventoryRepository:
                 raise StaleEpoch(shard_id, expected or 0, -1)
             return int(row[0])
 
-    async def load_shard(self, shard_id: int, epoch: int) -> ShardState:
+    async def load_shard(
+        self, shard_id: int, epoch: int, *, pinned_only: bool = False
+    ) -> ShardState:
         params = {"shard": shard_id}
+        owned = _OWNED + _PINNED_HERE if pinned_only else _OWNED
         async with self._conn() as conn:
-            return await self._load(conn, _OWNED, params)
+            return await self._load(conn, owned, params)
 
     async def peek_skus(self, skus: list[str]) -> dict[str, int | None]:
         async with self._conn() as conn:
@@ -117,10 +123,13 @@ class InventoryRepository:
             )
             return await self._load(conn, "i.sku = ANY(%(skus)s::text[])", {"skus": still})
 
-    async def reload_skus(self, shard_id: int, skus: list[str]) -> ShardState:
+    async def reload_skus(
+        self, shard_id: int, skus: list[str], *, pinned_only: bool = False
+    ) -> ShardState:
         params = {"shard": shard_id, "skus": skus}
+        owned = _OWNED + _PINNED_HERE if pinned_only else _OWNED
         async with self._conn() as conn:
-            return await self._load(conn, f"{_OWNED} AND i.sku = ANY(%(skus)s::text[])", params)
+            return await self._load(conn, f"{owned} AND i.sku = ANY(%(skus)s::text[])", params)
 
     async def bought_units(self, skus: list[str]) -> dict[str, dict[str, int]]:
         async with self._conn() as conn:

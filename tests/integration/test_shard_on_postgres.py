@@ -150,6 +150,26 @@ async def test_a_claim_routed_by_a_pin_that_changed_since_claims_and_loads_nothi
         assert await cur.fetchone() == (1,)
 
 
+async def test_a_dedicated_shard_loads_only_the_skus_pinned_to_it(
+    repo: InventoryRepository,
+) -> None:
+    pinned, unpinned = await make_sku(repo, 10), await make_sku(repo, 10)
+    epoch = await repo.claim_epoch(1)
+    await repo.set_pin(pinned, 1)
+    await repo.set_pin(unpinned, 1)
+    assert {r.sku for r in (await repo.claim_skus(1, epoch, {pinned: 1, unpinned: 1})).skus} == {
+        pinned,
+        unpinned,
+    }
+    await repo.set_pin(unpinned, None)  # its row still names shard 1 until the ring claims it
+
+    loaded = {r.sku for r in (await repo.load_shard(1, epoch, pinned_only=True)).skus}
+    assert pinned in loaded and unpinned not in loaded
+    assert unpinned in {r.sku for r in (await repo.load_shard(1, epoch)).skus}  # as before
+    again = await repo.reload_skus(1, [pinned, unpinned], pinned_only=True)
+    assert [r.sku for r in again.skus] == [pinned]
+
+
 async def test_reservations_that_expired_while_the_shard_was_down_are_released_at_once(
     repo: InventoryRepository,
 ) -> None:

@@ -865,7 +865,6 @@ async def test_a_claim_whose_pin_moved_after_the_peek_leaves_the_sku_to_the_new_
     repo.add_sku(JERSEY, 10, owner=1)  # left recorded with shard 1 by an earlier pin
     ring = await started(repo, clock, shard_id=0, router=router)
     dedicated = await started(repo, clock, shard_id=1, router=router)
-    await dedicated.evict([JERSEY])  # the unpin's move: every shard but the ring's forgets it
     assert JERSEY not in ring.ledgers and JERSEY not in dedicated.ledgers
 
     peek = repo.peek_skus
@@ -891,3 +890,24 @@ async def test_a_claim_whose_pin_moved_after_the_peek_leaves_the_sku_to_the_new_
     rid = held.value.reservation_id  # type: ignore[union-attr]
     released = await one(dedicated, Release("req-2", JERSEY, rid))
     assert released.error is None
+
+
+async def test_a_dedicated_shard_loads_only_skus_pinned_to_it_whatever_its_rows_say(
+    clock: ManualClock,
+) -> None:
+    # After an unpin the SKU's row still names the dedicated shard until the ring's owner
+    # claims it: a dedicated shard recovering in that window loaded a second copy, and
+    # answered from it whoever still routed there (a release: unknown_reservation).
+    router = Router(1, dedicated_shards=1)
+    repo = FakeShardRepository()
+    repo.add_sku(JERSEY, 10, owner=1)  # unpinned, still recorded with shard 1
+    repo.add_sku(SCARF, 10, owner=1)
+    repo.pins[SCARF] = 1
+    dedicated = await started(repo, clock, shard_id=1, router=router)
+    assert JERSEY not in dedicated.ledgers and SCARF in dedicated.ledgers
+
+    outcome = await one(dedicated, reserve("req-1", JERSEY))
+    assert isinstance(outcome.error, WrongShard) and outcome.error.owner == 0
+    ring = await started(repo, clock, shard_id=0, router=router)
+    assert (await one(ring, reserve("req-1", JERSEY))).error is None
+    assert repo.owner[JERSEY] == 0
