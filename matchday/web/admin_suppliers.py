@@ -236,7 +236,13 @@ def syncs_router(gate: AdminGate, services: SupplierServices) -> APIRouter:
     @syncs.post(
         "/suppliers/{supplier}/syncs",
         status_code=202,
-        responses=SYNC_RESPONSES,
+        responses={
+            **SYNC_RESPONSES,
+            200: {
+                "model": SyncOut,
+                "description": "The same feed is already queued or running: that sync",
+            },
+        },
         response_model=SyncOut,
     )
     async def queue_sync(request: Request, supplier: SupplierPath, call: Syncer) -> JSONResponse:

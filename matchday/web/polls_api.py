@@ -129,7 +129,12 @@ def polls_router(ctx: ShopContext) -> APIRouter:
         """One poll with its results; with a shopper token also your vote and offer."""
         return PollOut.model_validate(await polls.view(poll_id, customer))
 
-    @routes.post("/{poll_id}/votes", status_code=201, response_model=VoteOut)
+    @routes.post(
+        "/{poll_id}/votes",
+        status_code=201,
+        response_model=VoteOut,
+        responses={200: {"model": VoteOut, "description": "A repeat of your vote: the results"}},
+    )
     async def vote(
         request: Request, poll_id: PollId, body: VoteIn, customer: Shopper
     ) -> JSONResponse:

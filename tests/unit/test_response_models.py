@@ -128,3 +128,18 @@ def test_the_check_catches_what_it_is_for() -> None:
 
     assert without_model({"t": app}) == [("t", "/loose", "loose")]
     assert not is_model(Any) and not is_model(dict[str, int]) and is_model(list[Out])
+
+
+@pytest.mark.parametrize(
+    ("app", "path", "statuses"),
+    [
+        ("polls", "/{poll_id}/votes", {"200", "201"}),  # 200: a repeat of the same vote
+        ("admin", "/suppliers/{supplier}/syncs", {"200", "202"}),  # 200: already queued
+    ],
+)
+def test_a_route_that_answers_a_repeat_differently_documents_both_statuses(
+    app: str, path: str, statuses: set[str]
+) -> None:
+    documented = _apps()[app].openapi()["paths"][path]["post"]["responses"]
+    assert statuses <= set(documented)
+    assert all("$ref" in str(documented[s]) for s in statuses)  # both with the body's model
