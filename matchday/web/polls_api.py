@@ -88,6 +88,12 @@ class VoteOut(BaseModel):
     offer: OfferOut | None = Field(description="the voter's offer, when the poll carries one")
 
 
+# A vote answers a repeat of itself 200, with the same results.
+REPEAT: dict[int | str, dict[str, Any]] = {
+    200: {"model": VoteOut, "description": "A repeat of your vote: the results"}
+}
+
+
 def build(ctx: ShopContext) -> FastAPI:
     app = make_app(
         "matchday polls",
@@ -129,12 +135,7 @@ def polls_router(ctx: ShopContext) -> APIRouter:
         """One poll with its results; with a shopper token also your vote and offer."""
         return PollOut.model_validate(await polls.view(poll_id, customer))
 
-    @routes.post(
-        "/{poll_id}/votes",
-        status_code=201,
-        response_model=VoteOut,
-        responses={200: {"model": VoteOut, "description": "A repeat of your vote: the results"}},
-    )
+    @routes.post("/{poll_id}/votes", status_code=201, response_model=VoteOut, responses=REPEAT)
     async def vote(
         request: Request, poll_id: PollId, body: VoteIn, customer: Shopper
     ) -> JSONResponse:
