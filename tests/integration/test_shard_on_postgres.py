@@ -264,7 +264,7 @@ async def test_a_retry_arriving_after_the_lookup_window_still_gets_its_first_ans
     answer = (await first.apply([m]))[0].unwrap()
     late = ShardCore(0, ROUTER, repo, dedupe_window_s=10)
     await late.start()
-    late._dedupe_until = 0.0  # as if the window had passed: misses are not looked up
+    late._lookup_until = 0.0  # as if the window had passed: misses are not looked up
     again, other = await late.apply([m, reserve(sku)])
     # The journal's unique request key refuses the batch instead of reserving twice; the
     # shard reloads the batch's SKUs, looks the ids up and applies the rest once.
