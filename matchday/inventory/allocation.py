@@ -88,7 +88,7 @@ def reserve_channel(self: SkuLedger, ch: Changes, m: WireMutation, now: float) -
     refused = self._refusal(qty, qty, m[5], before)
     if refused is not None:
         return refused
-    rid = ch.new_id()
+    rid = ch.new_id(m[1])
     r = (RESERVATION, rid, self.sku, qty, m[4], m[5], now + m[6], "held", None, channel)
     self.held[rid] = r
     self.reserved += qty

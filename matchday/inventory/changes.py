@@ -47,7 +47,8 @@ class Changes:
         "touched",
     )
 
-    def __init__(self, new_id: Callable[[], str]) -> None:
+    def __init__(self, new_id: Callable[[str], str]) -> None:
+        # A new hold's id, from its request id (ids.reservation_id).
         self.new_id = new_id
         self.entries: list[Entry] = []
         self.touched: dict[str, SkuLedger] = {}  # whose counters to write

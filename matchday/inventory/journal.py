@@ -74,13 +74,17 @@ def answers(rows: Iterable[AnswerRow]) -> dict[str, WireOutcome]:
     """The first answer of each journaled request among ``rows``.
 
     A row whose kind is None is a request id whose journal key belongs to another one (a
-    64-bit collision): it can never be journaled, so it is refused, and only it.
+    64-bit collision): it can never be journaled, so it is refused, and only it. A request
+    id found in two batches (a reserve's hold and another kind's key, ADR 0034) keeps the
+    earlier batch's answer (rows come in journal order).
     """
     out: dict[str, WireOutcome] = {}
     revoked: dict[str, list[str]] = {}
     for rid, kind, sku, ref, qty, after, expires, on_hand, sold, pcl, lst, cap, *res in rows:
         if kind is None:
-            out[rid] = COLLIDES
+            out.setdefault(rid, COLLIDES)
+        elif out.get(rid, COLLIDES) is not COLLIDES:
+            continue
         elif kind == REVOKE:
             revoked.setdefault(rid, []).append(ref)
         elif kind in STOCK_KINDS:

@@ -161,7 +161,7 @@ class SkuLedger:
                 return refused
         elif qty > before:
             return refusal(OutOfStock, self.sku, qty, max(before, 0))
-        rid = ch.new_id()
+        rid = ch.new_id(m[1])
         r = (RESERVATION, rid, self.sku, qty, m[4], m[5], now + m[6], "held", None)
         self.held[rid] = r
         self.reserved += qty

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from matchday.inventory.changes import Changes, Entry, Reservation
-from matchday.inventory.wire import EXPIRE, REVOKE, WireOutcome
+from matchday.inventory.wire import EXPIRE, RESERVE, REVOKE, WireOutcome
 
 
 class SkuRow(NamedTuple):
@@ -41,6 +41,9 @@ class ShardState:
     customer_units: list[tuple[str, str, int]] = field(default_factory=list)
     # sku, channel, max_units, max_percent, held, sold (ADR 0028)
     channels: list[ChannelRow] = field(default_factory=list)
+
+
+_UNKEYED = frozenset({RESERVE, EXPIRE, REVOKE})
 
 
 @dataclass(slots=True)
@@ -110,6 +113,12 @@ class BatchWrite:
     def request_ids(self) -> set[str]:
         """The request ids this batch answers for good: an expiry or a revocation is none."""
         return {e[1] for e in self.entries if e[0] != EXPIRE and e[0] != REVOKE}
+
+    @property
+    def keyed_ids(self) -> list[str]:
+        """The request ids whose keys ``inventory_requests`` stores: all but a reserve's,
+        whose hold's primary key is its key (ADR 0034)."""
+        return sorted({e[1] for e in self.entries if e[0] not in _UNKEYED})
 
 
 def _channel_rows(ch: Changes) -> list[ChannelRow]:

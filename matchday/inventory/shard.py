@@ -31,7 +31,7 @@ from matchday.inventory.allocation import ChannelStock
 from matchday.inventory.changes import R_CART, R_EXPIRES, R_ID, R_QTY, R_SKU, Changes
 from matchday.inventory.commands import DEFAULT_POLICY, Mutation, Outcome, Policy
 from matchday.inventory.expiry import Expiry
-from matchday.inventory.ids import ReservationIds
+from matchday.inventory.ids import reservation_id
 from matchday.inventory.ledger import SkuLedger
 from matchday.inventory.records import BatchRefused, BatchWrite, ShardRepository, ShardState
 from matchday.inventory.routing import Router
@@ -128,7 +128,6 @@ class ShardCore(Expiry):
         # those alone are looked up in the journal (``_answer_unjournaled``).
         self._lookup_until = 0.0
         self._heap: list[tuple[float, str, str]] = []
-        self._new_id = ReservationIds(shard_id, 0)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -154,7 +153,6 @@ class ShardCore(Expiry):
             raise
         state = await self.repo.load_shard(self.shard_id, self.epoch, pinned_only=self._dedicated)
         self._install(state)
-        self._new_id = ReservationIds(self.shard_id, self.epoch)
         self._lookup_until = self.clock.now() + self.dedupe_window_s
         self.healthy = True
         self.recoveries += 1
@@ -234,7 +232,7 @@ class ShardCore(Expiry):
         for _ in range(MAX_ATTEMPTS):
             misrouted = await self._load_unknown({batch[i][2] for i in todo})
             bought = await self._bought(batch, todo)
-            ch = Changes(self._new_id)
+            ch = Changes(reservation_id)
             answered, armed = self._run(batch, todo, outs, ch, misrouted, bought, closed, now)
             if not ch.entries:
                 break

@@ -3,9 +3,10 @@
 A batch is one statement, so one round trip and one implicit transaction: its data-changing
 CTEs write the counters, the reservations (inserted when new, updated when changed), the
 customer totals of SKUs with a per-customer limit, one journal row (the batch's entries as
-parallel arrays), one dedupe key per request id and one outbox row. Its final SELECT checks
-what must hold at commit and, if anything does not, calls ``inventory_batch_refused``, whose
-error rolls the whole statement back (010_compact_journal.sql):
+parallel arrays), one dedupe key per request id that is not a reserve's and one outbox
+row. Its final SELECT checks what must hold at commit and, if anything does not, calls
+``inventory_batch_refused``, whose error rolls the whole statement back
+(010_compact_journal.sql):
 
 - the shard's epoch is still ours (FOR SHARE: a successor's claim waits for this batch, and
   this batch sees a claim that committed first);
@@ -15,11 +16,17 @@ error rolls the whole statement back (010_compact_journal.sql):
 - every SKU is still owned by this shard (its counters row was updated), and every new
   reservation's SKU is one of them: the batch, not a foreign key, keeps a hold's SKU real
   (017_reservations_sku_checked_by_the_batch.sql);
-- no request id was journaled before: a dedupe key already there fails its insert (a unique
-  violation on ``inventory_requests_pkey``, which the repository reads as the same
-  'duplicate' refusal; no ``ON CONFLICT``, whose speculative insertion cost 8-12% of
-  PostgreSQL's CPU per batch), and two ids of one batch on one key leave fewer keys than
-  requests.
+- no request id was journaled before (ADR 0034). A reserve's hold id is derived from its
+  request id, so a retried reserve fails the hold's insert; any other request's key
+  (``ids.request_key``, sent by the shard) fails its insert when stored already. Either is
+  a unique violation (``reservations_pkey``, ``inventory_requests_pkey``) that the
+  repository reads as the same 'duplicate' refusal: no ``ON CONFLICT``, whose speculative
+  insertion cost 8-12% of PostgreSQL's CPU per batch. Two ids of one batch on one key leave
+  fewer keys than requests. A request id reused for another kind is found by probing the
+  other index: a reserve's key among the stored keys, another request's derived hold id
+  among the holds.
+- the batch's id is drawn first (``bid``) so that its new holds can name it: a retried
+  reserve is answered from that batch's entry.
 
 No pipeline mode: psycopg's pipeline stopped flushing a large batch halfway (issue 12).
 """
@@ -41,11 +48,14 @@ from matchday.inventory.changes import (
     R_SKU,
     R_STATUS,
 )
+from matchday.inventory.ids import key_hex, request_key, reservation_id
 from matchday.inventory.records import BatchWrite
-from matchday.storage.pg_arrays import PgArray, float8, int2, int4, int8, text
+from matchday.storage.pg_arrays import PgArray, float8, int2, int4, int8, int8_hex, text
 
 BATCH_SQL = """
-WITH ep AS (
+WITH bid AS (
+    SELECT nextval('inventory_batches_id_seq') AS id
+), ep AS (
     SELECT epoch FROM shard_epochs WHERE shard_id = %(shard)s FOR SHARE
 ), carts_now AS (
     SELECT cart_id, status FROM carts WHERE cart_id = ANY(%(carts)b::text[]) FOR SHARE
@@ -59,9 +69,9 @@ WITH ep AS (
     WHERE i.sku = v.sku AND i.shard_id = %(shard)s
     RETURNING i.sku, i.on_hand, i.reserved, i.sold
 ), rn AS (
-    INSERT INTO reservations (reservation_id, sku, qty, cart_id, customer_id, status,
+    INSERT INTO reservations (batch, reservation_id, sku, qty, cart_id, customer_id, status,
         order_id, created_at, expires_at, closed_at)
-    SELECT v.id, v.sku, v.qty, v.cart, v.customer, v.status, v.order_id,
+    SELECT (SELECT id FROM bid), v.id, v.sku, v.qty, v.cart, v.customer, v.status, v.order_id,
         to_timestamp(v.created), to_timestamp(v.expires),
         CASE WHEN v.status = 'held' THEN NULL ELSE now() END
     FROM unnest(%(rn_id)b::text[], %(rn_sku)b::text[], %(rn_qty)b::int[], %(rn_cart)b::text[],
@@ -84,19 +94,17 @@ WITH ep AS (
     ON CONFLICT (sku, customer_id) DO UPDATE SET units = excluded.units
     RETURNING 1
 ), j AS (
-    INSERT INTO inventory_batches (shard_id, epoch, at, kinds, request_ids, skus, refs, qtys,
-        avail_before, avail_after, expires, on_hand, sold, pcl, lst, cap)
-    VALUES (%(shard)s, %(epoch)s, to_timestamp(%(at)s), %(kinds)b::smallint[],
+    INSERT INTO inventory_batches (id, shard_id, epoch, at, kinds, request_ids, skus, refs,
+        qtys, avail_before, avail_after, expires, on_hand, sold, pcl, lst, cap)
+    VALUES ((SELECT id FROM bid), %(shard)s, %(epoch)s, to_timestamp(%(at)s), %(kinds)b::smallint[],
         %(rids)b::text[], %(skus)b::text[], %(refs)b::text[], %(qtys)b::bigint[],
         %(before)b::bigint[], %(after)b::bigint[], %(expires)b::float8[],
         %(on_hand)b::bigint[], %(sold)b::bigint[], %(pcl)b::int[], %(lst)b::int[],
         %(cap)b::int[])
-    RETURNING id, kinds, request_ids
+    RETURNING id
 ), d AS (
     INSERT INTO inventory_requests (key, batch)
-    SELECT DISTINCT hashtextextended(e.rid, 0), j.id
-    FROM j, unnest(j.request_ids, j.kinds) AS e(rid, kind)
-    WHERE e.kind NOT IN (8, 9)
+    SELECT DISTINCT k, (SELECT id FROM bid) FROM unnest(%(keys)b::bigint[]) AS k
     RETURNING 1
 ), o AS (
     INSERT INTO inventory_outbox (batch, skus, on_hand, reserved, sold)
@@ -114,22 +122,30 @@ SELECT CASE
     WHEN (SELECT count(*) FROM c) <> %(n_counters)s THEN inventory_batch_refused('moved')
     WHEN EXISTS (SELECT 1 FROM rn WHERE rn.sku NOT IN (SELECT sku FROM c))
         THEN inventory_batch_refused('unknown_sku a new reservation names a SKU not counted')
-    WHEN (SELECT count(*) FROM d) <> %(n_requests)s THEN inventory_batch_refused('duplicate')
+    WHEN (SELECT count(*) FROM d) <> %(n_requests)s
+        OR EXISTS (SELECT 1 FROM inventory_requests WHERE key = ANY(%(hold_keys)b::bigint[]))
+        OR EXISTS (SELECT 1 FROM reservations WHERE reservation_id = ANY(%(key_holds)b::text[]))
+        THEN inventory_batch_refused('duplicate')
     WHEN (SELECT count(*) FROM ru) <> %(n_changed)s
         THEN inventory_batch_refused('a changed reservation has no row')
     END,
     (SELECT count(*) FROM rn), (SELECT count(*) FROM cu), (SELECT count(*) FROM o)
 """
 
-# For each of ``ids`` whose key is journaled: its entries (several for a count that revoked
-# holds) joined with their reservations, in journal order, as rows for
-# ``matchday.inventory.journal.answers``; or, when the key belongs to another request id (a
-# 64-bit collision), one row with that id and nothing else.
+# For each of ``ids`` that is journaled, by its key (``keys``) or as the creator of its
+# derived hold (``holds``, ADR 0034): its entries (several for a count that revoked holds)
+# joined with their reservations, in journal order, as rows for
+# ``matchday.inventory.journal.answers``; or, when the key or the hold belongs to another
+# request id (a 64-bit collision), one row with that id and nothing else.
 LOOKUP_SQL = """
-WITH hits AS (
-    SELECT x AS asked, q.batch
-    FROM unnest(%(ids)s::text[]) AS x
-    JOIN inventory_requests q ON q.key = hashtextextended(x, 0)
+WITH asked AS (
+    SELECT * FROM unnest(%(ids)s::text[], %(keys)s::bigint[], %(holds)s::text[])
+        AS x(asked, key, hold)
+), hits AS (
+    SELECT a.asked, q.batch FROM asked a JOIN inventory_requests q ON q.key = a.key
+    UNION
+    SELECT a.asked, r.batch FROM asked a JOIN reservations r ON r.reservation_id = a.hold
+    WHERE r.batch IS NOT NULL
 )
 SELECT h.asked, e.kind, e.sku, e.ref, e.qty, e.after, e.expires, e.on_hand, e.sold, e.pcl,
     e.lst, e.cap, r.cart_id, r.customer_id, r.order_id
@@ -154,9 +170,9 @@ assert "r.channel_id" in LOOKUP_SQL
 BATCH_SQL_CHANNELS = (
     BATCH_SQL.replace(
         """        order_id, created_at, expires_at, closed_at)
-    SELECT v.id, v.sku, v.qty, v.cart, v.customer, v.status, v.order_id,""",
+    SELECT (SELECT id FROM bid),""",
         """        order_id, created_at, expires_at, closed_at, channel_id)
-    SELECT v.id, v.sku, v.qty, v.cart, v.customer, v.status, v.order_id,""",
+    SELECT (SELECT id FROM bid),""",
     )
     .replace(
         """        CASE WHEN v.status = 'held' THEN NULL ELSE now() END
@@ -224,8 +240,10 @@ _ARRAYS: dict[str, Callable[[Sequence[Any]], PgArray]] = {
     **dict.fromkeys(("c_sku", "rn_id", "rn_sku", "rn_cart", "rn_customer", "rn_status"), text),
     **dict.fromkeys(("rn_order", "ru_id", "ru_status", "ru_order", "cu_sku", "cu_customer"), text),
     **dict.fromkeys(("rids", "skus", "refs", "rn_channel", "cs_sku", "cs_channel"), text),
+    "key_holds": text,
     **dict.fromkeys(("c_on_hand", "c_reserved", "c_sold", "qtys", "before", "after"), int8),
-    **dict.fromkeys(("on_hand", "sold", "cs_held", "cs_sold"), int8),
+    **dict.fromkeys(("on_hand", "sold", "cs_held", "cs_sold", "keys"), int8),
+    "hold_keys": int8_hex,
     **dict.fromkeys(("c_pcl", "c_lst", "c_cap", "rn_qty", "ru_qty", "cu_units"), int4),
     **dict.fromkeys(("pcl", "lst", "cap", "cs_units", "cs_percent"), int4),
     **dict.fromkeys(("rn_created", "rn_expires", "ru_expires", "expires"), float8),
@@ -292,6 +310,12 @@ def batch_params(batch: BatchWrite) -> dict[str, Any]:
         cu_sku=[x[0] for x in cu],
         cu_customer=[x[1] for x in cu],
         cu_units=[x[2] for x in cu],
-        n_requests=len(batch.request_ids),
+    )
+    keyed = batch.keyed_ids
+    params.update(
+        keys=[request_key(rid) for rid in keyed],
+        n_requests=len(keyed),
+        hold_keys=[key_hex(r[R_ID]) for r in rn],
+        key_holds=[reservation_id(rid) for rid in keyed],
     )
     return params

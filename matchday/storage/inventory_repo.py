@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from matchday.domain.errors import StaleEpoch, Unavailable
 from matchday.inventory.changes import Reservation
+from matchday.inventory.ids import hold_id, request_key
 from matchday.inventory.journal import answers
 from matchday.inventory.records import BatchRefused, BatchWrite, ShardState, SkuRow
 from matchday.inventory.routing import Router
@@ -145,7 +146,9 @@ class InventoryRepository:
 
     async def lookup_results(self, request_ids: list[str]) -> dict[str, WireOutcome]:
         async with self._conn() as conn:
-            cur = await conn.execute(LOOKUP_SQL, {"ids": request_ids})
+            keys = [request_key(rid) for rid in request_ids]
+            holds = [hold_id(k) for k in keys]
+            cur = await conn.execute(LOOKUP_SQL, {"ids": request_ids, "keys": keys, "holds": holds})
             return answers(await cur.fetchall())
 
     async def write_batch(self, batch: BatchWrite) -> None:
@@ -175,7 +178,7 @@ class InventoryRepository:
         except psycopg.Error as exc:
             if exc.sqlstate == "MD001":
                 raise _refusal(batch, exc.diag.message_primary or "") from None
-            if isinstance(exc, UniqueViolation) and exc.diag.constraint_name == _DEDUPE_KEY:
+            if isinstance(exc, UniqueViolation) and exc.diag.constraint_name in _DEDUPE_KEYS:
                 raise BatchRefused(duplicate=True) from None  # a request id journaled before
             raise
 
@@ -290,7 +293,9 @@ class InventoryRepository:
 
 Statement = tuple[str, tuple[Any, ...]]
 
-_DEDUPE_KEY = "inventory_requests_pkey"  # one row per request id (010_compact_journal.sql)
+# A request id journaled before: a reserve's hold is keyed by it (018), any other request's
+# key has its own row (010_compact_journal.sql).
+_DEDUPE_KEYS = frozenset({"reservations_pkey", "inventory_requests_pkey"})
 
 # FOR SHARE: a new owner's epoch bump waits for an in-flight batch to commit, and every batch
 # after the bump sees the new epoch. A zombie can never write after a claim.

@@ -109,6 +109,15 @@ def text(values: Sequence[str | None]) -> PgArray:
     return _TEXT(b"".join(parts))
 
 
+def int8_hex(values: Sequence[str]) -> PgArray:
+    """A ``bigint[]`` of 64-bit two's-complement values given as 16 hex digits each, big
+    endian (``ids.key_hex``): the digits are the element's bytes, decoded in one call."""
+    if not values:
+        return _INT8(_EMPTY.pack(0, 0, _INT8.element))  # type: ignore[attr-defined]
+    body = bytes.fromhex("00000008" + "00000008".join(values))
+    return _INT8(_head(_INT8, values, False) + body)
+
+
 int2 = _fixed(_INT2, "h")
 int4 = _fixed(_INT4, "i")
 int8 = _fixed(_INT8, "q")

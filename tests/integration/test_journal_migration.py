@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,14 +91,17 @@ def expiries(core: ShardCore) -> dict[str, Any]:
     }
 
 
-async def fill(url: str) -> History:
-    """Every kind of change, written the pre-010 way, with each request's first answer."""
+async def fill(
+    url: str, make_repo: Callable[[Any], InventoryRepository] = LegacyRepository
+) -> History:
+    """Every kind of change, written the pre-010 way (or ``make_repo``'s), with each
+    request's first answer."""
     prefix = uid("MIG").upper()
     plain, limited, counted = f"{prefix}-PLAIN", f"{prefix}-LIMITED", f"{prefix}-COUNTED"
     pool = make_pool(url, max_size=2)
     await pool.open()
     try:
-        repo = LegacyRepository(pool)
+        repo = make_repo(pool)
         await repo.create_skus(
             [SkuRow(plain, 100, 0, 0), SkuRow(limited, 50, 0, 0, 3, 10), SkuRow(counted, 20, 0, 0)],
             ROUTER,

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from matchday.inventory.ids import hold_id, key_hex
 from matchday.settings import Settings
 from matchday.storage import pg_arrays
 
@@ -52,6 +53,17 @@ def test_an_encoded_array_reads_back_as_psycopgs_list_does(
     values = data.draw(st.lists(st.one_of(st.none(), elements), max_size=40))
     expected = read_back(conn, sql_type, values) if values else []
     assert read_back(conn, sql_type, encode(values)) == expected == values
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(keys=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=40))
+def test_bigints_given_as_hex_read_back_as_the_ints_they_spell(conn: Any, keys: list[int]) -> None:
+    """``int8_hex`` takes a derived hold id's key as its 16 hex digits (ids.key_hex)."""
+    hexes = [key_hex(hold_id(k)) for k in keys]
+    assert pg_arrays.int8_hex(hexes) == pg_arrays.int8(keys)
+    assert read_back(conn, "bigint", pg_arrays.int8_hex(hexes)) == keys
 
 
 def test_an_empty_array_is_empty_not_null(conn: Any) -> None:

@@ -343,7 +343,7 @@ async def test_a_request_whose_journal_key_another_id_took_is_refused_alone(
     victim = reserve(sku)
     async with repo.pool.connection() as conn:
         await conn.execute(
-            "INSERT INTO inventory_requests (key, batch) SELECT hashtextextended(%s, 0), batch"
+            "INSERT INTO inventory_requests (key, batch) SELECT inventory_request_key(%s), batch"
             " FROM inventory_journal WHERE sku = %s",
             (victim.request_id, sku),
         )

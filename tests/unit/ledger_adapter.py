@@ -49,7 +49,7 @@ class TypedLedger:
         return {rid: reservation_view(r) for rid, r in self.ledger.held.items()}
 
     def _call(self, method: str, m: Any, now: float, new_id: str = "", **kw: Any) -> Any:
-        ch = Changes(lambda: new_id)
+        ch = Changes(lambda _request_id: new_id)
         out = getattr(self.ledger, method)(ch, to_wire(m), now, **kw)
         self.last = ch
         if out is None:

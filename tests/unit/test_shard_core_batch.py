@@ -19,6 +19,7 @@ from matchday.inventory.commands import (
     Reserve,
     Resize,
 )
+from matchday.inventory.ids import key_of_hold, request_key, reservation_id
 from matchday.inventory.records import BatchRefused, BatchWrite
 from matchday.inventory.routing import Router
 from matchday.inventory.shard import MAX_ATTEMPTS, ShardCore
@@ -69,24 +70,30 @@ async def test_the_lean_path_takes_plain_tuples_and_answers_plain_tuples(
     assert await core.apply_wire([wire]) == [out]  # a retry: the same tuple
 
 
-async def test_reservation_ids_are_unique_across_restarts_and_shards_without_counting_sales(
+async def test_reservation_ids_come_from_request_ids_and_tell_nothing_of_sales(
     repo: FakeShardRepository,
 ) -> None:
+    """A hold's id is its reserve's request key in hex (ADR 0034): unique across shards and
+    restarts because request ids are, and a hash, so two ids do not count the sales made
+    between them."""
     for shard in (1, 2, 3):
         repo.add_sku(f"PINNED-{shard}", 100, owner=shard)
         repo.pins[f"PINNED-{shard}"] = shard
     ids: list[str] = []
+    asked: list[str] = []
     for _ in range(2):  # two incarnations of each shard
         for shard in (1, 2, 3):
             core = await started(repo, shard)
             batch = [Reserve(f"req-{shard}-{len(ids)}-{i}", f"PINNED-{shard}", 1, "c", "f", TTL)
                      for i in range(20)]  # fmt: skip
+            asked += [m.request_id for m in batch]
             ids += [held(o).reservation_id for o in await core.apply(batch)]
 
     assert len(set(ids)) == len(ids) == 120
-    assert all(re.fullmatch(r"r[123]\.[12]\.[0-9a-f]{1,10}", i) for i in ids)
-    # Consecutive reserves do not get consecutive numbers.
-    numbers = [int(i.rsplit(".", 1)[1], 16) for i in ids[:20]]
+    assert ids == [reservation_id(r) for r in asked]
+    assert all(re.fullmatch(r"r[0-9a-f]{8}\.[0-9a-f]{8}", i) for i in ids)
+    assert [key_of_hold(i) for i in ids] == [request_key(r) for r in asked]
+    numbers = [int(i[1:].replace(".", ""), 16) for i in ids[:20]]
     assert sorted(numbers) != numbers or max(numbers) - min(numbers) > 1000
 
 
