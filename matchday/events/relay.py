@@ -47,17 +47,24 @@ WHERE (SELECT pg_try_advisory_xact_lock(%s))
 ORDER BY id LIMIT %s
 """
 
-# Those rows' batches' entries, each with its reservation's cart and its SKU's threshold.
+# Those rows' batches' entries, each with its cart and its SKU's threshold. A batch stores its
+# entries' carts since 019; an older one's are read from the reservations. A sub-select, not
+# a join: coalesce runs it only for an entry without a cart, and its condition on ``b.carts``
+# stops it before the index for a newer batch's stock change (as a join, the planner hashed
+# the whole reservations table).
 _ENTRIES_SQL = """
 SELECT o.id, e.kind, e.rid, e.sku, e.ref, e.qty, e.before, e.after, e.expires, e.on_hand,
-    e.sold, e.pcl, e.lst, e.cap, r.cart_id, i.low_stock_threshold
+    e.sold, e.pcl, e.lst, e.cap,
+    coalesce(e.cart, (SELECT r.cart_id FROM reservations r
+                      WHERE b.carts IS NULL AND r.reservation_id = e.ref)),
+    i.low_stock_threshold
 FROM inventory_outbox o
 JOIN inventory_batches b ON b.id = o.batch
 CROSS JOIN LATERAL unnest(b.kinds, b.request_ids, b.skus, b.refs, b.qtys, b.avail_before,
-                          b.avail_after, b.expires, b.on_hand, b.sold, b.pcl, b.lst, b.cap)
+                          b.avail_after, b.expires, b.on_hand, b.sold, b.pcl, b.lst, b.cap,
+                          b.carts)
     WITH ORDINALITY AS e(kind, rid, sku, ref, qty, before, after, expires, on_hand, sold, pcl,
-                         lst, cap, pos)
-LEFT JOIN reservations r ON r.reservation_id = e.ref
+                         lst, cap, cart, pos)
 LEFT JOIN inventory i ON i.sku = e.sku
 WHERE o.id = ANY(%s::bigint[])
 ORDER BY o.id, e.pos

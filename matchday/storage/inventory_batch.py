@@ -95,12 +95,12 @@ WITH bid AS (
     RETURNING 1
 ), j AS (
     INSERT INTO inventory_batches (id, shard_id, epoch, at, kinds, request_ids, skus, refs,
-        qtys, avail_before, avail_after, expires, on_hand, sold, pcl, lst, cap)
+        qtys, avail_before, avail_after, expires, on_hand, sold, pcl, lst, cap, carts)
     VALUES ((SELECT id FROM bid), %(shard)s, %(epoch)s, to_timestamp(%(at)s), %(kinds)b::smallint[],
         %(rids)b::text[], %(skus)b::text[], %(refs)b::text[], %(qtys)b::bigint[],
         %(before)b::bigint[], %(after)b::bigint[], %(expires)b::float8[],
         %(on_hand)b::bigint[], %(sold)b::bigint[], %(pcl)b::int[], %(lst)b::int[],
-        %(cap)b::int[])
+        %(cap)b::int[], %(e_carts)b::text[])
     RETURNING id
 ), d AS (
     INSERT INTO inventory_requests (key, batch)
@@ -241,6 +241,7 @@ _ARRAYS: dict[str, Callable[[Sequence[Any]], PgArray]] = {
     **dict.fromkeys(("rn_order", "ru_id", "ru_status", "ru_order", "cu_sku", "cu_customer"), text),
     **dict.fromkeys(("rids", "skus", "refs", "rn_channel", "cs_sku", "cs_channel"), text),
     "key_holds": text,
+    "e_carts": text,
     **dict.fromkeys(("c_on_hand", "c_reserved", "c_sold", "qtys", "before", "after"), int8),
     **dict.fromkeys(("on_hand", "sold", "cs_held", "cs_sold", "keys"), int8),
     "hold_keys": int8_hex,
@@ -311,8 +312,12 @@ def batch_params(batch: BatchWrite) -> dict[str, Any]:
         cu_customer=[x[1] for x in cu],
         cu_units=[x[2] for x in cu],
     )
+    # Each entry's cart, for the relay's events (019): a hold's entries name it by its id.
+    cart_of = {r[R_ID]: r[R_CART] for r in rn}
+    cart_of.update((r[R_ID], r[R_CART]) for r in ru)
     keyed = batch.keyed_ids
     params.update(
+        e_carts=[cart_of.get(e[3]) for e in batch.entries],
         keys=[request_key(rid) for rid in keyed],
         n_requests=len(keyed),
         hold_keys=[key_hex(r[R_ID]) for r in rn],

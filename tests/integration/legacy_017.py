@@ -131,7 +131,7 @@ class Repository017(InventoryRepository):
     async def write_batch(self, batch: BatchWrite) -> None:
         assert not batch.channels and not batch.customers_reset, "not needed to fill"
         _, params = batch_sql(batch)
-        for name in ("keys", "hold_keys", "key_holds"):
+        for name in ("keys", "hold_keys", "key_holds", "e_carts"):
             del params[name]
         params["n_requests"] = len(batch.request_ids)
         try:

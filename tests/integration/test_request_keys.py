@@ -136,7 +136,7 @@ def db_at_017(settings: Settings) -> Iterator[str]:
 
 async def test_018_rekeys_a_database_filled_by_the_engine_before_it(db_at_017: str) -> None:
     h = await fill(db_at_017, Repository017)
-    assert migrate(db_at_017) == ["018_reserve_keyed_by_its_hold.sql"]
+    assert migrate(db_at_017)[0] == "018_reserve_keyed_by_its_hold.sql"  # then the later ones
     pool = make_pool(db_at_017, max_size=4)
     await pool.open()
     try:
