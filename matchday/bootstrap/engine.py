@@ -19,7 +19,7 @@ from matchday.inventory.shard import ShardCore
 from matchday.reports.ports import Refresh
 from matchday.settings import Settings
 from matchday.storage import db
-from matchday.storage.inventory_repo import InventoryRepository
+from matchday.storage.inventory_repo import SHARD_CONNECTION_OPTIONS, InventoryRepository
 from matchday.storage.reports_repo import ReportsRepository
 
 if TYPE_CHECKING:
@@ -38,7 +38,14 @@ async def open_shard_core(
     s = settings
     # No check on borrow: it costs a round trip per batch. After a PostgreSQL restart a
     # dead connection fails one batch, the pool discards it, and the shard recovers.
-    pool = db.make_pool(s.database_url, min_size=1, max_size=2, name=pool_name, check=False)
+    pool = db.make_pool(
+        s.database_url,
+        min_size=1,
+        max_size=2,
+        name=pool_name,
+        check=False,
+        options=SHARD_CONNECTION_OPTIONS,
+    )
     await pool.open(wait=False)
     return ShardCore(
         shard_id,

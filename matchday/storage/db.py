@@ -103,15 +103,23 @@ class Pool(AsyncConnectionPool):
 
 
 def make_pool(
-    url: str, *, min_size: int = 1, max_size: int = 4, name: str = "matchday", check: bool = True
+    url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 4,
+    name: str = "matchday",
+    check: bool = True,
+    options: str | None = None,
 ) -> AsyncConnectionPool:
     """An async pool, not yet opened: call ``await pool.open()`` inside the event loop.
 
     ``check``: a round trip before each lend (True), or only the socket poll (False, for
     hot paths); either way a PostgreSQL restart costs no stream of errors (:class:`Pool`).
+    ``options``: settings each connection starts with (libpq's ``options``, ``-c k=v``).
     """
     return Pool(
         url,
+        kwargs={} if options is None else {"options": options},
         check=check,
         min_size=min_size,
         max_size=max_size,

@@ -293,6 +293,15 @@ class InventoryRepository:
 
 Statement = tuple[str, tuple[Any, ...]]
 
+# How a shard's connections start. Every statement a shard runs reads by key, recovery's
+# included. psycopg prepares the batch statement on its fifth run, and PostgreSQL's generic
+# plan for it, made while a new database's tables are nearly empty, scans them; the plan
+# stays until autovacuum's first ANALYZE (its naptime is a minute), so each batch reads the
+# whole growing reservations table (bench.inventory's first round: 1,531 scans, 19.0 million
+# tuples; PostgreSQL at 76-81 us per reserve, against ~20 after it). With sequential scans
+# off, the planner takes the keys whatever the tables' size.
+SHARD_CONNECTION_OPTIONS = "-c enable_seqscan=off"
+
 # A request id journaled before: a reserve's hold is keyed by it (018), any other request's
 # key has its own row (010_compact_journal.sql).
 _DEDUPE_KEYS = frozenset({"reservations_pkey", "inventory_requests_pkey"})
