@@ -20,10 +20,13 @@ ENGINE_TABLES = (
     "sku_pins",
     "reservations",
     "customer_units",
-    "inventory_journal",
+    "inventory_batches",
+    "inventory_requests",
     "inventory_outbox",
     "shard_epochs",
 )
+# How long ``BenchBase.settle`` waits for autovacuum and Redis's background saves to end.
+SETTLE_LIMIT_S = 60.0
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 

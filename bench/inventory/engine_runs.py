@@ -25,7 +25,7 @@ class EngineRuns(Baselines):
     async def hot_sku(self) -> None:
         """``cfg.runs`` rounds, each on a fresh engine: an idle window, then at each
         concurrency the engine, the row lock and Redis Lua one after the other."""
-        out: dict[str, Any] = {"runs": [], "idle": []}
+        out: dict[str, Any] = {"runs": [], "idle": [], "settle": []}
         self.results["hot_sku"] = out  # filled in as phases finish: a failed run keeps them
         for r in range(self.cfg.runs):
             run: dict[str, Any] = {}
@@ -34,15 +34,20 @@ class EngineRuns(Baselines):
             handles = await self.start(s)
             try:
                 await self.prime(s, handles, r)
+                settle = out["settle"].append
+                settle(await self.settle(f"run {r + 1}, before the idle window"))
                 idle = await self.idle(f"hot SKU, run {r + 1} of {self.cfg.runs}")
                 out["idle"].append(idle)
                 for c in self.cfg.concurrency:
                     run[str(c)] = res = {}
                     tag = f"run {r + 1}, c={c}"
+                    settle(await self.settle(f"{tag}, before the engine"))
                     res["engine"] = await self.engine_phase(s, handles, r, c, idle["cores"])
+                    settle(await self.settle(f"{tag}, before the row lock"))
                     self.say(f"hot SKU, {tag}: PostgreSQL row lock ...")
                     res["row_lock"] = await self.row_lock(c, idle["cores"])
                     self.say(f"  row lock  {brief(res['row_lock'])}")
+                    settle(await self.settle(f"{tag}, before Redis Lua"))
                     self.say(f"hot SKU, {tag}: Redis Lua ...")
                     res["redis_lua"] = await self.redis_lua(c, idle["cores"])
                     self.say(f"  Redis Lua {brief(res['redis_lua'])}")
@@ -160,6 +165,7 @@ class EngineRuns(Baselines):
             await self.analyze()
             handles = await self.start(s)
             try:
+                await self.settle(f"scaling, {n} shard(s)")
                 client = connect_client(s, handles)
                 op = engine_op([client], any_sku(skus), f"{self.run_id}-s{n}", c)
                 phase = f"scaling, {n} shard(s), c={c}"

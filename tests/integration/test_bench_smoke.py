@@ -47,6 +47,13 @@ def test_the_quick_benchmark_runs_and_every_acknowledged_reserve_is_durable(tmp_
     [run] = figures["hot_sku"]["runs"]
     [idle] = figures["hot_sku"]["idle"]
     assert ENGINE_ROLES - {LOAD_GENERATOR} <= set(idle["cores"])
+    # The servers were settled before the idle window and before each of the three phases,
+    # and the upkeep's CPU is on record apart from the phases'.
+    settled = figures["hot_sku"]["settle"]
+    assert [s["label"].split(", ")[-1] for s in settled] == [
+        "before the idle window", "before the engine", "before the row lock", "before Redis Lua"
+    ]  # fmt: skip
+    assert all(s["cpu_s"]["postgres"] >= 0 and s["seconds"] > 0 for s in settled), settled
     for c, phase in run.items():
         assert phase["engine"]["durability"]["ok"] is True
         assert phase["engine"]["errors_total"] == {}
