@@ -18,13 +18,17 @@ turn, a flush left the moment the previous one returned, carrying only the calle
 queued while it was out, and the callers split into as many groups as flushes in flight,
 for good: at 64 callers on one hot SKU, two calls of 32 and two PostgreSQL transactions of
 32 where one of 64 does the same work (issue 12).
+
+A caller that submits many items at once (a shard taking a client's batch) waits on one
+future for all of them, not one per item: a future, its ``gather`` callback and its wake-up
+per mutation cost the shard ~2 us per reserve.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -47,7 +51,10 @@ class Coalescer(Generic[T, R]):
         self._max_in_flight = max_in_flight
         self._linger_s = linger_s
         self._fill = min(fill, max_batch)
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        # Queued submits: (item, its future, False) for one item, (items, one future for
+        # all their results, True) for a group.
+        self._pending: list[tuple[Any, asyncio.Future[Any], bool]] = []
+        self._queued = 0  # items in _pending
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -58,23 +65,32 @@ class Coalescer(Generic[T, R]):
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return self._queued
 
     async def submit(self, item: T) -> R:
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, fut))
+        self._pending.append((item, fut, False))
+        self._queued += 1
         self._kick()
         return await fut
 
     async def submit_many(self, items: Sequence[T]) -> list[R]:
-        loop = asyncio.get_running_loop()
-        futs: list[asyncio.Future[R]] = []
-        for item in items:
-            fut: asyncio.Future[R] = loop.create_future()
-            self._pending.append((item, fut))
-            futs.append(fut)
+        """Each item's result, in order. A group larger than ``max_batch`` is queued as
+        several, each a flush's worth."""
+        step = self._max_batch
+        if not items:
+            return []
+        if len(items) <= step:
+            return list(await self._enqueue(items))
+        parts = [self._enqueue(items[i : i + step]) for i in range(0, len(items), step)]
+        return [r for part in await asyncio.gather(*parts) for r in part]
+
+    def _enqueue(self, items: Sequence[T]) -> asyncio.Future[Sequence[R]]:
+        fut: asyncio.Future[Sequence[R]] = asyncio.get_running_loop().create_future()
+        self._pending.append((items, fut, True))
+        self._queued += len(items)
         self._kick()
-        return list(await asyncio.gather(*futs))
+        return fut
 
     def _kick(self) -> None:
         if self._turn:
@@ -82,16 +98,28 @@ class Coalescer(Generic[T, R]):
         while self._pending and self._in_flight < self._max_in_flight:
             if self._lingers():
                 return
-            batch = self._pending[: self._max_batch]
-            del self._pending[: self._max_batch]
+            if self._queued <= self._max_batch:  # the common case: all of it
+                groups, n = self._pending, self._queued
+                self._pending = []
+            else:  # whole groups, up to max_batch items (submit_many makes none larger)
+                n = k = 0
+                for payload, _, many in self._pending:
+                    size = len(payload) if many else 1
+                    if n + size > self._max_batch and k:
+                        break
+                    n += size
+                    k += 1
+                groups = self._pending[:k]
+                del self._pending[:k]
+            self._queued -= n
             self._in_flight += 1
-            task = asyncio.get_running_loop().create_task(self._run(batch))
+            task = asyncio.get_running_loop().create_task(self._run(groups, n))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     def _lingers(self) -> bool:
         """Whether the next flush waits to fill up: only behind another flush in flight."""
-        if self._in_flight == 0 or self._ripe or len(self._pending) >= self._fill:
+        if self._in_flight == 0 or self._ripe or self._queued >= self._fill:
             self._ripe = False
             if self._timer is not None:
                 self._timer.cancel()
@@ -108,18 +136,27 @@ class Coalescer(Generic[T, R]):
         self._ripe = True
         self._kick()
 
-    async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _run(self, groups: list[tuple[Any, asyncio.Future[Any], bool]], n: int) -> None:
+        batch: list[T] = []
+        for payload, _, many in groups:
+            if many:
+                batch.extend(payload)
+            else:
+                batch.append(payload)
         try:
-            results = await self._flush([item for item, _ in batch])
-            if len(results) != len(batch):
-                raise RuntimeError(f"flush answered {len(results)} results for {len(batch)} items")
-            for (_, fut), result in zip(batch, results, strict=True):
+            results = await self._flush(batch)
+            if len(results) != n:
+                raise RuntimeError(f"flush answered {len(results)} results for {n} items")
+            at = 0
+            for payload, fut, many in groups:
+                k = len(payload) if many else 1
                 if not fut.done():
-                    fut.set_result(result)
+                    fut.set_result(results[at : at + k] if many else results[at])
+                at += k
             self.batches += 1
-            self.items += len(batch)
+            self.items += n
         except BaseException as exc:  # every waiter must hear about the failure
-            for _, fut in batch:
+            for _, fut, _ in groups:
                 if not fut.done():
                     fut.set_exception(exc)
             if not isinstance(exc, Exception):

@@ -128,6 +128,37 @@ async def test_no_batch_is_larger_than_max_batch() -> None:
     assert results == [f"done:{i}" for i in items]
 
 
+async def test_groups_share_a_flush_whole_and_each_waits_on_one_future() -> None:
+    flush = GatedFlush()
+    c: Coalescer[str, str] = Coalescer(flush, max_batch=10)
+    first = asyncio.ensure_future(c.submit("a"))
+    await wait_for(lambda: flush.batches == [["a"]])
+    # Behind the flush in flight: groups of 4, 5 and 3. The first two fit one flush of 9;
+    # the third would make 12, so it waits whole for the next rather than being split.
+    groups = [[f"{g}{i}" for i in range(n)] for g, n in (("p", 4), ("q", 5), ("r", 3))]
+    loop = asyncio.get_running_loop()
+    real, made = loop.create_future, []
+
+    def counted() -> asyncio.Future[Any]:
+        made.append(real())
+        return made[-1]
+
+    loop.create_future = counted  # type: ignore[method-assign]
+    try:
+        tasks = [asyncio.ensure_future(c.submit_many(g)) for g in groups]
+        lone = asyncio.ensure_future(c.submit("z"))
+        await wait_for(lambda: c.pending == 13)
+    finally:
+        loop.create_future = real  # type: ignore[method-assign]
+    assert len(made) == 4, "one future per submit, not one per item"
+    await flush.open_until_done(first, *tasks, lone)
+
+    assert flush.batches == [["a"], groups[0] + groups[1], groups[2] + ["z"]]
+    assert [t.result() for t in tasks] == [[f"done:{x}" for x in g] for g in groups]
+    assert lone.result() == "done:z"
+    assert (c.batches, c.items, c.pending) == (3, 14, 0)
+
+
 async def test_at_most_max_in_flight_flushes_run_at_once() -> None:
     flush = GatedFlush()
     c: Coalescer[str, str] = Coalescer(flush, max_batch=2, max_in_flight=3)
