@@ -60,7 +60,7 @@ async def compression(repo: InventoryRepository, request_id: str) -> dict[str, s
     cols = ", ".join(f"pg_column_compression({c})" for c in ("skus", *COLUMNS))
     (row,) = await fetch(
         repo,
-        f"SELECT {cols} FROM inventory_batches WHERE %s = ANY(request_ids)",  # noqa: S608
+        f"SELECT {cols} FROM inventory_batches WHERE %s = ANY(request_ids)",
         request_id,
     )
     return dict(zip(("skus", *COLUMNS), row, strict=True))
