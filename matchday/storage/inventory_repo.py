@@ -23,7 +23,7 @@ from matchday.inventory.journal import answers
 from matchday.inventory.records import BatchRefused, BatchWrite, ShardState, SkuRow
 from matchday.inventory.routing import Router
 from matchday.inventory.wire import RESERVATION, WireOutcome
-from matchday.storage.db import StorageConnection
+from matchday.storage.db import Pool, StorageConnection
 from matchday.storage.inventory_batch import LOOKUP_SQL, batch_sql
 
 _SKU_COLUMNS = (
@@ -157,30 +157,46 @@ class InventoryRepository:
         The statement checks what must hold at commit and raises inside PostgreSQL when it
         does not, which rolls everything back (see BATCH_SQL). Only dropping customer totals
         (a per-customer limit removed or set anew: rare) takes a second statement first.
+        A shard writes one batch at a time, on the connection its pool keeps for it
+        (``db.Pool.kept``); a connection that failed is given back and the next batch gets
+        another.
         """
         sql, params = batch_sql(batch)
         try:
-            async with self._conn() as conn:
-                await conn.set_autocommit(True)
-                try:
-                    if batch.customers_reset:
-                        async with conn.transaction():
-                            await conn.execute(
-                                "DELETE FROM customer_units WHERE sku = ANY(%s::text[])",
-                                (batch.customers_reset,),
-                            )
-                            await conn.execute(sql, params)
-                    else:
-                        await conn.execute(sql, params)
-                finally:
-                    if not conn.closed:
-                        await conn.set_autocommit(False)
+            conn = await self._batch_connection()
+        except Exception as exc:  # no connection to be had: PostgreSQL is down
+            raise Unavailable(f"inventory storage unavailable: {type(exc).__name__}") from exc
+        try:
+            if batch.customers_reset:
+                async with conn.transaction():
+                    await conn.execute(
+                        "DELETE FROM customer_units WHERE sku = ANY(%s::text[])",
+                        (batch.customers_reset,),
+                    )
+                    await conn.execute(sql, params)
+            else:
+                await conn.execute(sql, params)
         except psycopg.Error as exc:
             if exc.sqlstate == "MD001":
                 raise _refusal(batch, exc.diag.message_primary or "") from None
             if isinstance(exc, UniqueViolation) and exc.diag.constraint_name in _DEDUPE_KEYS:
                 raise BatchRefused(duplicate=True) from None  # a request id journaled before
+            if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+                await self._drop_batch_connection()
+                raise Unavailable(f"inventory storage unavailable: {type(exc).__name__}") from exc
             raise
+        except BaseException:  # cut off mid-statement: its answer is on no one's read
+            await self._drop_batch_connection()
+            raise
+
+    async def _batch_connection(self) -> psycopg.AsyncConnection[Any]:
+        if isinstance(self.pool, Pool):
+            return await self.pool.kept()
+        raise TypeError("a shard's repository needs a db.Pool (db.make_pool)")
+
+    async def _drop_batch_connection(self) -> None:
+        if isinstance(self.pool, Pool):
+            await self.pool.drop_kept()
 
     # -- operators and seeding --------------------------------------------------------------
 
