@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from matchday.inventory.shard import ShardCore
-from matchday.inventory.wire import WireMutation, WireOutcome, sku_of
+from matchday.inventory.wire import WireMutation, WireOutcome, skus_of
 from matchday.metrics import (
     FAILOVERS,
     OUTBOX_BACKLOG,
@@ -148,7 +148,7 @@ def metered_batches(
         set_pinned(available(set(core.ledgers)))  # recovered at start: show them at once
 
     async def apply(mutations: list[WireMutation]) -> list[WireOutcome]:
-        skus = {sku for sku in map(sku_of, mutations) if sku is not None}
+        skus = skus_of(mutations)
         before = available(skus)
         outcomes = await core.apply_wire(mutations)
         after = available(skus)

@@ -17,11 +17,22 @@ only operators pin SKUs (a handful at a time).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Literal, Protocol
 
-from matchday.inventory.wire import ERROR, RESERVATION, WireMutation, WireOutcome, kind_name
+from matchday.inventory.wire import (
+    CHANNEL_RESERVE,
+    ERROR,
+    EXPIRE,
+    KIND_NAMES,
+    RESERVATION,
+    RESERVE,
+    WireMutation,
+    WireOutcome,
+    kind_name,
+)
 
 Kind = Literal["counter", "gauge", "histogram"]
 
@@ -376,6 +387,8 @@ class DeltaExporter:
 
 # Mutation kinds that can lower a SKU's available units.
 _TAKING_KINDS = frozenset({"reserve", "resize", "set_on_hand", "adjust", "channel_reserve"})
+_TAKING = frozenset(k for k, name in enumerate(KIND_NAMES) if name in _TAKING_KINDS)
+_first = itemgetter(0)
 
 
 def record_batch(
@@ -394,7 +407,50 @@ def record_batch(
     per tag set first: a batch can carry hundreds of mutations and one record call each
     would cost more than the batch.
     """
+    if len(mutations) != len(outcomes):
+        raise ValueError("a batch has one outcome per mutation")
     shard = str(shard_id)
+    if ERROR in map(_first, outcomes):
+        took = _record_refusals(metrics, shard, mutations, outcomes)
+    else:
+        took = _record_applied(metrics, shard, mutations, outcomes)
+    # Sold out here only if this batch took units (a refused reserve on an empty SKU is not
+    # a sell-out, nor is a batch whose write failed); a SKU loaded by it has no "before".
+    emptied = [s for s, now in after.items() if now == 0 and before.get(s, 1) > 0]
+    if emptied:
+        sold_out = len(set(emptied).intersection(took()))
+        if sold_out:
+            metrics.inc(SELLOUTS, sold_out, {"shard": shard})
+
+
+def _record_applied(
+    metrics: Metrics, shard: str, mutations: Sequence[WireMutation], outcomes: Sequence[WireOutcome]
+) -> Callable[[], set[str]]:
+    """A batch with no refusal, the hot path: every mutation was well formed and applied,
+    so it is counted by kind at C speed (the loop of ``_record_refusals`` cost ~1 us per
+    reserve of a shard's CPU at 64 callers)."""
+    kinds = Counter(map(_first, mutations))
+    for kind, n in kinds.items():
+        metrics.inc(MUTATIONS, n, {"shard": shard, "kind": KIND_NAMES[kind], "code": "ok"})
+    reserves = kinds.get(RESERVE, 0) + kinds.get(CHANNEL_RESERVE, 0)
+    if reserves:
+        metrics.inc(RESERVATIONS, reserves, {"shard": shard, "outcome": "ok", "code": "ok"})
+    if EXPIRE in kinds:
+        # An expiry that no longer applied answers the SKU's stock, not the reservation.
+        expired = sum(
+            1
+            for m, o in zip(mutations, outcomes, strict=True)
+            if m[0] == EXPIRE and o[0] == RESERVATION
+        )
+        if expired:
+            metrics.inc(EXPIRIES, expired, {"shard": shard})
+    return lambda: {m[2] for m in mutations if m[0] in _TAKING}
+
+
+def _record_refusals(
+    metrics: Metrics, shard: str, mutations: Sequence[WireMutation], outcomes: Sequence[WireOutcome]
+) -> Callable[[], set[str]]:
+    """A batch with a refusal or a malformed mutation: each is looked at."""
     by_kind: Counter[tuple[str, str]] = Counter()
     reserves: Counter[tuple[str, str]] = Counter()
     refused = expired = 0
@@ -420,10 +476,4 @@ def record_batch(
         metrics.inc(OVERSELL_REFUSED, refused, {"shard": shard})
     if expired:
         metrics.inc(EXPIRIES, expired, {"shard": shard})
-    # Sold out here only if this batch took units (a refused reserve on an empty SKU is not
-    # a sell-out, nor is a batch whose write failed); a SKU loaded by it has no "before".
-    sold_out = sum(
-        1 for sku, now in after.items() if now == 0 and sku in took and before.get(sku, 1) > 0
-    )
-    if sold_out:
-        metrics.inc(SELLOUTS, sold_out, {"shard": shard})
+    return lambda: took

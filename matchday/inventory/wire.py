@@ -13,6 +13,8 @@ API for callers; :func:`to_wire` and :func:`outcome_from_wire` translate at the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from matchday.domain.errors import InvalidInput, MatchdayError, error_class
@@ -144,6 +146,24 @@ def kind_name(m: object) -> str:
 def sku_of(m: object) -> str | None:
     """The SKU of a wire mutation, None for anything malformed."""
     return m[2] if kind_name(m) != "invalid" and type(m[2]) is str else None  # type: ignore[index]
+
+
+_first, _third = itemgetter(0), itemgetter(2)
+
+
+def skus_of(batch: Sequence[Any]) -> set[str]:
+    """The SKUs of a batch's well-formed mutations: ``sku_of`` of each, at C speed for a
+    batch that is all well formed (a call per mutation cost ~0.3 us of a shard's CPU)."""
+    try:
+        if set(map(type, batch)) <= {tuple} and min(map(len, batch), default=3) > 2:
+            kinds, skus = set(map(_first, batch)), set(map(_third, batch))
+            if all(type(k) is int and 0 <= k < len(KINDS) for k in kinds) and all(
+                type(s) is str for s in skus
+            ):
+                return skus
+    except TypeError:  # an unhashable field: looked at one by one below
+        pass
+    return {s for s in map(sku_of, batch) if s is not None}
 
 
 def is_error(o: WireOutcome) -> bool:

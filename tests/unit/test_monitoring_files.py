@@ -308,3 +308,36 @@ def test_a_channels_reserves_count_as_reservations_and_its_refusals_by_code() ->
     assert m.count(RESERVATIONS, shard="1", outcome="ok") == 1
     assert m.count(RESERVATIONS, outcome="refused", code="allocation_exceeded") == 1
     assert m.count(MUTATIONS, kind="channel_reserve", code="ok") == 1
+
+
+def test_a_batch_with_no_refusal_counts_as_one_looked_at_mutation_by_mutation() -> None:
+    from matchday import metrics as monitoring
+
+    batch = [
+        reserve("A", 1),
+        reserve("A", 2),
+        reserve("B", 1),
+        to_wire(Expire("x1", "C", "r-9")),
+        to_wire(Expire("x2", "C", "r-8")),
+    ]
+    outcomes = [
+        held("A"),
+        held("A"),
+        held("B"),
+        outcome_to_wire(
+            Outcome(value=ReservationView("r-9", "C", 1, "cart", "fan", 0.0, "expired"))
+        ),
+        outcome_to_wire(Outcome(value=StockView("C", 5, 0, 0, 5))),  # no longer applied
+    ]
+    before, after = {"A": 3, "B": 0, "C": 4}, {"A": 0, "B": 0, "C": 5}
+    fast, slow = MemoryMetrics(), MemoryMetrics()
+    record_batch(fast, 2, batch, outcomes, before, after)
+    took = monitoring._record_refusals(slow, "2", batch, outcomes)()
+    assert took == {"A", "B"}
+    slow.inc(SELLOUTS, 1, {"shard": "2"})  # A: taken from 3 to 0; B was empty before
+    assert fast.counters == slow.counters
+    assert fast.count(RESERVATIONS, outcome="ok") == 3
+    assert fast.count(EXPIRIES) == 1
+    assert fast.count(SELLOUTS) == 1
+    with pytest.raises(ValueError):
+        record_batch(fast, 2, batch, outcomes[:-1], before, after)
