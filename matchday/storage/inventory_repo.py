@@ -55,6 +55,7 @@ def _reservation(row: tuple[Any, ...]) -> Reservation:
 class InventoryRepository:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
+        self._cursor: psycopg.AsyncCursor[Any] | None = None
 
     # -- shard lifecycle -------------------------------------------------------------------
 
@@ -163,19 +164,19 @@ class InventoryRepository:
         """
         sql, params = batch_sql(batch)
         try:
-            conn = await self._batch_connection()
+            cur = await self._batch_cursor()
         except Exception as exc:  # no connection to be had: PostgreSQL is down
             raise Unavailable(f"inventory storage unavailable: {type(exc).__name__}") from exc
         try:
             if batch.customers_reset:
-                async with conn.transaction():
-                    await conn.execute(
+                async with cur.connection.transaction():
+                    await cur.execute(
                         "DELETE FROM customer_units WHERE sku = ANY(%s::text[])",
                         (batch.customers_reset,),
                     )
-                    await conn.execute(sql, params)
+                    await cur.execute(sql, params)
             else:
-                await conn.execute(sql, params)
+                await cur.execute(sql, params)
         except psycopg.Error as exc:
             if exc.sqlstate == "MD001":
                 raise _refusal(batch, exc.diag.message_primary or "") from None
@@ -189,12 +190,20 @@ class InventoryRepository:
             await self._drop_batch_connection()
             raise
 
-    async def _batch_connection(self) -> psycopg.AsyncConnection[Any]:
-        if isinstance(self.pool, Pool):
-            return await self.pool.kept()
-        raise TypeError("a shard's repository needs a db.Pool (db.make_pool)")
+    async def _batch_cursor(self) -> psycopg.AsyncCursor[Any]:
+        """One cursor on the kept connection for every batch: a cursor per statement made
+        psycopg look up the dumpers of the statement's ~45 parameters afresh each time
+        (~15 us of a shard's CPU per batch, in process)."""
+        if not isinstance(self.pool, Pool):
+            raise TypeError("a shard's repository needs a db.Pool (db.make_pool)")
+        conn = await self.pool.kept()
+        cur = self._cursor
+        if cur is None or cur.connection is not conn or cur.closed:
+            cur = self._cursor = conn.cursor()
+        return cur
 
     async def _drop_batch_connection(self) -> None:
+        self._cursor = None
         if isinstance(self.pool, Pool):
             await self.pool.drop_kept()
 

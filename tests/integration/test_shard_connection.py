@@ -68,9 +68,12 @@ async def test_batches_share_one_kept_connection_a_dead_one_fails_one_batch_and_
         ]
         assert all(out.error is None for (out,) in holds)
         first = await backend(repo)
-        # Every batch ran on that connection, in autocommit; the pool's other one is free.
+        cursor = repo._cursor
+        # Every batch ran on that connection, in autocommit, through one cursor; the pool's
+        # other one is free.
         (out,) = await core.apply([Reserve(uid("rq"), sku, 1, uid("c"), "u", 60)])
         assert out.error is None and await backend(repo) == first
+        assert cursor is not None and repo._cursor is cursor
         assert (await pool.kept()).autocommit
         async with pool.connection() as other:
             assert not other.autocommit
@@ -88,6 +91,7 @@ async def test_batches_share_one_kept_connection_a_dead_one_fails_one_batch_and_
         (out,) = await core.apply([again])
         assert out.error is None
         assert await backend(repo) != first
+        assert repo._cursor is not cursor and repo._cursor.connection is await pool.kept()
         async with pool.connection() as conn:
             cur = await conn.execute("SELECT reserved FROM inventory WHERE sku = %s", (sku,))
             assert await cur.fetchone() == (5,)  # four holds before, one after; none lost
