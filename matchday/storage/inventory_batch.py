@@ -28,11 +28,15 @@ row. Its final SELECT checks what must hold at commit and, if anything does not,
 - the batch's id is drawn first (``bid``) so that its new holds can name it: a retried
   reserve is answered from that batch's entry.
 
+A batch of new holds only, the shop's adds under load, runs ``BATCH_SQL_HOLDS``: the same
+statement without the CTEs and checks it would leave empty (``_holds_only``).
+
 No pipeline mode: psycopg's pipeline stopped flushing a large batch halfway (issue 12).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from itertools import zip_longest
 from typing import Any
@@ -216,6 +220,38 @@ BATCH_SQL, BATCH_SQL_CHANNELS, LOOKUP_SQL = map(
     _compact, (BATCH_SQL, BATCH_SQL_CHANNELS, LOOKUP_SQL)
 )
 
+
+def _holds_only(sql: str) -> str:
+    """``sql`` without what a batch that only makes holds leaves empty: the changed holds
+    (``ru``), the customer totals (``cu``), the stored request keys (``d``) and their checks.
+    PostgreSQL starts every CTE of a statement, empty or not: leaving out these three saved
+    27-40 us of its CPU per batch (in process, 1,500 batches of 64 reserves, three pairs)."""
+    cuts = (
+        (
+            r"\), ru AS \( UPDATE reservations .*? RETURNING 1 \),"
+            r" cu AS \( INSERT INTO customer_units .*? RETURNING 1 \), j AS \(",
+            "), j AS (",
+        ),
+        (r"\), d AS \( INSERT INTO inventory_requests .*? RETURNING 1 \), o AS \(", "), o AS ("),
+        (r"WHEN \(SELECT count\(\*\) FROM d\) <> %\(n_requests\)s OR ", "WHEN "),
+        (r" OR EXISTS \(SELECT 1 FROM reservations WHERE \S* = ANY\(%\(key_holds\)\S*", ""),
+        (
+            r" WHEN \(SELECT count\(\*\) FROM ru\) <> %\(n_changed\)s THEN"
+            r" inventory_batch_refused\('a changed reservation has no row'\) END,",
+            " END,",
+        ),
+        (r"\(SELECT count\(\*\) FROM cu\)", "0"),
+    )
+    for pattern, replacement in cuts:
+        sql, n = re.subn(pattern, replacement, sql)
+        assert n == 1, pattern
+    return sql
+
+
+# A batch of new holds only (the shop's adds under load): no changed hold, no customer
+# total (no per-customer limit on its SKUs), no request whose key is stored.
+BATCH_SQL_HOLDS = _holds_only(BATCH_SQL)
+
 _ENTRY_COLUMNS = (
     "kinds",
     "rids",
@@ -268,6 +304,8 @@ def batch_sql(batch: BatchWrite) -> tuple[str, dict[str, Any]]:
             cs_sold=[x[5] for x in cs],
         )
         sql = BATCH_SQL_CHANNELS
+    elif not (batch.changed or batch.customer_units or params["n_requests"]):
+        sql = BATCH_SQL_HOLDS
     for name, encode in _ARRAYS.items():
         if name in params:
             params[name] = encode(params[name])
