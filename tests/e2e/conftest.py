@@ -56,7 +56,6 @@ def run(coro: Any) -> Any:
     return asyncio.get_event_loop().run_until_complete(coro)
 
 
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """e2e tests that start stacks of their own run before the ones on the session's Serve
     stack (`served`): an idle stack burns about 0.4 of the 2 cores, and a stack starting

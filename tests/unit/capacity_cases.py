@@ -135,8 +135,15 @@ HAND_SHARES = {k.BROWSE: 2 / 3, k.SESSION: 1 / 9, k.ADD: 1 / 9, k.CHECKOUT: 1 / 
 # 100), Ray's GCS working (no class showed it); at 50/s the shop's replica x0.8 and
 # PostgreSQL x1.5 (contention), the rest flat. The shards and the publisher are the batching
 # roles: the plan keeps their classes' costs whatever the mix says.
-MIX_LOW = {"haproxy": 150.0, "replica:shop": 200.0, "replica:catalog": 400.0,
-           "postgres": 300.0, "shards": 80.0, "ray:publisher": 50.0, "ray:gcs": 30.0}
+MIX_LOW = {
+    "haproxy": 150.0,
+    "replica:shop": 200.0,
+    "replica:catalog": 400.0,
+    "postgres": 300.0,
+    "shards": 80.0,
+    "ray:publisher": 50.0,
+    "ray:gcs": 30.0,
+}
 MIX_HIGH = {**MIX_LOW, "replica:shop": 160.0, "postgres": 450.0}  # fmt: skip
 
 
@@ -156,7 +163,10 @@ def with_mix(
         cost["high"] = {**cost, "rate_per_s": 50.0, "cpu_us": dict(high or MIX_HIGH)}
         del cost["high"]["latency"]
     data.setdefault("mixes", {})[scenario] = {
-        "think": 1.0, "stock": "in_stock", "shares": shares, "cost": cost,
+        "think": 1.0,
+        "stock": "in_stock",
+        "shares": shares,
+        "cost": cost,
     }
 
 

@@ -34,4 +34,3 @@ async def test_the_test_gateway_is_not_asked_for_a_fingerprint_it_never_has() ->
     gateway = HandleGateway(handle, fingerprints=False)
     assert await gateway.fingerprint("pm_card_visa") is None
     assert handle.fingerprint.calls == []  # no handle call on a checkout's path
-
