@@ -12,13 +12,34 @@ nothing of the shard's sales (it is a hash), is unique while request ids are (a 
 the same request, so the same hold), and the dot keeps a digit run under 13: never
 card-number-like. Ids issued before 018, ``r<shard>.<epoch>.<hex>``, have two dots: the two
 forms never meet.
+
+A request id may lead with a time tag (ADR 0039): 11 hex digits of Unix milliseconds and a
+``~`` (``tagged``), a character no request id could hold before, so no stored id changes
+meaning. A tagged reserve's hold is ``t<tag>.<8 hex>.<8 hex>``: holds sort by their tags,
+so PostgreSQL inserts them where it inserted the last ones instead of on a random page of an
+index as large as the shop's history. The tag must be as stable as the request id: the shop
+uses its cart's creation time, so a retry, from any replica, at any later time, names the
+same hold.
 """
 
 from __future__ import annotations
 
+import re
 from hashlib import sha256
 
+from matchday.domain.ids import ID_RE
+
 _SIGN = 1 << 63
+TAG_DIGITS = 11  # Unix milliseconds in hex, zero-padded: until the year 2527
+_TAGGED = re.compile(r"[0-9a-f]{11}~")
+# Any journaled request id: matchday's id rule, optionally after a time tag.
+REQUEST_RE = re.compile(rf"(?:[0-9a-f]{{{TAG_DIGITS}}}~)?{ID_RE.pattern}")
+
+
+def tagged(request_id: str, at: float) -> str:
+    """``request_id`` led by the time tag of ``at`` (seconds, to the nearest millisecond):
+    give it the same ``at`` on every retry, or the retry is another request."""
+    return f"{round(at * 1000):0{TAG_DIGITS}x}~{request_id}"
 
 
 def request_key(request_id: str) -> int:
@@ -32,14 +53,19 @@ def hold_id(key: int) -> str:
 
 
 def reservation_id(request_id: str) -> str:
-    """``hold_id(request_key(request_id))``, in a third of its time: one per reserve."""
+    """The hold a reserve with this request id creates: ``hold_id(request_key(request_id))``
+    (in a third of its time: one per reserve), or that key after the request's time tag."""
     h = sha256(request_id.encode()).hexdigest()
+    if request_id[TAG_DIGITS : TAG_DIGITS + 1] == "~" and _TAGGED.match(request_id):
+        return "t" + request_id[:TAG_DIGITS] + "." + h[:8] + "." + h[8:16]
     return "r" + h[:8] + "." + h[8:16]
 
 
 def key_hex(reservation_id: str) -> str:
     """A derived hold id's key as 16 hex digits, big-endian: the bytes of the int8 that
     ``pg_arrays.int8_hex`` sends without making an int."""
+    if reservation_id[0] == "t":
+        return reservation_id[-17:-9] + reservation_id[-8:]
     return reservation_id[1:9] + reservation_id[10:18]
 
 

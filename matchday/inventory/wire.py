@@ -42,6 +42,7 @@ from matchday.inventory.commands import (
     SetOnHand,
     StockView,
 )
+from matchday.inventory.ids import REQUEST_RE
 
 WireMutation = tuple[Any, ...]
 WireOutcome = tuple[Any, ...]
@@ -195,7 +196,7 @@ def check(w: object, policy: Policy, known_skus: Any = ()) -> InvalidInput | Non
         return InvalidInput("kind", "a revoke is journal only, never a request")
     if len(w) != _ARITY[kind]:
         return InvalidInput("kind", f"a {KIND_NAMES[kind]} has {_ARITY[kind] - 1} fields")
-    bad = _bad_id("request_id", w[1])
+    bad = _bad_request_id(w[1])
     if bad is None:
         sku = w[2]
         if type(sku) is not str or (sku not in known_skus and not SKU_RE.fullmatch(sku)):
@@ -211,7 +212,7 @@ def _reserve_ok(w: WireMutation, p: Policy, known_skus: Any) -> bool:
     _, rid, sku, qty, cart, customer, ttl = w
     return bool(
         type(rid) is str
-        and _ID(rid)
+        and _RID(rid)
         and type(sku) is str
         and (sku in known_skus or _SKU(sku))
         and type(qty) is int
@@ -226,6 +227,7 @@ def _reserve_ok(w: WireMutation, p: Policy, known_skus: Any) -> bool:
 
 
 _ID = ID_RE.fullmatch
+_RID = REQUEST_RE.fullmatch
 _SKU = SKU_RE.fullmatch
 
 
@@ -233,6 +235,16 @@ def _bad_id(name: str, value: object) -> InvalidInput | None:
     if type(value) is str and ID_RE.fullmatch(value):
         return None
     return InvalidInput(name, "must be 1-128 characters of letters, digits, '.', '_', ':', '-'")
+
+
+def _bad_request_id(value: object) -> InvalidInput | None:
+    if type(value) is str and _RID(value):
+        return None
+    return InvalidInput(
+        "request_id",
+        "must be 1-128 characters of letters, digits, '.', '_', ':', '-',"
+        " optionally after a time tag (11 hex digits and '~')",
+    )
 
 
 def _bad_int(name: str, value: object, low: int, high: int) -> InvalidInput | None:

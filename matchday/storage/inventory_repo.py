@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from matchday.domain.errors import StaleEpoch, Unavailable
 from matchday.inventory.changes import Reservation
-from matchday.inventory.ids import hold_id, request_key
+from matchday.inventory.ids import request_key, reservation_id
 from matchday.inventory.journal import answers
 from matchday.inventory.records import BatchRefused, BatchWrite, ShardState, SkuRow
 from matchday.inventory.routing import Router
@@ -148,7 +148,7 @@ class InventoryRepository:
     async def lookup_results(self, request_ids: list[str]) -> dict[str, WireOutcome]:
         async with self._conn() as conn:
             keys = [request_key(rid) for rid in request_ids]
-            holds = [hold_id(k) for k in keys]
+            holds = [reservation_id(rid) for rid in request_ids]
             cur = await conn.execute(LOOKUP_SQL, {"ids": request_ids, "keys": keys, "holds": holds})
             return answers(await cur.fetchall())
 

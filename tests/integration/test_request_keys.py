@@ -8,6 +8,7 @@ restart, looked up or not.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,9 +17,10 @@ import pytest
 from loadtests.audit import run_audit
 from loadtests.audit_checks import Scope
 from matchday.inventory.commands import Outcome, Release, Reserve, Restock
-from matchday.inventory.ids import request_key, reservation_id
+from matchday.inventory.ids import request_key, reservation_id, tagged
 from matchday.inventory.routing import Router
 from matchday.inventory.shard import ShardCore
+from matchday.inventory.wire import outcome_to_wire
 from matchday.settings import Settings
 from matchday.storage.db import make_pool, migrate
 from matchday.storage.inventory_repo import InventoryRepository
@@ -126,6 +128,36 @@ async def test_a_request_id_reused_for_another_kind_gets_its_first_answer(
     row = (await repo.stock_rows([sku]))[sku]
     assert (row.on_hand, row.reserved) == (8, 2)  # the first hold still held, and the fresh one
     assert late.ledgers[sku].held.keys() == {hold, fresh.unwrap().reservation_id}
+
+
+async def test_a_tagged_reserve_is_found_by_its_hold_after_a_restart_and_in_any_kind(
+    repo: InventoryRepository,
+) -> None:
+    """ADR 0039: a request id led by a time tag derives a hold led by the same tag, and that
+    hold is its dedupe key as an untagged reserve's is: a retry after a restart, the
+    journal's look-up and a reuse for another kind all find it."""
+    sku = await make_sku(repo, 5)
+    core = ShardCore(0, ROUTER, repo)
+    await core.start()
+    m = Reserve(tagged(uid("add"), time.time()), sku, 1, uid("cart"), uid("cust"), 60.0)
+    (first,) = await core.apply([m])
+    hold = first.unwrap().reservation_id
+    assert hold == reservation_id(m.request_id)
+    assert hold.startswith("t" + m.request_id[:11] + ".")
+    stored = "SELECT reservation_id, batch IS NOT NULL FROM reservations WHERE sku = %s"
+    assert await fetch(repo, stored, sku) == [(hold, True)]
+    assert (await repo.lookup_results([m.request_id]))[m.request_id] == outcome_to_wire(first)
+    await core.apply([Release(uid("rq"), sku, hold)])
+
+    late = await restarted(repo)
+    again, other = await late.apply([m, reserve(sku)])
+    (as_release,) = await late.apply([Release(m.request_id, sku, hold)])
+    assert again == as_release == first  # not reserved again, not released again
+    assert other.error is None
+    assert (await repo.stock_rows([sku]))[sku].reserved == 1
+    untagged = Reserve(m.request_id[12:], sku, 1, m.cart_id, m.customer_id, 60.0)
+    (another,) = await late.apply([untagged])  # the tag is part of the id: another request
+    assert another.unwrap().reservation_id == reservation_id(untagged.request_id) != hold
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from matchday.inventory.commands import (
     SetOnHand,
     StockView,
 )
+from matchday.inventory.ids import tagged
 from matchday.inventory.wire import (
     RESERVE,
     as_wire,
@@ -65,6 +66,9 @@ BAD_IDS = [
     "trailing\n",
     "ünïcode",
     "x" * 129,
+    "19b1bf5d02b~",  # a time tag and nothing after it
+    "19B1BF5D02B~x",  # a tag is lowercase hex
+    "x~y",
     123,
     None,
     b"bytes-id",
@@ -184,6 +188,17 @@ def test_a_malformed_or_over_long_id_is_refused_naming_the_field(
     kind: str, field: str, bad: Any
 ) -> None:
     assert refused_field(replace(VALID[kind], **{field: bad})) == field
+
+
+@pytest.mark.parametrize(("kind", "field"), ID_FIELDS)
+def test_a_time_tag_may_lead_a_request_id_and_no_other_id(kind: str, field: str) -> None:
+    tagged_id = tagged("a:b_c.d-e", 1_796_000_000.5)
+    m = replace(VALID[kind], **{field: tagged_id})
+    if field == "request_id":
+        validate(m)
+        validate(replace(VALID[kind], request_id=tagged("r" * 128, 0.0)))
+    else:
+        assert refused_field(m) == field
 
 
 @pytest.mark.parametrize("kind", sorted(VALID))
