@@ -3,7 +3,8 @@
 Adding an item reserves stock with an expiry; changing a quantity resizes the hold in place;
 removing releases it. An abandoned cart needs no sweeper: its holds expire on the engine's
 own timers. Every call is idempotent by the client's idempotency key, which becomes the
-engine request id, so a retried add never holds twice.
+engine request id, so a retried add never holds twice. An add's request id carries its
+cart's creation time as a tag (ADR 0039), which a retry reads again from the cart.
 """
 
 from __future__ import annotations
@@ -12,24 +13,26 @@ from matchday.domain.errors import CartClosed, Conflict, NotFound
 from matchday.domain.ids import check_key, derived_id
 from matchday.domain.memo import Memo
 from matchday.inventory.commands import ReservationView, check_sku
+from matchday.inventory.ids import tagged
 from matchday.shop.models import IN_FLIGHT, Cart, CartLine
 from matchday.shop.ports import CartStore, Prices, Stock
 
 # Per-replica memory of facts the add-to-cart hot path would otherwise read from PostgreSQL
 # on every request (bench/http.py profile: ~40% of a replica's CPU per add, 2026-11-25).
 #
-# Carts: who owns a cart never changes (its id derives from its owner, ``derived_id``) and
-# carts are never deleted, so the owner is remembered for CART_TTL_S. Whether the cart is
-# still *open* is not the memo's to say: the engine's cart fence (ADR 0017) refuses a hold on
-# a cart that is not open, in one transaction against the row checkout closes, whatever a
-# replica believes (tests/integration/test_cart_fence.py). That refusal is dear (the engine
-# rolls its whole batch back and reloads its SKUs, ``ShardCore._undo``), so a CartClosed
-# answer makes the memo forget the cart: the next add reads the header again and is refused
-# here. A replica sends the engine one add per closed cart (plus those already in flight).
-# The TTL is only a bound on relying on the fence alone (a cart row that vanished would count
-# as open there); at a shopper's pace it costs one PostgreSQL read per cart per 10 minutes.
-# It was 1 s (a cart checked out elsewhere could take holds for that long), which re-read
-# the header on nearly every add of a real shopper, who adds a line every few seconds.
+# Carts: who owns a cart never changes (its id derives from its owner, ``derived_id``), nor
+# does its creation time, and carts are never deleted, so both are remembered for
+# CART_TTL_S. Whether the cart is still *open* is not the memo's to say: the engine's cart
+# fence (ADR 0017) refuses a hold on a cart that is not open, in one transaction against the
+# row checkout closes, whatever a replica believes (tests/integration/test_cart_fence.py).
+# That refusal is dear (the engine rolls its whole batch back and reloads its SKUs,
+# ``ShardCore._undo``), so a CartClosed answer makes the memo forget the cart: the next add
+# reads the header again and is refused here. A replica sends the engine one add per closed
+# cart (plus those already in flight). The TTL is only a bound on relying on the fence alone
+# (a cart row that vanished would count as open there); at a shopper's pace it costs one
+# PostgreSQL read per cart per 10 minutes. It was 1 s (a cart checked out elsewhere could
+# take holds for that long), which re-read the header on nearly every add of a real shopper,
+# who adds a line every few seconds.
 CART_TTL_S = 600.0
 # Products: a product withdrawn may be added for up to SELLABLE_TTL_S more; checkout
 # re-prices from PostgreSQL, refusing it.
@@ -63,16 +66,21 @@ class CartService:
         self, customer_id: str, cart_id: str, sku: str, qty: int, key: str
     ) -> ReservationView:
         check_sku(sku)
-        if self._open_carts.get(cart_id) != customer_id:
-            await self._open_cart(customer_id, cart_id)
-            self._open_carts.put(cart_id, customer_id)
+        known = self._open_carts.get(cart_id)
+        if type(known) is not tuple or known[0] != customer_id:
+            cart = await self._open_cart(customer_id, cart_id)
+            known = (customer_id, cart.created_at)
+            self._open_carts.put(cart_id, known)
         if self._sellable.get(sku) is None:
             if sku not in await self.prices.price_of([sku]):
                 raise NotFound("product", sku)
             self._sellable.put(sku, True)
         try:
+            # Tagged with the cart's creation time, which never changes: the hold sorts with
+            # its cart's, where PostgreSQL has just been inserting (ADR 0039).
+            request_id = tagged(f"add:{cart_id}:{check_key(key)}", known[1])
             return await self.stock.reserve(
-                f"add:{cart_id}:{check_key(key)}", sku, qty, cart_id, customer_id, self.hold_ttl_s
+                request_id, sku, qty, cart_id, customer_id, self.hold_ttl_s
             )
         except CartClosed:
             self._open_carts.drop(cart_id)  # checked out elsewhere: ask PostgreSQL next time

@@ -76,8 +76,16 @@ async def test_a_retry_whose_http_record_was_lost_still_holds_once(stack: Stack)
     first = await stack.shop.post(f"/carts/{cart}/items", json={"sku": sku}, headers=headers)
     await stack.ctx.redis.flushdb()  # the HTTP layer forgets; the engine does not
     again = await stack.shop.post(f"/carts/{cart}/items", json={"sku": sku}, headers=headers)
-    assert again.json()["reservation_id"] == first.json()["reservation_id"]
+    hold = first.json()["reservation_id"]
+    assert again.json()["reservation_id"] == hold
     assert await stack.stock(sku) == (5, 1, 0)
+    # The hold is led by the cart's creation time (ADR 0039), as PostgreSQL stored it.
+    async with stack.ctx.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT extract(epoch FROM created_at)::float8 FROM carts WHERE cart_id = %s", (cart,)
+        )
+        (created,) = await cur.fetchone() or (None,)
+    assert hold.startswith(f"t{round(created * 1000):011x}.")
 
 
 async def test_out_of_stock_and_limits_are_clear_409s_that_change_nothing(stack: Stack) -> None:
