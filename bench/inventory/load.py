@@ -20,6 +20,7 @@ from bench.inventory.config import TTL_S
 from bench.inventory.cpu import CpuMeter
 from bench.watch import Say, bounded
 from matchday.inventory.commands import Reserve
+from matchday.inventory.ids import tagged
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -132,8 +133,11 @@ def engine_op(clients: list[Any], pick: Pick, tag: str, concurrency: int) -> Op:
     rngs = [random.Random(f"{tag}-{w}") for w in range(concurrency)]
 
     async def op(w: int, seq: int) -> str | None:
-        rid = f"{tag}-{w}-{seq}"
-        m = Reserve(rid, pick(w, rngs[w]), 1, f"cart-{rid}", f"fan-{rid}", TTL_S)
+        base = f"{tag}-{w}-{seq}"
+        # Tagged as the shop's adds are, with their cart's creation time (ADR 0039): each
+        # reserve here has a cart of its own, made now.
+        rid = tagged(base, time.time())
+        m = Reserve(rid, pick(w, rngs[w]), 1, f"cart-{base}", f"fan-{base}", TTL_S)
         outcome = await clients[w % len(clients)].submit(m)
         return None if outcome.error is None else type(outcome.error).__name__
 
