@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from matchday.inventory.ids import hold_id, key_hex
@@ -53,6 +53,25 @@ def test_an_encoded_array_reads_back_as_psycopgs_list_does(
     values = data.draw(st.lists(st.one_of(st.none(), elements), max_size=40))
     expected = read_back(conn, sql_type, values) if values else []
     assert read_back(conn, sql_type, encode(values)) == expected == values
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(value=st.one_of(st.none(), st.text(alphabet=LETTERS)), n=st.integers(1, 70))
+@example(value="é" * 700, n=3)  # past the table of short lengths
+@example(value="", n=64)
+def test_a_text_array_of_one_value_throughout_reads_back_as_its_list(
+    conn: Any, value: str | None, n: int
+) -> None:
+    """The fast path for a column with one value (a hot SKU's, the holds' status)."""
+    values = [value] * n
+    assert read_back(conn, "text", pg_arrays.text(values)) == values
+    # PostgreSQL's binary array: dimensions, has-nulls, element type (text: 25), length and
+    # lower bound, then each element as its length (-1: NULL) and bytes.
+    raw = b"" if value is None else value.encode()
+    element = struct.pack(">i", -1) if value is None else struct.pack(">i", len(raw)) + raw
+    assert pg_arrays.text(values) == struct.pack(">iiiii", 1, value is None, 25, n, 1) + element * n
 
 
 @settings(
