@@ -55,10 +55,10 @@ def hold_id(key: int) -> str:
 def reservation_id(request_id: str) -> str:
     """The hold a reserve with this request id creates: ``hold_id(request_key(request_id))``
     (in a third of its time: one per reserve), or that key after the request's time tag."""
-    h = sha256(request_id.encode()).hexdigest()
+    h = sha256(request_id.encode()).digest()[:8].hex(".", 4)  # "<8 hex>.<8 hex>"
     if request_id[TAG_DIGITS : TAG_DIGITS + 1] == "~" and _TAGGED.match(request_id):
-        return "t" + request_id[:TAG_DIGITS] + "." + h[:8] + "." + h[8:16]
-    return "r" + h[:8] + "." + h[8:16]
+        return f"t{request_id[:TAG_DIGITS]}.{h}"
+    return "r" + h
 
 
 def key_hex(reservation_id: str) -> str:

@@ -288,6 +288,14 @@ _ARRAYS: dict[str, Callable[[Sequence[Any]], PgArray]] = {
 }
 
 
+# The array parameters each statement names: only those are encoded (the holds-only one
+# names 32 of the 49).
+_USES = {
+    sql: tuple(name for name in _ARRAYS if f"%({name})" in sql)
+    for sql in (BATCH_SQL, BATCH_SQL_HOLDS, BATCH_SQL_CHANNELS)
+}
+
+
 def batch_sql(batch: BatchWrite) -> tuple[str, dict[str, Any]]:
     """The statement that writes ``batch``, and its parameters."""
     params = batch_params(batch)
@@ -306,10 +314,26 @@ def batch_sql(batch: BatchWrite) -> tuple[str, dict[str, Any]]:
         sql = BATCH_SQL_CHANNELS
     elif not (batch.changed or batch.customer_units or params["n_requests"]):
         sql = BATCH_SQL_HOLDS
-    for name, encode in _ARRAYS.items():
-        if name in params:
-            params[name] = encode(params[name])
+    encoded: list[tuple[Any, Callable[[Sequence[Any]], PgArray], PgArray]] = []
+    for name in _USES[sql]:
+        params[name] = _encode_once(params[name], _ARRAYS[name], encoded)
     return sql, params
+
+
+def _encode_once(
+    values: Sequence[Any],
+    encode: Callable[[Sequence[Any]], PgArray],
+    encoded: list[tuple[Any, Callable[[Sequence[Any]], PgArray], PgArray]],
+) -> PgArray:
+    """``encode(values)``, or the bytes of an equal list of the same type encoded before in
+    this batch: a batch of holds sends its holds' ids twice (the rows, the journal's refs)
+    and their carts twice (the rows, the journal's carts)."""
+    for other, how, done in encoded:
+        if how is encode and other == values:
+            return done
+    done = encode(values)
+    encoded.append((values, encode, done))
+    return done
 
 
 def batch_params(batch: BatchWrite) -> dict[str, Any]:

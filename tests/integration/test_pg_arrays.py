@@ -74,6 +74,40 @@ def test_a_text_array_of_one_value_throughout_reads_back_as_its_list(
     assert pg_arrays.text(values) == struct.pack(">iiiii", 1, value is None, 25, n, 1) + element * n
 
 
+def _element_by_element(values: Sequence[str | None]) -> bytes:
+    """PostgreSQL's binary text array, one element at a time (the format, spelled out)."""
+    out = struct.pack(">iiiii", 1, None in values, 25, len(values), 1)
+    for v in values:
+        raw = b"" if v is None else v.encode()
+        out += struct.pack(">i", -1) if v is None else struct.pack(">i", len(raw)) + raw
+    return out
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    values=st.lists(
+        st.one_of(
+            st.text(alphabet=st.characters(max_codepoint=127, blacklist_characters="\x00")),
+            st.sampled_from(["x" * 127, "x" * 128, "é", None]),
+        ),
+        min_size=1,
+        max_size=70,
+    )
+)
+@example(values=["t1a2458ddaa7.3ad75023.81e76a51", "t1a2458ddaa8.00000000.ffffffff"])
+@example(values=["x" * 127, ""])  # the longest of the short path, and the shortest
+def test_ascii_ids_joined_and_encoded_at_once_are_the_same_bytes(
+    conn: Any, values: list[str | None]
+) -> None:
+    """The path for ASCII values under 128 characters (ids, SKUs), and the fall-back for a
+    NULL, a longer value or a non-ASCII one, among them."""
+    encoded = pg_arrays.text(values)
+    assert encoded == _element_by_element(values)
+    assert read_back(conn, "text", encoded) == values
+
+
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -53,3 +53,20 @@ def test_a_batch_of_new_holds_only_leaves_out_what_it_would_leave_empty() -> Non
     ]
     for batch in full:
         assert inventory_batch.batch_sql(batch)[0] == inventory_batch.BATCH_SQL
+
+
+def test_each_array_a_statement_names_is_encoded_once_and_no_other() -> None:
+    from matchday.storage.pg_arrays import PgArray, text
+
+    sql, params = inventory_batch.batch_sql(_batch())
+    named = set(re.findall(r"%\((\w+)\)b", sql))
+    assert {k for k, v in params.items() if isinstance(v, PgArray)} == named
+    # Left out of the holds-only statement, so left as they were.
+    assert params["ru_id"] == [] and params["cu_sku"] == []
+    # A hold's id and cart go to its row and to the journal's entry: one encoding each.
+    assert params["refs"] is params["rn_id"] and params["e_carts"] is params["rn_cart"]
+    assert params["rn_id"] == text(["r00000001.00000002"])
+    # Equal values of another type are encoded for that type.
+    assert params["qtys"] == inventory_batch._ARRAYS["qtys"]([1])
+    assert params["rn_qty"] == inventory_batch._ARRAYS["rn_qty"]([1])
+    assert params["qtys"] != params["rn_qty"]  # bigint[] and int[]
