@@ -25,6 +25,7 @@ from matchday.inventory.routing import Router
 from matchday.inventory.wire import RESERVATION, WireOutcome
 from matchday.storage.db import Pool, StorageConnection
 from matchday.storage.inventory_batch import LOOKUP_SQL, batch_sql
+from matchday.storage.pg_direct import DirectStatements, StatementFailed
 
 _SKU_COLUMNS = (
     "sku, on_hand, reserved, sold, per_customer_limit, low_stock_threshold, low_stock_order_cap"
@@ -56,6 +57,7 @@ class InventoryRepository:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
         self._cursor: psycopg.AsyncCursor[Any] | None = None
+        self._direct = DirectStatements()  # the batch statements, prepared on the kept conn
 
     # -- shard lifecycle -------------------------------------------------------------------
 
@@ -160,7 +162,8 @@ class InventoryRepository:
         (a per-customer limit removed or set anew: rare) takes a second statement first.
         A shard writes one batch at a time, on the connection its pool keeps for it
         (``db.Pool.kept``); a connection that failed is given back and the next batch gets
-        another.
+        another. The statement goes through libpq directly (``pg_direct``) unless it shares
+        a transaction.
         """
         sql, params = batch_sql(batch)
         try:
@@ -176,7 +179,13 @@ class InventoryRepository:
                     )
                     await cur.execute(sql, params)
             else:
-                await cur.execute(sql, params)
+                await self._direct.execute(cur.connection, sql, params)
+        except StatementFailed as exc:
+            if exc.sqlstate == "MD001":
+                raise _refusal(batch, exc.message) from None
+            if exc.sqlstate == UniqueViolation.sqlstate and exc.constraint in _DEDUPE_KEYS:
+                raise BatchRefused(duplicate=True) from None  # a request id journaled before
+            raise
         except psycopg.Error as exc:
             if exc.sqlstate == "MD001":
                 raise _refusal(batch, exc.diag.message_primary or "") from None
