@@ -4,9 +4,11 @@ A batch is one statement, so one round trip and one implicit transaction: its da
 CTEs write the counters, the reservations (inserted when new, updated when changed), the
 customer totals of SKUs with a per-customer limit, one journal row (the batch's entries as
 parallel arrays), one dedupe key per request id that is not a reserve's and one outbox
-row. Its final SELECT checks what must hold at commit and, if anything does not, calls
-``inventory_batch_refused``, whose error rolls the whole statement back
-(010_compact_journal.sql):
+row. The outbox row takes the counters from the parameters the counters' UPDATE sets them
+to: a batch whose UPDATE missed a SKU is refused below, so the two never differ, and the row
+needs no aggregate over the UPDATE's output. Its final SELECT checks what must hold at
+commit and, if anything does not, calls ``inventory_batch_refused``, whose error rolls the
+whole statement back (010_compact_journal.sql):
 
 - the shard's epoch is still ours (FOR SHARE: a successor's claim waits for this batch, and
   this batch sees a claim that committed first);
@@ -112,9 +114,8 @@ WITH bid AS (
     RETURNING 1
 ), o AS (
     INSERT INTO inventory_outbox (batch, skus, on_hand, reserved, sold)
-    SELECT j.id, array_agg(c.sku), array_agg(c.on_hand), array_agg(c.reserved),
-        array_agg(c.sold)
-    FROM j, c GROUP BY j.id
+    VALUES ((SELECT id FROM bid), %(c_sku)b::text[], %(c_on_hand)b::bigint[],
+        %(c_reserved)b::bigint[], %(c_sold)b::bigint[])
     RETURNING 1
 )
 SELECT CASE
