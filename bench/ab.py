@@ -139,7 +139,8 @@ def interleave(
             got = figures(bench, json.loads(path.read_text()))
             sides[side].append(got)
             totals = ", ".join(
-                f"c={c} {s} {f.get(TOTAL, 0.0):.1f} µs" for (c, s), f in sorted(got.items())
+                f"c={c} {s} {f.get(TOTAL, 0.0):.1f} µs"
+                for (c, s), f in sorted(got.items(), key=lambda kv: (int(kv[0][0]), kv[0][1]))
             )
             say(f"           {name}{i}: {totals}")
     return sides
