@@ -22,8 +22,9 @@ user must close it (``InventoryRepository._drop_batch_connection``).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -76,6 +77,9 @@ class DirectStatements:
         self._prepared: WeakKeyDictionary[
             psycopg.AsyncConnection[Any], dict[str, tuple[bytes, tuple[str, ...]]]
         ] = WeakKeyDictionary()
+        # Names are never reused: after a DEALLOCATE of some statements, one prepared again
+        # cannot meet a survivor's name.
+        self._names = itertools.count()
 
     async def execute(
         self, conn: psycopg.AsyncConnection[Any], sql: str, params: Mapping[str, Any]
@@ -84,14 +88,14 @@ class DirectStatements:
         async with conn.lock:
             on_conn = self._prepared.setdefault(conn, {})
             try:
-                await _execute(conn.pgconn, on_conn, sql, params)
+                await _execute(conn.pgconn, on_conn, sql, params, self._names)
             except StatementFailed as exc:
                 if exc.sqlstate != _NOT_PREPARED:
                     raise
                 # The session's statements were deallocated (DEALLOCATE or DISCARD ALL run
                 # on it by someone else): prepare them again as they are used.
                 on_conn.clear()
-                await _execute(conn.pgconn, on_conn, sql, params)
+                await _execute(conn.pgconn, on_conn, sql, params, self._names)
 
 
 async def _execute(
@@ -99,11 +103,12 @@ async def _execute(
     prepared: dict[str, tuple[bytes, tuple[str, ...]]],
     sql: str,
     params: Mapping[str, Any],
+    numbers: Iterator[int],
 ) -> None:
     found = prepared.get(sql)
     if found is None:
         query, names = to_dollars(sql)
-        name = b"matchday_direct_%d" % len(prepared)
+        name = b"matchday_direct_%d" % next(numbers)
         pgconn.send_prepare(name, query, None)
         await _result(pgconn)
         found = prepared[sql] = (name, names)

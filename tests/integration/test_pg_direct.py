@@ -111,7 +111,7 @@ async def test_each_connection_gets_the_statement_prepared_once(
         settings.database_url, autocommit=True
     ) as other:
         await direct.execute(other, sql, {"n": 2})
-        assert await prepared(other) == ["matchday_direct_0"]
+        assert await prepared(other) == ["matchday_direct_1"]
     await direct.execute(conn, sql, {"n": 3})  # back on the first: prepared there already
     assert await prepared(conn) == ["matchday_direct_0"]
 
@@ -121,9 +121,17 @@ async def test_statements_deallocated_behind_its_back_are_prepared_again(
 ) -> None:
     direct = DirectStatements()
     await direct.execute(conn, "SELECT %(n)s::int", {"n": 1})
+    await direct.execute(conn, "SELECT %(n)s::int + 1", {"n": 1})
     await conn.execute("DEALLOCATE ALL")
     await direct.execute(conn, "SELECT %(n)s::int", {"n": 2})
-    assert await prepared(conn) == ["matchday_direct_0"]
+    assert await prepared(conn) == ["matchday_direct_2"]
+    # One deallocated, one left (_3): both are prepared again under names never used before,
+    # so none meets the survivor's, which stays unused.
+    await direct.execute(conn, "SELECT %(n)s::int + 1", {"n": 2})
+    await conn.execute("DEALLOCATE matchday_direct_2")
+    await direct.execute(conn, "SELECT %(n)s::int", {"n": 3})
+    await direct.execute(conn, "SELECT %(n)s::int + 1", {"n": 3})
+    assert await prepared(conn) == ["matchday_direct_3", "matchday_direct_4", "matchday_direct_5"]
 
 
 async def test_a_backend_that_died_is_a_lost_connection_not_a_statement_error(
