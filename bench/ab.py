@@ -1,7 +1,7 @@
 """Two commits' benchmark rounds, interleaved: ``python -m bench.ab BASE [HEAD]``.
 
 Sequential runs of three rounds each could not resolve a change of 0.5-2 µs per reserve:
-the machine's speed drifted 8-15% within a session (docs/performance.md, "2026-12-05,
+the machine's speed drifted 8-15% within a session (docs/performance-history.md, "2026-12-05,
 night"). Rounds that alternate (A, B, A, B, ...) see the same drift on both sides, so the
 difference of their medians is the change's ("2026-12-05, late morning": 33.5 against
 31.5 µs, runs 33.2-33.6 against 31.2-32.5).
