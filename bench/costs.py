@@ -11,11 +11,14 @@ The arithmetic per sample lives in :mod:`matchday.ops.cpu_roles`.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import platform
 import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from matchday.ops.cpu_roles import (
@@ -41,6 +44,21 @@ ORDER = (
     "ray:gcs", "ray:raylet", "ray:dashboard", "ray:controller", "ray:proxy", "ray:publisher",
     "ray:other", *AGGREGATES,
 )  # fmt: skip
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``): hosts of the same kind differ, and CPU per
+    operation moves with them (docs/performance-history.md, "2026-12-05, late night")."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def machine_line(cpus: int | None, model: str, probe_us: float) -> str:
+    """What a benchmark prints of its machine first: the CPU and the budget's probe."""
+    return f"{cpus} CPUs ({model}), pure-Python probe {probe_us / 1000:.1f} ms"
 
 
 def machine_probe(rounds: int = 5) -> float:

@@ -77,7 +77,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.baseline_app import TABLE, create_table_sql
-from bench.costs import idle_window, machine_probe, phase_cost
+from bench.costs import cpu_model, idle_window, machine_line, machine_probe, phase_cost
 from bench.http_report import checks_ok, finish, fmt_cores, line_of, report, say
 from bench.http_stack import ROOT, Attached, AttachError, Baseline, servers
 from bench.provenance import git_state
@@ -321,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "machine": {
             "cpus": os.cpu_count(),
+            "cpu_model": cpu_model(),
             "python": platform.python_version(),
             "probe_us": machine_probe(),  # what bench.budget scales by
         },
@@ -328,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "runs": [],
     }
+    m = figures["machine"]
+    say(f"machine: {machine_line(m['cpus'], m['cpu_model'], m['probe_us'])}")
     failure = ""
     try:
         with servers(attached, work) as (settings, roots):

@@ -5,7 +5,6 @@ embedded PostgreSQL's postmaster pid."""
 
 from __future__ import annotations
 
-import contextlib
 import platform
 import sys
 from datetime import datetime
@@ -15,7 +14,7 @@ from typing import Any
 import psutil
 import psycopg
 
-from bench.costs import machine_probe
+from bench.costs import cpu_model, machine_line, machine_probe
 from bench.inventory.harness import BenchBase
 from bench.provenance import git_state
 from matchday.ops.server_pids import postmaster_pid
@@ -47,7 +46,7 @@ class Environment(BenchBase):
             await r.aclose()
         data_dir = s.data_dir.resolve()
         fs = _filesystem(data_dir)
-        cpu_model = _cpu_model()
+        model = cpu_model()
         meta: dict[str, Any] = {
             "run_id": self.run_id,
             "started": datetime.now().isoformat(timespec="seconds"),
@@ -64,7 +63,7 @@ class Environment(BenchBase):
             },
             "machine": {
                 "cpus": psutil.cpu_count(),
-                "cpu_model": cpu_model,
+                "cpu_model": model,
                 "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
                 "platform": platform.platform(),
                 "python": platform.python_version(),
@@ -89,9 +88,10 @@ class Environment(BenchBase):
             },
         }
         self.results["meta"] = meta
+        machine = meta["machine"]
         self.say(
-            f"machine: {meta['machine']['cpus']} CPUs ({cpu_model}), Python "
-            f"{meta['machine']['python']}, Ray {ray.__version__}; PostgreSQL "
+            f"machine: {machine_line(machine['cpus'], model, machine['probe_us'])}, Python "
+            f"{machine['python']}, Ray {ray.__version__}; PostgreSQL "
             f"{pg_settings['server_version']} (fsync={pg_settings['fsync']}, "
             f"synchronous_commit={pg_settings['synchronous_commit']}), Redis "
             f"{info.get('redis_version')} (appendfsync={appendfsync}); data on {fs}"
@@ -115,11 +115,3 @@ def _filesystem(path: Path) -> str:
 def _postmaster_pid(servers: list[Any]) -> int | None:
     pgdata = next((s.pgdata for s in servers if getattr(s, "pgdata", None) is not None), None)
     return None if pgdata is None else postmaster_pid(pgdata)
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"

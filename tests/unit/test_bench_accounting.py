@@ -16,6 +16,8 @@ from bench.budget import SMOKE_LIMIT, checked_roles, compare, entries, probe_of
 from bench.costs import (
     GROSS,
     NET,
+    cpu_model,
+    machine_line,
     machine_probe,
     phase_cost,
     spread,
@@ -177,6 +179,17 @@ def test_the_machine_probe_is_read_from_either_benchmarks_json() -> None:
     assert probe_of({"meta": {"machine": {"probe_us": 19_000.0}}}) == 19_000.0
     assert probe_of({"kind": "http", "machine": {"cpus": 2}}) == 0.0
     assert 0 < machine_probe(rounds=1) < 10_000_000
+
+
+def test_the_machine_line_names_the_cpu_and_the_probe() -> None:
+    # Two hosts of one kind differ (docs/performance-history.md, "2026-12-05, late night"):
+    # each benchmark says which it ran on, as /proc/cpuinfo names it.
+    model = cpu_model()
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.exists() else []  # fmt: skip
+    assert model == (names[0] if names else model) and model
+    assert machine_line(2, "AMD EPYC", 15_204.4) == "2 CPUs (AMD EPYC), pure-Python probe 15.2 ms"
 
 
 def test_the_engine_is_not_scaled_by_the_row_lock() -> None:
