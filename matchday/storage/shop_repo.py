@@ -33,11 +33,29 @@ _ORDER_COLUMNS = (
     "   l.unit_price_cents, l.title) ORDER BY l.sku, l.reservation_id), '[]')"
     "  FROM order_lines l WHERE l.order_id = o.order_id)"
 )
-# A cart's lines (reservations r): its holds, and those that ended lately.
-_CART_LINES = (
-    "r.cart_id = %(cart)s AND (r.status = 'held'"
+
+
+def holds_of_cart(made: str) -> str:
+    """Reservations r of the cart %(cart)s created at ``made`` (SQL): the shop tags each add
+    with its cart's creation time (ADR 0039), so the tagged ones lie in one range of the
+    primary key; the few without a tag are in the partial index ``reservations_by_cart``
+    (022_cart_holds_by_their_tag.sql, ADR 0041)."""
+    return (
+        f"r.cart_id = %(cart)s AND (r.reservation_id >= cart_holds_from({made})"
+        f" AND r.reservation_id < cart_holds_until({made}) OR left(r.reservation_id, 1) <> 't')"
+    )
+
+
+# The cart's creation time, for a statement that does not read its row otherwise.
+_MADE = "(SELECT created_at FROM carts WHERE cart_id = %(cart)s)"
+# A cart's lines: its holds, and those that ended lately.
+_LIVE_OR_RECENT = (
+    " AND (r.status = 'held'"
     " OR (r.status <> 'committed' AND r.closed_at > now() - %(recent)s * interval '1 s'))"
 )
+_CART_LINES = holds_of_cart(_MADE) + _LIVE_OR_RECENT
+# The same, in a statement that reads the cart's row (``carts``) already.
+_LINES_OF_THIS_CART = holds_of_cart("carts.created_at") + _LIVE_OR_RECENT
 
 
 def _order(row: tuple[Any, ...]) -> Order:
@@ -103,7 +121,7 @@ class ShopRepository:
                     " (SELECT COALESCE(json_agg(json_build_array(r.reservation_id, r.sku, r.qty,"
                     "   r.status, extract(epoch FROM r.expires_at))"
                     "   ORDER BY r.created_at, r.reservation_id), '[]')"
-                    f"  FROM reservations r WHERE {_CART_LINES})"
+                    f"  FROM reservations r WHERE {_LINES_OF_THIS_CART})"
                     " FROM carts WHERE cart_id = %(cart)s",
                     {"cart": cart_id, "recent": RECENTLY_CLOSED_S},
                 )
@@ -380,8 +398,8 @@ _CREATE_ORDER = (
 _CHECK_CART = (
     "SELECT (SELECT COALESCE(json_agg(json_build_array(reservation_id, qty)), '[]')"
     "   FROM reservations WHERE reservation_id = ANY(%(lines)s) AND status = 'held'),"
-    " (SELECT count(*) FROM reservations WHERE cart_id = %(cart)s AND status = 'held'"
-    "   AND expires_at > now() AND NOT reservation_id = ANY(%(lines)s))"
+    f" (SELECT count(*) FROM reservations r WHERE {holds_of_cart(_MADE)} AND r.status = 'held'"
+    "   AND r.expires_at > now() AND NOT r.reservation_id = ANY(%(lines)s))"
 )
 
 
