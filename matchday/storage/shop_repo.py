@@ -35,7 +35,7 @@ _ORDER_COLUMNS = (
 )
 
 
-def holds_of_cart(made: str) -> str:
+def _holds_of_cart(made: str) -> str:
     """Reservations r of the cart %(cart)s created at ``made`` (SQL): the shop tags each add
     with its cart's creation time (ADR 0039), so the tagged ones lie in one range of the
     primary key; the few without a tag are in the partial index ``reservations_by_cart``
@@ -53,9 +53,9 @@ _LIVE_OR_RECENT = (
     " AND (r.status = 'held'"
     " OR (r.status <> 'committed' AND r.closed_at > now() - %(recent)s * interval '1 s'))"
 )
-_CART_LINES = holds_of_cart(_MADE) + _LIVE_OR_RECENT
+_CART_LINES = _holds_of_cart(_MADE) + _LIVE_OR_RECENT
 # The same, in a statement that reads the cart's row (``carts``) already.
-_LINES_OF_THIS_CART = holds_of_cart("carts.created_at") + _LIVE_OR_RECENT
+_LINES_OF_THIS_CART = _holds_of_cart("carts.created_at") + _LIVE_OR_RECENT
 
 
 def _order(row: tuple[Any, ...]) -> Order:
@@ -398,7 +398,7 @@ _CREATE_ORDER = (
 _CHECK_CART = (
     "SELECT (SELECT COALESCE(json_agg(json_build_array(reservation_id, qty)), '[]')"
     "   FROM reservations WHERE reservation_id = ANY(%(lines)s) AND status = 'held'),"
-    f" (SELECT count(*) FROM reservations r WHERE {holds_of_cart(_MADE)} AND r.status = 'held'"
+    f" (SELECT count(*) FROM reservations r WHERE {_holds_of_cart(_MADE)} AND r.status = 'held'"
     "   AND r.expires_at > now() AND NOT r.reservation_id = ANY(%(lines)s))"
 )
 
